@@ -1,0 +1,25 @@
+# foryou: the two commands a newcomer needs are `make run` and `make test`.
+BUILD_DIR ?= build/release
+JOBS ?= 2
+LISTEN ?= 127.0.0.1:8080
+DATA_DIR ?= ./data
+
+.PHONY: deps build run test clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD_DIR)/build.ninja: CMakeLists.txt | deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	$(BUILD_DIR)/foryou serve --data-dir $(DATA_DIR) --listen $(LISTEN) --demo
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j 1
+
+clean:
+	rm -rf build

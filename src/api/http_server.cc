@@ -1,0 +1,198 @@
+#include "api/http_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <chrono>
+#include <fmt/format.h>
+
+#include "api/json_codec.h"
+
+namespace foryou {
+
+int HttpStatusFor(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kTooLarge: return 413;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kCorruption:
+    case StatusCode::kIOError:
+    case StatusCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+Status ParseListenAddress(const std::string& listen, std::string* host, int* port) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return Status::InvalidArgument(fmt::format("listen address '{}': expected HOST:PORT", listen));
+  }
+  std::string_view p(listen.data() + colon + 1, listen.size() - colon - 1);
+  int value = -1;
+  auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
+  if (ec != std::errc() || ptr != p.data() + p.size() || value < 0 || value > 65535) {
+    return Status::InvalidArgument(fmt::format("listen address '{}': port must be 0..65535", listen));
+  }
+  *host = listen.substr(0, colon);
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']') *host = host->substr(1, host->size() - 2);
+  *port = value;
+  return Status::OK();
+}
+
+namespace {
+
+struct Reply {
+  int status = 200;
+  std::string body;
+  const char* content_type = "application/json";
+};
+
+Reply Error(const Status& s) { return Reply{HttpStatusFor(s.code()), ErrorToJson(s)}; }
+
+using Handler = std::function<Reply(const httplib::Request&)>;
+
+const char* DefaultErrorCode(int status) {
+  switch (status) {
+    case 400: return "invalid_argument";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 413: return "too_large";
+    case 414: return "too_large";
+    default: return status >= 500 ? "internal" : "bad_request";
+  }
+}
+
+}  // namespace
+
+HttpServer::HttpServer(Engine& engine, const ServerOptions& options)
+    : engine_(engine), options_(options), server_(std::make_unique<httplib::Server>()) {
+  const int threads = options_.threads;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_read_timeout(5, 0);
+  server_->set_write_timeout(5, 0);
+  server_->set_keep_alive_timeout(5);
+  server_->set_keep_alive_max_count(1000);
+  server_->set_tcp_nodelay(true);
+  // Errors httplib produces itself (unknown route, body too large, bad
+  // request line) get the same JSON shape as ours.
+  server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string msg = res.status == 404   ? fmt::format("no route for {} {}", req.method, req.path)
+                      : res.status == 413 ? std::string("request body exceeds the size limit")
+                                          : fmt::format("HTTP {}", res.status);
+    res.set_content(ErrorToJson(DefaultErrorCode(res.status), msg), "application/json");
+  });
+  server_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("unhandled exception: {}", what);
+    res.status = 500;
+    res.set_content(ErrorToJson("internal", "internal error"), "application/json");
+  });
+  InstallRoutes();
+}
+
+HttpServer::~HttpServer() = default;
+
+void HttpServer::InstallRoutes() {
+  auto route = [this](const char* method, const char* pattern, const char* endpoint, Handler handler) {
+    auto wrapped = [this, endpoint, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
+      const auto start = std::chrono::steady_clock::now();
+      Reply reply;
+      try {
+        reply = handler(req);
+      } catch (const std::exception& e) {
+        spdlog::error("{}: unhandled exception: {}", endpoint, e.what());
+        reply = Error(Status::Internal("internal error"));
+      }
+      res.status = reply.status;
+      res.set_content(std::move(reply.body), reply.content_type);
+      metrics_.ObserveRequest(endpoint, reply.status,
+                              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    };
+    if (std::string_view(method) == "GET") server_->Get(pattern, wrapped);
+    else server_->Post(pattern, wrapped);
+  };
+
+  route("GET", "/healthz", "healthz", [](const httplib::Request&) { return Reply{200, R"({"status":"ok"})"}; });
+
+  route("GET", "/metrics", "metrics", [this](const httplib::Request&) {
+    return Reply{200, metrics_.Render(engine_.Stats()), "text/plain; version=0.0.4"};
+  });
+
+  route("POST", "/v1/videos", "videos_upsert", [this](const httplib::Request& req) {
+    auto videos = ParseVideos(req.body);
+    if (!videos.ok()) return Error(videos.status());
+    const size_t n = videos->size();
+    Status s = engine_.UpsertVideos(std::move(videos).value());
+    if (!s.ok()) return Error(s);
+    return Reply{200, fmt::format(R"({{"upserted":{}}})", n)};
+  });
+
+  route("POST", "/v1/events", "events", [this](const httplib::Request& req) {
+    auto events = ParseEvents(req.body);
+    if (!events.ok()) return Error(events.status());
+    auto accepted = engine_.IngestEvents(std::move(events).value());
+    if (!accepted.ok()) return Error(accepted.status());
+    return Reply{200, fmt::format(R"({{"accepted":{}}})", *accepted)};
+  });
+
+  route("GET", "/v1/feed", "feed", [this](const httplib::Request& req) {
+    FeedRequest fr;
+    fr.user_id = req.get_param_value("user_id");
+    if (fr.user_id.empty()) return Error(Status::InvalidArgument("user_id: query parameter is required"));
+    fr.n = engine_.options().default_feed_items;
+    if (req.has_param("n")) {
+      const std::string n = req.get_param_value("n");
+      auto [ptr, ec] = std::from_chars(n.data(), n.data() + n.size(), fr.n);
+      if (ec != std::errc() || ptr != n.data() + n.size()) {
+        return Error(Status::InvalidArgument(
+            fmt::format("n: must be an integer between 1 and {}", engine_.options().max_feed_items)));
+      }
+    }
+    fr.language = req.get_param_value("language");
+    auto feed = engine_.Feed(fr);
+    if (!feed.ok()) return Error(feed.status());
+    return Reply{200, FeedToJson(*feed)};
+  });
+
+  route("GET", R"(/v1/users/([^/]+))", "users_get", [this](const httplib::Request& req) {
+    auto user = engine_.GetUser(req.matches[1]);
+    if (!user.ok()) return Error(user.status());
+    return Reply{200, UserToJson(*user)};
+  });
+
+  route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const httplib::Request& req) {
+    auto video = engine_.GetVideo(req.matches[1]);
+    if (!video.ok()) return Error(video.status());
+    return Reply{200, VideoToJson(*video)};
+  });
+}
+
+Result<int> HttpServer::Bind(const std::string& host, int port) {
+  if (port == 0) {
+    int bound = server_->bind_to_any_port(host);
+    if (bound <= 0) return Status::IOError(fmt::format("cannot bind {}:0", host));
+    return bound;
+  }
+  if (!server_->bind_to_port(host, port)) return Status::IOError(fmt::format("cannot bind {}:{}", host, port));
+  return port;
+}
+
+Status HttpServer::Run() {
+  if (!server_->listen_after_bind()) return Status::IOError("HTTP server stopped with an error");
+  return Status::OK();
+}
+
+void HttpServer::Stop() { server_->stop(); }
+
+}  // namespace foryou

@@ -1,0 +1,246 @@
+#include "api/json_codec.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+namespace foryou {
+
+using nlohmann::json;
+
+namespace {
+
+// Nesting deeper than this is refused before parsing (nlohmann's parser is
+// iterative, but destroying a deep value is not cheap either).
+constexpr int kMaxDepth = 64;
+
+Status CheckDepth(std::string_view body) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char ch : body) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (ch == '\\') escaped = true;
+      else if (ch == '"') in_string = false;
+      continue;
+    }
+    if (ch == '"') in_string = true;
+    else if (ch == '[' || ch == '{') {
+      if (++depth > kMaxDepth) return Status::InvalidArgument(fmt::format("body: nested deeper than {} levels", kMaxDepth));
+    } else if (ch == ']' || ch == '}') {
+      --depth;
+    }
+  }
+  return Status::OK();
+}
+
+Result<json> ParseBody(std::string_view body) {
+  FORYOU_RETURN_IF_ERROR(CheckDepth(body));
+  json doc = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return Status::InvalidArgument("body: malformed JSON");
+  return doc;
+}
+
+const json* ListOf(const json& doc, const char* key) {
+  if (doc.is_array()) return &doc;
+  if (doc.is_object()) {
+    auto it = doc.find(key);
+    if (it != doc.end() && it->is_array()) return &*it;
+  }
+  return nullptr;
+}
+
+// Field readers: each returns OK and sets *out, or an error naming where.
+class Fields {
+ public:
+  Fields(const json& obj, std::string where) : obj_(obj), where_(std::move(where)) {}
+
+  Status Bad(const char* field, std::string_view what) const {
+    return Status::InvalidArgument(fmt::format("{}.{}: {}", where_, field, what));
+  }
+  const json* Get(const char* field) const {
+    auto it = obj_.find(field);
+    return (it == obj_.end() || it->is_null()) ? nullptr : &*it;
+  }
+  Status Id(const char* field, std::string* out, bool required = true) const {
+    const json* v = Get(field);
+    if (v == nullptr) return required ? Bad(field, "is required") : Status::OK();
+    if (!v->is_string()) return Bad(field, "must be a string");
+    const auto& s = v->get_ref<const std::string&>();
+    if (s.empty() || s.size() > kMaxIdBytes) return Bad(field, fmt::format("must be 1 to {} bytes", kMaxIdBytes));
+    *out = s;
+    return Status::OK();
+  }
+  Status Int(const char* field, int64_t* out, int64_t min, bool required) const {
+    const json* v = Get(field);
+    if (v == nullptr) return required ? Bad(field, "is required") : Status::OK();
+    if (!v->is_number_integer()) return Bad(field, "must be an integer");
+    if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) return Bad(field, "is too large");
+    int64_t x = v->get<int64_t>();
+    if (x < min) return Bad(field, fmt::format("must be >= {}", min));
+    *out = x;
+    return Status::OK();
+  }
+
+ private:
+  const json& obj_;
+  std::string where_;
+};
+
+Status CheckKnownKeys(const json& obj, const std::string& where, std::initializer_list<const char*> known) {
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    bool ok = false;
+    for (const char* k : known) ok |= it.key() == k;
+    if (!ok) return Status::InvalidArgument(fmt::format("{}.{}: unknown field", where, it.key()));
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<std::vector<Video>> ParseVideos(std::string_view body) {
+  auto doc = ParseBody(body);
+  if (!doc.ok()) return doc.status();
+  const json* list = ListOf(*doc, "videos");
+  if (list == nullptr) return Status::InvalidArgument("body: expected {\"videos\": [...]} or an array of videos");
+  std::vector<Video> out;
+  out.reserve(list->size());
+  for (size_t i = 0; i < list->size(); ++i) {
+    const json& o = (*list)[i];
+    std::string where = fmt::format("videos[{}]", i);
+    if (!o.is_object()) return Status::InvalidArgument(where + ": must be an object");
+    FORYOU_RETURN_IF_ERROR(CheckKnownKeys(o, where, {"id", "creator_id", "duration_ms", "tags", "language", "created_at", "embedding"}));
+    Fields f(o, where);
+    Video v;
+    FORYOU_RETURN_IF_ERROR(f.Id("id", &v.id));
+    FORYOU_RETURN_IF_ERROR(f.Id("creator_id", &v.creator_id));
+    FORYOU_RETURN_IF_ERROR(f.Int("duration_ms", &v.duration_ms, 1, /*required=*/true));
+    FORYOU_RETURN_IF_ERROR(f.Int("created_at", &v.created_at, 0, /*required=*/false));
+    if (const json* lang = f.Get("language")) {
+      if (!lang->is_string() || lang->get_ref<const std::string&>().size() > 16) return f.Bad("language", "must be a string of at most 16 bytes");
+      v.language = lang->get<std::string>();
+    }
+    if (const json* tags = f.Get("tags")) {
+      if (!tags->is_array()) return f.Bad("tags", "must be an array of strings");
+      if (tags->size() > kMaxTags) return f.Bad("tags", fmt::format("at most {} tags", kMaxTags));
+      for (const json& t : *tags) {
+        if (!t.is_string() || t.get_ref<const std::string&>().empty() || t.get_ref<const std::string&>().size() > kMaxTagBytes) {
+          return f.Bad("tags", fmt::format("each tag must be a string of 1 to {} bytes", kMaxTagBytes));
+        }
+        v.tags.push_back(t.get<std::string>());
+      }
+    }
+    if (const json* emb = f.Get("embedding")) {
+      if (!emb->is_array() || emb->size() > 1024) return f.Bad("embedding", "must be an array of at most 1024 numbers");
+      for (const json& x : *emb) {
+        if (!x.is_number() || !std::isfinite(x.get<double>())) return f.Bad("embedding", "must contain finite numbers only");
+        v.embedding.push_back(x.get<float>());
+      }
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+Result<std::vector<Event>> ParseEvents(std::string_view body) {
+  auto doc = ParseBody(body);
+  if (!doc.ok()) return doc.status();
+  const json* list = ListOf(*doc, "events");
+  if (list == nullptr) return Status::InvalidArgument("body: expected {\"events\": [...]} or an array of events");
+  std::vector<Event> out;
+  out.reserve(list->size());
+  for (size_t i = 0; i < list->size(); ++i) {
+    const json& o = (*list)[i];
+    std::string where = fmt::format("events[{}]", i);
+    if (!o.is_object()) return Status::InvalidArgument(where + ": must be an object");
+    FORYOU_RETURN_IF_ERROR(CheckKnownKeys(o, where, {"user_id", "video_id", "type", "ts", "watch_ms", "watch_ratio"}));
+    Fields f(o, where);
+    Event e;
+    FORYOU_RETURN_IF_ERROR(f.Id("user_id", &e.user_id));
+    FORYOU_RETURN_IF_ERROR(f.Id("video_id", &e.video_id));
+    const json* type = f.Get("type");
+    if (type == nullptr) return f.Bad("type", "is required");
+    if (!type->is_string()) return f.Bad("type", "must be a string");
+    auto t = ParseEventType(type->get_ref<const std::string&>());
+    if (!t) {
+      return f.Bad("type", fmt::format("unknown event type '{}' (expected impression, play, like, unlike, share, "
+                                       "comment, follow, not_interested or skip)",
+                                       type->get_ref<const std::string&>().substr(0, 64)));
+    }
+    e.type = *t;
+    FORYOU_RETURN_IF_ERROR(f.Int("ts", &e.ts, 0, /*required=*/false));
+    FORYOU_RETURN_IF_ERROR(f.Int("watch_ms", &e.watch_ms, 0, /*required=*/false));
+    if (const json* r = f.Get("watch_ratio")) {
+      if (!r->is_number() || !std::isfinite(r->get<double>()) || r->get<double>() < 0 || r->get<double>() > 1000) {
+        return f.Bad("watch_ratio", "must be a number between 0 and 1000");
+      }
+      e.watch_ratio = r->get<double>();
+    }
+    if (e.type == EventType::kPlay && e.watch_ratio < 0 && e.watch_ms < 0) {
+      return f.Bad("watch_ms", "a play needs watch_ms or watch_ratio");
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::string FeedToJson(const FeedResponse& feed) {
+  json items = json::array();
+  for (const FeedItem& it : feed.items) {
+    items.push_back({{"video_id", it.video_id}, {"score", it.score}, {"reasons", it.reasons}, {"sources", it.sources}});
+  }
+  return json{{"user_id", feed.user_id}, {"items", std::move(items)}, {"candidates", feed.candidates}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string UserToJson(const UserProfile& u) {
+  json counts = json::object();
+  for (const auto& [name, c] : u.event_counts) counts[name] = c;
+  json tags = json::array();
+  for (const auto& [tag, w] : u.top_tags) tags.push_back({{"tag", tag}, {"affinity", w}});
+  json recent = json::array();
+  for (const auto& [video, verb] : u.recent_positives) recent.push_back({{"video_id", video}, {"how", verb}});
+  return json{{"id", u.id},
+              {"first_seen", u.first_seen},
+              {"last_seen", u.last_seen},
+              {"event_counts", counts},
+              {"videos_seen", u.videos_seen},
+              {"liked", u.liked},
+              {"follows", u.follows},
+              {"not_interested", u.not_interested},
+              {"top_tags", tags},
+              {"language", u.language},
+              {"recent_positives", recent}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string VideoToJson(const VideoInfo& info) {
+  const Video& v = info.video;
+  json j = {{"id", v.id},
+            {"creator_id", v.creator_id},
+            {"duration_ms", v.duration_ms},
+            {"tags", v.tags},
+            {"language", v.language},
+            {"created_at", v.created_at},
+            {"stats",
+             {{"impressions", info.impressions},
+              {"plays", info.plays},
+              {"completes", info.completes},
+              {"likes", info.likes},
+              {"shares", info.shares},
+              {"comments", info.comments},
+              {"skips", info.skips},
+              {"not_interested", info.not_interested},
+              {"trending", info.trending}}}};
+  if (!v.embedding.empty()) j["embedding"] = v.embedding;
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string ErrorToJson(std::string_view code, std::string_view message) {
+  return json{{"error", {{"code", code}, {"message", message}}}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string ErrorToJson(const Status& status) { return ErrorToJson(StatusCodeName(status.code()), status.message()); }
+
+}  // namespace foryou

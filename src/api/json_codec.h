@@ -1,0 +1,30 @@
+// JSON <-> foryou values, for the HTTP API (docs/API.md).
+//
+// Parsing is strict and total: any input, however malformed, deep or large,
+// yields either the values or an InvalidArgument naming the first bad element
+// and field ("events[3].watch_ratio: must be a number >= 0"). It never throws
+// and never accepts part of a batch.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/types.h"
+#include "engine/engine.h"
+#include "util/status.h"
+
+namespace foryou {
+
+// Body: {"videos": [...]} or a bare array of videos.
+Result<std::vector<Video>> ParseVideos(std::string_view body);
+// Body: {"events": [...]} or a bare array of events.
+Result<std::vector<Event>> ParseEvents(std::string_view body);
+
+std::string FeedToJson(const FeedResponse& feed);
+std::string UserToJson(const UserProfile& user);
+std::string VideoToJson(const VideoInfo& video);
+std::string ErrorToJson(const Status& status);
+std::string ErrorToJson(std::string_view code, std::string_view message);
+
+}  // namespace foryou

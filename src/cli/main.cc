@@ -1,0 +1,133 @@
+// foryou: command-line entry point. Subcommands:
+//   serve    run the HTTP server on a store (docs/API.md)
+//   version  print the version
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "api/http_server.h"
+#include "config/options.h"
+#include "demo/demo_world.h"
+#include "engine/engine.h"
+#include "util/clock.h"
+
+namespace {
+
+struct ServeFlags {
+  std::string config_file;
+  std::string data_dir;
+  std::string listen;
+  bool demo = false;
+  std::string demo_file;
+  int threads = 0;
+  std::string log_level = "info";
+};
+
+int Fail(const foryou::Status& s) {
+  std::fprintf(stderr, "foryou: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+int Serve(const ServeFlags& flags) {
+  using namespace foryou;
+  spdlog::set_level(spdlog::level::from_str(flags.log_level));
+  Config config;
+  if (!flags.config_file.empty()) {
+    Status s = LoadConfigFile(flags.config_file, &config);
+    if (!s.ok()) return Fail(s);
+  }
+  if (!flags.data_dir.empty()) config.server.data_dir = flags.data_dir;
+  if (!flags.listen.empty()) config.server.listen = flags.listen;
+  if (flags.threads > 0) config.server.threads = flags.threads;
+  if (Status s = ValidateConfig(config); !s.ok()) return Fail(s);
+  std::string host;
+  int port = 0;
+  if (Status s = ParseListenAddress(config.server.listen, &host, &port); !s.ok()) return Fail(s);
+
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  SystemClock clock;
+  std::unique_ptr<Engine> engine;
+  spdlog::info("opening store at {}", config.server.data_dir);
+  if (Status s = Engine::Open(config.engine, config.server.data_dir, clock, &engine); !s.ok()) return Fail(s);
+  EngineStats st = engine->Stats();
+  spdlog::info("recovered {} log records ({} videos, {} users, {} events) in {:.3f} s", st.recovered_records,
+               st.videos, st.users, st.events, st.recovery_seconds);
+
+  if (flags.demo && st.log_seq == 0) {
+    std::string file = flags.demo_file.empty() ? DefaultDemoFile() : flags.demo_file;
+    spdlog::info("loading the demo world from {}", file);
+    auto loaded = LoadDemoWorld(*engine, file, clock.NowMs(), [](size_t done, size_t total) {
+      std::fprintf(stderr, "\rdemo world: %zu / %zu records", done, total);
+      if (done == total) std::fprintf(stderr, "\n");
+    });
+    if (!loaded.ok()) return Fail(loaded.status());
+    spdlog::info("demo world: {} videos, {} users, {} play events (KuaiRec, CC BY-SA 4.0)", loaded->videos,
+                 loaded->users, loaded->events);
+  } else if (flags.demo) {
+    spdlog::info("store is not empty; not loading the demo world again");
+  }
+
+  HttpServer server(*engine, config.server);
+  auto bound = server.Bind(host, port);
+  if (!bound.ok()) return Fail(bound.status());
+  std::thread stopper([&server, stop_signals] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    spdlog::info("signal {}: stopping", sig);
+    server.Stop();
+  });
+  const std::string url = fmt::format("http://{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host, *bound);
+  std::printf("listening on %s\n", url.c_str());
+  if (flags.demo) {
+    std::printf("try:  curl '%s/v1/feed?user_id=u14&n=5'\n", url.c_str());
+  }
+  std::fflush(stdout);
+  Status run = server.Run();
+  if (stopper.joinable()) {
+    // Run ended without a signal (a listen error): wake the waiter.
+    pthread_kill(stopper.native_handle(), SIGTERM);
+    stopper.join();
+  }
+  if (!run.ok()) return Fail(run);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"foryou: a short-video For You feed engine that learns from every event"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", FORYOU_VERSION);
+
+  ServeFlags serve;
+  CLI::App* serve_cmd = app.add_subcommand("serve", "Run the HTTP API server on a store");
+  serve_cmd->add_option("--config", serve.config_file, "TOML configuration file (see config/foryou.toml); flags override it")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--data-dir", serve.data_dir, "Store directory, created if missing [default: ./data]");
+  serve_cmd->add_option("--listen", serve.listen, "HOST:PORT to listen on; port 0 picks a free port [default: 127.0.0.1:8080]");
+  serve_cmd->add_flag("--demo", serve.demo, "Load the KuaiRec demo world into an empty store before serving");
+  serve_cmd->add_option("--demo-file", serve.demo_file, "KuaiRec-format file for --demo [default: demo/kuairec/random.txt]");
+  serve_cmd->add_option("--threads", serve.threads, "HTTP worker threads [default: 8]")->check(CLI::Range(1, 1024));
+  serve_cmd->add_option("--log-level", serve.log_level, "trace, debug, info, warn, error or off [default: info]")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  app.add_subcommand("version", "Print the version");
+
+  CLI11_PARSE(app, argc, argv);
+  if (app.got_subcommand("version")) {
+    std::cout << "foryou " << FORYOU_VERSION << "\n";
+    return 0;
+  }
+  if (serve_cmd->parsed()) return Serve(serve);
+  return 0;
+}

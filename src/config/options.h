@@ -1,0 +1,114 @@
+// Every tunable of foryou, with its default inline and its trade-off beside it.
+//
+// The TOML file (config/foryou.toml documents every key) maps one-to-one onto
+// these structs: section [learning] -> LearningOptions, and so on. Nothing here
+// can change while the server runs; restart to apply. Changing learning or
+// retrieval options does not invalidate the store: the event log is replayed
+// through the new settings on the next start.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "util/status.h"
+
+namespace foryou {
+
+// How much each predicted outcome is worth in the final score:
+//   score = sum_k weight_k * P(outcome_k | user, video).
+// Negative weights penalise. These are product decisions, not learned.
+struct ObjectiveWeights {
+  double complete = 1.0;         // watched to the end (watch_ratio >= complete_watch_ratio)
+  double like = 2.0;
+  double share = 3.0;
+  double follow = 2.0;
+  double skip = -1.0;            // skipped or watched < skip_watch_ratio
+  double not_interested = -4.0;
+};
+
+struct LearningOptions {
+  // Dimension of the user and video embeddings. Higher: more capacity, more
+  // memory (4 bytes x dim per user and per video) and slower ANN. Fixed for
+  // the life of a store's videos that carry a precomputed `embedding`.
+  int embedding_dim = 32;
+  // SGD step for the embeddings (BPR with sampled negatives).
+  double embedding_lr = 0.05;
+  double embedding_reg = 0.002;
+  // Sampled negatives per positive event. More: sharper embeddings, slower ingest.
+  int negatives = 3;
+  // Step for the online logistic ranker heads.
+  double ranker_lr = 0.02;
+  // A play with watch_ratio >= this is a positive signal for the embeddings
+  // and co-engagement.
+  double positive_watch_ratio = 0.8;
+  double complete_watch_ratio = 0.9;  // "watched to the end"
+  double replay_watch_ratio = 1.5;    // counts as a replay
+  double skip_watch_ratio = 0.2;      // a play shorter than this is a skip
+  // How many recent positive videos per user feed co-engagement retrieval.
+  int recent_positives = 50;
+  uint64_t seed = 42;                 // all learning randomness derives from it
+};
+
+// How many candidates each source may contribute before ranking.
+struct RetrievalOptions {
+  int ann = 200;            // nearest videos to the user's embedding
+  int ann_ef = 200;         // hnswlib search breadth: recall vs latency
+  int ann_m = 16;           // hnswlib graph degree: recall vs memory
+  int ann_ef_construction = 100;
+  int co_engagement = 150;  // videos co-engaged with the user's recent positives
+  int co_seeds = 10;        // how many recent positives seed co-engagement
+  int followed = 60;        // recent videos of followed creators
+  int trending = 150;       // trending in the user's language, then globally
+  int fresh = 60;           // new videos still short of impressions
+  // Trending decays with this half-life (hours of event time).
+  double trending_half_life_hours = 6.0;
+  // A video is "fresh" for this long after created_at and until it has this
+  // many impressions; a creator is "new" for new_creator_days after its first video.
+  double fresh_window_hours = 72.0;
+  int fresh_max_impressions = 200;
+  double new_creator_days = 14.0;
+};
+
+struct RerankOptions {
+  // Every explore_every-th slot goes to the best fresh candidate (0 disables).
+  int explore_every = 5;
+  // Score penalty per already-shown tag the candidate repeats (fraction of score).
+  double tag_penalty = 0.15;
+  // Two consecutive items never share a creator (unless nothing else is left).
+  bool no_adjacent_creator = true;
+};
+
+struct EngineOptions {
+  LearningOptions learning;
+  RetrievalOptions retrieval;
+  RerankOptions rerank;
+  ObjectiveWeights objectives;
+  int max_feed_items = 100;        // upper bound on ?n=
+  int default_feed_items = 20;
+  int max_batch = 10000;           // videos or events per POST
+  // Durability: fsync the log before acknowledging a write. Turning this off
+  // loses acknowledged writes on power loss (not on a process crash).
+  bool sync_writes = true;
+};
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir = "./data";
+  size_t max_body_bytes = 8 << 20;  // larger requests get 413
+  int threads = 8;                  // HTTP worker threads
+};
+
+struct Config {
+  ServerOptions server;
+  EngineOptions engine;
+};
+
+// Reads a TOML file over the defaults in *config. Unknown keys are an error
+// (a typo must not silently fall back to a default).
+Status LoadConfigFile(const std::string& path, Config* config);
+
+// Checks ranges; called after loading and after flags are applied.
+Status ValidateConfig(const Config& config);
+
+}  // namespace foryou

@@ -1,0 +1,142 @@
+// Engine: the For You feed engine. Owns the catalog, every user's state, the
+// learned models, the candidate indexes and the durable log they are rebuilt
+// from.
+//
+// Write path (UpsertVideos, IngestEvents): validate the whole batch, append it
+// to the log (durable when Options::sync_writes), apply it to the in-memory
+// state under the write lock, then return. A batch is all or nothing: on any
+// error nothing of it is stored or applied. After IngestEvents returns, the
+// next Feed of that user already reflects every event of the batch.
+//
+// Read path (Feed, GetUser, GetVideo, Stats): under the read lock, so reads
+// run in parallel with each other and see each write either wholly or not.
+//
+// Open replays the log; see storage/store.h for why that restores exactly the
+// state that was acknowledged.
+//
+// Thread safety: every public method may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "config/options.h"
+#include "core/types.h"
+#include "util/clock.h"
+#include "util/status.h"
+
+namespace foryou {
+
+struct FeedRequest {
+  std::string user_id;
+  int n = 20;
+  std::string language;  // optional: overrides the user's inferred language
+};
+
+struct FeedItem {
+  std::string video_id;
+  double score = 0;  // the model's value of this video to this user
+  std::vector<std::string> reasons;
+  std::vector<std::string> sources;  // candidate sources: ann, co_engagement, followed, trending, fresh, catalog
+};
+
+struct FeedResponse {
+  std::string user_id;
+  std::vector<FeedItem> items;
+  size_t candidates = 0;  // how many were scored
+};
+
+struct UserProfile {
+  std::string id;
+  int64_t first_seen = 0;
+  int64_t last_seen = 0;
+  std::vector<std::pair<std::string, uint64_t>> event_counts;  // type name -> count
+  size_t videos_seen = 0;
+  std::vector<std::string> liked;           // video ids
+  std::vector<std::string> follows;         // creator ids
+  std::vector<std::string> not_interested;  // video ids
+  std::vector<std::pair<std::string, float>> top_tags;
+  std::string language;                     // inferred, may be empty
+  std::vector<std::pair<std::string, std::string>> recent_positives;  // (video id, verb)
+};
+
+struct VideoInfo {
+  Video video;
+  uint32_t impressions = 0, plays = 0, completes = 0, likes = 0, shares = 0, comments = 0, skips = 0,
+           not_interested = 0;
+  float trending = 0;  // relative to the top video of its language, in [0, 1]
+};
+
+struct EngineStats {
+  uint64_t videos = 0;
+  uint64_t users = 0;
+  uint64_t events = 0;         // events applied since the store was created
+  uint64_t model_updates = 0;  // ranker SGD steps
+  uint64_t ann_size = 0;
+  uint64_t co_engagement_edges = 0;
+  uint64_t log_seq = 0;
+  uint64_t store_bytes = 0;
+  double recovery_seconds = 0;  // time Open spent replaying the log
+  uint64_t recovered_records = 0;
+};
+
+class Engine {
+ public:
+  // Opens (creating if needed) the store in data_dir and replays it. `clock`
+  // is borrowed and must outlive the engine.
+  static Status Open(const EngineOptions& options, const std::string& data_dir, const Clock& clock,
+                     std::unique_ptr<Engine>* out);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Inserts or replaces videos. created_at <= 0 means "now".
+  Status UpsertVideos(std::vector<Video> videos);
+  // Validates, persists and applies a batch of events; returns how many.
+  // ts <= 0 means "now". Errors name the first bad event: "events[3].video_id: ...".
+  Result<size_t> IngestEvents(std::vector<Event> events);
+
+  Result<FeedResponse> Feed(const FeedRequest& request);
+  Result<UserProfile> GetUser(const std::string& user_id) const;
+  Result<VideoInfo> GetVideo(const std::string& video_id) const;
+  EngineStats Stats() const;
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  struct State;  // everything under mu_ (engine/engine_state.h)
+  Engine(const EngineOptions& options, const Clock& clock);
+
+  Status ApplyRecord(uint64_t seq, std::string_view record, bool replaying);
+  void RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos);
+  std::unordered_set<uint32_t> ServedSnapshot(const std::string& user_id);
+
+  const EngineOptions options_;
+  const Clock& clock_;
+  std::unique_ptr<class Store> store_;
+
+  std::mutex write_mu_;  // serialises log appends with their application
+  mutable std::shared_mutex mu_;
+  std::unique_ptr<State> state_;  // guarded by mu_
+
+  // Videos shown to each user and not yet interacted with. In memory only:
+  // after a restart a served-but-unwatched video may be shown again.
+  struct Served {
+    std::unordered_set<uint32_t> set;
+    std::vector<uint32_t> ring;
+    size_t next = 0;
+  };
+  std::mutex served_mu_;
+  std::unordered_map<std::string, Served> served_;  // guarded by served_mu_
+
+  double recovery_seconds_ = 0;
+  uint64_t recovered_records_ = 0;
+};
+
+}  // namespace foryou

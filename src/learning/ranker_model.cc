@@ -1,0 +1,41 @@
+#include "learning/ranker_model.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace foryou {
+
+namespace {
+float Sigmoid(float z) { return 1.0f / (1.0f + std::exp(-std::clamp(z, -30.0f, 30.0f))); }
+}  // namespace
+
+RankerModel::RankerModel() {
+  // Priors, in FeatureVector order:
+  // bias, emb, co, tag, creator, follows, trending, completion, like, skip, fresh, lang
+  w_[kHeadComplete] = {-1.0f, 1.0f, 1.0f, 0.8f, 0.8f, 0.5f, 0.5f, 2.0f, 0.3f, -1.0f, 0.1f, 0.5f};
+  w_[kHeadLike] = {-3.0f, 1.0f, 1.0f, 0.8f, 1.0f, 0.5f, 0.3f, 0.5f, 3.0f, -0.5f, 0.1f, 0.3f};
+  w_[kHeadShare] = {-4.5f, 0.8f, 0.8f, 0.5f, 0.8f, 0.3f, 0.5f, 0.5f, 2.0f, -0.5f, 0.1f, 0.3f};
+  w_[kHeadFollow] = {-5.0f, 0.5f, 0.5f, 0.5f, 1.5f, -2.0f, 0.2f, 0.5f, 1.0f, -0.5f, 0.2f, 0.3f};
+  w_[kHeadSkip] = {-1.5f, -1.0f, -0.5f, -0.5f, -0.5f, -0.3f, -0.3f, -1.5f, -0.3f, 2.0f, 0.0f, -0.5f};
+  w_[kHeadNotInterested] = {-5.0f, -0.5f, -0.3f, -0.5f, -1.5f, -1.0f, -0.2f, -0.5f, -0.2f, 1.0f, 0.0f, -0.5f};
+}
+
+std::array<float, kNumHeads> RankerModel::Predict(const FeatureVector& x) const {
+  std::array<float, kNumHeads> p;
+  for (int h = 0; h < kNumHeads; ++h) {
+    float z = 0;
+    for (int f = 0; f < kNumFeatures; ++f) z += w_[h][f] * x[f];
+    p[h] = Sigmoid(z);
+  }
+  return p;
+}
+
+void RankerModel::Update(const FeatureVector& x, int head, int label, float lr) {
+  float z = 0;
+  for (int f = 0; f < kNumFeatures; ++f) z += w_[head][f] * x[f];
+  float g = static_cast<float>(label) - Sigmoid(z);  // gradient of the log-likelihood
+  for (int f = 0; f < kNumFeatures; ++f) w_[head][f] += lr * g * x[f];
+  ++updates_;
+}
+
+}  // namespace foryou

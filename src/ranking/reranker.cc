@@ -1,0 +1,59 @@
+#include "ranking/reranker.h"
+
+#include <cmath>
+#include <limits>
+#include <unordered_map>
+
+namespace foryou {
+
+std::vector<RerankPick> Rerank(const std::vector<RerankCandidate>& cands, size_t n, const RerankOptions& options) {
+  std::vector<RerankPick> page;
+  std::vector<bool> used(cands.size(), false);
+  std::unordered_map<uint32_t, int> tag_count;
+  bool have_prev = false;
+  uint32_t prev_creator = 0;
+
+  while (page.size() < n) {
+    const size_t pos = page.size();
+    const bool explore_slot = options.explore_every > 0 && (pos + 1) % options.explore_every == 0;
+    // Pass 0 honours every constraint; later passes relax them one by one.
+    size_t best = cands.size();
+    bool best_explored = false;
+    for (int pass = 0; pass < 4 && best == cands.size(); ++pass) {
+      const bool want_explore = explore_slot && pass == 0;
+      const bool allow_served = pass >= 2;
+      const bool allow_adjacent = pass >= 3 || !options.no_adjacent_creator;
+      double best_score = -std::numeric_limits<double>::infinity();
+      for (size_t i = 0; i < cands.size(); ++i) {
+        const RerankCandidate& c = cands[i];
+        if (used[i] || (want_explore && !c.explore) || (c.served && !allow_served)) continue;
+        if (!allow_adjacent && have_prev && c.creator == prev_creator) continue;
+        double s = c.score;
+        if (c.tags != nullptr) {
+          int repeats = 0;
+          for (uint32_t t : *c.tags) {
+            auto it = tag_count.find(t);
+            if (it != tag_count.end()) repeats += it->second;
+          }
+          s -= options.tag_penalty * repeats * std::abs(c.score);
+        }
+        if (s > best_score) {
+          best_score = s;
+          best = i;
+          best_explored = want_explore;
+        }
+      }
+    }
+    if (best == cands.size()) break;  // nothing left
+    used[best] = true;
+    page.push_back({best, best_explored});
+    have_prev = true;
+    prev_creator = cands[best].creator;
+    if (cands[best].tags != nullptr) {
+      for (uint32_t t : *cands[best].tags) ++tag_count[t];
+    }
+  }
+  return page;
+}
+
+}  // namespace foryou

@@ -1,0 +1,52 @@
+#include "retrieval/ann_index.h"
+
+#include <hnswlib/hnswlib.h>
+
+#include <algorithm>
+#include <fmt/format.h>
+
+namespace foryou {
+
+namespace {
+constexpr size_t kInitialCapacity = 1024;
+}
+
+AnnIndex::AnnIndex(int dim, const RetrievalOptions& options)
+    : dim_(dim),
+      options_(options),
+      space_(std::make_unique<hnswlib::InnerProductSpace>(dim)),
+      index_(std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), kInitialCapacity, options.ann_m,
+                                                               options.ann_ef_construction, /*random_seed=*/100)) {
+  index_->setEf(options.ann_ef);
+}
+
+AnnIndex::~AnnIndex() = default;
+
+Status AnnIndex::Upsert(uint32_t label, const float* vec) {
+  try {
+    if (index_->cur_element_count >= index_->max_elements_) {
+      index_->resizeIndex(std::max<size_t>(kInitialCapacity, index_->max_elements_ * 2));
+    }
+    index_->addPoint(vec, label);  // updates in place when the label exists
+  } catch (const std::exception& e) {
+    return Status::Internal(fmt::format("ann index upsert of {}: {}", label, e.what()));
+  }
+  return Status::OK();
+}
+
+std::vector<std::pair<uint32_t, float>> AnnIndex::Search(const float* query, int k) const {
+  std::vector<std::pair<uint32_t, float>> out;
+  if (k <= 0 || index_->cur_element_count == 0) return out;
+  auto pq = index_->searchKnn(query, static_cast<size_t>(k));
+  out.resize(pq.size());
+  for (size_t i = pq.size(); i-- > 0;) {  // the queue pops the worst first
+    // InnerProductSpace distance is 1 - dot.
+    out[i] = {static_cast<uint32_t>(pq.top().second), 1.0f - pq.top().first};
+    pq.pop();
+  }
+  return out;
+}
+
+size_t AnnIndex::size() const { return index_->cur_element_count; }
+
+}  // namespace foryou

@@ -1,0 +1,46 @@
+// AnnIndex: approximate nearest videos by inner product, over the learned
+// video embeddings (hnswlib HNSW). Labels are the engine's dense video indexes.
+//
+// Videos are inserted as they arrive and re-inserted when their embedding
+// moves (hnswlib updates the point and repairs its neighbourhood). hnswlib
+// reports failure by throwing; this wrapper turns that into a Status.
+//
+// Thread safety: Search may run concurrently with other Search calls; Upsert
+// needs exclusive access (the engine's write lock).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "config/options.h"
+#include "util/status.h"
+
+namespace hnswlib {
+template <typename T>
+class HierarchicalNSW;
+template <typename T>
+class SpaceInterface;
+}  // namespace hnswlib
+
+namespace foryou {
+
+class AnnIndex {
+ public:
+  AnnIndex(int dim, const RetrievalOptions& options);
+  ~AnnIndex();
+
+  Status Upsert(uint32_t label, const float* vec);
+  // Up to k (label, inner product) pairs, best first.
+  std::vector<std::pair<uint32_t, float>> Search(const float* query, int k) const;
+  size_t size() const;
+
+ private:
+  int dim_;
+  RetrievalOptions options_;
+  std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
+  std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
+};
+
+}  // namespace foryou

@@ -1,0 +1,46 @@
+// CoEngagement: item-to-item graph of videos engaged with by the same users
+// close together in time ("people who watched X to the end also liked Y").
+//
+// When a user has a positive on video j, every video i among that user's
+// recent positives gets weight strength * decay^rank added to the edges i->j
+// and j->i (rank 0 = most recent). Each video keeps at most `max_neighbors`
+// strongest edges; weaker ones are pruned in bulk.
+//
+// Thread safety: const methods may run concurrently; AddItem, Record and
+// RemoveItemEdges need exclusive access.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace foryou {
+
+class CoEngagement {
+ public:
+  explicit CoEngagement(size_t max_neighbors = 200, float decay = 0.85f, size_t window = 20)
+      : max_neighbors_(max_neighbors), decay_(decay), window_(window) {}
+
+  void AddItem() { edges_.emplace_back(); }
+  // recent: the user's recent positive videos, most recent first, not
+  // including `item`.
+  void Record(const std::vector<uint32_t>& recent, uint32_t item, float strength);
+
+  // The strongest neighbours of `item`, best first, at most k.
+  std::vector<std::pair<uint32_t, float>> Neighbors(uint32_t item, size_t k) const;
+  // Edge weight item -> other (0 if none).
+  float Weight(uint32_t item, uint32_t other) const;
+  size_t num_edges() const { return num_edges_; }
+
+ private:
+  void AddEdge(uint32_t from, uint32_t to, float w);
+  size_t max_neighbors_;
+  float decay_;
+  size_t window_;
+  std::vector<std::unordered_map<uint32_t, float>> edges_;
+  size_t num_edges_ = 0;
+};
+
+}  // namespace foryou

@@ -1,0 +1,58 @@
+#include "retrieval/trending.h"
+
+#include <cmath>
+
+namespace foryou {
+
+Trending::Trending(double half_life_hours) : tau_ms_(half_life_hours * 3600.0 * 1000.0 / std::log(2.0)) {}
+
+void Trending::AddItem(uint32_t lang) {
+  score_.push_back(kNone);
+  lang_.push_back(lang);
+  if (by_lang_.size() <= lang) by_lang_.resize(lang + 1);
+}
+
+void Trending::Record(uint32_t item, double weight, int64_t ts_ms) {
+  if (weight <= 0) return;
+  double add = std::log(weight) + static_cast<double>(ts_ms) / tau_ms_;
+  double old = score_[item];
+  double now = old == kNone ? add : std::max(old, add) + std::log1p(std::exp(-std::abs(old - add)));
+  Ranked& lang = by_lang_[lang_[item]];
+  if (old != kNone) {
+    lang.erase({old, item});
+    global_.erase({old, item});
+  }
+  score_[item] = now;
+  lang.insert({now, item});
+  global_.insert({now, item});
+}
+
+void Trending::SetLanguage(uint32_t item, uint32_t lang) {
+  if (lang_[item] == lang) return;
+  if (by_lang_.size() <= lang) by_lang_.resize(lang + 1);
+  if (score_[item] != kNone) {
+    by_lang_[lang_[item]].erase({score_[item], item});
+    by_lang_[lang].insert({score_[item], item});
+  }
+  lang_[item] = lang;
+}
+
+std::vector<uint32_t> Trending::Top(int lang, size_t k) const {
+  std::vector<uint32_t> out;
+  const Ranked* set = &global_;
+  if (lang >= 0) {
+    if (static_cast<size_t>(lang) >= by_lang_.size()) return out;
+    set = &by_lang_[lang];
+  }
+  for (auto it = set->begin(); it != set->end() && out.size() < k; ++it) out.push_back(it->second);
+  return out;
+}
+
+float Trending::Normalized(uint32_t item) const {
+  double s = score_[item];
+  if (s == kNone) return 0.0f;
+  const Ranked& lang = by_lang_[lang_[item]];
+  return static_cast<float>(std::exp(s - lang.begin()->first));
+}
+
+}  // namespace foryou

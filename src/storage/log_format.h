@@ -1,0 +1,38 @@
+// The event log's record format (on disk; documented in docs/FORMATS.md).
+//
+// A record is one acknowledged write: a batch of video upserts or a batch of
+// events, in the order the engine applied it. Layout:
+//   [u8 format version = kLogFormatVersion][u8 kind][payload]
+// Videos payload: varint count, then per video: string id, string creator_id,
+//   varsint duration_ms, varint ntags + strings, string language,
+//   varsint created_at, varint dim + dim x f32 (little-endian).
+// Events payload: varint count, then per event: string user_id,
+//   string video_id, u8 type, varsint ts, f32 watch_ratio (-1 = absent),
+//   varsint watch_ms (-1 = absent).
+// A reader refuses a version it does not know (Corruption), never guesses.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/types.h"
+#include "util/status.h"
+
+namespace foryou {
+
+constexpr uint8_t kLogFormatVersion = 1;
+
+enum class RecordKind : uint8_t { kVideos = 1, kEvents = 2 };
+
+struct LogRecord {
+  RecordKind kind = RecordKind::kEvents;
+  std::vector<Video> videos;
+  std::vector<Event> events;
+};
+
+std::string EncodeVideosRecord(const std::vector<Video>& videos);
+std::string EncodeEventsRecord(const std::vector<Event>& events);
+Status DecodeRecord(std::string_view data, LogRecord* out);
+
+}  // namespace foryou

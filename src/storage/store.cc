@@ -1,0 +1,105 @@
+#include "storage/store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+
+#include <fmt/format.h>
+
+#include "util/coding.h"
+
+namespace foryou {
+
+namespace {
+constexpr char kLogPrefix = 'L';
+const char* const kFormatKey = "M/format";
+
+std::string LogKey(uint64_t seq) {
+  std::string k(1, kLogPrefix);
+  PutFixed64BE(&k, seq);
+  return k;
+}
+}  // namespace
+
+Store::~Store() {
+  if (db_) db_->Close().PermitUncheckedError();
+}
+
+Status Store::Open(const std::string& dir, const StoreOptions& options, std::unique_ptr<Store>* out) {
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  opts.max_open_files = 256;
+  opts.keep_log_file_num = 4;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(opts, dir, &raw);
+  if (!s.ok()) return Status::IOError(fmt::format("open store at {}: {}", dir, s.ToString()));
+  std::unique_ptr<Store> store(new Store());
+  store->db_.reset(raw);
+  store->options_ = options;
+
+  std::string version;
+  s = store->db_->Get(rocksdb::ReadOptions(), kFormatKey, &version);
+  if (s.IsNotFound()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = store->db_->Put(wo, kFormatKey, std::to_string(kStoreFormatVersion));
+    if (!s.ok()) return Status::IOError(fmt::format("write store format: {}", s.ToString()));
+  } else if (!s.ok()) {
+    return Status::IOError(fmt::format("read store format: {}", s.ToString()));
+  } else if (version != std::to_string(kStoreFormatVersion)) {
+    return Status::Corruption(fmt::format("store at {} has format version {}; this build reads {}", dir, version,
+                                          kStoreFormatVersion));
+  }
+
+  std::unique_ptr<rocksdb::Iterator> it(store->db_->NewIterator(rocksdb::ReadOptions()));
+  it->SeekForPrev(LogKey(UINT64_MAX));
+  if (it->Valid() && it->key().size() == 9 && it->key()[0] == kLogPrefix) {
+    store->last_seq_ = DecodeFixed64BE(it->key().data() + 1);
+  }
+  if (!it->status().ok()) return Status::IOError(fmt::format("scan store: {}", it->status().ToString()));
+  *out = std::move(store);
+  return Status::OK();
+}
+
+Status Store::Append(std::string_view record, uint64_t* seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t next = last_seq_ + 1;
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  rocksdb::Status s = db_->Put(wo, LogKey(next), rocksdb::Slice(record.data(), record.size()));
+  if (!s.ok()) return Status::IOError(fmt::format("append to log: {}", s.ToString()));
+  last_seq_ = next;
+  *seq = next;
+  return Status::OK();
+}
+
+Status Store::Replay(uint64_t from_seq, const std::function<Status(uint64_t, std::string_view)>& fn) const {
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  std::string upper = LogKey(UINT64_MAX);
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(LogKey(from_seq)); it->Valid(); it->Next()) {
+    if (it->key().size() != 9 || it->key()[0] != kLogPrefix) {
+      return Status::Corruption(fmt::format("unexpected key in log range: {}", it->key().ToString(true)));
+    }
+    uint64_t seq = DecodeFixed64BE(it->key().data() + 1);
+    FORYOU_RETURN_IF_ERROR(fn(seq, std::string_view(it->value().data(), it->value().size())));
+  }
+  if (!it->status().ok()) return Status::IOError(fmt::format("replay log: {}", it->status().ToString()));
+  return Status::OK();
+}
+
+uint64_t Store::last_seq() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_seq_;
+}
+
+uint64_t Store::ApproximateBytes() const {
+  uint64_t sst = 0, wal = 0;
+  db_->GetIntProperty("rocksdb.total-sst-files-size", &sst);
+  db_->GetIntProperty("rocksdb.cur-size-all-mem-tables", &wal);
+  return sst + wal;
+}
+
+}  // namespace foryou
