@@ -2,6 +2,7 @@
 //   serve    run the HTTP server on a store (docs/API.md)
 //   version  print the version
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -34,6 +35,8 @@ int Fail(const foryou::Status& s) {
 
 int Serve(const ServeFlags& flags) {
   using namespace foryou;
+  // Logs go to stderr; stdout carries only what a user reads ("listening on").
+  spdlog::set_default_logger(spdlog::stderr_color_mt("foryou"));
   spdlog::set_level(spdlog::level::from_str(flags.log_level));
   Config config;
   if (!flags.config_file.empty()) {

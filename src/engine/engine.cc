@@ -57,7 +57,7 @@ FeatureVector Engine::State::Features(const UserRecord* user, std::optional<uint
         auto it = user->tag_affinity.find(t);
         if (it != user->tag_affinity.end()) s += it->second;
       }
-      x[kFeatTagAffinity] = std::tanh(s / static_cast<float>(v.tags.size()) / 2.0f);
+      x[kFeatTagAffinity] = std::tanh(s / static_cast<float>(v.tags.size()));
     }
     auto ca = user->creator_affinity.find(v.creator);
     if (ca != user->creator_affinity.end()) x[kFeatCreatorAffinity] = std::tanh(ca->second / 2.0f);
@@ -240,8 +240,8 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     u.event_counts[static_cast<size_t>(e.type)]++;
     u.seen.insert(video);
     if (sig.strength != 0) {
-      for (uint32_t t : vr.tags) u.tag_affinity[t] = std::clamp(u.tag_affinity[t] + 0.3f * sig.strength, -5.0f, 5.0f);
-      u.creator_affinity[vr.creator] = std::clamp(u.creator_affinity[vr.creator] + 0.5f * sig.strength, -5.0f, 5.0f);
+      for (uint32_t t : vr.tags) u.tag_affinity[t] = std::clamp(u.tag_affinity[t] + 0.5f * sig.strength, -5.0f, 5.0f);
+      u.creator_affinity[vr.creator] = std::clamp(u.creator_affinity[vr.creator] + 0.8f * sig.strength, -5.0f, 5.0f);
     }
     if (sig.strength > 0) {
       u.language_weight[vr.lang] += sig.strength;

@@ -1,0 +1,98 @@
+#include "api/json_codec.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace foryou {
+namespace {
+
+TEST(JsonCodecTest, ParsesEventsInBothShapes) {
+  auto a = ParseEvents(R"({"events":[{"user_id":"u","video_id":"v","type":"play","watch_ratio":0.5,"ts":5}]})");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_EQ(a->size(), 1u);
+  EXPECT_EQ((*a)[0].type, EventType::kPlay);
+  EXPECT_DOUBLE_EQ((*a)[0].watch_ratio, 0.5);
+  EXPECT_EQ((*a)[0].ts, 5);
+  auto b = ParseEvents(R"([{"user_id":"u","video_id":"v","type":"not_interested"}])");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ((*b)[0].type, EventType::kNotInterested);
+}
+
+struct BadCase {
+  const char* body;
+  const char* expected;  // substring of the error message
+};
+
+TEST(JsonCodecTest, NamesTheFirstBadEventAndField) {
+  const BadCase cases[] = {
+      {"", "malformed JSON"},
+      {"{", "malformed JSON"},
+      {R"({"events": 5})", "expected"},
+      {R"([1])", "events[0]: must be an object"},
+      {R"([{"user_id":"u","video_id":"v","type":"like"},{"video_id":"v","type":"like"}])", "events[1].user_id: is required"},
+      {R"([{"user_id":7,"video_id":"v","type":"like"}])", "events[0].user_id: must be a string"},
+      {R"([{"user_id":"","video_id":"v","type":"like"}])", "events[0].user_id: must be 1 to 256 bytes"},
+      {R"([{"user_id":"u","video_id":"v","type":"lik"}])", "events[0].type: unknown event type 'lik'"},
+      {R"([{"user_id":"u","video_id":"v","type":"play"}])", "events[0].watch_ms: a play needs"},
+      {R"([{"user_id":"u","video_id":"v","type":"play","watch_ratio":-1}])", "events[0].watch_ratio"},
+      {R"([{"user_id":"u","video_id":"v","type":"play","watch_ratio":"1"}])", "events[0].watch_ratio"},
+      {R"([{"user_id":"u","video_id":"v","type":"like","ts":1.5}])", "events[0].ts: must be an integer"},
+      {R"([{"user_id":"u","video_id":"v","type":"like","ts":-3}])", "events[0].ts: must be >= 0"},
+      {R"([{"user_id":"u","video_id":"v","type":"like","extra":1}])", "events[0].extra: unknown field"},
+  };
+  for (const BadCase& c : cases) {
+    auto r = ParseEvents(c.body);
+    ASSERT_FALSE(r.ok()) << c.body;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << c.body;
+    EXPECT_NE(r.status().message().find(c.expected), std::string::npos) << c.body << " -> " << r.status().message();
+  }
+}
+
+TEST(JsonCodecTest, VideosValidation) {
+  auto ok = ParseVideos(R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000,"tags":["a","b"],"language":"en","created_at":7,"embedding":[0.5,1]}]})");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ((*ok)[0].tags.size(), 2u);
+  EXPECT_EQ((*ok)[0].embedding.size(), 2u);
+  const BadCase cases[] = {
+      {R"([{"id":"v1","creator_id":"c"}])", "videos[0].duration_ms: is required"},
+      {R"([{"id":"v1","creator_id":"c","duration_ms":0}])", "videos[0].duration_ms: must be >= 1"},
+      {R"([{"id":"v1","creator_id":"c","duration_ms":5,"tags":"x"}])", "videos[0].tags"},
+      {R"([{"id":"v1","creator_id":"c","duration_ms":5,"tags":[1]}])", "videos[0].tags"},
+      {R"([{"id":"v1","creator_id":"c","duration_ms":5,"embedding":["x"]}])", "videos[0].embedding"},
+      {R"([{"id":"v1","creator_id":"c","duration_ms":99999999999999999999}])", "videos[0].duration_ms"},
+  };
+  for (const BadCase& c : cases) {
+    auto r = ParseVideos(c.body);
+    ASSERT_FALSE(r.ok()) << c.body;
+    EXPECT_NE(r.status().message().find(c.expected), std::string::npos) << c.body << " -> " << r.status().message();
+  }
+}
+
+TEST(JsonCodecTest, DeepNestingIsRefusedQuickly) {
+  std::string deep(100000, '[');
+  auto r = ParseEvents(deep);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("nested"), std::string::npos);
+}
+
+TEST(JsonCodecTest, BracketsInsideStringsDoNotCountAsNesting) {
+  std::string id(200, '[');
+  auto r = ParseEvents(R"([{"user_id":")" + id + R"(","video_id":"v","type":"like"}])");
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+TEST(JsonCodecTest, ErrorShape) {
+  auto j = nlohmann::json::parse(ErrorToJson(Status::NotFound("user 'x' not found")));
+  EXPECT_EQ(j["error"]["code"], "not_found");
+  EXPECT_EQ(j["error"]["message"], "user 'x' not found");
+}
+
+TEST(JsonCodecTest, InvalidUtf8IsReplacedNotThrown) {
+  FeedResponse f;
+  f.user_id = "bad\xff";
+  auto j = nlohmann::json::parse(FeedToJson(f));
+  EXPECT_TRUE(j["user_id"].is_string());
+}
+
+}  // namespace
+}  // namespace foryou

@@ -1,0 +1,53 @@
+#include "config/options.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "util/test_util.h"
+
+namespace foryou {
+namespace {
+
+std::string Write(const TempDir& dir, const std::string& text) {
+  std::string path = dir.Sub("foryou.toml");
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(ConfigTest, ShippedExampleLoadsAndMatchesTheDefaults) {
+  Config c;
+  Status s = LoadConfigFile(std::string(FORYOU_SOURCE_DIR) + "/config/foryou.toml", &c);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  Config d;
+  EXPECT_EQ(c.server.listen, d.server.listen);
+  EXPECT_EQ(c.engine.learning.embedding_dim, d.engine.learning.embedding_dim);
+  EXPECT_EQ(c.engine.objectives.like, d.engine.objectives.like);
+  EXPECT_EQ(c.engine.retrieval.ann, d.engine.retrieval.ann);
+  EXPECT_EQ(c.engine.rerank.explore_every, d.engine.rerank.explore_every);
+}
+
+TEST(ConfigTest, OverridesDefaults) {
+  TempDir dir;
+  Config c;
+  ASSERT_TRUE(LoadConfigFile(Write(dir, "[objectives]\nlike = 5.5\n[server]\nthreads = 3\n"), &c).ok());
+  EXPECT_DOUBLE_EQ(c.engine.objectives.like, 5.5);
+  EXPECT_EQ(c.server.threads, 3);
+  EXPECT_DOUBLE_EQ(c.engine.objectives.share, ObjectiveWeights{}.share);
+}
+
+TEST(ConfigTest, UnknownKeysWrongTypesAndBadRangesAreErrors) {
+  TempDir dir;
+  Config c;
+  Status s = LoadConfigFile(Write(dir, "[objectives]\nlikes = 1.0\n"), &c);
+  EXPECT_NE(s.message().find("unknown key 'objectives.likes'"), std::string::npos) << s.ToString();
+  s = LoadConfigFile(Write(dir, "[server]\nthreads = \"many\"\n"), &c);
+  EXPECT_NE(s.message().find("wrong type"), std::string::npos) << s.ToString();
+  s = LoadConfigFile(Write(dir, "[learning]\nembedding_dim = 1\n"), &c);
+  EXPECT_NE(s.message().find("embedding_dim"), std::string::npos) << s.ToString();
+  s = LoadConfigFile(Write(dir, "not toml ["), &c);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace foryou

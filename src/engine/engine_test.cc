@@ -1,0 +1,289 @@
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "util/test_util.h"
+
+namespace foryou {
+namespace {
+
+constexpr int64_t kNow = 1'800'000'000'000;  // fixed "now" for every test
+constexpr int64_t kDay = 86'400'000;
+
+// A small world: 4 topics x 2 creators each x 6 videos, all a month old.
+std::vector<Video> Catalog() {
+  std::vector<Video> out;
+  const char* topics[] = {"cats", "cars", "cooking", "chess"};
+  for (int t = 0; t < 4; ++t) {
+    for (int c = 0; c < 2; ++c) {
+      for (int i = 0; i < 6; ++i) {
+        Video v;
+        v.id = std::string(topics[t]) + "-" + std::to_string(c) + "-" + std::to_string(i);
+        v.creator_id = std::string(topics[t]) + "-creator" + std::to_string(c);
+        v.duration_ms = 20000;
+        v.tags = {topics[t]};
+        v.language = "en";
+        v.created_at = kNow - 30 * kDay + i;
+        out.push_back(v);
+      }
+    }
+  }
+  return out;
+}
+
+Event Play(const std::string& user, const std::string& video, double ratio, int64_t ts) {
+  Event e;
+  e.user_id = user;
+  e.video_id = video;
+  e.type = EventType::kPlay;
+  e.watch_ratio = ratio;
+  e.ts = ts;
+  return e;
+}
+
+Event Ev(const std::string& user, const std::string& video, EventType type, int64_t ts) {
+  Event e;
+  e.user_id = user;
+  e.video_id = video;
+  e.type = type;
+  e.ts = ts;
+  return e;
+}
+
+std::string Topic(const std::string& video_id) { return video_id.substr(0, video_id.find('-')); }
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+  void Reopen() {
+    engine_.reset();
+    ASSERT_TRUE(Engine::Open(options_, dir_.path(), clock_, &engine_).ok());
+  }
+  void LoadWorld() {
+    ASSERT_TRUE(engine_->UpsertVideos(Catalog()).ok());
+    // Background users give the model some co-engagement and popularity.
+    std::vector<Event> events;
+    int64_t ts = kNow - 2 * kDay;
+    const char* topics[] = {"cats", "cars", "cooking", "chess"};
+    for (int u = 0; u < 40; ++u) {
+      std::string topic = topics[u % 4];
+      for (int i = 0; i < 4; ++i) {
+        std::string vid = topic + "-" + std::to_string(i % 2) + "-" + std::to_string((u / 4 + i) % 6);
+        events.push_back(Play("bg" + std::to_string(u), vid, 1.0, ts += 1000));
+      }
+      events.push_back(Play("bg" + std::to_string(u), std::string(topics[(u + 1) % 4]) + "-0-0", 0.1, ts += 1000));
+    }
+    auto r = engine_->IngestEvents(events);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+  std::vector<std::string> FeedIds(const std::string& user, int n) {
+    auto feed = engine_->Feed(FeedRequest{user, n, ""});
+    EXPECT_TRUE(feed.ok()) << feed.status().ToString();
+    std::vector<std::string> ids;
+    if (feed.ok()) {
+      for (const auto& item : feed->items) ids.push_back(item.video_id);
+    }
+    return ids;
+  }
+
+  TempDir dir_;
+  ManualClock clock_{kNow};
+  EngineOptions options_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(EngineTest, ColdStartUserGetsAFullFeedWithReasons) {
+  LoadWorld();
+  auto feed = engine_->Feed(FeedRequest{"newcomer", 10, ""});
+  ASSERT_TRUE(feed.ok());
+  ASSERT_EQ(feed->items.size(), 10u);
+  for (const auto& item : feed->items) EXPECT_FALSE(item.reasons.empty()) << item.video_id;
+}
+
+TEST_F(EngineTest, FeedHasNoDuplicatesAndNoAdjacentCreator) {
+  LoadWorld();
+  auto feed = engine_->Feed(FeedRequest{"bg1", 30, ""});
+  ASSERT_TRUE(feed.ok());
+  std::set<std::string> ids;
+  for (size_t i = 0; i < feed->items.size(); ++i) {
+    EXPECT_TRUE(ids.insert(feed->items[i].video_id).second) << "duplicate " << feed->items[i].video_id;
+    if (i > 0) {
+      auto creator = [&](size_t k) { return engine_->GetVideo(feed->items[k].video_id)->video.creator_id; };
+      EXPECT_NE(creator(i), creator(i - 1)) << "adjacent items " << i - 1 << " and " << i;
+    }
+  }
+}
+
+TEST_F(EngineTest, WatchedVideosAreNeverShownAgain) {
+  LoadWorld();
+  auto watched = FeedIds("alice", 5);
+  std::vector<Event> events;
+  for (const auto& v : watched) events.push_back(Play("alice", v, 0.5, kNow));
+  ASSERT_TRUE(engine_->IngestEvents(events).ok());
+  for (int round = 0; round < 3; ++round) {
+    for (const auto& v : FeedIds("alice", 48)) {
+      EXPECT_EQ(std::count(watched.begin(), watched.end(), v), 0) << v << " was watched";
+    }
+  }
+}
+
+TEST_F(EngineTest, LikeChangesTheVeryNextFeed) {
+  LoadWorld();
+  // Same history for two users; only one of them likes a chess video.
+  std::vector<Event> common;
+  for (const char* u : {"liker", "control"}) {
+    common.push_back(Play(u, "cars-0-0", 0.5, kNow - 1000));
+    common.push_back(Play(u, "cooking-0-0", 0.5, kNow - 900));
+  }
+  ASSERT_TRUE(engine_->IngestEvents(common).ok());
+  ASSERT_TRUE(engine_->IngestEvents({Ev("liker", "chess-1-3", EventType::kLike, kNow - 500)}).ok());
+
+  auto count_chess = [](const std::vector<std::string>& ids) {
+    return std::count_if(ids.begin(), ids.end(), [](const std::string& id) { return Topic(id) == "chess"; });
+  };
+  auto liked = FeedIds("liker", 6);
+  auto control = FeedIds("control", 6);
+  ASSERT_EQ(liked.size(), 6u);
+  EXPECT_EQ(Topic(liked[0]), "chess") << "top item after liking chess";
+  EXPECT_GT(count_chess(liked), count_chess(control));
+}
+
+TEST_F(EngineTest, LikeRaisesTheScoreOfSimilarVideos) {
+  LoadWorld();
+  auto score_of = [&](const std::string& user, const std::string& video) {
+    auto feed = engine_->Feed(FeedRequest{user, 48, ""});
+    for (const auto& item : feed->items) {
+      if (item.video_id == video) return item.score;
+    }
+    return -1e9;
+  };
+  ASSERT_TRUE(engine_->IngestEvents({Play("bob", "cars-1-1", 0.5, kNow - 100)}).ok());
+  double before = score_of("bob", "cats-0-4");
+  ASSERT_TRUE(engine_->IngestEvents({Ev("bob", "cats-0-3", EventType::kLike, kNow)}).ok());
+  double after = score_of("bob", "cats-0-4");
+  EXPECT_GT(after, before);
+}
+
+TEST_F(EngineTest, NotInterestedIsNeverShownAgainAndDemotesTheCreator) {
+  LoadWorld();
+  auto first = FeedIds("carol", 5);
+  ASSERT_FALSE(first.empty());
+  const std::string rejected = first[0];
+  ASSERT_TRUE(engine_->IngestEvents({Ev("carol", rejected, EventType::kNotInterested, kNow)}).ok());
+  for (int round = 0; round < 3; ++round) {
+    auto ids = FeedIds("carol", 48);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), rejected), 0);
+  }
+  Reopen();
+  auto ids = FeedIds("carol", 48);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), rejected), 0) << "after restart";
+  auto profile = engine_->GetUser("carol");
+  ASSERT_TRUE(profile.ok());
+  EXPECT_EQ(profile->not_interested, std::vector<std::string>{rejected});
+}
+
+TEST_F(EngineTest, InvalidEventRejectsTheWholeBatch) {
+  LoadWorld();
+  const uint64_t seq = engine_->Stats().log_seq;
+  std::vector<Event> batch = {Play("dave", "cats-0-0", 1.0, kNow), Play("dave", "cats-0-1", 1.0, kNow),
+                              Play("dave", "no-such-video", 1.0, kNow)};
+  auto r = engine_->IngestEvents(batch);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("events[2].video_id"), std::string::npos) << r.status().message();
+  EXPECT_EQ(engine_->Stats().log_seq, seq);
+  EXPECT_EQ(engine_->GetUser("dave").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, WatchMsIsConvertedWithTheVideoDuration) {
+  LoadWorld();
+  const uint32_t completes_before = engine_->GetVideo("cats-0-0")->completes;
+  Event e = Play("erin", "cats-0-0", -1, kNow);
+  e.watch_ms = 20000;  // the whole 20 s video
+  ASSERT_TRUE(engine_->IngestEvents({e}).ok());
+  EXPECT_EQ(engine_->GetVideo("cats-0-0")->completes, completes_before + 1);
+  auto profile = engine_->GetUser("erin");
+  ASSERT_TRUE(profile.ok());
+  ASSERT_FALSE(profile->recent_positives.empty());
+  EXPECT_EQ(profile->recent_positives[0].second, "watched to the end");
+}
+
+TEST_F(EngineTest, RestartRestoresExactlyTheSameModel) {
+  LoadWorld();
+  ASSERT_TRUE(engine_->IngestEvents({Ev("frank", "cooking-1-2", EventType::kLike, kNow),
+                                     Ev("frank", "cooking-1-2", EventType::kFollow, kNow),
+                                     Play("frank", "chess-0-1", 1.7, kNow)})
+                  .ok());
+  auto before = engine_->Feed(FeedRequest{"frank", 20, ""});
+  auto profile_before = engine_->GetUser("frank");
+  const EngineStats stats_before = engine_->Stats();
+  Reopen();  // served history is in memory only, so the first feed is comparable
+  auto after = engine_->Feed(FeedRequest{"frank", 20, ""});
+  ASSERT_TRUE(before.ok() && after.ok());
+  ASSERT_EQ(before->items.size(), after->items.size());
+  for (size_t i = 0; i < before->items.size(); ++i) {
+    EXPECT_EQ(before->items[i].video_id, after->items[i].video_id) << i;
+    EXPECT_DOUBLE_EQ(before->items[i].score, after->items[i].score) << i;
+  }
+  EXPECT_EQ(profile_before->follows, engine_->GetUser("frank")->follows);
+  EXPECT_EQ(stats_before.events, engine_->Stats().events);
+  EXPECT_EQ(stats_before.model_updates, engine_->Stats().model_updates);
+  EXPECT_EQ(engine_->Stats().recovered_records, stats_before.log_seq);
+}
+
+TEST_F(EngineTest, FollowedCreatorsNewVideoReachesTheFollower) {
+  LoadWorld();
+  ASSERT_TRUE(engine_->IngestEvents({Ev("gina", "chess-1-0", EventType::kFollow, kNow - 10)}).ok());
+  Video v{"chess-1-new", "chess-creator1", 30000, {"chess"}, "en", kNow - 1000, {}};
+  ASSERT_TRUE(engine_->UpsertVideos({v}).ok());
+  auto feed = engine_->Feed(FeedRequest{"gina", 5, ""});
+  ASSERT_TRUE(feed.ok());
+  bool found = false;
+  for (const auto& item : feed->items) {
+    if (item.video_id != v.id) continue;
+    found = true;
+    EXPECT_NE(std::find(item.sources.begin(), item.sources.end(), "followed"), item.sources.end());
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST_F(EngineTest, NewVideoGetsExplorationImpressions) {
+  LoadWorld();
+  Video v{"brand-new", "new-creator", 15000, {"origami"}, "en", kNow - 60'000, {}};
+  ASSERT_TRUE(engine_->UpsertVideos({v}).ok());
+  auto feed = engine_->Feed(FeedRequest{"bg5", 10, ""});
+  ASSERT_TRUE(feed.ok());
+  auto it = std::find_if(feed->items.begin(), feed->items.end(), [&](const FeedItem& i) { return i.video_id == v.id; });
+  ASSERT_NE(it, feed->items.end()) << "a new video must get exploration slots";
+  EXPECT_NE(std::find_if(it->reasons.begin(), it->reasons.end(),
+                         [](const std::string& r) { return r.find("new creator") != std::string::npos; }),
+            it->reasons.end());
+}
+
+TEST_F(EngineTest, FeedsDoNotRepeatWhileUnservedVideosRemain) {
+  LoadWorld();
+  auto a = FeedIds("hank", 10);
+  auto b = FeedIds("hank", 10);
+  for (const auto& id : b) EXPECT_EQ(std::count(a.begin(), a.end(), id), 0) << id << " repeated";
+}
+
+TEST_F(EngineTest, RejectsBadFeedRequests) {
+  EXPECT_EQ(engine_->Feed(FeedRequest{"", 10, ""}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->Feed(FeedRequest{"u", 0, ""}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->Feed(FeedRequest{"u", 101, ""}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(engine_->Feed(FeedRequest{"u", 10, ""}).ok()) << "an empty catalog is an empty feed, not an error";
+}
+
+TEST_F(EngineTest, RejectsEmbeddingOfTheWrongDimension) {
+  Video v{"x", "c", 1000, {}, "en", kNow, {1.0f, 2.0f}};
+  Status s = engine_->UpsertVideos({v});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->GetVideo("x").status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace foryou

@@ -1,0 +1,81 @@
+#include <gtest/gtest.h>
+
+#include "learning/embedding_model.h"
+#include "learning/ranker_model.h"
+#include "learning/signals.h"
+
+namespace foryou {
+namespace {
+
+TEST(SignalsTest, PlaysAreGradedByWatchRatio) {
+  LearningOptions o;
+  EXPECT_EQ(SignalsFor(EventType::kPlay, 2.0, o).kind, PositiveKind::kReplayed);
+  EXPECT_EQ(SignalsFor(EventType::kPlay, 1.0, o).kind, PositiveKind::kCompleted);
+  EXPECT_EQ(SignalsFor(EventType::kPlay, 1.0, o).labels[kHeadComplete], 1);
+  EXPECT_EQ(SignalsFor(EventType::kPlay, 0.5, o).strength, 0.0f);
+  EXPECT_EQ(SignalsFor(EventType::kPlay, 0.5, o).labels[kHeadComplete], 0);
+  EXPECT_LT(SignalsFor(EventType::kPlay, 0.05, o).strength, 0.0f);
+  EXPECT_EQ(SignalsFor(EventType::kPlay, 0.05, o).labels[kHeadSkip], 1);
+  EXPECT_GT(SignalsFor(EventType::kShare, 0, o).strength, SignalsFor(EventType::kLike, 0, o).strength);
+  EXPECT_LT(SignalsFor(EventType::kNotInterested, 0, o).strength, 0.0f);
+  EXPECT_EQ(SignalsFor(EventType::kNotInterested, 0, o).labels[kHeadNotInterested], 1);
+  EXPECT_EQ(SignalsFor(EventType::kImpression, 0, o).strength, 0.0f);
+}
+
+TEST(RankerModelTest, UpdatesMoveThePredictionTowardsTheLabel) {
+  RankerModel m;
+  FeatureVector x{};
+  x[kFeatBias] = 1;
+  x[kFeatTagAffinity] = 0.8f;
+  const float before = m.Predict(x)[kHeadLike];
+  for (int i = 0; i < 50; ++i) m.Update(x, kHeadLike, 1, 0.1f);
+  EXPECT_GT(m.Predict(x)[kHeadLike], before);
+  EXPECT_EQ(m.updates(), 50u);
+  for (int i = 0; i < 500; ++i) m.Update(x, kHeadLike, 0, 0.1f);
+  EXPECT_LT(m.Predict(x)[kHeadLike], before);
+}
+
+TEST(EmbeddingModelTest, PositivePullsNegativePushes) {
+  LearningOptions o;
+  EmbeddingModel m(8, o);
+  for (int i = 0; i < 10; ++i) m.AddItem({}, {"tag:t" + std::to_string(i)});
+  m.AddUser();
+  std::vector<uint32_t> touched;
+  for (int i = 0; i < 30; ++i) m.Update(0, 3, 1.0f, 1000 + i, &touched);
+  const float liked = m.Score(0, 3);
+  EXPECT_GT(liked, 0.0f);
+  for (int i = 0; i < 30; ++i) m.Update(0, 3, -1.0f, 2000 + i, &touched);
+  EXPECT_LT(m.Score(0, 3), liked);
+  EXPECT_FALSE(touched.empty());
+}
+
+TEST(EmbeddingModelTest, ContentPriorPutsVideosWithSharedTagsClose) {
+  LearningOptions o;
+  EmbeddingModel m(32, o);
+  m.AddItem({}, {"tag:cats", "creator:a"});
+  m.AddItem({}, {"tag:cats", "creator:b"});
+  m.AddItem({}, {"tag:cars", "creator:c"});
+  auto dot = [&](uint32_t a, uint32_t b) {
+    float s = 0;
+    for (int d = 0; d < 32; ++d) s += m.item(a)[d] * m.item(b)[d];
+    return s;
+  };
+  EXPECT_GT(dot(0, 1), dot(0, 2));
+}
+
+TEST(EmbeddingModelTest, SameSeedSameResult) {
+  LearningOptions o;
+  EmbeddingModel a(8, o), b(8, o);
+  for (auto* m : {&a, &b}) {
+    for (int i = 0; i < 20; ++i) m->AddItem({}, {"k" + std::to_string(i)});
+    m->AddUser();
+    std::vector<uint32_t> t;
+    for (int i = 0; i < 10; ++i) m->Update(0, i, 1.5f, 77 + i, &t);
+  }
+  for (int i = 0; i < 20; ++i) {
+    for (int d = 0; d < 8; ++d) EXPECT_EQ(a.item(i)[d], b.item(i)[d]);
+  }
+}
+
+}  // namespace
+}  // namespace foryou

@@ -1,0 +1,114 @@
+// Tests of the candidate sources: ANN against brute force, co-engagement,
+// trending.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include "retrieval/ann_index.h"
+#include "retrieval/co_engagement.h"
+#include "retrieval/trending.h"
+
+namespace foryou {
+namespace {
+
+TEST(AnnIndexTest, RecallAgainstBruteForce) {
+  const int dim = 16, n = 3000, k = 20, queries = 50;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> g;
+  std::vector<float> data(static_cast<size_t>(n) * dim);
+  for (float& x : data) x = g(rng);
+  AnnIndex index(dim, RetrievalOptions{});
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(index.Upsert(i, &data[static_cast<size_t>(i) * dim]).ok());
+  EXPECT_EQ(index.size(), static_cast<size_t>(n));
+  double hits = 0;
+  for (int q = 0; q < queries; ++q) {
+    std::vector<float> query(dim);
+    for (float& x : query) x = g(rng);
+    std::vector<std::pair<float, int>> exact;
+    for (int i = 0; i < n; ++i) {
+      float dot = 0;
+      for (int d = 0; d < dim; ++d) dot += query[d] * data[static_cast<size_t>(i) * dim + d];
+      exact.emplace_back(dot, i);
+    }
+    std::partial_sort(exact.begin(), exact.begin() + k, exact.end(), std::greater<>());
+    std::set<int> truth;
+    for (int i = 0; i < k; ++i) truth.insert(exact[i].second);
+    auto got = index.Search(query.data(), k);
+    ASSERT_EQ(got.size(), static_cast<size_t>(k));
+    EXPECT_GE(got[0].second, got[k - 1].second) << "best first";
+    for (auto& [label, dot] : got) hits += truth.count(static_cast<int>(label));
+  }
+  EXPECT_GE(hits / (queries * k), 0.9);
+}
+
+TEST(AnnIndexTest, UpsertMovesAPoint) {
+  AnnIndex index(2, RetrievalOptions{});
+  float a[] = {1, 0}, b[] = {0, 1};
+  ASSERT_TRUE(index.Upsert(0, a).ok());
+  ASSERT_TRUE(index.Upsert(1, b).ok());
+  float q[] = {1, 0};
+  EXPECT_EQ(index.Search(q, 1)[0].first, 0u);
+  float a2[] = {-1, 0};
+  ASSERT_TRUE(index.Upsert(0, a2).ok());
+  EXPECT_EQ(index.Search(q, 1)[0].first, 1u);
+  EXPECT_EQ(index.size(), 2u);
+}
+
+TEST(AnnIndexTest, GrowsBeyondItsInitialCapacity) {
+  AnnIndex index(4, RetrievalOptions{});
+  float v[4] = {1, 2, 3, 4};
+  for (uint32_t i = 0; i < 5000; ++i) {
+    v[0] = static_cast<float>(i);
+    ASSERT_TRUE(index.Upsert(i, v).ok());
+  }
+  EXPECT_EQ(index.size(), 5000u);
+}
+
+TEST(CoEngagementTest, RecentPositivesBecomeNeighboursWithRecencyDecay) {
+  CoEngagement co(/*max_neighbors=*/10, /*decay=*/0.5f, /*window=*/3);
+  for (int i = 0; i < 6; ++i) co.AddItem();
+  co.Record({1, 2, 3, 4}, 0, 1.0f);  // 1 most recent; 4 outside the window
+  EXPECT_FLOAT_EQ(co.Weight(0, 1), 1.0f);
+  EXPECT_FLOAT_EQ(co.Weight(0, 2), 0.5f);
+  EXPECT_FLOAT_EQ(co.Weight(3, 0), 0.25f);
+  EXPECT_FLOAT_EQ(co.Weight(0, 4), 0.0f);
+  auto nb = co.Neighbors(0, 2);
+  ASSERT_EQ(nb.size(), 2u);
+  EXPECT_EQ(nb[0].first, 1u);
+  EXPECT_EQ(nb[1].first, 2u);
+}
+
+TEST(CoEngagementTest, PrunesToTheStrongestEdges) {
+  CoEngagement co(/*max_neighbors=*/4, 1.0f, 1);
+  for (int i = 0; i < 20; ++i) co.AddItem();
+  for (uint32_t j = 1; j < 20; ++j) co.Record({0}, j, static_cast<float>(j));
+  auto nb = co.Neighbors(0, 100);
+  EXPECT_LE(nb.size(), 8u);
+  EXPECT_EQ(nb[0].first, 19u);
+  EXPECT_EQ(co.Weight(0, 1), 0.0f) << "the weakest edge was pruned";
+}
+
+TEST(TrendingTest, RecentEngagementOutranksOldEngagement) {
+  Trending t(/*half_life_hours=*/1.0);
+  t.AddItem(0);
+  t.AddItem(0);
+  t.AddItem(1);
+  const int64_t hour = 3600 * 1000;
+  // Item 0: 4 events 3 hours ago (worth 4/8 = 0.5 now); item 1: 1 event now.
+  for (int i = 0; i < 4; ++i) t.Record(0, 1.0, 10 * hour);
+  t.Record(1, 1.0, 13 * hour);
+  EXPECT_EQ(t.Top(0, 2), (std::vector<uint32_t>{1, 0}));
+  EXPECT_NEAR(t.Normalized(0), 0.5f, 1e-4);
+  EXPECT_FLOAT_EQ(t.Normalized(1), 1.0f);
+  EXPECT_TRUE(t.Top(1, 5).empty()) << "no events in language 1 yet";
+  t.Record(2, 1.0, 0);
+  EXPECT_EQ(t.Top(1, 5), (std::vector<uint32_t>{2}));
+  EXPECT_EQ(t.Top(-1, 5).size(), 3u);
+  t.SetLanguage(2, 0);
+  EXPECT_EQ(t.Top(0, 5).size(), 3u);
+}
+
+}  // namespace
+}  // namespace foryou

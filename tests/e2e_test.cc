@@ -1,0 +1,237 @@
+// End-to-end: the real `foryou serve` binary on a free loopback port, driven
+// over real HTTP. Covers what a user relies on: ingest, feed, a like that
+// changes the next feed, not_interested never shown again, kill -9 with no
+// acknowledged write lost, and hostile input answered with 4xx while the
+// server keeps serving.
+#include <httplib.h>
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "test_process.h"
+#include "util/test_util.h"
+
+namespace foryou {
+namespace {
+
+using nlohmann::json;
+
+json World() {
+  json videos = json::array();
+  const char* topics[] = {"cats", "cars", "cooking", "chess"};
+  for (int t = 0; t < 4; ++t) {
+    for (int c = 0; c < 3; ++c) {
+      for (int i = 0; i < 5; ++i) {
+        videos.push_back({{"id", fmt::format("{}-{}-{}", topics[t], c, i)},
+                          {"creator_id", fmt::format("{}-creator{}", topics[t], c)},
+                          {"duration_ms", 20000},
+                          {"tags", {topics[t]}},
+                          {"language", "en"},
+                          {"created_at", 1'700'000'000'000LL + i}});
+      }
+    }
+  }
+  return {{"videos", videos}};
+}
+
+std::string Topic(const std::string& id) { return id.substr(0, id.find('-')); }
+
+class E2ETest : public ::testing::Test {
+ protected:
+  void Start() {
+    server_ = ServerProcess::Start(FORYOU_BINARY, dir_.Sub("data"), dir_.path(), {});
+    ASSERT_NE(server_, nullptr);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    client_->set_read_timeout(30, 0);
+  }
+  httplib::Result Post(const std::string& path, const std::string& body) {
+    return client_->Post(path.c_str(), body, "application/json");
+  }
+  json PostOk(const std::string& path, const json& body) {
+    auto r = Post(path, body.dump());
+    EXPECT_TRUE(r) << path;
+    if (!r) return {};
+    EXPECT_EQ(r->status, 200) << path << ": " << r->body;
+    return json::parse(r->body);
+  }
+  json GetJson(const std::string& path, int want_status = 200) {
+    auto r = client_->Get(path.c_str());
+    EXPECT_TRUE(r) << path;
+    if (!r) return {};
+    EXPECT_EQ(r->status, want_status) << path << ": " << r->body;
+    EXPECT_NE(r->get_header_value("Content-Type").find("application/json"), std::string::npos) << path;
+    return json::parse(r->body, nullptr, false);
+  }
+  std::vector<std::string> Feed(const std::string& user, int n) {
+    json f = GetJson(fmt::format("/v1/feed?user_id={}&n={}", user, n));
+    std::vector<std::string> ids;
+    for (const auto& item : f["items"]) {
+      ids.push_back(item["video_id"]);
+      EXPECT_FALSE(item["reasons"].empty());
+      EXPECT_TRUE(item["score"].is_number());
+    }
+    return ids;
+  }
+  static json Event(const std::string& user, const std::string& video, const std::string& type, double ratio = -1) {
+    json e = {{"user_id", user}, {"video_id", video}, {"type", type}};
+    if (ratio >= 0) e["watch_ratio"] = ratio;
+    return e;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(E2ETest, IngestFeedLikeNotInterestedKill9Restart) {
+  Start();
+  EXPECT_EQ(PostOk("/v1/videos", World())["upserted"], 60);
+  // Other users make co-engagement: cats lovers watch many cats videos.
+  json bg = json::array();
+  for (int u = 0; u < 12; ++u) {
+    for (int i = 0; i < 5; ++i) bg.push_back(Event(fmt::format("bg{}", u), fmt::format("cats-{}-{}", u % 3, i), "play", 1.0));
+  }
+  EXPECT_EQ(PostOk("/v1/events", {{"events", bg}})["accepted"], 60);
+
+  // A cold user gets a full feed at once.
+  auto first = Feed("alice", 10);
+  ASSERT_EQ(first.size(), 10u);
+
+  // Alice likes one chess video; the very next feed leans to chess.
+  PostOk("/v1/events", {{"events", {Event("alice", "cars-0-0", "play", 0.3), Event("alice", "chess-1-2", "like")}}});
+  auto after_like = Feed("alice", 5);
+  ASSERT_FALSE(after_like.empty());
+  EXPECT_EQ(Topic(after_like[0]), "chess") << "the top item after liking chess";
+
+  // not_interested: never shown again, even when asking for everything.
+  const std::string rejected = after_like[0];
+  PostOk("/v1/events", {{"events", {Event("alice", rejected, "not_interested")}}});
+  std::set<std::string> shown;
+  for (int round = 0; round < 3; ++round) {
+    for (const auto& id : Feed("alice", 100)) shown.insert(id);
+  }
+  EXPECT_EQ(shown.count(rejected), 0u);
+  EXPECT_EQ(shown.count("chess-1-2"), 0u) << "a liked (watched) video is never repeated";
+
+  json before = GetJson("/v1/users/alice");
+  server_->Kill9();
+  Start();
+  json after = GetJson("/v1/users/alice");
+  EXPECT_EQ(before, after) << "the user's state survives kill -9";
+  EXPECT_EQ(after["not_interested"], json::array({rejected}));
+  for (const auto& id : Feed("alice", 100)) EXPECT_NE(id, rejected) << "after restart";
+  EXPECT_EQ(GetJson("/v1/videos/chess-1-2")["stats"]["likes"], 1);
+}
+
+TEST_F(E2ETest, AcknowledgedEventsSurviveKill9MidStream) {
+  Start();
+  PostOk("/v1/videos", World());
+  std::atomic<int> acked{0};
+  std::atomic<bool> stop{false};
+  std::atomic<bool> writer_done{false};
+  std::thread writer([&] {
+    httplib::Client c("127.0.0.1", server_->port());
+    for (int b = 0; !stop && b < 100000; ++b) {
+      json events = json::array();
+      for (int i = 0; i < 10; ++i) events.push_back(Event("writer", fmt::format("cars-{}-{}", i % 3, i % 5), "impression"));
+      auto r = c.Post("/v1/events", json{{"events", events}}.dump(), "application/json");
+      if (!r || r->status != 200) break;  // the server died under us
+      acked += 10;
+    }
+    writer_done = true;
+  });
+  while (acked < 200 && !writer_done) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_GE(acked.load(), 200) << "the writer failed before the kill";
+  server_->Kill9();
+  stop = true;
+  writer.join();
+  const int acknowledged = acked;
+  Start();
+  json user = GetJson("/v1/users/writer");
+  // Every acknowledged batch is there; at most the one in flight may be too.
+  EXPECT_GE(user["event_counts"]["impression"].get<int>(), acknowledged);
+  EXPECT_LE(user["event_counts"]["impression"].get<int>(), acknowledged + 10);
+}
+
+TEST_F(E2ETest, BadInputGets4xxAndLosesNothing) {
+  Start();
+  PostOk("/v1/videos", World());
+  PostOk("/v1/events", {{"events", {Event("zoe", "cats-0-0", "play", 1.0)}}});
+  const int fds_before = server_->CountOpenFds();
+
+  struct Case {
+    std::string method, path, body;
+    int status;
+    std::string code;
+  };
+  const std::vector<Case> cases = {
+      {"POST", "/v1/events", "{not json", 400, "invalid_argument"},
+      {"POST", "/v1/events", "", 400, "invalid_argument"},
+      {"POST", "/v1/events", std::string(5000, '['), 400, "invalid_argument"},
+      {"POST", "/v1/events", R"({"events":[{"user_id":"zoe","video_id":"cats-0-1","type":"like"},{"user_id":"zoe","video_id":"cats-0-2","type":"jump"}]})", 400, "invalid_argument"},
+      {"POST", "/v1/events", R"({"events":[{"user_id":"zoe","video_id":"cats-0-1","type":"like"},{"user_id":"zoe","video_id":"nope","type":"like"}]})", 400, "invalid_argument"},
+      {"POST", "/v1/events", R"({"events":[{"user_id":5,"video_id":"cats-0-1","type":"like"}]})", 400, "invalid_argument"},
+      {"POST", "/v1/videos", R"({"videos":[{"id":"x","creator_id":"c","duration_ms":"long"}]})", 400, "invalid_argument"},
+      {"POST", "/v1/videos", R"({"videos":[{"id":"x","creator_id":"c","duration_ms":5,"embedding":[1,2]}]})", 400, "invalid_argument"},
+      {"POST", "/v1/events", std::string(9 << 20, ' '), 413, "too_large"},
+      {"GET", "/v1/feed", "", 400, "invalid_argument"},
+      {"GET", "/v1/feed?user_id=zoe&n=0", "", 400, "invalid_argument"},
+      {"GET", "/v1/feed?user_id=zoe&n=101", "", 400, "invalid_argument"},
+      {"GET", "/v1/feed?user_id=zoe&n=abc", "", 400, "invalid_argument"},
+      {"GET", "/v1/users/nobody", "", 404, "not_found"},
+      {"GET", "/v1/videos/nothing", "", 404, "not_found"},
+      {"GET", "/v2/whatever", "", 404, "not_found"},
+  };
+  for (const Case& c : cases) {
+    auto r = c.method == "GET" ? client_->Get(c.path.c_str()) : Post(c.path, c.body);
+    ASSERT_TRUE(r) << c.path << " " << c.body.substr(0, 80);
+    EXPECT_EQ(r->status, c.status) << c.path << " " << c.body.substr(0, 80) << " -> " << r->body;
+    json j = json::parse(r->body, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << r->body;
+    EXPECT_EQ(j["error"]["code"], c.code) << r->body;
+    EXPECT_FALSE(j["error"]["message"].get<std::string>().empty());
+  }
+  // The rejected batches left nothing behind: zoe has exactly her one play.
+  json zoe = GetJson("/v1/users/zoe");
+  EXPECT_EQ(zoe["event_counts"]["play"], 1);
+  EXPECT_EQ(zoe["event_counts"]["like"], 0);
+  EXPECT_EQ(GetJson("/v1/videos/x", 404)["error"]["code"], "not_found");
+
+  // Garbage on the socket, then a connection that never finishes its request.
+  for (int i = 0; i < 20; ++i) {
+    httplib::Client raw("127.0.0.1", server_->port());
+    raw.Get("/v1/feed?user_id=%ff%00&n=3");
+  }
+  client_.reset();
+  client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+  EXPECT_EQ(GetJson("/healthz")["status"], "ok");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_LE(server_->CountOpenFds(), fds_before + 2) << "file descriptors leaked";
+
+  auto metrics = client_->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("foryou_http_request_duration_seconds_bucket{endpoint=\"events\""), std::string::npos);
+  EXPECT_NE(metrics->body.find("foryou_http_requests_total{endpoint=\"events\",status=\"400\"}"), std::string::npos);
+  EXPECT_NE(metrics->body.find("foryou_events_ingested_total 1"), std::string::npos);
+  EXPECT_NE(metrics->body.find("foryou_ann_index_size 60"), std::string::npos);
+}
+
+TEST_F(E2ETest, DemoWorldServesAFeed) {
+  server_ = ServerProcess::Start(FORYOU_BINARY, dir_.Sub("data"), dir_.path(), {"--demo"}, 300);
+  ASSERT_NE(server_, nullptr);
+  client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+  client_->set_read_timeout(30, 0);
+  auto items = Feed("u14", 10);
+  EXPECT_EQ(items.size(), 10u);
+  json user = GetJson("/v1/users/u14");
+  EXPECT_EQ(user["event_counts"]["play"], 83) << "KuaiRec has 83 plays per user";
+  EXPECT_EQ(server_->Terminate(), 0) << "SIGTERM stops the server cleanly";
+}
+
+}  // namespace
+}  // namespace foryou

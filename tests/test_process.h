@@ -1,0 +1,37 @@
+// ServerProcess: runs the real `foryou serve` binary for end-to-end tests, on
+// a free loopback port, and stops it by PID.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace foryou {
+
+class ServerProcess {
+ public:
+  // Starts `binary serve --listen 127.0.0.1:0 --data-dir data_dir extra...`
+  // and waits (up to timeout_s) for its "listening on" line. Output goes to
+  // files in log_dir. Returns null (and prints why) on failure.
+  static std::unique_ptr<ServerProcess> Start(const std::string& binary, const std::string& data_dir,
+                                              const std::string& log_dir, const std::vector<std::string>& extra,
+                                              double timeout_s = 120);
+  ~ServerProcess();
+
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  // SIGKILL: no chance to flush or clean up.
+  void Kill9();
+  // SIGTERM and wait; returns the exit status (or -1).
+  int Terminate();
+  // Open file descriptors of the server process.
+  int CountOpenFds() const;
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+}  // namespace foryou
