@@ -146,11 +146,11 @@ TEST_F(E2ETest, AcknowledgedEventsSurviveKill9MidStream) {
     writer_done = true;
   });
   while (acked < 200 && !writer_done) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  ASSERT_GE(acked.load(), 200) << "the writer failed before the kill";
   server_->Kill9();
   stop = true;
   writer.join();
   const int acknowledged = acked;
+  ASSERT_GE(acknowledged, 200) << "the writer failed before the kill";
   Start();
   json user = GetJson("/v1/users/writer");
   // Every acknowledged batch is there; at most the one in flight may be too.
