@@ -39,6 +39,9 @@ struct LearningOptions {
   int negatives = 3;
   // Step for the online logistic ranker heads.
   double ranker_lr = 0.02;
+  // Random videos per positive event used as negatives for the completion
+  // head (implicit feedback). 0 learns from explicit negatives only.
+  int ranker_negatives = 2;
   // A play with watch_ratio >= this is a positive signal for the embeddings
   // and co-engagement.
   double positive_watch_ratio = 0.8;
@@ -56,6 +59,10 @@ struct RetrievalOptions {
   int ann_ef = 200;         // hnswlib search breadth: recall vs latency
   int ann_m = 16;           // hnswlib graph degree: recall vs memory
   int ann_ef_construction = 100;
+  // A video's vector is re-written to the HNSW index once it has moved by
+  // more than this fraction of its norm since it was last indexed. 0: after
+  // every change (slow ingest); larger: cheaper ingest, staler ANN.
+  double ann_reindex_drift = 0.1;
   int co_engagement = 150;  // videos co-engaged with the user's recent positives
   int co_seeds = 10;        // how many recent positives seed co-engagement
   int followed = 60;        // recent videos of followed creators

@@ -38,17 +38,41 @@ std::vector<uint32_t> UserRecord::RecentVideos(size_t k) const {
 
 // ------------------------------------------------------------------ Features
 
-FeatureVector Engine::State::Features(const UserRecord* user, std::optional<uint32_t> user_idx, uint32_t video,
-                                      std::optional<uint32_t> user_lang, int64_t now_ms,
+UserContext Engine::State::MakeContext(std::optional<uint32_t> user_idx, std::optional<uint32_t> lang,
+                                       bool precompute_co, const EngineOptions& o) const {
+  UserContext ctx;
+  ctx.idx = user_idx;
+  ctx.user = user_idx ? &users[*user_idx] : nullptr;
+  ctx.lang = lang;
+  ctx.co_precomputed = precompute_co;
+  if (precompute_co && ctx.user != nullptr) {
+    float decay = 1.0f;
+    for (size_t i = 0; i < ctx.user->recent.size() && i < static_cast<size_t>(o.retrieval.co_seeds); ++i) {
+      co.ForEachNeighbor(ctx.user->recent[i].video, [&](uint32_t nb, float w) { ctx.co[nb] += decay * w; });
+      decay *= kSeedDecay;
+    }
+  }
+  return ctx;
+}
+
+FeatureVector Engine::State::Features(const UserContext& ctx, uint32_t video, int64_t now_ms,
                                       const EngineOptions& o) const {
   const VideoRecord& v = catalog.at(video);
+  const UserRecord* user = ctx.user;
   FeatureVector x{};
   x[kFeatBias] = 1.0f;
-  if (user != nullptr && user_idx) {
-    x[kFeatEmbedding] = std::tanh(embeddings.Score(*user_idx, video));
+  if (user != nullptr) {
+    x[kFeatEmbedding] = std::tanh(embeddings.Score(*ctx.idx, video));
     float co_sum = 0;
-    for (size_t i = 0; i < user->recent.size() && i < static_cast<size_t>(o.retrieval.co_seeds); ++i) {
-      co_sum += co.Weight(user->recent[i].video, video);
+    if (ctx.co_precomputed) {
+      auto it = ctx.co.find(video);
+      if (it != ctx.co.end()) co_sum = it->second;
+    } else {
+      float decay = 1.0f;
+      for (size_t i = 0; i < user->recent.size() && i < static_cast<size_t>(o.retrieval.co_seeds); ++i) {
+        co_sum += decay * co.Weight(user->recent[i].video, video);
+        decay *= kSeedDecay;
+      }
     }
     x[kFeatCoEngagement] = co_sum / (1.0f + co_sum);
     if (!v.tags.empty()) {
@@ -71,8 +95,31 @@ FeatureVector Engine::State::Features(const UserRecord* user, std::optional<uint
   x[kFeatSkipRate] = (static_cast<float>(st.skips) + 1.0f) / (plays + 5.0f);
   const double age_ms = std::max<double>(0.0, static_cast<double>(now_ms - v.video.created_at));
   x[kFeatFreshness] = static_cast<float>(std::exp(-age_ms / (o.retrieval.fresh_window_hours * 3600e3)));
-  x[kFeatLanguageMatch] = (user_lang && *user_lang == v.lang && v.lang != 0) ? 1.0f : 0.0f;
+  x[kFeatLanguageMatch] = (ctx.lang && *ctx.lang == v.lang && v.lang != 0) ? 1.0f : 0.0f;
   return x;
+}
+
+double Engine::State::Score(const FeatureVector& x, const std::array<double, kNumHeads>& objectives) const {
+  const auto p = ranker.Predict(x);
+  double score = 0;
+  for (int h = 0; h < kNumHeads; ++h) score += objectives[h] * p[h];
+  return score;
+}
+
+Status Engine::State::Reindex(uint32_t video, double drift, bool force) {
+  const int dim = embeddings.dim();
+  const float* v = embeddings.item(video);
+  float* indexed = &ann_vectors[static_cast<size_t>(video) * dim];
+  if (!force) {
+    double diff = 0, norm = 0;
+    for (int d = 0; d < dim; ++d) {
+      diff += (v[d] - indexed[d]) * (v[d] - indexed[d]);
+      norm += indexed[d] * indexed[d];
+    }
+    if (diff <= drift * drift * std::max(norm, 1e-12)) return Status::OK();
+  }
+  std::copy(v, v + dim, indexed);
+  return ann.Upsert(video, v);
 }
 
 // ---------------------------------------------------------------- Open
@@ -100,9 +147,8 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     // Build the ANN index once, rather than once per event.
     State& s = *engine->state_;
     for (uint32_t i = 0; i < s.catalog.size(); ++i) {
-      FORYOU_RETURN_IF_ERROR(s.ann.Upsert(i, s.embeddings.item(i)));
+      FORYOU_RETURN_IF_ERROR(s.Reindex(i, 0, /*force=*/true));
     }
-    s.ann_dirty.clear();
     engine->recovered_records_ = records;
   }
   engine->recovery_seconds_ =
@@ -185,15 +231,14 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       const VideoRecord& vr = s.catalog.at(r.idx);
       if (r.is_new) {
         s.embeddings.AddItem(v.embedding, Catalog::ContentKeys(v));
+        s.ann_vectors.resize(s.ann_vectors.size() + s.embeddings.dim());
         s.trending.AddItem(vr.lang);
         s.co.AddItem();
       } else {
         if (r.content_changed) s.embeddings.ResetItem(r.idx, v.embedding, Catalog::ContentKeys(v));
         if (r.language_changed) s.trending.SetLanguage(r.idx, vr.lang);
       }
-      if (!replaying && (r.is_new || r.content_changed)) {
-        FORYOU_RETURN_IF_ERROR(s.ann.Upsert(r.idx, s.embeddings.item(r.idx)));
-      }
+      if (!replaying && (r.is_new || r.content_changed)) FORYOU_RETURN_IF_ERROR(s.Reindex(r.idx, 0, /*force=*/true));
     }
     return Status::OK();
   }
@@ -218,19 +263,34 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     VideoRecord& vr = s.catalog.mutable_at(video);
     const Signals sig = SignalsFor(e.type, e.watch_ratio, lo);
 
+    const uint64_t seed = Mix64(lo.seed ^ (seq << 20) ^ i);
     // 1. Train the ranker on the features as they were before this event.
     bool any_label = false;
     for (int h = 0; h < kNumHeads; ++h) any_label |= sig.labels[h] >= 0;
     if (any_label) {
-      FeatureVector x = s.Features(&u, uidx, video, u.TopLanguage(), e.ts, options_);
+      const UserContext ctx = s.MakeContext(uidx, u.TopLanguage(), /*precompute_co=*/false, options_);
+      const float lr = static_cast<float>(lo.ranker_lr);
+      FeatureVector x = s.Features(ctx, video, e.ts, options_);
       for (int h = 0; h < kNumHeads; ++h) {
-        if (sig.labels[h] >= 0) s.ranker.Update(x, h, sig.labels[h], static_cast<float>(lo.ranker_lr));
+        if (sig.labels[h] >= 0) s.ranker.Update(x, h, sig.labels[h], lr);
+      }
+      // A positive also teaches what the user did not pick: a few videos
+      // drawn at random are negatives for the completion head. Without them
+      // a stream of positives only (purchases, completed plays) would teach
+      // the ranker nothing about which features separate good from bad.
+      if (sig.strength > 0) {
+        const uint32_t n = static_cast<uint32_t>(s.catalog.size());
+        uint64_t r = seed ^ 0x6e65676174697665ULL;
+        for (int k = 0; k < lo.ranker_negatives && n > 1; ++k) {
+          r = Mix64(r);
+          const uint32_t neg = static_cast<uint32_t>(r % n);
+          if (neg == video || u.seen.count(neg)) continue;
+          s.ranker.Update(s.Features(ctx, neg, e.ts, options_), kHeadComplete, 0, lr);
+        }
       }
     }
     // 2. Embeddings and co-engagement.
-    if (sig.strength != 0) {
-      s.embeddings.Update(uidx, video, sig.strength, Mix64(lo.seed ^ (seq << 20) ^ i), &touched);
-    }
+    if (sig.strength != 0) s.embeddings.Update(uidx, video, sig.strength, seed, &touched);
     if (sig.strength > 0) {
       std::vector<uint32_t> recent = u.RecentVideos(static_cast<size_t>(lo.recent_positives));
       s.co.Record(recent, video, sig.strength);
@@ -282,12 +342,35 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
   if (!replaying) {
     std::sort(touched.begin(), touched.end());
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-    for (uint32_t v : touched) FORYOU_RETURN_IF_ERROR(s.ann.Upsert(v, s.embeddings.item(v)));
+    for (uint32_t v : touched) FORYOU_RETURN_IF_ERROR(s.Reindex(v, options_.retrieval.ann_reindex_drift, false));
   }
   return Status::OK();
 }
 
 // ---------------------------------------------------------------- Reads
+
+Status Engine::ScoreVideos(const std::string& user_id, int64_t now_ms, const std::vector<uint32_t>* videos,
+                           std::vector<float>* scores) const {
+  std::shared_lock lock(mu_);
+  const State& s = *state_;
+  const auto uidx = s.FindUserIdx(user_id);
+  const std::optional<uint32_t> lang = uidx ? s.users[*uidx].TopLanguage() : std::nullopt;
+  const UserContext ctx = s.MakeContext(uidx, lang, /*precompute_co=*/true, options_);
+  const auto objectives = ObjectiveArray(options_.objectives);
+  const size_t n = videos ? videos->size() : s.catalog.size();
+  scores->resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t v = videos ? (*videos)[i] : static_cast<uint32_t>(i);
+    if (v >= s.catalog.size()) return Status::InvalidArgument(fmt::format("video index {} out of range", v));
+    (*scores)[i] = static_cast<float>(s.Score(s.Features(ctx, v, now_ms, options_), objectives));
+  }
+  return Status::OK();
+}
+
+std::optional<uint32_t> Engine::VideoIndex(const std::string& video_id) const {
+  std::shared_lock lock(mu_);
+  return state_->catalog.Find(video_id);
+}
 
 Result<UserProfile> Engine::GetUser(const std::string& user_id) const {
   std::shared_lock lock(mu_);

@@ -104,6 +104,15 @@ class Engine {
   Result<size_t> IngestEvents(std::vector<Event> events);
 
   Result<FeedResponse> Feed(const FeedRequest& request);
+  // Scores videos for `user_id` exactly as Feed scores its candidates (same
+  // user context, features and model) but without retrieval, exclusion or
+  // reranking. `videos` are catalog indexes (VideoIndex); null means every
+  // video, in index order. For offline evaluation (foryou eval).
+  Status ScoreVideos(const std::string& user_id, int64_t now_ms, const std::vector<uint32_t>* videos,
+                     std::vector<float>* scores) const;
+  // Dense index of a video: the order in which videos were first upserted.
+  std::optional<uint32_t> VideoIndex(const std::string& video_id) const;
+
   Result<UserProfile> GetUser(const std::string& user_id) const;
   Result<VideoInfo> GetVideo(const std::string& video_id) const;
   EngineStats Stats() const;

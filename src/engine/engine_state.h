@@ -45,6 +45,33 @@ struct UserRecord {
   std::vector<uint32_t> RecentVideos(size_t k) const;
 };
 
+// Who is being scored, resolved once per feed or per training event.
+struct UserContext {
+  const UserRecord* user = nullptr;  // null: a user with no events yet
+  std::optional<uint32_t> idx;       // index into State::users and the embeddings
+  std::optional<uint32_t> lang;      // the language to match, if known
+  // Co-engagement of videos with the user's recent positives, precomputed
+  // when many videos are scored (feeds, evaluation); otherwise looked up per
+  // video. Both give bit-identical values (same summation order).
+  bool co_precomputed = false;
+  std::unordered_map<uint32_t, float> co;
+};
+
+// Recent positive number i (0 = most recent) counts kSeedDecay^i in the
+// co-engagement feature: what was watched last says most about what is next.
+constexpr float kSeedDecay = 0.8f;
+
+inline std::array<double, kNumHeads> ObjectiveArray(const ObjectiveWeights& w) {
+  std::array<double, kNumHeads> a{};
+  a[kHeadComplete] = w.complete;
+  a[kHeadLike] = w.like;
+  a[kHeadShare] = w.share;
+  a[kHeadFollow] = w.follow;
+  a[kHeadSkip] = w.skip;
+  a[kHeadNotInterested] = w.not_interested;
+  return a;
+}
+
 struct Engine::State {
   explicit State(const EngineOptions& o)
       : embeddings(o.learning.embedding_dim, o.learning),
@@ -59,7 +86,9 @@ struct Engine::State {
   AnnIndex ann;
   CoEngagement co;
   Trending trending;
-  std::unordered_set<uint32_t> ann_dirty;  // videos whose vector moved since last indexed
+  // Each video's vector as last written to the ANN index; a video is
+  // re-indexed once it drifts more than retrieval.ann_reindex_drift from it.
+  std::vector<float> ann_vectors;
   uint64_t events = 0;
 
   const UserRecord* FindUser(std::string_view id) const {
@@ -72,9 +101,14 @@ struct Engine::State {
     return it->second;
   }
 
-  // Features of (user, video) as of now_ms. user may be null (unknown user).
-  FeatureVector Features(const UserRecord* user, std::optional<uint32_t> user_idx, uint32_t video,
-                         std::optional<uint32_t> user_lang, int64_t now_ms, const EngineOptions& o) const;
+  UserContext MakeContext(std::optional<uint32_t> user_idx, std::optional<uint32_t> lang, bool precompute_co,
+                          const EngineOptions& o) const;
+  // Features of (user, video) as of now_ms.
+  FeatureVector Features(const UserContext& ctx, uint32_t video, int64_t now_ms, const EngineOptions& o) const;
+  // The model's value of `video` for the user: sum_k objective_k * P(head_k).
+  double Score(const FeatureVector& x, const std::array<double, kNumHeads>& objectives) const;
+  // Writes `video`'s vector to the ANN index if it drifted (or if force).
+  Status Reindex(uint32_t video, double drift, bool force);
 };
 
 }  // namespace foryou

@@ -30,8 +30,6 @@ enum Source : uint8_t {
 
 struct Candidate {
   uint8_t sources = 0;
-  float co_weight = 0;
-  size_t co_seed = SIZE_MAX;  // index into the user's recent positives
 };
 
 std::vector<std::string> SourceNames(uint8_t s) {
@@ -43,17 +41,6 @@ std::vector<std::string> SourceNames(uint8_t s) {
   if (s & kSrcFresh) out.emplace_back("fresh");
   if (s & kSrcCatalog) out.emplace_back("catalog");
   return out;
-}
-
-std::array<double, kNumHeads> ObjectiveArray(const ObjectiveWeights& w) {
-  std::array<double, kNumHeads> a{};
-  a[kHeadComplete] = w.complete;
-  a[kHeadLike] = w.like;
-  a[kHeadShare] = w.share;
-  a[kHeadFollow] = w.follow;
-  a[kHeadSkip] = w.skip;
-  a[kHeadNotInterested] = w.not_interested;
-  return a;
 }
 
 }  // namespace
@@ -85,6 +72,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
     } else if (u != nullptr) {
       lang = u->TopLanguage();
     }
+    const UserContext ctx = s.MakeContext(uidx, lang, /*precompute_co=*/true, options_);
 
     // ---- Retrieval.
     std::unordered_map<uint32_t, Candidate> cands;
@@ -98,21 +86,15 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
     };
 
     if (u != nullptr) {
-      const size_t seeds = std::min(static_cast<size_t>(r.co_seeds), u->recent.size());
-      const size_t per_seed = seeds == 0 ? 0 : std::max<size_t>(4, 2 * r.co_engagement / seeds);
-      size_t added = 0;
-      for (size_t i = 0; i < seeds && added < static_cast<size_t>(r.co_engagement); ++i) {
-        for (const auto& [nb, w] : s.co.Neighbors(u->recent[i].video, per_seed)) {
-          size_t before = cands.size();
-          Candidate* c = add(nb, kSrcCoEngagement);
-          if (c == nullptr) continue;
-          added += cands.size() - before;
-          if (w > c->co_weight) {
-            c->co_weight = w;
-            c->co_seed = i;
-          }
-        }
+      // The strongest co-engagement with the user's recent positives.
+      std::vector<std::pair<float, uint32_t>> co;
+      co.reserve(ctx.co.size());
+      for (const auto& [v, w] : ctx.co) {
+        if (!u->seen.count(v) && !u->blocked.count(v)) co.emplace_back(w, v);
       }
+      const size_t k = std::min(co.size(), static_cast<size_t>(r.co_engagement));
+      std::partial_sort(co.begin(), co.begin() + k, co.end(), std::greater<>());
+      for (size_t i = 0; i < k; ++i) add(co[i].second, kSrcCoEngagement);
       if (!u->recent.empty()) {
         for (const auto& [v, dot] : s.ann.Search(s.embeddings.user(*uidx), r.ann)) add(v, kSrcAnn);
       }
@@ -168,12 +150,10 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
     const int64_t new_creator_since = now - static_cast<int64_t>(r.new_creator_days * 86400e3);
     for (uint32_t v : ids) {
       const VideoRecord& vr = s.catalog.at(v);
-      FeatureVector x = s.Features(u, uidx, v, lang, now, options_);
+      FeatureVector x = s.Features(ctx, v, now, options_);
       auto p = s.ranker.Predict(x);
-      double score = 0;
-      for (int h = 0; h < kNumHeads; ++h) score += objectives[h] * p[h];
       RerankCandidate c;
-      c.score = score;
+      c.score = s.Score(x, objectives);
       c.creator = vr.creator;
       c.tags = &vr.tags;
       c.explore = (cands[v].sources & kSrcFresh) != 0 || s.catalog.creator(vr.creator).first_video_at >= new_creator_since;
@@ -198,9 +178,20 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
       auto& why = item.reasons;
       if (pick.explored) why.push_back(new_creator ? fmt::format("exploration: new creator @{}", creator)
                                                    : "exploration: a new video looking for its first viewers");
-      if ((c.sources & kSrcCoEngagement) && u != nullptr && c.co_seed < u->recent.size()) {
-        const RecentPositive& seed = u->recent[c.co_seed];
-        why.push_back(fmt::format("because you {} {}", PositiveVerb(seed.kind), s.catalog.at(seed.video).video.id));
+      if ((c.sources & kSrcCoEngagement) && u != nullptr) {
+        // Credit the recent positive that contributes most.
+        const RecentPositive* best = nullptr;
+        float best_w = 0, decay = 1.0f;
+        for (size_t i = 0; i < u->recent.size() && i < static_cast<size_t>(r.co_seeds); ++i, decay *= kSeedDecay) {
+          const float w = decay * s.co.Weight(u->recent[i].video, v);
+          if (w > best_w) {
+            best_w = w;
+            best = &u->recent[i];
+          }
+        }
+        if (best != nullptr) {
+          why.push_back(fmt::format("because you {} {}", PositiveVerb(best->kind), s.catalog.at(best->video).video.id));
+        }
       }
       if (c.sources & kSrcFollowed) why.push_back(fmt::format("from @{}, whom you follow", creator));
       if (c.sources & kSrcAnn) why.push_back("similar to videos you enjoyed");

@@ -30,6 +30,12 @@ class CoEngagement {
 
   // The strongest neighbours of `item`, best first, at most k.
   std::vector<std::pair<uint32_t, float>> Neighbors(uint32_t item, size_t k) const;
+  // Calls fn(neighbour, weight) for every edge of `item`, in unspecified order.
+  template <typename Fn>
+  void ForEachNeighbor(uint32_t item, Fn&& fn) const {
+    if (item >= edges_.size()) return;
+    for (const auto& [nb, w] : edges_[item]) fn(nb, w);
+  }
   // Edge weight item -> other (0 if none).
   float Weight(uint32_t item, uint32_t other) const;
   size_t num_edges() const { return num_edges_; }
