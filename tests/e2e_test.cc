@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "test_process.h"
-#include "util/test_util.h"
+#include "util/temp_dir.h"
 
 namespace foryou {
 namespace {

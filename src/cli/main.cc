@@ -13,6 +13,7 @@
 #include "api/http_server.h"
 #include "config/options.h"
 #include "demo/demo_world.h"
+#include "eval/eval.h"
 #include "engine/engine.h"
 #include "util/clock.h"
 
@@ -105,6 +106,44 @@ int Serve(const ServeFlags& flags) {
   return 0;
 }
 
+struct EvalFlags {
+  std::string file;
+  std::string attributes;
+  std::string config_file;
+  std::string plot;
+  bool json = false;
+  uint64_t seed = 42;
+  size_t max_users = 0;
+  int threads = 2;
+};
+
+int Eval(const std::string& protocol, const EvalFlags& flags) {
+  using namespace foryou;
+  spdlog::set_default_logger(spdlog::stderr_color_mt("foryou"));
+  spdlog::set_level(spdlog::level::warn);
+  Config config;
+  if (!flags.config_file.empty()) {
+    if (Status s = LoadConfigFile(flags.config_file, &config); !s.ok()) return Fail(s);
+  }
+  EvalOptions opt;
+  opt.seed = flags.seed;
+  opt.max_users = flags.max_users;
+  opt.threads = flags.threads;
+  opt.attributes_file = flags.attributes;
+  opt.engine = config.engine;
+  auto report = protocol == "s3rec" ? RunS3RecEval(flags.file, opt) : RunKuaiRecEval(flags.file, opt);
+  if (!report.ok()) return Fail(report.status());
+  if (!flags.plot.empty() && !report->curve.empty()) {
+    FILE* f = std::fopen(flags.plot.c_str(), "w");
+    if (f == nullptr) return Fail(Status::IOError("cannot write " + flags.plot));
+    const std::string svg = CurveToSvg(*report);
+    std::fwrite(svg.data(), 1, svg.size(), f);
+    std::fclose(f);
+  }
+  std::printf("%s\n", flags.json ? ReportToJson(*report).c_str() : ReportToTable(*report).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -124,6 +163,27 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--log-level", serve.log_level, "trace, debug, info, warn, error or off [default: info]")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
+  EvalFlags eval;
+  CLI::App* eval_cmd = app.add_subcommand("eval", "Measure recommendation quality on a real dataset (docs/EVALUATION.md)");
+  eval_cmd->require_subcommand(1);
+  for (const char* protocol : {"s3rec", "kuairec"}) {
+    CLI::App* p = eval_cmd->add_subcommand(
+        protocol, std::string(protocol) == "s3rec"
+                      ? "S3-Rec full-ranking leave-one-out: HR and NDCG at 5/10/20 (e.g. Beauty.txt)"
+                      : "KuaiRec watch ratios: per-user 80/20 split, NDCG@10 (graded) and AUC (watch_ratio >= 2)");
+    p->add_option("--file", eval.file, "Dataset file")->required()->check(CLI::ExistingFile);
+    if (std::string(protocol) == "s3rec") {
+      p->add_option("--attributes", eval.attributes, "Optional item2attributes.json; attributes become tags")
+          ->check(CLI::ExistingFile);
+      p->add_option("--plot", eval.plot, "Write the training curve as an SVG line chart");
+    }
+    p->add_flag("--json", eval.json, "Print exactly one JSON object on stdout");
+    p->add_option("--seed", eval.seed, "Seed for splits, replay order and tie-breaking [default: 42]");
+    p->add_option("--max-users", eval.max_users, "Use only the first N users of the file [default: all]");
+    p->add_option("--threads", eval.threads, "Scoring threads [default: 2]")->check(CLI::Range(1, 64));
+    p->add_option("--config", eval.config_file, "Engine configuration (TOML) to evaluate")->check(CLI::ExistingFile);
+  }
+
   app.add_subcommand("version", "Print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -132,5 +192,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (serve_cmd->parsed()) return Serve(serve);
+  if (eval_cmd->parsed()) {
+    for (const char* protocol : {"s3rec", "kuairec"}) {
+      if (eval_cmd->got_subcommand(protocol)) return Eval(protocol, eval);
+    }
+  }
   return 0;
 }

@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "util/test_util.h"
+#include "util/temp_dir.h"
 
 namespace foryou {
 namespace {

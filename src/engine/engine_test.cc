@@ -6,7 +6,7 @@
 #include <map>
 #include <set>
 
-#include "util/test_util.h"
+#include "util/temp_dir.h"
 
 namespace foryou {
 namespace {

@@ -4,7 +4,7 @@
 #include <rocksdb/db.h>
 
 #include "storage/log_format.h"
-#include "util/test_util.h"
+#include "util/temp_dir.h"
 
 namespace foryou {
 namespace {

@@ -1,4 +1,5 @@
-// Helpers for tests only: a temporary directory removed on destruction.
+// TempDir: a fresh directory under $TMPDIR, removed with everything in it on
+// destruction. Used by tests and by `foryou eval` for its throwaway store.
 #pragma once
 
 #include <cstdlib>
