@@ -39,6 +39,7 @@ struct VideoStats {
   uint32_t comments = 0;
   uint32_t skips = 0;
   uint32_t not_interested = 0;
+  uint32_t positives = 0;  // events with a positive learning signal
 };
 
 struct VideoRecord {

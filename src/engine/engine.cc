@@ -48,7 +48,8 @@ UserContext Engine::State::MakeContext(std::optional<uint32_t> user_idx, std::op
   if (precompute_co && ctx.user != nullptr) {
     float decay = 1.0f;
     for (size_t i = 0; i < ctx.user->recent.size() && i < static_cast<size_t>(o.retrieval.co_seeds); ++i) {
-      co.ForEachNeighbor(ctx.user->recent[i].video, [&](uint32_t nb, float w) { ctx.co[nb] += decay * w; });
+      const uint32_t seed = ctx.user->recent[i].video;
+      co.ForEachNeighbor(seed, [&](uint32_t nb, float w) { ctx.co[nb] += decay * CoWeight(seed, nb, w); });
       decay *= kSeedDecay;
     }
   }
@@ -70,7 +71,8 @@ FeatureVector Engine::State::Features(const UserContext& ctx, uint32_t video, in
     } else {
       float decay = 1.0f;
       for (size_t i = 0; i < user->recent.size() && i < static_cast<size_t>(o.retrieval.co_seeds); ++i) {
-        co_sum += decay * co.Weight(user->recent[i].video, video);
+        const uint32_t seed = user->recent[i].video;
+        co_sum += decay * CoWeight(seed, video, co.Weight(seed, video));
         decay *= kSeedDecay;
       }
     }
@@ -97,6 +99,15 @@ FeatureVector Engine::State::Features(const UserContext& ctx, uint32_t video, in
   x[kFeatFreshness] = static_cast<float>(std::exp(-age_ms / (o.retrieval.fresh_window_hours * 3600e3)));
   x[kFeatLanguageMatch] = (ctx.lang && *ctx.lang == v.lang && v.lang != 0) ? 1.0f : 0.0f;
   return x;
+}
+
+float Engine::State::CoWeight(uint32_t seed, uint32_t video, float w) const {
+  // Cosine-style normalisation: co-engagement with a video everybody
+  // engages with says less than with a niche one.
+  if (w == 0) return 0;
+  const float a = static_cast<float>(std::max<uint32_t>(1, catalog.at(seed).stats.positives));
+  const float b = static_cast<float>(std::max<uint32_t>(1, catalog.at(video).stats.positives));
+  return w / std::sqrt(a * b);
 }
 
 double Engine::State::Score(const FeatureVector& x, const std::array<double, kNumHeads>& objectives) const {
@@ -304,6 +315,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       u.creator_affinity[vr.creator] = std::clamp(u.creator_affinity[vr.creator] + 0.8f * sig.strength, -5.0f, 5.0f);
     }
     if (sig.strength > 0) {
+      vr.stats.positives++;
       u.language_weight[vr.lang] += sig.strength;
       auto it = std::find_if(u.recent.begin(), u.recent.end(), [&](const RecentPositive& r) { return r.video == video; });
       if (it != u.recent.end()) u.recent.erase(it);

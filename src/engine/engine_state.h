@@ -105,6 +105,8 @@ struct Engine::State {
                           const EngineOptions& o) const;
   // Features of (user, video) as of now_ms.
   FeatureVector Features(const UserContext& ctx, uint32_t video, int64_t now_ms, const EngineOptions& o) const;
+  // Normalised co-engagement weight of the edge seed -> video of raw weight w.
+  float CoWeight(uint32_t seed, uint32_t video, float w) const;
   // The model's value of `video` for the user: sum_k objective_k * P(head_k).
   double Score(const FeatureVector& x, const std::array<double, kNumHeads>& objectives) const;
   // Writes `video`'s vector to the ANN index if it drifted (or if force).

@@ -183,7 +183,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
         const RecentPositive* best = nullptr;
         float best_w = 0, decay = 1.0f;
         for (size_t i = 0; i < u->recent.size() && i < static_cast<size_t>(r.co_seeds); ++i, decay *= kSeedDecay) {
-          const float w = decay * s.co.Weight(u->recent[i].video, v);
+          const float w = decay * s.CoWeight(u->recent[i].video, v, s.co.Weight(u->recent[i].video, v));
           if (w > best_w) {
             best_w = w;
             best = &u->recent[i];
