@@ -57,6 +57,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"engine.max_batch", Bind(&e.max_batch)},
       {"engine.sync_writes", Bind(&e.sync_writes)},
       {"objectives.complete", Bind(&o.complete)},
+      {"objectives.replay", Bind(&o.replay)},
       {"objectives.like", Bind(&o.like)},
       {"objectives.share", Bind(&o.share)},
       {"objectives.follow", Bind(&o.follow)},

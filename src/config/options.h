@@ -20,6 +20,7 @@ namespace foryou {
 // Negative weights penalise. These are product decisions, not learned.
 struct ObjectiveWeights {
   double complete = 1.0;         // watched to the end (watch_ratio >= complete_watch_ratio)
+  double replay = 1.0;           // watched again (watch_ratio >= replay_watch_ratio)
   double like = 2.0;
   double share = 3.0;
   double follow = 2.0;

@@ -98,6 +98,11 @@ FeatureVector Engine::State::Features(const UserContext& ctx, uint32_t video, in
   const double age_ms = std::max<double>(0.0, static_cast<double>(now_ms - v.video.created_at));
   x[kFeatFreshness] = static_cast<float>(std::exp(-age_ms / (o.retrieval.fresh_window_hours * 3600e3)));
   x[kFeatLanguageMatch] = (ctx.lang && *ctx.lang == v.lang && v.lang != 0) ? 1.0f : 0.0f;
+  // Mean watch ratios, smoothed towards 0.8 with the weight of 5 plays.
+  const double mw = (st.watch_ratio_sum + 4.0) / (plays + 5.0);
+  x[kFeatMeanWatch] = static_cast<float>(mw / (1.0 + mw));
+  const double uw = user == nullptr ? 0.8 : (user->watch_ratio_sum + 4.0) / (user->plays + 5.0);
+  x[kFeatUserWatch] = static_cast<float>(uw / (1.0 + uw));
   return x;
 }
 
@@ -328,6 +333,9 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       case EventType::kPlay:
         st.impressions++;
         st.plays++;
+        st.watch_ratio_sum += e.watch_ratio;
+        u.watch_ratio_sum += e.watch_ratio;
+        u.plays++;
         if (e.watch_ratio >= lo.complete_watch_ratio) st.completes++;
         if (e.watch_ratio < lo.skip_watch_ratio) st.skips++;
         break;

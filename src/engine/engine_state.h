@@ -39,6 +39,8 @@ struct UserRecord {
   std::unordered_map<uint32_t, float> creator_affinity;
   std::unordered_map<uint32_t, float> language_weight;
   std::array<uint64_t, kNumEventTypes> event_counts{};
+  double watch_ratio_sum = 0;  // over plays
+  uint32_t plays = 0;
 
   // The language the user engages with most; nullopt if none yet.
   std::optional<uint32_t> TopLanguage() const;
@@ -64,6 +66,7 @@ constexpr float kSeedDecay = 0.8f;
 inline std::array<double, kNumHeads> ObjectiveArray(const ObjectiveWeights& w) {
   std::array<double, kNumHeads> a{};
   a[kHeadComplete] = w.complete;
+  a[kHeadReplay] = w.replay;
   a[kHeadLike] = w.like;
   a[kHeadShare] = w.share;
   a[kHeadFollow] = w.follow;

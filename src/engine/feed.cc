@@ -243,6 +243,8 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
           case kFeatSkipRate: text = "rarely skipped"; break;
           case kFeatFreshness: text = "recently posted"; break;
           case kFeatLanguageMatch: text = "in your language"; break;
+          case kFeatMeanWatch: text = "viewers often watch it more than once"; break;
+          case kFeatUserWatch: break;  // the same for every video of this user
         }
         if (!text.empty() && std::find(why.begin(), why.end(), text) == why.end()) why.push_back(std::move(text));
       }

@@ -3,7 +3,7 @@
 namespace foryou {
 
 const char* HeadName(int head) {
-  static constexpr const char* kNames[kNumHeads] = {"complete", "like", "share", "follow", "skip", "not_interested"};
+  static constexpr const char* kNames[kNumHeads] = {"complete", "replay", "like", "share", "follow", "skip", "not_interested"};
   return head >= 0 && head < kNumHeads ? kNames[head] : "unknown";
 }
 
@@ -28,6 +28,7 @@ Signals SignalsFor(EventType type, double r, const LearningOptions& o) {
       break;
     case EventType::kPlay:
       l[kHeadComplete] = r >= o.complete_watch_ratio;
+      l[kHeadReplay] = r >= o.replay_watch_ratio;
       l[kHeadSkip] = r < o.skip_watch_ratio;
       l[kHeadLike] = 0;
       l[kHeadShare] = 0;

@@ -15,7 +15,16 @@
 namespace foryou {
 
 // The outcomes the ranker predicts; each is a logistic head.
-enum Head : int { kHeadComplete = 0, kHeadLike, kHeadShare, kHeadFollow, kHeadSkip, kHeadNotInterested, kNumHeads };
+enum Head : int {
+  kHeadComplete = 0,   // watched to the end
+  kHeadReplay,         // watched more than once (watch_ratio >= replay_watch_ratio)
+  kHeadLike,
+  kHeadShare,
+  kHeadFollow,
+  kHeadSkip,
+  kHeadNotInterested,
+  kNumHeads
+};
 const char* HeadName(int head);
 
 // How a positive came about, used in explanations ("because you liked v42").
@@ -28,7 +37,7 @@ struct Signals {
   float strength = 0;
   PositiveKind kind = PositiveKind::kWatched;
   // Ranker labels: -1 = this event says nothing about the head, else 0 or 1.
-  std::array<int8_t, kNumHeads> labels{-1, -1, -1, -1, -1, -1};
+  std::array<int8_t, kNumHeads> labels{-1, -1, -1, -1, -1, -1, -1};
   float trending_weight = 0;  // popularity mass this event adds to the video
 };
 

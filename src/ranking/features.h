@@ -24,6 +24,8 @@ enum Feature : int {
   kFeatSkipRate,       // smoothed skips per play
   kFeatFreshness,      // exp(-age / fresh window)
   kFeatLanguageMatch,  // 1 if the video is in the user's language
+  kFeatMeanWatch,      // the video's smoothed mean watch ratio, m / (1 + m)
+  kFeatUserWatch,      // the user's smoothed mean watch ratio, m / (1 + m)
   kNumFeatures
 };
 
