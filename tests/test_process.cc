@@ -64,6 +64,21 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& binary, c
   return nullptr;  // the destructor kills it
 }
 
+CommandResult RunCommand(const std::vector<std::string>& args) {
+  std::string cmd;
+  for (const auto& a : args) cmd += "'" + a + "' ";
+  cmd += "2>/dev/null";
+  CommandResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
 ServerProcess::~ServerProcess() {
   if (pid_ > 0) Kill9();
 }

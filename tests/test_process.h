@@ -10,6 +10,14 @@
 
 namespace foryou {
 
+// Runs a command to completion; returns its exit status and stdout (stderr
+// is discarded).
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+};
+CommandResult RunCommand(const std::vector<std::string>& args);
+
 class ServerProcess {
  public:
   // Starts `binary serve --listen 127.0.0.1:0 --data-dir data_dir extra...`

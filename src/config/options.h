@@ -39,7 +39,7 @@ struct LearningOptions {
   // Sampled negatives per positive event. More: sharper embeddings, slower ingest.
   int negatives = 3;
   // Step for the online logistic ranker heads.
-  double ranker_lr = 0.02;
+  double ranker_lr = 0.05;
   // Random videos per positive event used as negatives for the completion
   // head (implicit feedback). 0 learns from explicit negatives only.
   int ranker_negatives = 2;

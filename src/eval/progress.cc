@@ -1,19 +1,31 @@
 #include "eval/progress.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 
 namespace foryou {
 
 ProgressBar::ProgressBar(std::string label, size_t total)
     : label_(std::move(label)), total_(total), start_(std::chrono::steady_clock::now()), last_draw_(start_) {
-  Draw(0);
+  if (isatty(fileno(stderr))) Draw(0);
 }
 
 ProgressBar::~ProgressBar() { Finish(); }
 
 void ProgressBar::Update(size_t done) {
-  last_done_ = done;
   const auto now = std::chrono::steady_clock::now();
+  if (!isatty(fileno(stderr))) {
+    // In logs: one line per tenth, no carriage returns.
+    if (total_ > 0 && done * 10 / total_ != last_done_ * 10 / total_ && done < total_) {
+      last_done_ = done;
+      Draw(done);
+      std::fputc('\n', stderr);
+    }
+    last_done_ = done;
+    return;
+  }
+  last_done_ = done;
   if (now - last_draw_ < std::chrono::milliseconds(100) && done < total_) return;
   last_draw_ = now;
   Draw(done);

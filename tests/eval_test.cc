@@ -1,0 +1,84 @@
+// `foryou eval` end to end: the real binary on real data, checking the shape
+// of its JSON and that the engine beats the popularity baseline.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "test_process.h"
+
+namespace foryou {
+namespace {
+
+using nlohmann::json;
+
+const std::string kBeauty = std::string(FORYOU_SOURCE_DIR) + "/../shared/datasets/s3rec-sequential/Beauty.txt";
+const std::string kKuaiRec = std::string(FORYOU_SOURCE_DIR) + "/demo/kuairec/random.txt";
+
+json RunEval(const std::vector<std::string>& args) {
+  std::vector<std::string> cmd = {FORYOU_BINARY, "eval"};
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  CommandResult r = RunCommand(cmd);
+  EXPECT_EQ(r.exit_code, 0);
+  json j = json::parse(r.out, nullptr, false);
+  EXPECT_TRUE(j.is_object()) << "stdout must be exactly one JSON object: " << r.out.substr(0, 200);
+  return j;
+}
+
+TEST(EvalTest, S3RecOnASliceOfBeauty) {
+  if (!std::filesystem::exists(kBeauty)) GTEST_SKIP() << kBeauty << " is not here";
+  json j = RunEval({"s3rec", "--file", kBeauty, "--max-users", "4000", "--json", "--seed", "7"});
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["protocol"], "s3rec");
+  EXPECT_EQ(j["dataset"], "Beauty");
+  EXPECT_EQ(j["users"], 4000);
+  EXPECT_GT(j["items"].get<int>(), 1000);
+  for (const char* key : {"train_seconds", "eval_seconds", "peak_rss_mb"}) EXPECT_GT(j[key].get<double>(), 0) << key;
+  for (const std::string model : {"foryou", "pop", "itemknn"}) {
+    const json& m = model == "foryou" ? j : j["baselines"][model];
+    for (const char* k : {"hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20"}) {
+      ASSERT_TRUE(m[k].is_number()) << model << " " << k;
+      EXPECT_GE(m[k].get<double>(), 0.0);
+      EXPECT_LE(m[k].get<double>(), 1.0);
+    }
+    EXPECT_LE(m["hr@5"], m["hr@10"]);
+    EXPECT_LE(m["hr@10"], m["hr@20"]);
+    EXPECT_LE(m["ndcg@10"], m["hr@10"]);
+  }
+  EXPECT_GT(j["hr@10"].get<double>(), j["baselines"]["pop"]["hr@10"].get<double>());
+  EXPECT_GT(j["ndcg@10"].get<double>(), j["baselines"]["pop"]["ndcg@10"].get<double>());
+  ASSERT_EQ(j["curve"].size(), 10u);
+}
+
+TEST(EvalTest, DeterministicForASeed) {
+  if (!std::filesystem::exists(kBeauty)) GTEST_SKIP() << kBeauty << " is not here";
+  auto strip = [](json j) {
+    for (const char* k : {"train_seconds", "eval_seconds", "peak_rss_mb"}) j.erase(k);
+    return j;
+  };
+  const std::vector<std::string> args = {"s3rec", "--file", kBeauty, "--max-users", "1500", "--json", "--seed", "3"};
+  EXPECT_EQ(strip(RunEval(args)), strip(RunEval(args)));
+}
+
+TEST(EvalTest, KuaiRecReportsNdcgAndAuc) {
+  json j = RunEval({"kuairec", "--file", kKuaiRec, "--json"});
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["protocol"], "kuairec");
+  EXPECT_EQ(j["users"], 1411);
+  EXPECT_EQ(j["items"], 2519);
+  for (const std::string model : {"foryou", "pop", "itemknn"}) {
+    const json& m = model == "foryou" ? j : j["baselines"][model];
+    EXPECT_GT(m["auc"].get<double>(), 0.5) << model << " must beat chance";
+    EXPECT_LE(m["auc"].get<double>(), 1.0);
+    EXPECT_GT(m["ndcg@10"].get<double>(), 0.0);
+    EXPECT_LE(m["ndcg@10"].get<double>(), 1.0);
+  }
+}
+
+TEST(EvalTest, BadFileIsAnErrorNotACrash) {
+  CommandResult r = RunCommand({FORYOU_BINARY, "eval", "s3rec", "--file", kKuaiRec, "--json"});
+  EXPECT_NE(r.exit_code, 0) << "a CSV is not an S3-Rec file";
+}
+
+}  // namespace
+}  // namespace foryou
