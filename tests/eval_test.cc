@@ -47,7 +47,11 @@ TEST(EvalTest, S3RecOnASliceOfBeauty) {
   }
   EXPECT_GT(j["hr@10"].get<double>(), j["baselines"]["pop"]["hr@10"].get<double>());
   EXPECT_GT(j["ndcg@10"].get<double>(), j["baselines"]["pop"]["ndcg@10"].get<double>());
-  ASSERT_EQ(j["curve"].size(), 10u);
+  ASSERT_GE(j["curve"].size(), 8u) << "tenths of the replay with samples";
+  for (const auto& point : j["curve"]) {
+    EXPECT_GT(point["samples"].get<int>(), 0);
+    EXPECT_LE(point["progress"].get<double>(), 1.0);
+  }
 }
 
 TEST(EvalTest, DeterministicForASeed) {
