@@ -13,7 +13,7 @@
 #include <set>
 #include <thread>
 
-#include "test_process.h"
+#include "bench/server_process.h"
 #include "util/temp_dir.h"
 
 namespace foryou {

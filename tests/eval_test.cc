@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "test_process.h"
+#include "bench/server_process.h"
 
 namespace foryou {
 namespace {

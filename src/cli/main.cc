@@ -5,6 +5,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -12,6 +14,7 @@
 
 #include "api/http_server.h"
 #include "config/options.h"
+#include "bench/bench.h"
 #include "demo/demo_world.h"
 #include "eval/eval.h"
 #include "engine/engine.h"
@@ -144,6 +147,46 @@ int Eval(const std::string& protocol, const EvalFlags& flags) {
   return 0;
 }
 
+struct BenchFlags {
+  bool quick = false;
+  bool json = false;
+  std::string plot;
+  size_t videos = 0, users = 0, events_per_user = 0;
+  int concurrency = 0;
+  double duration = 0;
+  std::string data_dir;
+  uint64_t seed = 1;
+};
+
+int Bench(const BenchFlags& f) {
+  using namespace foryou;
+  spdlog::set_default_logger(spdlog::stderr_color_mt("foryou"));
+  spdlog::set_level(spdlog::level::warn);
+  BenchOptions o = f.quick ? QuickBenchOptions() : BenchOptions{};
+  if (f.videos) o.videos = f.videos;
+  if (f.users) o.users = f.users;
+  if (f.events_per_user) o.events_per_user = f.events_per_user;
+  if (f.concurrency) o.concurrency = f.concurrency;
+  if (f.duration > 0) o.duration_s = f.duration;
+  o.data_dir = f.data_dir;
+  o.seed = f.seed;
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return Fail(Status::IOError("cannot find my own binary"));
+  o.binary.assign(self, static_cast<size_t>(n));
+  auto report = RunBench(o);
+  if (!report.ok()) return Fail(report.status());
+  if (!f.plot.empty()) {
+    FILE* out = std::fopen(f.plot.c_str(), "w");
+    if (out == nullptr) return Fail(Status::IOError("cannot write " + f.plot));
+    const std::string svg = LatencyHistogramSvg(*report);
+    std::fwrite(svg.data(), 1, svg.size(), out);
+    std::fclose(out);
+  }
+  std::printf("%s\n", f.json ? BenchToJson(*report).c_str() : BenchToTable(*report).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -184,6 +227,21 @@ int main(int argc, char** argv) {
     p->add_option("--config", eval.config_file, "Engine configuration (TOML) to evaluate")->check(CLI::ExistingFile);
   }
 
+  BenchFlags bench;
+  CLI::App* bench_cmd = app.add_subcommand(
+      "bench", "Load a synthetic world into a real server and measure it over HTTP (docs/PERFORMANCE.md)");
+  bench_cmd->add_flag("--quick", bench.quick, "A small world (20,000 videos, 10,000 users) that runs in under a minute");
+  bench_cmd->add_option("--videos", bench.videos, "Videos in the world [default: 1000000]");
+  bench_cmd->add_option("--users", bench.users, "Users in the world [default: 1000000]");
+  bench_cmd->add_option("--events-per-user", bench.events_per_user, "Mean events per user [default: 10]");
+  bench_cmd->add_option("--concurrency", bench.concurrency, "Concurrent clients for the feed and ceiling phases [default: 4]")
+      ->check(CLI::Range(1, 256));
+  bench_cmd->add_option("--duration", bench.duration, "Seconds per load phase [default: 10, quick: 4]");
+  bench_cmd->add_option("--data-dir", bench.data_dir, "Store for the server [default: a temporary directory]");
+  bench_cmd->add_option("--seed", bench.seed, "World seed [default: 1]");
+  bench_cmd->add_flag("--json", bench.json, "Print exactly one JSON object on stdout");
+  bench_cmd->add_option("--plot", bench.plot, "Write the feed latency histogram as SVG");
+
   app.add_subcommand("version", "Print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -192,6 +250,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (serve_cmd->parsed()) return Serve(serve);
+  if (bench_cmd->parsed()) return Bench(bench);
   if (eval_cmd->parsed()) {
     for (const char* protocol : {"s3rec", "kuairec"}) {
       if (eval_cmd->got_subcommand(protocol)) return Eval(protocol, eval);

@@ -444,6 +444,58 @@ Result<VideoInfo> Engine::GetVideo(const std::string& video_id) const {
   return info;
 }
 
+AnnQuality Engine::MeasureAnn(size_t queries, int k) const {
+  std::shared_lock lock(mu_);
+  const State& s = *state_;
+  AnnQuality q;
+  q.k = k;
+  const size_t n = s.catalog.size();
+  const int dim = s.embeddings.dim();
+  if (n == 0) return q;
+  std::vector<uint32_t> users;
+  for (uint32_t u = 0; u < s.users.size(); ++u) {
+    if (!s.users[u].recent.empty()) users.push_back(u);
+  }
+  uint64_t h = 12345;
+  for (size_t i = users.size(); i > 1; --i) {
+    h = Mix64(h);
+    std::swap(users[i - 1], users[h % i]);
+  }
+  users.resize(std::min(users.size(), queries));
+  double recall = 0, ann_us = 0, exact_us = 0;
+  std::vector<std::pair<float, uint32_t>> exact(n);
+  for (uint32_t u : users) {
+    const float* query = s.embeddings.user(u);
+    auto t0 = std::chrono::steady_clock::now();
+    auto approx = s.ann.Search(query, k);
+    auto t1 = std::chrono::steady_clock::now();
+    for (uint32_t v = 0; v < n; ++v) {
+      const float* x = s.embeddings.item(v);
+      float dot = 0;
+      for (int d = 0; d < dim; ++d) dot += query[d] * x[d];
+      exact[v] = {dot, v};
+    }
+    const size_t kk = std::min<size_t>(static_cast<size_t>(k), n);
+    std::partial_sort(exact.begin(), exact.begin() + static_cast<long>(kk), exact.end(), std::greater<>());
+    auto t2 = std::chrono::steady_clock::now();
+    std::unordered_set<uint32_t> truth;
+    for (size_t i = 0; i < kk; ++i) truth.insert(exact[i].second);
+    size_t hits = 0;
+    for (const auto& [v, dot] : approx) hits += truth.count(v);
+    recall += static_cast<double>(hits) / static_cast<double>(kk);
+    ann_us += std::chrono::duration<double, std::micro>(t1 - t0).count();
+    exact_us += std::chrono::duration<double, std::micro>(t2 - t1).count();
+  }
+  q.queries = users.size();
+  if (q.queries > 0) {
+    const double m = static_cast<double>(q.queries);
+    q.recall = recall / m;
+    q.query_us = ann_us / m;
+    q.exact_us = exact_us / m;
+  }
+  return q;
+}
+
 EngineStats Engine::Stats() const {
   std::shared_lock lock(mu_);
   const State& s = *state_;

@@ -74,6 +74,15 @@ struct VideoInfo {
   float trending = 0;  // relative to the top video of its language, in [0, 1]
 };
 
+// ANN retrieval against exact search on the same learned embeddings.
+struct AnnQuality {
+  size_t queries = 0;
+  int k = 0;
+  double recall = 0;    // |ANN top-k ∩ exact top-k| / k, averaged
+  double query_us = 0;  // mean ANN search time
+  double exact_us = 0;  // mean brute-force time, for comparison
+};
+
 struct EngineStats {
   uint64_t videos = 0;
   uint64_t users = 0;
@@ -116,6 +125,9 @@ class Engine {
   Result<UserProfile> GetUser(const std::string& user_id) const;
   Result<VideoInfo> GetVideo(const std::string& video_id) const;
   EngineStats Stats() const;
+  // Queries are the vectors of up to `queries` users with history (the real
+  // query distribution), chosen with a fixed seed.
+  AnnQuality MeasureAnn(size_t queries, int k) const;
   const EngineOptions& options() const { return options_; }
 
  private:

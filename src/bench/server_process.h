@@ -1,9 +1,11 @@
-// ServerProcess: runs the real `foryou serve` binary for end-to-end tests, on
-// a free loopback port, and stops it by PID.
+// ServerProcess: runs a real `foryou serve` process on a free loopback port
+// and stops it by PID. Used by `foryou bench` and by the end-to-end tests.
+// Not thread-safe; one owner.
 #pragma once
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +38,8 @@ class ServerProcess {
   int Terminate();
   // Open file descriptors of the server process.
   int CountOpenFds() const;
+  // Resident set size of the server process, in bytes (0 if unknown).
+  uint64_t RssBytes() const;
 
  private:
   pid_t pid_ = -1;

@@ -1,4 +1,4 @@
-#include "test_process.h"
+#include "bench/server_process.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -98,6 +98,15 @@ int ServerProcess::Terminate() {
   waitpid(pid_, &status, 0);
   pid_ = -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+uint64_t ServerProcess::RssBytes() const {
+  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // kB
+  }
+  return 0;
 }
 
 int ServerProcess::CountOpenFds() const {

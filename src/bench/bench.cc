@@ -1,0 +1,374 @@
+#include "bench/bench.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "api/json_codec.h"
+#include "bench/server_process.h"
+#include "bench/world.h"
+#include "engine/engine.h"
+#include "eval/progress.h"
+#include "util/clock.h"
+#include "util/coding.h"
+#include "util/temp_dir.h"
+
+namespace foryou {
+
+namespace {
+
+using Clock_ = std::chrono::steady_clock;
+double Seconds(Clock_::time_point a, Clock_::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+nlohmann::json VideoJson(const Video& v) {
+  return {{"id", v.id}, {"creator_id", v.creator_id}, {"duration_ms", v.duration_ms},
+          {"tags", v.tags}, {"language", v.language}, {"created_at", v.created_at}};
+}
+
+nlohmann::json EventJson(const Event& e) {
+  nlohmann::json j = {{"user_id", e.user_id}, {"video_id", e.video_id}, {"type", EventTypeName(e.type)}, {"ts", e.ts}};
+  if (e.watch_ratio >= 0) j["watch_ratio"] = e.watch_ratio;
+  return j;
+}
+
+// Runs `work(client, i)` for i in [0, n) on `clients` connections.
+Status ParallelPosts(int port, int clients, size_t n, const char* label,
+                     const std::function<Status(httplib::Client&, size_t)>& work) {
+  std::atomic<size_t> next{0}, done{0};
+  std::mutex mu;
+  Status first_error;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      httplib::Client client("127.0.0.1", port);
+      client.set_read_timeout(60, 0);
+      client.set_write_timeout(60, 0);
+      for (size_t i = next++; i < n; i = next++) {
+        Status s = work(client, i);
+        if (!s.ok()) {
+          std::lock_guard lock(mu);
+          if (first_error.ok()) first_error = s;
+          next = n;
+        }
+        ++done;
+      }
+    });
+  }
+  ProgressBar bar(label, n);
+  while (done < n) {
+    bar.Update(done);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (auto& t : threads) t.join();
+  return first_error;
+}
+
+Status PostJson(httplib::Client& client, const char* path, const std::string& body) {
+  auto r = client.Post(path, body, "application/json");
+  if (!r) return Status::IOError(fmt::format("POST {}: {}", path, httplib::to_string(r.error())));
+  if (r->status != 200) return Status::Internal(fmt::format("POST {}: {} {}", path, r->status, r->body.substr(0, 200)));
+  return Status::OK();
+}
+
+struct LoadResult {
+  std::vector<double> latencies_ms;
+  size_t errors = 0;
+  double seconds = 0;
+};
+
+// Closed-loop load: `concurrency` clients, each sends the next request as
+// soon as the previous one is answered, for `duration_s`.
+LoadResult ClosedLoop(int port, int concurrency, double duration_s, const char* label,
+                      const std::function<std::string(uint64_t*)>& next_path) {
+  LoadResult result;
+  std::mutex mu;
+  const auto start = Clock_::now();
+  const auto deadline = start + std::chrono::duration_cast<Clock_::duration>(std::chrono::duration<double>(duration_s));
+  std::vector<std::thread> threads;
+  for (int c = 0; c < concurrency; ++c) {
+    threads.emplace_back([&, c] {
+      httplib::Client client("127.0.0.1", port);
+      client.set_read_timeout(10, 0);
+      uint64_t rng = Mix64(static_cast<uint64_t>(c) + 99);
+      std::vector<double> lat;
+      size_t errors = 0;
+      while (Clock_::now() < deadline) {
+        const std::string path = next_path(&rng);
+        const auto t0 = Clock_::now();
+        auto r = client.Get(path.c_str());
+        const auto t1 = Clock_::now();
+        if (!r || r->status != 200) {
+          ++errors;
+          continue;
+        }
+        lat.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      }
+      std::lock_guard lock(mu);
+      result.latencies_ms.insert(result.latencies_ms.end(), lat.begin(), lat.end());
+      result.errors += errors;
+    });
+  }
+  ProgressBar bar(label, static_cast<size_t>(duration_s * 10));
+  while (Clock_::now() < deadline) {
+    bar.Update(static_cast<size_t>(Seconds(start, Clock_::now()) * 10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (auto& t : threads) t.join();
+  bar.Finish();
+  result.seconds = Seconds(start, Clock_::now());
+  std::sort(result.latencies_ms.begin(), result.latencies_ms.end());
+  return result;
+}
+
+double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  const size_t i = std::min(sorted.size() - 1, static_cast<size_t>(p * static_cast<double>(sorted.size())));
+  return sorted[i];
+}
+
+}  // namespace
+
+BenchOptions QuickBenchOptions() {
+  BenchOptions o;
+  o.videos = 20000;
+  o.users = 10000;
+  o.events_per_user = 10;
+  o.duration_s = 4;
+  o.freshness_probes = 50;
+  return o;
+}
+
+Result<BenchReport> RunBench(const BenchOptions& o) {
+  BenchReport rep;
+  rep.videos = o.videos;
+  rep.users = o.users;
+  rep.concurrency = o.concurrency;
+  TempDir tmp;
+  const std::string data_dir = o.data_dir.empty() ? tmp.Sub("data") : o.data_dir;
+  const std::vector<std::string> server_args = {"--threads", std::to_string(o.server_threads)};
+  auto server = ServerProcess::Start(o.binary, data_dir, tmp.path(), server_args);
+  if (!server) return Status::Unavailable("the server did not start (see stderr)");
+  const int port = server->port();
+  const uint64_t rss_empty = server->RssBytes();
+
+  WorldOptions wo;
+  wo.videos = o.videos;
+  wo.users = o.users;
+  wo.events_per_user = o.events_per_user;
+  wo.seed = o.seed;
+  wo.now_ms = SystemClock().NowMs();
+  World world(wo);
+
+  // Videos.
+  constexpr size_t kBatch = 1000;
+  auto t0 = Clock_::now();
+  FORYOU_RETURN_IF_ERROR(ParallelPosts(port, 2, (o.videos + kBatch - 1) / kBatch, "videos", [&](httplib::Client& c, size_t b) {
+    nlohmann::json videos = nlohmann::json::array();
+    for (size_t i = b * kBatch; i < std::min(o.videos, (b + 1) * kBatch); ++i) videos.push_back(VideoJson(world.MakeVideo(i)));
+    return PostJson(c, "/v1/videos", nlohmann::json{{"videos", videos}}.dump());
+  }));
+  rep.load_videos_s = Seconds(t0, Clock_::now());
+  const uint64_t rss_videos = server->RssBytes();
+
+  // Events: users in blocks, each block's events sorted by time, batches of ~1,000.
+  constexpr size_t kUsersPerBatch = 100;
+  std::atomic<size_t> events{0};
+  t0 = Clock_::now();
+  FORYOU_RETURN_IF_ERROR(ParallelPosts(port, 2, (o.users + kUsersPerBatch - 1) / kUsersPerBatch, "events",
+                                       [&](httplib::Client& c, size_t b) {
+    std::vector<Event> evs;
+    for (size_t u = b * kUsersPerBatch; u < std::min(o.users, (b + 1) * kUsersPerBatch); ++u) world.UserEvents(u, &evs);
+    std::sort(evs.begin(), evs.end(), [](const Event& a, const Event& b) { return a.ts < b.ts; });
+    nlohmann::json arr = nlohmann::json::array();
+    for (const Event& e : evs) arr.push_back(EventJson(e));
+    events += evs.size();
+    return PostJson(c, "/v1/events", nlohmann::json{{"events", arr}}.dump());
+  }));
+  rep.ingest_s = Seconds(t0, Clock_::now());
+  rep.events = events;
+  rep.ingest_events_per_s = static_cast<double>(rep.events) / rep.ingest_s;
+  const uint64_t rss_full = server->RssBytes();
+  rep.rss_mb = static_cast<double>(rss_full) / (1 << 20);
+  rep.bytes_per_video = static_cast<double>(rss_videos - std::min(rss_videos, rss_empty)) / static_cast<double>(o.videos);
+  rep.bytes_per_user = static_cast<double>(rss_full - std::min(rss_full, rss_videos)) / static_cast<double>(o.users);
+
+  // The machine's HTTP ceiling, then the feed, under the same load.
+  LoadResult ceiling = ClosedLoop(port, o.concurrency, o.duration_s, "ceiling", [](uint64_t*) { return std::string("/healthz"); });
+  rep.http_ceiling_qps = static_cast<double>(ceiling.latencies_ms.size()) / ceiling.seconds;
+  LoadResult feed = ClosedLoop(port, o.concurrency, o.duration_s, "feed", [&](uint64_t* rng) {
+    *rng = Mix64(*rng);
+    return fmt::format("/v1/feed?user_id={}&n=20", World::UserId(*rng % o.users));
+  });
+  rep.feed_qps = static_cast<double>(feed.latencies_ms.size()) / feed.seconds;
+  rep.feed_p50_ms = Percentile(feed.latencies_ms, 0.50);
+  rep.feed_p99_ms = Percentile(feed.latencies_ms, 0.99);
+  rep.feed_p999_ms = Percentile(feed.latencies_ms, 0.999);
+  rep.feed_errors = feed.errors;
+  rep.feed_vs_ceiling = rep.http_ceiling_qps > 0 ? rep.feed_qps / rep.http_ceiling_qps : 0;
+  rep.feed_latencies_ms = std::move(feed.latencies_ms);
+
+  // Freshness: a new user follows a creator; how long from the follow's
+  // acknowledgement until a feed shows that creator as followed?
+  {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(10, 0);
+    std::vector<double> fresh;
+    ProgressBar bar("freshness", o.freshness_probes);
+    for (size_t p = 0; p < o.freshness_probes; ++p) {
+      const size_t video = Mix64(p + 7) % o.videos;
+      const std::string user = fmt::format("probe{}", p);
+      Event e;
+      e.user_id = user;
+      e.video_id = World::VideoId(video);
+      e.type = EventType::kFollow;
+      e.ts = SystemClock().NowMs();
+      FORYOU_RETURN_IF_ERROR(PostJson(c, "/v1/events", nlohmann::json{{"events", {EventJson(e)}}}.dump()));
+      const auto acked = Clock_::now();
+      bool seen = false;
+      while (!seen && Seconds(acked, Clock_::now()) < 2.0) {
+        auto r = c.Get(fmt::format("/v1/feed?user_id={}&n=20", user).c_str());
+        if (!r || r->status != 200) break;
+        auto j = nlohmann::json::parse(r->body, nullptr, false);
+        for (const auto& item : j["items"]) {
+          for (const auto& s : item["sources"]) seen |= s == "followed";
+        }
+      }
+      if (seen) {
+        fresh.push_back(std::chrono::duration<double, std::milli>(Clock_::now() - acked).count());
+      } else {
+        ++rep.freshness_failures;  // e.g. the creator has no other video
+      }
+      bar.Update(p + 1);
+    }
+    std::sort(fresh.begin(), fresh.end());
+    rep.freshness_probes = fresh.size();
+    rep.freshness_ms_p50 = Percentile(fresh, 0.5);
+    rep.freshness_ms_p99 = Percentile(fresh, 0.99);
+  }
+
+  // Restart on the full store: until the first feed is served.
+  server->Terminate();
+  t0 = Clock_::now();
+  server = ServerProcess::Start(o.binary, data_dir, tmp.path(), server_args, 3600);
+  if (!server) return Status::Unavailable("the server did not restart");
+  {
+    httplib::Client c("127.0.0.1", server->port());
+    auto r = c.Get("/v1/feed?user_id=u1&n=20");
+    if (!r || r->status != 200) return Status::Internal("no feed after restart");
+  }
+  rep.restart_s = Seconds(t0, Clock_::now());
+  server->Terminate();
+
+  // ANN quality on the learned vectors, in process.
+  {
+    SystemClock clock;
+    std::unique_ptr<Engine> engine;
+    fprintf(stderr, "ann: opening the store in process\n");
+    FORYOU_RETURN_IF_ERROR(Engine::Open(EngineOptions{}, data_dir, clock, &engine));
+    AnnQuality q = engine->MeasureAnn(200, 100);
+    rep.ann_recall_at_100 = q.recall;
+    rep.ann_query_us = q.query_us;
+    rep.ann_exact_us = q.exact_us;
+  }
+  return rep;
+}
+
+std::string BenchToJson(const BenchReport& r) {
+  nlohmann::json j = {{"videos", r.videos},
+                      {"users", r.users},
+                      {"events", r.events},
+                      {"concurrency", r.concurrency},
+                      {"feed_qps", r.feed_qps},
+                      {"feed_p50_ms", r.feed_p50_ms},
+                      {"feed_p99_ms", r.feed_p99_ms},
+                      {"feed_p999_ms", r.feed_p999_ms},
+                      {"feed_errors", r.feed_errors},
+                      {"ingest_events_per_s", r.ingest_events_per_s},
+                      {"freshness_ms_p50", r.freshness_ms_p50},
+                      {"freshness_ms_p99", r.freshness_ms_p99},
+                      {"freshness_probes", r.freshness_probes},
+                      {"freshness_failures", r.freshness_failures},
+                      {"http_ceiling_qps", r.http_ceiling_qps},
+                      {"feed_vs_ceiling", r.feed_vs_ceiling},
+                      {"ann_recall_at_100", r.ann_recall_at_100},
+                      {"ann_query_us", r.ann_query_us},
+                      {"ann_exact_us", r.ann_exact_us},
+                      {"rss_mb", r.rss_mb},
+                      {"bytes_per_video", r.bytes_per_video},
+                      {"bytes_per_user", r.bytes_per_user},
+                      {"restart_s", r.restart_s},
+                      {"load_videos_s", r.load_videos_s},
+                      {"ingest_s", r.ingest_s}};
+  return j.dump();
+}
+
+std::string BenchToTable(const BenchReport& r) {
+  std::string s = fmt::format("world: {} videos, {} users, {} events\n", r.videos, r.users, r.events);
+  s += fmt::format("{:<22}{:>14}\n", "metric", "value");
+  auto row = [&](const char* name, double v, const char* fmtstr) {
+    s += fmt::format("{:<22}{:>14}\n", name, fmt::format(fmt::runtime(fmtstr), v));
+  };
+  row("concurrency", r.concurrency, "{:.0f}");
+  row("feed_qps", r.feed_qps, "{:.0f}");
+  row("feed_p50_ms", r.feed_p50_ms, "{:.2f}");
+  row("feed_p99_ms", r.feed_p99_ms, "{:.2f}");
+  row("feed_p999_ms", r.feed_p999_ms, "{:.2f}");
+  row("http_ceiling_qps", r.http_ceiling_qps, "{:.0f}");
+  row("feed_vs_ceiling", r.feed_vs_ceiling, "{:.3f}");
+  row("ingest_events_per_s", r.ingest_events_per_s, "{:.0f}");
+  row("freshness_ms_p50", r.freshness_ms_p50, "{:.2f}");
+  row("freshness_ms_p99", r.freshness_ms_p99, "{:.2f}");
+  row("ann_recall_at_100", r.ann_recall_at_100, "{:.3f}");
+  row("ann_query_us", r.ann_query_us, "{:.0f}");
+  row("rss_mb", r.rss_mb, "{:.0f}");
+  row("bytes_per_video", r.bytes_per_video, "{:.0f}");
+  row("bytes_per_user", r.bytes_per_user, "{:.0f}");
+  row("restart_s", r.restart_s, "{:.2f}");
+  return s;
+}
+
+std::string LatencyHistogramSvg(const BenchReport& r) {
+  // Log-spaced buckets from 0.05 ms to 500 ms.
+  const int kBuckets = 40;
+  const double lo = std::log10(0.05), hi = std::log10(500.0);
+  std::vector<size_t> counts(kBuckets, 0);
+  for (double ms : r.feed_latencies_ms) {
+    int b = static_cast<int>((std::log10(std::max(ms, 0.05)) - lo) / (hi - lo) * kBuckets);
+    counts[std::clamp(b, 0, kBuckets - 1)]++;
+  }
+  const size_t maxc = std::max<size_t>(1, *std::max_element(counts.begin(), counts.end()));
+  const double w = 720, h = 360, ml = 60, mr = 20, mt = 40, mb = 50;
+  const double bw = (w - ml - mr) / kBuckets;
+  std::string s = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<text x=\"{}\" y=\"22\" font-size=\"14\">GET /v1/feed latency: {} requests, concurrency {}, "
+      "{} videos x {} users (p50 {:.2f} ms, p99 {:.2f} ms)</text>\n",
+      w, h, ml, r.feed_latencies_ms.size(), r.concurrency, r.videos, r.users, r.feed_p50_ms, r.feed_p99_ms);
+  for (int b = 0; b < kBuckets; ++b) {
+    const double bh = static_cast<double>(counts[b]) / static_cast<double>(maxc) * (h - mt - mb);
+    s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"#1f77b4\"/>\n",
+                     ml + b * bw, h - mb - bh, bw - 1, bh);
+  }
+  for (double tick : {0.1, 1.0, 10.0, 100.0}) {
+    const double x = ml + (std::log10(tick) - lo) / (hi - lo) * (w - ml - mr);
+    s += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"black\"/>"
+                     "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4} ms</text>\n",
+                     x, h - mb, h - mb + 5, h - mb + 18, tick);
+  }
+  s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n", ml, h - mb, w - mr);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">latency (log scale)</text>\n", (ml + w - mr) / 2, h - 10);
+  s += fmt::format("<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">requests</text>\n",
+                   (mt + h - mb) / 2, (mt + h - mb) / 2);
+  s += "</svg>\n";
+  return s;
+}
+
+}  // namespace foryou

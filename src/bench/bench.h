@@ -1,0 +1,66 @@
+// foryou bench: end-to-end performance of a real server under load.
+//
+// Workloads, in order (each reported under its key; docs/PERFORMANCE.md):
+//   load_videos   POST /v1/videos, batches of 1,000, 2 clients
+//   ingest        POST /v1/events, batches of 1,000, 2 clients; every
+//                 batch acknowledged durably        -> ingest_events_per_s
+//   ceiling       GET /healthz at `concurrency`     -> http_ceiling_qps
+//   feed          GET /v1/feed?n=20 for random users at `concurrency`
+//                                                    -> feed_qps, feed_p50/p99/p999_ms
+//   freshness     follow a creator, then poll the feed until it shows that
+//                 creator's videos                   -> freshness_ms_p99
+//   restart       SIGTERM, start again on the same store, until a feed is
+//                 served                             -> restart_s
+//   ann           in-process: HNSW vs brute force on the learned vectors
+//                                                    -> ann_recall_at_100, ann_query_us
+// The server is a separate `foryou serve` process on a free loopback port;
+// the load comes from this process over real HTTP.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace foryou {
+
+struct BenchOptions {
+  size_t videos = 1'000'000;
+  size_t users = 1'000'000;
+  size_t events_per_user = 10;
+  int concurrency = 4;      // feed and ceiling clients
+  double duration_s = 10;   // per load phase
+  size_t freshness_probes = 200;
+  int server_threads = 8;
+  std::string data_dir;     // empty: a temporary directory
+  std::string binary;       // the foryou binary to run as the server
+  uint64_t seed = 1;
+};
+
+// --quick: a small world that runs in well under a minute.
+BenchOptions QuickBenchOptions();
+
+struct BenchReport {
+  size_t videos = 0, users = 0, events = 0;
+  int concurrency = 0;
+  double feed_qps = 0, feed_p50_ms = 0, feed_p99_ms = 0, feed_p999_ms = 0;
+  double ingest_events_per_s = 0;
+  double freshness_ms_p99 = 0, freshness_ms_p50 = 0;
+  size_t freshness_probes = 0, freshness_failures = 0;
+  double http_ceiling_qps = 0, feed_vs_ceiling = 0;
+  double ann_recall_at_100 = 0, ann_query_us = 0, ann_exact_us = 0;
+  double rss_mb = 0, bytes_per_video = 0, bytes_per_user = 0;
+  double restart_s = 0;
+  double load_videos_s = 0, ingest_s = 0;
+  size_t feed_errors = 0;
+  std::vector<double> feed_latencies_ms;  // every feed request, for the histogram
+};
+
+Result<BenchReport> RunBench(const BenchOptions& options);
+std::string BenchToJson(const BenchReport& report);
+std::string BenchToTable(const BenchReport& report);
+// Latency histogram (log-spaced buckets), SVG.
+std::string LatencyHistogramSvg(const BenchReport& report);
+
+}  // namespace foryou
