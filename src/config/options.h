@@ -56,8 +56,8 @@ struct LearningOptions {
 
 // How many candidates each source may contribute before ranking.
 struct RetrievalOptions {
-  int ann = 200;            // nearest videos to the user's embedding
-  int ann_ef = 200;         // hnswlib search breadth: recall vs latency
+  int ann = 100;            // nearest videos to the user's embedding
+  int ann_ef = 128;         // hnswlib search breadth: recall vs latency
   int ann_m = 16;           // hnswlib graph degree: recall vs memory
   int ann_ef_construction = 100;
   // A video's vector is re-written to the HNSW index once it has moved by

@@ -151,9 +151,10 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
     for (uint32_t v : ids) {
       const VideoRecord& vr = s.catalog.at(v);
       FeatureVector x = s.Features(ctx, v, now, options_);
-      auto p = s.ranker.Predict(x);
+      const auto p = s.ranker.Predict(x);
       RerankCandidate c;
-      c.score = s.Score(x, objectives);
+      c.score = 0;
+      for (int h = 0; h < kNumHeads; ++h) c.score += objectives[h] * p[h];
       c.creator = vr.creator;
       c.tags = &vr.tags;
       c.explore = (cands[v].sources & kSrcFresh) != 0 || s.catalog.creator(vr.creator).first_video_at >= new_creator_since;

@@ -1,5 +1,6 @@
 #include "ranking/reranker.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <unordered_map>
@@ -9,6 +10,12 @@ namespace foryou {
 std::vector<RerankPick> Rerank(const std::vector<RerankCandidate>& cands, size_t n, const RerankOptions& options) {
   std::vector<RerankPick> page;
   std::vector<bool> used(cands.size(), false);
+  // Candidates by score, best first (ties by input order). Penalties only
+  // lower a score, so a scan can stop at the first candidate whose raw score
+  // cannot beat the best adjusted score found so far.
+  std::vector<size_t> order(cands.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cands[a].score > cands[b].score; });
   std::unordered_map<uint32_t, int> tag_count;
   bool have_prev = false;
   uint32_t prev_creator = 0;
@@ -24,8 +31,9 @@ std::vector<RerankPick> Rerank(const std::vector<RerankCandidate>& cands, size_t
       const bool allow_served = pass >= 2;
       const bool allow_adjacent = pass >= 3 || !options.no_adjacent_creator;
       double best_score = -std::numeric_limits<double>::infinity();
-      for (size_t i = 0; i < cands.size(); ++i) {
+      for (size_t i : order) {
         const RerankCandidate& c = cands[i];
+        if (c.score <= best_score) break;
         if (used[i] || (want_explore && !c.explore) || (c.served && !allow_served)) continue;
         if (!allow_adjacent && have_prev && c.creator == prev_creator) continue;
         double s = c.score;

@@ -1,0 +1,169 @@
+// Micro-benchmarks of foryou's hot paths (Google Benchmark).
+//
+// Workloads (names are stable so results compare across commits):
+//   BM_DecodeEvents/N      api: parse and validate a POST /v1/events body of N events
+//   BM_IngestEvent         engine: apply one play event (ranker + embeddings +
+//                          co-engagement + ANN drift check), no fsync
+//   BM_Feed/N              engine: one feed of 20 for a warm user, catalog of N videos
+//   BM_AnnSearch/N         retrieval: HNSW top-200 over N 32-d vectors
+//   BM_ScoreCandidate      ranking: features + 7 heads for one (user, video)
+//
+// Run: build/release/foryou_micro_bench [--benchmark_filter=Feed]
+#include <benchmark/benchmark.h>
+
+#include <random>
+
+#include "api/json_codec.h"
+#include "bench/world.h"
+#include "engine/engine.h"
+#include "retrieval/ann_index.h"
+#include "util/clock.h"
+#include "util/temp_dir.h"
+
+namespace foryou {
+namespace {
+
+constexpr int64_t kNow = 1'800'000'000'000;
+
+std::string EventsBody(size_t n) {
+  std::string body = "{\"events\":[";
+  for (size_t i = 0; i < n; ++i) {
+    if (i) body += ",";
+    body += "{\"user_id\":\"u" + std::to_string(i % 97) + "\",\"video_id\":\"v" + std::to_string(i) +
+            "\",\"type\":\"play\",\"watch_ratio\":0.93,\"ts\":1700000000000}";
+  }
+  return body + "]}";
+}
+
+void BM_DecodeEvents(benchmark::State& state) {
+  const std::string body = EventsBody(static_cast<size_t>(state.range(0)));
+  for (auto _ : state) {
+    auto r = ParseEvents(body);
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(body.size()));
+}
+BENCHMARK(BM_DecodeEvents)->Arg(1)->Arg(1000);
+
+// A warm engine over a synthetic world, shared by the engine benchmarks.
+struct WarmEngine {
+  explicit WarmEngine(size_t videos) : clock(kNow) {
+    EngineOptions o;
+    o.sync_writes = false;
+    if (!Engine::Open(o, dir.path(), clock, &engine).ok()) std::abort();
+    WorldOptions wo;
+    wo.videos = videos;
+    wo.users = videos / 2;
+    wo.now_ms = kNow;
+    world = std::make_unique<World>(wo);
+    std::vector<Video> vs;
+    for (size_t i = 0; i < videos; ++i) {
+      vs.push_back(world->MakeVideo(i));
+      if (vs.size() == 10000 || i + 1 == videos) {
+        if (!engine->UpsertVideos(std::move(vs)).ok()) std::abort();
+        vs.clear();
+      }
+    }
+    std::vector<Event> evs;
+    for (size_t u = 0; u < wo.users; ++u) {
+      world->UserEvents(u, &evs);
+      if (evs.size() >= 5000 || u + 1 == wo.users) {
+        if (!engine->IngestEvents(std::move(evs)).ok()) std::abort();
+        evs.clear();
+      }
+    }
+  }
+  TempDir dir;
+  ManualClock clock;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<World> world;
+};
+
+// Closed explicitly before exit: RocksDB's own statics may already be gone
+// when static destructors run.
+std::map<size_t, std::unique_ptr<WarmEngine>>& WarmEngines() {
+  static std::map<size_t, std::unique_ptr<WarmEngine>> engines;
+  return engines;
+}
+
+WarmEngine& Warm(size_t videos) {
+  auto& e = WarmEngines()[videos];
+  if (!e) e = std::make_unique<WarmEngine>(videos);
+  return *e;
+}
+
+void BM_IngestEvent(benchmark::State& state) {
+  WarmEngine& w = Warm(20000);
+  uint64_t i = 0;
+  for (auto _ : state) {
+    Event e;
+    e.user_id = World::UserId(i % 10000);
+    e.video_id = World::VideoId((i * 7919) % 20000);
+    e.type = EventType::kPlay;
+    e.watch_ratio = 0.95;
+    e.ts = kNow;
+    auto r = w.engine->IngestEvents({e});
+    benchmark::DoNotOptimize(r);
+    ++i;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_IngestEvent);
+
+void BM_Feed(benchmark::State& state) {
+  WarmEngine& w = Warm(static_cast<size_t>(state.range(0)));
+  uint64_t i = 0;
+  for (auto _ : state) {
+    auto r = w.engine->Feed(FeedRequest{World::UserId((i++ * 31) % (static_cast<size_t>(state.range(0)) / 2)), 20, ""});
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Feed)->Arg(20000)->Unit(benchmark::kMicrosecond);
+
+void BM_ScoreCandidate(benchmark::State& state) {
+  WarmEngine& w = Warm(20000);
+  std::vector<uint32_t> videos(500);
+  for (size_t i = 0; i < videos.size(); ++i) videos[i] = static_cast<uint32_t>((i * 37) % 20000);
+  std::vector<float> scores;
+  for (auto _ : state) {
+    if (!w.engine->ScoreVideos(World::UserId(17), kNow, &videos, &scores).ok()) std::abort();
+    benchmark::DoNotOptimize(scores.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(videos.size()));
+}
+BENCHMARK(BM_ScoreCandidate);
+
+void BM_AnnSearch(benchmark::State& state) {
+  const int dim = 32;
+  const size_t n = static_cast<size_t>(state.range(0));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> g;
+  std::vector<float> data(n * dim);
+  for (float& x : data) x = g(rng) * 0.1f;
+  AnnIndex index(dim, RetrievalOptions{});
+  for (size_t i = 0; i < n; ++i) {
+    if (!index.Upsert(static_cast<uint32_t>(i), &data[i * dim]).ok()) std::abort();
+  }
+  std::vector<float> q(dim);
+  for (auto _ : state) {
+    for (float& x : q) x = g(rng);
+    auto r = index.Search(q.data(), 200);
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_AnnSearch)->Arg(100000)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace foryou
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  foryou::WarmEngines().clear();
+  return 0;
+}

@@ -1,0 +1,38 @@
+// `foryou bench --quick` works end to end and reports every key. Speed is not
+// asserted here (see docs/PERFORMANCE.md); only that the numbers exist and
+// make sense.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/server_process.h"
+
+namespace foryou {
+namespace {
+
+TEST(BenchTest, QuickRunsAndReportsEveryKey) {
+  CommandResult r = RunCommand({FORYOU_BINARY, "bench", "--quick", "--json", "--duration", "2"});
+  ASSERT_EQ(r.exit_code, 0);
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out.substr(0, 300);
+  for (const char* key : {"videos", "users", "events", "feed_qps", "feed_p50_ms", "feed_p99_ms", "feed_p999_ms",
+                          "concurrency", "ingest_events_per_s", "freshness_ms_p99", "http_ceiling_qps",
+                          "feed_vs_ceiling", "ann_recall_at_100", "ann_query_us", "rss_mb", "bytes_per_video",
+                          "bytes_per_user", "restart_s"}) {
+    ASSERT_TRUE(j.contains(key)) << key;
+    EXPECT_TRUE(j[key].is_number()) << key;
+  }
+  EXPECT_EQ(j["videos"], 20000);
+  EXPECT_GT(j["events"].get<double>(), 0);
+  EXPECT_GT(j["feed_qps"].get<double>(), 0);
+  EXPECT_EQ(j["feed_errors"], 0);
+  EXPECT_LE(j["feed_p50_ms"].get<double>(), j["feed_p99_ms"].get<double>());
+  EXPECT_LE(j["feed_p99_ms"].get<double>(), j["feed_p999_ms"].get<double>());
+  EXPECT_GT(j["freshness_probes"].get<double>(), 0) << "some follow must show up in a feed";
+  EXPECT_GT(j["ann_recall_at_100"].get<double>(), 0.5);
+  EXPECT_LE(j["ann_recall_at_100"].get<double>(), 1.0);
+  EXPECT_GT(j["restart_s"].get<double>(), 0);
+}
+
+}  // namespace
+}  // namespace foryou
