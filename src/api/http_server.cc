@@ -3,11 +3,16 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
+#include <regex>
 #include <chrono>
 #include <fmt/format.h>
 
 #include "api/json_codec.h"
+#include "audit/audit_log.h"
+#include "policy/policy.h"
+#include "util/clock.h"
 
 namespace foryou {
 
@@ -45,9 +50,12 @@ Status ParseListenAddress(const std::string& listen, std::string* host, int* por
 namespace {
 
 struct Reply {
-  int status = 200;
+  Reply(int s = 200, std::string b = "", const char* type = "application/json")
+      : status(s), body(std::move(b)), content_type(type) {}
+  int status;
   std::string body;
-  const char* content_type = "application/json";
+  const char* content_type;
+  std::vector<std::string> subjects;  // users whose personal data the request touched
 };
 
 Reply Error(const Status& s) { return Reply{HttpStatusFor(s.code()), ErrorToJson(s)}; }
@@ -67,8 +75,14 @@ const char* DefaultErrorCode(int status) {
 
 }  // namespace
 
-HttpServer::HttpServer(Engine& engine, const ServerOptions& options)
-    : engine_(engine), options_(options), server_(std::make_unique<httplib::Server>()) {
+HttpServer::HttpServer(Engine& engine, const ServerOptions& options, AuditLog* audit, const Policy* policy,
+                       const PolicyRegion* region)
+    : engine_(engine),
+      audit_(audit),
+      policy_(policy),
+      region_(region),
+      options_(options),
+      server_(std::make_unique<httplib::Server>()) {
   const int threads = options_.threads;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   server_->set_payload_max_length(options_.max_body_bytes);
@@ -104,15 +118,76 @@ HttpServer::HttpServer(Engine& engine, const ServerOptions& options)
 HttpServer::~HttpServer() = default;
 
 void HttpServer::InstallRoutes() {
-  auto route = [this](const char* method, const char* pattern, const char* endpoint, Handler handler) {
-    auto wrapped = [this, endpoint, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
+  // `action` non-null marks a personal-data endpoint: authorized (with a
+  // policy) and audited (with an audit log). `users` names the users a
+  // request touches, before it runs.
+  using Users = std::function<std::vector<std::string>(const httplib::Request&)>;
+  auto route = [this](const char* method, const char* pattern, const char* endpoint, Handler handler,
+                      const char* action = nullptr, Users users = nullptr) {
+    auto wrapped = [this, endpoint, action, handler = std::move(handler), users = std::move(users)](
+                       const httplib::Request& req, httplib::Response& res) {
       const auto start = std::chrono::steady_clock::now();
       Reply reply;
-      try {
-        reply = handler(req);
-      } catch (const std::exception& e) {
-        spdlog::error("{}: unhandled exception: {}", endpoint, e.what());
-        reply = Error(Status::Internal("internal error"));
+      std::string principal = "open";
+      bool refused = false;
+      if (policy_ != nullptr && action != nullptr) {
+        std::string key = req.get_header_value("Authorization");
+        if (key.rfind("Bearer ", 0) == 0) key = key.substr(7);
+        const std::string jurisdiction = req.get_header_value("X-Foryou-Jurisdiction");
+        const Access access = std::string_view(action) == "events.write" ? Access::kWrite : Access::kRead;
+        if (const Principal* p = policy_->Authenticate(key)) principal = p->name;
+        else principal = "unauthenticated";
+        if (auto refusal = policy_->Check(*region_, key, jurisdiction, access)) {
+          refused = true;
+          reply.status = refusal->http_status;
+          reply.body = refusal->http_status == 421 ? MisdirectedToJson(refusal->message, refusal->home_region)
+                                                   : ErrorToJson(refusal->code, refusal->message);
+        } else if (users) {
+          for (const std::string& user : users(req)) {
+            const std::string home = engine_.UserHome(user);
+            if (!home.empty() && home != jurisdiction) {
+              refused = true;
+              reply = Reply{403, ErrorToJson("forbidden", fmt::format("user's home jurisdiction is {}, not {}",
+                                                                         home, jurisdiction))};
+              break;
+            }
+            if (home.empty() && access == Access::kWrite) {
+              if (Status s = engine_.SetUserHome(user, jurisdiction); !s.ok()) {
+                refused = true;
+                reply = Error(s);
+                break;
+              }
+            }
+          }
+        }
+      }
+      if (!refused) {
+        try {
+          reply = handler(req);
+        } catch (const std::exception& e) {
+          spdlog::error("{}: unhandled exception: {}", endpoint, e.what());
+          reply = Error(Status::Internal("internal error"));
+        }
+      }
+      if (audit_ != nullptr && action != nullptr) {
+        if (reply.subjects.empty()) reply.subjects.emplace_back();  // a refused request touched nobody known
+        const int64_t now = SystemClock().NowMs();
+        for (const std::string& user : reply.subjects) {
+          AuditEntry e;
+          e.ts_ms = now;
+          e.principal = principal;
+          e.action = action;
+          e.subject = user.empty() ? "-" : audit_->Pseudonym(user);
+          e.outcome = std::to_string(reply.status);
+          // Writes are fsynced with the data they describe; reads are written
+          // before the response but fsynced by the OS.
+          Status s = audit_->Append(std::move(e), /*sync=*/std::string_view(action) == "events.write");
+          if (!s.ok()) {
+            spdlog::error("audit append failed: {}", s.ToString());
+            reply = Error(Status::Unavailable("audit log unavailable; request refused"));
+            break;
+          }
+        }
       }
       res.status = reply.status;
       res.set_content(std::move(reply.body), reply.content_type);
@@ -141,9 +216,23 @@ void HttpServer::InstallRoutes() {
   route("POST", "/v1/events", "events", [this](const httplib::Request& req) {
     auto events = ParseEvents(req.body);
     if (!events.ok()) return Error(events.status());
+    std::vector<std::string> users;
+    for (const Event& e : *events) users.push_back(e.user_id);
+    std::sort(users.begin(), users.end());
+    users.erase(std::unique(users.begin(), users.end()), users.end());
     auto accepted = engine_.IngestEvents(std::move(events).value());
-    if (!accepted.ok()) return Error(accepted.status());
-    return Reply{200, fmt::format(R"({{"accepted":{}}})", *accepted)};
+    Reply reply = accepted.ok() ? Reply{200, fmt::format(R"({{"accepted":{}}})", *accepted)} : Error(accepted.status());
+    reply.subjects = std::move(users);
+    return reply;
+  }, "events.write", [](const httplib::Request& req) {
+    std::vector<std::string> users;
+    auto events = ParseEvents(req.body);
+    if (events.ok()) {
+      for (const Event& e : *events) users.push_back(e.user_id);
+    }
+    std::sort(users.begin(), users.end());
+    users.erase(std::unique(users.begin(), users.end()), users.end());
+    return users;
   });
 
   route("GET", "/v1/feed", "feed", [this](const httplib::Request& req) {
@@ -161,14 +250,22 @@ void HttpServer::InstallRoutes() {
     }
     fr.language = req.get_param_value("language");
     auto feed = engine_.Feed(fr);
-    if (!feed.ok()) return Error(feed.status());
-    return Reply{200, FeedToJson(*feed)};
-  });
+    Reply reply = feed.ok() ? Reply{200, FeedToJson(*feed)} : Error(feed.status());
+    reply.subjects = {fr.user_id};
+    return reply;
+  }, "feed.read", [](const httplib::Request& req) { return std::vector<std::string>{req.get_param_value("user_id")}; });
 
   route("GET", R"(/v1/users/([^/]+))", "users_get", [this](const httplib::Request& req) {
     auto user = engine_.GetUser(req.matches[1]);
-    if (!user.ok()) return Error(user.status());
-    return Reply{200, UserToJson(*user)};
+    Reply reply = user.ok() ? Reply{200, UserToJson(*user)} : Error(user.status());
+    reply.subjects = {req.matches[1]};
+    return reply;
+  }, "user.read", [](const httplib::Request& req) {
+    std::smatch m;
+    static const std::regex kPath(R"(/v1/users/([^/]+))");
+    std::vector<std::string> users;
+    if (std::regex_match(req.path, m, kPath)) users.push_back(m[1]);
+    return users;
   });
 
   route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const httplib::Request& req) {

@@ -21,6 +21,10 @@ class Server;
 
 namespace foryou {
 
+class AuditLog;
+class Policy;
+struct PolicyRegion;
+
 // The one mapping from error codes to HTTP statuses.
 int HttpStatusFor(StatusCode code);
 
@@ -29,8 +33,19 @@ Status ParseListenAddress(const std::string& listen, std::string* host, int* por
 
 class HttpServer {
  public:
-  // `engine` is borrowed and must outlive the server.
-  HttpServer(Engine& engine, const ServerOptions& options);
+  // `engine` and `audit` are borrowed and must outlive the server. With an
+  // audit log, every request to a personal-data endpoint (events, feed, user)
+  // is appended to it -- one entry per user touched, with the principal, the
+  // action and the HTTP status -- before the response is sent.
+  //
+  // With a policy (and this server's region in it), every personal-data
+  // request is also authenticated and authorized here, in one place:
+  // 401 without a valid API key, 400 without X-Foryou-Jurisdiction, 421 (with
+  // "home_region") when this region is not primary for that jurisdiction,
+  // 403 when the principal lacks the right or the user's recorded home
+  // differs. A user's home is recorded on their first write.
+  HttpServer(Engine& engine, const ServerOptions& options, AuditLog* audit = nullptr, const Policy* policy = nullptr,
+             const PolicyRegion* region = nullptr);
   ~HttpServer();
 
   // Binds the listening socket; returns the bound port.
@@ -42,6 +57,9 @@ class HttpServer {
  private:
   void InstallRoutes();
   Engine& engine_;
+  AuditLog* audit_;  // may be null
+  const Policy* policy_;  // may be null: open mode
+  const PolicyRegion* region_;
   ServerOptions options_;
   Metrics metrics_;
   std::unique_ptr<httplib::Server> server_;

@@ -241,6 +241,11 @@ std::string ErrorToJson(std::string_view code, std::string_view message) {
   return json{{"error", {{"code", code}, {"message", message}}}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string MisdirectedToJson(std::string_view message, std::string_view home_region) {
+  return json{{"error", {{"code", "misdirected"}, {"message", message}, {"home_region", home_region}}}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
+}
+
 std::string ErrorToJson(const Status& status) { return ErrorToJson(StatusCodeName(status.code()), status.message()); }
 
 }  // namespace foryou

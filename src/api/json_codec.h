@@ -26,5 +26,7 @@ std::string UserToJson(const UserProfile& user);
 std::string VideoToJson(const VideoInfo& video);
 std::string ErrorToJson(const Status& status);
 std::string ErrorToJson(std::string_view code, std::string_view message);
+// 421: the error plus "home_region", the region the client must ask instead.
+std::string MisdirectedToJson(std::string_view message, std::string_view home_region);
 
 }  // namespace foryou

@@ -8,13 +8,18 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <optional>
+#include <fstream>
+#include <sstream>
 #include <cstdio>
 #include <iostream>
 #include <thread>
 
 #include "api/http_server.h"
 #include "config/options.h"
+#include "audit/audit_log.h"
 #include "bench/bench.h"
+#include "policy/policy.h"
 #include "demo/demo_world.h"
 #include "eval/eval.h"
 #include "engine/engine.h"
@@ -30,6 +35,9 @@ struct ServeFlags {
   std::string demo_file;
   int threads = 0;
   std::string log_level = "info";
+  bool audit = false;
+  std::string region;
+  std::string policy_file;
 };
 
 int Fail(const foryou::Status& s) {
@@ -54,6 +62,20 @@ int Serve(const ServeFlags& flags) {
   std::string host;
   int port = 0;
   if (Status s = ParseListenAddress(config.server.listen, &host, &port); !s.ok()) return Fail(s);
+  std::optional<Policy> policy;
+  const PolicyRegion* region = nullptr;
+  if (!flags.policy_file.empty()) {
+    auto loaded = Policy::Load(flags.policy_file);
+    if (!loaded.ok()) return Fail(loaded.status());
+    policy = std::move(loaded).value();
+    region = policy->FindRegion(flags.region);
+    if (region == nullptr) return Fail(Status::InvalidArgument(fmt::format("--region '{}' is not in {}", flags.region, flags.policy_file)));
+    spdlog::info("region {} ({}, operated by {}): primary for {} jurisdiction(s)", region->name, region->jurisdiction,
+                 region->operator_name, region->primary_for.size());
+  } else if (host != "127.0.0.1" && host != "localhost" && host != "::1") {
+    return Fail(Status::InvalidArgument(
+        "without --policy foryou runs in single-region open mode and listens on loopback only (127.0.0.1, ::1)"));
+  }
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t stop_signals;
@@ -84,7 +106,12 @@ int Serve(const ServeFlags& flags) {
     spdlog::info("store is not empty; not loading the demo world again");
   }
 
-  HttpServer server(*engine, config.server);
+  std::unique_ptr<AuditLog> audit;
+  if (flags.audit || policy) {
+    if (Status s = AuditLog::Open(config.server.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
+    spdlog::info("audit log: {} entries, public key {}", audit->Head().tree_size, audit->PublicKeyHex());
+  }
+  HttpServer server(*engine, config.server, audit.get(), policy ? &*policy : nullptr, region);
   auto bound = server.Bind(host, port);
   if (!bound.ok()) return Fail(bound.status());
   std::thread stopper([&server, stop_signals] {
@@ -187,6 +214,37 @@ int Bench(const BenchFlags& f) {
   return 0;
 }
 
+struct AuditFlags {
+  std::string data_dir = "./data";
+  std::string sth_file;
+};
+
+// foryou audit verify: exit 0 when the log is intact (and consistent with a
+// saved head), 1 naming the first bad entry otherwise. Prints the current
+// signed tree head as JSON, for the auditor to save.
+int AuditVerify(const AuditFlags& f) {
+  using namespace foryou;
+  const std::string dir = f.data_dir + "/audit";
+  SignedTreeHead saved;
+  const SignedTreeHead* saved_ptr = nullptr;
+  if (!f.sth_file.empty()) {
+    std::ifstream in(f.sth_file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto parsed = SignedTreeHead::FromJson(ss.str());
+    if (!parsed.ok()) return Fail(parsed.status());
+    saved = *parsed;
+    saved_ptr = &saved;
+  }
+  SignedTreeHead head;
+  Status s = AuditLog::Verify(dir, saved_ptr, &head);
+  if (!s.ok()) return Fail(s);
+  std::printf("%s\n", head.ToJson().c_str());
+  std::fprintf(stderr, "audit log OK: %llu entries%s\n", static_cast<unsigned long long>(head.tree_size),
+               saved_ptr ? ", consistent with the saved tree head" : "");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -203,6 +261,12 @@ int main(int argc, char** argv) {
   serve_cmd->add_flag("--demo", serve.demo, "Load the KuaiRec demo world into an empty store before serving");
   serve_cmd->add_option("--demo-file", serve.demo_file, "KuaiRec-format file for --demo [default: demo/kuairec/random.txt]");
   serve_cmd->add_option("--threads", serve.threads, "HTTP worker threads [default: 8]")->check(CLI::Range(1, 1024));
+  serve_cmd->add_option("--policy", serve.policy_file,
+                        "Policy file (docs/SOVEREIGNTY.md): authenticate and authorize every personal-data request; implies --audit")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--region", serve.region, "This server's region in the policy (with --policy)");
+  serve_cmd->add_flag("--audit", serve.audit,
+                      "Append every personal-data access to the tamper-evident audit log in DATA_DIR/audit");
   serve_cmd->add_option("--log-level", serve.log_level, "trace, debug, info, warn, error or off [default: info]")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
@@ -242,6 +306,15 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--json", bench.json, "Print exactly one JSON object on stdout");
   bench_cmd->add_option("--plot", bench.plot, "Write the feed latency histogram as SVG");
 
+  AuditFlags audit;
+  CLI::App* audit_cmd = app.add_subcommand("audit", "Check the tamper-evident audit log (docs/SOVEREIGNTY.md)");
+  audit_cmd->require_subcommand(1);
+  CLI::App* verify_cmd = audit_cmd->add_subcommand(
+      "verify", "Verify every entry, hash and signature; print the signed tree head; exit 1 naming the first bad entry");
+  verify_cmd->add_option("--data-dir", audit.data_dir, "The server's store [default: ./data]");
+  verify_cmd->add_option("--sth", audit.sth_file, "A signed tree head saved earlier: also prove the log extends it")
+      ->check(CLI::ExistingFile);
+
   app.add_subcommand("version", "Print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -251,6 +324,7 @@ int main(int argc, char** argv) {
   }
   if (serve_cmd->parsed()) return Serve(serve);
   if (bench_cmd->parsed()) return Bench(bench);
+  if (verify_cmd->parsed()) return AuditVerify(audit);
   if (eval_cmd->parsed()) {
     for (const char* protocol : {"s3rec", "kuairec"}) {
       if (eval_cmd->got_subcommand(protocol)) return Eval(protocol, eval);

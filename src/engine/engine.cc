@@ -259,6 +259,17 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     return Status::OK();
   }
 
+  if (rec.kind == RecordKind::kUserHome) {
+    auto [it, is_new] = s.user_index.try_emplace(rec.user_id, static_cast<uint32_t>(s.users.size()));
+    if (is_new) {
+      s.users.emplace_back();
+      s.users.back().id = rec.user_id;
+      s.embeddings.AddUser();
+    }
+    s.users[it->second].home = rec.jurisdiction;
+    return Status::OK();
+  }
+
   std::vector<uint32_t> touched;
   for (size_t i = 0; i < rec.events.size(); ++i) {
     const Event& e = rec.events[i];
@@ -365,6 +376,31 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     for (uint32_t v : touched) FORYOU_RETURN_IF_ERROR(s.Reindex(v, options_.retrieval.ann_reindex_drift, false));
   }
   return Status::OK();
+}
+
+std::string Engine::UserHome(const std::string& user_id) const {
+  std::shared_lock lock(mu_);
+  const UserRecord* u = state_->FindUser(user_id);
+  return u == nullptr ? std::string() : u->home;
+}
+
+Status Engine::SetUserHome(const std::string& user_id, const std::string& jurisdiction) {
+  if (user_id.empty() || user_id.size() > kMaxIdBytes) return Status::InvalidArgument("user_id: must be 1 to 256 bytes");
+  std::lock_guard write(write_mu_);
+  {
+    std::shared_lock lock(mu_);
+    const UserRecord* u = state_->FindUser(user_id);
+    if (u != nullptr && u->home == jurisdiction) return Status::OK();
+    if (u != nullptr && !u->home.empty()) {
+      return Status::InvalidArgument(fmt::format("user '{}' has home jurisdiction {}, not {}; homes change only by migration",
+                                                 user_id, u->home, jurisdiction));
+    }
+  }
+  const std::string record = EncodeUserHomeRecord(user_id, jurisdiction);
+  uint64_t seq;
+  FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq));
+  std::unique_lock lock(mu_);
+  return ApplyRecord(seq, record, /*replaying=*/false);
 }
 
 // ---------------------------------------------------------------- Reads

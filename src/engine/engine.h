@@ -113,6 +113,13 @@ class Engine {
   Result<size_t> IngestEvents(std::vector<Event> events);
 
   Result<FeedResponse> Feed(const FeedRequest& request);
+
+  // The user's home jurisdiction, "" if none was recorded (docs/SOVEREIGNTY.md).
+  std::string UserHome(const std::string& user_id) const;
+  // Records the home of a user seen for the first time (durable, in the log).
+  // A user who already has a different home is refused (InvalidArgument):
+  // homes change only by an audited migration.
+  Status SetUserHome(const std::string& user_id, const std::string& jurisdiction);
   // Scores videos for `user_id` exactly as Feed scores its candidates (same
   // user context, features and model) but without retrieval, exclusion or
   // reranking. `videos` are catalog indexes (VideoIndex); null means every

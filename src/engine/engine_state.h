@@ -28,6 +28,7 @@ struct RecentPositive {
 
 struct UserRecord {
   std::string id;
+  std::string home;  // jurisdiction, "" in open mode
   int64_t first_seen = 0;
   int64_t last_seen = 0;
   std::unordered_set<uint32_t> seen;     // every video with any event: never shown again

@@ -41,6 +41,15 @@ std::string EncodeEventsRecord(const std::vector<Event>& events) {
   return out;
 }
 
+std::string EncodeUserHomeRecord(const std::string& user_id, const std::string& jurisdiction) {
+  std::string out;
+  out.push_back(static_cast<char>(kLogFormatVersion));
+  out.push_back(static_cast<char>(RecordKind::kUserHome));
+  PutString(&out, user_id);
+  PutString(&out, jurisdiction);
+  return out;
+}
+
 namespace {
 
 Status Truncated(const char* what) { return Status::Corruption(fmt::format("log record: truncated {}", what)); }
@@ -109,6 +118,12 @@ Status DecodeRecord(std::string_view data, LogRecord* out) {
     case RecordKind::kEvents:
       out->kind = RecordKind::kEvents;
       return DecodeEvents(data, &out->events);
+    case RecordKind::kUserHome:
+      out->kind = RecordKind::kUserHome;
+      if (!GetString(&data, &out->user_id) || !GetString(&data, &out->jurisdiction) || !data.empty()) {
+        return Truncated("user home");
+      }
+      return Status::OK();
   }
   return Status::Corruption(fmt::format("log record: unknown kind {}", kind));
 }

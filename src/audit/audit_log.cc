@@ -1,0 +1,375 @@
+#include "audit/audit_log.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fmt/format.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "util/coding.h"
+
+namespace foryou {
+
+namespace {
+
+constexpr char kMagic[] = "FYAUDIT1";
+constexpr size_t kMagicLen = 8;
+constexpr uint8_t kEntryVersion = 1;
+
+std::string EncodeEntry(const AuditEntry& e) {
+  std::string s(1, static_cast<char>(kEntryVersion));
+  PutVarint64(&s, e.seq);
+  PutVarsint64(&s, e.ts_ms);
+  PutString(&s, e.principal);
+  PutString(&s, e.action);
+  PutString(&s, e.subject);
+  PutString(&s, e.outcome);
+  return s;
+}
+
+bool DecodeEntry(std::string_view in, AuditEntry* e) {
+  uint8_t v;
+  return GetByte(&in, &v) && v == kEntryVersion && GetVarint64(&in, &e->seq) && GetVarsint64(&in, &e->ts_ms) &&
+         GetString(&in, &e->principal) && GetString(&in, &e->action) && GetString(&in, &e->subject) &&
+         GetString(&in, &e->outcome) && in.empty();
+}
+
+std::string SthMessage(uint64_t size, int64_t ts, const Hash& root) {
+  std::string m = "foryou-sth-v1";
+  PutFixed64BE(&m, size);
+  PutFixed64BE(&m, static_cast<uint64_t>(ts));
+  m.append(reinterpret_cast<const char*>(root.data()), root.size());
+  return m;
+}
+
+struct PkeyDeleter {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
+};
+
+std::string Sign(const std::string& seed, const std::string& msg) {
+  std::unique_ptr<EVP_PKEY, PkeyDeleter> key(EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size()));
+  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  std::string sig(64, '\0');
+  size_t len = sig.size();
+  if (!key || !ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
+                     reinterpret_cast<const unsigned char*>(msg.data()), msg.size()) != 1) {
+    return "";
+  }
+  return sig;
+}
+
+bool VerifySig(const std::string& public_key, const std::string& msg, const std::string& sig) {
+  std::unique_ptr<EVP_PKEY, PkeyDeleter> key(EVP_PKEY_new_raw_public_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(public_key.data()), public_key.size()));
+  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  return key && ctx && sig.size() == 64 && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) == 1 &&
+         EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                          reinterpret_cast<const unsigned char*>(msg.data()), msg.size()) == 1;
+}
+
+std::string PublicKeyOf(const std::string& seed) {
+  std::unique_ptr<EVP_PKEY, PkeyDeleter> key(EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size()));
+  std::string pub(32, '\0');
+  size_t len = pub.size();
+  if (!key || EVP_PKEY_get_raw_public_key(key.get(), reinterpret_cast<unsigned char*>(pub.data()), &len) != 1) return "";
+  return pub;
+}
+
+std::string ToHex(const std::string& bytes) {
+  static const char* kHex = "0123456789abcdef";
+  std::string s;
+  for (unsigned char b : bytes) {
+    s.push_back(kHex[b >> 4]);
+    s.push_back(kHex[b & 15]);
+  }
+  return s;
+}
+
+Result<std::string> FromHex(std::string_view hex) {
+  if (hex.size() % 2) return Status::InvalidArgument("odd-length hex");
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    auto nib = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    int a = nib(hex[i]), b = nib(hex[i + 1]);
+    if (a < 0 || b < 0) return Status::InvalidArgument("bad hex");
+    out.push_back(static_cast<char>(a * 16 + b));
+  }
+  return out;
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound(fmt::format("cannot read {}", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Creates a file with `n` random bytes (mode 0600) unless it exists; returns its bytes.
+Result<std::string> KeyFile(const std::string& path, size_t n) {
+  if (std::filesystem::exists(path)) {
+    auto k = ReadFile(path);
+    if (!k.ok()) return k.status();
+    if (k->size() != n) return Status::Corruption(fmt::format("{}: expected {} bytes", path, n));
+    return k;
+  }
+  std::string key(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(n)) != 1) {
+    return Status::Internal("no randomness for a key");
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0 || ::write(fd, key.data(), n) != static_cast<ssize_t>(n) || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    return Status::IOError(fmt::format("cannot write {}", path));
+  }
+  ::close(fd);
+  return key;
+}
+
+// Parses records from the file bytes. Calls fn(index, entry_bytes, root, sig)
+// for each; returns the offset after the last complete record.
+struct Record {
+  std::string entry;
+  Hash root;
+  std::string sig;
+};
+
+Status ParseLog(const std::string& data, std::vector<Record>* records, size_t* valid_end, bool* torn) {
+  *torn = false;
+  if (data.size() < kMagicLen || data.compare(0, kMagicLen, kMagic) != 0) {
+    return Status::Corruption("audit log: missing FYAUDIT1 header (unknown format or version)");
+  }
+  size_t off = kMagicLen;
+  while (off < data.size()) {
+    if (data.size() - off < 4) {
+      *torn = true;
+      break;
+    }
+    uint32_t len = 0;
+    for (int i = 0; i < 4; ++i) len |= static_cast<uint32_t>(static_cast<uint8_t>(data[off + i])) << (8 * i);
+    if (len > data.size() - off - 4) {
+      *torn = true;
+      break;
+    }
+    std::string_view payload(data.data() + off + 4, len);
+    Record r;
+    if (!GetString(&payload, &r.entry) || payload.size() != 32 + 64) {
+      return Status::Corruption(fmt::format("audit log: entry {}: malformed record", records->size()));
+    }
+    std::copy(payload.begin(), payload.begin() + 32, r.root.begin());
+    r.sig.assign(payload.data() + 32, 64);
+    records->push_back(std::move(r));
+    off += 4 + len;
+  }
+  *valid_end = off;
+  return Status::OK();
+}
+
+}  // namespace
+
+std::string SignedTreeHead::ToJson() const {
+  return nlohmann::json{{"tree_size", tree_size},
+                        {"timestamp_ms", timestamp_ms},
+                        {"root_hash", HashToHex(root)},
+                        {"signature", ToHex(signature)}}
+      .dump();
+}
+
+Result<SignedTreeHead> SignedTreeHead::FromJson(const std::string& text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object() || !j["tree_size"].is_number_unsigned() || !j["timestamp_ms"].is_number_integer() ||
+      !j["root_hash"].is_string() || !j["signature"].is_string()) {
+    return Status::InvalidArgument("tree head: expected {tree_size, timestamp_ms, root_hash, signature}");
+  }
+  SignedTreeHead h;
+  h.tree_size = j["tree_size"].get<uint64_t>();
+  h.timestamp_ms = j["timestamp_ms"].get<int64_t>();
+  auto root = HashFromHex(j["root_hash"].get<std::string>());
+  auto sig = FromHex(j["signature"].get<std::string>());
+  if (!root || !sig.ok()) return Status::InvalidArgument("tree head: bad hex");
+  h.root = *root;
+  h.signature = *sig;
+  return h;
+}
+
+AuditLog::~AuditLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::IOError(fmt::format("cannot create {}: {}", dir, ec.message()));
+  std::unique_ptr<AuditLog> log(new AuditLog());
+  auto seed = KeyFile(dir + "/signing.key", 32);
+  if (!seed.ok()) return seed.status();
+  auto pkey = KeyFile(dir + "/pseudonym.key", 32);
+  if (!pkey.ok()) return pkey.status();
+  log->seed_ = *seed;
+  log->pseudonym_key_ = *pkey;
+  log->public_key_ = PublicKeyOf(log->seed_);
+  if (log->public_key_.empty()) return Status::Internal("Ed25519 is not available");
+  {
+    std::ofstream pub(dir + "/public.key");
+    pub << ToHex(log->public_key_) << "\n";
+  }
+  const std::string path = dir + "/log";
+  if (!std::filesystem::exists(path)) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || ::write(fd, kMagic, kMagicLen) != static_cast<ssize_t>(kMagicLen) || ::fsync(fd) != 0) {
+      if (fd >= 0) ::close(fd);
+      return Status::IOError(fmt::format("cannot create {}", path));
+    }
+    ::close(fd);
+  }
+  auto data = ReadFile(path);
+  if (!data.ok()) return data.status();
+  std::vector<Record> records;
+  size_t valid_end = 0;
+  bool torn = false;
+  FORYOU_RETURN_IF_ERROR(ParseLog(*data, &records, &valid_end, &torn));
+  for (const Record& r : records) log->tree_.Add(LeafHash(r.entry));
+  if (!records.empty()) {
+    AuditEntry last;
+    if (!DecodeEntry(records.back().entry, &last)) return Status::Corruption("audit log: last entry unreadable");
+    log->head_ = {log->tree_.size(), last.ts_ms, log->tree_.Root(), records.back().sig};
+  } else {
+    log->head_ = {0, 0, log->tree_.Root(), ""};
+  }
+  log->fd_ = ::open(path.c_str(), O_WRONLY);
+  if (log->fd_ < 0) return Status::IOError(fmt::format("cannot open {}", path));
+  if (torn && ::ftruncate(log->fd_, static_cast<off_t>(valid_end)) != 0) {
+    return Status::IOError("cannot cut the torn tail of the audit log");
+  }
+  if (::lseek(log->fd_, static_cast<off_t>(valid_end), SEEK_SET) < 0) return Status::IOError("seek audit log");
+  *out = std::move(log);
+  return Status::OK();
+}
+
+Status AuditLog::Append(AuditEntry e, bool sync) {
+  std::lock_guard lock(mu_);
+  e.seq = tree_.size();
+  const std::string entry = EncodeEntry(e);
+  tree_.Add(LeafHash(entry));
+  const Hash root = tree_.Root();
+  const std::string sig = Sign(seed_, SthMessage(tree_.size(), e.ts_ms, root));
+  if (sig.size() != 64) return Status::Internal("audit log: signing failed");
+  std::string payload;
+  PutString(&payload, entry);
+  payload.append(reinterpret_cast<const char*>(root.data()), root.size());
+  payload += sig;
+  std::string rec;
+  const uint32_t len = static_cast<uint32_t>(payload.size());
+  for (int i = 0; i < 4; ++i) rec.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
+  rec += payload;
+  if (::write(fd_, rec.data(), rec.size()) != static_cast<ssize_t>(rec.size())) {
+    return Status::IOError("audit log: write failed");
+  }
+  if (sync && ::fdatasync(fd_) != 0) return Status::IOError("audit log: fsync failed");
+  head_ = {tree_.size(), e.ts_ms, root, sig};
+  return Status::OK();
+}
+
+SignedTreeHead AuditLog::Head() const {
+  std::lock_guard lock(mu_);
+  return head_;
+}
+
+std::string AuditLog::PublicKeyHex() const { return ToHex(public_key_); }
+
+std::string AuditLog::Pseudonym(const std::string& user_id) const {
+  unsigned char mac[32];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), pseudonym_key_.data(), static_cast<int>(pseudonym_key_.size()),
+       reinterpret_cast<const unsigned char*>(user_id.data()), user_id.size(), mac, &len);
+  return "p:" + ToHex(std::string(reinterpret_cast<char*>(mac), 16));
+}
+
+Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaves) {
+  auto data = ReadFile(dir + "/log");
+  if (!data.ok()) return data.status();
+  std::vector<Record> records;
+  size_t end = 0;
+  bool torn = false;
+  FORYOU_RETURN_IF_ERROR(ParseLog(*data, &records, &end, &torn));
+  for (size_t i = 0; i < records.size(); ++i) {
+    AuditEntry e;
+    if (!DecodeEntry(records[i].entry, &e)) return Status::Corruption(fmt::format("audit log: entry {}: unreadable", i));
+    entries->push_back(e);
+    leaves->push_back(LeafHash(records[i].entry));
+  }
+  return Status::OK();
+}
+
+Status AuditLog::Verify(const std::string& dir, const SignedTreeHead* saved, SignedTreeHead* head) {
+  auto pub_hex = ReadFile(dir + "/public.key");
+  if (!pub_hex.ok()) return pub_hex.status();
+  std::string trimmed = *pub_hex;
+  while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
+  auto pub = FromHex(trimmed);
+  if (!pub.ok() || pub->size() != 32) return Status::Corruption("audit log: public.key is not a 32-byte hex key");
+  auto data = ReadFile(dir + "/log");
+  if (!data.ok()) return data.status();
+  std::vector<Record> records;
+  size_t end = 0;
+  bool torn = false;
+  FORYOU_RETURN_IF_ERROR(ParseLog(*data, &records, &end, &torn));
+  if (torn) return Status::Corruption(fmt::format("audit log: entry {}: truncated record", records.size()));
+  MerkleBuilder tree;
+  std::vector<Hash> leaves;
+  SignedTreeHead current{0, 0, tree.Root(), ""};
+  for (size_t i = 0; i < records.size(); ++i) {
+    const Record& r = records[i];
+    AuditEntry e;
+    if (!DecodeEntry(r.entry, &e)) return Status::Corruption(fmt::format("audit log: entry {}: unreadable", i));
+    if (e.seq != i) return Status::Corruption(fmt::format("audit log: entry {}: says it is entry {}", i, e.seq));
+    leaves.push_back(LeafHash(r.entry));
+    tree.Add(leaves.back());
+    const Hash root = tree.Root();
+    if (root != r.root) return Status::Corruption(fmt::format("audit log: entry {}: tree root does not match", i));
+    if (!VerifySig(*pub, SthMessage(i + 1, e.ts_ms, root), r.sig)) {
+      return Status::Corruption(fmt::format("audit log: entry {}: bad signature on the tree head", i));
+    }
+    current = {i + 1, e.ts_ms, root, r.sig};
+  }
+  if (saved != nullptr) {
+    if (!VerifySig(*pub, SthMessage(saved->tree_size, saved->timestamp_ms, saved->root), saved->signature)) {
+      return Status::Corruption("saved tree head: not signed by this log's key");
+    }
+    if (saved->tree_size > current.tree_size) {
+      return Status::Corruption(fmt::format("saved tree head has {} entries but the log only {}: entries were removed",
+                                            saved->tree_size, current.tree_size));
+    }
+    if (saved->tree_size > 0) {
+      const auto proof = ConsistencyProof(leaves, saved->tree_size, current.tree_size);
+      const bool same = saved->tree_size == current.tree_size;
+      if ((same && saved->root != current.root) ||
+          (!same && !VerifyConsistency(saved->tree_size, current.tree_size, saved->root, current.root, proof))) {
+        return Status::Corruption(fmt::format(
+            "saved tree head (size {}) is not a prefix of the log: history before entry {} was rewritten",
+            saved->tree_size, saved->tree_size));
+      }
+    }
+  }
+  *head = current;
+  return Status::OK();
+}
+
+}  // namespace foryou

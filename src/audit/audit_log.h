@@ -1,0 +1,83 @@
+// AuditLog: a tamper-evident, append-only record of every access to personal
+// data, in the style of Certificate Transparency.
+//
+// Each entry says who (principal), did what (action), to whom (a pseudonym:
+// HMAC-SHA256 of the user id under the log's pseudonym key, never the id
+// itself), with what outcome, when. Entries are the leaves of a Merkle tree
+// (audit/merkle.h). After every append the log signs a tree head
+// (size, time, root) with its Ed25519 key and stores it with the entry, so
+//  - flipping any byte of the file is detected and the first bad entry named
+//    (`foryou audit verify`);
+//  - an auditor who saved a signed tree head earlier can check that today's
+//    log extends it (a consistency proof) rather than rewriting history;
+//  - anyone can check one entry against a head (an inclusion proof).
+//
+// Files in `dir` (docs/FORMATS.md): `log` (header "FYAUDIT1", then records),
+// `signing.key` (Ed25519 seed, 0600), `public.key` (hex), `pseudonym.key`.
+//
+// Thread safety: Append, Head and Pseudonym may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "audit/merkle.h"
+#include "util/status.h"
+
+namespace foryou {
+
+struct AuditEntry {
+  uint64_t seq = 0;      // 0-based index in the log
+  int64_t ts_ms = 0;
+  std::string principal; // API key name, or "open" without a policy
+  std::string action;    // e.g. "events.write", "feed.read", "user.read"
+  std::string subject;   // pseudonym of the user
+  std::string outcome;   // HTTP status, e.g. "200"
+};
+
+struct SignedTreeHead {
+  uint64_t tree_size = 0;
+  int64_t timestamp_ms = 0;
+  Hash root{};
+  std::string signature;  // 64 bytes, Ed25519 over the bytes of SthMessage
+  std::string ToJson() const;
+  static Result<SignedTreeHead> FromJson(const std::string& json);
+};
+
+class AuditLog {
+ public:
+  // Opens or creates the log in `dir`. A torn last record (a crash during
+  // an append that was never acknowledged) is cut off.
+  static Status Open(const std::string& dir, std::unique_ptr<AuditLog>* out);
+  ~AuditLog();
+
+  // Appends and signs; `sync` fsyncs before returning.
+  Status Append(AuditEntry entry, bool sync);
+  SignedTreeHead Head() const;
+  std::string Pseudonym(const std::string& user_id) const;
+  std::string PublicKeyHex() const;
+
+  // Checks every record of the log in `dir` against its hashes and
+  // signatures (with the public key in `dir`), and, if `saved` is given, that
+  // the log is consistent with that earlier head. On success *head is the
+  // current head; on failure the message names the first bad entry.
+  static Status Verify(const std::string& dir, const SignedTreeHead* saved, SignedTreeHead* head);
+
+  // Reads every entry and its leaf hash (for proofs and tools).
+  static Status ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaf_hashes);
+
+ private:
+  AuditLog() = default;
+  mutable std::mutex mu_;
+  int fd_ = -1;
+  std::string seed_;          // Ed25519 private seed (32 bytes)
+  std::string public_key_;    // 32 bytes
+  std::string pseudonym_key_; // 32 bytes
+  MerkleBuilder tree_;        // guarded by mu_
+  SignedTreeHead head_;       // guarded by mu_
+};
+
+}  // namespace foryou

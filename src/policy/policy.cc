@@ -1,0 +1,156 @@
+#include "policy/policy.h"
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include "audit/merkle.h"
+
+namespace foryou {
+
+const char* RoleName(Role r) {
+  switch (r) {
+    case Role::kService: return "service";
+    case Role::kOperator: return "operator";
+    case Role::kAuditor: return "auditor";
+    case Role::kAdmin: return "admin";
+  }
+  return "service";
+}
+
+std::string Sha256Hex(const std::string& data) { return HashToHex(Sha256(data)); }
+
+namespace {
+
+Status StringSet(const toml::table& t, const char* key, const std::string& where, std::set<std::string>* out) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return Status::OK();
+  const toml::array* arr = n->as_array();
+  if (arr == nullptr) return Status::InvalidArgument(fmt::format("{}.{}: must be an array of strings", where, key));
+  for (const auto& v : *arr) {
+    auto s = v.value<std::string>();
+    if (!s) return Status::InvalidArgument(fmt::format("{}.{}: must be an array of strings", where, key));
+    out->insert(*s);
+  }
+  return Status::OK();
+}
+
+Status RequiredString(const toml::table& t, const char* key, const std::string& where, std::string* out) {
+  auto v = t[key].value<std::string>();
+  if (!v || v->empty()) return Status::InvalidArgument(fmt::format("{}.{}: required string", where, key));
+  *out = *v;
+  return Status::OK();
+}
+
+bool Allows(const std::set<std::string>& set, const std::string& j) { return set.count("*") || set.count(j); }
+
+}  // namespace
+
+Result<Policy> Policy::Load(const std::string& path) {
+  toml::table tbl;
+  try {
+    tbl = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(fmt::format("{}: {}", path, e.description()));
+  }
+  Policy p;
+  const toml::array* regions = tbl["regions"].as_array();
+  if (regions == nullptr || regions->empty()) return Status::InvalidArgument(fmt::format("{}: needs [[regions]]", path));
+  for (size_t i = 0; i < regions->size(); ++i) {
+    const toml::table* t = (*regions)[i].as_table();
+    const std::string where = fmt::format("{}: regions[{}]", path, i);
+    if (t == nullptr) return Status::InvalidArgument(where + ": must be a table");
+    PolicyRegion r;
+    FORYOU_RETURN_IF_ERROR(RequiredString(*t, "name", where, &r.name));
+    FORYOU_RETURN_IF_ERROR(RequiredString(*t, "jurisdiction", where, &r.jurisdiction));
+    FORYOU_RETURN_IF_ERROR(RequiredString(*t, "operator", where, &r.operator_name));
+    FORYOU_RETURN_IF_ERROR(StringSet(*t, "primary_for", where, &r.primary_for));
+    FORYOU_RETURN_IF_ERROR(StringSet(*t, "backup_for", where, &r.backup_for));
+    for (const auto& other : p.regions_) {
+      if (other.name == r.name) return Status::InvalidArgument(fmt::format("{}: region '{}' twice", where, r.name));
+      for (const auto& j : r.primary_for) {
+        if (other.primary_for.count(j)) {
+          return Status::InvalidArgument(
+              fmt::format("{}: jurisdiction {} has two primary regions ({} and {})", where, j, other.name, r.name));
+        }
+      }
+    }
+    p.regions_.push_back(std::move(r));
+  }
+  if (const toml::array* principals = tbl["principals"].as_array()) {
+    for (size_t i = 0; i < principals->size(); ++i) {
+      const toml::table* t = (*principals)[i].as_table();
+      const std::string where = fmt::format("{}: principals[{}]", path, i);
+      if (t == nullptr) return Status::InvalidArgument(where + ": must be a table");
+      Principal pr;
+      FORYOU_RETURN_IF_ERROR(RequiredString(*t, "name", where, &pr.name));
+      FORYOU_RETURN_IF_ERROR(RequiredString(*t, "key_sha256", where, &pr.key_sha256));
+      if (!HashFromHex(pr.key_sha256)) return Status::InvalidArgument(where + ".key_sha256: 64 lower-case hex digits");
+      std::string role;
+      FORYOU_RETURN_IF_ERROR(RequiredString(*t, "role", where, &role));
+      if (role == "service") pr.role = Role::kService;
+      else if (role == "operator") pr.role = Role::kOperator;
+      else if (role == "auditor") pr.role = Role::kAuditor;
+      else if (role == "admin") pr.role = Role::kAdmin;
+      else return Status::InvalidArgument(where + ".role: service, operator, auditor or admin");
+      FORYOU_RETURN_IF_ERROR(StringSet(*t, "read", where, &pr.read));
+      FORYOU_RETURN_IF_ERROR(StringSet(*t, "write", where, &pr.write));
+      p.principals_.push_back(std::move(pr));
+    }
+  }
+  return p;
+}
+
+const PolicyRegion* Policy::FindRegion(const std::string& name) const {
+  for (const auto& r : regions_) {
+    if (r.name == name) return &r;
+  }
+  return nullptr;
+}
+
+const PolicyRegion* Policy::PrimaryFor(const std::string& j) const {
+  for (const auto& r : regions_) {
+    if (r.primary_for.count(j)) return &r;
+  }
+  return nullptr;
+}
+
+const Principal* Policy::Authenticate(const std::string& api_key) const {
+  if (api_key.empty()) return nullptr;
+  const std::string h = Sha256Hex(api_key);
+  for (const auto& p : principals_) {
+    if (p.key_sha256 == h) return &p;
+  }
+  return nullptr;
+}
+
+std::optional<Refusal> Policy::Check(const PolicyRegion& region, const std::string& api_key,
+                                     const std::string& jurisdiction, Access access) const {
+  const Principal* p = Authenticate(api_key);
+  if (p == nullptr) return Refusal{401, "unauthenticated", "a valid API key is required (Authorization: Bearer KEY)", ""};
+  if (jurisdiction.empty()) {
+    return Refusal{400, "invalid_argument", "X-Foryou-Jurisdiction: the user's home jurisdiction is required", ""};
+  }
+  if (!region.primary_for.count(jurisdiction)) {
+    const PolicyRegion* home = PrimaryFor(jurisdiction);
+    if (home == nullptr) {
+      return Refusal{403, "forbidden", fmt::format("no region may hold personal data of jurisdiction {}", jurisdiction), ""};
+    }
+    return Refusal{421, "misdirected",
+                   fmt::format("users of {} live in region {}; this is region {} (not proxied)", jurisdiction,
+                               home->name, region.name),
+                   home->name};
+  }
+  if (p->role == Role::kAuditor) {
+    return Refusal{403, "forbidden", fmt::format("principal {} is an auditor: no access to personal data", p->name), ""};
+  }
+  const auto& rights = access == Access::kRead ? p->read : p->write;
+  if (!Allows(rights, jurisdiction)) {
+    return Refusal{403, "forbidden",
+                   fmt::format("principal {} may not {} personal data of {}", p->name,
+                               access == Access::kRead ? "read" : "write", jurisdiction),
+                   ""};
+  }
+  return std::nullopt;
+}
+
+}  // namespace foryou

@@ -1,0 +1,81 @@
+// Policy: who may touch whose personal data, and where it may live.
+//
+// Loaded from a TOML file (docs/SOVEREIGNTY.md shows one):
+//   [[regions]]     name, jurisdiction, operator, primary_for = [...], backup_for = [...]
+//   [[principals]]  name, key_sha256 (hex SHA-256 of the API key), role
+//                   (service | operator | auditor | admin), read = [...], write = [...]
+// `read` and `write` list jurisdictions ("*" = all). The policy file never
+// holds an API key itself, only its hash.
+//
+// Enforcement happens in one place, HttpServer's route wrapper, through
+// Policy::Check: every personal-data request is authenticated, its user's
+// jurisdiction must be one this region is primary for (otherwise 421 naming
+// the home region: personal data is never proxied across a border), and the
+// principal must hold the right for that jurisdiction.
+//
+// Thread safety: immutable after Load; all methods are const.
+#pragma once
+
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace foryou {
+
+struct PolicyRegion {
+  std::string name;          // "us"
+  std::string jurisdiction;  // where its servers are: "US"
+  std::string operator_name; // who runs them
+  std::set<std::string> primary_for;  // jurisdictions whose users live here
+  std::set<std::string> backup_for;   // jurisdictions this region may hold backups of
+};
+
+enum class Role { kService, kOperator, kAuditor, kAdmin };
+const char* RoleName(Role role);
+
+struct Principal {
+  std::string name;
+  std::string key_sha256;  // lower-case hex
+  Role role = Role::kService;
+  std::set<std::string> read, write;  // jurisdictions, or "*"
+};
+
+enum class Access { kRead, kWrite };
+
+// Why a request was refused; maps to HTTP in HttpStatusFor's neighbour,
+// api/http_server.cc (401, 403, 421).
+struct Refusal {
+  int http_status;
+  std::string code;     // unauthenticated | forbidden | misdirected
+  std::string message;
+  std::string home_region;  // for misdirected
+};
+
+class Policy {
+ public:
+  static Result<Policy> Load(const std::string& path);
+
+  const PolicyRegion* FindRegion(const std::string& name) const;
+  // The region that is primary for `jurisdiction`, if any.
+  const PolicyRegion* PrimaryFor(const std::string& jurisdiction) const;
+  // The principal whose key hashes to SHA-256(api_key), if any.
+  const Principal* Authenticate(const std::string& api_key) const;
+
+  // Checks one personal-data access by `api_key` in `region` to a user of
+  // `jurisdiction`. nullopt means allowed.
+  std::optional<Refusal> Check(const PolicyRegion& region, const std::string& api_key,
+                               const std::string& jurisdiction, Access access) const;
+
+  const std::vector<PolicyRegion>& regions() const { return regions_; }
+
+ private:
+  std::vector<PolicyRegion> regions_;
+  std::vector<Principal> principals_;
+};
+
+std::string Sha256Hex(const std::string& data);
+
+}  // namespace foryou

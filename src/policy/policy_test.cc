@@ -1,0 +1,112 @@
+#include "policy/policy.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "util/temp_dir.h"
+
+namespace foryou {
+namespace {
+
+std::string WritePolicy(const TempDir& dir, const std::string& text) {
+  std::ofstream(dir.Sub("policy.toml")) << text;
+  return dir.Sub("policy.toml");
+}
+
+constexpr const char* kPolicy = R"(
+[[regions]]
+name = "us"
+jurisdiction = "US"
+operator = "Trusted Operator Inc."
+primary_for = ["US"]
+
+[[regions]]
+name = "sg"
+jurisdiction = "SG"
+operator = "Trusted Operator Inc."
+primary_for = ["SG"]
+backup_for = ["US"]
+
+[[principals]]
+name = "us-feed"
+key_sha256 = "%US%"
+role = "service"
+read = ["US"]
+write = ["US"]
+
+[[principals]]
+name = "auditor"
+key_sha256 = "%AUD%"
+role = "auditor"
+
+[[principals]]
+name = "reader"
+key_sha256 = "%READ%"
+role = "operator"
+read = ["*"]
+)";
+
+std::string Policy1() {
+  std::string p = kPolicy;
+  auto put = [&](const std::string& tag, const std::string& key) { p.replace(p.find(tag), tag.size(), Sha256Hex(key)); };
+  put("%US%", "us-secret");
+  put("%AUD%", "auditor-secret");
+  put("%READ%", "reader-secret");
+  return p;
+}
+
+TEST(PolicyTest, EnforcesRegionRoleAndRights) {
+  TempDir dir;
+  auto policy = Policy::Load(WritePolicy(dir, Policy1()));
+  ASSERT_TRUE(policy.ok()) << policy.status().ToString();
+  const PolicyRegion* us = policy->FindRegion("us");
+  ASSERT_NE(us, nullptr);
+  EXPECT_EQ(policy->PrimaryFor("SG")->name, "sg");
+
+  EXPECT_FALSE(policy->Check(*us, "us-secret", "US", Access::kWrite)) << "allowed";
+  EXPECT_EQ(policy->Check(*us, "", "US", Access::kRead)->http_status, 401);
+  EXPECT_EQ(policy->Check(*us, "wrong", "US", Access::kRead)->http_status, 401);
+  EXPECT_EQ(policy->Check(*us, "us-secret", "", Access::kRead)->http_status, 400);
+  auto sg_user = policy->Check(*us, "us-secret", "SG", Access::kRead);
+  ASSERT_TRUE(sg_user);
+  EXPECT_EQ(sg_user->http_status, 421);
+  EXPECT_EQ(sg_user->home_region, "sg");
+  EXPECT_EQ(policy->Check(*us, "us-secret", "DE", Access::kRead)->http_status, 403) << "no region may hold DE";
+  EXPECT_EQ(policy->Check(*us, "auditor-secret", "US", Access::kRead)->http_status, 403);
+  EXPECT_FALSE(policy->Check(*us, "reader-secret", "US", Access::kRead));
+  EXPECT_EQ(policy->Check(*us, "reader-secret", "US", Access::kWrite)->http_status, 403);
+}
+
+TEST(PolicyTest, RejectsBadFiles) {
+  TempDir dir;
+  EXPECT_FALSE(Policy::Load(WritePolicy(dir, "")).ok());
+  auto two_primaries = Policy::Load(WritePolicy(dir, R"(
+[[regions]]
+name = "a"
+jurisdiction = "US"
+operator = "x"
+primary_for = ["US"]
+[[regions]]
+name = "b"
+jurisdiction = "US"
+operator = "y"
+primary_for = ["US"]
+)"));
+  ASSERT_FALSE(two_primaries.ok());
+  EXPECT_NE(two_primaries.status().message().find("two primary regions"), std::string::npos);
+  auto bad_role = Policy::Load(WritePolicy(dir, R"(
+[[regions]]
+name = "a"
+jurisdiction = "US"
+operator = "x"
+[[principals]]
+name = "p"
+key_sha256 = "00"
+role = "king"
+)"));
+  EXPECT_FALSE(bad_role.ok());
+}
+
+}  // namespace
+}  // namespace foryou
