@@ -287,3 +287,29 @@ TEST_F(E2ETest, AuditLogRecordsAccessesAndDetectsTampering) {
 
 }  // namespace
 }  // namespace foryou
+
+namespace foryou {
+namespace {
+
+TEST_F(E2ETest, ExportReturnsEverythingAboutTheUserAndNothingElse) {
+  Start();
+  PostOk("/v1/videos", World());
+  PostOk("/v1/events", {{"events",
+                         {Event("carla", "cats-0-0", "play", 1.0), Event("dan", "cats-0-1", "play", 0.5),
+                          Event("carla", "cats-0-0", "like"), Event("carla", "chess-1-1", "not_interested")}}});
+  Feed("carla", 3);
+  json x = GetJson("/v1/users/carla/export");
+  EXPECT_EQ(x["user_id"], "carla");
+  ASSERT_EQ(x["events"].size(), 3u) << x.dump();
+  EXPECT_EQ(x["events"][0]["type"], "play");
+  EXPECT_EQ(x["events"][1]["type"], "like");
+  EXPECT_EQ(x["events"][2]["video_id"], "chess-1-1");
+  EXPECT_EQ(x["profile"], GetJson("/v1/users/carla"));
+  EXPECT_EQ(x["model"]["embedding"].size(), 32u);
+  EXPECT_EQ(x["recently_served"].size(), 3u);
+  EXPECT_EQ(x.dump().find("dan"), std::string::npos) << "another user's data leaked into the export";
+  EXPECT_EQ(GetJson("/v1/users/nobody/export", 404)["error"]["code"], "not_found");
+}
+
+}  // namespace
+}  // namespace foryou

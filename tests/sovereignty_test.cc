@@ -94,7 +94,8 @@ TEST_F(SovereigntyTest, CrossBorderAccessIsRefusedOnEveryPersonalDataEndpoint) {
   ASSERT_EQ(Call(1, "POST", "/v1/events", "sg-key", "SG", Events("siew"))->status, 200);
   // An SG user at the US region, even with the SG service's own key: 421 naming sg.
   for (const auto& [method, path] : std::vector<std::pair<std::string, std::string>>{
-           {"POST", "/v1/events"}, {"GET", "/v1/feed?user_id=siew"}, {"GET", "/v1/users/siew"}}) {
+           {"POST", "/v1/events"}, {"GET", "/v1/feed?user_id=siew"}, {"GET", "/v1/users/siew"},
+           {"GET", "/v1/users/siew/export"}}) {
     for (const char* key : {"us-key", "sg-key"}) {
       auto r = Call(0, method, path, key, "SG", Events("siew"));
       ASSERT_TRUE(r) << path;

@@ -268,6 +268,19 @@ void HttpServer::InstallRoutes() {
     return users;
   });
 
+  route("GET", R"(/v1/users/([^/]+)/export)", "users_export", [this](const httplib::Request& req) {
+    auto x = engine_.ExportUser(req.matches[1]);
+    Reply reply = x.ok() ? Reply{200, UserExportToJson(*x)} : Error(x.status());
+    reply.subjects = {req.matches[1]};
+    return reply;
+  }, "user.export", [](const httplib::Request& req) {
+    std::smatch m;
+    static const std::regex kPath(R"(/v1/users/([^/]+)/export)");
+    std::vector<std::string> users;
+    if (std::regex_match(req.path, m, kPath)) users.push_back(m[1]);
+    return users;
+  });
+
   route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const httplib::Request& req) {
     auto video = engine_.GetVideo(req.matches[1]);
     if (!video.ok()) return Error(video.status());

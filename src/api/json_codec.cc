@@ -215,6 +215,26 @@ std::string UserToJson(const UserProfile& u) {
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string UserExportToJson(const UserExport& x) {
+  json events = json::array();
+  for (const Event& e : x.events) {
+    json j = {{"video_id", e.video_id}, {"type", EventTypeName(e.type)}, {"ts", e.ts}};
+    if (e.watch_ratio >= 0) j["watch_ratio"] = e.watch_ratio;
+    if (e.watch_ms >= 0) j["watch_ms"] = e.watch_ms;
+    events.push_back(std::move(j));
+  }
+  json tags = json::object(), creators = json::object();
+  for (const auto& [k, v] : x.tag_affinity) tags[k] = v;
+  for (const auto& [k, v] : x.creator_affinity) creators[k] = v;
+  return json{{"user_id", x.profile.id},
+              {"home_jurisdiction", x.home},
+              {"profile", json::parse(UserToJson(x.profile))},
+              {"events", std::move(events)},
+              {"model", {{"embedding", x.embedding}, {"tag_affinity", tags}, {"creator_affinity", creators}}},
+              {"recently_served", x.recently_served}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 std::string VideoToJson(const VideoInfo& info) {
   const Video& v = info.video;
   json j = {{"id", v.id},

@@ -459,6 +459,41 @@ Result<UserProfile> Engine::GetUser(const std::string& user_id) const {
   return p;
 }
 
+Result<UserExport> Engine::ExportUser(const std::string& user_id) {
+  auto profile = GetUser(user_id);
+  if (!profile.ok()) return profile.status();
+  UserExport out;
+  out.profile = std::move(profile).value();
+  {
+    std::shared_lock lock(mu_);
+    const State& s = *state_;
+    const auto idx = s.FindUserIdx(user_id);
+    if (!idx) return Status::NotFound(fmt::format("user '{}' not found", user_id));
+    const UserRecord& u = s.users[*idx];
+    out.home = u.home;
+    out.embedding.assign(s.embeddings.user(*idx), s.embeddings.user(*idx) + s.embeddings.dim());
+    for (const auto& [t, w] : u.tag_affinity) out.tag_affinity.emplace_back(s.catalog.tags().Name(t), w);
+    for (const auto& [c, w] : u.creator_affinity) out.creator_affinity.emplace_back(s.catalog.creator(c).id, w);
+    std::sort(out.tag_affinity.begin(), out.tag_affinity.end());
+    std::sort(out.creator_affinity.begin(), out.creator_affinity.end());
+  }
+  for (uint32_t v : ServedSnapshot(user_id)) {
+    std::shared_lock lock(mu_);
+    out.recently_served.push_back(state_->catalog.at(v).video.id);
+  }
+  std::sort(out.recently_served.begin(), out.recently_served.end());
+  // The log is read from a RocksDB snapshot: no engine lock is held.
+  FORYOU_RETURN_IF_ERROR(store_->Replay(1, [&](uint64_t, std::string_view data) {
+    LogRecord rec;
+    FORYOU_RETURN_IF_ERROR(DecodeRecord(data, &rec));
+    for (Event& e : rec.events) {
+      if (e.user_id == user_id) out.events.push_back(std::move(e));
+    }
+    return Status::OK();
+  }));
+  return out;
+}
+
 Result<VideoInfo> Engine::GetVideo(const std::string& video_id) const {
   std::shared_lock lock(mu_);
   const State& s = *state_;

@@ -67,6 +67,16 @@ struct UserProfile {
   std::vector<std::pair<std::string, std::string>> recent_positives;  // (video id, verb)
 };
 
+// Everything foryou holds about one user (GET /v1/users/{id}/export).
+struct UserExport {
+  UserProfile profile;
+  std::string home;                      // jurisdiction, "" in open mode
+  std::vector<Event> events;             // every event of the user in the log, in order
+  std::vector<float> embedding;          // the learned user vector
+  std::vector<std::pair<std::string, float>> tag_affinity, creator_affinity;
+  std::vector<std::string> recently_served;  // in-memory feed history
+};
+
 struct VideoInfo {
   Video video;
   uint32_t impressions = 0, plays = 0, completes = 0, likes = 0, shares = 0, comments = 0, skips = 0,
@@ -130,6 +140,8 @@ class Engine {
   std::optional<uint32_t> VideoIndex(const std::string& video_id) const;
 
   Result<UserProfile> GetUser(const std::string& user_id) const;
+  // Reads the whole log for the user's events: O(log size).
+  Result<UserExport> ExportUser(const std::string& user_id);
   Result<VideoInfo> GetVideo(const std::string& video_id) const;
   EngineStats Stats() const;
   // Queries are the vectors of up to `queries` users with history (the real
