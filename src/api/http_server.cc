@@ -62,6 +62,16 @@ Reply Error(const Status& s) { return Reply{HttpStatusFor(s.code()), ErrorToJson
 
 using Handler = std::function<Reply(const httplib::Request&)>;
 
+// The user a request names in its path (the route's first capture group).
+std::function<std::vector<std::string>(const httplib::Request&)> PathUser(const char* pattern) {
+  return [re = std::regex(pattern)](const httplib::Request& req) {
+    std::smatch m;
+    std::vector<std::string> users;
+    if (std::regex_match(req.path, m, re)) users.push_back(m[1]);
+    return users;
+  };
+}
+
 const char* DefaultErrorCode(int status) {
   switch (status) {
     case 400: return "invalid_argument";
@@ -260,26 +270,14 @@ void HttpServer::InstallRoutes() {
     Reply reply = user.ok() ? Reply{200, UserToJson(*user)} : Error(user.status());
     reply.subjects = {req.matches[1]};
     return reply;
-  }, "user.read", [](const httplib::Request& req) {
-    std::smatch m;
-    static const std::regex kPath(R"(/v1/users/([^/]+))");
-    std::vector<std::string> users;
-    if (std::regex_match(req.path, m, kPath)) users.push_back(m[1]);
-    return users;
-  });
+  }, "user.read", PathUser(R"(/v1/users/([^/]+))"));
 
   route("GET", R"(/v1/users/([^/]+)/export)", "users_export", [this](const httplib::Request& req) {
     auto x = engine_.ExportUser(req.matches[1]);
     Reply reply = x.ok() ? Reply{200, UserExportToJson(*x)} : Error(x.status());
     reply.subjects = {req.matches[1]};
     return reply;
-  }, "user.export", [](const httplib::Request& req) {
-    std::smatch m;
-    static const std::regex kPath(R"(/v1/users/([^/]+)/export)");
-    std::vector<std::string> users;
-    if (std::regex_match(req.path, m, kPath)) users.push_back(m[1]);
-    return users;
-  });
+  }, "user.export", PathUser(R"(/v1/users/([^/]+)/export)"));
 
   route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const httplib::Request& req) {
     auto video = engine_.GetVideo(req.matches[1]);

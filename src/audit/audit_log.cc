@@ -88,32 +88,6 @@ std::string PublicKeyOf(const std::string& seed) {
   return pub;
 }
 
-std::string ToHex(const std::string& bytes) {
-  static const char* kHex = "0123456789abcdef";
-  std::string s;
-  for (unsigned char b : bytes) {
-    s.push_back(kHex[b >> 4]);
-    s.push_back(kHex[b & 15]);
-  }
-  return s;
-}
-
-Result<std::string> FromHex(std::string_view hex) {
-  if (hex.size() % 2) return Status::InvalidArgument("odd-length hex");
-  std::string out;
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    auto nib = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    int a = nib(hex[i]), b = nib(hex[i + 1]);
-    if (a < 0 || b < 0) return Status::InvalidArgument("bad hex");
-    out.push_back(static_cast<char>(a * 16 + b));
-  }
-  return out;
-}
-
 Result<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::NotFound(fmt::format("cannot read {}", path));
@@ -188,7 +162,7 @@ std::string SignedTreeHead::ToJson() const {
   return nlohmann::json{{"tree_size", tree_size},
                         {"timestamp_ms", timestamp_ms},
                         {"root_hash", HashToHex(root)},
-                        {"signature", ToHex(signature)}}
+                        {"signature", HexEncode(signature)}}
       .dump();
 }
 
@@ -202,8 +176,8 @@ Result<SignedTreeHead> SignedTreeHead::FromJson(const std::string& text) {
   h.tree_size = j["tree_size"].get<uint64_t>();
   h.timestamp_ms = j["timestamp_ms"].get<int64_t>();
   auto root = HashFromHex(j["root_hash"].get<std::string>());
-  auto sig = FromHex(j["signature"].get<std::string>());
-  if (!root || !sig.ok()) return Status::InvalidArgument("tree head: bad hex");
+  auto sig = HexDecode(j["signature"].get<std::string>());
+  if (!root || !sig) return Status::InvalidArgument("tree head: bad hex");
   h.root = *root;
   h.signature = *sig;
   return h;
@@ -228,7 +202,7 @@ Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
   if (log->public_key_.empty()) return Status::Internal("Ed25519 is not available");
   {
     std::ofstream pub(dir + "/public.key");
-    pub << ToHex(log->public_key_) << "\n";
+    pub << HexEncode(log->public_key_) << "\n";
   }
   const std::string path = dir + "/log";
   if (!std::filesystem::exists(path)) {
@@ -292,14 +266,14 @@ SignedTreeHead AuditLog::Head() const {
   return head_;
 }
 
-std::string AuditLog::PublicKeyHex() const { return ToHex(public_key_); }
+std::string AuditLog::PublicKeyHex() const { return HexEncode(public_key_); }
 
 std::string AuditLog::Pseudonym(const std::string& user_id) const {
   unsigned char mac[32];
   unsigned int len = 0;
   HMAC(EVP_sha256(), pseudonym_key_.data(), static_cast<int>(pseudonym_key_.size()),
        reinterpret_cast<const unsigned char*>(user_id.data()), user_id.size(), mac, &len);
-  return "p:" + ToHex(std::string(reinterpret_cast<char*>(mac), 16));
+  return "p:" + HexEncode(std::string(reinterpret_cast<char*>(mac), 16));
 }
 
 Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaves) {
@@ -323,8 +297,8 @@ Status AuditLog::Verify(const std::string& dir, const SignedTreeHead* saved, Sig
   if (!pub_hex.ok()) return pub_hex.status();
   std::string trimmed = *pub_hex;
   while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
-  auto pub = FromHex(trimmed);
-  if (!pub.ok() || pub->size() != 32) return Status::Corruption("audit log: public.key is not a 32-byte hex key");
+  auto pub = HexDecode(trimmed);
+  if (!pub || pub->size() != 32) return Status::Corruption("audit log: public.key is not a 32-byte hex key");
   auto data = ReadFile(dir + "/log");
   if (!data.ok()) return data.status();
   std::vector<Record> records;

@@ -2,7 +2,10 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <string>
+
+#include "util/coding.h"
 
 namespace foryou {
 
@@ -31,28 +34,14 @@ Hash NodeHash(const Hash& left, const Hash& right) {
 }
 
 std::string HashToHex(const Hash& h) {
-  static const char* kHex = "0123456789abcdef";
-  std::string s;
-  for (uint8_t b : h) {
-    s.push_back(kHex[b >> 4]);
-    s.push_back(kHex[b & 15]);
-  }
-  return s;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
 }
 
 std::optional<Hash> HashFromHex(std::string_view hex) {
-  if (hex.size() != 64) return std::nullopt;
+  auto bytes = HexDecode(hex);
+  if (!bytes || bytes->size() != 32) return std::nullopt;
   Hash h;
-  for (size_t i = 0; i < 32; ++i) {
-    auto nib = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    int a = nib(hex[2 * i]), b = nib(hex[2 * i + 1]);
-    if (a < 0 || b < 0) return std::nullopt;
-    h[i] = static_cast<uint8_t>(a * 16 + b);
-  }
+  std::copy(bytes->begin(), bytes->end(), h.begin());
   return h;
 }
 

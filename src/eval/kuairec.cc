@@ -17,6 +17,7 @@
 #include "eval/eval.h"
 #include "eval/metrics.h"
 #include "eval/progress.h"
+#include "eval/replay.h"
 #include "util/clock.h"
 #include "util/coding.h"
 #include "util/temp_dir.h"
@@ -127,15 +128,7 @@ Result<EvalReport> RunKuaiRecEval(const std::string& file, const EvalOptions& op
     }
   }
   report.train_events = events.size();
-  {
-    ProgressBar bar("train", events.size());
-    for (size_t b = 0; b < events.size(); b += 5000) {
-      const size_t e = std::min(events.size(), b + 5000);
-      auto r = engine->IngestEvents(std::vector<Event>(events.begin() + b, events.begin() + e));
-      if (!r.ok()) return r.status();
-      bar.Update(e);
-    }
-  }
+  FORYOU_RETURN_IF_ERROR(ReplayEvents(*engine, events, "train"));
   clock.Set(kBaseTs + static_cast<int64_t>(events.size()) * kStepMs);
   report.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 

@@ -30,6 +30,7 @@
 #include "eval/eval.h"
 #include "eval/metrics.h"
 #include "eval/progress.h"
+#include "eval/replay.h"
 #include "util/clock.h"
 #include "util/coding.h"
 #include "util/temp_dir.h"
@@ -90,23 +91,6 @@ Result<std::vector<std::vector<std::string>>> LoadAttributes(const std::string& 
     }
   }
   return tags;
-}
-
-// Replays events through the engine in batches, with a progress bar.
-Status Replay(Engine& engine, const std::vector<Event>& events, const char* label,
-              const std::function<void(size_t begin, size_t end)>& before_batch = nullptr) {
-  ProgressBar bar(label, events.size());
-  // Small batches keep the prequential samples honest: a user rarely has an
-  // earlier, not-yet-learned event in the same batch.
-  constexpr size_t kBatch = 500;
-  for (size_t b = 0; b < events.size(); b += kBatch) {
-    const size_t e = std::min(events.size(), b + kBatch);
-    if (before_batch) before_batch(b, e);
-    auto r = engine.IngestEvents(std::vector<Event>(events.begin() + b, events.begin() + e));
-    if (!r.ok()) return r.status();
-    bar.Update(e);
-  }
-  return Status::OK();
 }
 
 std::map<std::string, double> ToMap(const RankMetrics& m) {
@@ -218,7 +202,7 @@ Result<EvalReport> RunS3RecEval(const std::string& file, const EvalOptions& opt)
       bins[std::min(kCurveBins - 1, k * kCurveBins / steps.size())].Add(rank);
     }
   };
-  FORYOU_RETURN_IF_ERROR(Replay(*engine, train, "train", prequential));
+  FORYOU_RETURN_IF_ERROR(ReplayEvents(*engine, train, "train", prequential));
   for (size_t b = 0; b < kCurveBins; ++b) {
     RankMetrics m = bins[b].Mean();
     // The first tenth is mostly users' first items, which have no history to
@@ -279,7 +263,7 @@ Result<EvalReport> RunS3RecEval(const std::string& file, const EvalOptions& opt)
     std::vector<Event> val_events;
     size_t k = steps.size();
     for (uint32_t u : order) val_events.push_back(make_event(u, static_cast<uint32_t>(d.seqs[u].size() - 2), k++));
-    FORYOU_RETURN_IF_ERROR(Replay(*engine, val_events, "train (valid)"));
+    FORYOU_RETURN_IF_ERROR(ReplayEvents(*engine, val_events, "train (valid)"));
     clock.Set(kBaseTs + static_cast<int64_t>(k) * kStepMs);
   }
   report.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,10 @@ void PutFloat(std::string* dst, float v);
 [[nodiscard]] bool GetString(std::string_view* in, std::string* s);
 [[nodiscard]] bool GetFloat(std::string_view* in, float* v);
 [[nodiscard]] bool GetByte(std::string_view* in, uint8_t* v);
+
+// Lower-case hex of bytes, and back (nullopt on odd length or a non-hex digit).
+std::string HexEncode(std::string_view bytes);
+std::optional<std::string> HexDecode(std::string_view hex);
 
 // Stable 64-bit hash (xxHash64) for deterministic pseudo-randomness.
 uint64_t Hash64(std::string_view s, uint64_t seed = 0);
