@@ -258,14 +258,14 @@ TEST_F(E2ETest, AuditLogRecordsAccessesAndDetectsTampering) {
   ASSERT_EQ(v1.exit_code, 0) << v1.out;
   json head = json::parse(v1.out, nullptr, false);
   ASSERT_TRUE(head.is_object()) << v1.out;
-  EXPECT_EQ(head["tree_size"], 5) << "events (2 users) + feed + user + refused user";
+  EXPECT_EQ(head["tree_size"], 7) << "events (2 users, attempt and outcome) + feed + user + missing user";
   const std::string sth = dir_.Sub("saved-head.json");
   std::ofstream(sth) << v1.out;
 
   Feed("bob", 3);
   CommandResult v2 = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", data, "--sth", sth});
   EXPECT_EQ(v2.exit_code, 0) << "the log grew but still extends the saved head";
-  EXPECT_EQ(json::parse(v2.out)["tree_size"], 6);
+  EXPECT_EQ(json::parse(v2.out)["tree_size"], 8);
 
   // No user id in the audit files.
   for (const auto& f : std::filesystem::directory_iterator(data + "/audit")) {

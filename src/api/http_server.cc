@@ -134,41 +134,70 @@ void HttpServer::InstallRoutes() {
   using Users = std::function<std::vector<std::string>(const httplib::Request&)>;
   auto route = [this](const char* method, const char* pattern, const char* endpoint, Handler handler,
                       const char* action = nullptr, Users users = nullptr) {
-    auto wrapped = [this, endpoint, action, handler = std::move(handler), users = std::move(users)](
+    auto wrapped = [this, method, endpoint, action, handler = std::move(handler), users = std::move(users)](
                        const httplib::Request& req, httplib::Response& res) {
       const auto start = std::chrono::steady_clock::now();
       Reply reply;
       std::string principal = "open";
+      const bool personal = action != nullptr;
+      const bool write = personal && std::string_view(action) == "events.write";
+      // The users this request touches, known before it runs, so that refused
+      // attempts are audited against them too.
+      std::vector<std::string> subjects;
+      if (personal && users && (policy_ != nullptr || audit_ != nullptr)) subjects = users(req);
+      std::string jurisdiction;
       bool refused = false;
-      if (policy_ != nullptr && action != nullptr) {
+      if (policy_ != nullptr) {
         std::string key = req.get_header_value("Authorization");
         if (key.rfind("Bearer ", 0) == 0) key = key.substr(7);
-        const std::string jurisdiction = req.get_header_value("X-Foryou-Jurisdiction");
-        const Access access = std::string_view(action) == "events.write" ? Access::kWrite : Access::kRead;
-        if (const Principal* p = policy_->Authenticate(key)) principal = p->name;
-        else principal = "unauthenticated";
-        if (auto refusal = policy_->Check(*region_, key, jurisdiction, access)) {
-          refused = true;
-          reply.status = refusal->http_status;
-          reply.body = refusal->http_status == 421 ? MisdirectedToJson(refusal->message, refusal->home_region)
-                                                   : ErrorToJson(refusal->code, refusal->message);
-        } else if (users) {
-          for (const std::string& user : users(req)) {
-            const std::string home = engine_.UserHome(user);
-            if (!home.empty() && home != jurisdiction) {
-              refused = true;
-              reply = Reply{403, ErrorToJson("forbidden", fmt::format("user's home jurisdiction is {}, not {}",
-                                                                         home, jurisdiction))};
-              break;
-            }
-            if (home.empty() && access == Access::kWrite) {
-              if (Status s = engine_.SetUserHome(user, jurisdiction); !s.ok()) {
+        const Principal* p = policy_->Authenticate(key);
+        principal = p != nullptr ? p->name : "unauthenticated";
+        if (personal) {
+          jurisdiction = req.get_header_value("X-Foryou-Jurisdiction");
+          if (auto refusal = policy_->Check(*region_, key, jurisdiction, write ? Access::kWrite : Access::kRead)) {
+            refused = true;
+            reply = Reply{refusal->http_status, refusal->http_status == 421
+                                                    ? MisdirectedToJson(refusal->message, refusal->home_region)
+                                                    : ErrorToJson(refusal->code, refusal->message)};
+          } else {
+            for (const std::string& user : subjects) {
+              const std::string home = engine_.UserHome(user);
+              if (!home.empty() && home != jurisdiction) {
                 refused = true;
-                reply = Error(s);
+                reply = Reply{403, ErrorToJson("forbidden", fmt::format("user's home jurisdiction is {}, not {}",
+                                                                           home, jurisdiction))};
                 break;
               }
             }
           }
+        } else if (std::string_view(method) == "POST" && (p == nullptr || p->role == Role::kAuditor)) {
+          // Catalog writes are not personal data but still need a principal.
+          refused = true;
+          reply = p == nullptr ? Reply{401, ErrorToJson("unauthenticated", "a valid API key is required")}
+                               : Reply{403, ErrorToJson("forbidden", "auditors may not change the catalog")};
+        }
+      }
+      auto audit = [&](const std::string& outcome, bool sync) -> Status {
+        const int64_t now = SystemClock().NowMs();
+        const std::vector<std::string> who = subjects.empty() ? std::vector<std::string>{""} : subjects;
+        for (const std::string& user : who) {
+          AuditEntry e;
+          e.ts_ms = now;
+          e.principal = principal;
+          e.action = action;
+          e.subject = user.empty() ? "-" : audit_->Pseudonym(user);
+          e.outcome = outcome;
+          FORYOU_RETURN_IF_ERROR(audit_->Append(std::move(e), sync));
+        }
+        return Status::OK();
+      };
+      // A write is audited (fsynced) before it happens, so no change to
+      // personal data can exist without its audit entry.
+      if (!refused && write && audit_ != nullptr) {
+        if (Status s = audit("attempt", /*sync=*/true); !s.ok()) {
+          spdlog::error("audit append failed: {}", s.ToString());
+          refused = true;
+          reply = Error(Status::Unavailable("audit log unavailable; write refused"));
         }
       }
       if (!refused) {
@@ -178,25 +207,23 @@ void HttpServer::InstallRoutes() {
           spdlog::error("{}: unhandled exception: {}", endpoint, e.what());
           reply = Error(Status::Internal("internal error"));
         }
-      }
-      if (audit_ != nullptr && action != nullptr) {
-        if (reply.subjects.empty()) reply.subjects.emplace_back();  // a refused request touched nobody known
-        const int64_t now = SystemClock().NowMs();
-        for (const std::string& user : reply.subjects) {
-          AuditEntry e;
-          e.ts_ms = now;
-          e.principal = principal;
-          e.action = action;
-          e.subject = user.empty() ? "-" : audit_->Pseudonym(user);
-          e.outcome = std::to_string(reply.status);
-          // Writes are fsynced with the data they describe; reads are written
-          // before the response but fsynced by the OS.
-          Status s = audit_->Append(std::move(e), /*sync=*/std::string_view(action) == "events.write");
-          if (!s.ok()) {
-            spdlog::error("audit append failed: {}", s.ToString());
-            reply = Error(Status::Unavailable("audit log unavailable; request refused"));
-            break;
+        // A new user's home is recorded once their first write is accepted.
+        if (policy_ != nullptr && write && reply.status == 200) {
+          for (const std::string& user : subjects) {
+            if (!engine_.UserHome(user).empty()) continue;
+            if (Status s = engine_.SetUserHome(user, jurisdiction); !s.ok()) {
+              spdlog::error("recording the home of a user: {}", s.ToString());
+            }
           }
+        }
+      }
+      if (audit_ != nullptr && personal) {
+        if (Status s = audit(std::to_string(reply.status), /*sync=*/write); !s.ok()) {
+          spdlog::error("audit append failed: {}", s.ToString());
+          // A read is withheld when it cannot be audited. A write is already
+          // committed (and its attempt audited): reporting failure would only
+          // make the client send it twice.
+          if (!write) reply = Error(Status::Unavailable("audit log unavailable; request refused"));
         }
       }
       res.status = reply.status;

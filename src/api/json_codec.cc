@@ -14,6 +14,7 @@ namespace {
 // Nesting deeper than this is refused before parsing (nlohmann's parser is
 // iterative, but destroying a deep value is not cheap either).
 constexpr int kMaxDepth = 64;
+constexpr double kMaxEmbeddingValue = 1e4;  // finite as a float, and far from overflow when squared
 
 Status CheckDepth(std::string_view body) {
   int depth = 0;
@@ -134,7 +135,9 @@ Result<std::vector<Video>> ParseVideos(std::string_view body) {
     if (const json* emb = f.Get("embedding")) {
       if (!emb->is_array() || emb->size() > 1024) return f.Bad("embedding", "must be an array of at most 1024 numbers");
       for (const json& x : *emb) {
-        if (!x.is_number() || !std::isfinite(x.get<double>())) return f.Bad("embedding", "must contain finite numbers only");
+        if (!x.is_number() || !(std::abs(x.get<double>()) <= kMaxEmbeddingValue)) {
+          return f.Bad("embedding", fmt::format("must contain numbers between -{0} and {0}", kMaxEmbeddingValue));
+        }
         v.embedding.push_back(x.get<float>());
       }
     }

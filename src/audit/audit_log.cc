@@ -1,5 +1,6 @@
 #include "audit/audit_log.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -241,9 +242,11 @@ Status AuditLog::Append(AuditEntry e, bool sync) {
   std::lock_guard lock(mu_);
   e.seq = tree_.size();
   const std::string entry = EncodeEntry(e);
-  tree_.Add(LeafHash(entry));
-  const Hash root = tree_.Root();
-  const std::string sig = Sign(seed_, SthMessage(tree_.size(), e.ts_ms, root));
+  // The tree and the head change only once the record is on disk.
+  MerkleBuilder tree = tree_;
+  tree.Add(LeafHash(entry));
+  const Hash root = tree.Root();
+  const std::string sig = Sign(seed_, SthMessage(tree.size(), e.ts_ms, root));
   if (sig.size() != 64) return Status::Internal("audit log: signing failed");
   std::string payload;
   PutString(&payload, entry);
@@ -253,10 +256,20 @@ Status AuditLog::Append(AuditEntry e, bool sync) {
   const uint32_t len = static_cast<uint32_t>(payload.size());
   for (int i = 0; i < 4; ++i) rec.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
   rec += payload;
-  if (::write(fd_, rec.data(), rec.size()) != static_cast<ssize_t>(rec.size())) {
-    return Status::IOError("audit log: write failed");
+  const off_t start = ::lseek(fd_, 0, SEEK_CUR);
+  size_t written = 0;
+  while (written < rec.size()) {
+    const ssize_t n = ::write(fd_, rec.data() + written, rec.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // Leave no partial record behind: the next append starts clean.
+      if (start >= 0 && ::ftruncate(fd_, start) == 0) ::lseek(fd_, start, SEEK_SET);
+      return Status::IOError("audit log: write failed");
+    }
+    written += static_cast<size_t>(n);
   }
   if (sync && ::fdatasync(fd_) != 0) return Status::IOError("audit log: fsync failed");
+  tree_ = std::move(tree);
   head_ = {tree_.size(), e.ts_ms, root, sig};
   return Status::OK();
 }

@@ -16,6 +16,10 @@
 
 namespace foryou {
 
+// Client timestamps may run ahead of ours by this much; further is refused,
+// so nobody can pin a video to the top of trending or keep it "fresh" forever.
+constexpr int64_t kMaxClockSkewMs = 24LL * 3600 * 1000;
+
 // ---------------------------------------------------------------- UserRecord
 
 std::optional<uint32_t> UserRecord::TopLanguage() const {
@@ -189,6 +193,9 @@ Status Engine::UpsertVideos(std::vector<Video> videos) {
                                                  v.embedding.size()));
     }
     if (v.created_at <= 0) v.created_at = now;
+    if (v.created_at > now + kMaxClockSkewMs) {
+      return Status::InvalidArgument(fmt::format("videos[{}].created_at: more than a day in the future", i));
+    }
   }
   const std::string record = EncodeVideosRecord(videos);
   std::lock_guard write(write_mu_);
@@ -215,6 +222,9 @@ Result<size_t> Engine::IngestEvents(std::vector<Event> events) {
       auto video = state_->catalog.Find(e.video_id);
       if (!video) return Status::InvalidArgument(fmt::format("events[{}].video_id: unknown video '{}'", i, e.video_id));
       if (e.ts <= 0) e.ts = now;
+      if (e.ts > now + kMaxClockSkewMs) {
+        return Status::InvalidArgument(fmt::format("events[{}].ts: more than a day in the future", i));
+      }
       if (e.type == EventType::kPlay && e.watch_ratio < 0) {
         if (e.watch_ms < 0) {
           return Status::InvalidArgument(fmt::format("events[{}].watch_ms: a play needs watch_ms or watch_ratio", i));
@@ -287,6 +297,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       s.embeddings.AddUser();
     }
     UserRecord& u = s.users[uidx];
+    if (u.first_seen == 0 || e.ts < u.first_seen) u.first_seen = e.ts;
     VideoRecord& vr = s.catalog.mutable_at(video);
     const Signals sig = SignalsFor(e.type, e.watch_ratio, lo);
 
@@ -522,7 +533,7 @@ AnnQuality Engine::MeasureAnn(size_t queries, int k) const {
   q.k = k;
   const size_t n = s.catalog.size();
   const int dim = s.embeddings.dim();
-  if (n == 0) return q;
+  if (n == 0 || k <= 0) return q;
   std::vector<uint32_t> users;
   for (uint32_t u = 0; u < s.users.size(); ++u) {
     if (!s.users[u].recent.empty()) users.push_back(u);
@@ -587,8 +598,17 @@ EngineStats Engine::Stats() const {
 // ---------------------------------------------------------------- Served
 
 void Engine::RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos) {
-  constexpr size_t kMaxServed = 2000;
+  constexpr size_t kMaxServed = 2000;     // videos remembered per user
+  constexpr size_t kMaxUsers = 200'000;   // users remembered; the oldest are forgotten first
   std::lock_guard lock(served_mu_);
+  auto [it, inserted] = served_.try_emplace(user_id);
+  if (inserted) {
+    served_order_.push_back(user_id);
+    while (served_.size() > kMaxUsers) {
+      served_.erase(served_order_.front());
+      served_order_.pop_front();
+    }
+  }
   Served& s = served_[user_id];
   for (uint32_t v : videos) {
     if (!s.set.insert(v).second) continue;

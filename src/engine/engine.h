@@ -18,6 +18,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -174,6 +175,7 @@ class Engine {
   };
   std::mutex served_mu_;
   std::unordered_map<std::string, Served> served_;  // guarded by served_mu_
+  std::deque<std::string> served_order_;            // insertion order, for eviction
 
   double recovery_seconds_ = 0;
   uint64_t recovered_records_ = 0;

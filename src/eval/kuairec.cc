@@ -128,8 +128,8 @@ Result<EvalReport> RunKuaiRecEval(const std::string& file, const EvalOptions& op
     }
   }
   report.train_events = events.size();
+  clock.Set(kBaseTs + static_cast<int64_t>(events.size()) * kStepMs);  // the engine refuses events from its future
   FORYOU_RETURN_IF_ERROR(ReplayEvents(*engine, events, "train"));
-  clock.Set(kBaseTs + static_cast<int64_t>(events.size()) * kStepMs);
   report.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   // Baselines: pop = smoothed mean training watch_ratio of the video;
@@ -155,6 +155,7 @@ Result<EvalReport> RunKuaiRecEval(const std::string& file, const EvalOptions& op
   for (size_t v = 0; v < num_videos; ++v) pop[v] = static_cast<float>((sum[v] + 5 * prior) / (cnt[v] + 5));
 
   double ndcg_ours = 0, ndcg_pop = 0, ndcg_knn = 0;
+  size_t ranked_users = 0;
   std::vector<float> all_ours, all_pop, all_knn;
   std::vector<bool> labels;
   std::vector<float> knn_scores(num_videos);
@@ -179,16 +180,20 @@ Result<EvalReport> RunKuaiRecEval(const std::string& file, const EvalOptions& op
       p.push_back(pop[v]);
       k.push_back(knn_scores[v]);
     }
-    ndcg_ours += GradedNdcgAt(ours, gains, 10, opt.seed);
-    ndcg_pop += GradedNdcgAt(p, gains, 10, opt.seed);
-    ndcg_knn += GradedNdcgAt(k, gains, 10, opt.seed);
+    // NDCG is averaged over users with something to rank (a non-zero gain).
+    if (std::any_of(gains.begin(), gains.end(), [](double g) { return g > 0; })) {
+      ndcg_ours += GradedNdcgAt(ours, gains, 10, opt.seed);
+      ndcg_pop += GradedNdcgAt(p, gains, 10, opt.seed);
+      ndcg_knn += GradedNdcgAt(k, gains, 10, opt.seed);
+      ++ranked_users;
+    }
     all_ours.insert(all_ours.end(), ours.begin(), ours.end());
     all_pop.insert(all_pop.end(), p.begin(), p.end());
     all_knn.insert(all_knn.end(), k.begin(), k.end());
     bar.Update(u + 1);
   }
   bar.Finish();
-  const double n = static_cast<double>(num_users);
+  const double n = static_cast<double>(std::max<size_t>(1, ranked_users));
   report.metrics = {{"ndcg@10", ndcg_ours / n}, {"auc", Auc(all_ours, labels)}};
   report.baselines["pop"] = {{"ndcg@10", ndcg_pop / n}, {"auc", Auc(all_pop, labels)}};
   report.baselines["itemknn"] = {{"ndcg@10", ndcg_knn / n}, {"auc", Auc(all_knn, labels)}};

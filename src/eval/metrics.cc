@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "util/coding.h"
@@ -13,6 +14,7 @@ uint64_t TieKey(size_t i, uint64_t seed) { return Mix64(static_cast<uint64_t>(i)
 }  // namespace
 
 size_t RankOf(const std::vector<float>& scores, size_t target, const std::vector<bool>& excluded, uint64_t seed) {
+  if (std::isnan(scores[target])) return scores.size();  // a broken score is a miss, never a hit
   const float t = scores[target];
   const uint64_t tk = TieKey(target, seed);
   size_t rank = 0;
@@ -44,7 +46,12 @@ double GradedNdcgAt(const std::vector<float>& scores, const std::vector<double>&
   return idcg > 0 ? dcg / idcg : 0.0;
 }
 
-double Auc(const std::vector<float>& scores, const std::vector<bool>& labels) {
+double Auc(const std::vector<float>& scores_in, const std::vector<bool>& labels) {
+  // NaN counts as the lowest score (and keeps the sort's ordering strict).
+  std::vector<float> scores = scores_in;
+  for (float& s : scores) {
+    if (std::isnan(s)) s = -std::numeric_limits<float>::infinity();
+  }
   std::vector<size_t> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });

@@ -176,6 +176,9 @@ Result<EvalReport> RunS3RecEval(const std::string& file, const EvalOptions& opt)
   train.reserve(steps.size());
   for (size_t k = 0; k < steps.size(); ++k) train.push_back(make_event(steps[k].user, steps[k].pos, k));
   report.train_events = steps.size() + num_users;
+  // The engine refuses events from its future: its clock reads the end of
+  // the replay; every score below is taken at an explicit time.
+  clock.Set(kBaseTs + static_cast<int64_t>(report.train_events) * kStepMs);
 
   // Prequential curve: before a batch is learned, rank a sample of its
   // events' items given everything replayed so far.
@@ -190,7 +193,6 @@ Result<EvalReport> RunS3RecEval(const std::string& file, const EvalOptions& opt)
       const Step& st = steps[k];
       const bool first_in_batch = users_in_batch.insert(st.user).second;
       if (k % sample_every != 0 || !first_in_batch || st.pos == 0) continue;
-      clock.Set(train[k].ts);
       if (!engine->ScoreVideos(d.user_ids[st.user], train[k].ts, nullptr, &scores).ok()) continue;
       const auto& seq = d.seqs[st.user];
       for (uint32_t q = 0; q < st.pos; ++q) excluded[seq[q]] = true;
@@ -210,10 +212,10 @@ Result<EvalReport> RunS3RecEval(const std::string& file, const EvalOptions& opt)
     if (m.n > 0) report.curve.push_back({static_cast<double>(b + 1) / kCurveBins, m.hr10, m.ndcg10, m.n});
   }
 
+  int64_t now = 0;  // the time of the ranking below
   // Ranks `target` for user u against all items, excluding history[0, hist_end).
   auto rank_engine = [&](uint32_t u, size_t hist_end, std::vector<float>* sc, std::vector<bool>* ex) -> size_t {
     const auto& seq = d.seqs[u];
-    const int64_t now = clock.NowMs();
     if (!engine->ScoreVideos(d.user_ids[u], now, nullptr, sc).ok()) return SIZE_MAX;
     for (size_t q = 0; q < hist_end; ++q) (*ex)[seq[q]] = true;
     const uint32_t target = seq[hist_end];
@@ -243,8 +245,8 @@ Result<EvalReport> RunS3RecEval(const std::string& file, const EvalOptions& opt)
     for (auto& w : workers) w.join();
   };
 
-  // Validation, on every user.
-  clock.Set(kBaseTs + static_cast<int64_t>(steps.size()) * kStepMs);
+  // Validation, on every user, as of the end of the training items.
+  now = kBaseTs + static_cast<int64_t>(steps.size()) * kStepMs;
   {
     const size_t n = num_users;
     std::mutex mu;
@@ -264,7 +266,7 @@ Result<EvalReport> RunS3RecEval(const std::string& file, const EvalOptions& opt)
     size_t k = steps.size();
     for (uint32_t u : order) val_events.push_back(make_event(u, static_cast<uint32_t>(d.seqs[u].size() - 2), k++));
     FORYOU_RETURN_IF_ERROR(ReplayEvents(*engine, val_events, "train (valid)"));
-    clock.Set(kBaseTs + static_cast<int64_t>(k) * kStepMs);
+    now = kBaseTs + static_cast<int64_t>(k) * kStepMs;
   }
   report.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 

@@ -69,7 +69,7 @@ Status DecodeVideos(std::string_view in, std::vector<Video>* out) {
       if (!GetString(&in, &t)) return Truncated("video tag");
     }
     if (!GetString(&in, &v.language) || !GetVarsint64(&in, &v.created_at) || !GetVarint64(&in, &dim) ||
-        dim * 4 > in.size()) {
+        dim > in.size() / 4) {
       return Truncated("video tail");
     }
     v.embedding.resize(dim);
