@@ -5,7 +5,10 @@
 // applied to the in-memory engine, and only then acknowledged. On start the
 // engine replays the log in order; because learning is deterministic (its
 // randomness is seeded per sequence number) the rebuilt state -- catalog, user
-// histories, model parameters, indexes -- equals the state before the stop.
+// histories, model parameters, co-engagement and trending -- equals the state
+// before the stop. The one exception is the HNSW graph: a replay builds it
+// once from the final vectors, while the live path inserted and moved points
+// as they changed, so ANN candidates (never scores) may differ slightly.
 //
 // Backed by RocksDB in `dir`. Keys: "L" + u64 big-endian seq -> record
 // (storage/log_format.h); "M/format" -> store format version. Opening a store
