@@ -313,3 +313,50 @@ TEST_F(E2ETest, ExportReturnsEverythingAboutTheUserAndNothingElse) {
 
 }  // namespace
 }  // namespace foryou
+
+namespace foryou {
+namespace {
+
+TEST_F(E2ETest, ModelExportImportBetweenRegionsWithASignedArtifact) {
+  Start();
+  PostOk("/v1/videos", World());
+  PostOk("/v1/events", {{"events", {Event("private-person", "cats-0-0", "play", 1.0), Event("private-person", "cats-0-1", "like")}}});
+  server_->Terminate();
+  const std::string artifact = dir_.Sub("model.fym");
+  CommandResult ex = RunCommand({FORYOU_BINARY, "model", "export", "--data-dir", dir_.Sub("data"), "--out", artifact});
+  ASSERT_EQ(ex.exit_code, 0);
+  json meta = json::parse(ex.out, nullptr, false);
+  ASSERT_TRUE(meta.is_object()) << ex.out;
+  EXPECT_EQ(meta["contains_user_data"], false);
+  EXPECT_EQ(meta["videos"], 60);
+  const std::string key = meta["signer_public_key"];
+  {
+    std::ifstream in(artifact, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(bytes.find("private-person"), std::string::npos) << "a user id in the model artifact";
+  }
+  // Wrong key, then a tampered file: refused. The right key: imported.
+  const std::string other = dir_.Sub("other-region");
+  EXPECT_NE(RunCommand({FORYOU_BINARY, "model", "import", "--data-dir", other, "--file", artifact, "--trusted-key",
+                        std::string(64, 'a')}).exit_code, 0);
+  const std::string tampered = dir_.Sub("tampered.fym");
+  std::filesystem::copy_file(artifact, tampered);
+  {
+    std::fstream f(tampered, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x7f');
+  }
+  EXPECT_NE(RunCommand({FORYOU_BINARY, "model", "import", "--data-dir", other, "--file", tampered, "--trusted-key", key})
+                .exit_code, 0);
+  ASSERT_EQ(RunCommand({FORYOU_BINARY, "model", "import", "--data-dir", other, "--file", artifact, "--trusted-key", key})
+                .exit_code, 0);
+  server_ = ServerProcess::Start(FORYOU_BINARY, other, dir_.path(), {});
+  ASSERT_NE(server_, nullptr);
+  client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+  EXPECT_EQ(GetJson("/v1/videos/cats-0-1")["stats"]["likes"], 1) << "aggregates come along";
+  EXPECT_EQ(GetJson("/v1/users/private-person", 404)["error"]["code"], "not_found") << "users do not";
+  EXPECT_EQ(Feed("someone-new", 5).size(), 5u);
+}
+
+}  // namespace
+}  // namespace foryou

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "audit/signing.h"
 #include "util/coding.h"
 
 namespace foryou {
@@ -48,45 +49,6 @@ std::string SthMessage(uint64_t size, int64_t ts, const Hash& root) {
   PutFixed64BE(&m, static_cast<uint64_t>(ts));
   m.append(reinterpret_cast<const char*>(root.data()), root.size());
   return m;
-}
-
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-
-std::string Sign(const std::string& seed, const std::string& msg) {
-  std::unique_ptr<EVP_PKEY, PkeyDeleter> key(EVP_PKEY_new_raw_private_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size()));
-  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
-  std::string sig(64, '\0');
-  size_t len = sig.size();
-  if (!key || !ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1 ||
-      EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
-                     reinterpret_cast<const unsigned char*>(msg.data()), msg.size()) != 1) {
-    return "";
-  }
-  return sig;
-}
-
-bool VerifySig(const std::string& public_key, const std::string& msg, const std::string& sig) {
-  std::unique_ptr<EVP_PKEY, PkeyDeleter> key(EVP_PKEY_new_raw_public_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(public_key.data()), public_key.size()));
-  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
-  return key && ctx && sig.size() == 64 && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) == 1 &&
-         EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
-                          reinterpret_cast<const unsigned char*>(msg.data()), msg.size()) == 1;
-}
-
-std::string PublicKeyOf(const std::string& seed) {
-  std::unique_ptr<EVP_PKEY, PkeyDeleter> key(EVP_PKEY_new_raw_private_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size()));
-  std::string pub(32, '\0');
-  size_t len = pub.size();
-  if (!key || EVP_PKEY_get_raw_public_key(key.get(), reinterpret_cast<unsigned char*>(pub.data()), &len) != 1) return "";
-  return pub;
 }
 
 Result<std::string> ReadFile(const std::string& path) {
@@ -199,7 +161,7 @@ Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
   if (!pkey.ok()) return pkey.status();
   log->seed_ = *seed;
   log->pseudonym_key_ = *pkey;
-  log->public_key_ = PublicKeyOf(log->seed_);
+  log->public_key_ = Ed25519PublicKey(log->seed_);
   if (log->public_key_.empty()) return Status::Internal("Ed25519 is not available");
   {
     std::ofstream pub(dir + "/public.key");
@@ -246,7 +208,7 @@ Status AuditLog::Append(AuditEntry e, bool sync) {
   MerkleBuilder tree = tree_;
   tree.Add(LeafHash(entry));
   const Hash root = tree.Root();
-  const std::string sig = Sign(seed_, SthMessage(tree.size(), e.ts_ms, root));
+  const std::string sig = Ed25519Sign(seed_, SthMessage(tree.size(), e.ts_ms, root));
   if (sig.size() != 64) return Status::Internal("audit log: signing failed");
   std::string payload;
   PutString(&payload, entry);
@@ -278,6 +240,8 @@ SignedTreeHead AuditLog::Head() const {
   std::lock_guard lock(mu_);
   return head_;
 }
+
+std::string AuditLog::Sign(const std::string& message) const { return Ed25519Sign(seed_, message); }
 
 std::string AuditLog::PublicKeyHex() const { return HexEncode(public_key_); }
 
@@ -331,13 +295,13 @@ Status AuditLog::Verify(const std::string& dir, const SignedTreeHead* saved, Sig
     tree.Add(leaves.back());
     const Hash root = tree.Root();
     if (root != r.root) return Status::Corruption(fmt::format("audit log: entry {}: tree root does not match", i));
-    if (!VerifySig(*pub, SthMessage(i + 1, e.ts_ms, root), r.sig)) {
+    if (!Ed25519Verify(*pub, SthMessage(i + 1, e.ts_ms, root), r.sig)) {
       return Status::Corruption(fmt::format("audit log: entry {}: bad signature on the tree head", i));
     }
     current = {i + 1, e.ts_ms, root, r.sig};
   }
   if (saved != nullptr) {
-    if (!VerifySig(*pub, SthMessage(saved->tree_size, saved->timestamp_ms, saved->root), saved->signature)) {
+    if (!Ed25519Verify(*pub, SthMessage(saved->tree_size, saved->timestamp_ms, saved->root), saved->signature)) {
       return Status::Corruption("saved tree head: not signed by this log's key");
     }
     if (saved->tree_size > current.tree_size) {

@@ -59,6 +59,8 @@ class AuditLog {
   SignedTreeHead Head() const;
   std::string Pseudonym(const std::string& user_id) const;
   std::string PublicKeyHex() const;
+  // Signs with the region's key (the model artifact uses it too).
+  std::string Sign(const std::string& message) const;
 
   // Checks every record of the log in `dir` against its hashes and
   // signatures (with the public key in `dir`), and, if `saved` is given, that

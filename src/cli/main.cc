@@ -2,6 +2,7 @@
 //   serve    run the HTTP server on a store (docs/API.md)
 //   version  print the version
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -19,6 +20,9 @@
 #include "config/options.h"
 #include "audit/audit_log.h"
 #include "bench/bench.h"
+#include "model/model_file.h"
+#include "learning/signals.h"
+#include "ranking/features.h"
 #include "policy/policy.h"
 #include "demo/demo_world.h"
 #include "eval/eval.h"
@@ -245,6 +249,66 @@ int AuditVerify(const AuditFlags& f) {
   return 0;
 }
 
+struct ModelFlags {
+  std::string data_dir = "./data";
+  std::string file;
+  std::string trusted_key;
+  std::string config_file;
+};
+
+foryou::Status LoadEngineConfig(const std::string& file, foryou::Config* config) {
+  return file.empty() ? foryou::Status::OK() : foryou::LoadConfigFile(file, config);
+}
+
+// foryou model export: the trained algorithm, signed by this region's key,
+// without any user data.
+int ModelExport(const ModelFlags& f) {
+  using namespace foryou;
+  Config config;
+  if (Status s = LoadEngineConfig(f.config_file, &config); !s.ok()) return Fail(s);
+  SystemClock clock;
+  std::unique_ptr<Engine> engine;
+  if (Status s = Engine::Open(config.engine, f.data_dir, clock, &engine); !s.ok()) return Fail(s);
+  std::unique_ptr<AuditLog> keys;
+  if (Status s = AuditLog::Open(f.data_dir + "/audit", &keys); !s.ok()) return Fail(s);
+  const std::string payload = engine->ExportModel();
+  nlohmann::json features = nlohmann::json::array(), heads = nlohmann::json::array();
+  for (int i = 0; i < kNumFeatures; ++i) features.push_back(FeatureName(i));
+  for (int i = 0; i < kNumHeads; ++i) heads.push_back(HeadName(i));
+  const nlohmann::json meta = {{"format", "foryou-model"},
+                               {"version", 1},
+                               {"created_at_ms", clock.NowMs()},
+                               {"embedding_dim", config.engine.learning.embedding_dim},
+                               {"videos", engine->Stats().videos},
+                               {"features", features},
+                               {"heads", heads},
+                               {"contains_user_data", false},
+                               {"signer_public_key", keys->PublicKeyHex()}};
+  if (Status s = WriteModelFile(f.file, meta.dump(), payload, [&](const std::string& m) { return keys->Sign(m); });
+      !s.ok()) {
+    return Fail(s);
+  }
+  std::printf("%s\n", meta.dump().c_str());
+  std::fprintf(stderr, "wrote %s (%zu bytes of parameters); import it with --trusted-key %s\n", f.file.c_str(),
+               payload.size(), keys->PublicKeyHex().c_str());
+  return 0;
+}
+
+int ModelImport(const ModelFlags& f) {
+  using namespace foryou;
+  Config config;
+  if (Status s = LoadEngineConfig(f.config_file, &config); !s.ok()) return Fail(s);
+  std::string meta, payload;
+  if (Status s = ReadModelFile(f.file, f.trusted_key, &meta, &payload); !s.ok()) return Fail(s);
+  SystemClock clock;
+  std::unique_ptr<Engine> engine;
+  if (Status s = Engine::Open(config.engine, f.data_dir, clock, &engine); !s.ok()) return Fail(s);
+  if (Status s = engine->ImportModel(payload); !s.ok()) return Fail(s);
+  std::fprintf(stderr, "imported %s into %s: %llu videos\n", f.file.c_str(), f.data_dir.c_str(),
+               static_cast<unsigned long long>(engine->Stats().videos));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -315,6 +379,19 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--sth", audit.sth_file, "A signed tree head saved earlier: also prove the log extends it")
       ->check(CLI::ExistingFile);
 
+  ModelFlags model;
+  CLI::App* model_cmd = app.add_subcommand("model", "The trained algorithm as a signed artifact without user data");
+  model_cmd->require_subcommand(1);
+  CLI::App* export_cmd = model_cmd->add_subcommand("export", "Write the model of a (stopped) store to a signed file");
+  export_cmd->add_option("--data-dir", model.data_dir, "The store [default: ./data]");
+  export_cmd->add_option("--out", model.file, "Output file")->required();
+  export_cmd->add_option("--config", model.config_file, "Engine configuration (TOML)")->check(CLI::ExistingFile);
+  CLI::App* import_cmd = model_cmd->add_subcommand("import", "Load a signed model file into a (stopped) store");
+  import_cmd->add_option("--data-dir", model.data_dir, "The store [default: ./data]");
+  import_cmd->add_option("--file", model.file, "The model file")->required()->check(CLI::ExistingFile);
+  import_cmd->add_option("--trusted-key", model.trusted_key, "Hex Ed25519 public key of the exporting region")->required();
+  import_cmd->add_option("--config", model.config_file, "Engine configuration (TOML)")->check(CLI::ExistingFile);
+
   app.add_subcommand("version", "Print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -325,6 +402,8 @@ int main(int argc, char** argv) {
   if (serve_cmd->parsed()) return Serve(serve);
   if (bench_cmd->parsed()) return Bench(bench);
   if (verify_cmd->parsed()) return AuditVerify(audit);
+  if (export_cmd->parsed()) return ModelExport(model);
+  if (import_cmd->parsed()) return ModelImport(model);
   if (eval_cmd->parsed()) {
     for (const char* protocol : {"s3rec", "kuairec"}) {
       if (eval_cmd->got_subcommand(protocol)) return Eval(protocol, eval);

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "engine/engine_state.h"
+#include "engine/model_payload.h"
 #include "storage/log_format.h"
 #include "storage/store.h"
 #include "util/coding.h"
@@ -242,6 +243,25 @@ Result<size_t> Engine::IngestEvents(std::vector<Event> events) {
   return events.size();
 }
 
+Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
+  State& s = *state_;
+  for (const Video& v : videos) {
+    Catalog::UpsertResult r = s.catalog.Upsert(v);
+    const VideoRecord& vr = s.catalog.at(r.idx);
+    if (r.is_new) {
+      s.embeddings.AddItem(v.embedding, Catalog::ContentKeys(v));
+      s.ann_vectors.resize(s.ann_vectors.size() + s.embeddings.dim());
+      s.trending.AddItem(vr.lang);
+      s.co.AddItem();
+    } else {
+      if (r.content_changed) s.embeddings.ResetItem(r.idx, v.embedding, Catalog::ContentKeys(v));
+      if (r.language_changed) s.trending.SetLanguage(r.idx, vr.lang);
+    }
+    if (!replaying && (r.is_new || r.content_changed)) FORYOU_RETURN_IF_ERROR(s.Reindex(r.idx, 0, /*force=*/true));
+  }
+  return Status::OK();
+}
+
 // Applies one log record to the state. Caller holds mu_ exclusively.
 // Everything here must be a deterministic function of (state, seq, record):
 // replay relies on it.
@@ -251,24 +271,26 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
   State& s = *state_;
   const auto& lo = options_.learning;
 
-  if (rec.kind == RecordKind::kVideos) {
-    for (const Video& v : rec.videos) {
-      Catalog::UpsertResult r = s.catalog.Upsert(v);
-      const VideoRecord& vr = s.catalog.at(r.idx);
-      if (r.is_new) {
-        s.embeddings.AddItem(v.embedding, Catalog::ContentKeys(v));
-        s.ann_vectors.resize(s.ann_vectors.size() + s.embeddings.dim());
-        s.trending.AddItem(vr.lang);
-        s.co.AddItem();
-      } else {
-        if (r.content_changed) s.embeddings.ResetItem(r.idx, v.embedding, Catalog::ContentKeys(v));
-        if (r.language_changed) s.trending.SetLanguage(r.idx, vr.lang);
-      }
-      if (!replaying && (r.is_new || r.content_changed)) FORYOU_RETURN_IF_ERROR(s.Reindex(r.idx, 0, /*force=*/true));
+  if (rec.kind == RecordKind::kVideos) return ApplyVideos(rec.videos, replaying);
+  if (rec.kind == RecordKind::kModel) {
+    ModelPayload m;
+    FORYOU_RETURN_IF_ERROR(DecodeModelPayload(rec.model, &m));
+    if (m.dim != s.embeddings.dim()) return Status::Corruption("log record: imported model has another embedding_dim");
+    FORYOU_RETURN_IF_ERROR(ApplyVideos(m.videos, /*replaying=*/true));
+    std::vector<uint32_t> idx(m.videos.size());
+    for (size_t i = 0; i < m.videos.size(); ++i) idx[i] = *s.catalog.Find(m.videos[i].id);
+    for (size_t i = 0; i < m.videos.size(); ++i) {
+      s.embeddings.SetItem(idx[i], &m.vectors[i * m.dim]);
+      s.catalog.mutable_at(idx[i]).stats = m.stats[i];
+      s.trending.SetRawScore(idx[i], m.trending[i]);
+      for (const auto& [to, w] : m.edges[i]) s.co.SetEdge(idx[i], idx[to], w);
+    }
+    for (int h = 0; h < kNumHeads; ++h) s.ranker.SetWeights(h, m.ranker[h]);
+    if (!replaying) {
+      for (uint32_t v : idx) FORYOU_RETURN_IF_ERROR(s.Reindex(v, 0, /*force=*/true));
     }
     return Status::OK();
   }
-
   if (rec.kind == RecordKind::kUserHome) {
     auto [it, is_new] = s.user_index.try_emplace(rec.user_id, static_cast<uint32_t>(s.users.size()));
     if (is_new) {
@@ -408,6 +430,41 @@ Status Engine::SetUserHome(const std::string& user_id, const std::string& jurisd
     }
   }
   const std::string record = EncodeUserHomeRecord(user_id, jurisdiction);
+  uint64_t seq;
+  FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq));
+  std::unique_lock lock(mu_);
+  return ApplyRecord(seq, record, /*replaying=*/false);
+}
+
+std::string Engine::ExportModel() const {
+  std::shared_lock lock(mu_);
+  const State& s = *state_;
+  ModelPayload m;
+  m.dim = s.embeddings.dim();
+  const size_t n = s.catalog.size();
+  for (uint32_t i = 0; i < n; ++i) {
+    m.videos.push_back(s.catalog.at(i).video);
+    m.vectors.insert(m.vectors.end(), s.embeddings.item(i), s.embeddings.item(i) + m.dim);
+    m.stats.push_back(s.catalog.at(i).stats);
+    m.trending.push_back(s.trending.RawScore(i));
+    std::vector<std::pair<uint32_t, float>> edges;
+    s.co.ForEachNeighbor(i, [&](uint32_t to, float w) { edges.emplace_back(to, w); });
+    std::sort(edges.begin(), edges.end());  // deterministic bytes
+    m.edges.push_back(std::move(edges));
+  }
+  for (int h = 0; h < kNumHeads; ++h) m.ranker[h] = s.ranker.weights(h);
+  return EncodeModelPayload(m);
+}
+
+Status Engine::ImportModel(std::string_view payload) {
+  ModelPayload m;
+  FORYOU_RETURN_IF_ERROR(DecodeModelPayload(payload, &m));
+  if (m.dim != options_.learning.embedding_dim) {
+    return Status::InvalidArgument(fmt::format("model: embedding_dim {} differs from this engine's {}", m.dim,
+                                               options_.learning.embedding_dim));
+  }
+  const std::string record = EncodeModelRecord(payload);
+  std::lock_guard write(write_mu_);
   uint64_t seq;
   FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq));
   std::unique_lock lock(mu_);

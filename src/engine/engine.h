@@ -131,6 +131,13 @@ class Engine {
   // A user who already has a different home is refused (InvalidArgument):
   // homes change only by an audited migration.
   Status SetUserHome(const std::string& user_id, const std::string& jurisdiction);
+
+  // The trained algorithm without any user data (engine/model_payload.h):
+  // catalog, video vectors and counters, ranker weights, co-engagement.
+  std::string ExportModel() const;
+  // Loads an exported model, durably (a log record): upserts its catalog and
+  // sets those parameters. Users and their data are untouched.
+  Status ImportModel(std::string_view payload);
   // Scores videos for `user_id` exactly as Feed scores its candidates (same
   // user context, features and model) but without retrieval, exclusion or
   // reranking. `videos` are catalog indexes (VideoIndex); null means every
@@ -155,6 +162,7 @@ class Engine {
   Engine(const EngineOptions& options, const Clock& clock);
 
   Status ApplyRecord(uint64_t seq, std::string_view record, bool replaying);
+  Status ApplyVideos(const std::vector<Video>& videos, bool replaying);
   void RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos);
   std::unordered_set<uint32_t> ServedSnapshot(const std::string& user_id);
 

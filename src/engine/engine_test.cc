@@ -287,3 +287,47 @@ TEST_F(EngineTest, RejectsEmbeddingOfTheWrongDimension) {
 
 }  // namespace
 }  // namespace foryou
+
+namespace foryou {
+namespace {
+
+TEST_F(EngineTest, ModelExportCarriesNoUserDataAndReproducesTheAlgorithmElsewhere) {
+  LoadWorld();
+  ASSERT_TRUE(engine_->IngestEvents({Ev("secret-user-42", "chess-0-1", EventType::kLike, kNow)}).ok());
+  const std::string payload = engine_->ExportModel();
+  // No user id, of any user, anywhere in the artifact.
+  EXPECT_EQ(payload.find("secret-user-42"), std::string::npos);
+  for (int u = 0; u < 40; ++u) EXPECT_EQ(payload.find("bg" + std::to_string(u)), std::string::npos) << u;
+
+  // Another region imports it: a new user there gets exactly the feed a new
+  // user gets here, scores included.
+  TempDir other_dir;
+  std::unique_ptr<Engine> other;
+  ASSERT_TRUE(Engine::Open(options_, other_dir.path(), clock_, &other).ok());
+  ASSERT_TRUE(other->ImportModel(payload).ok());
+  EXPECT_EQ(other->Stats().users, 0u) << "no user came along";
+  EXPECT_EQ(other->Stats().videos, engine_->Stats().videos);
+  auto here = engine_->Feed(FeedRequest{"newcomer", 15, ""});
+  auto there = other->Feed(FeedRequest{"newcomer", 15, ""});
+  ASSERT_TRUE(here.ok() && there.ok());
+  ASSERT_EQ(here->items.size(), there->items.size());
+  for (size_t i = 0; i < here->items.size(); ++i) {
+    EXPECT_EQ(here->items[i].video_id, there->items[i].video_id) << i;
+    EXPECT_DOUBLE_EQ(here->items[i].score, there->items[i].score) << i;
+  }
+  // Durable: the import is in the other store's log.
+  other.reset();
+  ASSERT_TRUE(Engine::Open(options_, other_dir.path(), clock_, &other).ok());
+  auto again = other->Feed(FeedRequest{"newcomer2", 15, ""});
+  auto here2 = engine_->Feed(FeedRequest{"newcomer2", 15, ""});
+  ASSERT_TRUE(again.ok() && here2.ok());
+  ASSERT_FALSE(again->items.empty());
+  EXPECT_DOUBLE_EQ(again->items[0].score, here2->items[0].score);
+
+  std::string broken = payload;
+  broken.resize(broken.size() / 2);
+  EXPECT_EQ(other->ImportModel(broken).code(), StatusCode::kCorruption);
+}
+
+}  // namespace
+}  // namespace foryou

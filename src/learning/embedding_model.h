@@ -18,6 +18,7 @@
 // AddUser and Update need exclusive access.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -49,6 +50,8 @@ class EmbeddingModel {
   // One SGD step. Appends every video whose vector changed to *touched.
   void Update(uint32_t user, uint32_t item, float strength, uint64_t seed, std::vector<uint32_t>* touched);
 
+  // Overwrites a video's vector (model import); v has dim() floats.
+  void SetItem(uint32_t idx, const float* v) { std::copy(v, v + dim_, mutable_item(idx)); }
   // Clears a user's vector (used when a user is erased).
   void ResetUser(uint32_t idx);
 

@@ -25,6 +25,7 @@ class RankerModel {
 
   const std::array<float, kNumFeatures>& weights(int head) const { return w_[head]; }
   uint64_t updates() const { return updates_; }
+  void SetWeights(int head, const std::array<float, kNumFeatures>& w) { w_[head] = w; }
 
  private:
   std::array<std::array<float, kNumFeatures>, kNumHeads> w_;

@@ -36,6 +36,10 @@ class CoEngagement {
     if (item >= edges_.size()) return;
     for (const auto& [nb, w] : edges_[item]) fn(nb, w);
   }
+  // Sets an edge's weight (model import).
+  void SetEdge(uint32_t from, uint32_t to, float w) {
+    if (edges_[from].insert_or_assign(to, w).second) ++num_edges_;
+  }
   // Edge weight item -> other (0 if none).
   float Weight(uint32_t item, uint32_t other) const;
   size_t num_edges() const { return num_edges_; }

@@ -27,6 +27,19 @@ void Trending::Record(uint32_t item, double weight, int64_t ts_ms) {
   global_.insert({now, item});
 }
 
+void Trending::SetRawScore(uint32_t item, double score) {
+  Ranked& lang = by_lang_[lang_[item]];
+  if (score_[item] != kNone) {
+    lang.erase({score_[item], item});
+    global_.erase({score_[item], item});
+  }
+  score_[item] = score;
+  if (score != kNone) {
+    lang.insert({score, item});
+    global_.insert({score, item});
+  }
+}
+
 void Trending::SetLanguage(uint32_t item, uint32_t lang) {
   if (lang_[item] == lang) return;
   if (by_lang_.size() <= lang) by_lang_.resize(lang + 1);

@@ -46,6 +46,9 @@ class Trending {
   // Best videos of `lang` (or overall if lang < 0), best first, at most k.
   std::vector<uint32_t> Top(int lang, size_t k) const;
   float Normalized(uint32_t item) const;
+  // The log-domain score, for model export; -infinity when never engaged.
+  double RawScore(uint32_t item) const { return score_[item]; }
+  void SetRawScore(uint32_t item, double score);
   bool HasScore(uint32_t item) const { return score_[item] > kNone; }
 
  private:

@@ -50,6 +50,14 @@ std::string EncodeUserHomeRecord(const std::string& user_id, const std::string& 
   return out;
 }
 
+std::string EncodeModelRecord(std::string_view payload) {
+  std::string out;
+  out.push_back(static_cast<char>(kLogFormatVersion));
+  out.push_back(static_cast<char>(RecordKind::kModel));
+  out.append(payload);
+  return out;
+}
+
 namespace {
 
 Status Truncated(const char* what) { return Status::Corruption(fmt::format("log record: truncated {}", what)); }
@@ -118,6 +126,10 @@ Status DecodeRecord(std::string_view data, LogRecord* out) {
     case RecordKind::kEvents:
       out->kind = RecordKind::kEvents;
       return DecodeEvents(data, &out->events);
+    case RecordKind::kModel:
+      out->kind = RecordKind::kModel;
+      out->model.assign(data);
+      return Status::OK();
     case RecordKind::kUserHome:
       out->kind = RecordKind::kUserHome;
       if (!GetString(&data, &out->user_id) || !GetString(&data, &out->jurisdiction) || !data.empty()) {

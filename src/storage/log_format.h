@@ -10,6 +10,7 @@
 //   string video_id, u8 type, varsint ts, f32 watch_ratio (-1 = absent),
 //   varsint watch_ms (-1 = absent).
 // UserHome payload: string user_id, string jurisdiction.
+// Model payload: a model payload (docs/FORMATS.md), to the end of the record.
 // A reader refuses a version it does not know (Corruption), never guesses.
 #pragma once
 
@@ -24,19 +25,22 @@ namespace foryou {
 
 constexpr uint8_t kLogFormatVersion = 1;
 
-enum class RecordKind : uint8_t { kVideos = 1, kEvents = 2, kUserHome = 3 };
+enum class RecordKind : uint8_t { kVideos = 1, kEvents = 2, kUserHome = 3, kModel = 4 };
 
 struct LogRecord {
   RecordKind kind = RecordKind::kEvents;
   std::vector<Video> videos;
   std::vector<Event> events;
   std::string user_id, jurisdiction;  // kUserHome
+  std::string model;                  // kModel: an imported model payload
 };
 
 std::string EncodeVideosRecord(const std::vector<Video>& videos);
 std::string EncodeEventsRecord(const std::vector<Event>& events);
 // A user's home jurisdiction, set when the user is first seen.
 std::string EncodeUserHomeRecord(const std::string& user_id, const std::string& jurisdiction);
+// An imported model (Engine::ImportModel); the payload is opaque here.
+std::string EncodeModelRecord(std::string_view payload);
 Status DecodeRecord(std::string_view data, LogRecord* out);
 
 }  // namespace foryou

@@ -1,0 +1,113 @@
+#include "engine/model_payload.h"
+
+#include <bit>
+#include <fmt/format.h>
+
+#include "storage/log_format.h"
+#include "util/coding.h"
+
+namespace foryou {
+
+namespace {
+void PutDouble(std::string* out, double v) { PutFixed64BE(out, std::bit_cast<uint64_t>(v)); }
+bool GetDouble(std::string_view* in, double* v) {
+  if (in->size() < 8) return false;
+  *v = std::bit_cast<double>(DecodeFixed64BE(in->data()));
+  in->remove_prefix(8);
+  return true;
+}
+Status Bad(const char* what) { return Status::Corruption(fmt::format("model payload: {}", what)); }
+}  // namespace
+
+std::string EncodeModelPayload(const ModelPayload& m) {
+  std::string out(1, static_cast<char>(kModelPayloadVersion));
+  PutVarint64(&out, static_cast<uint64_t>(m.dim));
+  PutString(&out, EncodeVideosRecord(m.videos));
+  for (size_t i = 0; i < m.videos.size(); ++i) {
+    for (int d = 0; d < m.dim; ++d) PutFloat(&out, m.vectors[i * m.dim + d]);
+    const VideoStats& s = m.stats[i];
+    for (uint32_t c : {s.impressions, s.plays, s.completes, s.likes, s.shares, s.comments, s.skips, s.not_interested,
+                       s.positives}) {
+      PutVarint64(&out, c);
+    }
+    PutDouble(&out, s.watch_ratio_sum);
+    PutDouble(&out, m.trending[i]);
+  }
+  PutVarint64(&out, kNumHeads);
+  PutVarint64(&out, kNumFeatures);
+  for (const auto& head : m.ranker) {
+    for (float w : head) PutFloat(&out, w);
+  }
+  for (const auto& edges : m.edges) {
+    PutVarint64(&out, edges.size());
+    for (const auto& [to, w] : edges) {
+      PutVarint64(&out, to);
+      PutFloat(&out, w);
+    }
+  }
+  return out;
+}
+
+Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
+  uint8_t version;
+  uint64_t dim, heads, features;
+  std::string videos_record;
+  if (!GetByte(&in, &version)) return Bad("empty");
+  if (version != kModelPayloadVersion) {
+    return Status::Corruption(fmt::format("model payload: version {} is not supported (this build reads {})", version,
+                                          kModelPayloadVersion));
+  }
+  if (!GetVarint64(&in, &dim) || dim == 0 || dim > 1024 || !GetString(&in, &videos_record)) return Bad("header");
+  m->dim = static_cast<int>(dim);
+  LogRecord rec;
+  FORYOU_RETURN_IF_ERROR(DecodeRecord(videos_record, &rec));
+  if (rec.kind != RecordKind::kVideos) return Bad("catalog");
+  m->videos = std::move(rec.videos);
+  const size_t n = m->videos.size();
+  m->vectors.resize(n * dim);
+  m->stats.resize(n);
+  m->trending.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    for (uint64_t d = 0; d < dim; ++d) {
+      if (!GetFloat(&in, &m->vectors[i * dim + d])) return Bad("vectors");
+    }
+    uint64_t c[9];
+    for (uint64_t& x : c) {
+      if (!GetVarint64(&in, &x)) return Bad("counters");
+    }
+    VideoStats& s = m->stats[i];
+    s.impressions = static_cast<uint32_t>(c[0]);
+    s.plays = static_cast<uint32_t>(c[1]);
+    s.completes = static_cast<uint32_t>(c[2]);
+    s.likes = static_cast<uint32_t>(c[3]);
+    s.shares = static_cast<uint32_t>(c[4]);
+    s.comments = static_cast<uint32_t>(c[5]);
+    s.skips = static_cast<uint32_t>(c[6]);
+    s.not_interested = static_cast<uint32_t>(c[7]);
+    s.positives = static_cast<uint32_t>(c[8]);
+    if (!GetDouble(&in, &s.watch_ratio_sum) || !GetDouble(&in, &m->trending[i])) return Bad("counters");
+  }
+  if (!GetVarint64(&in, &heads) || !GetVarint64(&in, &features) || heads != kNumHeads || features != kNumFeatures) {
+    return Bad("ranker shape differs from this build's");
+  }
+  for (auto& head : m->ranker) {
+    for (float& w : head) {
+      if (!GetFloat(&in, &w)) return Bad("ranker");
+    }
+  }
+  m->edges.assign(n, {});
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t count;
+    if (!GetVarint64(&in, &count) || count > in.size()) return Bad("edges");
+    for (uint64_t k = 0; k < count; ++k) {
+      uint64_t to;
+      float w;
+      if (!GetVarint64(&in, &to) || to >= n || !GetFloat(&in, &w)) return Bad("edge");
+      m->edges[i].emplace_back(static_cast<uint32_t>(to), w);
+    }
+  }
+  if (!in.empty()) return Bad("trailing bytes");
+  return Status::OK();
+}
+
+}  // namespace foryou

@@ -1,0 +1,38 @@
+// The trained algorithm without user data: what `foryou model export`
+// writes and `foryou model import` loads (docs/FORMATS.md, "Model payload").
+//
+// It holds the catalog (not personal data), each video's learned vector,
+// engagement counters and trending score, the ranker's weights, and the
+// video-to-video co-engagement graph -- aggregates over users, never a row
+// per user: no user id, no user vector, no history.
+#pragma once
+
+#include <array>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/types.h"
+#include "engine/catalog.h"
+#include "learning/signals.h"
+#include "ranking/features.h"
+#include "util/status.h"
+
+namespace foryou {
+
+constexpr uint8_t kModelPayloadVersion = 1;
+
+struct ModelPayload {
+  int dim = 0;
+  std::vector<Video> videos;
+  std::vector<float> vectors;  // videos.size() x dim
+  std::vector<VideoStats> stats;
+  std::vector<double> trending;  // log-domain scores (-inf: none)
+  std::array<std::array<float, kNumFeatures>, kNumHeads> ranker{};
+  std::vector<std::vector<std::pair<uint32_t, float>>> edges;  // by payload video index
+};
+
+std::string EncodeModelPayload(const ModelPayload& m);
+Status DecodeModelPayload(std::string_view data, ModelPayload* m);
+
+}  // namespace foryou
