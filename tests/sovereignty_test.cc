@@ -134,6 +134,31 @@ TEST_F(SovereigntyTest, EveryAttemptIsAuditedWithItsPrincipal) {
   EXPECT_EQ(json::parse(v.out)["tree_size"], 3);
 }
 
+TEST_F(SovereigntyTest, ResidencyReportCountsWhatIsHeldAndFlagsWhatIsNotAllowed) {
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->status, 200);
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("al"))->status, 200);
+  for (auto& s : servers_) s->Terminate();
+  CommandResult clean = RunCommand({FORYOU_BINARY, "residency", "report", "--data-dir", dir_.Sub("data-us"), "--policy",
+                                    dir_.Sub("policy.toml"), "--region", "us", "--json"});
+  ASSERT_EQ(clean.exit_code, 0) << clean.out;
+  json r = json::parse(clean.out);
+  ASSERT_EQ(r["held"].size(), 1u);
+  EXPECT_EQ(r["held"][0]["jurisdiction"], "US");
+  EXPECT_EQ(r["held"][0]["held_as"], "primary");
+  EXPECT_EQ(r["held"][0]["users"], 2);
+  EXPECT_EQ(r["held"][0]["events"], 2);
+  EXPECT_TRUE(r["violations"].empty());
+
+  // The same store reported as region sg: every user is out of place.
+  CommandResult wrong = RunCommand({FORYOU_BINARY, "residency", "report", "--data-dir", dir_.Sub("data-us"), "--policy",
+                                    dir_.Sub("policy.toml"), "--region", "sg", "--json"});
+  EXPECT_EQ(wrong.exit_code, 2);
+  json w = json::parse(wrong.out);
+  EXPECT_EQ(w["violations"].size(), 2u);
+  EXPECT_EQ(w["held"][0]["held_as"], "backup") << "sg may hold US data only as a backup";
+  EXPECT_EQ(wrong.out.find("amy"), std::string::npos) << "the report names pseudonyms, not users";
+}
+
 TEST(OpenModeTest, WithoutAPolicyTheServerRefusesToListenBeyondLoopback) {
   TempDir dir;
   CommandResult r = RunCommand({FORYOU_BINARY, "serve", "--data-dir", dir.Sub("d"), "--listen", "0.0.0.0:0"});

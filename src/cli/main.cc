@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <map>
 #include <optional>
 #include <fstream>
 #include <sstream>
@@ -309,6 +310,77 @@ int ModelImport(const ModelFlags& f) {
   return 0;
 }
 
+struct ResidencyFlags {
+  std::string data_dir = "./data";
+  std::string policy_file;
+  std::string region;
+  bool json = false;
+};
+
+// foryou residency report: per jurisdiction, the users and events this
+// region holds, and every record the policy does not allow here. Exit 0 when
+// clean, 2 when anything is flagged.
+int ResidencyReport(const ResidencyFlags& f) {
+  using namespace foryou;
+  auto policy = Policy::Load(f.policy_file);
+  if (!policy.ok()) return Fail(policy.status());
+  const PolicyRegion* region = policy->FindRegion(f.region);
+  if (region == nullptr) return Fail(Status::InvalidArgument("--region is not in the policy"));
+  SystemClock clock;
+  std::unique_ptr<Engine> engine;
+  if (Status s = Engine::Open(EngineOptions{}, f.data_dir, clock, &engine); !s.ok()) return Fail(s);
+  std::unique_ptr<AuditLog> audit;  // for pseudonyms: the report names no user
+  if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
+  struct Row {
+    uint64_t users = 0, events = 0;
+  };
+  std::map<std::string, Row> rows;
+  nlohmann::json flagged = nlohmann::json::array();
+  for (const UserSummary& u : engine->Users()) {
+    const std::string j = u.home.empty() ? "(none)" : u.home;
+    rows[j].users++;
+    rows[j].events += u.events;
+    std::string problem;
+    if (u.home.empty()) problem = "no home jurisdiction recorded";
+    else if (!region->primary_for.count(u.home)) problem = "this region is not primary for " + u.home;
+    if (!problem.empty()) {
+      flagged.push_back({{"user", audit->Pseudonym(u.id)}, {"home", u.home}, {"events", u.events}, {"problem", problem}});
+    }
+  }
+  nlohmann::json by_j = nlohmann::json::array();
+  for (const auto& [j, r] : rows) {
+    const char* role = region->primary_for.count(j) ? "primary" : region->backup_for.count(j) ? "backup" : "not allowed";
+    by_j.push_back({{"jurisdiction", j}, {"held_as", role}, {"users", r.users}, {"events", r.events}});
+  }
+  const nlohmann::json report = {{"region", region->name},
+                                 {"operator", region->operator_name},
+                                 {"jurisdiction", region->jurisdiction},
+                                 {"primary_for", region->primary_for},
+                                 {"backup_for", region->backup_for},
+                                 {"held", by_j},
+                                 {"backups_held", nlohmann::json::array()},
+                                 {"violations", flagged}};
+  if (f.json) {
+    std::printf("%s\n", report.dump().c_str());
+  } else {
+    std::printf("region %s (%s, operated by %s)\n", region->name.c_str(), region->jurisdiction.c_str(),
+                region->operator_name.c_str());
+    std::printf("%-14s %-12s %10s %12s\n", "jurisdiction", "held as", "users", "events");
+    for (const auto& row : by_j) {
+      std::printf("%-14s %-12s %10llu %12llu\n", row["jurisdiction"].get<std::string>().c_str(),
+                  row["held_as"].get<std::string>().c_str(), static_cast<unsigned long long>(row["users"].get<uint64_t>()),
+                  static_cast<unsigned long long>(row["events"].get<uint64_t>()));
+    }
+    std::printf("backups held: none (backups are not built yet)\n");
+    std::printf("violations: %zu\n", flagged.size());
+    for (const auto& v : flagged) {
+      std::printf("  %s (%s): %s\n", v["user"].get<std::string>().c_str(), v["home"].get<std::string>().c_str(),
+                  v["problem"].get<std::string>().c_str());
+    }
+  }
+  return flagged.empty() ? 0 : 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -392,6 +464,16 @@ int main(int argc, char** argv) {
   import_cmd->add_option("--trusted-key", model.trusted_key, "Hex Ed25519 public key of the exporting region")->required();
   import_cmd->add_option("--config", model.config_file, "Engine configuration (TOML)")->check(CLI::ExistingFile);
 
+  ResidencyFlags residency;
+  CLI::App* residency_cmd = app.add_subcommand("residency", "Where personal data lives (docs/SOVEREIGNTY.md)");
+  residency_cmd->require_subcommand(1);
+  CLI::App* report_cmd = residency_cmd->add_subcommand(
+      "report", "Users and events per jurisdiction in a (stopped) store; flags what the policy does not allow; exit 2 if any");
+  report_cmd->add_option("--data-dir", residency.data_dir, "The store [default: ./data]");
+  report_cmd->add_option("--policy", residency.policy_file, "The policy file")->required()->check(CLI::ExistingFile);
+  report_cmd->add_option("--region", residency.region, "This store's region")->required();
+  report_cmd->add_flag("--json", residency.json, "Print one JSON object");
+
   app.add_subcommand("version", "Print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -403,6 +485,7 @@ int main(int argc, char** argv) {
   if (bench_cmd->parsed()) return Bench(bench);
   if (verify_cmd->parsed()) return AuditVerify(audit);
   if (export_cmd->parsed()) return ModelExport(model);
+  if (report_cmd->parsed()) return ResidencyReport(residency);
   if (import_cmd->parsed()) return ModelImport(model);
   if (eval_cmd->parsed()) {
     for (const char* protocol : {"s3rec", "kuairec"}) {

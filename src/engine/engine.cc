@@ -635,6 +635,18 @@ AnnQuality Engine::MeasureAnn(size_t queries, int k) const {
   return q;
 }
 
+std::vector<UserSummary> Engine::Users() const {
+  std::shared_lock lock(mu_);
+  std::vector<UserSummary> out;
+  out.reserve(state_->users.size());
+  for (const UserRecord& u : state_->users) {
+    uint64_t events = 0;
+    for (uint64_t c : u.event_counts) events += c;
+    out.push_back({u.id, u.home, events});
+  }
+  return out;
+}
+
 EngineStats Engine::Stats() const {
   std::shared_lock lock(mu_);
   const State& s = *state_;

@@ -78,6 +78,13 @@ struct UserExport {
   std::vector<std::string> recently_served;  // in-memory feed history
 };
 
+// One user's residency facts (foryou residency report).
+struct UserSummary {
+  std::string id;
+  std::string home;  // jurisdiction, "" if none recorded
+  uint64_t events = 0;
+};
+
 struct VideoInfo {
   Video video;
   uint32_t impressions = 0, plays = 0, completes = 0, likes = 0, shares = 0, comments = 0, skips = 0,
@@ -152,6 +159,7 @@ class Engine {
   Result<UserExport> ExportUser(const std::string& user_id);
   Result<VideoInfo> GetVideo(const std::string& video_id) const;
   EngineStats Stats() const;
+  std::vector<UserSummary> Users() const;
   // Queries are the vectors of up to `queries` users with history (the real
   // query distribution), chosen with a fixed seed.
   AnnQuality MeasureAnn(size_t queries, int k) const;
