@@ -272,7 +272,8 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     std::unique_ptr<Engine> engine;
     fprintf(stderr, "ann: opening the store in process\n");
     FORYOU_RETURN_IF_ERROR(Engine::Open(EngineOptions{}, data_dir, clock, &engine));
-    AnnQuality q = engine->MeasureAnn(200, 100);
+    AnnQuality q = engine->MeasureAnn(200, 100, {64, 256, 512});
+    for (const auto& [ef, recall, us] : q.ef_sweep) rep.ann_ef_sweep.push_back({ef, recall, us});
     rep.ann_recall_at_100 = q.recall;
     rep.ann_query_us = q.query_us;
     rep.ann_exact_us = q.exact_us;
@@ -306,6 +307,10 @@ std::string BenchToJson(const BenchReport& r) {
                       {"restart_s", r.restart_s},
                       {"load_videos_s", r.load_videos_s},
                       {"ingest_s", r.ingest_s}};
+  j["ann_ef_sweep"] = nlohmann::json::array();
+  for (const auto& p : r.ann_ef_sweep) {
+    j["ann_ef_sweep"].push_back({{"ef", p.ef}, {"recall_at_100", p.recall_at_100}, {"query_us", p.query_us}});
+  }
   return j.dump();
 }
 

@@ -50,6 +50,11 @@ struct BenchReport {
   size_t freshness_probes = 0, freshness_failures = 0;
   double http_ceiling_qps = 0, feed_vs_ceiling = 0;
   double ann_recall_at_100 = 0, ann_query_us = 0, ann_exact_us = 0;
+  struct EfPoint {
+    int ef;
+    double recall_at_100, query_us;
+  };
+  std::vector<EfPoint> ann_ef_sweep;  // the same queries at other HNSW search breadths
   double rss_mb = 0, bytes_per_video = 0, bytes_per_user = 0;
   double restart_s = 0;
   double load_videos_s = 0, ingest_s = 0;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <cmath>
 
 #include "engine/engine_state.h"
@@ -165,11 +166,20 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
       ++records;
       return engine->ApplyRecord(seq, record, /*replaying=*/true);
     }));
-    // Build the ANN index once, rather than once per event.
+    // Build the ANN index once, rather than once per event, on every core.
     State& s = *engine->state_;
-    for (uint32_t i = 0; i < s.catalog.size(); ++i) {
-      FORYOU_RETURN_IF_ERROR(s.Reindex(i, 0, /*force=*/true));
+    const uint32_t n = static_cast<uint32_t>(s.catalog.size());
+    FORYOU_RETURN_IF_ERROR(s.ann.Reserve(n));
+    const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+    std::vector<Status> results(threads);
+    std::vector<std::thread> workers;
+    for (unsigned t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        for (uint32_t i = t; i < n && results[t].ok(); i += threads) results[t] = s.Reindex(i, 0, /*force=*/true);
+      });
     }
+    for (auto& w : workers) w.join();
+    for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
     engine->recovered_records_ = records;
   }
   engine->recovery_seconds_ =
@@ -583,9 +593,9 @@ Result<VideoInfo> Engine::GetVideo(const std::string& video_id) const {
   return info;
 }
 
-AnnQuality Engine::MeasureAnn(size_t queries, int k) const {
-  std::shared_lock lock(mu_);
-  const State& s = *state_;
+AnnQuality Engine::MeasureAnn(size_t queries, int k, const std::vector<int>& ef_sweep) {
+  std::unique_lock lock(mu_);  // exclusive: the sweep changes the index's ef
+  State& s = *state_;
   AnnQuality q;
   q.k = k;
   const size_t n = s.catalog.size();
@@ -601,37 +611,46 @@ AnnQuality Engine::MeasureAnn(size_t queries, int k) const {
     std::swap(users[i - 1], users[h % i]);
   }
   users.resize(std::min(users.size(), queries));
-  double recall = 0, ann_us = 0, exact_us = 0;
+  q.queries = users.size();
+  if (users.empty()) return q;
+  // Exact top-k of every query, once.
+  const size_t kk = std::min<size_t>(static_cast<size_t>(k), n);
+  std::vector<std::unordered_set<uint32_t>> truth(users.size());
   std::vector<std::pair<float, uint32_t>> exact(n);
-  for (uint32_t u : users) {
-    const float* query = s.embeddings.user(u);
-    auto t0 = std::chrono::steady_clock::now();
-    auto approx = s.ann.Search(query, k);
-    auto t1 = std::chrono::steady_clock::now();
+  double exact_us = 0;
+  for (size_t qi = 0; qi < users.size(); ++qi) {
+    const float* query = s.embeddings.user(users[qi]);
+    const auto t0 = std::chrono::steady_clock::now();
     for (uint32_t v = 0; v < n; ++v) {
       const float* x = s.embeddings.item(v);
       float dot = 0;
       for (int d = 0; d < dim; ++d) dot += query[d] * x[d];
       exact[v] = {dot, v};
     }
-    const size_t kk = std::min<size_t>(static_cast<size_t>(k), n);
     std::partial_sort(exact.begin(), exact.begin() + static_cast<long>(kk), exact.end(), std::greater<>());
-    auto t2 = std::chrono::steady_clock::now();
-    std::unordered_set<uint32_t> truth;
-    for (size_t i = 0; i < kk; ++i) truth.insert(exact[i].second);
-    size_t hits = 0;
-    for (const auto& [v, dot] : approx) hits += truth.count(v);
-    recall += static_cast<double>(hits) / static_cast<double>(kk);
-    ann_us += std::chrono::duration<double, std::micro>(t1 - t0).count();
-    exact_us += std::chrono::duration<double, std::micro>(t2 - t1).count();
+    exact_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    for (size_t i = 0; i < kk; ++i) truth[qi].insert(exact[i].second);
   }
-  q.queries = users.size();
-  if (q.queries > 0) {
-    const double m = static_cast<double>(q.queries);
-    q.recall = recall / m;
-    q.query_us = ann_us / m;
-    q.exact_us = exact_us / m;
+  auto measure = [&](double* recall, double* us) {
+    double hits = 0, time = 0;
+    for (size_t qi = 0; qi < users.size(); ++qi) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto approx = s.ann.Search(s.embeddings.user(users[qi]), k);
+      time += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+      for (const auto& [v, dot] : approx) hits += static_cast<double>(truth[qi].count(v));
+    }
+    *recall = hits / static_cast<double>(kk * users.size());
+    *us = time / static_cast<double>(users.size());
+  };
+  measure(&q.recall, &q.query_us);
+  q.exact_us = exact_us / static_cast<double>(users.size());
+  for (int ef : ef_sweep) {
+    s.ann.SetEf(ef);
+    double recall = 0, us = 0;
+    measure(&recall, &us);
+    q.ef_sweep.emplace_back(ef, recall, us);
   }
+  if (!ef_sweep.empty()) s.ann.SetEf(options_.retrieval.ann_ef);
   return q;
 }
 

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <deque>
 #include <cstdint>
+#include <tuple>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -99,6 +100,8 @@ struct AnnQuality {
   double recall = 0;    // |ANN top-k ∩ exact top-k| / k, averaged
   double query_us = 0;  // mean ANN search time
   double exact_us = 0;  // mean brute-force time, for comparison
+  // (ef, recall, query_us) for other search breadths, same queries.
+  std::vector<std::tuple<int, double, double>> ef_sweep;
 };
 
 struct EngineStats {
@@ -161,8 +164,9 @@ class Engine {
   EngineStats Stats() const;
   std::vector<UserSummary> Users() const;
   // Queries are the vectors of up to `queries` users with history (the real
-  // query distribution), chosen with a fixed seed.
-  AnnQuality MeasureAnn(size_t queries, int k) const;
+  // query distribution), chosen with a fixed seed. Also sweeps `ef_sweep`
+  // search breadths (under the write lock: ef is global to the index).
+  AnnQuality MeasureAnn(size_t queries, int k, const std::vector<int>& ef_sweep = {});
   const EngineOptions& options() const { return options_; }
 
  private:

@@ -34,6 +34,17 @@ Status AnnIndex::Upsert(uint32_t label, const float* vec) {
   return Status::OK();
 }
 
+Status AnnIndex::Reserve(size_t n) {
+  try {
+    if (n > index_->max_elements_) index_->resizeIndex(n);
+  } catch (const std::exception& e) {
+    return Status::Internal(fmt::format("ann index reserve of {}: {}", n, e.what()));
+  }
+  return Status::OK();
+}
+
+void AnnIndex::SetEf(int ef) { index_->setEf(static_cast<size_t>(ef)); }
+
 std::vector<std::pair<uint32_t, float>> AnnIndex::Search(const float* query, int k) const {
   std::vector<std::pair<uint32_t, float>> out;
   if (k <= 0 || index_->cur_element_count == 0) return out;

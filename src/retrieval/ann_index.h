@@ -31,7 +31,12 @@ class AnnIndex {
   AnnIndex(int dim, const RetrievalOptions& options);
   ~AnnIndex();
 
+  // Upsert of distinct labels may run in parallel once Reserve has made room
+  // for all of them (growing the index is not thread-safe).
   Status Upsert(uint32_t label, const float* vec);
+  Status Reserve(size_t n);
+  // Search breadth; affects every search, so only change it while none runs.
+  void SetEf(int ef);
   // Up to k (label, inner product) pairs, best first.
   std::vector<std::pair<uint32_t, float>> Search(const float* query, int k) const;
   size_t size() const;
