@@ -253,13 +253,20 @@ std::string AuditLog::Pseudonym(const std::string& user_id) const {
   return "p:" + HexEncode(std::string(reinterpret_cast<char*>(mac), 16));
 }
 
-Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaves) {
+namespace {
+// Reads and parses every complete record of the log file in `dir`.
+Status LoadRecords(const std::string& dir, std::vector<Record>* records, bool* torn) {
   auto data = ReadFile(dir + "/log");
   if (!data.ok()) return data.status();
-  std::vector<Record> records;
   size_t end = 0;
+  return ParseLog(*data, records, &end, torn);
+}
+}  // namespace
+
+Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaves) {
+  std::vector<Record> records;
   bool torn = false;
-  FORYOU_RETURN_IF_ERROR(ParseLog(*data, &records, &end, &torn));
+  FORYOU_RETURN_IF_ERROR(LoadRecords(dir, &records, &torn));
   for (size_t i = 0; i < records.size(); ++i) {
     AuditEntry e;
     if (!DecodeEntry(records[i].entry, &e)) return Status::Corruption(fmt::format("audit log: entry {}: unreadable", i));
@@ -276,12 +283,9 @@ Status AuditLog::Verify(const std::string& dir, const SignedTreeHead* saved, Sig
   while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
   auto pub = HexDecode(trimmed);
   if (!pub || pub->size() != 32) return Status::Corruption("audit log: public.key is not a 32-byte hex key");
-  auto data = ReadFile(dir + "/log");
-  if (!data.ok()) return data.status();
   std::vector<Record> records;
-  size_t end = 0;
   bool torn = false;
-  FORYOU_RETURN_IF_ERROR(ParseLog(*data, &records, &end, &torn));
+  FORYOU_RETURN_IF_ERROR(LoadRecords(dir, &records, &torn));
   if (torn) return Status::Corruption(fmt::format("audit log: entry {}: truncated record", records.size()));
   MerkleBuilder tree;
   std::vector<Hash> leaves;

@@ -45,6 +45,12 @@ struct ServeFlags {
   std::string policy_file;
 };
 
+foryou::Status WriteTextFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  if (!(out << text) || !out.flush()) return foryou::Status::IOError("cannot write " + path);
+  return foryou::Status::OK();
+}
+
 int Fail(const foryou::Status& s) {
   std::fprintf(stderr, "foryou: %s\n", s.ToString().c_str());
   return 1;
@@ -169,11 +175,7 @@ int Eval(const std::string& protocol, const EvalFlags& flags) {
   auto report = protocol == "s3rec" ? RunS3RecEval(flags.file, opt) : RunKuaiRecEval(flags.file, opt);
   if (!report.ok()) return Fail(report.status());
   if (!flags.plot.empty() && !report->curve.empty()) {
-    FILE* f = std::fopen(flags.plot.c_str(), "w");
-    if (f == nullptr) return Fail(Status::IOError("cannot write " + flags.plot));
-    const std::string svg = CurveToSvg(*report);
-    std::fwrite(svg.data(), 1, svg.size(), f);
-    std::fclose(f);
+    if (Status s = WriteTextFile(flags.plot, CurveToSvg(*report)); !s.ok()) return Fail(s);
   }
   std::printf("%s\n", flags.json ? ReportToJson(*report).c_str() : ReportToTable(*report).c_str());
   return 0;
@@ -209,11 +211,7 @@ int Bench(const BenchFlags& f) {
   auto report = RunBench(o);
   if (!report.ok()) return Fail(report.status());
   if (!f.plot.empty()) {
-    FILE* out = std::fopen(f.plot.c_str(), "w");
-    if (out == nullptr) return Fail(Status::IOError("cannot write " + f.plot));
-    const std::string svg = LatencyHistogramSvg(*report);
-    std::fwrite(svg.data(), 1, svg.size(), out);
-    std::fclose(out);
+    if (Status s = WriteTextFile(f.plot, LatencyHistogramSvg(*report)); !s.ok()) return Fail(s);
   }
   std::printf("%s\n", f.json ? BenchToJson(*report).c_str() : BenchToTable(*report).c_str());
   return 0;
