@@ -27,6 +27,8 @@ std::string Metrics::Render(const EngineStats& st) const {
   gauge("foryou_events_ingested_total", "Events applied since the store was created.", "counter", static_cast<double>(st.events));
   gauge("foryou_model_updates_total", "Online ranker SGD steps since the store was created.", "counter", static_cast<double>(st.model_updates));
   gauge("foryou_ann_index_size", "Videos in the ANN index.", "gauge", static_cast<double>(st.ann_size));
+  gauge("foryou_ann_clamped_total", "Video vectors indexed beyond the ANN norm bound since start (ranked as if shorter).",
+        "counter", static_cast<double>(st.ann_clamped));
   gauge("foryou_co_engagement_edges", "Edges in the item-to-item co-engagement graph.", "gauge", static_cast<double>(st.co_engagement_edges));
   gauge("foryou_log_sequence", "Sequence number of the last durable log record.", "gauge", static_cast<double>(st.log_seq));
   gauge("foryou_store_bytes", "Approximate bytes of the RocksDB store.", "gauge", static_cast<double>(st.store_bytes));

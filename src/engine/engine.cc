@@ -170,6 +170,15 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     State& s = *engine->state_;
     const uint32_t n = static_cast<uint32_t>(s.catalog.size());
     FORYOU_RETURN_IF_ERROR(s.ann.Reserve(n));
+    // Norm bound for the MIPS-to-L2 reduction, with room for vectors to grow
+    // until the next start (retrieval/ann_index.h).
+    float max_norm = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      float norm2 = 0;
+      for (int d = 0; d < s.embeddings.dim(); ++d) norm2 += s.embeddings.item(i)[d] * s.embeddings.item(i)[d];
+      max_norm = std::max(max_norm, std::sqrt(norm2));
+    }
+    s.ann.SetNormBound(std::max(1.0f, 2.0f * max_norm));
     const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
     std::vector<Status> results(threads);
     std::vector<std::thread> workers;
@@ -675,6 +684,7 @@ EngineStats Engine::Stats() const {
   st.events = s.events;
   st.model_updates = s.ranker.updates();
   st.ann_size = s.ann.size();
+  st.ann_clamped = s.ann.clamped();
   st.co_engagement_edges = s.co.num_edges();
   st.log_seq = store_->last_seq();
   st.store_bytes = store_->ApproximateBytes();

@@ -110,6 +110,7 @@ struct EngineStats {
   uint64_t events = 0;         // events applied since the store was created
   uint64_t model_updates = 0;  // ranker SGD steps
   uint64_t ann_size = 0;
+  uint64_t ann_clamped = 0;  // vectors longer than the ANN norm bound (see retrieval/ann_index.h)
   uint64_t co_engagement_edges = 0;
   uint64_t log_seq = 0;
   uint64_t store_bytes = 0;

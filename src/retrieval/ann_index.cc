@@ -3,6 +3,8 @@
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 #include <fmt/format.h>
 
 namespace foryou {
@@ -14,7 +16,7 @@ constexpr size_t kInitialCapacity = 1024;
 AnnIndex::AnnIndex(int dim, const RetrievalOptions& options)
     : dim_(dim),
       options_(options),
-      space_(std::make_unique<hnswlib::InnerProductSpace>(dim)),
+      space_(std::make_unique<hnswlib::L2Space>(dim + 1)),
       index_(std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), kInitialCapacity, options.ann_m,
                                                                options.ann_ef_construction, /*random_seed=*/100)) {
   index_->setEf(options.ann_ef);
@@ -27,7 +29,13 @@ Status AnnIndex::Upsert(uint32_t label, const float* vec) {
     if (index_->cur_element_count >= index_->max_elements_) {
       index_->resizeIndex(std::max<size_t>(kInitialCapacity, index_->max_elements_ * 2));
     }
-    index_->addPoint(vec, label);  // updates in place when the label exists
+    std::vector<float> x(vec, vec + dim_);
+    float norm2 = 0;
+    for (float f : x) norm2 += f * f;
+    const float m2 = norm_bound_ * norm_bound_;
+    if (norm2 > m2) ++clamped_;
+    x.push_back(std::sqrt(std::max(0.0f, m2 - norm2)));
+    index_->addPoint(x.data(), label);  // updates in place when the label exists
   } catch (const std::exception& e) {
     return Status::Internal(fmt::format("ann index upsert of {}: {}", label, e.what()));
   }
@@ -48,11 +56,16 @@ void AnnIndex::SetEf(int ef) { index_->setEf(static_cast<size_t>(ef)); }
 std::vector<std::pair<uint32_t, float>> AnnIndex::Search(const float* query, int k) const {
   std::vector<std::pair<uint32_t, float>> out;
   if (k <= 0 || index_->cur_element_count == 0) return out;
-  auto pq = index_->searchKnn(query, static_cast<size_t>(k));
+  std::vector<float> q(query, query + dim_);
+  float q2 = 0;
+  for (float f : q) q2 += f * f;
+  q.push_back(0.0f);
+  auto pq = index_->searchKnn(q.data(), static_cast<size_t>(k));
   out.resize(pq.size());
+  const float m2 = norm_bound_ * norm_bound_;
   for (size_t i = pq.size(); i-- > 0;) {  // the queue pops the worst first
-    // InnerProductSpace distance is 1 - dot.
-    out[i] = {static_cast<uint32_t>(pq.top().second), 1.0f - pq.top().first};
+    // Squared L2 distance d = |q|^2 + M^2 - 2 q.v.
+    out[i] = {static_cast<uint32_t>(pq.top().second), (q2 + m2 - pq.top().first) / 2.0f};
     pq.pop();
   }
   return out;

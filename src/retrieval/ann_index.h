@@ -5,10 +5,19 @@
 // moves (hnswlib updates the point and repairs its neighbourhood). hnswlib
 // reports failure by throwing; this wrapper turns that into a Status.
 //
+// Maximum inner product search is reduced to nearest-neighbour search in L2,
+// where HNSW's graphs work well (Bachrach et al. 2014): a vector v is stored
+// as [v, sqrt(M^2 - |v|^2)] and a query q as [q, 0], so |q' - v'|^2 =
+// |q|^2 + M^2 - 2 q.v and the nearest point is the largest inner product.
+// M is a bound on the norms (SetNormBound); a vector longer than M is stored
+// as if its norm were M (counted in clamped()), so set M above the largest
+// norm when the index is built.
+//
 // Thread safety: Search may run concurrently with other Search calls; Upsert
 // needs exclusive access (the engine's write lock).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <utility>
@@ -35,6 +44,10 @@ class AnnIndex {
   // for all of them (growing the index is not thread-safe).
   Status Upsert(uint32_t label, const float* vec);
   Status Reserve(size_t n);
+  // Applies to points upserted afterwards. Default 1.
+  void SetNormBound(float m) { norm_bound_ = m; }
+  float norm_bound() const { return norm_bound_; }
+  uint64_t clamped() const { return clamped_.load(); }
   // Search breadth; affects every search, so only change it while none runs.
   void SetEf(int ef);
   // Up to k (label, inner product) pairs, best first.
@@ -43,6 +56,8 @@ class AnnIndex {
 
  private:
   int dim_;
+  float norm_bound_ = 1.0f;
+  std::atomic<uint64_t> clamped_{0};
   RetrievalOptions options_;
   std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 #include <set>
 
@@ -20,8 +21,16 @@ TEST(AnnIndexTest, RecallAgainstBruteForce) {
   std::vector<float> data(static_cast<size_t>(n) * dim);
   for (float& x : data) x = g(rng);
   AnnIndex index(dim, RetrievalOptions{});
+  float max_norm = 0;
+  for (int i = 0; i < n; ++i) {
+    float n2 = 0;
+    for (int d = 0; d < dim; ++d) n2 += data[static_cast<size_t>(i) * dim + d] * data[static_cast<size_t>(i) * dim + d];
+    max_norm = std::max(max_norm, std::sqrt(n2));
+  }
+  index.SetNormBound(max_norm);
   for (int i = 0; i < n; ++i) ASSERT_TRUE(index.Upsert(i, &data[static_cast<size_t>(i) * dim]).ok());
   EXPECT_EQ(index.size(), static_cast<size_t>(n));
+  EXPECT_EQ(index.clamped(), 0u);
   double hits = 0;
   for (int q = 0; q < queries; ++q) {
     std::vector<float> query(dim);
@@ -38,7 +47,12 @@ TEST(AnnIndexTest, RecallAgainstBruteForce) {
     auto got = index.Search(query.data(), k);
     ASSERT_EQ(got.size(), static_cast<size_t>(k));
     EXPECT_GE(got[0].second, got[k - 1].second) << "best first";
-    for (auto& [label, dot] : got) hits += truth.count(static_cast<int>(label));
+    for (auto& [label, dot] : got) {
+      hits += truth.count(static_cast<int>(label));
+      float exact_dot = 0;
+      for (int d = 0; d < dim; ++d) exact_dot += query[d] * data[static_cast<size_t>(label) * dim + d];
+      EXPECT_NEAR(dot, exact_dot, 1e-2f * (1 + std::abs(exact_dot))) << "the reported score is the inner product";
+    }
   }
   EXPECT_GE(hits / (queries * k), 0.9);
 }
