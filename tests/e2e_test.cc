@@ -198,10 +198,20 @@ TEST_F(E2ETest, BadInputGets4xxAndLosesNothing) {
     EXPECT_EQ(j["error"]["code"], c.code) << r->body;
     EXPECT_FALSE(j["error"]["message"].get<std::string>().empty());
   }
+  // A batch over engine.max_batch (10,000) is refused whole.
+  {
+    json big = json::array();
+    for (int i = 0; i < 10001; ++i) big.push_back(Event("zoe", "cats-0-1", "impression"));
+    auto r = Post("/v1/events", json{{"events", big}}.dump());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 413) << r->body;
+    EXPECT_EQ(json::parse(r->body)["error"]["code"], "too_large");
+  }
   // The rejected batches left nothing behind: zoe has exactly her one play.
   json zoe = GetJson("/v1/users/zoe");
   EXPECT_EQ(zoe["event_counts"]["play"], 1);
   EXPECT_EQ(zoe["event_counts"]["like"], 0);
+  EXPECT_EQ(zoe["event_counts"]["impression"], 0);
   EXPECT_EQ(GetJson("/v1/videos/x", 404)["error"]["code"], "not_found");
 
   // Garbage on the socket, then a connection that never finishes its request.
