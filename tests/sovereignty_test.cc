@@ -159,6 +159,28 @@ TEST_F(SovereigntyTest, ResidencyReportCountsWhatIsHeldAndFlagsWhatIsNotAllowed)
   EXPECT_EQ(wrong.out.find("amy"), std::string::npos) << "the report names pseudonyms, not users";
 }
 
+TEST_F(SovereigntyTest, ErasureIsAuthorizedAuditedAndFinal) {
+  ASSERT_EQ(Call(1, "POST", "/v1/events", "sg-key", "SG", Events("siew"))->status, 200);
+  auto erase = [&](int region, const std::string& key, const std::string& j) {
+    httplib::Client c("127.0.0.1", servers_[region]->port());
+    httplib::Headers h = {{"Authorization", "Bearer " + key}, {"X-Foryou-Jurisdiction", j}};
+    return c.Delete("/v1/users/siew", h);
+  };
+  EXPECT_EQ(erase(0, "sg-key", "SG")->status, 421) << "only the home region erases";
+  EXPECT_EQ(erase(1, "us-key", "SG")->status, 403) << "the US service has no rights on SG data";
+  auto r = erase(1, "sg-key", "SG");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Call(1, "GET", "/v1/users/siew", "sg-key", "SG")->status, 404);
+  EXPECT_EQ(Call(1, "GET", "/v1/users/siew/export", "sg-key", "SG")->status, 404);
+  EXPECT_EQ(erase(1, "sg-key", "SG")->status, 404) << "nothing left to erase";
+  servers_[1]->Terminate();
+  CommandResult v = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", dir_.Sub("data-sg")});
+  ASSERT_EQ(v.exit_code, 0);
+  // events (attempt + outcome), refused erase, erase (attempt + outcome), 2 reads, second erase (attempt + outcome)
+  EXPECT_EQ(json::parse(v.out)["tree_size"], 9);
+}
+
 TEST(OpenModeTest, WithoutAPolicyTheServerRefusesToListenBeyondLoopback) {
   TempDir dir;
   CommandResult r = RunCommand({FORYOU_BINARY, "serve", "--data-dir", dir.Sub("d"), "--listen", "0.0.0.0:0"});

@@ -140,7 +140,8 @@ void HttpServer::InstallRoutes() {
       Reply reply;
       std::string principal = "open";
       const bool personal = action != nullptr;
-      const bool write = personal && std::string_view(action) == "events.write";
+      const std::string_view act = personal ? std::string_view(action) : std::string_view();
+      const bool write = act == "events.write" || act == "user.erase";
       // The users this request touches, known before it runs, so that refused
       // attempts are audited against them too.
       std::vector<std::string> subjects;
@@ -208,7 +209,7 @@ void HttpServer::InstallRoutes() {
           reply = Error(Status::Internal("internal error"));
         }
         // A new user's home is recorded once their first write is accepted.
-        if (policy_ != nullptr && write && reply.status == 200) {
+        if (policy_ != nullptr && act == "events.write" && reply.status == 200) {
           for (const std::string& user : subjects) {
             if (!engine_.UserHome(user).empty()) continue;
             if (Status s = engine_.SetUserHome(user, jurisdiction); !s.ok()) {
@@ -232,6 +233,7 @@ void HttpServer::InstallRoutes() {
                               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     };
     if (std::string_view(method) == "GET") server_->Get(pattern, wrapped);
+    else if (std::string_view(method) == "DELETE") server_->Delete(pattern, wrapped);
     else server_->Post(pattern, wrapped);
   };
 
@@ -305,6 +307,14 @@ void HttpServer::InstallRoutes() {
     reply.subjects = {req.matches[1]};
     return reply;
   }, "user.export", PathUser(R"(/v1/users/([^/]+)/export)"));
+
+  route("DELETE", R"(/v1/users/([^/]+))", "users_erase", [this](const httplib::Request& req) {
+    const std::string user = req.matches[1];
+    Status s = engine_.EraseUser(user);
+    Reply reply = s.ok() ? Reply{200, ErasedToJson(user)} : Error(s);
+    reply.subjects = {user};
+    return reply;
+  }, "user.erase", PathUser(R"(/v1/users/([^/]+))"));
 
   route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const httplib::Request& req) {
     auto video = engine_.GetVideo(req.matches[1]);

@@ -238,6 +238,10 @@ std::string UserExportToJson(const UserExport& x) {
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string ErasedToJson(const std::string& user_id) {
+  return json{{"erased", user_id}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 std::string VideoToJson(const VideoInfo& info) {
   const Video& v = info.video;
   json j = {{"id", v.id},

@@ -24,6 +24,7 @@ Result<std::vector<Event>> ParseEvents(std::string_view body);
 std::string FeedToJson(const FeedResponse& feed);
 std::string UserToJson(const UserProfile& user);
 std::string UserExportToJson(const UserExport& e);
+std::string ErasedToJson(const std::string& user_id);
 std::string VideoToJson(const VideoInfo& video);
 std::string ErrorToJson(const Status& status);
 std::string ErrorToJson(std::string_view code, std::string_view message);

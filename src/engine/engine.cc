@@ -455,6 +455,45 @@ Status Engine::SetUserHome(const std::string& user_id, const std::string& jurisd
   return ApplyRecord(seq, record, /*replaying=*/false);
 }
 
+Status Engine::EraseUser(const std::string& user_id) {
+  std::lock_guard write(write_mu_);
+  std::optional<uint32_t> idx;
+  {
+    std::shared_lock lock(mu_);
+    idx = state_->FindUserIdx(user_id);
+  }
+  if (!idx) return Status::NotFound(fmt::format("user '{}' not found", user_id));
+  // 1. The log: records that mention the user are rewritten without them.
+  // Sequence numbers stay (an emptied record stays, as an empty batch).
+  std::vector<std::pair<uint64_t, std::string>> rewrites;
+  FORYOU_RETURN_IF_ERROR(store_->Replay(1, [&](uint64_t seq, std::string_view data) {
+    LogRecord rec;
+    FORYOU_RETURN_IF_ERROR(DecodeRecord(data, &rec));
+    if (rec.kind == RecordKind::kUserHome && rec.user_id == user_id) {
+      rewrites.emplace_back(seq, EncodeEventsRecord({}));
+    } else if (rec.kind == RecordKind::kEvents) {
+      std::vector<Event> kept;
+      for (Event& e : rec.events) {
+        if (e.user_id != user_id) kept.push_back(std::move(e));
+      }
+      if (kept.size() != rec.events.size()) rewrites.emplace_back(seq, EncodeEventsRecord(kept));
+    }
+    return Status::OK();
+  }));
+  FORYOU_RETURN_IF_ERROR(store_->Rewrite(rewrites));
+  // 2. Live state.
+  {
+    std::unique_lock lock(mu_);
+    State& s = *state_;
+    s.user_index.erase(user_id);
+    s.users[*idx] = UserRecord{};  // the slot stays so that indexes do not move
+    s.embeddings.ResetUser(*idx);
+  }
+  std::lock_guard lock(served_mu_);
+  served_.erase(user_id);
+  return Status::OK();
+}
+
 std::string Engine::ExportModel() const {
   std::shared_lock lock(mu_);
   const State& s = *state_;
@@ -668,6 +707,7 @@ std::vector<UserSummary> Engine::Users() const {
   std::vector<UserSummary> out;
   out.reserve(state_->users.size());
   for (const UserRecord& u : state_->users) {
+    if (u.id.empty()) continue;  // an erased user's slot
     uint64_t events = 0;
     for (uint64_t c : u.event_counts) events += c;
     out.push_back({u.id, u.home, events});
@@ -680,7 +720,7 @@ EngineStats Engine::Stats() const {
   const State& s = *state_;
   EngineStats st;
   st.videos = s.catalog.size();
-  st.users = s.users.size();
+  st.users = s.user_index.size();
   st.events = s.events;
   st.model_updates = s.ranker.updates();
   st.ann_size = s.ann.size();

@@ -143,6 +143,13 @@ class Engine {
   // homes change only by an audited migration.
   Status SetUserHome(const std::string& user_id, const std::string& jurisdiction);
 
+  // Erases a user: every event of theirs is removed from the log (rewritten
+  // and compacted off the disk) and the user from live state, served history
+  // and the per-user model parameters. Aggregates the user contributed to
+  // (co-engagement, trending, the ranker) keep that share until the next
+  // start, whose replay no longer sees those events. NotFound if unknown.
+  Status EraseUser(const std::string& user_id);
+
   // The trained algorithm without any user data (engine/model_payload.h):
   // catalog, video vectors and counters, ranker weights, co-engagement.
   std::string ExportModel() const;

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -327,6 +329,42 @@ TEST_F(EngineTest, ModelExportCarriesNoUserDataAndReproducesTheAlgorithmElsewher
   std::string broken = payload;
   broken.resize(broken.size() / 2);
   EXPECT_EQ(other->ImportModel(broken).code(), StatusCode::kCorruption);
+}
+
+}  // namespace
+}  // namespace foryou
+
+namespace foryou {
+namespace {
+
+TEST_F(EngineTest, EraseRemovesTheUserFromStateLogAndRestart) {
+  LoadWorld();
+  ASSERT_TRUE(engine_->IngestEvents({Ev("erase-me-7f3a", "cats-0-1", EventType::kLike, kNow),
+                                     Play("erase-me-7f3a", "cars-0-2", 1.0, kNow),
+                                     Play("keeper", "cars-0-2", 1.0, kNow)})
+                  .ok());
+  ASSERT_TRUE(engine_->Feed(FeedRequest{"erase-me-7f3a", 5, ""}).ok());
+  const uint64_t users_before = engine_->Stats().users;
+  ASSERT_TRUE(engine_->EraseUser("erase-me-7f3a").ok());
+  EXPECT_EQ(engine_->GetUser("erase-me-7f3a").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(engine_->ExportUser("erase-me-7f3a").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(engine_->Stats().users, users_before - 1);
+  EXPECT_TRUE(engine_->GetUser("keeper").ok());
+  EXPECT_EQ(engine_->EraseUser("erase-me-7f3a").code(), StatusCode::kNotFound);
+  // Nothing of the user is left in the store's files.
+  engine_.reset();
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir_.path())) {
+    if (!f.is_regular_file()) continue;
+    std::ifstream in(f.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(bytes.find("erase-me-7f3a"), std::string::npos) << f.path();
+  }
+  Reopen();
+  EXPECT_EQ(engine_->GetUser("erase-me-7f3a").status().code(), StatusCode::kNotFound) << "after restart";
+  EXPECT_EQ(engine_->GetUser("keeper")->event_counts[1].second, 1u);
+  auto feed = engine_->Feed(FeedRequest{"erase-me-7f3a", 5, ""});
+  ASSERT_TRUE(feed.ok());
+  EXPECT_EQ(feed->items.size(), 5u) << "the id is a new, cold user now";
 }
 
 }  // namespace

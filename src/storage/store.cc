@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
 
 #include <fmt/format.h>
 
@@ -87,6 +88,26 @@ Status Store::Replay(uint64_t from_seq, const std::function<Status(uint64_t, std
     FORYOU_RETURN_IF_ERROR(fn(seq, std::string_view(it->value().data(), it->value().size())));
   }
   if (!it->status().ok()) return Status::IOError(fmt::format("replay log: {}", it->status().ToString()));
+  return Status::OK();
+}
+
+Status Store::Rewrite(const std::vector<std::pair<uint64_t, std::string>>& records) {
+  std::lock_guard<std::mutex> lock(mu_);
+  rocksdb::WriteBatch batch;
+  for (const auto& [seq, value] : records) {
+    if (seq == 0 || seq > last_seq_) return Status::InvalidArgument(fmt::format("rewrite of unknown record {}", seq));
+    batch.Put(LogKey(seq), value);
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = db_->Write(wo, &batch);
+  if (!s.ok()) return Status::IOError(fmt::format("rewrite log: {}", s.ToString()));
+  s = db_->Flush(rocksdb::FlushOptions());
+  if (!s.ok()) return Status::IOError(fmt::format("flush after rewrite: {}", s.ToString()));
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  s = db_->CompactRange(co, nullptr, nullptr);
+  if (!s.ok()) return Status::IOError(fmt::format("compact after rewrite: {}", s.ToString()));
   return Status::OK();
 }
 

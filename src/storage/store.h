@@ -24,6 +24,8 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "util/status.h"
 
@@ -54,6 +56,11 @@ class Store {
   // Calls fn(seq, record) for every record with seq >= from_seq, in order.
   // Stops at and returns the first non-OK status fn returns.
   Status Replay(uint64_t from_seq, const std::function<Status(uint64_t, std::string_view)>& fn) const;
+
+  // Replaces existing records (same sequence numbers) in one durable, atomic
+  // batch, then flushes and compacts so that the replaced bytes leave the
+  // disk. For erasure only: everything else is append-only.
+  Status Rewrite(const std::vector<std::pair<uint64_t, std::string>>& records);
 
   uint64_t last_seq() const;
   // Bytes on disk (SST + WAL), for metrics.
