@@ -22,12 +22,9 @@ size_t World::SampleRank(uint64_t* rng, size_t n) const {
   return std::min(r, n - 1);
 }
 
-size_t World::TagOf(size_t video) const { return video % options_.tags; }
-
 size_t World::SampleInTag(uint64_t* rng, size_t tag) const {
-  // Videos of a tag are every `tags`-th popularity rank, shifted: draw a rank
-  // within the tag and map it back (exact when TagOf is replaced by i % tags;
-  // close enough for a benchmark, and O(1)).
+  // The videos of tag t are ranks t, t + tags, t + 2 tags, ... (MakeVideo's
+  // first tag is i % tags): draw a Zipf rank within the tag and map it back, O(1).
   const size_t per_tag = std::max<size_t>(1, options_.videos / options_.tags);
   const size_t r = SampleRank(rng, per_tag);
   return std::min(options_.videos - 1, r * options_.tags + tag);

@@ -33,8 +33,6 @@ class World {
   Video MakeVideo(size_t i) const;
   // Appends user u's events, in time order.
   void UserEvents(size_t u, std::vector<Event>* out) const;
-  // The first tag of a video (videos of tag t are those with i % tags == t).
-  size_t TagOf(size_t video) const;
 
  private:
   size_t SampleRank(uint64_t* rng, size_t n) const;  // Zipf(1) over [0, n)

@@ -33,7 +33,6 @@ class EmbeddingModel {
 
   int dim() const { return dim_; }
   size_t num_items() const { return items_.size() / dim_; }
-  size_t num_users() const { return users_.size() / dim_; }
 
   // Appends video `idx` (must equal num_items()). `prior` is either empty, in
   // which case the content prior is built from `content_keys` (tags, creator),

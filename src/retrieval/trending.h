@@ -49,7 +49,6 @@ class Trending {
   // The log-domain score, for model export; -infinity when never engaged.
   double RawScore(uint32_t item) const { return score_[item]; }
   void SetRawScore(uint32_t item, double score);
-  bool HasScore(uint32_t item) const { return score_[item] > kNone; }
 
  private:
   static constexpr double kNone = -std::numeric_limits<double>::infinity();
