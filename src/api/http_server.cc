@@ -6,12 +6,16 @@
 #include <algorithm>
 #include <charconv>
 #include <regex>
+#include <set>
 #include <chrono>
 #include <fmt/format.h>
 
 #include "api/json_codec.h"
 #include "audit/audit_log.h"
 #include "policy/policy.h"
+#include "replication/backup_store.h"
+#include "replication/shipper.h"
+#include "replication/wire.h"
 #include "util/clock.h"
 
 namespace foryou {
@@ -23,6 +27,8 @@ int HttpStatusFor(StatusCode code) {
     case StatusCode::kNotFound: return 404;
     case StatusCode::kTooLarge: return 413;
     case StatusCode::kUnavailable: return 503;
+    case StatusCode::kForbidden: return 403;
+    case StatusCode::kConflict: return 409;
     case StatusCode::kCorruption:
     case StatusCode::kIOError:
     case StatusCode::kInternal: return 500;
@@ -56,6 +62,7 @@ struct Reply {
   std::string body;
   const char* content_type;
   std::vector<std::string> subjects;  // users whose personal data the request touched
+  std::string backup_state;           // X-Foryou-Backup, for writes with a shipper
 };
 
 Reply Error(const Status& s) { return Reply{HttpStatusFor(s.code()), ErrorToJson(s)}; }
@@ -83,14 +90,48 @@ const char* DefaultErrorCode(int status) {
   }
 }
 
+// The backup endpoints, once the wrapper has authorized the request.
+Reply BackupHandler(BackupStores& backups, const httplib::Request& req, std::string_view action,
+                    const std::set<std::string>& allowed) {
+  const std::string source = req.matches[1];
+  if (action == "backup.status") {
+    auto last = backups.LastSeq(source);
+    if (!last.ok()) return Error(last.status());
+    return Reply{200, fmt::format(R"({{"source":"{}","last_seq":{}}})", source, *last)};
+  }
+  if (action == "backup.read") {
+    uint64_t from = 1, max_bytes = 8 << 20;
+    for (auto [name, value] : {std::pair{"from", &from}, std::pair{"max_bytes", &max_bytes}}) {
+      if (!req.has_param(name)) continue;
+      const std::string v = req.get_param_value(name);
+      auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), *value);
+      if (ec != std::errc() || ptr != v.data() + v.size() || *value == 0) {
+        return Error(Status::InvalidArgument(fmt::format("{}: must be a positive integer", name)));
+      }
+    }
+    LogBatch batch;
+    if (Status s = backups.Read(source, from, std::min<uint64_t>(max_bytes, 64 << 20), &batch); !s.ok()) {
+      return Error(s);
+    }
+    return Reply{200, EncodeLogBatch(batch), "application/octet-stream"};
+  }
+  LogBatch batch;
+  if (Status s = DecodeLogBatch(req.body, &batch); !s.ok()) return Error(s);
+  uint64_t last = 0;
+  Status s = backups.Receive(source, batch, allowed, &last);
+  if (s.code() == StatusCode::kConflict) return Reply{409, ConflictToJson(s.message(), last)};
+  if (!s.ok()) return Error(s);
+  return Reply{200, fmt::format(R"({{"source":"{}","last_seq":{}}})", source, last)};
+}
+
 }  // namespace
 
-HttpServer::HttpServer(Engine& engine, const ServerOptions& options, AuditLog* audit, const Policy* policy,
-                       const PolicyRegion* region)
+HttpServer::HttpServer(Engine& engine, const ServerOptions& options, const Sovereignty& sovereignty)
     : engine_(engine),
-      audit_(audit),
-      policy_(policy),
-      region_(region),
+      sov_(sovereignty),
+      audit_(sovereignty.audit),
+      policy_(sovereignty.policy),
+      region_(sovereignty.region),
       options_(options),
       server_(std::make_unique<httplib::Server>()) {
   const int threads = options_.threads;
@@ -139,8 +180,10 @@ void HttpServer::InstallRoutes() {
       const auto start = std::chrono::steady_clock::now();
       Reply reply;
       std::string principal = "open";
-      const bool personal = action != nullptr;
-      const std::string_view act = personal ? std::string_view(action) : std::string_view();
+      const std::string_view act = action != nullptr ? std::string_view(action) : std::string_view();
+      // Backups carry sealed personal data, authorized per source region.
+      const bool backup = act.starts_with("backup.");
+      const bool personal = action != nullptr && !backup;
       const bool write = act == "events.write" || act == "user.erase";
       // The users this request touches, known before it runs, so that refused
       // attempts are audited against them too.
@@ -148,12 +191,27 @@ void HttpServer::InstallRoutes() {
       if (personal && users && (policy_ != nullptr || audit_ != nullptr)) subjects = users(req);
       std::string jurisdiction;
       bool refused = false;
-      if (policy_ != nullptr) {
+      std::set<std::string> backup_jurisdictions;  // what a backup request may carry
+      if (backup && policy_ == nullptr) {
+        refused = true;
+        reply = Reply{403, ErrorToJson("forbidden", "backups need a policy: this server runs in open mode")};
+      } else if (policy_ != nullptr) {
         std::string key = req.get_header_value("Authorization");
         if (key.rfind("Bearer ", 0) == 0) key = key.substr(7);
         const Principal* p = policy_->Authenticate(key);
         principal = p != nullptr ? p->name : "unauthenticated";
-        if (personal) {
+        if (backup) {
+          principal = p != nullptr ? p->name : "unauthenticated";
+          const std::string source = req.matches.size() > 1 ? std::string(req.matches[1]) : std::string();
+          if (auto refusal = policy_->CheckBackup(*region_, key, source, act == "backup.write" ? Access::kWrite : Access::kRead,
+                                                  &backup_jurisdictions)) {
+            refused = true;
+            reply = Reply{refusal->http_status, ErrorToJson(refusal->code, refusal->message)};
+          } else if (sov_.backups == nullptr) {
+            refused = true;
+            reply = Reply{503, ErrorToJson("unavailable", "this server holds no backups")};
+          }
+        } else if (personal) {
           jurisdiction = req.get_header_value("X-Foryou-Jurisdiction");
           if (auto refusal = policy_->Check(*region_, key, jurisdiction, write ? Access::kWrite : Access::kRead)) {
             refused = true;
@@ -203,22 +261,21 @@ void HttpServer::InstallRoutes() {
       }
       if (!refused) {
         try {
-          reply = handler(req);
+          reply = backup ? BackupHandler(*sov_.backups, req, act, backup_jurisdictions) : handler(req);
         } catch (const std::exception& e) {
           spdlog::error("{}: unhandled exception: {}", endpoint, e.what());
           reply = Error(Status::Internal("internal error"));
         }
-        // A new user's home is recorded once their first write is accepted.
-        if (policy_ != nullptr && act == "events.write" && reply.status == 200) {
-          for (const std::string& user : subjects) {
-            if (!engine_.UserHome(user).empty()) continue;
-            if (Status s = engine_.SetUserHome(user, jurisdiction); !s.ok()) {
-              spdlog::error("recording the home of a user: {}", s.ToString());
-            }
-          }
+        // An accepted write is acknowledged once the backup regions hold it.
+        const bool changed = write || (!personal && !backup && std::string_view(method) == "POST");
+        if (sov_.shipper != nullptr && changed && reply.status == 200) {
+          reply.backup_state = sov_.shipper->WaitFor(engine_.LastSeq(), sov_.backup_wait) ? "confirmed" : "pending";
         }
       }
-      if (audit_ != nullptr && personal) {
+      // Backups: reads (a restore) and refusals are audited; shipped batches
+      // of ciphertext are not, one entry each would double every write.
+      const bool audited = personal || (backup && (refused || act == "backup.read"));
+      if (audit_ != nullptr && audited) {
         if (Status s = audit(std::to_string(reply.status), /*sync=*/write); !s.ok()) {
           spdlog::error("audit append failed: {}", s.ToString());
           // A read is withheld when it cannot be audited. A write is already
@@ -228,6 +285,7 @@ void HttpServer::InstallRoutes() {
         }
       }
       res.status = reply.status;
+      if (!reply.backup_state.empty()) res.set_header("X-Foryou-Backup", reply.backup_state);
       res.set_content(std::move(reply.body), reply.content_type);
       metrics_.ObserveRequest(endpoint, reply.status,
                               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -240,8 +298,36 @@ void HttpServer::InstallRoutes() {
   route("GET", "/healthz", "healthz", [](const httplib::Request&) { return Reply{200, R"({"status":"ok"})"}; });
 
   route("GET", "/metrics", "metrics", [this](const httplib::Request&) {
-    return Reply{200, metrics_.Render(engine_.Stats()), "text/plain; version=0.0.4"};
+    std::string text = metrics_.Render(engine_.Stats());
+    if (sov_.shipper != nullptr) {
+      const uint64_t last = engine_.LastSeq();
+      text += "# HELP foryou_backup_shipped_seq Last log record stored by each backup region.\n"
+              "# TYPE foryou_backup_shipped_seq gauge\n";
+      std::string lag = "# HELP foryou_backup_lag_records Acknowledged records not yet stored by a backup region (RPO).\n"
+                        "# TYPE foryou_backup_lag_records gauge\n";
+      std::string fails = "# HELP foryou_backup_failures_total Failed shipping attempts.\n"
+                          "# TYPE foryou_backup_failures_total counter\n";
+      for (const ShipperTargetStats& t : sov_.shipper->Stats()) {
+        text += fmt::format("foryou_backup_shipped_seq{{region=\"{}\"}} {}\n", t.region, t.shipped_seq);
+        lag += fmt::format("foryou_backup_lag_records{{region=\"{}\"}} {}\n", t.region,
+                           last > t.shipped_seq ? last - t.shipped_seq : 0);
+        fails += fmt::format("foryou_backup_failures_total{{region=\"{}\"}} {}\n", t.region, t.failures);
+      }
+      text += lag + fails;
+    }
+    if (sov_.backups != nullptr) {
+      text += fmt::format("# HELP foryou_backup_received_bytes_total Bytes of other regions' records stored here.\n"
+                          "# TYPE foryou_backup_received_bytes_total counter\nforyou_backup_received_bytes_total {}\n",
+                          sov_.backups->received_bytes());
+    }
+    return Reply{200, std::move(text), "text/plain; version=0.0.4"};
   });
+
+  // Backups of other regions (replication/backup_store.h); authorized by
+  // the wrapper (Policy::CheckBackup), handled by BackupHandler.
+  route("POST", R"(/v1/backup/([A-Za-z0-9_-]+)/records)", "backup_receive", nullptr, "backup.write");
+  route("GET", R"(/v1/backup/([A-Za-z0-9_-]+)/records)", "backup_read", nullptr, "backup.read");
+  route("GET", R"(/v1/backup/([A-Za-z0-9_-]+)/status)", "backup_status", nullptr, "backup.status");
 
   route("POST", "/v1/videos", "videos_upsert", [this](const httplib::Request& req) {
     auto videos = ParseVideos(req.body);
@@ -259,7 +345,10 @@ void HttpServer::InstallRoutes() {
     for (const Event& e : *events) users.push_back(e.user_id);
     std::sort(users.begin(), users.end());
     users.erase(std::unique(users.begin(), users.end()), users.end());
-    auto accepted = engine_.IngestEvents(std::move(events).value());
+    // With a policy the wrapper checked X-Foryou-Jurisdiction: it is the home
+    // of users seen for the first time.
+    auto accepted = engine_.IngestEvents(std::move(events).value(),
+                                         policy_ != nullptr ? req.get_header_value("X-Foryou-Jurisdiction") : "");
     Reply reply = accepted.ok() ? Reply{200, fmt::format(R"({{"accepted":{}}})", *accepted)} : Error(accepted.status());
     reply.subjects = std::move(users);
     return reply;

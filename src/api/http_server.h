@@ -7,6 +7,7 @@
 // ServerOptions::threads workers; Stop may be called from any thread.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -22,8 +23,25 @@ class Server;
 namespace foryou {
 
 class AuditLog;
+class BackupStores;
 class Policy;
+class Shipper;
 struct PolicyRegion;
+
+// The sovereign data layer around a server; every member is optional and
+// borrowed (it must outlive the server).
+struct Sovereignty {
+  AuditLog* audit = nullptr;
+  const Policy* policy = nullptr;
+  const PolicyRegion* region = nullptr;  // this server's region in `policy`
+  // Ships acknowledged writes to the backup regions. A write is acknowledged
+  // once every backup region stored it (header X-Foryou-Backup: confirmed),
+  // or after `backup_wait` without that (X-Foryou-Backup: pending).
+  Shipper* shipper = nullptr;
+  std::chrono::milliseconds backup_wait{2000};
+  // Holds other regions' backups: POST/GET /v1/backup/{region}/...
+  BackupStores* backups = nullptr;
+};
 
 // The one mapping from error codes to HTTP statuses.
 int HttpStatusFor(StatusCode code);
@@ -33,7 +51,7 @@ Status ParseListenAddress(const std::string& listen, std::string* host, int* por
 
 class HttpServer {
  public:
-  // `engine` and `audit` are borrowed and must outlive the server. With an
+  // `engine` is borrowed and must outlive the server. With an
   // audit log, every request to a personal-data endpoint (events, feed, user)
   // is appended to it -- one entry per user touched, with the principal, the
   // action and the HTTP status -- before the response is sent.
@@ -44,8 +62,11 @@ class HttpServer {
   // "home_region") when this region is not primary for that jurisdiction,
   // 403 when the principal lacks the right or the user's recorded home
   // differs. A user's home is recorded on their first write.
-  HttpServer(Engine& engine, const ServerOptions& options, AuditLog* audit = nullptr, const Policy* policy = nullptr,
-             const PolicyRegion* region = nullptr);
+  //
+  // Backup endpoints (replication/backup_store.h) need a policy and an
+  // operator principal of the source region's jurisdictions
+  // (Policy::CheckBackup).
+  HttpServer(Engine& engine, const ServerOptions& options, const Sovereignty& sovereignty = {});
   ~HttpServer();
 
   // Binds the listening socket; returns the bound port.
@@ -57,6 +78,7 @@ class HttpServer {
  private:
   void InstallRoutes();
   Engine& engine_;
+  const Sovereignty sov_;
   AuditLog* audit_;  // may be null
   const Policy* policy_;  // may be null: open mode
   const PolicyRegion* region_;

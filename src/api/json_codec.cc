@@ -273,6 +273,11 @@ std::string MisdirectedToJson(std::string_view message, std::string_view home_re
       -1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string ConflictToJson(std::string_view message, uint64_t last_seq) {
+  return json{{"error", {{"code", "conflict"}, {"message", message}, {"last_seq", last_seq}}}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
+}
+
 std::string ErrorToJson(const Status& status) { return ErrorToJson(StatusCodeName(status.code()), status.message()); }
 
 }  // namespace foryou

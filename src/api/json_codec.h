@@ -30,5 +30,7 @@ std::string ErrorToJson(const Status& status);
 std::string ErrorToJson(std::string_view code, std::string_view message);
 // 421: the error plus "home_region", the region the client must ask instead.
 std::string MisdirectedToJson(std::string_view message, std::string_view home_region);
+// 409 from a backup region: {"error": {"code": "conflict", "message", "last_seq"}}.
+std::string ConflictToJson(std::string_view message, uint64_t last_seq);
 
 }  // namespace foryou

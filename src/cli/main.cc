@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <map>
 #include <optional>
@@ -25,6 +26,10 @@
 #include "learning/signals.h"
 #include "ranking/features.h"
 #include "policy/policy.h"
+#include "crypto/keyring.h"
+#include "replication/backup_store.h"
+#include "replication/restore.h"
+#include "replication/shipper.h"
 #include "demo/demo_world.h"
 #include "eval/eval.h"
 #include "engine/engine.h"
@@ -43,7 +48,30 @@ struct ServeFlags {
   bool audit = false;
   std::string region;
   std::string policy_file;
+  std::string region_key_file;
+  std::vector<std::string> backup_to;
+  std::string backup_api_key_file;
+  int backup_wait_ms = 2000;
 };
+
+// The region key from --region-key-file or FORYOU_REGION_KEY; "" when
+// neither is given and `required` is false.
+foryou::Result<std::string> RegionKey(const std::string& file, bool required) {
+  auto key = foryou::LoadRegionKey(file);
+  if (key.status().code() == foryou::StatusCode::kNotFound && !required) return std::string();
+  return key;
+}
+
+foryou::Result<std::string> ReadSecretFile(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return foryou::Status::IOError(fmt::format("cannot read {} file {}", what, path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string v = ss.str();
+  while (!v.empty() && (v.back() == '\n' || v.back() == '\r' || v.back() == ' ')) v.pop_back();
+  if (v.empty()) return foryou::Status::InvalidArgument(fmt::format("{} file {} is empty", what, path));
+  return v;
+}
 
 foryou::Status WriteTextFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);
@@ -95,10 +123,50 @@ int Serve(const ServeFlags& flags) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // Under a policy personal data is encrypted at rest, so a region key is
+  // required; in open mode it is optional.
+  auto region_key = RegionKey(flags.region_key_file, policy.has_value());
+  if (!region_key.ok()) {
+    return Fail(policy ? Status::InvalidArgument("with --policy, personal data is encrypted at rest: " +
+                                                 region_key.status().message())
+                       : region_key.status());
+  }
+  std::vector<BackupTarget> targets;
+  for (const std::string& spec : flags.backup_to) {
+    const auto eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+      return Fail(Status::InvalidArgument(fmt::format("--backup-to '{}': expected REGION=URL", spec)));
+    }
+    targets.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
+  }
+  std::string backup_api_key;
+  if (!targets.empty()) {
+    if (!policy) return Fail(Status::InvalidArgument("--backup-to needs --policy: the policy approves backup regions"));
+    const auto approved = policy->BackupRegionsFor(*region);
+    for (const BackupTarget& t : targets) {
+      const bool ok = std::any_of(approved.begin(), approved.end(), [&](const PolicyRegion* r) { return r->name == t.region; });
+      if (!ok) {
+        return Fail(Status::Forbidden(fmt::format(
+            "--backup-to {}: the policy does not approve region {} to hold backups of this region's jurisdictions",
+            t.region, t.region)));
+      }
+    }
+    if (flags.backup_api_key_file.empty()) return Fail(Status::InvalidArgument("--backup-to needs --backup-api-key-file"));
+    auto key = ReadSecretFile(flags.backup_api_key_file, "backup API key");
+    if (!key.ok()) return Fail(key.status());
+    backup_api_key = *key;
+  } else if (policy && !policy->BackupRegionsFor(*region).empty()) {
+    spdlog::warn("the policy approves backup regions for {}, but no --backup-to is given: nothing is backed up",
+                 region->name);
+  }
+
   SystemClock clock;
   std::unique_ptr<Engine> engine;
   spdlog::info("opening store at {}", config.server.data_dir);
-  if (Status s = Engine::Open(config.engine, config.server.data_dir, clock, &engine); !s.ok()) return Fail(s);
+  if (Status s = Engine::Open(config.engine, config.server.data_dir, clock, &engine, *region_key); !s.ok()) {
+    return Fail(s);
+  }
+  if (engine->encrypted()) spdlog::info("personal data is encrypted at rest (per-user keys wrapped by the region key)");
   EngineStats st = engine->Stats();
   spdlog::info("recovered {} log records ({} videos, {} users, {} events) in {:.3f} s", st.recovered_records,
                st.videos, st.users, st.events, st.recovery_seconds);
@@ -121,8 +189,45 @@ int Serve(const ServeFlags& flags) {
   if (flags.audit || policy) {
     if (Status s = AuditLog::Open(config.server.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
     spdlog::info("audit log: {} entries, public key {}", audit->Head().tree_size, audit->PublicKeyHex());
+    // The policy and the region key in force from now on, by fingerprint:
+    // a change of either shows in the log.
+    std::vector<std::pair<std::string, std::string>> loaded;
+    if (policy) {
+      std::ifstream in(flags.policy_file, std::ios::binary);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      loaded.emplace_back("policy.load", "sha256:" + Sha256Hex(ss.str()).substr(0, 16));
+    }
+    if (!region_key->empty()) loaded.emplace_back("region_key.load", "fingerprint:" + RegionKeyFingerprint(*region_key));
+    for (auto& [action, subject] : loaded) {
+      AuditEntry e;
+      e.ts_ms = clock.NowMs();
+      e.principal = "server";
+      e.action = action;
+      e.subject = subject;
+      e.outcome = "ok";
+      if (Status s = audit->Append(std::move(e), /*sync=*/true); !s.ok()) return Fail(s);
+    }
   }
-  HttpServer server(*engine, config.server, audit.get(), policy ? &*policy : nullptr, region);
+  std::unique_ptr<BackupStores> backups;
+  if (policy && !region->backup_for.empty()) {
+    backups = std::make_unique<BackupStores>(config.server.data_dir + "/backups");
+    spdlog::info("holding backups of {} jurisdiction(s) in {}/backups", region->backup_for.size(), config.server.data_dir);
+  }
+  std::unique_ptr<Shipper> shipper;
+  if (!targets.empty()) {
+    for (const BackupTarget& t : targets) spdlog::info("backing up to region {} at {}", t.region, t.url);
+    shipper = std::make_unique<Shipper>(*engine, region->name, targets, backup_api_key);
+    shipper->Start();
+  }
+  Sovereignty sov;
+  sov.audit = audit.get();
+  sov.policy = policy ? &*policy : nullptr;
+  sov.region = region;
+  sov.shipper = shipper.get();
+  sov.backup_wait = std::chrono::milliseconds(flags.backup_wait_ms);
+  sov.backups = backups.get();
+  HttpServer server(*engine, config.server, sov);
   auto bound = server.Bind(host, port);
   if (!bound.ok()) return Fail(bound.status());
   std::thread stopper([&server, stop_signals] {
@@ -250,6 +355,7 @@ int AuditVerify(const AuditFlags& f) {
 
 struct ModelFlags {
   std::string data_dir = "./data";
+  std::string region_key_file;
   std::string file;
   std::string trusted_key;
   std::string config_file;
@@ -265,9 +371,11 @@ int ModelExport(const ModelFlags& f) {
   using namespace foryou;
   Config config;
   if (Status s = LoadEngineConfig(f.config_file, &config); !s.ok()) return Fail(s);
+  auto region_key = RegionKey(f.region_key_file, false);
+  if (!region_key.ok()) return Fail(region_key.status());
   SystemClock clock;
   std::unique_ptr<Engine> engine;
-  if (Status s = Engine::Open(config.engine, f.data_dir, clock, &engine); !s.ok()) return Fail(s);
+  if (Status s = Engine::Open(config.engine, f.data_dir, clock, &engine, *region_key); !s.ok()) return Fail(s);
   std::unique_ptr<AuditLog> keys;
   if (Status s = AuditLog::Open(f.data_dir + "/audit", &keys); !s.ok()) return Fail(s);
   const std::string payload = engine->ExportModel();
@@ -299,9 +407,11 @@ int ModelImport(const ModelFlags& f) {
   if (Status s = LoadEngineConfig(f.config_file, &config); !s.ok()) return Fail(s);
   std::string meta, payload;
   if (Status s = ReadModelFile(f.file, f.trusted_key, &meta, &payload); !s.ok()) return Fail(s);
+  auto region_key = RegionKey(f.region_key_file, false);
+  if (!region_key.ok()) return Fail(region_key.status());
   SystemClock clock;
   std::unique_ptr<Engine> engine;
-  if (Status s = Engine::Open(config.engine, f.data_dir, clock, &engine); !s.ok()) return Fail(s);
+  if (Status s = Engine::Open(config.engine, f.data_dir, clock, &engine, *region_key); !s.ok()) return Fail(s);
   if (Status s = engine->ImportModel(payload); !s.ok()) return Fail(s);
   std::fprintf(stderr, "imported %s into %s: %llu videos\n", f.file.c_str(), f.data_dir.c_str(),
                static_cast<unsigned long long>(engine->Stats().videos));
@@ -310,6 +420,7 @@ int ModelImport(const ModelFlags& f) {
 
 struct ResidencyFlags {
   std::string data_dir = "./data";
+  std::string region_key_file;
   std::string policy_file;
   std::string region;
   bool json = false;
@@ -324,9 +435,11 @@ int ResidencyReport(const ResidencyFlags& f) {
   if (!policy.ok()) return Fail(policy.status());
   const PolicyRegion* region = policy->FindRegion(f.region);
   if (region == nullptr) return Fail(Status::InvalidArgument("--region is not in the policy"));
+  auto region_key = RegionKey(f.region_key_file, false);
+  if (!region_key.ok()) return Fail(region_key.status());
   SystemClock clock;
   std::unique_ptr<Engine> engine;
-  if (Status s = Engine::Open(EngineOptions{}, f.data_dir, clock, &engine); !s.ok()) return Fail(s);
+  if (Status s = Engine::Open(EngineOptions{}, f.data_dir, clock, &engine, *region_key); !s.ok()) return Fail(s);
   std::unique_ptr<AuditLog> audit;  // for pseudonyms: the report names no user
   if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
   struct Row {
@@ -350,13 +463,33 @@ int ResidencyReport(const ResidencyFlags& f) {
     const char* role = region->primary_for.count(j) ? "primary" : region->backup_for.count(j) ? "backup" : "not allowed";
     by_j.push_back({{"jurisdiction", j}, {"held_as", role}, {"users", r.users}, {"events", r.events}});
   }
+  // Other regions' backups held here: counted from the sealed records'
+  // headers, without opening any.
+  BackupStores backups(f.data_dir + "/backups");
+  auto holdings = backups.Holdings();
+  if (!holdings.ok()) return Fail(holdings.status());
+  nlohmann::json backups_held = nlohmann::json::array();
+  for (const BackupHolding& h : *holdings) {
+    const bool allowed = region->backup_for.count(h.jurisdiction) > 0;
+    backups_held.push_back({{"source_region", h.source},
+                            {"jurisdiction", h.jurisdiction},
+                            {"held_as", allowed ? "backup" : "not allowed"},
+                            {"users", h.users},
+                            {"shredded_users", h.shredded_users},
+                            {"event_groups", h.event_groups},
+                            {"records", h.records}});
+    if (!allowed) {
+      flagged.push_back({{"backup_of", h.source}, {"home", h.jurisdiction}, {"users", h.users + h.shredded_users},
+                         {"problem", "this region may not hold backups of " + h.jurisdiction}});
+    }
+  }
   const nlohmann::json report = {{"region", region->name},
                                  {"operator", region->operator_name},
                                  {"jurisdiction", region->jurisdiction},
                                  {"primary_for", region->primary_for},
                                  {"backup_for", region->backup_for},
                                  {"held", by_j},
-                                 {"backups_held", nlohmann::json::array()},
+                                 {"backups_held", backups_held},
                                  {"violations", flagged}};
   if (f.json) {
     std::printf("%s\n", report.dump().c_str());
@@ -369,14 +502,77 @@ int ResidencyReport(const ResidencyFlags& f) {
                   row["held_as"].get<std::string>().c_str(), static_cast<unsigned long long>(row["users"].get<uint64_t>()),
                   static_cast<unsigned long long>(row["events"].get<uint64_t>()));
     }
-    std::printf("backups held: none (backups are not built yet)\n");
-    std::printf("violations: %zu\n", flagged.size());
-    for (const auto& v : flagged) {
-      std::printf("  %s (%s): %s\n", v["user"].get<std::string>().c_str(), v["home"].get<std::string>().c_str(),
-                  v["problem"].get<std::string>().c_str());
+    std::printf("backups held (sealed; readable only with the source region's key):\n");
+    if (backups_held.empty()) std::printf("  none\n");
+    for (const auto& b : backups_held) {
+      std::printf("  from %-8s %-10s %-12s %8llu users, %llu shredded, %llu event groups\n",
+                  b["source_region"].get<std::string>().c_str(), b["jurisdiction"].get<std::string>().c_str(),
+                  b["held_as"].get<std::string>().c_str(), static_cast<unsigned long long>(b["users"].get<uint64_t>()),
+                  static_cast<unsigned long long>(b["shredded_users"].get<uint64_t>()),
+                  static_cast<unsigned long long>(b["event_groups"].get<uint64_t>()));
     }
+    std::printf("violations: %zu\n", flagged.size());
+    for (const auto& v : flagged) std::printf("  %s\n", v.dump().c_str());
   }
   return flagged.empty() ? 0 : 2;
+}
+
+struct RestoreFlags {
+  std::string from;
+  std::string source_region;
+  std::string data_dir;
+  std::string api_key_file;
+  std::string region_key_file;
+  std::string config_file;
+  bool json = false;
+};
+
+// foryou restore: rebuild a lost primary from its backup region.
+int RestoreCmd(const RestoreFlags& f) {
+  using namespace foryou;
+  spdlog::set_default_logger(spdlog::stderr_color_mt("foryou"));
+  spdlog::set_level(spdlog::level::warn);
+  Config config;
+  if (Status s = LoadEngineConfig(f.config_file, &config); !s.ok()) return Fail(s);
+  auto region_key = RegionKey(f.region_key_file, true);
+  if (!region_key.ok()) return Fail(region_key.status());
+  auto api_key = ReadSecretFile(f.api_key_file, "API key");
+  if (!api_key.ok()) return Fail(api_key.status());
+  RestoreOptions o;
+  o.from_url = f.from;
+  o.source_region = f.source_region;
+  o.api_key = *api_key;
+  o.data_dir = f.data_dir;
+  o.region_key = *region_key;
+  o.engine = config.engine;
+  o.progress = [](uint64_t done, uint64_t total) {
+    std::fprintf(stderr, "\rrestore: %llu / %llu records", static_cast<unsigned long long>(done),
+                 static_cast<unsigned long long>(total));
+    if (done >= total) std::fprintf(stderr, "\n");
+  };
+  std::fprintf(stderr, "restore: fetching region %s's backup from %s; then replaying it\n", f.source_region.c_str(),
+               f.from.c_str());
+  auto r = Restore(o);
+  if (!r.ok()) return Fail(r.status());
+  const nlohmann::json j = {{"source_region", f.source_region}, {"from", f.from},   {"data_dir", f.data_dir},
+                            {"records", r->records},           {"keys", r->keys},   {"bytes", r->bytes},
+                            {"last_seq", r->last_seq},         {"videos", r->videos}, {"users", r->users},
+                            {"events", r->events},             {"fetch_seconds", r->fetch_seconds},
+                            {"replay_seconds", r->replay_seconds},
+                            {"rto_seconds", r->fetch_seconds + r->replay_seconds}};
+  if (f.json) {
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("restored %llu records (%llu keys, %.1f MB) of region %s into %s\n",
+                static_cast<unsigned long long>(r->records), static_cast<unsigned long long>(r->keys),
+                static_cast<double>(r->bytes) / 1e6, f.source_region.c_str(), f.data_dir.c_str());
+    std::printf("  %llu videos, %llu users, %llu events readable with the region key\n",
+                static_cast<unsigned long long>(r->videos), static_cast<unsigned long long>(r->users),
+                static_cast<unsigned long long>(r->events));
+    std::printf("  fetch %.2f s + replay %.2f s = %.2f s; start `foryou serve --data-dir %s` to serve it\n",
+                r->fetch_seconds, r->replay_seconds, r->fetch_seconds + r->replay_seconds, f.data_dir.c_str());
+  }
+  return 0;
 }
 
 }  // namespace
@@ -401,6 +597,19 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--region", serve.region, "This server's region in the policy (with --policy)");
   serve_cmd->add_flag("--audit", serve.audit,
                       "Append every personal-data access to the tamper-evident audit log in DATA_DIR/audit");
+  serve_cmd->add_option("--region-key-file", serve.region_key_file,
+                        "This region's key (64 hex digits; `foryou keygen`), kept outside DATA_DIR; or set "
+                        "FORYOU_REGION_KEY. Encrypts personal data at rest; required with --policy")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--backup-to", serve.backup_to,
+                        "REGION=URL of a backup region (repeatable); the policy must approve it. Writes are "
+                        "acknowledged once every backup region stored them");
+  serve_cmd->add_option("--backup-api-key-file", serve.backup_api_key_file,
+                        "File with this region's API key at its backup regions (an operator principal there)")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--backup-wait-ms", serve.backup_wait_ms,
+                        "How long a write waits for the backup regions before it is acknowledged as pending [default: 2000]")
+      ->check(CLI::Range(0, 600000));
   serve_cmd->add_option("--log-level", serve.log_level, "trace, debug, info, warn, error or off [default: info]")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
@@ -456,11 +665,15 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--data-dir", model.data_dir, "The store [default: ./data]");
   export_cmd->add_option("--out", model.file, "Output file")->required();
   export_cmd->add_option("--config", model.config_file, "Engine configuration (TOML)")->check(CLI::ExistingFile);
+  export_cmd->add_option("--region-key-file", model.region_key_file, "The region key of an encrypted store")
+      ->check(CLI::ExistingFile);
   CLI::App* import_cmd = model_cmd->add_subcommand("import", "Load a signed model file into a (stopped) store");
   import_cmd->add_option("--data-dir", model.data_dir, "The store [default: ./data]");
   import_cmd->add_option("--file", model.file, "The model file")->required()->check(CLI::ExistingFile);
   import_cmd->add_option("--trusted-key", model.trusted_key, "Hex Ed25519 public key of the exporting region")->required();
   import_cmd->add_option("--config", model.config_file, "Engine configuration (TOML)")->check(CLI::ExistingFile);
+  import_cmd->add_option("--region-key-file", model.region_key_file, "The region key of an encrypted store")
+      ->check(CLI::ExistingFile);
 
   ResidencyFlags residency;
   CLI::App* residency_cmd = app.add_subcommand("residency", "Where personal data lives (docs/SOVEREIGNTY.md)");
@@ -471,6 +684,26 @@ int main(int argc, char** argv) {
   report_cmd->add_option("--policy", residency.policy_file, "The policy file")->required()->check(CLI::ExistingFile);
   report_cmd->add_option("--region", residency.region, "This store's region")->required();
   report_cmd->add_flag("--json", residency.json, "Print one JSON object");
+  report_cmd->add_option("--region-key-file", residency.region_key_file, "The region key of an encrypted store")
+      ->check(CLI::ExistingFile);
+
+  RestoreFlags restore;
+  CLI::App* restore_cmd = app.add_subcommand(
+      "restore", "Rebuild a lost primary from its backup region into an empty store (docs/SOVEREIGNTY.md)");
+  restore_cmd->add_option("--from", restore.from, "The backup region's server, http://HOST:PORT")->required();
+  restore_cmd->add_option("--source-region", restore.source_region, "The region whose backup to fetch (this one)")
+      ->required();
+  restore_cmd->add_option("--data-dir", restore.data_dir, "Empty directory for the rebuilt store")->required();
+  restore_cmd->add_option("--api-key-file", restore.api_key_file, "File with an operator API key of the backup region")
+      ->required()
+      ->check(CLI::ExistingFile);
+  restore_cmd->add_option("--region-key-file", restore.region_key_file,
+                          "The source region's key (or FORYOU_REGION_KEY)")
+      ->check(CLI::ExistingFile);
+  restore_cmd->add_option("--config", restore.config_file, "Engine configuration (TOML)")->check(CLI::ExistingFile);
+  restore_cmd->add_flag("--json", restore.json, "Print one JSON object");
+
+  CLI::App* keygen_cmd = app.add_subcommand("keygen", "Print a new random region key (64 hex digits)");
 
   app.add_subcommand("version", "Print the version");
 
@@ -485,6 +718,11 @@ int main(int argc, char** argv) {
   if (export_cmd->parsed()) return ModelExport(model);
   if (report_cmd->parsed()) return ResidencyReport(residency);
   if (import_cmd->parsed()) return ModelImport(model);
+  if (restore_cmd->parsed()) return RestoreCmd(restore);
+  if (keygen_cmd->parsed()) {
+    std::printf("%s\n", foryou::NewRegionKeyHex().c_str());
+    return 0;
+  }
   if (eval_cmd->parsed()) {
     for (const char* protocol : {"s3rec", "kuairec"}) {
       if (eval_cmd->got_subcommand(protocol)) return Eval(protocol, eval);

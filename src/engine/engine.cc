@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "engine/engine_state.h"
+#include "crypto/keyring.h"
 #include "engine/model_payload.h"
 #include "storage/log_format.h"
 #include "storage/store.h"
@@ -152,11 +153,29 @@ Engine::Engine(const EngineOptions& options, const Clock& clock)
 Engine::~Engine() = default;
 
 Status Engine::Open(const EngineOptions& options, const std::string& data_dir, const Clock& clock,
-                    std::unique_ptr<Engine>* out) {
+                    std::unique_ptr<Engine>* out, std::string region_key) {
   std::unique_ptr<Engine> engine(new Engine(options, clock));
   StoreOptions so;
   so.sync = options.sync_writes;
   FORYOU_RETURN_IF_ERROR(Store::Open(data_dir, so, &engine->store_));
+  if (!region_key.empty()) {
+    auto keyring = Keyring::Create(std::move(region_key));
+    if (!keyring.ok()) return keyring.status();
+    engine->keyring_ = std::move(keyring).value();
+  }
+  size_t keys = 0;
+  FORYOU_RETURN_IF_ERROR(engine->store_->ForEachKey([&](std::string_view name, std::string_view wrapped) {
+    ++keys;
+    if (engine->keyring_ == nullptr) return Status::OK();
+    auto key_name = KeyName::FromBytes(name);
+    if (!key_name) return Status::Corruption("key table: malformed key name");
+    return engine->keyring_->Load(*key_name, wrapped);
+  }));
+  if (keys > 0 && engine->keyring_ == nullptr) {
+    return Status::InvalidArgument(fmt::format(
+        "the store at {} holds encrypted personal data: give its region key (--region-key-file or FORYOU_REGION_KEY)",
+        data_dir));
+  }
 
   const auto start = std::chrono::steady_clock::now();
   {
@@ -226,13 +245,14 @@ Status Engine::UpsertVideos(std::vector<Video> videos) {
   return ApplyRecord(seq, record, /*replaying=*/false);
 }
 
-Result<size_t> Engine::IngestEvents(std::vector<Event> events) {
+Result<size_t> Engine::IngestEvents(std::vector<Event> events, const std::string& jurisdiction) {
   if (events.size() > static_cast<size_t>(options_.max_batch)) {
     return Status::TooLarge(fmt::format("events: batch of {} exceeds the limit of {}", events.size(), options_.max_batch));
   }
   if (events.empty()) return size_t{0};
   const int64_t now = clock_.NowMs();
   std::lock_guard write(write_mu_);
+  std::unordered_map<std::string, std::string> homes;  // users' jurisdictions, for sealing
   {
     // Validate against the catalog. Videos are never removed, so what is
     // valid now stays valid until the batch is applied (write_mu_ is held).
@@ -252,11 +272,27 @@ Result<size_t> Engine::IngestEvents(std::vector<Event> events) {
         e.watch_ratio = static_cast<double>(e.watch_ms) /
                         static_cast<double>(std::max<int64_t>(1, state_->catalog.at(*video).video.duration_ms));
       }
+      if (keyring_ != nullptr && !homes.count(e.user_id)) {
+        const UserRecord* u = state_->FindUser(e.user_id);
+        homes[e.user_id] = u != nullptr && !u->home.empty() ? u->home : jurisdiction;
+      }
     }
   }
   uint64_t seq;
-  std::string record = EncodeEventsRecord(events);
-  FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq));
+  std::string record;
+  if (keyring_ == nullptr) {
+    record = EncodeEventsRecord(events);
+    FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq));
+  } else {
+    Store::KeyEntries new_keys;
+    FORYOU_RETURN_IF_ERROR(EncodeSealedEventsRecord(
+        events, [&](const std::string& user) { return homes[user]; }, *keyring_, &record, &new_keys));
+    if (Status s = store_->Append(record, &seq, new_keys); !s.ok()) {
+      // Keys that never reached the disk must not seal anything later.
+      for (const auto& [name, wrapped] : new_keys) keyring_->Forget(name.substr(0, kPseudonymBytes));
+      return s;
+    }
+  }
   std::unique_lock lock(mu_);
   FORYOU_RETURN_IF_ERROR(ApplyRecord(seq, record, /*replaying=*/false));
   return events.size();
@@ -286,7 +322,11 @@ Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
 // replay relies on it.
 Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) {
   LogRecord rec;
-  FORYOU_RETURN_IF_ERROR(DecodeRecord(data, &rec));
+  if (keyring_ == nullptr && static_cast<uint8_t>(data.size() > 1 ? data[1] : 0) ==
+                                 static_cast<uint8_t>(RecordKind::kSealedEvents)) {
+    return Status::InvalidArgument(fmt::format("log record {} is encrypted: give the region key", seq));
+  }
+  FORYOU_RETURN_IF_ERROR(DecodeRecord(data, keyring_.get(), &rec));
   State& s = *state_;
   const auto& lo = options_.learning;
 
@@ -310,6 +350,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     }
     return Status::OK();
   }
+  if (rec.kind == RecordKind::kShred) return ApplyShred(rec, replaying);
   if (rec.kind == RecordKind::kUserHome) {
     auto [it, is_new] = s.user_index.try_emplace(rec.user_id, static_cast<uint32_t>(s.users.size()));
     if (is_new) {
@@ -342,7 +383,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     VideoRecord& vr = s.catalog.mutable_at(video);
     const Signals sig = SignalsFor(e.type, e.watch_ratio, lo);
 
-    const uint64_t seed = Mix64(lo.seed ^ (seq << 20) ^ i);
+    const uint64_t seed = Mix64(lo.seed ^ (seq << 20) ^ rec.positions[i]);
     // 1. Train the ranker on the features as they were before this event.
     bool any_label = false;
     for (int h = 0; h < kNumHeads; ++h) any_label |= sig.labels[h] >= 0;
@@ -420,6 +461,10 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     s.trending.Record(video, sig.trending_weight, e.ts);
     s.events++;
   }
+  // Homes of users first seen in a sealed record.
+  for (const auto& [user, jurisdiction] : rec.homes) {
+    if (auto idx = s.FindUserIdx(user); idx && s.users[*idx].home.empty()) s.users[*idx].home = jurisdiction;
+  }
   // 4. Move the touched videos in the ANN index (at once when serving; in one
   // pass at the end of a replay).
   if (!replaying) {
@@ -436,25 +481,6 @@ std::string Engine::UserHome(const std::string& user_id) const {
   return u == nullptr ? std::string() : u->home;
 }
 
-Status Engine::SetUserHome(const std::string& user_id, const std::string& jurisdiction) {
-  if (user_id.empty() || user_id.size() > kMaxIdBytes) return Status::InvalidArgument("user_id: must be 1 to 256 bytes");
-  std::lock_guard write(write_mu_);
-  {
-    std::shared_lock lock(mu_);
-    const UserRecord* u = state_->FindUser(user_id);
-    if (u != nullptr && u->home == jurisdiction) return Status::OK();
-    if (u != nullptr && !u->home.empty()) {
-      return Status::InvalidArgument(fmt::format("user '{}' has home jurisdiction {}, not {}; homes change only by migration",
-                                                 user_id, u->home, jurisdiction));
-    }
-  }
-  const std::string record = EncodeUserHomeRecord(user_id, jurisdiction);
-  uint64_t seq;
-  FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq));
-  std::unique_lock lock(mu_);
-  return ApplyRecord(seq, record, /*replaying=*/false);
-}
-
 Status Engine::EraseUser(const std::string& user_id) {
   std::lock_guard write(write_mu_);
   std::optional<uint32_t> idx;
@@ -463,6 +489,23 @@ Status Engine::EraseUser(const std::string& user_id) {
     idx = state_->FindUserIdx(user_id);
   }
   if (!idx) return Status::NotFound(fmt::format("user '{}' not found", user_id));
+  if (keyring_ != nullptr) {
+    // Crypto-shredding: the Shred record first (so that a crash cannot leave
+    // backups unaware), then the keys.
+    std::string home;
+    {
+      std::shared_lock lock(mu_);
+      home = state_->users[*idx].home;
+    }
+    const std::string pseudonym = keyring_->Pseudonym(user_id);
+    const std::string record = EncodeShredRecord(pseudonym, home, keyring_->KeyIds(pseudonym));
+    uint64_t seq;
+    FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq));
+    std::unique_lock lock(mu_);
+    FORYOU_RETURN_IF_ERROR(ApplyRecord(seq, record, /*replaying=*/false));
+    ResetUser(*idx);
+    return Status::OK();
+  }
   // 1. The log: records that mention the user are rewritten without them.
   // Sequence numbers stay (an emptied record stays, as an empty batch).
   std::vector<std::pair<uint64_t, std::string>> rewrites;
@@ -482,16 +525,50 @@ Status Engine::EraseUser(const std::string& user_id) {
   }));
   FORYOU_RETURN_IF_ERROR(store_->Rewrite(rewrites));
   // 2. Live state.
-  {
-    std::unique_lock lock(mu_);
-    State& s = *state_;
-    s.user_index.erase(user_id);
-    s.users[*idx] = UserRecord{};  // the slot stays so that indexes do not move
-    s.embeddings.ResetUser(*idx);
-  }
-  std::lock_guard lock(served_mu_);
-  served_.erase(user_id);
+  std::unique_lock lock(mu_);
+  ResetUser(*idx);
   return Status::OK();
+}
+
+// Caller holds mu_ exclusively.
+void Engine::ResetUser(uint32_t idx) {
+  State& s = *state_;
+  const std::string id = s.users[idx].id;
+  s.user_index.erase(id);
+  s.users[idx] = UserRecord{};  // the slot stays so that indexes do not move
+  s.embeddings.ResetUser(idx);
+  std::lock_guard lock(served_mu_);
+  served_.erase(id);
+}
+
+// Caller holds mu_ exclusively. Destroys the keys a Shred record names, if
+// they are still here: always on the live path; on a replay only when the
+// process died between writing the record and destroying the keys.
+Status Engine::ApplyShred(const LogRecord& rec, bool replaying) {
+  if (keyring_ == nullptr) return Status::OK();
+  bool had_keys = false;
+  for (const std::string& id : rec.key_ids) {
+    if (!keyring_->Has(KeyName{rec.pseudonym, id})) continue;
+    had_keys = true;
+    auto deleted = store_->DeleteKeys(rec.pseudonym + id);
+    if (!deleted.ok()) return deleted.status();
+  }
+  if (!had_keys) return Status::OK();
+  keyring_->Forget(rec.pseudonym);
+  if (replaying) {
+    // The user's events were replayed with the keys still present: undo.
+    State& s = *state_;
+    for (uint32_t i = 0; i < s.users.size(); ++i) {
+      if (!s.users[i].id.empty() && keyring_->Pseudonym(s.users[i].id) == rec.pseudonym) ResetUser(i);
+    }
+  }
+  return Status::OK();
+}
+
+uint64_t Engine::LastSeq() const { return store_->last_seq(); }
+
+Status Engine::ReadLog(uint64_t from_seq, size_t max_bytes, LogBatch* out) const {
+  return ReadLogBatch(*store_, from_seq, max_bytes, out);
 }
 
 std::string Engine::ExportModel() const {
@@ -609,11 +686,21 @@ Result<UserExport> Engine::ExportUser(const std::string& user_id) {
   }
   std::sort(out.recently_served.begin(), out.recently_served.end());
   // The log is read from a RocksDB snapshot: no engine lock is held.
+  // Sealed records are opened only where they hold this user's group.
+  const std::string pseudonym = keyring_ ? keyring_->Pseudonym(user_id) : std::string();
   FORYOU_RETURN_IF_ERROR(store_->Replay(1, [&](uint64_t, std::string_view data) {
     LogRecord rec;
-    FORYOU_RETURN_IF_ERROR(DecodeRecord(data, &rec));
+    FORYOU_RETURN_IF_ERROR(DecodeRecord(data, nullptr, &rec));
     for (Event& e : rec.events) {
       if (e.user_id == user_id) out.events.push_back(std::move(e));
+    }
+    for (const SealedGroup& g : rec.groups) {
+      if (g.pseudonym != pseudonym) continue;
+      std::vector<Event> events;
+      Status s = OpenSealedGroup(g, *keyring_, &events);
+      if (s.code() == StatusCode::kNotFound) continue;  // an earlier, shredded key
+      FORYOU_RETURN_IF_ERROR(s);
+      for (Event& e : events) out.events.push_back(std::move(e));
     }
     return Status::OK();
   }));

@@ -31,6 +31,7 @@
 
 #include "config/options.h"
 #include "core/types.h"
+#include "storage/store.h"
 #include "util/clock.h"
 #include "util/status.h"
 
@@ -121,9 +122,12 @@ struct EngineStats {
 class Engine {
  public:
   // Opens (creating if needed) the store in data_dir and replays it. `clock`
-  // is borrowed and must outlive the engine.
+  // is borrowed and must outlive the engine. With a `region_key` (32 bytes,
+  // crypto/keyring.h) every user's events are encrypted at rest with a key
+  // of their own; a store that holds encrypted data does not open without
+  // its region key (InvalidArgument), nor with another (Corruption).
   static Status Open(const EngineOptions& options, const std::string& data_dir, const Clock& clock,
-                     std::unique_ptr<Engine>* out);
+                     std::unique_ptr<Engine>* out, std::string region_key = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -132,23 +136,34 @@ class Engine {
   Status UpsertVideos(std::vector<Video> videos);
   // Validates, persists and applies a batch of events; returns how many.
   // ts <= 0 means "now". Errors name the first bad event: "events[3].video_id: ...".
-  Result<size_t> IngestEvents(std::vector<Event> events);
+  // Users first seen in this batch get `jurisdiction` as their home,
+  // atomically with their first events.
+  Result<size_t> IngestEvents(std::vector<Event> events, const std::string& jurisdiction = "");
 
   Result<FeedResponse> Feed(const FeedRequest& request);
 
   // The user's home jurisdiction, "" if none was recorded (docs/SOVEREIGNTY.md).
+  // Set with the user's first events (IngestEvents' jurisdiction, stored in
+  // the sealed record); it changes only by migration.
   std::string UserHome(const std::string& user_id) const;
-  // Records the home of a user seen for the first time (durable, in the log).
-  // A user who already has a different home is refused (InvalidArgument):
-  // homes change only by an audited migration.
-  Status SetUserHome(const std::string& user_id, const std::string& jurisdiction);
 
-  // Erases a user: every event of theirs is removed from the log (rewritten
-  // and compacted off the disk) and the user from live state, served history
-  // and the per-user model parameters. Aggregates the user contributed to
-  // (co-engagement, trending, the ranker) keep that share until the next
-  // start, whose replay no longer sees those events. NotFound if unknown.
+  // Erases a user from live state, served history and the per-user model
+  // parameters, and from the log: encrypted, by destroying the user's data
+  // keys (crypto-shredding: a Shred record in the log tells every backup to
+  // destroy its copy too); in plaintext, by rewriting the records without the
+  // user. Either way the bytes are compacted off the disk. Aggregates the
+  // user contributed to (co-engagement, trending, the ranker) keep that share
+  // until the next start, whose replay no longer sees those events.
+  // NotFound if unknown.
   Status EraseUser(const std::string& user_id);
+
+  // Whether personal data is encrypted at rest (a region key was given).
+  bool encrypted() const { return keyring_ != nullptr; }
+  // The sequence number of the last acknowledged record.
+  uint64_t LastSeq() const;
+  // Replication (replication/shipper.h): up to about `max_bytes` of records
+  // from `from_seq` on, with the wrapped keys of every user they seal.
+  Status ReadLog(uint64_t from_seq, size_t max_bytes, LogBatch* out) const;
 
   // The trained algorithm without any user data (engine/model_payload.h):
   // catalog, video vectors and counters, ranker weights, co-engagement.
@@ -182,6 +197,8 @@ class Engine {
   Engine(const EngineOptions& options, const Clock& clock);
 
   Status ApplyRecord(uint64_t seq, std::string_view record, bool replaying);
+  Status ApplyShred(const struct LogRecord& rec, bool replaying);
+  void ResetUser(uint32_t idx);
   Status ApplyVideos(const std::vector<Video>& videos, bool replaying);
   void RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos);
   std::unordered_set<uint32_t> ServedSnapshot(const std::string& user_id);
@@ -189,6 +206,7 @@ class Engine {
   const EngineOptions options_;
   const Clock& clock_;
   std::unique_ptr<class Store> store_;
+  std::unique_ptr<class Keyring> keyring_;  // null: plaintext
 
   std::mutex write_mu_;  // serialises log appends with their application
   mutable std::shared_mutex mu_;

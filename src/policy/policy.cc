@@ -153,4 +153,44 @@ std::optional<Refusal> Policy::Check(const PolicyRegion& region, const std::stri
   return std::nullopt;
 }
 
+std::optional<Refusal> Policy::CheckBackup(const PolicyRegion& region, const std::string& api_key,
+                                           const std::string& source, Access access,
+                                           std::set<std::string>* jurisdictions) const {
+  const Principal* p = Authenticate(api_key);
+  if (p == nullptr) return Refusal{401, "unauthenticated", "a valid API key is required (Authorization: Bearer KEY)", ""};
+  if (p->role != Role::kOperator && p->role != Role::kAdmin) {
+    return Refusal{403, "forbidden", fmt::format("principal {} is not an operator: no access to backups", p->name), ""};
+  }
+  const PolicyRegion* from = FindRegion(source);
+  if (from == nullptr) return Refusal{403, "forbidden", fmt::format("region '{}' is not in the policy", source), ""};
+  for (const std::string& j : from->primary_for) {
+    if (!region.backup_for.count(j)) {
+      return Refusal{403, "forbidden",
+                     fmt::format("region {} is not approved to hold backups of jurisdiction {} (from region {})",
+                                 region.name, j, source),
+                     ""};
+    }
+    const auto& rights = access == Access::kRead ? p->read : p->write;
+    if (!Allows(rights, j)) {
+      return Refusal{403, "forbidden",
+                     fmt::format("principal {} may not {} backups of {}", p->name,
+                                 access == Access::kRead ? "read" : "write", j),
+                     ""};
+    }
+  }
+  *jurisdictions = from->primary_for;
+  return std::nullopt;
+}
+
+std::vector<const PolicyRegion*> Policy::BackupRegionsFor(const PolicyRegion& primary) const {
+  std::vector<const PolicyRegion*> out;
+  for (const auto& r : regions_) {
+    if (&r == &primary || primary.primary_for.empty()) continue;
+    bool all = true;
+    for (const std::string& j : primary.primary_for) all &= r.backup_for.count(j) > 0;
+    if (all) out.push_back(&r);
+  }
+  return out;
+}
+
 }  // namespace foryou

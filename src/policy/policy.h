@@ -69,6 +69,17 @@ class Policy {
   std::optional<Refusal> Check(const PolicyRegion& region, const std::string& api_key,
                                const std::string& jurisdiction, Access access) const;
 
+  // Checks a backup request by `api_key` in `region` for the backups of
+  // region `source`: the principal must be an operator or admin with the
+  // right (write: to ship, read: to restore) for every jurisdiction `source`
+  // is primary for, and `region` must be approved (backup_for) to hold all of
+  // them. nullopt means allowed; *jurisdictions is set to what may be held.
+  std::optional<Refusal> CheckBackup(const PolicyRegion& region, const std::string& api_key, const std::string& source,
+                                     Access access, std::set<std::string>* jurisdictions) const;
+  // The regions approved to hold backups of every jurisdiction `primary` is
+  // primary for.
+  std::vector<const PolicyRegion*> BackupRegionsFor(const PolicyRegion& primary) const;
+
   const std::vector<PolicyRegion>& regions() const { return regions_; }
 
  private:

@@ -13,6 +13,7 @@ namespace foryou {
 namespace {
 constexpr char kLogPrefix = 'L';
 const char* const kFormatKey = "M/format";
+const char* const kKeyPrefix = "K/";
 
 std::string LogKey(uint64_t seq) {
   std::string k(1, kLogPrefix);
@@ -61,16 +62,81 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   return Status::OK();
 }
 
-Status Store::Append(std::string_view record, uint64_t* seq) {
+Status Store::Append(std::string_view record, uint64_t* seq, const KeyEntries& keys) {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t next = last_seq_ + 1;
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
-  rocksdb::Status s = db_->Put(wo, LogKey(next), rocksdb::Slice(record.data(), record.size()));
+  rocksdb::WriteBatch batch;
+  for (const auto& [name, wrapped] : keys) batch.Put(kKeyPrefix + name, wrapped);
+  batch.Put(LogKey(next), rocksdb::Slice(record.data(), record.size()));
+  rocksdb::Status s = db_->Write(wo, &batch);
   if (!s.ok()) return Status::IOError(fmt::format("append to log: {}", s.ToString()));
   last_seq_ = next;
   *seq = next;
   return Status::OK();
+}
+
+Status Store::AppendReplicated(const std::vector<std::pair<uint64_t, std::string>>& records, const KeyEntries& keys) {
+  std::lock_guard<std::mutex> lock(mu_);
+  rocksdb::WriteBatch batch;
+  uint64_t next = last_seq_ + 1;
+  for (const auto& [seq, record] : records) {
+    if (seq != next) {
+      return Status::InvalidArgument(fmt::format("replicated record {} does not follow {}", seq, next - 1));
+    }
+    batch.Put(LogKey(seq), record);
+    ++next;
+  }
+  for (const auto& [name, wrapped] : keys) batch.Put(kKeyPrefix + name, wrapped);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = db_->Write(wo, &batch);
+  if (!s.ok()) return Status::IOError(fmt::format("append replicated records: {}", s.ToString()));
+  last_seq_ = next - 1;
+  return Status::OK();
+}
+
+Status Store::ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) const {
+  rocksdb::ReadOptions ro;
+  const std::string upper = "K0";  // '0' follows '/'
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(kKeyPrefix); it->Valid(); it->Next()) {
+    std::string_view name(it->key().data() + 2, it->key().size() - 2);
+    FORYOU_RETURN_IF_ERROR(fn(name, std::string_view(it->value().data(), it->value().size())));
+  }
+  if (!it->status().ok()) return Status::IOError(fmt::format("scan keys: {}", it->status().ToString()));
+  return Status::OK();
+}
+
+Result<std::optional<std::string>> Store::GetKey(std::string_view name) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), kKeyPrefix + std::string(name), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return Status::IOError(fmt::format("read key: {}", s.ToString()));
+  return std::optional<std::string>(std::move(value));
+}
+
+Result<size_t> Store::DeleteKeys(std::string_view prefix) {
+  std::vector<std::string> names;
+  FORYOU_RETURN_IF_ERROR(ForEachKey([&](std::string_view name, std::string_view) {
+    if (name.substr(0, prefix.size()) == prefix) names.emplace_back(name);
+    return Status::OK();
+  }));
+  if (names.empty()) return size_t{0};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rocksdb::WriteBatch batch;
+    for (const std::string& n : names) batch.Delete(kKeyPrefix + n);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    rocksdb::Status s = db_->Write(wo, &batch);
+    if (!s.ok()) return Status::IOError(fmt::format("delete keys: {}", s.ToString()));
+  }
+  FORYOU_RETURN_IF_ERROR(Scrub());
+  return names.size();
 }
 
 Status Store::Replay(uint64_t from_seq, const std::function<Status(uint64_t, std::string_view)>& fn) const {
@@ -102,12 +168,16 @@ Status Store::Rewrite(const std::vector<std::pair<uint64_t, std::string>>& recor
   wo.sync = true;
   rocksdb::Status s = db_->Write(wo, &batch);
   if (!s.ok()) return Status::IOError(fmt::format("rewrite log: {}", s.ToString()));
-  s = db_->Flush(rocksdb::FlushOptions());
-  if (!s.ok()) return Status::IOError(fmt::format("flush after rewrite: {}", s.ToString()));
+  return Scrub();
+}
+
+Status Store::Scrub() {
+  rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
+  if (!s.ok()) return Status::IOError(fmt::format("flush: {}", s.ToString()));
   rocksdb::CompactRangeOptions co;
   co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
   s = db_->CompactRange(co, nullptr, nullptr);
-  if (!s.ok()) return Status::IOError(fmt::format("compact after rewrite: {}", s.ToString()));
+  if (!s.ok()) return Status::IOError(fmt::format("compact: {}", s.ToString()));
   return Status::OK();
 }
 

@@ -11,8 +11,12 @@
 // as they changed, so ANN candidates (never scores) may differ slightly.
 //
 // Backed by RocksDB in `dir`. Keys: "L" + u64 big-endian seq -> record
-// (storage/log_format.h); "M/format" -> store format version. Opening a store
+// (storage/log_format.h); "K/" + key name -> a user's wrapped data key
+// (crypto/keyring.h); "M/format" -> store format version. Opening a store
 // written by an unknown format version fails with Corruption.
+//
+// The same class holds a backup region's copy of another region's log
+// (AppendReplicated): the records keep their sequence numbers.
 //
 // Thread safety: Append and Replay may be called from any thread; Append calls
 // are serialised internally and sequence numbers are strictly increasing.
@@ -43,6 +47,13 @@ struct StoreOptions {
   bool sync = true;
 };
 
+// A stretch of the log with the wrapped keys its sealed records need: what a
+// primary ships to a backup region, and what a restore fetches back.
+struct LogBatch {
+  std::vector<std::pair<uint64_t, std::string>> records;  // (seq, record), consecutive
+  std::vector<std::pair<std::string, std::string>> keys;  // (key name, wrapped key)
+};
+
 class Store {
  public:
   static Status Open(const std::string& dir, const StoreOptions& options, std::unique_ptr<Store>* out);
@@ -50,8 +61,24 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  // Appends one record; on OK it is durable and its sequence number is in *seq.
-  Status Append(std::string_view record, uint64_t* seq);
+  using KeyEntries = std::vector<std::pair<std::string, std::string>>;  // (name, wrapped key)
+
+  // Appends one record, and the wrapped keys it needs, in one atomic batch;
+  // on OK both are durable and the record's sequence number is in *seq.
+  Status Append(std::string_view record, uint64_t* seq, const KeyEntries& keys = {});
+
+  // Replication: stores records at the sequence numbers they had in their
+  // primary (the first must be last_seq() + 1, then consecutive) and the
+  // wrapped keys, in one durable batch.
+  Status AppendReplicated(const std::vector<std::pair<uint64_t, std::string>>& records, const KeyEntries& keys);
+
+  // Calls fn(name, wrapped) for every stored key, in name order.
+  Status ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) const;
+  // The wrapped key stored under `name`, or nullopt.
+  Result<std::optional<std::string>> GetKey(std::string_view name) const;
+  // Deletes every key whose name starts with `prefix`, durably, then flushes
+  // and compacts so that the deleted bytes leave the disk. Returns how many.
+  Result<size_t> DeleteKeys(std::string_view prefix);
 
   // Calls fn(seq, record) for every record with seq >= from_seq, in order.
   // Stops at and returns the first non-OK status fn returns.
@@ -61,6 +88,9 @@ class Store {
   // batch, then flushes and compacts so that the replaced bytes leave the
   // disk. For erasure only: everything else is append-only.
   Status Rewrite(const std::vector<std::pair<uint64_t, std::string>>& records);
+  // Flushes and compacts everything, so that overwritten and deleted values
+  // leave the disk.
+  Status Scrub();
 
   uint64_t last_seq() const;
   // Bytes on disk (SST + WAL), for metrics.

@@ -11,6 +11,8 @@ const char* StatusCodeName(StatusCode code) {
     case StatusCode::kCorruption: return "corruption";
     case StatusCode::kIOError: return "io_error";
     case StatusCode::kUnavailable: return "unavailable";
+    case StatusCode::kForbidden: return "forbidden";
+    case StatusCode::kConflict: return "conflict";
     case StatusCode::kInternal: return "internal";
   }
   return "internal";

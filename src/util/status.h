@@ -24,6 +24,8 @@ enum class StatusCode {
   kCorruption,       // on-disk data that cannot be read (HTTP 500)
   kIOError,          // the disk or the OS failed (HTTP 500)
   kUnavailable,      // temporarily unable to serve (HTTP 503)
+  kForbidden,        // the policy does not allow it (HTTP 403)
+  kConflict,         // out of order with what is stored (HTTP 409)
   kInternal,         // a bug (HTTP 500)
 };
 
@@ -40,6 +42,8 @@ class [[nodiscard]] Status {
   static Status Corruption(std::string msg) { return Status(StatusCode::kCorruption, std::move(msg)); }
   static Status IOError(std::string msg) { return Status(StatusCode::kIOError, std::move(msg)); }
   static Status Unavailable(std::string msg) { return Status(StatusCode::kUnavailable, std::move(msg)); }
+  static Status Forbidden(std::string msg) { return Status(StatusCode::kForbidden, std::move(msg)); }
+  static Status Conflict(std::string msg) { return Status(StatusCode::kConflict, std::move(msg)); }
   static Status Internal(std::string msg) { return Status(StatusCode::kInternal, std::move(msg)); }
 
   bool ok() const { return code_ == StatusCode::kOk; }

@@ -1,0 +1,225 @@
+#include "crypto/keyring.h"
+
+#include <fmt/format.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "util/coding.h"
+
+namespace foryou {
+
+namespace {
+
+constexpr size_t kNonce = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+constexpr size_t kTag = crypto_aead_xchacha20poly1305_ietf_ABYTES;
+constexpr size_t kDataKeyBytes = crypto_aead_xchacha20poly1305_ietf_KEYBYTES;
+constexpr char kWrapContext[] = "foryou-wrapped-key-v1";
+
+bool InitSodium() {
+  static const bool ok = sodium_init() >= 0;
+  return ok;
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+Result<std::string> ParseKey(const std::string& text, const std::string& where) {
+  if (text.size() == kRegionKeyBytes) return text;  // raw bytes
+  std::string t = Trim(text);
+  std::optional<std::string> raw;
+  if (t.size() == 2 * kRegionKeyBytes) raw = HexDecode(t);
+  if (!raw) return Status::InvalidArgument(fmt::format("{}: a region key is 64 hex digits (or 32 raw bytes)", where));
+  return *raw;
+}
+
+// [version][nonce][ciphertext+tag] under `key`, binding `ad`.
+std::string SealWith(const std::string& key, std::string_view ad, std::string_view plaintext) {
+  std::string out(1 + kNonce + plaintext.size() + kTag, '\0');
+  out[0] = static_cast<char>(kSealFormatVersion);
+  auto* nonce = reinterpret_cast<unsigned char*>(out.data() + 1);
+  randombytes_buf(nonce, kNonce);
+  unsigned long long clen = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(
+      nonce + kNonce, &clen, reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size(),
+      reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr, nonce,
+      reinterpret_cast<const unsigned char*>(key.data()));
+  return out;
+}
+
+Status OpenWith(const std::string& key, std::string_view ad, std::string_view sealed, std::string* out) {
+  if (sealed.size() < 1 + kNonce + kTag) return Status::Corruption("sealed data: too short");
+  if (static_cast<uint8_t>(sealed[0]) != kSealFormatVersion) {
+    return Status::Corruption(fmt::format("sealed data: unknown format version {}", static_cast<int>(sealed[0])));
+  }
+  const auto* nonce = reinterpret_cast<const unsigned char*>(sealed.data() + 1);
+  const size_t clen = sealed.size() - 1 - kNonce;
+  out->resize(clen - kTag);
+  unsigned long long mlen = 0;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(reinterpret_cast<unsigned char*>(out->data()), &mlen, nullptr,
+                                                 nonce + kNonce, clen,
+                                                 reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nonce,
+                                                 reinterpret_cast<const unsigned char*>(key.data())) != 0) {
+    return Status::Corruption("sealed data: authentication failed (altered, or another key)");
+  }
+  out->resize(mlen);
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<std::string> LoadRegionKey(const std::string& file) {
+  if (!file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return Status::IOError(fmt::format("cannot read region key file {}", file));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ParseKey(ss.str(), file);
+  }
+  const char* env = std::getenv("FORYOU_REGION_KEY");
+  if (env == nullptr || *env == '\0') return Status::NotFound("no region key: give --region-key-file or set FORYOU_REGION_KEY");
+  return ParseKey(env, "FORYOU_REGION_KEY");
+}
+
+std::string NewRegionKeyHex() {
+  InitSodium();
+  std::string key(kRegionKeyBytes, '\0');
+  randombytes_buf(key.data(), key.size());
+  std::string hex = HexEncode(key);
+  sodium_memzero(key.data(), key.size());
+  return hex;
+}
+
+std::optional<KeyName> KeyName::FromBytes(std::string_view b) {
+  if (b.size() != kPseudonymBytes + kKeyIdBytes) return std::nullopt;
+  return KeyName{std::string(b.substr(0, kPseudonymBytes)), std::string(b.substr(kPseudonymBytes))};
+}
+
+Result<std::unique_ptr<Keyring>> Keyring::Create(std::string region_key) {
+  if (!InitSodium()) return Status::Internal("libsodium failed to initialise");
+  if (region_key.size() != kRegionKeyBytes) return Status::InvalidArgument("region key: must be 32 bytes");
+  return std::unique_ptr<Keyring>(new Keyring(std::move(region_key)));
+}
+
+Keyring::Keyring(std::string region_key) : region_key_(std::move(region_key)), pseudonym_key_(32, '\0') {
+  crypto_kdf_derive_from_key(reinterpret_cast<unsigned char*>(pseudonym_key_.data()), pseudonym_key_.size(), 1,
+                             "fypseudo", reinterpret_cast<const unsigned char*>(region_key_.data()));
+}
+
+Keyring::~Keyring() {
+  sodium_memzero(region_key_.data(), region_key_.size());
+  sodium_memzero(pseudonym_key_.data(), pseudonym_key_.size());
+  for (auto& [name, key] : keys_) sodium_memzero(key.data(), key.size());
+}
+
+std::string Keyring::Pseudonym(std::string_view user_id) const {
+  std::string out(kPseudonymBytes, '\0');
+  crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(),
+                     reinterpret_cast<const unsigned char*>(user_id.data()), user_id.size(),
+                     reinterpret_cast<const unsigned char*>(pseudonym_key_.data()), pseudonym_key_.size());
+  return out;
+}
+
+std::string RegionKeyFingerprint(std::string_view region_key) {
+  InitSodium();
+  unsigned char out[8];
+  static const unsigned char kLabel[] = "foryou-region-key-fingerprint";
+  crypto_generichash(out, sizeof out, kLabel, sizeof kLabel - 1,
+                     reinterpret_cast<const unsigned char*>(region_key.data()), region_key.size());
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(out), sizeof out));
+}
+
+Status Keyring::KeyFor(std::string_view user_id, KeyName* name, std::string* wrapped) {
+  wrapped->clear();
+  name->pseudonym = Pseudonym(user_id);
+  std::lock_guard lock(mu_);
+  auto it = current_.find(name->pseudonym);
+  if (it != current_.end()) {
+    name->key_id = it->second;
+    return Status::OK();
+  }
+  name->key_id.assign(kKeyIdBytes, '\0');
+  randombytes_buf(name->key_id.data(), name->key_id.size());
+  std::string key(kDataKeyBytes, '\0');
+  crypto_aead_xchacha20poly1305_ietf_keygen(reinterpret_cast<unsigned char*>(key.data()));
+  *wrapped = SealWith(region_key_, std::string(kWrapContext) + name->bytes(), key);
+  keys_[name->bytes()] = std::move(key);
+  current_[name->pseudonym] = name->key_id;
+  return Status::OK();
+}
+
+Status Keyring::Load(const KeyName& name, std::string_view wrapped) {
+  std::string key;
+  Status s = OpenWith(region_key_, std::string(kWrapContext) + name.bytes(), wrapped, &key);
+  if (!s.ok()) {
+    return Status::Corruption("a wrapped user key does not open under this region key (wrong --region-key-file?)");
+  }
+  if (key.size() != kDataKeyBytes) return Status::Corruption("a wrapped user key has the wrong length");
+  std::lock_guard lock(mu_);
+  keys_[name.bytes()] = std::move(key);
+  current_[name.pseudonym] = name.key_id;
+  return Status::OK();
+}
+
+void Keyring::Forget(std::string_view pseudonym) {
+  std::lock_guard lock(mu_);
+  current_.erase(std::string(pseudonym));
+  for (auto it = keys_.begin(); it != keys_.end();) {
+    if (std::string_view(it->first).substr(0, kPseudonymBytes) == pseudonym) {
+      sodium_memzero(it->second.data(), it->second.size());
+      it = keys_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+bool Keyring::Has(const KeyName& name) const {
+  std::lock_guard lock(mu_);
+  return keys_.count(name.bytes()) > 0;
+}
+
+std::vector<std::string> Keyring::KeyIds(std::string_view pseudonym) const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> ids;
+  for (const auto& [name, key] : keys_) {
+    if (std::string_view(name).substr(0, kPseudonymBytes) == pseudonym) ids.push_back(name.substr(kPseudonymBytes));
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+Status Keyring::Seal(const KeyName& name, std::string_view context, std::string_view plaintext,
+                     std::string* out) const {
+  std::string key;
+  {
+    std::lock_guard lock(mu_);
+    auto it = keys_.find(name.bytes());
+    if (it == keys_.end()) return Status::NotFound("no data key for this pseudonym");
+    key = it->second;
+  }
+  *out = SealWith(key, std::string(context) + name.bytes(), plaintext);
+  sodium_memzero(key.data(), key.size());
+  return Status::OK();
+}
+
+Status Keyring::Open(const KeyName& name, std::string_view context, std::string_view sealed,
+                     std::string* out) const {
+  std::string key;
+  {
+    std::lock_guard lock(mu_);
+    auto it = keys_.find(name.bytes());
+    if (it == keys_.end()) return Status::NotFound("the data key of this pseudonym is destroyed");
+    key = it->second;
+  }
+  Status s = OpenWith(key, std::string(context) + name.bytes(), sealed, out);
+  sodium_memzero(key.data(), key.size());
+  return s;
+}
+
+}  // namespace foryou

@@ -1,0 +1,96 @@
+// Keyring: encryption at rest with a key per user, wrapped by the region key.
+//
+// Contract (docs/SOVEREIGNTY.md, "Encryption at rest"):
+// - The region key (32 bytes) comes from a file or the environment
+//   (LoadRegionKey) and is never written anywhere by foryou.
+// - Every user gets a random 32-byte data key the first time their personal
+//   data is written. It is stored only wrapped (XChaCha20-Poly1305 under the
+//   region key) in the store's key table, named by the user's pseudonym and a
+//   random key id (WrappedKey).
+// - A user's personal data is sealed with their data key (Seal/Open). Sealed
+//   bytes name the pseudonym and key id in the clear, never the user id.
+// - Destroying a user's wrapped keys (Shred) makes every sealed byte of that
+//   user unreadable, wherever a copy of it lives: crypto-shredding.
+// - A pseudonym is BLAKE2b-128 of the user id keyed by a key derived from the
+//   region key: stable within a region, meaningless without its key.
+//
+// All primitives are libsodium's. Thread safety: all methods may be called
+// from any thread (an internal mutex guards the key cache).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "util/status.h"
+
+namespace foryou {
+
+constexpr size_t kRegionKeyBytes = 32;
+constexpr size_t kPseudonymBytes = 16;
+constexpr size_t kKeyIdBytes = 8;
+// Format version of a wrapped key and of sealed bytes (docs/FORMATS.md).
+constexpr uint8_t kSealFormatVersion = 1;
+
+// A region key from `file` (64 hex digits, or exactly 32 raw bytes) or, when
+// `file` is empty, from the environment variable FORYOU_REGION_KEY (hex).
+// NotFound when neither is given.
+Result<std::string> LoadRegionKey(const std::string& file);
+// A fresh random region key as 64 hex digits (foryou keygen).
+std::string NewRegionKeyHex();
+// A short public fingerprint of a region key (16 hex digits), for logs and
+// the audit log: says which key is in force without revealing it.
+std::string RegionKeyFingerprint(std::string_view region_key);
+
+// The name of one data key in the key table: pseudonym + key id (24 bytes).
+struct KeyName {
+  std::string pseudonym;  // kPseudonymBytes
+  std::string key_id;     // kKeyIdBytes
+  std::string bytes() const { return pseudonym + key_id; }
+  static std::optional<KeyName> FromBytes(std::string_view b);
+};
+
+class Keyring {
+ public:
+  // `region_key` must be kRegionKeyBytes long.
+  static Result<std::unique_ptr<Keyring>> Create(std::string region_key);
+  ~Keyring();
+
+  std::string Pseudonym(std::string_view user_id) const;
+
+  // The user's current data key, creating one if they have none. When a key
+  // is created, *wrapped is set to what must be stored durably under
+  // name->bytes() before any data sealed with it is acknowledged.
+  Status KeyFor(std::string_view user_id, KeyName* name, std::string* wrapped);
+  // Loads a stored wrapped key (at open, or replicated). Corruption if it
+  // does not unwrap under this region key.
+  Status Load(const KeyName& name, std::string_view wrapped);
+  // Forgets every key of a pseudonym (the caller deletes them from disk).
+  void Forget(std::string_view pseudonym);
+  bool Has(const KeyName& name) const;
+  // The ids of every key this keyring holds for a pseudonym.
+  std::vector<std::string> KeyIds(std::string_view pseudonym) const;
+
+  // Seals `plaintext` for key `name`, binding `context` (authenticated, not
+  // encrypted). Output: [u8 version][24-byte nonce][ciphertext + 16-byte tag].
+  Status Seal(const KeyName& name, std::string_view context, std::string_view plaintext, std::string* out) const;
+  // Opens sealed bytes. NotFound when the key is gone (shredded), Corruption
+  // when the bytes were altered.
+  Status Open(const KeyName& name, std::string_view context, std::string_view sealed, std::string* out) const;
+
+ private:
+  explicit Keyring(std::string region_key);
+  std::string region_key_;
+  std::string pseudonym_key_;  // derived from region_key_
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::string> keys_;     // KeyName bytes -> data key; guarded by mu_
+  std::unordered_map<std::string, std::string> current_;  // pseudonym -> key id; guarded by mu_
+};
+
+}  // namespace foryou

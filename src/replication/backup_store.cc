@@ -1,0 +1,179 @@
+#include "replication/backup_store.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+
+#include "crypto/keyring.h"
+#include "storage/log_format.h"
+
+namespace foryou {
+
+namespace {
+bool ValidRegionName(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return false;
+  }
+  return true;
+}
+}  // namespace
+
+BackupStores::BackupStores(std::string dir) : dir_(std::move(dir)) {}
+BackupStores::~BackupStores() = default;
+
+Result<Store*> BackupStores::Get(const std::string& source, bool create) {
+  if (!ValidRegionName(source)) return Status::InvalidArgument(fmt::format("region name '{}' is not valid", source));
+  auto it = stores_.find(source);
+  if (it != stores_.end()) return it->second.get();
+  const std::string path = dir_ + "/" + source;
+  if (!create && !std::filesystem::exists(path)) return static_cast<Store*>(nullptr);
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) return Status::IOError(fmt::format("create {}: {}", dir_, ec.message()));
+  std::unique_ptr<Store> store;
+  FORYOU_RETURN_IF_ERROR(Store::Open(path, StoreOptions{}, &store));
+  Store* raw = store.get();
+  stores_[source] = std::move(store);
+  return raw;
+}
+
+Status BackupStores::Receive(const std::string& source, const LogBatch& batch, const std::set<std::string>& allowed,
+                             uint64_t* last_seq) {
+  std::lock_guard lock(mu_);
+  auto got = Get(source, /*create=*/true);
+  if (!got.ok()) return got.status();
+  Store& store = **got;
+  *last_seq = store.last_seq();
+  // Check everything before storing anything: a batch is all or nothing.
+  std::vector<std::pair<uint64_t, std::string>> fresh;
+  std::vector<LogRecord> shreds;
+  for (const auto& [seq, record] : batch.records) {
+    if (seq <= *last_seq) continue;  // already stored
+    LogRecord rec;
+    FORYOU_RETURN_IF_ERROR(DecodeRecord(record, nullptr, &rec));
+    switch (rec.kind) {
+      case RecordKind::kEvents:
+        if (!rec.events.empty()) {
+          return Status::Forbidden(fmt::format("record {} holds plaintext personal data; backups take only sealed records", seq));
+        }
+        break;
+      case RecordKind::kUserHome:
+        return Status::Forbidden(fmt::format("record {} holds plaintext personal data; backups take only sealed records", seq));
+      case RecordKind::kSealedEvents:
+        for (const SealedGroup& g : rec.groups) {
+          if (!allowed.count(g.jurisdiction) && !allowed.count("*")) {
+            return Status::Forbidden(fmt::format("record {} holds personal data of jurisdiction '{}', which this region "
+                                                 "may not hold as backup",
+                                                 seq, g.jurisdiction));
+          }
+        }
+        break;
+      case RecordKind::kShred:
+        shreds.push_back(std::move(rec));
+        break;
+      case RecordKind::kVideos:
+      case RecordKind::kModel:
+        break;
+    }
+    fresh.emplace_back(seq, record);
+  }
+  if (!fresh.empty() && fresh.front().first != *last_seq + 1) {
+    return Status::Conflict(fmt::format("batch starts at {}, but this backup of {} ends at {}", fresh.front().first,
+                                        source, *last_seq));
+  }
+  Store::KeyEntries keys;
+  for (const auto& [name, wrapped] : batch.keys) {
+    if (name.size() != kPseudonymBytes + kKeyIdBytes) return Status::InvalidArgument("backup batch: malformed key name");
+    keys.emplace_back(name, wrapped);
+  }
+  FORYOU_RETURN_IF_ERROR(store.AppendReplicated(fresh, keys));
+  for (const auto& [seq, record] : fresh) received_bytes_ += record.size();
+  // Crypto-shredding: the keys named by a Shred record go, here as at home.
+  for (const LogRecord& shred : shreds) {
+    for (const std::string& id : shred.key_ids) {
+      auto deleted = store.DeleteKeys(shred.pseudonym + id);
+      if (!deleted.ok()) return deleted.status();
+    }
+  }
+  *last_seq = store.last_seq();
+  return Status::OK();
+}
+
+Result<uint64_t> BackupStores::LastSeq(const std::string& source) {
+  std::lock_guard lock(mu_);
+  auto got = Get(source, /*create=*/false);
+  if (!got.ok()) return got.status();
+  return *got == nullptr ? uint64_t{0} : (*got)->last_seq();
+}
+
+Status BackupStores::Read(const std::string& source, uint64_t from_seq, size_t max_bytes, LogBatch* out) {
+  Store* store;
+  {
+    std::lock_guard lock(mu_);
+    auto got = Get(source, /*create=*/false);
+    if (!got.ok()) return got.status();
+    if (*got == nullptr) return Status::NotFound(fmt::format("this region holds no backup of region '{}'", source));
+    store = *got;
+  }
+  return ReadLogBatch(*store, from_seq, max_bytes, out);
+}
+
+std::vector<std::string> BackupStores::Sources() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+    if (entry.is_directory()) out.push_back(entry.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<std::vector<BackupHolding>> BackupStores::Holdings() {
+  std::vector<BackupHolding> out;
+  for (const std::string& source : Sources()) {
+    Store* store;
+    {
+      std::lock_guard lock(mu_);
+      auto got = Get(source, /*create=*/false);
+      if (!got.ok()) return got.status();
+      if (*got == nullptr) continue;
+      store = *got;
+    }
+    std::set<std::string> keyed;  // pseudonyms with a key
+    FORYOU_RETURN_IF_ERROR(store->ForEachKey([&](std::string_view name, std::string_view) {
+      keyed.emplace(name.substr(0, kPseudonymBytes));
+      return Status::OK();
+    }));
+    std::map<std::string, std::pair<std::set<std::string>, uint64_t>> by_j;  // jurisdiction -> (pseudonyms, groups)
+    uint64_t records = 0;
+    FORYOU_RETURN_IF_ERROR(store->Replay(1, [&](uint64_t, std::string_view data) {
+      ++records;
+      LogRecord rec;
+      FORYOU_RETURN_IF_ERROR(DecodeRecord(data, nullptr, &rec));
+      for (const SealedGroup& g : rec.groups) {
+        auto& [pseudonyms, groups] = by_j[g.jurisdiction];
+        pseudonyms.insert(g.pseudonym);
+        ++groups;
+      }
+      return Status::OK();
+    }));
+    for (const auto& [j, v] : by_j) {
+      BackupHolding h;
+      h.source = source;
+      h.jurisdiction = j;
+      for (const std::string& p : v.first) (keyed.count(p) ? h.users : h.shredded_users)++;
+      h.event_groups = v.second;
+      h.records = records;
+      out.push_back(h);
+    }
+  }
+  return out;
+}
+
+uint64_t BackupStores::received_bytes() const {
+  std::lock_guard lock(mu_);
+  return received_bytes_;
+}
+
+}  // namespace foryou

@@ -1,0 +1,40 @@
+// Restore: rebuilds a lost primary from its backup region (foryou restore).
+//
+// Fetches the source region's log, as the backup region holds it, page by
+// page (GET /v1/backup/{source}/records?from=N) into an empty store at
+// `data_dir`: same records, same sequence numbers, the wrapped keys. Then
+// opens that store with the source's region key and replays it, which both
+// proves the key opens the data and measures how long a restarted primary
+// takes to come back (the RTO's second half). Users whose keys were shredded
+// stay unreadable: erasure survives a restore.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "config/options.h"
+#include "util/status.h"
+
+namespace foryou {
+
+struct RestoreOptions {
+  std::string from_url;       // the backup region's server, http://host:port
+  std::string source_region;  // whose backup to fetch (this region's name)
+  std::string api_key;        // an operator principal of the backup region
+  std::string data_dir;       // must be empty or absent
+  std::string region_key;     // the source region's key, 32 bytes
+  EngineOptions engine;
+  size_t page_bytes = 8 << 20;
+  std::function<void(uint64_t records, uint64_t last_seq)> progress;  // may be empty
+};
+
+struct RestoreReport {
+  uint64_t records = 0, keys = 0, bytes = 0;
+  uint64_t last_seq = 0;
+  double fetch_seconds = 0, replay_seconds = 0;
+  uint64_t users = 0, events = 0, videos = 0;
+};
+
+Result<RestoreReport> Restore(const RestoreOptions& options);
+
+}  // namespace foryou

@@ -1,0 +1,172 @@
+#include "replication/shipper.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "replication/wire.h"
+
+namespace foryou {
+
+Shipper::Shipper(Engine& engine, std::string source_region, std::vector<BackupTarget> targets, std::string api_key,
+                 ShipperOptions options)
+    : engine_(engine), source_(std::move(source_region)), api_key_(std::move(api_key)), options_(options) {
+  for (auto& t : targets) {
+    Target target;
+    target.stats.region = t.region;
+    target.where = std::move(t);
+    targets_.push_back(std::move(target));
+  }
+}
+
+Shipper::~Shipper() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  shipped_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void Shipper::Start() {
+  for (size_t i = 0; i < targets_.size(); ++i) threads_.emplace_back([this, i] { Run(i); });
+}
+
+void Shipper::Notify() {
+  {
+    std::lock_guard lock(mu_);
+    ++notified_;
+  }
+  wake_.notify_all();
+}
+
+bool Shipper::WaitFor(uint64_t seq, std::chrono::milliseconds timeout) {
+  Notify();
+  std::unique_lock lock(mu_);
+  return shipped_.wait_for(lock, timeout, [&] {
+    if (stop_) return true;
+    for (const Target& t : targets_) {
+      if (!t.known || t.stats.shipped_seq < seq) return false;
+    }
+    return true;
+  }) && !stop_;
+}
+
+std::vector<ShipperTargetStats> Shipper::Stats() const {
+  std::lock_guard lock(mu_);
+  std::vector<ShipperTargetStats> out;
+  for (const Target& t : targets_) out.push_back(t.stats);
+  return out;
+}
+
+void Shipper::Run(size_t index) {
+  std::string url, region;
+  {
+    std::lock_guard lock(mu_);
+    url = targets_[index].where.url;
+    region = targets_[index].where.region;
+  }
+  httplib::Client client(url);
+  client.set_bearer_token_auth(api_key_);
+  client.set_connection_timeout(options_.timeout_s, 0);
+  client.set_read_timeout(options_.timeout_s, 0);
+  client.set_write_timeout(options_.timeout_s, 0);
+  client.set_keep_alive(true);
+  const std::string status_path = fmt::format("/v1/backup/{}/status", source_);
+  const std::string records_path = fmt::format("/v1/backup/{}/records", source_);
+  int backoff = options_.retry_ms;
+  bool known = false;
+  uint64_t shipped = 0;
+
+  auto fail = [&](const std::string& why) {
+    {
+      std::lock_guard lock(mu_);
+      Target& t = targets_[index];
+      t.stats.failures++;
+      if (t.stats.last_error != why) spdlog::warn("backup to {}: {}", region, why);
+      t.stats.last_error = why;
+    }
+    std::unique_lock lock(mu_);
+    wake_.wait_for(lock, std::chrono::milliseconds(backoff), [&] { return stop_; });
+    backoff = std::min(backoff * 2, 2000);
+  };
+  auto advance = [&](uint64_t seq, size_t bytes, bool batch) {
+    {
+      std::lock_guard lock(mu_);
+      Target& t = targets_[index];
+      t.known = true;
+      t.stats.shipped_seq = seq;
+      t.stats.last_error.clear();
+      if (batch) {
+        t.stats.batches++;
+        t.stats.bytes += bytes;
+      }
+    }
+    shipped_.notify_all();
+    backoff = options_.retry_ms;
+  };
+  auto last_seq_of = [](const std::string& body) -> std::optional<uint64_t> {
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_object() && j.contains("last_seq") && j["last_seq"].is_number_unsigned()) return j["last_seq"].get<uint64_t>();
+    if (j.is_object() && j.contains("error") && j["error"].contains("last_seq")) return j["error"]["last_seq"].get<uint64_t>();
+    return std::nullopt;
+  };
+
+  while (true) {
+    uint64_t seen_notified;
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) return;
+      seen_notified = notified_;
+    }
+    if (!known) {
+      auto r = client.Get(status_path.c_str());
+      if (!r) {
+        fail(fmt::format("{} unreachable ({})", url, httplib::to_string(r.error())));
+        continue;
+      }
+      auto seq = r->status == 200 ? last_seq_of(r->body) : std::nullopt;
+      if (!seq) {
+        fail(fmt::format("status: HTTP {}: {}", r->status, r->body));
+        continue;
+      }
+      known = true;
+      shipped = *seq;
+      advance(shipped, 0, false);
+    }
+    if (engine_.LastSeq() <= shipped) {
+      std::unique_lock lock(mu_);
+      wake_.wait_for(lock, std::chrono::milliseconds(options_.poll_ms),
+                     [&] { return stop_ || notified_ != seen_notified; });
+      continue;
+    }
+    LogBatch batch;
+    if (Status s = engine_.ReadLog(shipped + 1, options_.max_batch_bytes, &batch); !s.ok()) {
+      fail("reading the log: " + s.ToString());
+      continue;
+    }
+    if (batch.records.empty()) continue;
+    const std::string body = EncodeLogBatch(batch);
+    auto r = client.Post(records_path.c_str(), body, "application/octet-stream");
+    if (!r) {
+      fail(fmt::format("{} unreachable ({})", url, httplib::to_string(r.error())));
+      continue;
+    }
+    auto seq = last_seq_of(r->body);
+    if (r->status == 200 && seq) {
+      shipped = *seq;
+      advance(shipped, body.size(), true);
+    } else if (r->status == 409 && seq) {
+      shipped = *seq;  // the target is elsewhere in the log: resume from there
+      advance(shipped, 0, false);
+    } else {
+      fail(fmt::format("HTTP {}: {}", r->status, r->body));
+    }
+  }
+}
+
+}  // namespace foryou

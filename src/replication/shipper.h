@@ -1,0 +1,92 @@
+// Shipper: the primary side of replication. Ships every acknowledged record
+// of this region's log, as stored (personal data sealed per user, keys
+// wrapped by the region key), to each backup region, in order, continuously.
+//
+// Targets come from `foryou serve --backup-to REGION=URL`; the caller checks
+// them against the policy (only regions approved to hold backups of every
+// jurisdiction this region is primary for) before constructing a Shipper.
+// One thread per target: it learns the target's last stored sequence number
+// (GET /v1/backup/{source}/status), then POSTs batches from there on
+// (replication/wire.h), waking on Notify() or every `poll_ms`.
+//
+// WaitFor lets a write wait until every target has stored it: the server
+// acknowledges writes that way (replication is synchronous; RPO 0) unless
+// the backups do not answer within the timeout.
+//
+// Thread safety: all methods may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace foryou {
+
+struct BackupTarget {
+  std::string region;  // its name in the policy
+  std::string url;     // http://host:port
+};
+
+struct ShipperOptions {
+  // Upper bound of one shipped batch's records, in bytes.
+  size_t max_batch_bytes = 4 << 20;
+  // How often a target is checked for new records without a Notify.
+  int poll_ms = 50;
+  // Wait after a failed attempt (doubling up to 2 s).
+  int retry_ms = 100;
+  int timeout_s = 10;  // per HTTP call
+};
+
+struct ShipperTargetStats {
+  std::string region;
+  uint64_t shipped_seq = 0;  // the target's last stored sequence number
+  uint64_t batches = 0, bytes = 0, failures = 0;
+  std::string last_error;
+};
+
+class Shipper {
+ public:
+  // `engine` is borrowed and must outlive the Shipper. `api_key` is this
+  // region's key at the targets (a principal with role operator there).
+  Shipper(Engine& engine, std::string source_region, std::vector<BackupTarget> targets, std::string api_key,
+          ShipperOptions options = {});
+  ~Shipper();  // stops the threads
+  Shipper(const Shipper&) = delete;
+  Shipper& operator=(const Shipper&) = delete;
+
+  void Start();
+  // New records were appended.
+  void Notify();
+  // Blocks until every target has stored `seq`; false on timeout.
+  bool WaitFor(uint64_t seq, std::chrono::milliseconds timeout);
+  std::vector<ShipperTargetStats> Stats() const;
+
+ private:
+  struct Target {
+    BackupTarget where;
+    ShipperTargetStats stats;  // guarded by mu_
+    bool known = false;        // shipped_seq learned from the target
+  };
+  void Run(size_t target);
+
+  Engine& engine_;
+  const std::string source_;
+  const std::string api_key_;
+  const ShipperOptions options_;
+  mutable std::mutex mu_;
+  std::condition_variable wake_;     // new records, or stop
+  std::condition_variable shipped_;  // a target advanced
+  std::vector<Target> targets_;      // guarded by mu_ (the stats)
+  bool stop_ = false;                // guarded by mu_
+  uint64_t notified_ = 0;            // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace foryou
