@@ -369,3 +369,109 @@ TEST_F(EngineTest, EraseRemovesTheUserFromStateLogAndRestart) {
 
 }  // namespace
 }  // namespace foryou
+
+namespace foryou {
+namespace {
+
+// The same engine with personal data encrypted at rest (crypto/keyring.h).
+class EncryptedEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+  void Reopen(const std::string& key = std::string(32, 'k')) {
+    engine_.reset();
+    Status s = Engine::Open(EngineOptions{}, dir_.path(), clock_, &engine_, key);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  size_t StoredKeys() {
+    engine_.reset();
+    std::unique_ptr<Store> store;
+    EXPECT_TRUE(Store::Open(dir_.path(), StoreOptions{}, &store).ok());
+    size_t n = 0;
+    EXPECT_TRUE(store->ForEachKey([&](std::string_view, std::string_view) { ++n; return Status::OK(); }).ok());
+    store.reset();
+    Reopen();
+    return n;
+  }
+  bool AnyFileContains(const std::string& needle) {
+    engine_.reset();
+    bool found = false;
+    for (const auto& f : std::filesystem::recursive_directory_iterator(dir_.path())) {
+      if (!f.is_regular_file()) continue;
+      std::ifstream in(f.path(), std::ios::binary);
+      std::string bytes((std::istreambuf_iterator<char>(in)), {});
+      found |= bytes.find(needle) != std::string::npos;
+    }
+    Reopen();
+    return found;
+  }
+  TempDir dir_;
+  ManualClock clock_{kNow};
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(EncryptedEngineTest, EventsAreSealedPerUserAndReplayToTheSameModel) {
+  ASSERT_TRUE(engine_->encrypted());
+  ASSERT_TRUE(engine_->UpsertVideos(Catalog()).ok());
+  for (int u = 0; u < 12; ++u) {
+    const std::string user = "plaintext-user-" + std::to_string(u);
+    ASSERT_TRUE(engine_->IngestEvents({Play(user, "cats-0-" + std::to_string(u % 6), 1.0, kNow - 1000),
+                                       Ev(user, "cats-1-" + std::to_string(u % 5), EventType::kLike, kNow - 500),
+                                       Play("plaintext-user-0", "chess-0-1", 0.2, kNow - 400)},
+                                      "US")
+                    .ok());
+  }
+  std::vector<float> before, after;
+  ASSERT_TRUE(engine_->ScoreVideos("plaintext-user-3", kNow, nullptr, &before).ok());
+  const auto profile = engine_->GetUser("plaintext-user-3");
+  ASSERT_TRUE(profile.ok());
+  EXPECT_EQ(engine_->UserHome("plaintext-user-3"), "US");
+  EXPECT_FALSE(AnyFileContains("plaintext-user-")) << "no user id is stored in the clear";
+  Reopen();
+  ASSERT_TRUE(engine_->ScoreVideos("plaintext-user-3", kNow, nullptr, &after).ok());
+  EXPECT_EQ(before, after) << "a replay rebuilds the same model from the sealed log";
+  EXPECT_EQ(engine_->GetUser("plaintext-user-3")->liked, profile->liked);
+  EXPECT_EQ(engine_->UserHome("plaintext-user-3"), "US") << "the home is sealed with the first events";
+  auto x = engine_->ExportUser("plaintext-user-0");
+  ASSERT_TRUE(x.ok());
+  EXPECT_EQ(x->events.size(), 2u + 12u) << "export opens the user's own sealed groups";
+}
+
+TEST_F(EncryptedEngineTest, AnEncryptedStoreOpensOnlyWithItsRegionKey) {
+  ASSERT_TRUE(engine_->UpsertVideos(Catalog()).ok());
+  ASSERT_TRUE(engine_->IngestEvents({Play("u1", "cats-0-1", 1.0, kNow)}, "US").ok());
+  engine_.reset();
+  std::unique_ptr<Engine> other;
+  EXPECT_EQ(Engine::Open(EngineOptions{}, dir_.path(), clock_, &other).code(), StatusCode::kInvalidArgument)
+      << "without the key";
+  EXPECT_EQ(Engine::Open(EngineOptions{}, dir_.path(), clock_, &other, std::string(32, 'x')).code(),
+            StatusCode::kCorruption)
+      << "with another region's key";
+  Reopen();
+  EXPECT_TRUE(engine_->GetUser("u1").ok());
+}
+
+TEST_F(EncryptedEngineTest, ErasureShredsTheKeysAndSurvivesRestart) {
+  ASSERT_TRUE(engine_->UpsertVideos(Catalog()).ok());
+  ASSERT_TRUE(engine_->IngestEvents({Ev("shred-me", "cats-0-1", EventType::kLike, kNow - 10),
+                                     Play("shred-me", "cars-0-2", 1.0, kNow - 10), Play("keeper", "cars-0-2", 1.0, kNow)},
+                                    "US")
+                  .ok());
+  ASSERT_EQ(StoredKeys(), 2u);
+  ASSERT_TRUE(engine_->EraseUser("shred-me").ok());
+  EXPECT_EQ(engine_->GetUser("shred-me").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(engine_->ExportUser("shred-me").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(StoredKeys(), 1u) << "the user's key is destroyed, on disk too";
+  EXPECT_EQ(engine_->GetUser("shred-me").status().code(), StatusCode::kNotFound) << "after restart";
+  EXPECT_EQ(engine_->GetUser("keeper")->event_counts[1].second, 1u);
+  // The id comes back as a new user with a new key; the old events stay unreadable.
+  ASSERT_TRUE(engine_->IngestEvents({Play("shred-me", "chess-0-0", 1.0, kNow)}, "US").ok());
+  Reopen();
+  auto x = engine_->ExportUser("shred-me");
+  ASSERT_TRUE(x.ok());
+  ASSERT_EQ(x->events.size(), 1u);
+  EXPECT_EQ(x->events[0].video_id, "chess-0-0");
+  EXPECT_TRUE(engine_->GetUser("shred-me")->liked.empty());
+}
+
+}  // namespace
+}  // namespace foryou

@@ -1,0 +1,90 @@
+#include <gtest/gtest.h>
+
+#include "crypto/keyring.h"
+#include "replication/backup_store.h"
+#include "replication/wire.h"
+#include "storage/log_format.h"
+#include "util/temp_dir.h"
+
+namespace foryou {
+namespace {
+
+Event Like(const std::string& user, const std::string& video) {
+  Event e;
+  e.user_id = user;
+  e.video_id = video;
+  e.type = EventType::kLike;
+  e.ts = 1000;
+  return e;
+}
+
+// A primary's sealed record of `users`' likes, and the keys it created.
+LogBatch Sealed(Keyring& ring, uint64_t seq, const std::vector<std::string>& users, const std::string& j) {
+  std::vector<Event> events;
+  for (const auto& u : users) events.push_back(Like(u, "v1"));
+  LogBatch b;
+  std::string record;
+  EXPECT_TRUE(EncodeSealedEventsRecord(events, [&](const std::string&) { return j; }, ring, &record, &b.keys).ok());
+  b.records.emplace_back(seq, record);
+  return b;
+}
+
+TEST(WireTest, BatchesRoundTripAndMalformedOnesAreRefused) {
+  LogBatch b;
+  b.records = {{7, "abc"}, {8, std::string("\0x", 2)}};
+  b.keys = {{std::string(24, 'n'), "wrapped"}};
+  const std::string bytes = EncodeLogBatch(b);
+  LogBatch back;
+  ASSERT_TRUE(DecodeLogBatch(bytes, &back).ok());
+  EXPECT_EQ(back.records, b.records);
+  EXPECT_EQ(back.keys, b.keys);
+  for (size_t cut = 0; cut < bytes.size(); ++cut) {
+    EXPECT_EQ(DecodeLogBatch(bytes.substr(0, cut), &back).code(), StatusCode::kInvalidArgument) << cut;
+  }
+  EXPECT_FALSE(DecodeLogBatch(std::string("\x09", 1), &back).ok()) << "unknown version";
+}
+
+TEST(BackupStoresTest, HoldsOnlySealedDataOfAllowedJurisdictionsInOrder) {
+  TempDir dir;
+  auto ring = std::move(Keyring::Create(std::string(32, 'u'))).value();
+  BackupStores backups(dir.Sub("backups"));
+  uint64_t last = 0;
+  const std::set<std::string> us = {"US"};
+  ASSERT_TRUE(backups.Receive("us", Sealed(*ring, 1, {"amy", "al"}, "US"), us, &last).ok());
+  EXPECT_EQ(last, 1u);
+  // A resend is harmless; a gap is a conflict naming where the backup ends.
+  ASSERT_TRUE(backups.Receive("us", Sealed(*ring, 1, {"amy"}, "US"), us, &last).ok());
+  EXPECT_EQ(backups.Receive("us", Sealed(*ring, 3, {"amy"}, "US"), us, &last).code(), StatusCode::kConflict);
+  EXPECT_EQ(last, 1u);
+  // Another jurisdiction's data, or plaintext personal data, is refused whole.
+  EXPECT_EQ(backups.Receive("us", Sealed(*ring, 2, {"siew"}, "SG"), us, &last).code(), StatusCode::kForbidden);
+  LogBatch plain;
+  plain.records.emplace_back(2, EncodeEventsRecord({Like("amy", "v1")}));
+  EXPECT_EQ(backups.Receive("us", plain, us, &last).code(), StatusCode::kForbidden);
+  EXPECT_EQ(*backups.LastSeq("us"), 1u);
+  EXPECT_FALSE(backups.Receive("../etc", Sealed(*ring, 1, {"amy"}, "US"), us, &last).ok()) << "a path is not a region";
+
+  // What a restore reads back: the records and the keys they need.
+  LogBatch read;
+  ASSERT_TRUE(backups.Read("us", 1, 1 << 20, &read).ok());
+  ASSERT_EQ(read.records.size(), 1u);
+  EXPECT_EQ(read.keys.size(), 2u);
+  // Erasure reaches the backup: the Shred record destroys the key here.
+  const std::string amy = ring->Pseudonym("amy");
+  LogBatch shred;
+  shred.records.emplace_back(2, EncodeShredRecord(amy, "US", ring->KeyIds(amy)));
+  ASSERT_TRUE(backups.Receive("us", shred, us, &last).ok());
+  ASSERT_TRUE(backups.Read("us", 1, 1 << 20, &read).ok());
+  ASSERT_EQ(read.records.size(), 2u);
+  ASSERT_EQ(read.keys.size(), 1u);
+  EXPECT_NE(read.keys[0].first.substr(0, kPseudonymBytes), amy);
+  auto h = backups.Holdings();
+  ASSERT_TRUE(h.ok());
+  ASSERT_EQ(h->size(), 1u);
+  EXPECT_EQ((*h)[0].jurisdiction, "US");
+  EXPECT_EQ((*h)[0].users, 1u);
+  EXPECT_EQ((*h)[0].shredded_users, 1u);
+}
+
+}  // namespace
+}  // namespace foryou
