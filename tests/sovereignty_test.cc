@@ -1,15 +1,19 @@
-// Sovereignty, end to end: two region servers (us, sg) as real processes on
-// loopback under one policy. Personal data of a jurisdiction is served only by
-// its primary region, only to principals with the right, and every attempt is
-// in the region's audit log.
+// Sovereignty, end to end: three region servers (us, sg, eu) as real
+// processes on loopback under one policy. Personal data of a jurisdiction is
+// served only by its primary region, only to principals with the right, and
+// every attempt is in the region's audit log. US data is encrypted at rest
+// and backed up to sg, the one region the policy approves, and to no other:
+// a lost us primary is restored from sg, and erasure reaches the backup.
 #include <httplib.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "bench/server_process.h"
 #include "policy/policy.h"
+#include "replication/wire.h"
 #include "util/temp_dir.h"
 
 namespace foryou {
@@ -34,6 +38,19 @@ operator = "Trusted Operator Inc."
 primary_for = ["SG"]
 backup_for = ["US"]
 
+[[regions]]
+name = "eu"
+jurisdiction = "EU"
+operator = "Another Operator GmbH"
+primary_for = ["EU"]
+
+[[principals]]
+name = "us-operator"
+key_sha256 = ")" + Sha256Hex("us-operator-key") + R"("
+role = "operator"
+read = ["US"]
+write = ["US"]
+
 [[principals]]
 name = "us-feed-service"
 key_sha256 = ")" + Sha256Hex("us-key") + R"("
@@ -53,12 +70,14 @@ name = "outside-auditor"
 key_sha256 = ")" + Sha256Hex("auditor-key") + R"("
 role = "auditor"
 )";
-    for (const char* region : {"us", "sg"}) {
-      auto p = ServerProcess::Start(FORYOU_BINARY, dir_.Sub(std::string("data-") + region), dir_.path(),
-                                    {"--policy", dir_.Sub("policy.toml"), "--region", region});
-      ASSERT_NE(p, nullptr) << region;
-      servers_.push_back(std::move(p));
+    std::ofstream(dir_.Sub("us-operator.key")) << "us-operator-key\n";
+    for (const char* region : {"us", "sg", "eu"}) {
+      std::ofstream(dir_.Sub(std::string(region) + ".region-key")) << std::string(64, region[0] == 'u' ? 'a' : 'b');
     }
+    servers_.resize(3);
+    // sg first: us ships its backups there.
+    for (int i : {1, 2, 0}) StartRegion(i);
+    ASSERT_TRUE(servers_[0] && servers_[1] && servers_[2]);
     for (size_t i = 0; i < servers_.size(); ++i) {
       httplib::Client c("127.0.0.1", servers_[i]->port());
       EXPECT_EQ(c.Post("/v1/videos", R"({"videos":[]})", "application/json")->status, 401)
@@ -72,6 +91,26 @@ role = "auditor"
       auto r = c.Post("/v1/videos", videos.dump(), "application/json");
       ASSERT_TRUE(r && r->status == 200);
     }
+  }
+
+  static constexpr const char* kRegions[] = {"us", "sg", "eu"};
+
+  std::vector<std::string> RegionArgs(int i) {
+    const std::string region = kRegions[i];
+    std::vector<std::string> args = {"--policy", dir_.Sub("policy.toml"), "--region", region, "--region-key-file",
+                                     dir_.Sub(region + ".region-key")};
+    if (region == "us") {
+      args.insert(args.end(), {"--backup-to", "sg=http://127.0.0.1:" + std::to_string(servers_[1]->port()),
+                               "--backup-api-key-file", dir_.Sub("us-operator.key")});
+    }
+    return args;
+  }
+
+  void StartRegion(int i, const std::string& data_dir = "") {
+    const std::string region = kRegions[i];
+    servers_[i] = ServerProcess::Start(FORYOU_BINARY, data_dir.empty() ? dir_.Sub("data-" + region) : data_dir,
+                                       dir_.path(), RegionArgs(i));
+    ASSERT_NE(servers_[i], nullptr) << region;
   }
 
   httplib::Result Call(int region, const std::string& method, const std::string& path, const std::string& key,
@@ -89,7 +128,7 @@ role = "auditor"
   }
 
   TempDir dir_;
-  std::vector<std::unique_ptr<ServerProcess>> servers_;  // [0] us, [1] sg
+  std::vector<std::unique_ptr<ServerProcess>> servers_;  // [0] us, [1] sg, [2] eu
 };
 
 TEST_F(SovereigntyTest, CrossBorderAccessIsRefusedOnEveryPersonalDataEndpoint) {
@@ -130,8 +169,9 @@ TEST_F(SovereigntyTest, EveryAttemptIsAuditedWithItsPrincipal) {
   servers_[0]->Terminate();
   CommandResult v = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", dir_.Sub("data-us")});
   ASSERT_EQ(v.exit_code, 0);
-  // The write: its attempt, then its outcome; the refused read: one entry.
-  EXPECT_EQ(json::parse(v.out)["tree_size"], 3);
+  // The policy and region key in force (2), the write: its attempt, then its
+  // outcome; the refused read: one entry.
+  EXPECT_EQ(json::parse(v.out)["tree_size"], 5);
 }
 
 TEST_F(SovereigntyTest, ResidencyReportCountsWhatIsHeldAndFlagsWhatIsNotAllowed) {
@@ -139,7 +179,8 @@ TEST_F(SovereigntyTest, ResidencyReportCountsWhatIsHeldAndFlagsWhatIsNotAllowed)
   ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("al"))->status, 200);
   for (auto& s : servers_) s->Terminate();
   CommandResult clean = RunCommand({FORYOU_BINARY, "residency", "report", "--data-dir", dir_.Sub("data-us"), "--policy",
-                                    dir_.Sub("policy.toml"), "--region", "us", "--json"});
+                                    dir_.Sub("policy.toml"), "--region", "us", "--json", "--region-key-file",
+                                    dir_.Sub("us.region-key")});
   ASSERT_EQ(clean.exit_code, 0) << clean.out;
   json r = json::parse(clean.out);
   ASSERT_EQ(r["held"].size(), 1u);
@@ -151,7 +192,8 @@ TEST_F(SovereigntyTest, ResidencyReportCountsWhatIsHeldAndFlagsWhatIsNotAllowed)
 
   // The same store reported as region sg: every user is out of place.
   CommandResult wrong = RunCommand({FORYOU_BINARY, "residency", "report", "--data-dir", dir_.Sub("data-us"), "--policy",
-                                    dir_.Sub("policy.toml"), "--region", "sg", "--json"});
+                                    dir_.Sub("policy.toml"), "--region", "sg", "--json", "--region-key-file",
+                                    dir_.Sub("us.region-key")});
   EXPECT_EQ(wrong.exit_code, 2);
   json w = json::parse(wrong.out);
   EXPECT_EQ(w["violations"].size(), 2u);
@@ -177,8 +219,150 @@ TEST_F(SovereigntyTest, ErasureIsAuthorizedAuditedAndFinal) {
   servers_[1]->Terminate();
   CommandResult v = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", dir_.Sub("data-sg")});
   ASSERT_EQ(v.exit_code, 0);
-  // events (attempt + outcome), refused erase, erase (attempt + outcome), 2 reads, second erase (attempt + outcome)
-  EXPECT_EQ(json::parse(v.out)["tree_size"], 9);
+  // policy and key (2), events (attempt + outcome), refused erase, erase
+  // (attempt + outcome), 2 reads, second erase (attempt + outcome)
+  EXPECT_EQ(json::parse(v.out)["tree_size"], 11);
+}
+
+
+// Every file under `dir` that contains `needle`.
+std::vector<std::string> FilesContaining(const std::string& dir, const std::string& needle) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir, ec)) {
+    if (!f.is_regular_file()) continue;
+    std::ifstream in(f.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    if (bytes.find(needle) != std::string::npos) out.push_back(f.path().string());
+  }
+  return out;
+}
+
+TEST_F(SovereigntyTest, KillingTheUsPrimaryAndRestoringFromSgLosesNothingAcknowledged) {
+  uint64_t acked = 0;
+  for (int b = 0; b < 20; ++b) {
+    json events = {{"events", json::array()}};
+    for (int k = 0; k < 5; ++k) {
+      events["events"].push_back({{"user_id", "user" + std::to_string((b * 5 + k) % 13)},
+                                  {"video_id", "v" + std::to_string((b + k) % 10)},
+                                  {"type", k == 2 ? "like" : "play"},
+                                  {"watch_ratio", 0.9}});
+    }
+    auto r = Call(0, "POST", "/v1/events", "us-key", "US", events.dump());
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(r->get_header_value("X-Foryou-Backup"), "confirmed") << "acknowledged only once sg stored it";
+    acked += 5;
+  }
+  auto before = Call(0, "GET", "/v1/users/user3", "us-key", "US");
+  ASSERT_EQ(before->status, 200);
+  servers_[0]->Kill9();
+
+  // sg holds the backup as ciphertext: no user id in any of its files.
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("data-sg/backups/us")));
+  EXPECT_TRUE(FilesContaining(dir_.Sub("data-sg"), "user3").empty());
+  // Only an operator with rights on US data may fetch it.
+  const std::string sg_url = "http://127.0.0.1:" + std::to_string(servers_[1]->port());
+  EXPECT_EQ(Call(1, "GET", "/v1/backup/us/records?from=1", "us-key", "")->status, 403) << "a service is no operator";
+  EXPECT_EQ(Call(1, "GET", "/v1/backup/us/records?from=1", "auditor-key", "")->status, 403);
+  EXPECT_EQ(Call(1, "GET", "/v1/backup/us/records?from=1", "", "")->status, 401);
+
+  // Restore the lost primary from sg. The sg region's key cannot open it.
+  CommandResult wrong_key = RunCommand({FORYOU_BINARY, "restore", "--from", sg_url, "--source-region", "us", "--data-dir",
+                                        dir_.Sub("data-us-wrong"), "--api-key-file", dir_.Sub("us-operator.key"),
+                                        "--region-key-file", dir_.Sub("sg.region-key"), "--json"});
+  EXPECT_NE(wrong_key.exit_code, 0) << wrong_key.out;
+  CommandResult restored = RunCommand({FORYOU_BINARY, "restore", "--from", sg_url, "--source-region", "us", "--data-dir",
+                                       dir_.Sub("data-us-restored"), "--api-key-file", dir_.Sub("us-operator.key"),
+                                       "--region-key-file", dir_.Sub("us.region-key"), "--json"});
+  ASSERT_EQ(restored.exit_code, 0) << restored.out;
+  json report = json::parse(restored.out);
+  EXPECT_EQ(report["events"], acked) << "every acknowledged event is back";
+  EXPECT_EQ(report["users"], 13);
+  EXPECT_EQ(report["videos"], 10);
+
+  // The restored store serves as us again, with the same user state.
+  StartRegion(0, dir_.Sub("data-us-restored"));
+  auto after = Call(0, "GET", "/v1/users/user3", "us-key", "US");
+  ASSERT_EQ(after->status, 200);
+  EXPECT_EQ(json::parse(after->body)["event_counts"], json::parse(before->body)["event_counts"]);
+  EXPECT_EQ(json::parse(after->body)["liked"], json::parse(before->body)["liked"]);
+  auto more = Call(0, "POST", "/v1/events", "us-key", "US", Events("user3"));
+  ASSERT_EQ(more->status, 200);
+  EXPECT_EQ(more->get_header_value("X-Foryou-Backup"), "confirmed") << "and it ships on from where sg is";
+}
+
+TEST_F(SovereigntyTest, NoBackupByteReachesTheUnapprovedRegion) {
+  for (int i = 0; i < 5; ++i) {
+    auto r = Call(0, "POST", "/v1/events", "us-key", "US", Events("amy" + std::to_string(i)));
+    ASSERT_EQ(r->status, 200);
+    EXPECT_EQ(r->get_header_value("X-Foryou-Backup"), "confirmed");
+  }
+  // A us server told to back up to eu refuses to start.
+  const std::string eu_url = "http://127.0.0.1:" + std::to_string(servers_[2]->port());
+  std::vector<std::string> args = {FORYOU_BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir_.Sub("data-us2")};
+  std::vector<std::string> region = RegionArgs(0);
+  args.insert(args.end(), region.begin(), region.end());
+  args.insert(args.end(), {"--backup-to", "eu=" + eu_url});
+  CommandResult refused = RunCommand(args);
+  EXPECT_NE(refused.exit_code, 0);
+  // eu refuses a batch shipped to it by hand, even from the US operator.
+  LogBatch batch;
+  batch.records.emplace_back(1, "not even looked at");
+  httplib::Client c("127.0.0.1", servers_[2]->port());
+  c.set_bearer_token_auth("us-operator-key");
+  auto r = c.Post("/v1/backup/us/records", EncodeLogBatch(batch), "application/octet-stream");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 403) << r->body;
+  // sg received the backup; eu has nothing, not even a directory for it.
+  httplib::Client sg("127.0.0.1", servers_[1]->port());
+  const std::string metrics = sg.Get("/metrics")->body;
+  EXPECT_NE(metrics.find("foryou_backup_received_bytes_total"), std::string::npos);
+  EXPECT_EQ(metrics.find("foryou_backup_received_bytes_total 0\n"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("data-eu/backups")));
+  httplib::Client us("127.0.0.1", servers_[0]->port());
+  const std::string us_metrics = us.Get("/metrics")->body;
+  EXPECT_NE(us_metrics.find("foryou_backup_lag_records{region=\"sg\"} 0"), std::string::npos) << us_metrics;
+  EXPECT_EQ(us_metrics.find("region=\"eu\""), std::string::npos);
+}
+
+TEST_F(SovereigntyTest, ErasureReachesTheBackupByShreddingTheKey) {
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("gone"))->status, 200);
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("stays"))->status, 200);
+  httplib::Client c("127.0.0.1", servers_[0]->port());
+  auto erased = c.Delete("/v1/users/gone", httplib::Headers{{"Authorization", "Bearer us-key"}, {"X-Foryou-Jurisdiction", "US"}});
+  ASSERT_TRUE(erased);
+  ASSERT_EQ(erased->status, 200) << erased->body;
+  EXPECT_EQ(erased->get_header_value("X-Foryou-Backup"), "confirmed");
+
+  // The backup in sg: one user readable with the US key, one shredded.
+  servers_[1]->Terminate();
+  CommandResult report = RunCommand({FORYOU_BINARY, "residency", "report", "--data-dir", dir_.Sub("data-sg"), "--policy",
+                                     dir_.Sub("policy.toml"), "--region", "sg", "--json", "--region-key-file",
+                                     dir_.Sub("sg.region-key")});
+  ASSERT_EQ(report.exit_code, 0) << report.out;
+  json held = json::parse(report.out)["backups_held"];
+  ASSERT_EQ(held.size(), 1u) << report.out;
+  EXPECT_EQ(held[0]["source_region"], "us");
+  EXPECT_EQ(held[0]["jurisdiction"], "US");
+  EXPECT_EQ(held[0]["held_as"], "backup");
+  EXPECT_EQ(held[0]["users"], 1);
+  EXPECT_EQ(held[0]["shredded_users"], 1);
+
+  // A restore from that backup brings back "stays" and not "gone".
+  StartRegion(1);
+  servers_[0]->Kill9();
+  CommandResult restored = RunCommand({FORYOU_BINARY, "restore", "--from",
+                                       "http://127.0.0.1:" + std::to_string(servers_[1]->port()), "--source-region", "us",
+                                       "--data-dir", dir_.Sub("data-us-restored"), "--api-key-file",
+                                       dir_.Sub("us-operator.key"), "--region-key-file", dir_.Sub("us.region-key"),
+                                       "--json"});
+  ASSERT_EQ(restored.exit_code, 0) << restored.out;
+  EXPECT_EQ(json::parse(restored.out)["users"], 1);
+  StartRegion(0, dir_.Sub("data-us-restored"));
+  EXPECT_EQ(Call(0, "GET", "/v1/users/gone", "us-key", "US")->status, 404);
+  EXPECT_EQ(Call(0, "GET", "/v1/users/gone/export", "us-key", "US")->status, 404);
+  EXPECT_EQ(Call(0, "GET", "/v1/users/stays", "us-key", "US")->status, 200);
 }
 
 TEST(OpenModeTest, WithoutAPolicyTheServerRefusesToListenBeyondLoopback) {
