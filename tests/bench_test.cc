@@ -34,5 +34,23 @@ TEST(BenchTest, QuickRunsAndReportsEveryKey) {
   EXPECT_GT(j["restart_s"].get<double>(), 0);
 }
 
+// `foryou bench --backup`: the sovereign layer's write cost, and a kill -9
+// of the backed-up primary during writes, restored from its backup region.
+TEST(BenchTest, BackupBenchLosesNoAcknowledgedEvent) {
+  CommandResult r = RunCommand(
+      {FORYOU_BINARY, "bench", "--backup", "--quick", "--duration", "1", "--videos", "2000", "--json"});
+  ASSERT_EQ(r.exit_code, 0);
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out.substr(0, 300);
+  for (const char* phase : {"open", "sovereign", "sovereign_backup"}) {
+    ASSERT_TRUE(j["phases"].contains(phase)) << phase;
+    EXPECT_GT(j["phases"][phase]["events"].get<double>(), 0) << phase;
+  }
+  EXPECT_GT(j["rpo"]["acknowledged_confirmed_events"].get<double>(), 0);
+  EXPECT_GE(j["rpo"]["restored_events"].get<double>(), j["rpo"]["acknowledged_confirmed_events"].get<double>());
+  EXPECT_EQ(j["rpo"]["lost_acknowledged_events"], 0);
+  EXPECT_EQ(j["rpo"]["users_short"], 0);
+}
+
 }  // namespace
 }  // namespace foryou

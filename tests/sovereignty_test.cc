@@ -45,6 +45,20 @@ operator = "Another Operator GmbH"
 primary_for = ["EU"]
 
 [[principals]]
+name = "eu-feed-service"
+key_sha256 = ")" + Sha256Hex("eu-key") + R"("
+role = "service"
+read = ["EU"]
+write = ["EU"]
+
+[[principals]]
+name = "migrations"
+key_sha256 = ")" + Sha256Hex("admin-key") + R"("
+role = "admin"
+read = ["*"]
+write = ["*"]
+
+[[principals]]
 name = "us-operator"
 key_sha256 = ")" + Sha256Hex("us-operator-key") + R"("
 role = "operator"
@@ -348,6 +362,16 @@ TEST_F(SovereigntyTest, ErasureReachesTheBackupByShreddingTheKey) {
   EXPECT_EQ(held[0]["held_as"], "backup");
   EXPECT_EQ(held[0]["users"], 1);
   EXPECT_EQ(held[0]["shredded_users"], 1);
+  // The auditor's link: the pseudonym us audited the erasure under is the
+  // one whose key sg destroyed.
+  servers_[0]->Terminate();
+  CommandResult erasures = RunCommand({FORYOU_BINARY, "audit", "show", "--data-dir", dir_.Sub("data-us"), "--action",
+                                       "user.erase"});
+  ASSERT_EQ(erasures.exit_code, 0);
+  ASSERT_EQ(held[0]["shredded"].size(), 1u);
+  const std::string shredded = held[0]["shredded"][0];
+  EXPECT_NE(erasures.out.find("\"subject\":\"" + shredded + "\""), std::string::npos) << erasures.out << shredded;
+  StartRegion(0);
 
   // A restore from that backup brings back "stays" and not "gone".
   StartRegion(1);
@@ -363,6 +387,42 @@ TEST_F(SovereigntyTest, ErasureReachesTheBackupByShreddingTheKey) {
   EXPECT_EQ(Call(0, "GET", "/v1/users/gone", "us-key", "US")->status, 404);
   EXPECT_EQ(Call(0, "GET", "/v1/users/gone/export", "us-key", "US")->status, 404);
   EXPECT_EQ(Call(0, "GET", "/v1/users/stays", "us-key", "US")->status, 200);
+}
+
+TEST_F(SovereigntyTest, MigrationMovesTheUserAndItsHome) {
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->status, 200);
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->status, 200);
+  // Only an admin brings a user in from another region.
+  const std::string body = Call(0, "GET", "/v1/users/amy/export", "us-key", "US")->body;
+  EXPECT_EQ(Call(2, "POST", "/v1/users/amy/import", "eu-key", "EU", body)->status, 403);
+  std::ofstream(dir_.Sub("admin.key")) << "admin-key\n";
+  const std::string us_url = "http://127.0.0.1:" + std::to_string(servers_[0]->port());
+  const std::string eu_url = "http://127.0.0.1:" + std::to_string(servers_[2]->port());
+  const std::vector<std::string> migrate = {FORYOU_BINARY, "migrate", "--user", "amy", "--from", us_url,
+                                            "--from-jurisdiction", "US", "--to", eu_url, "--to-jurisdiction", "EU",
+                                            "--api-key-file", dir_.Sub("admin.key"), "--json"};
+  CommandResult moved = RunCommand(migrate);
+  ASSERT_EQ(moved.exit_code, 0) << moved.out;
+  json m = json::parse(moved.out);
+  EXPECT_EQ(m["imported_events"], 2);
+  EXPECT_EQ(m["erased_at_source"], true);
+  // Gone from the old home, at home in the new one, with its history.
+  EXPECT_EQ(Call(0, "GET", "/v1/users/amy", "us-key", "US")->status, 404);
+  auto there = Call(2, "GET", "/v1/users/amy/export", "eu-key", "EU");
+  ASSERT_EQ(there->status, 200) << there->body;
+  EXPECT_EQ(json::parse(there->body)["home_jurisdiction"], "EU");
+  EXPECT_EQ(json::parse(there->body)["events"].size(), 2u);
+  EXPECT_EQ(Call(2, "POST", "/v1/events", "eu-key", "US", Events("amy"))->status, 421) << "eu is no home for US data";
+  EXPECT_EQ(Call(2, "POST", "/v1/users/amy/import", "admin-key", "EU", body)->status, 409) << "already here";
+  EXPECT_NE(RunCommand(migrate).exit_code, 0) << "nothing left to migrate";
+  // Each region audited its steps.
+  servers_[0]->Terminate();
+  servers_[2]->Terminate();
+  EXPECT_EQ(RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", dir_.Sub("data-us")}).exit_code, 0);
+  CommandResult shown = RunCommand({FORYOU_BINARY, "audit", "show", "--data-dir", dir_.Sub("data-eu")});
+  ASSERT_EQ(shown.exit_code, 0);
+  EXPECT_NE(shown.out.find("user.import"), std::string::npos) << shown.out;
+  EXPECT_EQ(shown.out.find("amy"), std::string::npos) << "pseudonyms only";
 }
 
 TEST(OpenModeTest, WithoutAPolicyTheServerRefusesToListenBeyondLoopback) {

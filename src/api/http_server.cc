@@ -1,6 +1,7 @@
 #include "api/http_server.h"
 
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -184,7 +185,7 @@ void HttpServer::InstallRoutes() {
       // Backups carry sealed personal data, authorized per source region.
       const bool backup = act.starts_with("backup.");
       const bool personal = action != nullptr && !backup;
-      const bool write = act == "events.write" || act == "user.erase";
+      const bool write = act == "events.write" || act == "user.erase" || act == "user.import";
       // The users this request touches, known before it runs, so that refused
       // attempts are audited against them too.
       std::vector<std::string> subjects;
@@ -218,6 +219,12 @@ void HttpServer::InstallRoutes() {
             reply = Reply{refusal->http_status, refusal->http_status == 421
                                                     ? MisdirectedToJson(refusal->message, refusal->home_region)
                                                     : ErrorToJson(refusal->code, refusal->message)};
+          } else if (act == "user.import" && p->role != Role::kAdmin) {
+            // A user arriving with their data from another region is a
+            // migration: an admin's act, never a service's.
+            refused = true;
+            reply = Reply{403, ErrorToJson("forbidden", fmt::format("principal {} is not an admin: only admins migrate users",
+                                                                    p->name))};
           } else {
             for (const std::string& user : subjects) {
               const std::string home = engine_.UserHome(user);
@@ -239,14 +246,15 @@ void HttpServer::InstallRoutes() {
       auto audit = [&](const std::string& outcome, bool sync) -> Status {
         const int64_t now = SystemClock().NowMs();
         const std::vector<std::string> who = subjects.empty() ? std::vector<std::string>{""} : subjects;
-        for (const std::string& user : who) {
+        for (size_t i = 0; i < who.size(); ++i) {
           AuditEntry e;
           e.ts_ms = now;
           e.principal = principal;
           e.action = action;
-          e.subject = user.empty() ? "-" : audit_->Pseudonym(user);
+          e.subject = who[i].empty() ? "-" : audit_->Pseudonym(who[i]);
           e.outcome = outcome;
-          FORYOU_RETURN_IF_ERROR(audit_->Append(std::move(e), sync));
+          // One fsync per request: the last entry's covers the ones before.
+          FORYOU_RETURN_IF_ERROR(audit_->Append(std::move(e), sync && i + 1 == who.size()));
         }
         return Status::OK();
       };
@@ -303,7 +311,7 @@ void HttpServer::InstallRoutes() {
       const uint64_t last = engine_.LastSeq();
       text += "# HELP foryou_backup_shipped_seq Last log record stored by each backup region.\n"
               "# TYPE foryou_backup_shipped_seq gauge\n";
-      std::string lag = "# HELP foryou_backup_lag_records Acknowledged records not yet stored by a backup region (RPO).\n"
+      std::string lag = "# HELP foryou_backup_lag_records Records written here that a backup region does not hold yet (writes waiting on it are not acknowledged).\n"
                         "# TYPE foryou_backup_lag_records gauge\n";
       std::string fails = "# HELP foryou_backup_failures_total Failed shipping attempts.\n"
                           "# TYPE foryou_backup_failures_total counter\n";
@@ -404,6 +412,55 @@ void HttpServer::InstallRoutes() {
     reply.subjects = {user};
     return reply;
   }, "user.erase", PathUser(R"(/v1/users/([^/]+))"));
+
+  // Migration, arriving side: the user's export from their old home region
+  // becomes their first events here, with this request's jurisdiction as
+  // their new home (foryou migrate; docs/SOVEREIGNTY.md).
+  route("POST", R"(/v1/users/([^/]+)/import)", "users_import", [this](const httplib::Request& req) {
+    const std::string user = req.matches[1];
+    Reply reply;
+    reply.subjects = {user};
+    if (engine_.GetUser(user).ok()) {
+      reply = Reply{409, ErrorToJson("conflict", fmt::format("user '{}' already exists here; import only into a region "
+                                                             "that does not know the user", user))};
+      return reply;
+    }
+    auto doc = nlohmann::json::parse(req.body, nullptr, false);
+    if (!doc.is_object() || !doc.contains("events") || !doc["events"].is_array()) {
+      return Error(Status::InvalidArgument("body: expected a user export, {\"events\": [...]}"));
+    }
+    if (doc.contains("user_id") && doc["user_id"] != user) {
+      return Error(Status::InvalidArgument("user_id: the export is of another user"));
+    }
+    nlohmann::json events = nlohmann::json::array();
+    for (auto& e : doc["events"]) {
+      if (!e.is_object()) return Error(Status::InvalidArgument("events: each must be an object"));
+      if (e.contains("user_id") && e["user_id"] != user) {
+        return Error(Status::InvalidArgument("events: every event must be of the user being imported"));
+      }
+      e["user_id"] = user;
+      events.push_back(std::move(e));
+    }
+    auto parsed = ParseEvents(nlohmann::json{{"events", std::move(events)}}.dump());
+    if (!parsed.ok()) return Error(parsed.status());
+    const std::string jurisdiction = policy_ != nullptr ? req.get_header_value("X-Foryou-Jurisdiction") : "";
+    // In batches the engine accepts; the first one records the home.
+    const size_t max = static_cast<size_t>(engine_.options().max_batch);
+    size_t imported = 0;
+    for (size_t b = 0; b < parsed->size(); b += max) {
+      std::vector<Event> batch(parsed->begin() + static_cast<long>(b),
+                               parsed->begin() + static_cast<long>(std::min(parsed->size(), b + max)));
+      auto accepted = engine_.IngestEvents(std::move(batch), jurisdiction);
+      if (!accepted.ok()) {
+        reply = Error(accepted.status());
+        return reply;
+      }
+      imported += *accepted;
+    }
+    reply = Reply{200, fmt::format(R"({{"imported":{},"user_id":{},"home_jurisdiction":{}}})", imported,
+                                   nlohmann::json(user).dump(), nlohmann::json(jurisdiction).dump())};
+    return reply;
+  }, "user.import", PathUser(R"(/v1/users/([^/]+)/import)"));
 
   route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const httplib::Request& req) {
     auto video = engine_.GetVideo(req.matches[1]);

@@ -246,6 +246,7 @@ std::string AuditLog::Sign(const std::string& message) const { return Ed25519Sig
 std::string AuditLog::PublicKeyHex() const { return HexEncode(public_key_); }
 
 std::string AuditLog::Pseudonym(const std::string& user_id) const {
+  if (pseudonymizer_) return pseudonymizer_(user_id);
   unsigned char mac[32];
   unsigned int len = 0;
   HMAC(EVP_sha256(), pseudonym_key_.data(), static_cast<int>(pseudonym_key_.size()),

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,6 +59,11 @@ class AuditLog {
   Status Append(AuditEntry entry, bool sync);
   SignedTreeHead Head() const;
   std::string Pseudonym(const std::string& user_id) const;
+  // Replaces the log's own pseudonyms ("p:" + 32 hex digits of an HMAC) by
+  // `fn`'s, e.g. the pseudonyms the encrypted store and its backups use, so
+  // that an auditor can match an erasure here with the shredded key in a
+  // backup. Call before any Append or Pseudonym; not thread-safe.
+  void UsePseudonyms(std::function<std::string(const std::string&)> fn) { pseudonymizer_ = std::move(fn); }
   std::string PublicKeyHex() const;
   // Signs with the region's key (the model artifact uses it too).
   std::string Sign(const std::string& message) const;
@@ -78,6 +84,7 @@ class AuditLog {
   std::string seed_;          // Ed25519 private seed (32 bytes)
   std::string public_key_;    // 32 bytes
   std::string pseudonym_key_; // 32 bytes
+  std::function<std::string(const std::string&)> pseudonymizer_;  // may be empty
   MerkleBuilder tree_;        // guarded by mu_
   SignedTreeHead head_;       // guarded by mu_
 };

@@ -22,12 +22,14 @@
 #include "config/options.h"
 #include "audit/audit_log.h"
 #include "bench/bench.h"
+#include "bench/backup_bench.h"
 #include "model/model_file.h"
 #include "learning/signals.h"
 #include "ranking/features.h"
 #include "policy/policy.h"
 #include "crypto/keyring.h"
 #include "replication/backup_store.h"
+#include "replication/migrate.h"
 #include "replication/restore.h"
 #include "replication/shipper.h"
 #include "demo/demo_world.h"
@@ -189,6 +191,10 @@ int Serve(const ServeFlags& flags) {
   if (flags.audit || policy) {
     if (Status s = AuditLog::Open(config.server.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
     spdlog::info("audit log: {} entries, public key {}", audit->Head().tree_size, audit->PublicKeyHex());
+    if (engine->encrypted()) {
+      // The store's pseudonyms, so that entries match Shred records and backups.
+      audit->UsePseudonyms([e = engine.get()](const std::string& id) { return e->Pseudonym(id); });
+    }
     // The policy and the region key in force from now on, by fingerprint:
     // a change of either shows in the log.
     std::vector<std::pair<std::string, std::string>> loaded;
@@ -295,12 +301,46 @@ struct BenchFlags {
   double duration = 0;
   std::string data_dir;
   uint64_t seed = 1;
+  bool backup = false;
+  size_t batch = 0;
 };
+
+// The path of this process's binary, to run as the server.
+foryou::Result<std::string> SelfBinary() {
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return foryou::Status::IOError("cannot find my own binary");
+  return std::string(self, static_cast<size_t>(n));
+}
+
+// foryou bench --backup: the sovereign layer's write cost, RPO and RTO.
+int BackupBench(const BenchFlags& f) {
+  using namespace foryou;
+  if (!f.data_dir.empty()) return Fail(Status::InvalidArgument("bench --backup uses fresh stores; --data-dir does not apply"));
+  BackupBenchOptions o = f.quick ? QuickBackupBenchOptions() : BackupBenchOptions{};
+  if (f.videos) o.videos = f.videos;
+  if (f.events_per_user) o.events_per_user = f.events_per_user;
+  if (f.concurrency) o.clients = f.concurrency;
+  if (f.duration > 0) o.duration_s = f.duration;
+  if (f.batch) o.batch = f.batch;
+  o.seed = f.seed;
+  auto binary = SelfBinary();
+  if (!binary.ok()) return Fail(binary.status());
+  o.binary = *binary;
+  auto report = RunBackupBench(o);
+  if (!report.ok()) return Fail(report.status());
+  if (!f.plot.empty()) {
+    if (Status s = WriteTextFile(f.plot, BackupLatencySvg(*report)); !s.ok()) return Fail(s);
+  }
+  std::printf("%s\n", f.json ? BackupBenchToJson(*report).c_str() : BackupBenchToTable(*report).c_str());
+  return 0;
+}
 
 int Bench(const BenchFlags& f) {
   using namespace foryou;
   spdlog::set_default_logger(spdlog::stderr_color_mt("foryou"));
   spdlog::set_level(spdlog::level::warn);
+  if (f.backup) return BackupBench(f);
   BenchOptions o = f.quick ? QuickBenchOptions() : BenchOptions{};
   if (f.videos) o.videos = f.videos;
   if (f.users) o.users = f.users;
@@ -325,6 +365,7 @@ int Bench(const BenchFlags& f) {
 struct AuditFlags {
   std::string data_dir = "./data";
   std::string sth_file;
+  std::string action;
 };
 
 // foryou audit verify: exit 0 when the log is intact (and consistent with a
@@ -350,6 +391,53 @@ int AuditVerify(const AuditFlags& f) {
   std::printf("%s\n", head.ToJson().c_str());
   std::fprintf(stderr, "audit log OK: %llu entries%s\n", static_cast<unsigned long long>(head.tree_size),
                saved_ptr ? ", consistent with the saved tree head" : "");
+  return 0;
+}
+
+// foryou audit show: the entries of a log, one JSON object per line, for
+// auditors and scripts (they hold pseudonyms, never user ids).
+int AuditShow(const AuditFlags& f) {
+  using namespace foryou;
+  std::vector<AuditEntry> entries;
+  std::vector<Hash> leaves;
+  if (Status s = AuditLog::ReadAll(f.data_dir + "/audit", &entries, &leaves); !s.ok()) return Fail(s);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const AuditEntry& e = entries[i];
+    if (!f.action.empty() && e.action != f.action) continue;
+    const nlohmann::json j = {{"seq", e.seq},       {"ts_ms", e.ts_ms},     {"principal", e.principal},
+                              {"action", e.action}, {"subject", e.subject}, {"outcome", e.outcome}};
+    std::printf("%s\n", j.dump().c_str());
+  }
+  return 0;
+}
+
+struct MigrateFlags {
+  foryou::MigrateOptions o;
+  std::string api_key_file;
+  bool json = false;
+};
+
+// foryou migrate: move a user to a new home jurisdiction (export, import,
+// erase; each audited by the region it concerns).
+int MigrateCmd(MigrateFlags f) {
+  using namespace foryou;
+  auto key = ReadSecretFile(f.api_key_file, "API key");
+  if (!key.ok()) return Fail(key.status());
+  f.o.api_key = *key;
+  auto r = Migrate(f.o);
+  if (!r.ok()) return Fail(r.status());
+  const nlohmann::json j = {{"user_id", f.o.user_id},
+                            {"from_jurisdiction", f.o.from_jurisdiction},
+                            {"to_jurisdiction", f.o.to_jurisdiction},
+                            {"exported_events", r->exported_events},
+                            {"imported_events", r->imported_events},
+                            {"erased_at_source", r->erased_at_source}};
+  if (f.json) {
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("migrated %s from %s to %s: %zu events; erased at the old home\n", f.o.user_id.c_str(),
+                f.o.from_jurisdiction.c_str(), f.o.to_jurisdiction.c_str(), r->imported_events);
+  }
   return 0;
 }
 
@@ -442,6 +530,7 @@ int ResidencyReport(const ResidencyFlags& f) {
   if (Status s = Engine::Open(EngineOptions{}, f.data_dir, clock, &engine, *region_key); !s.ok()) return Fail(s);
   std::unique_ptr<AuditLog> audit;  // for pseudonyms: the report names no user
   if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
+  if (engine->encrypted()) audit->UsePseudonyms([e = engine.get()](const std::string& id) { return e->Pseudonym(id); });
   struct Row {
     uint64_t users = 0, events = 0;
   };
@@ -477,7 +566,8 @@ int ResidencyReport(const ResidencyFlags& f) {
                             {"users", h.users},
                             {"shredded_users", h.shredded_users},
                             {"event_groups", h.event_groups},
-                            {"records", h.records}});
+                            {"records", h.records},
+                            {"shredded", h.shredded}});
     if (!allowed) {
       flagged.push_back({{"backup_of", h.source}, {"home", h.jurisdiction}, {"users", h.users + h.shredded_users},
                          {"problem", "this region may not hold backups of " + h.jurisdiction}});
@@ -641,13 +731,18 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--videos", bench.videos, "Videos in the world [default: 1000000]");
   bench_cmd->add_option("--users", bench.users, "Users in the world [default: 1000000]");
   bench_cmd->add_option("--events-per-user", bench.events_per_user, "Mean events per user [default: 10]");
-  bench_cmd->add_option("--concurrency", bench.concurrency, "Concurrent clients for the feed and ceiling phases [default: 4]")
+  bench_cmd->add_option("--concurrency", bench.concurrency, "Concurrent clients for the feed and ceiling phases [default: 4; with --backup: ingest clients, 2]")
       ->check(CLI::Range(1, 256));
   bench_cmd->add_option("--duration", bench.duration, "Seconds per load phase [default: 10, quick: 4]");
   bench_cmd->add_option("--data-dir", bench.data_dir, "Store for the server [default: a temporary directory]");
   bench_cmd->add_option("--seed", bench.seed, "World seed [default: 1]");
   bench_cmd->add_flag("--json", bench.json, "Print exactly one JSON object on stdout");
-  bench_cmd->add_option("--plot", bench.plot, "Write the feed latency histogram as SVG");
+  bench_cmd->add_option("--plot", bench.plot, "Write the feed latency histogram as SVG (with --backup: batch latency per phase)");
+  bench_cmd->add_flag("--backup", bench.backup,
+                      "Measure the sovereign layer's write cost and backup RPO/RTO instead: open, sovereign and "
+                      "sovereign+backup ingest, then kill -9 and restore (src/bench/backup_bench.h)");
+  bench_cmd->add_option("--batch", bench.batch, "With --backup: events per POST [default: 100]")
+      ->check(CLI::Range(1, 10000));
 
   AuditFlags audit;
   CLI::App* audit_cmd = app.add_subcommand("audit", "Check the tamper-evident audit log (docs/SOVEREIGNTY.md)");
@@ -657,6 +752,22 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--data-dir", audit.data_dir, "The server's store [default: ./data]");
   verify_cmd->add_option("--sth", audit.sth_file, "A signed tree head saved earlier: also prove the log extends it")
       ->check(CLI::ExistingFile);
+  CLI::App* show_cmd = audit_cmd->add_subcommand("show", "Print the entries of the audit log, one JSON object per line");
+  show_cmd->add_option("--data-dir", audit.data_dir, "The server's store [default: ./data]");
+  show_cmd->add_option("--action", audit.action, "Only entries of this action (e.g. user.erase)");
+
+  MigrateFlags migrate;
+  CLI::App* migrate_cmd = app.add_subcommand(
+      "migrate", "Move a user to a new home jurisdiction: export, import at the new home, erase at the old (admin)");
+  migrate_cmd->add_option("--user", migrate.o.user_id, "The user id")->required();
+  migrate_cmd->add_option("--from", migrate.o.from_url, "The current home region's server, http://HOST:PORT")->required();
+  migrate_cmd->add_option("--from-jurisdiction", migrate.o.from_jurisdiction, "The current home jurisdiction")->required();
+  migrate_cmd->add_option("--to", migrate.o.to_url, "The new home region's server, http://HOST:PORT")->required();
+  migrate_cmd->add_option("--to-jurisdiction", migrate.o.to_jurisdiction, "The new home jurisdiction")->required();
+  migrate_cmd->add_option("--api-key-file", migrate.api_key_file, "File with an admin API key valid in both regions")
+      ->required()
+      ->check(CLI::ExistingFile);
+  migrate_cmd->add_flag("--json", migrate.json, "Print one JSON object");
 
   ModelFlags model;
   CLI::App* model_cmd = app.add_subcommand("model", "The trained algorithm as a signed artifact without user data");
@@ -715,6 +826,8 @@ int main(int argc, char** argv) {
   if (serve_cmd->parsed()) return Serve(serve);
   if (bench_cmd->parsed()) return Bench(bench);
   if (verify_cmd->parsed()) return AuditVerify(audit);
+  if (show_cmd->parsed()) return AuditShow(audit);
+  if (migrate_cmd->parsed()) return MigrateCmd(migrate);
   if (export_cmd->parsed()) return ModelExport(model);
   if (report_cmd->parsed()) return ResidencyReport(residency);
   if (import_cmd->parsed()) return ModelImport(model);

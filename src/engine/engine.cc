@@ -567,6 +567,10 @@ Status Engine::ApplyShred(const LogRecord& rec, bool replaying) {
 
 uint64_t Engine::LastSeq() const { return store_->last_seq(); }
 
+std::string Engine::Pseudonym(const std::string& user_id) const {
+  return keyring_ == nullptr ? std::string() : "p:" + HexEncode(keyring_->Pseudonym(user_id));
+}
+
 Status Engine::ReadLog(uint64_t from_seq, size_t max_bytes, LogBatch* out) const {
   return ReadLogBatch(*store_, from_seq, max_bytes, out);
 }

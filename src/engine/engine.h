@@ -159,6 +159,9 @@ class Engine {
 
   // Whether personal data is encrypted at rest (a region key was given).
   bool encrypted() const { return keyring_ != nullptr; }
+  // The user's pseudonym in the encrypted log and its backups ("p:" + 32 hex
+  // digits); "" when not encrypted.
+  std::string Pseudonym(const std::string& user_id) const;
   // The sequence number of the last acknowledged record.
   uint64_t LastSeq() const;
   // Replication (replication/shipper.h): up to about `max_bytes` of records

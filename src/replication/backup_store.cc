@@ -6,6 +6,7 @@
 
 #include "crypto/keyring.h"
 #include "storage/log_format.h"
+#include "util/coding.h"
 
 namespace foryou {
 
@@ -162,7 +163,14 @@ Result<std::vector<BackupHolding>> BackupStores::Holdings() {
       BackupHolding h;
       h.source = source;
       h.jurisdiction = j;
-      for (const std::string& p : v.first) (keyed.count(p) ? h.users : h.shredded_users)++;
+      for (const std::string& p : v.first) {
+        if (keyed.count(p)) {
+          h.users++;
+        } else {
+          h.shredded_users++;
+          h.shredded.push_back("p:" + HexEncode(p));
+        }
+      }
       h.event_groups = v.second;
       h.records = records;
       out.push_back(h);

@@ -36,6 +36,7 @@ struct BackupHolding {
   uint64_t shredded_users = 0;  // pseudonyms whose keys were destroyed
   uint64_t event_groups = 0;    // sealed (record, user) groups
   uint64_t records = 0;         // all records of the source, personal or not
+  std::vector<std::string> shredded;  // their pseudonyms, "p:" + hex (as in the source's audit log)
 };
 
 class BackupStores {

@@ -24,6 +24,7 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
     }
     httplib::Client client(o.from_url);
     client.set_bearer_token_auth(o.api_key);
+    client.set_tcp_nodelay(true);
     client.set_connection_timeout(10, 0);
     client.set_read_timeout(120, 0);
     uint64_t last = 0;
