@@ -24,66 +24,23 @@ using nlohmann::json;
 class SovereigntyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::ofstream(dir_.Sub("policy.toml")) << R"(
-[[regions]]
-name = "us"
-jurisdiction = "US"
-operator = "Trusted Operator Inc."
-primary_for = ["US"]
-
-[[regions]]
-name = "sg"
-jurisdiction = "SG"
-operator = "Trusted Operator Inc."
-primary_for = ["SG"]
-backup_for = ["US"]
-
-[[regions]]
-name = "eu"
-jurisdiction = "EU"
-operator = "Another Operator GmbH"
-primary_for = ["EU"]
-
-[[principals]]
-name = "eu-feed-service"
-key_sha256 = ")" + Sha256Hex("eu-key") + R"("
-role = "service"
-read = ["EU"]
-write = ["EU"]
-
-[[principals]]
-name = "migrations"
-key_sha256 = ")" + Sha256Hex("admin-key") + R"("
-role = "admin"
-read = ["*"]
-write = ["*"]
-
-[[principals]]
-name = "us-operator"
-key_sha256 = ")" + Sha256Hex("us-operator-key") + R"("
-role = "operator"
-read = ["US"]
-write = ["US"]
-
-[[principals]]
-name = "us-feed-service"
-key_sha256 = ")" + Sha256Hex("us-key") + R"("
-role = "service"
-read = ["US"]
-write = ["US"]
-
-[[principals]]
-name = "sg-feed-service"
-key_sha256 = ")" + Sha256Hex("sg-key") + R"("
-role = "service"
-read = ["SG"]
-write = ["SG"]
-
-[[principals]]
-name = "outside-auditor"
-key_sha256 = ")" + Sha256Hex("auditor-key") + R"("
-role = "auditor"
-)";
+    const std::vector<PolicyRegion> regions = {
+        {"us", "US", "Trusted Operator Inc.", {"US"}, {}},
+        {"sg", "SG", "Trusted Operator Inc.", {"SG"}, {"US"}},  // the one approved backup of US data
+        {"eu", "EU", "Another Operator GmbH", {"EU"}, {}},      // approved for nothing of the US
+    };
+    auto principal = [](const char* name, const char* key, Role role, std::set<std::string> rights) {
+      return Principal{name, Sha256Hex(key), role, rights, rights};
+    };
+    const std::vector<Principal> principals = {
+        principal("us-feed-service", "us-key", Role::kService, {"US"}),
+        principal("sg-feed-service", "sg-key", Role::kService, {"SG"}),
+        principal("eu-feed-service", "eu-key", Role::kService, {"EU"}),
+        principal("migrations", "admin-key", Role::kAdmin, {"*"}),
+        principal("us-operator", "us-operator-key", Role::kOperator, {"US"}),  // us's key at sg
+        principal("outside-auditor", "auditor-key", Role::kAuditor, {}),
+    };
+    std::ofstream(dir_.Sub("policy.toml")) << PolicyToml(regions, principals);
     std::ofstream(dir_.Sub("us-operator.key")) << "us-operator-key\n";
     for (const char* region : {"us", "sg", "eu"}) {
       std::ofstream(dir_.Sub(std::string(region) + ".region-key")) << std::string(64, region[0] == 'u' ? 'a' : 'b');

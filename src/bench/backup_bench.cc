@@ -16,6 +16,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "bench/bench_util.h"
 #include "bench/server_process.h"
 #include "bench/world.h"
 #include "eval/progress.h"
@@ -27,69 +28,25 @@ namespace foryou {
 
 namespace {
 
-using Clock_ = std::chrono::steady_clock;
-double Seconds(Clock_::time_point a, Clock_::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 // The bench's own principals; the policy lists them by sha256.
 constexpr const char* kServiceKey = "bench-us-feed-service-key";
 constexpr const char* kOperatorKey = "bench-us-operator-key";
 
-nlohmann::json VideoJson(const Video& v) {
-  return {{"id", v.id}, {"creator_id", v.creator_id}, {"duration_ms", v.duration_ms},
-          {"tags", v.tags}, {"language", v.language}, {"created_at", v.created_at}};
-}
 
-nlohmann::json EventJson(const Event& e) {
-  nlohmann::json j = {{"user_id", e.user_id}, {"video_id", e.video_id}, {"type", EventTypeName(e.type)}, {"ts", e.ts}};
-  if (e.watch_ratio >= 0) j["watch_ratio"] = e.watch_ratio;
-  return j;
-}
 
-double Percentile(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  const size_t i = std::min(sorted.size() - 1, static_cast<size_t>(p * static_cast<double>(sorted.size())));
-  return sorted[i];
-}
 
-Status WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  if (!(out << text) || !out.flush()) return Status::IOError("cannot write " + path);
-  return Status::OK();
-}
 
 // Two regions under one operator: us is primary for US and backs up to sg.
 Status WriteRegionFiles(const TempDir& tmp) {
-  const std::string policy = R"([[regions]]
-name = "us"
-jurisdiction = "US"
-operator = "Bench Operator"
-primary_for = ["US"]
-
-[[regions]]
-name = "sg"
-jurisdiction = "SG"
-operator = "Bench Operator"
-primary_for = ["SG"]
-backup_for = ["US"]
-
-[[principals]]
-name = "us-operator"
-key_sha256 = ")" + Sha256Hex(kOperatorKey) + R"("
-role = "operator"
-read = ["US"]
-write = ["US"]
-
-[[principals]]
-name = "us-feed-service"
-key_sha256 = ")" + Sha256Hex(kServiceKey) + R"("
-role = "service"
-read = ["US"]
-write = ["US"]
-)";
-  FORYOU_RETURN_IF_ERROR(WriteFile(tmp.Sub("policy.toml"), policy));
-  FORYOU_RETURN_IF_ERROR(WriteFile(tmp.Sub("us-operator.key"), std::string(kOperatorKey) + "\n"));
-  FORYOU_RETURN_IF_ERROR(WriteFile(tmp.Sub("us.region-key"), std::string(64, 'a')));
-  return WriteFile(tmp.Sub("sg.region-key"), std::string(64, 'b'));
+  const std::string policy = PolicyToml(
+      {{"us", "US", "Bench Operator", {"US"}, {}}, {"sg", "SG", "Bench Operator", {"SG"}, {"US"}}},
+      {{"us-operator", Sha256Hex(kOperatorKey), Role::kOperator, {"US"}, {"US"}},
+       {"us-feed-service", Sha256Hex(kServiceKey), Role::kService, {"US"}, {"US"}}});
+  FORYOU_RETURN_IF_ERROR(WriteTextFile(tmp.Sub("policy.toml"), policy));
+  FORYOU_RETURN_IF_ERROR(WriteTextFile(tmp.Sub("us-operator.key"), std::string(kOperatorKey) + "\n"));
+  FORYOU_RETURN_IF_ERROR(WriteTextFile(tmp.Sub("us.region-key"), std::string(64, 'a')));
+  return WriteTextFile(tmp.Sub("sg.region-key"), std::string(64, 'b'));
 }
 
 // `foryou serve` flags of a region; us backs up to sg when sg_port > 0.
@@ -211,8 +168,8 @@ IngestRun Ingest(int port, const World& world, const BackupBenchOptions& o, cons
   IngestRun run;
   std::mutex mu;
   std::atomic<bool> stop{false}, killed{false}, sampling{true};
-  const auto start = Clock_::now();
-  const auto deadline = start + std::chrono::duration_cast<Clock_::duration>(std::chrono::duration<double>(o.duration_s));
+  const auto start = BenchClock::now();
+  const auto deadline = start + std::chrono::duration_cast<BenchClock::duration>(std::chrono::duration<double>(o.duration_s));
   std::vector<std::thread> threads;
   for (int c = 0; c < o.clients; ++c) {
     threads.emplace_back([&, c] {
@@ -228,9 +185,9 @@ IngestRun Ingest(int port, const World& world, const BackupBenchOptions& o, cons
         nlohmann::json arr = nlohmann::json::array();
         for (const Event& e : evs) arr.push_back(EventJson(e));
         const std::string body = nlohmann::json{{"events", arr}}.dump();
-        const auto t0 = Clock_::now();
+        const auto t0 = BenchClock::now();
         auto r = client.Post("/v1/events", headers, body, "application/json");
-        const auto t1 = Clock_::now();
+        const auto t1 = BenchClock::now();
         if (!r || r->status != 200) {
           if (killed) {
             ++cut;
@@ -266,7 +223,7 @@ IngestRun Ingest(int port, const World& world, const BackupBenchOptions& o, cons
     size_t samples = 0;
     double failures = 0;
     while (sampling) {
-      const auto next = Clock_::now() + std::chrono::milliseconds(o.lag_sample_ms);
+      const auto next = BenchClock::now() + std::chrono::milliseconds(o.lag_sample_ms);
       if (auto r = client.Get("/metrics"); r && r->status == 200) {
         ++samples;
         if (auto v = MetricValue(r->body, R"(foryou_backup_lag_records{region="sg"})")) lag.push_back(*v);
@@ -281,8 +238,8 @@ IngestRun Ingest(int port, const World& world, const BackupBenchOptions& o, cons
   });
   {
     ProgressBar bar(label + " events", static_cast<size_t>(o.duration_s * 10));
-    while (Clock_::now() < deadline) {
-      bar.Update(static_cast<size_t>(Seconds(start, Clock_::now()) * 10));
+    while (BenchClock::now() < deadline) {
+      bar.Update(static_cast<size_t>(Seconds(start, BenchClock::now()) * 10));
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -332,9 +289,9 @@ Result<BackupPhaseReport> RunPhase(const std::string& name, const TempDir& tmp, 
                                    const BackupBenchOptions& o, const std::vector<std::string>& args, bool policy) {
   auto server = ServerProcess::Start(o.binary, tmp.Sub(name), tmp.path(), args);
   if (!server) return Status::Unavailable(fmt::format("{}: the server did not start (see stderr)", name));
-  const auto t0 = Clock_::now();
+  const auto t0 = BenchClock::now();
   FORYOU_RETURN_IF_ERROR(LoadCatalog(server->port(), world, o.videos, UsHeaders(policy), name));
-  const double load_s = Seconds(t0, Clock_::now());
+  const double load_s = Seconds(t0, BenchClock::now());
   IngestRun run = Ingest(server->port(), world, o, UsHeaders(policy), nullptr, name);
   server->Terminate();
   BackupPhaseReport p = Summarize(name, run, o.duration_s);
@@ -380,9 +337,9 @@ Result<BackupBenchReport> RunBackupBench(const BackupBenchOptions& o) {
   if (!sg) return Status::Unavailable("sovereign_backup: the sg server did not start (see stderr)");
   auto us = ServerProcess::Start(o.binary, tmp.Sub("us"), tmp.path(), RegionArgs(tmp, "us", o.server_threads, sg->port()));
   if (!us) return Status::Unavailable("sovereign_backup: the us server did not start (see stderr)");
-  auto t0 = Clock_::now();
+  auto t0 = BenchClock::now();
   FORYOU_RETURN_IF_ERROR(LoadCatalog(us->port(), world, o.videos, UsHeaders(true), "sovereign_backup"));
-  const double load_s = Seconds(t0, Clock_::now());
+  const double load_s = Seconds(t0, BenchClock::now());
   IngestRun run = Ingest(us->port(), world, o, UsHeaders(true), us.get(), "sovereign_backup");
   rep.phases.push_back(Summarize("sovereign_backup", run, o.duration_s));
   rep.phases.back().load_videos_s = load_s;
@@ -401,11 +358,11 @@ Result<BackupBenchReport> RunBackupBench(const BackupBenchOptions& o) {
 
   // Restore the lost primary from sg, then serve it.
   fprintf(stderr, "restore: from sg into an empty store\n");
-  t0 = Clock_::now();
+  t0 = BenchClock::now();
   CommandResult restored = RunCommand({o.binary, "restore", "--from", sg_url, "--source-region", "us", "--data-dir",
                                        tmp.Sub("us-restored"), "--api-key-file", tmp.Sub("us-operator.key"),
                                        "--region-key-file", tmp.Sub("us.region-key"), "--json"});
-  rep.restore_wall_seconds = Seconds(t0, Clock_::now());
+  rep.restore_wall_seconds = Seconds(t0, BenchClock::now());
   if (restored.exit_code != 0) {
     return Status::Internal(fmt::format("foryou restore exited with {}: {}", restored.exit_code, restored.out));
   }
@@ -424,11 +381,11 @@ Result<BackupBenchReport> RunBackupBench(const BackupBenchOptions& o) {
                                      : 0;
 
   fprintf(stderr, "restart: us on the restored store\n");
-  t0 = Clock_::now();
+  t0 = BenchClock::now();
   auto back = ServerProcess::Start(o.binary, tmp.Sub("us-restored"), tmp.path(),
                                    RegionArgs(tmp, "us", o.server_threads, sg->port()), 3600);
   if (!back) return Status::Unavailable("the us server did not start on the restored store (see stderr)");
-  rep.server_start_seconds = Seconds(t0, Clock_::now());
+  rep.server_start_seconds = Seconds(t0, BenchClock::now());
   rep.rto_seconds = rep.restore_wall_seconds + rep.server_start_seconds;
 
   // Per user: the most recently confirmed first (the ones a lagging backup

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "api/json_codec.h"
+#include "bench/bench_util.h"
 #include "bench/server_process.h"
 #include "bench/world.h"
 #include "engine/engine.h"
@@ -24,19 +25,8 @@ namespace foryou {
 
 namespace {
 
-using Clock_ = std::chrono::steady_clock;
-double Seconds(Clock_::time_point a, Clock_::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-nlohmann::json VideoJson(const Video& v) {
-  return {{"id", v.id}, {"creator_id", v.creator_id}, {"duration_ms", v.duration_ms},
-          {"tags", v.tags}, {"language", v.language}, {"created_at", v.created_at}};
-}
 
-nlohmann::json EventJson(const Event& e) {
-  nlohmann::json j = {{"user_id", e.user_id}, {"video_id", e.video_id}, {"type", EventTypeName(e.type)}, {"ts", e.ts}};
-  if (e.watch_ratio >= 0) j["watch_ratio"] = e.watch_ratio;
-  return j;
-}
 
 // Runs `work(client, i)` for i in [0, n) on `clients` connections.
 Status ParallelPosts(int port, int clients, size_t n, const char* label,
@@ -89,8 +79,8 @@ LoadResult ClosedLoop(int port, int concurrency, double duration_s, const char* 
                       const std::function<std::string(uint64_t*)>& next_path) {
   LoadResult result;
   std::mutex mu;
-  const auto start = Clock_::now();
-  const auto deadline = start + std::chrono::duration_cast<Clock_::duration>(std::chrono::duration<double>(duration_s));
+  const auto start = BenchClock::now();
+  const auto deadline = start + std::chrono::duration_cast<BenchClock::duration>(std::chrono::duration<double>(duration_s));
   std::vector<std::thread> threads;
   for (int c = 0; c < concurrency; ++c) {
     threads.emplace_back([&, c] {
@@ -99,11 +89,11 @@ LoadResult ClosedLoop(int port, int concurrency, double duration_s, const char* 
       uint64_t rng = Mix64(static_cast<uint64_t>(c) + 99);
       std::vector<double> lat;
       size_t errors = 0;
-      while (Clock_::now() < deadline) {
+      while (BenchClock::now() < deadline) {
         const std::string path = next_path(&rng);
-        const auto t0 = Clock_::now();
+        const auto t0 = BenchClock::now();
         auto r = client.Get(path.c_str());
-        const auto t1 = Clock_::now();
+        const auto t1 = BenchClock::now();
         if (!r || r->status != 200) {
           ++errors;
           continue;
@@ -116,22 +106,17 @@ LoadResult ClosedLoop(int port, int concurrency, double duration_s, const char* 
     });
   }
   ProgressBar bar(label, static_cast<size_t>(duration_s * 10));
-  while (Clock_::now() < deadline) {
-    bar.Update(static_cast<size_t>(Seconds(start, Clock_::now()) * 10));
+  while (BenchClock::now() < deadline) {
+    bar.Update(static_cast<size_t>(Seconds(start, BenchClock::now()) * 10));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   for (auto& t : threads) t.join();
   bar.Finish();
-  result.seconds = Seconds(start, Clock_::now());
+  result.seconds = Seconds(start, BenchClock::now());
   std::sort(result.latencies_ms.begin(), result.latencies_ms.end());
   return result;
 }
 
-double Percentile(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  const size_t i = std::min(sorted.size() - 1, static_cast<size_t>(p * static_cast<double>(sorted.size())));
-  return sorted[i];
-}
 
 }  // namespace
 
@@ -168,19 +153,19 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
 
   // Videos.
   constexpr size_t kBatch = 1000;
-  auto t0 = Clock_::now();
+  auto t0 = BenchClock::now();
   FORYOU_RETURN_IF_ERROR(ParallelPosts(port, 2, (o.videos + kBatch - 1) / kBatch, "videos", [&](httplib::Client& c, size_t b) {
     nlohmann::json videos = nlohmann::json::array();
     for (size_t i = b * kBatch; i < std::min(o.videos, (b + 1) * kBatch); ++i) videos.push_back(VideoJson(world.MakeVideo(i)));
     return PostJson(c, "/v1/videos", nlohmann::json{{"videos", videos}}.dump());
   }));
-  rep.load_videos_s = Seconds(t0, Clock_::now());
+  rep.load_videos_s = Seconds(t0, BenchClock::now());
   const uint64_t rss_videos = server->RssBytes();
 
   // Events: users in blocks, each block's events sorted by time, batches of ~1,000.
   constexpr size_t kUsersPerBatch = 100;
   std::atomic<size_t> events{0};
-  t0 = Clock_::now();
+  t0 = BenchClock::now();
   FORYOU_RETURN_IF_ERROR(ParallelPosts(port, 2, (o.users + kUsersPerBatch - 1) / kUsersPerBatch, "events",
                                        [&](httplib::Client& c, size_t b) {
     std::vector<Event> evs;
@@ -191,7 +176,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     events += evs.size();
     return PostJson(c, "/v1/events", nlohmann::json{{"events", arr}}.dump());
   }));
-  rep.ingest_s = Seconds(t0, Clock_::now());
+  rep.ingest_s = Seconds(t0, BenchClock::now());
   rep.events = events;
   rep.ingest_events_per_s = static_cast<double>(rep.events) / rep.ingest_s;
   const uint64_t rss_full = server->RssBytes();
@@ -230,9 +215,9 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
       e.type = EventType::kFollow;
       e.ts = SystemClock().NowMs();
       FORYOU_RETURN_IF_ERROR(PostJson(c, "/v1/events", nlohmann::json{{"events", {EventJson(e)}}}.dump()));
-      const auto acked = Clock_::now();
+      const auto acked = BenchClock::now();
       bool seen = false;
-      while (!seen && Seconds(acked, Clock_::now()) < 2.0) {
+      while (!seen && Seconds(acked, BenchClock::now()) < 2.0) {
         auto r = c.Get(fmt::format("/v1/feed?user_id={}&n=20", user).c_str());
         if (!r || r->status != 200) break;
         auto j = nlohmann::json::parse(r->body, nullptr, false);
@@ -241,7 +226,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
         }
       }
       if (seen) {
-        fresh.push_back(std::chrono::duration<double, std::milli>(Clock_::now() - acked).count());
+        fresh.push_back(std::chrono::duration<double, std::milli>(BenchClock::now() - acked).count());
       } else {
         ++rep.freshness_failures;  // e.g. the creator has no other video
       }
@@ -255,7 +240,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
 
   // Restart on the full store: until the first feed is served.
   server->Terminate();
-  t0 = Clock_::now();
+  t0 = BenchClock::now();
   server = ServerProcess::Start(o.binary, data_dir, tmp.path(), server_args, 3600);
   if (!server) return Status::Unavailable("the server did not restart");
   {
@@ -263,7 +248,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     auto r = c.Get("/v1/feed?user_id=u1&n=20");
     if (!r || r->status != 200) return Status::Internal("no feed after restart");
   }
-  rep.restart_s = Seconds(t0, Clock_::now());
+  rep.restart_s = Seconds(t0, BenchClock::now());
   server->Terminate();
 
   // ANN quality on the learned vectors, in process.

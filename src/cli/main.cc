@@ -22,6 +22,7 @@
 #include "config/options.h"
 #include "audit/audit_log.h"
 #include "bench/bench.h"
+#include "bench/bench_util.h"
 #include "bench/backup_bench.h"
 #include "model/model_file.h"
 #include "learning/signals.h"
@@ -75,11 +76,6 @@ foryou::Result<std::string> ReadSecretFile(const std::string& path, const char* 
   return v;
 }
 
-foryou::Status WriteTextFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  if (!(out << text) || !out.flush()) return foryou::Status::IOError("cannot write " + path);
-  return foryou::Status::OK();
-}
 
 int Fail(const foryou::Status& s) {
   std::fprintf(stderr, "foryou: %s\n", s.ToString().c_str());

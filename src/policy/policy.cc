@@ -193,4 +193,38 @@ std::vector<const PolicyRegion*> Policy::BackupRegionsFor(const PolicyRegion& pr
   return out;
 }
 
+namespace {
+// A TOML basic string: quoted, with quotes, backslashes and control characters escaped.
+std::string TomlQuote(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') out += {'\\', static_cast<char>(c)};
+    else if (c < 0x20 || c == 0x7f) out += fmt::format("\\u{:04X}", c);
+    else out.push_back(static_cast<char>(c));
+  }
+  return out + "\"";
+}
+
+std::string TomlList(const std::set<std::string>& items) {
+  std::string out = "[";
+  for (const std::string& i : items) out += (out.size() > 1 ? ", " : "") + TomlQuote(i);
+  return out + "]";
+}
+}  // namespace
+
+std::string PolicyToml(const std::vector<PolicyRegion>& regions, const std::vector<Principal>& principals) {
+  std::string out;
+  for (const PolicyRegion& r : regions) {
+    out += fmt::format("[[regions]]\nname = {}\njurisdiction = {}\noperator = {}\n", TomlQuote(r.name),
+                       TomlQuote(r.jurisdiction), TomlQuote(r.operator_name));
+    out += fmt::format("primary_for = {}\nbackup_for = {}\n\n", TomlList(r.primary_for), TomlList(r.backup_for));
+  }
+  for (const Principal& p : principals) {
+    out += fmt::format("[[principals]]\nname = {}\nkey_sha256 = {}\nrole = \"{}\"\n", TomlQuote(p.name),
+                       TomlQuote(p.key_sha256), RoleName(p.role));
+    out += fmt::format("read = {}\nwrite = {}\n\n", TomlList(p.read), TomlList(p.write));
+  }
+  return out;
+}
+
 }  // namespace foryou

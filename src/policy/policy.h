@@ -89,4 +89,8 @@ class Policy {
 
 std::string Sha256Hex(const std::string& data);
 
+// The policy file text (the format Policy::Load reads) of these regions and
+// principals: for tools and tests that write policies.
+std::string PolicyToml(const std::vector<PolicyRegion>& regions, const std::vector<Principal>& principals);
+
 }  // namespace foryou

@@ -108,5 +108,21 @@ role = "king"
   EXPECT_FALSE(bad_role.ok());
 }
 
+TEST(PolicyTest, PolicyTomlWritesWhatLoadReads) {
+  TempDir dir;
+  const std::vector<PolicyRegion> regions = {{"us", "US", "Op \"A\"", {"US", "CA"}, {}}, {"sg", "SG", "Op", {"SG"}, {"US"}}};
+  const std::vector<Principal> principals = {{"svc", Sha256Hex("k"), Role::kService, {"US"}, {"US"}},
+                                             {"aud", Sha256Hex("a"), Role::kAuditor, {}, {}}};
+  auto loaded = Policy::Load(WritePolicy(dir, PolicyToml(regions, principals)));
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  ASSERT_NE(loaded->FindRegion("sg"), nullptr);
+  EXPECT_EQ(loaded->FindRegion("sg")->backup_for, std::set<std::string>{"US"});
+  EXPECT_EQ(loaded->FindRegion("us")->primary_for, (std::set<std::string>{"CA", "US"}));
+  EXPECT_EQ(loaded->FindRegion("us")->operator_name, "Op \"A\"");
+  ASSERT_NE(loaded->Authenticate("k"), nullptr);
+  EXPECT_EQ(loaded->Authenticate("k")->role, Role::kService);
+  EXPECT_EQ(loaded->Authenticate("a")->role, Role::kAuditor);
+}
+
 }  // namespace
 }  // namespace foryou
