@@ -297,6 +297,23 @@ TEST_F(SovereigntyTest, NoBackupByteReachesTheUnapprovedRegion) {
   EXPECT_EQ(us_metrics.find("region=\"eu\""), std::string::npos);
 }
 
+TEST_F(SovereigntyTest, WhileTheBackupRegionIsDownWritesAreAcknowledgedAsPending) {
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->get_header_value("X-Foryou-Backup"),
+            "confirmed");
+  servers_[1]->Kill9();
+  for (int i = 0; i < 3; ++i) {
+    auto r = Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"));
+    ASSERT_EQ(r->status, 200) << "the write is durable here even so";
+    EXPECT_EQ(r->get_header_value("X-Foryou-Backup"), "pending") << "and says it is not backed up yet";
+  }
+  auto profile = json::parse(Call(0, "GET", "/v1/users/amy", "us-key", "US")->body);
+  EXPECT_EQ(profile["event_counts"]["play"], 4);
+  httplib::Client us("127.0.0.1", servers_[0]->port());
+  const std::string metrics = us.Get("/metrics")->body;
+  EXPECT_EQ(metrics.find("foryou_backup_lag_records{region=\"sg\"} 0\n"), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("foryou_backup_failures_total{region=\"sg\"} 0\n"), std::string::npos);
+}
+
 TEST_F(SovereigntyTest, ErasureReachesTheBackupByShreddingTheKey) {
   ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("gone"))->status, 200);
   ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("stays"))->status, 200);

@@ -47,13 +47,21 @@ void Shipper::Notify() {
 bool Shipper::WaitFor(uint64_t seq, std::chrono::milliseconds timeout) {
   Notify();
   std::unique_lock lock(mu_);
-  return shipped_.wait_for(lock, timeout, [&] {
-    if (stop_) return true;
+  // Stored by every target; or stop waiting as soon as one that lacks it fails.
+  auto stored = [&] {
     for (const Target& t : targets_) {
       if (!t.known || t.stats.shipped_seq < seq) return false;
     }
     return true;
-  }) && !stop_;
+  };
+  auto failing = [&] {
+    for (const Target& t : targets_) {
+      if (t.failing && (!t.known || t.stats.shipped_seq < seq)) return true;
+    }
+    return false;
+  };
+  shipped_.wait_for(lock, timeout, [&] { return stop_ || stored() || failing(); });
+  return !stop_ && stored();
 }
 
 std::vector<ShipperTargetStats> Shipper::Stats() const {
@@ -89,9 +97,11 @@ void Shipper::Run(size_t index) {
       std::lock_guard lock(mu_);
       Target& t = targets_[index];
       t.stats.failures++;
+      t.failing = true;
       if (t.stats.last_error != why) spdlog::warn("backup to {}: {}", region, why);
       t.stats.last_error = why;
     }
+    shipped_.notify_all();  // writers waiting on this target stop waiting
     std::unique_lock lock(mu_);
     wake_.wait_for(lock, std::chrono::milliseconds(backoff), [&] { return stop_; });
     backoff = std::min(backoff * 2, 2000);
@@ -101,6 +111,7 @@ void Shipper::Run(size_t index) {
       std::lock_guard lock(mu_);
       Target& t = targets_[index];
       t.known = true;
+      t.failing = false;
       t.stats.shipped_seq = seq;
       t.stats.last_error.clear();
       if (batch) {

@@ -11,7 +11,10 @@
 //
 // WaitFor lets a write wait until every target has stored it: the server
 // acknowledges writes that way (replication is synchronous; RPO 0) unless
-// the backups do not answer within the timeout.
+// the backups do not answer within the timeout. While a target is failing
+// (its last attempt failed, or it was never reached) WaitFor does not wait
+// at all: writes are acknowledged as pending at once instead of each paying
+// the timeout, and become synchronous again when the target has caught up.
 //
 // Thread safety: all methods may be called from any thread.
 #pragma once
@@ -73,6 +76,7 @@ class Shipper {
     BackupTarget where;
     ShipperTargetStats stats;  // guarded by mu_
     bool known = false;        // shipped_seq learned from the target
+    bool failing = false;      // the last attempt failed
   };
   void Run(size_t target);
 
