@@ -143,6 +143,23 @@ TEST_F(SovereigntyTest, EveryAttemptIsAuditedWithItsPrincipal) {
   // The policy and region key in force (2), the write: its attempt, then its
   // outcome; the refused read: one entry.
   EXPECT_EQ(json::parse(v.out)["tree_size"], 5);
+  // One flipped byte anywhere in the log is detected.
+  const std::string log = dir_.Sub("data-us/audit/log");
+  const auto size = std::filesystem::file_size(log);
+  for (uint64_t at : {uint64_t{9}, size / 2, size - 1}) {
+    std::fstream f(log, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(at));
+    char c = 0;
+    f.get(c);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.put(static_cast<char>(c ^ 0x20));
+    f.close();
+    EXPECT_NE(RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", dir_.Sub("data-us")}).exit_code, 0) << at;
+    f.open(log, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.put(c);
+  }
+  EXPECT_EQ(RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", dir_.Sub("data-us")}).exit_code, 0);
 }
 
 TEST_F(SovereigntyTest, ResidencyReportCountsWhatIsHeldAndFlagsWhatIsNotAllowed) {
