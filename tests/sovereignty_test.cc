@@ -30,14 +30,14 @@ class SovereigntyTest : public ::testing::Test {
         {"eu", "EU", "Another Operator GmbH", {"EU"}, {}},      // approved for nothing of the US
     };
     auto principal = [](const char* name, const char* key, Role role, std::set<std::string> rights) {
-      return Principal{name, Sha256Hex(key), role, rights, rights};
+      return Principal{name, Sha256Hex(key), role, rights, rights, ""};
     };
     const std::vector<Principal> principals = {
         principal("us-feed-service", "us-key", Role::kService, {"US"}),
         principal("sg-feed-service", "sg-key", Role::kService, {"SG"}),
         principal("eu-feed-service", "eu-key", Role::kService, {"EU"}),
         principal("migrations", "admin-key", Role::kAdmin, {"*"}),
-        principal("us-operator", "us-operator-key", Role::kOperator, {"US"}),  // us's key at sg
+        {"us-operator", Sha256Hex("us-operator-key"), Role::kOperator, {"US"}, {"US"}, "us"},  // us's key at sg
         principal("outside-auditor", "auditor-key", Role::kAuditor, {}),
     };
     std::ofstream(dir_.Sub("policy.toml")) << PolicyToml(regions, principals);
@@ -302,6 +302,12 @@ TEST_F(SovereigntyTest, NoBackupByteReachesTheUnapprovedRegion) {
   auto r = c.Post("/v1/backup/us/records", EncodeLogBatch(batch), "application/octet-stream");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 403) << r->body;
+  // Nobody but us's own operator writes into us's stream at sg, not even an admin.
+  httplib::Client sg_admin("127.0.0.1", servers_[1]->port());
+  sg_admin.set_bearer_token_auth("admin-key");
+  auto forged = sg_admin.Post("/v1/backup/us/records", EncodeLogBatch(batch), "application/octet-stream");
+  ASSERT_TRUE(forged);
+  EXPECT_EQ(forged->status, 403) << forged->body;
   // sg received the backup; eu has nothing, not even a directory for it.
   httplib::Client sg("127.0.0.1", servers_[1]->port());
   const std::string metrics = sg.Get("/metrics")->body;

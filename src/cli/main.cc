@@ -165,6 +165,12 @@ int Serve(const ServeFlags& flags) {
     return Fail(s);
   }
   if (engine->encrypted()) spdlog::info("personal data is encrypted at rest (per-user keys wrapped by the region key)");
+  if (!targets.empty() && engine->PlaintextPersonalRecords() > 0) {
+    return Fail(Status::InvalidArgument(fmt::format(
+        "this store holds {} log record(s) of personal data written before it was encrypted; backups take only "
+        "sealed data, so --backup-to needs a store encrypted from its start",
+        engine->PlaintextPersonalRecords())));
+  }
   EngineStats st = engine->Stats();
   spdlog::info("recovered {} log records ({} videos, {} users, {} events) in {:.3f} s", st.recovered_records,
                st.videos, st.users, st.events, st.recovery_seconds);
@@ -172,10 +178,15 @@ int Serve(const ServeFlags& flags) {
   if (flags.demo && st.log_seq == 0) {
     std::string file = flags.demo_file.empty() ? DefaultDemoFile() : flags.demo_file;
     spdlog::info("loading the demo world from {}", file);
-    auto loaded = LoadDemoWorld(*engine, file, clock.NowMs(), [](size_t done, size_t total) {
-      std::fprintf(stderr, "\rdemo world: %zu / %zu records", done, total);
-      if (done == total) std::fprintf(stderr, "\n");
-    });
+    // Under a policy the demo users live in this region's (first) jurisdiction.
+    const std::string home = region != nullptr && !region->primary_for.empty() ? *region->primary_for.begin() : "";
+    auto loaded = LoadDemoWorld(
+        *engine, file, clock.NowMs(),
+        [](size_t done, size_t total) {
+          std::fprintf(stderr, "\rdemo world: %zu / %zu records", done, total);
+          if (done == total) std::fprintf(stderr, "\n");
+        },
+        home);
     if (!loaded.ok()) return Fail(loaded.status());
     spdlog::info("demo world: {} videos, {} users, {} play events (KuaiRec, CC BY-SA 4.0)", loaded->videos,
                  loaded->users, loaded->events);

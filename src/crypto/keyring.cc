@@ -166,17 +166,15 @@ Status Keyring::Load(const KeyName& name, std::string_view wrapped) {
   return Status::OK();
 }
 
-void Keyring::Forget(std::string_view pseudonym) {
+void Keyring::Forget(const KeyName& name) {
   std::lock_guard lock(mu_);
-  current_.erase(std::string(pseudonym));
-  for (auto it = keys_.begin(); it != keys_.end();) {
-    if (std::string_view(it->first).substr(0, kPseudonymBytes) == pseudonym) {
-      sodium_memzero(it->second.data(), it->second.size());
-      it = keys_.erase(it);
-    } else {
-      ++it;
-    }
+  auto it = keys_.find(name.bytes());
+  if (it != keys_.end()) {
+    sodium_memzero(it->second.data(), it->second.size());
+    keys_.erase(it);
   }
+  auto cur = current_.find(name.pseudonym);
+  if (cur != current_.end() && cur->second == name.key_id) current_.erase(cur);
 }
 
 bool Keyring::Has(const KeyName& name) const {

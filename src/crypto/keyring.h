@@ -71,8 +71,8 @@ class Keyring {
   // Loads a stored wrapped key (at open, or replicated). Corruption if it
   // does not unwrap under this region key.
   Status Load(const KeyName& name, std::string_view wrapped);
-  // Forgets every key of a pseudonym (the caller deletes them from disk).
-  void Forget(std::string_view pseudonym);
+  // Forgets one key (the caller deletes it from disk).
+  void Forget(const KeyName& name);
   bool Has(const KeyName& name) const;
   // The ids of every key this keyring holds for a pseudonym.
   std::vector<std::string> KeyIds(std::string_view pseudonym) const;

@@ -54,7 +54,7 @@ TEST(KeyringTest, AWrappedKeyLoadsUnderItsRegionKeyOnlyAndShreddingIsFinal) {
   // Another region's key cannot unwrap it.
   EXPECT_EQ(Ring('b')->Load(name, wrapped).code(), StatusCode::kCorruption);
   // Shredded: gone for good, even though the ciphertext remains.
-  restarted->Forget(name.pseudonym);
+  restarted->Forget(name);
   EXPECT_FALSE(restarted->Has(name));
   EXPECT_EQ(restarted->Open(name, "ctx", sealed, &plain).code(), StatusCode::kNotFound);
   // A new key for the same user is a different key.

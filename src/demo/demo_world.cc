@@ -60,7 +60,7 @@ std::string DefaultDemoFile() {
 }
 
 Result<DemoStats> LoadDemoWorld(Engine& engine, const std::string& file, int64_t now_ms,
-                                const std::function<void(size_t, size_t)>& progress) {
+                                const std::function<void(size_t, size_t)>& progress, const std::string& jurisdiction) {
   std::ifstream in(file);
   if (!in) return Status::NotFound(fmt::format("demo data file {} cannot be read", file));
   struct Row {
@@ -117,7 +117,7 @@ Result<DemoStats> LoadDemoWorld(Engine& engine, const std::string& file, int64_t
     batch.push_back(std::move(e));
     if (batch.size() == 5000 || i + 1 == rows.size()) {
       done += batch.size();
-      auto accepted = engine.IngestEvents(std::move(batch));
+      auto accepted = engine.IngestEvents(std::move(batch), jurisdiction);
       if (!accepted.ok()) return accepted.status();
       batch.clear();
       if (progress) progress(done, total);

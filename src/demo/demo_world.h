@@ -27,9 +27,10 @@ Video DemoVideo(int64_t kuairec_id, int64_t now_ms);
 // Loads `file` (lines "user_id,video_id,watch_ratio") into the engine: videos
 // "v<ID>", users "u<ID>", one play event per row at times spread over the week
 // before now_ms, in a seeded shuffled order. progress(done, total) is called
-// after every batch.
+// after every batch. Under a policy, `jurisdiction` is the demo users' home.
 Result<DemoStats> LoadDemoWorld(Engine& engine, const std::string& file, int64_t now_ms,
-                                const std::function<void(size_t, size_t)>& progress);
+                                const std::function<void(size_t, size_t)>& progress,
+                                const std::string& jurisdiction = "");
 
 // Where the shipped KuaiRec sample is: $FORYOU_DEMO_FILE, else
 // ./demo/kuairec/random.txt, else the source tree's copy.

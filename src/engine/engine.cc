@@ -185,6 +185,18 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
       ++records;
       return engine->ApplyRecord(seq, record, /*replaying=*/true);
     }));
+    // A sealed group may be unreadable only because a Shred record destroyed
+    // its key; a key missing otherwise (a damaged or incomplete store or
+    // backup) would silently drop a user's events.
+    size_t missing = 0;
+    for (const std::string& name : engine->unreadable_) missing += engine->shredded_.count(name) == 0;
+    if (missing > 0) {
+      return Status::Corruption(fmt::format("{} user key(s) are missing from the store, and no Shred record destroyed "
+                                            "them: sealed events cannot be read",
+                                            missing));
+    }
+    engine->unreadable_.clear();
+    engine->shredded_.clear();
     // Build the ANN index once, rather than once per event, on every core.
     State& s = *engine->state_;
     const uint32_t n = static_cast<uint32_t>(s.catalog.size());
@@ -272,8 +284,13 @@ Result<size_t> Engine::IngestEvents(std::vector<Event> events, const std::string
         e.watch_ratio = static_cast<double>(e.watch_ms) /
                         static_cast<double>(std::max<int64_t>(1, state_->catalog.at(*video).video.duration_ms));
       }
-      if (keyring_ != nullptr && !homes.count(e.user_id)) {
+      if (!homes.count(e.user_id)) {
+        // Checked again here, under write_mu_: a home changes only by migration.
         const UserRecord* u = state_->FindUser(e.user_id);
+        if (u != nullptr && !u->home.empty() && !jurisdiction.empty() && u->home != jurisdiction) {
+          return Status::Forbidden(fmt::format("events[{}].user_id: the user's home jurisdiction is {}, not {}", i,
+                                               u->home, jurisdiction));
+        }
         homes[e.user_id] = u != nullptr && !u->home.empty() ? u->home : jurisdiction;
       }
     }
@@ -289,7 +306,7 @@ Result<size_t> Engine::IngestEvents(std::vector<Event> events, const std::string
         events, [&](const std::string& user) { return homes[user]; }, *keyring_, &record, &new_keys));
     if (Status s = store_->Append(record, &seq, new_keys); !s.ok()) {
       // Keys that never reached the disk must not seal anything later.
-      for (const auto& [name, wrapped] : new_keys) keyring_->Forget(name.substr(0, kPseudonymBytes));
+      for (const auto& [name, wrapped] : new_keys) keyring_->Forget(*KeyName::FromBytes(name));
       return s;
     }
   }
@@ -351,6 +368,14 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     return Status::OK();
   }
   if (rec.kind == RecordKind::kShred) return ApplyShred(rec, replaying);
+  if ((rec.kind == RecordKind::kEvents && !rec.events.empty()) || rec.kind == RecordKind::kUserHome) {
+    ++plaintext_personal_records_;
+  }
+  if (replaying) {
+    for (const SealedGroup& g : rec.groups) {
+      if (!g.opened) unreadable_.insert(g.pseudonym + g.key_id);
+    }
+  }
   if (rec.kind == RecordKind::kUserHome) {
     auto [it, is_new] = s.user_index.try_emplace(rec.user_id, static_cast<uint32_t>(s.users.size()));
     if (is_new) {
@@ -482,7 +507,7 @@ std::string Engine::UserHome(const std::string& user_id) const {
 }
 
 Status Engine::EraseUser(const std::string& user_id) {
-  std::lock_guard write(write_mu_);
+  std::unique_lock write(write_mu_);
   std::optional<uint32_t> idx;
   {
     std::shared_lock lock(mu_);
@@ -490,21 +515,31 @@ Status Engine::EraseUser(const std::string& user_id) {
   }
   if (!idx) return Status::NotFound(fmt::format("user '{}' not found", user_id));
   if (keyring_ != nullptr) {
-    // Crypto-shredding: the Shred record first (so that a crash cannot leave
-    // backups unaware), then the keys.
+    // Crypto-shredding: the Shred record and the deletion of the user's keys
+    // in one durable batch (the Shred record ships to the backups, which do
+    // the same), then the keys leave the disk.
     std::string home;
     {
       std::shared_lock lock(mu_);
       home = state_->users[*idx].home;
     }
     const std::string pseudonym = keyring_->Pseudonym(user_id);
-    const std::string record = EncodeShredRecord(pseudonym, home, keyring_->KeyIds(pseudonym));
+    const std::vector<std::string> ids = keyring_->KeyIds(pseudonym);
+    std::vector<std::string> names;
+    for (const std::string& id : ids) names.push_back(pseudonym + id);
+    const std::string record = EncodeShredRecord(pseudonym, home, ids);
     uint64_t seq;
-    FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq));
-    std::unique_lock lock(mu_);
-    FORYOU_RETURN_IF_ERROR(ApplyRecord(seq, record, /*replaying=*/false));
-    ResetUser(*idx);
-    return Status::OK();
+    FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq, {}, names));
+    {
+      std::unique_lock lock(mu_);
+      FORYOU_RETURN_IF_ERROR(ApplyRecord(seq, record, /*replaying=*/false));
+      ResetUser(*idx);
+    }
+    if (plaintext_personal_records_ == 0) {
+      write.unlock();  // the compaction need not hold up writers
+      return store_->ScrubKeys();
+    }
+    // Events written before the store was encrypted are rewritten too.
   }
   // 1. The log: records that mention the user are rewritten without them.
   // Sequence numbers stay (an emptied record stays, as an empty batch).
@@ -541,31 +576,23 @@ void Engine::ResetUser(uint32_t idx) {
   served_.erase(id);
 }
 
-// Caller holds mu_ exclusively. Destroys the keys a Shred record names, if
-// they are still here: always on the live path; on a replay only when the
-// process died between writing the record and destroying the keys.
+// Caller holds mu_ exclusively. The keys a Shred record names were deleted
+// from the store in the record's own batch; here they leave memory.
 Status Engine::ApplyShred(const LogRecord& rec, bool replaying) {
   if (keyring_ == nullptr) return Status::OK();
-  bool had_keys = false;
   for (const std::string& id : rec.key_ids) {
-    if (!keyring_->Has(KeyName{rec.pseudonym, id})) continue;
-    had_keys = true;
-    auto deleted = store_->DeleteKeys(rec.pseudonym + id);
-    if (!deleted.ok()) return deleted.status();
-  }
-  if (!had_keys) return Status::OK();
-  keyring_->Forget(rec.pseudonym);
-  if (replaying) {
-    // The user's events were replayed with the keys still present: undo.
-    State& s = *state_;
-    for (uint32_t i = 0; i < s.users.size(); ++i) {
-      if (!s.users[i].id.empty() && keyring_->Pseudonym(s.users[i].id) == rec.pseudonym) ResetUser(i);
-    }
+    keyring_->Forget(KeyName{rec.pseudonym, id});
+    if (replaying) shredded_.insert(rec.pseudonym + id);
   }
   return Status::OK();
 }
 
 uint64_t Engine::LastSeq() const { return store_->last_seq(); }
+
+uint64_t Engine::PlaintextPersonalRecords() const {
+  std::shared_lock lock(mu_);
+  return plaintext_personal_records_;
+}
 
 std::string Engine::Pseudonym(const std::string& user_id) const {
   return keyring_ == nullptr ? std::string() : "p:" + HexEncode(keyring_->Pseudonym(user_id));

@@ -159,6 +159,9 @@ class Engine {
 
   // Whether personal data is encrypted at rest (a region key was given).
   bool encrypted() const { return keyring_ != nullptr; }
+  // Log records holding personal data in the clear (from before the store
+  // was encrypted, or in open mode). Backups refuse them.
+  uint64_t PlaintextPersonalRecords() const;
   // The user's pseudonym in the encrypted log and its backups ("p:" + 32 hex
   // digits); "" when not encrypted.
   std::string Pseudonym(const std::string& user_id) const;
@@ -228,6 +231,12 @@ class Engine {
 
   double recovery_seconds_ = 0;
   uint64_t recovered_records_ = 0;
+  // Records of personal data in the clear (written before the store was
+  // encrypted): erasure rewrites them, and they cannot be backed up.
+  uint64_t plaintext_personal_records_ = 0;  // written holding write_mu_ and mu_; read holding either
+  // During Open's replay only: key names destroyed by Shred records, and
+  // those of sealed groups that did not open.
+  std::unordered_set<std::string> shredded_, unreadable_;
 };
 
 }  // namespace foryou

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "storage/log_format.h"
 #include "util/temp_dir.h"
 
 namespace foryou {
@@ -471,6 +472,29 @@ TEST_F(EncryptedEngineTest, ErasureShredsTheKeysAndSurvivesRestart) {
   ASSERT_EQ(x->events.size(), 1u);
   EXPECT_EQ(x->events[0].video_id, "chess-0-0");
   EXPECT_TRUE(engine_->GetUser("shred-me")->liked.empty());
+}
+
+TEST_F(EncryptedEngineTest, AKeyMissingWithoutAShredRecordIsCorruptionNotSilence) {
+  ASSERT_TRUE(engine_->UpsertVideos(Catalog()).ok());
+  ASSERT_TRUE(engine_->IngestEvents({Play("u1", "cats-0-1", 1.0, kNow), Play("u2", "cats-0-2", 1.0, kNow)}, "US").ok());
+  // A home is not changed by writing under another jurisdiction.
+  EXPECT_EQ(engine_->IngestEvents({Play("u1", "cats-0-3", 1.0, kNow)}, "SG").status().code(), StatusCode::kForbidden);
+  engine_.reset();
+  // Damage the store the way an incomplete backup would: a key vanishes.
+  {
+    std::unique_ptr<Store> store;
+    ASSERT_TRUE(Store::Open(dir_.path(), StoreOptions{}, &store).ok());
+    std::string victim;
+    ASSERT_TRUE(store->ForEachKey([&](std::string_view name, std::string_view) {
+      victim = std::string(name);
+      return Status::OK();
+    }).ok());
+    uint64_t seq;
+    ASSERT_TRUE(store->Append(EncodeEventsRecord({}), &seq, {}, {victim}).ok());
+  }
+  std::unique_ptr<Engine> damaged;
+  EXPECT_EQ(Engine::Open(EngineOptions{}, dir_.path(), clock_, &damaged, std::string(32, 'k')).code(),
+            StatusCode::kCorruption);
 }
 
 }  // namespace

@@ -94,6 +94,13 @@ Result<Policy> Policy::Load(const std::string& path) {
       else return Status::InvalidArgument(where + ".role: service, operator, auditor or admin");
       FORYOU_RETURN_IF_ERROR(StringSet(*t, "read", where, &pr.read));
       FORYOU_RETURN_IF_ERROR(StringSet(*t, "write", where, &pr.write));
+      if (const auto* region = t->get("region")) {
+        if (!region->is_string()) return Status::InvalidArgument(where + ".region: must be a string");
+        pr.region = region->as_string()->get();
+        if (p.FindRegion(pr.region) == nullptr) {
+          return Status::InvalidArgument(fmt::format("{}.region: '{}' is not a region of the policy", where, pr.region));
+        }
+      }
       p.principals_.push_back(std::move(pr));
     }
   }
@@ -163,6 +170,18 @@ std::optional<Refusal> Policy::CheckBackup(const PolicyRegion& region, const std
   }
   const PolicyRegion* from = FindRegion(source);
   if (from == nullptr) return Refusal{403, "forbidden", fmt::format("region '{}' is not in the policy", source), ""};
+  // Only the source region's own operator ships or restores its backups:
+  // nobody else may write into (or read) another region's stream.
+  if (p->region != source) {
+    return Refusal{403, "forbidden",
+                   fmt::format("principal {} is not region {}'s (its policy entry names region '{}')", p->name, source,
+                               p->region),
+                   ""};
+  }
+  if (from->primary_for.empty()) {
+    return Refusal{403, "forbidden", fmt::format("region {} is primary for no jurisdiction: it has no backups", source),
+                   ""};
+  }
   for (const std::string& j : from->primary_for) {
     if (!region.backup_for.count(j)) {
       return Refusal{403, "forbidden",
@@ -222,7 +241,9 @@ std::string PolicyToml(const std::vector<PolicyRegion>& regions, const std::vect
   for (const Principal& p : principals) {
     out += fmt::format("[[principals]]\nname = {}\nkey_sha256 = {}\nrole = \"{}\"\n", TomlQuote(p.name),
                        TomlQuote(p.key_sha256), RoleName(p.role));
-    out += fmt::format("read = {}\nwrite = {}\n\n", TomlList(p.read), TomlList(p.write));
+    out += fmt::format("read = {}\nwrite = {}\n", TomlList(p.read), TomlList(p.write));
+    if (!p.region.empty()) out += fmt::format("region = {}\n", TomlQuote(p.region));
+    out += "\n";
   }
   return out;
 }

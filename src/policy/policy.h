@@ -3,7 +3,8 @@
 // Loaded from a TOML file (docs/SOVEREIGNTY.md shows one):
 //   [[regions]]     name, jurisdiction, operator, primary_for = [...], backup_for = [...]
 //   [[principals]]  name, key_sha256 (hex SHA-256 of the API key), role
-//                   (service | operator | auditor | admin), read = [...], write = [...]
+//                   (service | operator | auditor | admin), read = [...], write = [...],
+//                   region (optional: the region whose backups it ships and restores)
 // `read` and `write` list jurisdictions ("*" = all). The policy file never
 // holds an API key itself, only its hash.
 //
@@ -41,6 +42,10 @@ struct Principal {
   std::string key_sha256;  // lower-case hex
   Role role = Role::kService;
   std::set<std::string> read, write;  // jurisdictions, or "*"
+  // The region this principal acts for, if any (optional `region` key): a
+  // region's own key at its backup regions. Backups of region R are shipped
+  // and restored only by an operator or admin whose region is R.
+  std::string region;
 };
 
 enum class Access { kRead, kWrite };
@@ -70,10 +75,10 @@ class Policy {
                                const std::string& jurisdiction, Access access) const;
 
   // Checks a backup request by `api_key` in `region` for the backups of
-  // region `source`: the principal must be an operator or admin with the
-  // right (write: to ship, read: to restore) for every jurisdiction `source`
-  // is primary for, and `region` must be approved (backup_for) to hold all of
-  // them. nullopt means allowed; *jurisdictions is set to what may be held.
+  // region `source`: the principal must be an operator or admin of region
+  // `source` (its `region`) with the right (write: to ship, read: to
+  // restore) for every jurisdiction `source` is primary for, and `region`
+  // must be approved (backup_for) to hold all of them. nullopt means allowed; *jurisdictions is set to what may be held.
   std::optional<Refusal> CheckBackup(const PolicyRegion& region, const std::string& api_key, const std::string& source,
                                      Access access, std::set<std::string>* jurisdictions) const;
   // The regions approved to hold backups of every jurisdiction `primary` is

@@ -111,8 +111,8 @@ role = "king"
 TEST(PolicyTest, PolicyTomlWritesWhatLoadReads) {
   TempDir dir;
   const std::vector<PolicyRegion> regions = {{"us", "US", "Op \"A\"", {"US", "CA"}, {}}, {"sg", "SG", "Op", {"SG"}, {"US"}}};
-  const std::vector<Principal> principals = {{"svc", Sha256Hex("k"), Role::kService, {"US"}, {"US"}},
-                                             {"aud", Sha256Hex("a"), Role::kAuditor, {}, {}}};
+  const std::vector<Principal> principals = {{"svc", Sha256Hex("k"), Role::kService, {"US"}, {"US"}, ""},
+                                             {"aud", Sha256Hex("a"), Role::kAuditor, {}, {}, ""}};
   auto loaded = Policy::Load(WritePolicy(dir, PolicyToml(regions, principals)));
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   ASSERT_NE(loaded->FindRegion("sg"), nullptr);
@@ -122,6 +122,33 @@ TEST(PolicyTest, PolicyTomlWritesWhatLoadReads) {
   ASSERT_NE(loaded->Authenticate("k"), nullptr);
   EXPECT_EQ(loaded->Authenticate("k")->role, Role::kService);
   EXPECT_EQ(loaded->Authenticate("a")->role, Role::kAuditor);
+}
+
+TEST(PolicyTest, OnlyTheSourceRegionsOperatorTouchesItsBackups) {
+  TempDir dir;
+  const std::vector<PolicyRegion> regions = {{"us", "US", "Op", {"US"}, {}}, {"sg", "SG", "Op", {"SG"}, {"US"}},
+                                             {"xx", "XX", "Op", {}, {}}};
+  const std::vector<Principal> principals = {
+      {"us-op", Sha256Hex("us-op"), Role::kOperator, {"US"}, {"US"}, "us"},
+      {"admin", Sha256Hex("admin"), Role::kAdmin, {"*"}, {"*"}, ""},
+      {"svc", Sha256Hex("svc"), Role::kService, {"US"}, {"US"}, "us"},
+      {"xx-op", Sha256Hex("xx-op"), Role::kOperator, {"*"}, {"*"}, "xx"}};
+  auto p = Policy::Load(WritePolicy(dir, PolicyToml(regions, principals)));
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  const PolicyRegion& sg = *p->FindRegion("sg");
+  const PolicyRegion& us = *p->FindRegion("us");
+  std::set<std::string> held;
+  EXPECT_FALSE(p->CheckBackup(sg, "us-op", "us", Access::kWrite, &held).has_value());
+  EXPECT_EQ(held, std::set<std::string>{"US"});
+  EXPECT_EQ(p->CheckBackup(sg, "admin", "us", Access::kWrite, &held)->http_status, 403) << "not us's";
+  EXPECT_EQ(p->CheckBackup(sg, "svc", "us", Access::kWrite, &held)->http_status, 403) << "not an operator";
+  EXPECT_EQ(p->CheckBackup(us, "us-op", "us", Access::kWrite, &held)->http_status, 403) << "us holds no US backup";
+  EXPECT_EQ(p->CheckBackup(sg, "xx-op", "xx", Access::kWrite, &held)->http_status, 403) << "xx has no data to back up";
+  EXPECT_EQ(p->CheckBackup(sg, "nobody", "us", Access::kRead, &held)->http_status, 401);
+  // A principal's region must exist.
+  auto bad = Policy::Load(WritePolicy(
+      dir, PolicyToml(regions, {{"ghost", Sha256Hex("g"), Role::kOperator, {"US"}, {"US"}, "nowhere"}})));
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ Result<Store*> BackupStores::Get(const std::string& source, bool create) {
 
 Status BackupStores::Receive(const std::string& source, const LogBatch& batch, const std::set<std::string>& allowed,
                              uint64_t* last_seq) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   auto got = Get(source, /*create=*/true);
   if (!got.ok()) return got.status();
   Store& store = **got;
@@ -88,16 +88,19 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
     if (name.size() != kPseudonymBytes + kKeyIdBytes) return Status::InvalidArgument("backup batch: malformed key name");
     keys.emplace_back(name, wrapped);
   }
-  FORYOU_RETURN_IF_ERROR(store.AppendReplicated(fresh, keys));
-  for (const auto& [seq, record] : fresh) received_bytes_ += record.size();
-  // Crypto-shredding: the keys named by a Shred record go, here as at home.
+  // Crypto-shredding reaches the backup: the keys a Shred record names are
+  // deleted in the same durable batch that stores the record.
+  std::vector<std::string> shredded;
   for (const LogRecord& shred : shreds) {
-    for (const std::string& id : shred.key_ids) {
-      auto deleted = store.DeleteKeys(shred.pseudonym + id);
-      if (!deleted.ok()) return deleted.status();
-    }
+    for (const std::string& id : shred.key_ids) shredded.push_back(shred.pseudonym + id);
   }
+  FORYOU_RETURN_IF_ERROR(store.AppendReplicated(fresh, keys, shredded));
+  for (const auto& [seq, record] : fresh) received_bytes_ += record.size();
   *last_seq = store.last_seq();
+  if (!shredded.empty()) {
+    lock.unlock();  // the compaction need not hold up other sources
+    FORYOU_RETURN_IF_ERROR(store.ScrubKeys());
+  }
   return Status::OK();
 }
 

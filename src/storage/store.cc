@@ -62,13 +62,15 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   return Status::OK();
 }
 
-Status Store::Append(std::string_view record, uint64_t* seq, const KeyEntries& keys) {
+Status Store::Append(std::string_view record, uint64_t* seq, const KeyEntries& keys,
+                     const std::vector<std::string>& delete_keys) {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t next = last_seq_ + 1;
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   rocksdb::WriteBatch batch;
   for (const auto& [name, wrapped] : keys) batch.Put(kKeyPrefix + name, wrapped);
+  for (const std::string& name : delete_keys) batch.Delete(kKeyPrefix + name);
   batch.Put(LogKey(next), rocksdb::Slice(record.data(), record.size()));
   rocksdb::Status s = db_->Write(wo, &batch);
   if (!s.ok()) return Status::IOError(fmt::format("append to log: {}", s.ToString()));
@@ -77,7 +79,8 @@ Status Store::Append(std::string_view record, uint64_t* seq, const KeyEntries& k
   return Status::OK();
 }
 
-Status Store::AppendReplicated(const std::vector<std::pair<uint64_t, std::string>>& records, const KeyEntries& keys) {
+Status Store::AppendReplicated(const std::vector<std::pair<uint64_t, std::string>>& records, const KeyEntries& keys,
+                               const std::vector<std::string>& delete_keys) {
   std::lock_guard<std::mutex> lock(mu_);
   rocksdb::WriteBatch batch;
   uint64_t next = last_seq_ + 1;
@@ -89,6 +92,7 @@ Status Store::AppendReplicated(const std::vector<std::pair<uint64_t, std::string
     ++next;
   }
   for (const auto& [name, wrapped] : keys) batch.Put(kKeyPrefix + name, wrapped);
+  for (const std::string& name : delete_keys) batch.Delete(kKeyPrefix + name);  // after the puts: a shred wins
   rocksdb::WriteOptions wo;
   wo.sync = true;
   rocksdb::Status s = db_->Write(wo, &batch);
@@ -119,24 +123,15 @@ Result<std::optional<std::string>> Store::GetKey(std::string_view name) const {
   return std::optional<std::string>(std::move(value));
 }
 
-Result<size_t> Store::DeleteKeys(std::string_view prefix) {
-  std::vector<std::string> names;
-  FORYOU_RETURN_IF_ERROR(ForEachKey([&](std::string_view name, std::string_view) {
-    if (name.substr(0, prefix.size()) == prefix) names.emplace_back(name);
-    return Status::OK();
-  }));
-  if (names.empty()) return size_t{0};
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    rocksdb::WriteBatch batch;
-    for (const std::string& n : names) batch.Delete(kKeyPrefix + n);
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    rocksdb::Status s = db_->Write(wo, &batch);
-    if (!s.ok()) return Status::IOError(fmt::format("delete keys: {}", s.ToString()));
-  }
-  FORYOU_RETURN_IF_ERROR(Scrub());
-  return names.size();
+Status Store::ScrubKeys() {
+  rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
+  if (!s.ok()) return Status::IOError(fmt::format("flush: {}", s.ToString()));
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  const rocksdb::Slice begin("K/"), end("K0");
+  s = db_->CompactRange(co, &begin, &end);
+  if (!s.ok()) return Status::IOError(fmt::format("compact keys: {}", s.ToString()));
+  return Status::OK();
 }
 
 Status Store::Replay(uint64_t from_seq, const std::function<Status(uint64_t, std::string_view)>& fn) const {

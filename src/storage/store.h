@@ -63,22 +63,25 @@ class Store {
 
   using KeyEntries = std::vector<std::pair<std::string, std::string>>;  // (name, wrapped key)
 
-  // Appends one record, and the wrapped keys it needs, in one atomic batch;
-  // on OK both are durable and the record's sequence number is in *seq.
-  Status Append(std::string_view record, uint64_t* seq, const KeyEntries& keys = {});
+  // Appends one record, the wrapped keys it needs and the deletion of the
+  // keys it destroys (a Shred record), in one atomic batch; on OK all of it
+  // is durable and the record's sequence number is in *seq.
+  Status Append(std::string_view record, uint64_t* seq, const KeyEntries& keys = {},
+                const std::vector<std::string>& delete_keys = {});
 
   // Replication: stores records at the sequence numbers they had in their
-  // primary (the first must be last_seq() + 1, then consecutive) and the
-  // wrapped keys, in one durable batch.
-  Status AppendReplicated(const std::vector<std::pair<uint64_t, std::string>>& records, const KeyEntries& keys);
+  // primary (the first must be last_seq() + 1, then consecutive), the
+  // wrapped keys, and the deletion of keys, in one durable batch.
+  Status AppendReplicated(const std::vector<std::pair<uint64_t, std::string>>& records, const KeyEntries& keys,
+                          const std::vector<std::string>& delete_keys = {});
 
   // Calls fn(name, wrapped) for every stored key, in name order.
   Status ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) const;
   // The wrapped key stored under `name`, or nullopt.
   Result<std::optional<std::string>> GetKey(std::string_view name) const;
-  // Deletes every key whose name starts with `prefix`, durably, then flushes
-  // and compacts so that the deleted bytes leave the disk. Returns how many.
-  Result<size_t> DeleteKeys(std::string_view prefix);
+  // Flushes and compacts the key table, so that deleted keys leave the disk.
+  // Slow (a compaction): call it without holding locks others wait on.
+  Status ScrubKeys();
 
   // Calls fn(seq, record) for every record with seq >= from_seq, in order.
   // Stops at and returns the first non-OK status fn returns.
