@@ -337,6 +337,29 @@ TEST_F(SovereigntyTest, WhileTheBackupRegionIsDownWritesAreAcknowledgedAsPending
   EXPECT_EQ(metrics.find("foryou_backup_failures_total{region=\"sg\"} 0\n"), std::string::npos);
 }
 
+TEST_F(SovereigntyTest, ABackupHoldingAnotherHistoryNeverConfirmsAWrite) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->get_header_value("X-Foryou-Backup"),
+              "confirmed");
+  }
+  // A us primary started on an empty store (not restored from sg): sg holds
+  // records this log does not have. Shipping on would graft two histories.
+  servers_[0]->Kill9();
+  StartRegion(0, dir_.Sub("data-us-fresh"));
+  httplib::Client c("127.0.0.1", servers_[0]->port());
+  c.set_bearer_token_auth("us-key");
+  json videos = {{"videos", {{{"id", "v1"}, {"creator_id", "c1"}, {"duration_ms", 10000}}}}};
+  auto r = c.Post("/v1/videos", videos.dump(), "application/json");
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("X-Foryou-Backup"), "pending");
+  auto e = Call(0, "POST", "/v1/events", "us-key", "US", Events("bob"));
+  ASSERT_EQ(e->status, 200);
+  EXPECT_EQ(e->get_header_value("X-Foryou-Backup"), "pending") << "never confirmed by a diverged backup";
+  httplib::Client sg("127.0.0.1", servers_[1]->port());
+  sg.set_bearer_token_auth("us-operator-key");
+  EXPECT_EQ(json::parse(sg.Get("/v1/backup/us/status")->body)["last_seq"], 4) << "sg's copy is untouched";
+}
+
 TEST_F(SovereigntyTest, ErasureReachesTheBackupByShreddingTheKey) {
   ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("gone"))->status, 200);
   ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("stays"))->status, 200);

@@ -96,9 +96,10 @@ Reply BackupHandler(BackupStores& backups, const httplib::Request& req, std::str
                     const std::set<std::string>& allowed) {
   const std::string source = req.matches[1];
   if (action == "backup.status") {
-    auto last = backups.LastSeq(source);
-    if (!last.ok()) return Error(last.status());
-    return Reply{200, fmt::format(R"({{"source":"{}","last_seq":{}}})", source, *last)};
+    uint64_t last = 0;
+    std::string hash;
+    if (Status s = backups.Tip(source, &last, &hash); !s.ok()) return Error(s);
+    return Reply{200, fmt::format(R"({{"source":"{}","last_seq":{},"last_hash":"{}"}})", source, last, hash)};
   }
   if (action == "backup.read") {
     uint64_t from = 1, max_bytes = 8 << 20;
@@ -443,6 +444,15 @@ void HttpServer::InstallRoutes() {
     }
     auto parsed = ParseEvents(nlohmann::json{{"events", std::move(events)}}.dump());
     if (!parsed.ok()) return Error(parsed.status());
+    // Every video must be here before anything is imported: a migration
+    // that stops halfway would leave the user in two regions.
+    for (size_t i = 0; i < parsed->size(); ++i) {
+      if (!engine_.VideoIndex((*parsed)[i].video_id)) {
+        return Error(Status::InvalidArgument(fmt::format(
+            "events[{}].video_id: unknown video '{}' (import the catalog first: foryou model import)", i,
+            (*parsed)[i].video_id)));
+      }
+    }
     const std::string jurisdiction = policy_ != nullptr ? req.get_header_value("X-Foryou-Jurisdiction") : "";
     // In batches the engine accepts; the first one records the home.
     const size_t max = static_cast<size_t>(engine_.options().max_batch);

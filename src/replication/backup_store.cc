@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "crypto/keyring.h"
+#include "policy/policy.h"
 #include "storage/log_format.h"
 #include "util/coding.h"
 
@@ -104,11 +105,23 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
   return Status::OK();
 }
 
-Result<uint64_t> BackupStores::LastSeq(const std::string& source) {
-  std::lock_guard lock(mu_);
-  auto got = Get(source, /*create=*/false);
-  if (!got.ok()) return got.status();
-  return *got == nullptr ? uint64_t{0} : (*got)->last_seq();
+Status BackupStores::Tip(const std::string& source, uint64_t* last_seq, std::string* last_hash) {
+  Store* store;
+  {
+    std::lock_guard lock(mu_);
+    auto got = Get(source, /*create=*/false);
+    if (!got.ok()) return got.status();
+    *last_seq = 0;
+    last_hash->clear();
+    if (*got == nullptr) return Status::OK();
+    store = *got;
+  }
+  *last_seq = store->last_seq();
+  if (*last_seq == 0) return Status::OK();
+  return store->Replay(*last_seq, [&](uint64_t seq, std::string_view record) {
+    if (seq == *last_seq) *last_hash = Sha256Hex(std::string(record));
+    return Status::OK();
+  });
 }
 
 Status BackupStores::Read(const std::string& source, uint64_t from_seq, size_t max_bytes, LogBatch* out) {

@@ -51,8 +51,10 @@ class BackupStores {
   // what is stored. *last_seq is always the last stored sequence number.
   Status Receive(const std::string& source, const LogBatch& batch, const std::set<std::string>& allowed,
                  uint64_t* last_seq);
-  // The last stored sequence number of `source` (0 if none).
-  Result<uint64_t> LastSeq(const std::string& source);
+  // The last stored sequence number of `source` (0 if none) and the SHA-256
+  // (hex) of that record ("" if none), so that a primary can tell a backup
+  // that holds its history from one that diverged from it.
+  Status Tip(const std::string& source, uint64_t* last_seq, std::string* last_hash);
   // For restore: records from `from_seq` on, with their keys.
   Status Read(const std::string& source, uint64_t from_seq, size_t max_bytes, LogBatch* out);
   // Per (source, jurisdiction): what is held.

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "policy/policy.h"
 #include "replication/wire.h"
 
 namespace foryou {
@@ -69,6 +70,24 @@ std::vector<ShipperTargetStats> Shipper::Stats() const {
   std::vector<ShipperTargetStats> out;
   for (const Target& t : targets_) out.push_back(t.stats);
   return out;
+}
+
+Status Shipper::CheckSameHistory(uint64_t target_seq, const std::string& target_hash) const {
+  if (target_seq > engine_.LastSeq()) {
+    return Status::Conflict(fmt::format("diverged: the backup holds {} records of this region, this log only {} "
+                                        "(restored from an older backup?); clear that backup to resume",
+                                        target_seq, engine_.LastSeq()));
+  }
+  if (target_seq == 0) return Status::OK();
+  LogBatch batch;
+  FORYOU_RETURN_IF_ERROR(engine_.ReadLog(target_seq, 1, &batch));
+  if (batch.records.empty() || batch.records[0].first != target_seq ||
+      Sha256Hex(batch.records[0].second) != target_hash) {
+    return Status::Conflict(fmt::format("diverged: the backup's record {} differs from this log's; clear that backup "
+                                        "to resume",
+                                        target_seq));
+  }
+  return Status::OK();
 }
 
 void Shipper::Run(size_t index) {
@@ -147,6 +166,12 @@ void Shipper::Run(size_t index) {
         fail(fmt::format("status: HTTP {}: {}", r->status, r->body));
         continue;
       }
+      // The target must hold a prefix of this log: not more, not another.
+      if (Status s = CheckSameHistory(*seq, nlohmann::json::parse(r->body, nullptr, false).value("last_hash", ""));
+          !s.ok()) {
+        fail(s.message());
+        continue;
+      }
       known = true;
       shipped = *seq;
       advance(shipped, 0, false);
@@ -173,9 +198,8 @@ void Shipper::Run(size_t index) {
     if (r->status == 200 && seq) {
       shipped = *seq;
       advance(shipped, body.size(), true);
-    } else if (r->status == 409 && seq) {
-      shipped = *seq;  // the target is elsewhere in the log: resume from there
-      advance(shipped, 0, false);
+    } else if (r->status == 409) {
+      known = false;  // the target is elsewhere in the log: ask where, and check it is this log
     } else {
       fail(fmt::format("HTTP {}: {}", r->status, r->body));
     }

@@ -6,7 +6,10 @@
 // them against the policy (only regions approved to hold backups of every
 // jurisdiction this region is primary for) before constructing a Shipper.
 // One thread per target: it learns the target's last stored sequence number
-// (GET /v1/backup/{source}/status), then POSTs batches from there on
+// and that record's hash (GET /v1/backup/{source}/status), checks that the
+// target holds a prefix of this log (a target ahead of it, or with another
+// record there, has diverged: nothing is shipped and no write is confirmed
+// until an operator clears it), then POSTs batches from there on
 // (replication/wire.h), waking on Notify() or every `poll_ms`.
 //
 // WaitFor lets a write wait until every target has stored it: the server
@@ -79,6 +82,9 @@ class Shipper {
     bool failing = false;      // the last attempt failed
   };
   void Run(size_t target);
+  // OK when a target whose log ends at (seq, SHA-256 of that record) holds a
+  // prefix of this region's log; Conflict ("diverged") otherwise.
+  Status CheckSameHistory(uint64_t target_seq, const std::string& target_hash) const;
 
   Engine& engine_;
   const std::string source_;

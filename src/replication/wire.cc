@@ -31,12 +31,14 @@ Status DecodeLogBatch(std::string_view in, LogBatch* out) {
     return Status::InvalidArgument(fmt::format("backup batch: wire format version {} is not supported", version));
   }
   uint64_t n;
-  if (!GetVarint64(&in, &n) || n > in.size()) return Status::InvalidArgument("backup batch: bad record count");
+  // Counts are bounded by the bytes left (an entry takes at least 2), so a
+  // hostile count cannot make us allocate more than the body could hold.
+  if (!GetVarint64(&in, &n) || n > in.size() / 2) return Status::InvalidArgument("backup batch: bad record count");
   out->records.resize(n);
   for (auto& [seq, record] : out->records) {
     if (!GetVarint64(&in, &seq) || !GetString(&in, &record)) return Status::InvalidArgument("backup batch: truncated record");
   }
-  if (!GetVarint64(&in, &n) || n > in.size()) return Status::InvalidArgument("backup batch: bad key count");
+  if (!GetVarint64(&in, &n) || n > in.size() / 2) return Status::InvalidArgument("backup batch: bad key count");
   out->keys.resize(n);
   for (auto& [name, wrapped] : out->keys) {
     if (!GetString(&in, &name) || !GetString(&in, &wrapped)) return Status::InvalidArgument("backup batch: truncated key");

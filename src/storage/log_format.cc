@@ -124,7 +124,7 @@ Status Truncated(const char* what) { return Status::Corruption(fmt::format("log 
 
 Status DecodeVideos(std::string_view in, std::vector<Video>* out) {
   uint64_t n;
-  if (!GetVarint64(&in, &n) || n > in.size()) return Truncated("video count");
+  if (!GetVarint64(&in, &n) || n > in.size() / 7) return Truncated("video count");  // a video takes >= 7 bytes
   out->resize(n);
   for (Video& v : *out) {
     uint64_t ntags, dim;
@@ -151,6 +151,8 @@ Status DecodeVideos(std::string_view in, std::vector<Video>* out) {
 
 Status DecodeEventList(std::string_view* in_ptr, uint64_t n, std::vector<Event>* out) {
   std::string_view& in = *in_ptr;
+  constexpr size_t kMinEventBytes = 9;  // two empty strings, type, ts, f32 ratio, watch_ms
+  if (n > in.size() / kMinEventBytes) return Truncated("event count");
   out->resize(n);
   for (Event& e : *out) {
     uint8_t type;
@@ -206,7 +208,11 @@ Status OpenGroup(const SealedGroup& g, const Keyring& keyring, uint64_t total, s
 
 Status DecodeSealedEvents(std::string_view in, const Keyring* keyring, LogRecord* out) {
   uint64_t total, ngroups;
-  if (!GetVarint64(&in, &total) || !GetVarint64(&in, &ngroups) || ngroups > in.size()) return Truncated("sealed header");
+  // A group takes at least 26 bytes (an empty jurisdiction, pseudonym, key id, an empty string).
+  constexpr size_t kMinGroupBytes = 1 + kPseudonymBytes + kKeyIdBytes + 1;
+  if (!GetVarint64(&in, &total) || !GetVarint64(&in, &ngroups) || ngroups > in.size() / kMinGroupBytes) {
+    return Truncated("sealed header");
+  }
   out->groups.resize(ngroups);
   std::vector<std::pair<uint32_t, Event>> opened;
   for (SealedGroup& g : out->groups) {
