@@ -106,14 +106,33 @@ Result<std::unique_ptr<Keyring>> Keyring::Create(std::string region_key) {
   return std::unique_ptr<Keyring>(new Keyring(std::move(region_key)));
 }
 
-Keyring::Keyring(std::string region_key) : region_key_(std::move(region_key)), pseudonym_key_(32, '\0') {
+Keyring::Keyring(std::string region_key)
+    : region_key_(std::move(region_key)), pseudonym_key_(32, '\0'), log_mac_key_(32, '\0') {
   crypto_kdf_derive_from_key(reinterpret_cast<unsigned char*>(pseudonym_key_.data()), pseudonym_key_.size(), 1,
                              "fypseudo", reinterpret_cast<const unsigned char*>(region_key_.data()));
+  crypto_kdf_derive_from_key(reinterpret_cast<unsigned char*>(log_mac_key_.data()), log_mac_key_.size(), 2,
+                             "fylogmac", reinterpret_cast<const unsigned char*>(region_key_.data()));
+}
+
+std::string Keyring::LogMac(uint64_t seq, std::string_view record, std::string_view previous_mac) const {
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, reinterpret_cast<const unsigned char*>(log_mac_key_.data()), log_mac_key_.size(), 32);
+  unsigned char be[8];
+  for (int i = 0; i < 8; ++i) be[i] = static_cast<unsigned char>(seq >> (56 - 8 * i));
+  const unsigned char plen = static_cast<unsigned char>(previous_mac.size());
+  crypto_generichash_update(&st, &plen, 1);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(previous_mac.data()), previous_mac.size());
+  crypto_generichash_update(&st, be, sizeof be);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(record.data()), record.size());
+  std::string out(32, '\0');
+  crypto_generichash_final(&st, reinterpret_cast<unsigned char*>(out.data()), out.size());
+  return out;
 }
 
 Keyring::~Keyring() {
   sodium_memzero(region_key_.data(), region_key_.size());
   sodium_memzero(pseudonym_key_.data(), pseudonym_key_.size());
+  sodium_memzero(log_mac_key_.data(), log_mac_key_.size());
   for (auto& [name, key] : keys_) sodium_memzero(key.data(), key.size());
 }
 

@@ -77,6 +77,12 @@ class Keyring {
   // The ids of every key this keyring holds for a pseudonym.
   std::vector<std::string> KeyIds(std::string_view pseudonym) const;
 
+  // The integrity chain of the log (docs/FORMATS.md): a 32-byte keyed
+  // BLAKE2b over (seq, record, the previous record's MAC) under a key derived
+  // from the region key. A log whose chain verifies has every record, in
+  // order, unaltered, up to its last one.
+  std::string LogMac(uint64_t seq, std::string_view record, std::string_view previous_mac) const;
+
   // Seals `plaintext` for key `name`, binding `context` (authenticated, not
   // encrypted). Output: [u8 version][24-byte nonce][ciphertext + 16-byte tag].
   Status Seal(const KeyName& name, std::string_view context, std::string_view plaintext, std::string* out) const;
@@ -88,6 +94,7 @@ class Keyring {
   explicit Keyring(std::string region_key);
   std::string region_key_;
   std::string pseudonym_key_;  // derived from region_key_
+  std::string log_mac_key_;    // derived from region_key_
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::string> keys_;     // KeyName bytes -> data key; guarded by mu_
   std::unordered_map<std::string, std::string> current_;  // pseudonym -> key id; guarded by mu_

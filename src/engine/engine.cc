@@ -178,11 +178,32 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   }
 
   const auto start = std::chrono::steady_clock::now();
+  // The integrity chain: an encrypted store that has it from its first
+  // record (every store encrypted from its start) is verified record by
+  // record, so a record altered, reordered or missing (say, in a restored
+  // backup) is Corruption rather than a silently different history.
+  if (engine->keyring_ != nullptr) {
+    auto first = engine->store_->GetMac(1);
+    if (!first.ok()) return first.status();
+    engine->chained_ = engine->store_->last_seq() == 0 || !first->empty();
+  }
   {
     std::unique_lock lock(engine->mu_);
     uint64_t records = 0;
     FORYOU_RETURN_IF_ERROR(engine->store_->Replay(1, [&](uint64_t seq, std::string_view record) {
       ++records;
+      if (engine->chained_) {
+        auto mac = engine->store_->GetMac(seq);
+        if (!mac.ok()) return mac.status();
+        std::string expected = engine->keyring_->LogMac(seq, record, engine->last_mac_);
+        if (*mac != expected) {
+          return Status::Corruption(fmt::format(
+              "log record {} fails the integrity chain: it was altered, or records around it are missing or out of "
+              "order",
+              seq));
+        }
+        engine->last_mac_ = std::move(expected);
+      }
       return engine->ApplyRecord(seq, record, /*replaying=*/true);
     }));
     // A sealed group may be unreadable only because a Shred record destroyed
@@ -251,7 +272,7 @@ Status Engine::UpsertVideos(std::vector<Video> videos) {
   const std::string record = EncodeVideosRecord(videos);
   std::lock_guard write(write_mu_);
   uint64_t seq;
-  FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq));
+  FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
   std::unique_lock lock(mu_);
   // The live path applies the encoded record, exactly as a replay will.
   return ApplyRecord(seq, record, /*replaying=*/false);
@@ -299,12 +320,12 @@ Result<size_t> Engine::IngestEvents(std::vector<Event> events, const std::string
   std::string record;
   if (keyring_ == nullptr) {
     record = EncodeEventsRecord(events);
-    FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq));
+    FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
   } else {
     Store::KeyEntries new_keys;
     FORYOU_RETURN_IF_ERROR(EncodeSealedEventsRecord(
         events, [&](const std::string& user) { return homes[user]; }, *keyring_, &record, &new_keys));
-    if (Status s = store_->Append(record, &seq, new_keys); !s.ok()) {
+    if (Status s = AppendRecord(record, &seq, new_keys); !s.ok()) {
       // Keys that never reached the disk must not seal anything later.
       for (const auto& [name, wrapped] : new_keys) keyring_->Forget(*KeyName::FromBytes(name));
       return s;
@@ -529,7 +550,7 @@ Status Engine::EraseUser(const std::string& user_id) {
     for (const std::string& id : ids) names.push_back(pseudonym + id);
     const std::string record = EncodeShredRecord(pseudonym, home, ids);
     uint64_t seq;
-    FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq, {}, names));
+    FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq, {}, names));
     {
       std::unique_lock lock(mu_);
       FORYOU_RETURN_IF_ERROR(ApplyRecord(seq, record, /*replaying=*/false));
@@ -589,6 +610,18 @@ Status Engine::ApplyShred(const LogRecord& rec, bool replaying) {
 
 uint64_t Engine::LastSeq() const { return store_->last_seq(); }
 
+// Caller holds write_mu_, so the next sequence number is known and the chain
+// MAC can be computed for it.
+Status Engine::AppendRecord(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys,
+                            const std::vector<std::string>& delete_keys) {
+  if (!chained_) return store_->Append(record, seq, keys, delete_keys);
+  const uint64_t next = store_->last_seq() + 1;
+  std::string mac = keyring_->LogMac(next, record, last_mac_);
+  FORYOU_RETURN_IF_ERROR(store_->Append(record, seq, keys, delete_keys, mac, next));
+  last_mac_ = std::move(mac);
+  return Status::OK();
+}
+
 uint64_t Engine::PlaintextPersonalRecords() const {
   std::shared_lock lock(mu_);
   return plaintext_personal_records_;
@@ -632,7 +665,7 @@ Status Engine::ImportModel(std::string_view payload) {
   const std::string record = EncodeModelRecord(payload);
   std::lock_guard write(write_mu_);
   uint64_t seq;
-  FORYOU_RETURN_IF_ERROR(store_->Append(record, &seq));
+  FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
   std::unique_lock lock(mu_);
   return ApplyRecord(seq, record, /*replaying=*/false);
 }

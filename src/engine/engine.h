@@ -202,6 +202,10 @@ class Engine {
   struct State;  // everything under mu_ (engine/engine_state.h)
   Engine(const EngineOptions& options, const Clock& clock);
 
+  // Appends a record (with its chain MAC when the log is chained). Caller
+  // holds write_mu_.
+  Status AppendRecord(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys = {},
+                      const std::vector<std::string>& delete_keys = {});
   Status ApplyRecord(uint64_t seq, std::string_view record, bool replaying);
   Status ApplyShred(const struct LogRecord& rec, bool replaying);
   void ResetUser(uint32_t idx);
@@ -213,6 +217,8 @@ class Engine {
   const Clock& clock_;
   std::unique_ptr<class Store> store_;
   std::unique_ptr<class Keyring> keyring_;  // null: plaintext
+  bool chained_ = false;   // the log carries an integrity chain (Keyring::LogMac)
+  std::string last_mac_;   // the chain MAC of the last record; guarded by write_mu_
 
   std::mutex write_mu_;  // serialises log appends with their application
   mutable std::shared_mutex mu_;

@@ -49,9 +49,12 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
   *last_seq = store.last_seq();
   // Check everything before storing anything: a batch is all or nothing.
   std::vector<std::pair<uint64_t, std::string>> fresh;
+  std::vector<std::string> fresh_macs;
   std::vector<LogRecord> shreds;
-  for (const auto& [seq, record] : batch.records) {
+  for (size_t i = 0; i < batch.records.size(); ++i) {
+    const auto& [seq, record] = batch.records[i];
     if (seq <= *last_seq) continue;  // already stored
+    fresh_macs.push_back(i < batch.macs.size() ? batch.macs[i] : std::string());
     LogRecord rec;
     FORYOU_RETURN_IF_ERROR(DecodeRecord(record, nullptr, &rec));
     switch (rec.kind) {
@@ -95,7 +98,7 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
   for (const LogRecord& shred : shreds) {
     for (const std::string& id : shred.key_ids) shredded.push_back(shred.pseudonym + id);
   }
-  FORYOU_RETURN_IF_ERROR(store.AppendReplicated(fresh, keys, shredded));
+  FORYOU_RETURN_IF_ERROR(store.AppendReplicated(fresh, fresh_macs, keys, shredded));
   for (const auto& [seq, record] : fresh) received_bytes_ += record.size();
   *last_seq = store.last_seq();
   if (!shredded.empty()) {

@@ -32,11 +32,13 @@ LogBatch Sealed(Keyring& ring, uint64_t seq, const std::vector<std::string>& use
 TEST(WireTest, BatchesRoundTripAndMalformedOnesAreRefused) {
   LogBatch b;
   b.records = {{7, "abc"}, {8, std::string("\0x", 2)}};
+  b.macs = {std::string(32, 'm'), ""};
   b.keys = {{std::string(24, 'n'), "wrapped"}};
   const std::string bytes = EncodeLogBatch(b);
   LogBatch back;
   ASSERT_TRUE(DecodeLogBatch(bytes, &back).ok());
   EXPECT_EQ(back.records, b.records);
+  EXPECT_EQ(back.macs, b.macs);
   EXPECT_EQ(back.keys, b.keys);
   for (size_t cut = 0; cut < bytes.size(); ++cut) {
     EXPECT_EQ(DecodeLogBatch(bytes.substr(0, cut), &back).code(), StatusCode::kInvalidArgument) << cut;

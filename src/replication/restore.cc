@@ -46,7 +46,7 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
       LogBatch batch;
       FORYOU_RETURN_IF_ERROR(DecodeLogBatch(r->body, &batch));
       if (batch.records.empty()) break;
-      FORYOU_RETURN_IF_ERROR(store->AppendReplicated(batch.records, batch.keys));
+      FORYOU_RETURN_IF_ERROR(store->AppendReplicated(batch.records, batch.macs, batch.keys));
       report.records += batch.records.size();
       report.keys += batch.keys.size();
       report.bytes += r->body.size();

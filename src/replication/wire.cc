@@ -10,9 +10,10 @@ std::string EncodeLogBatch(const LogBatch& batch) {
   std::string out;
   out.push_back(static_cast<char>(kWireFormatVersion));
   PutVarint64(&out, batch.records.size());
-  for (const auto& [seq, record] : batch.records) {
-    PutVarint64(&out, seq);
-    PutString(&out, record);
+  for (size_t i = 0; i < batch.records.size(); ++i) {
+    PutVarint64(&out, batch.records[i].first);
+    PutString(&out, batch.records[i].second);
+    PutString(&out, i < batch.macs.size() ? batch.macs[i] : std::string());
   }
   PutVarint64(&out, batch.keys.size());
   for (const auto& [name, wrapped] : batch.keys) {
@@ -24,6 +25,7 @@ std::string EncodeLogBatch(const LogBatch& batch) {
 
 Status DecodeLogBatch(std::string_view in, LogBatch* out) {
   out->records.clear();
+  out->macs.clear();
   out->keys.clear();
   uint8_t version;
   if (!GetByte(&in, &version)) return Status::InvalidArgument("backup batch: empty body");
@@ -31,12 +33,16 @@ Status DecodeLogBatch(std::string_view in, LogBatch* out) {
     return Status::InvalidArgument(fmt::format("backup batch: wire format version {} is not supported", version));
   }
   uint64_t n;
-  // Counts are bounded by the bytes left (an entry takes at least 2), so a
+  // Counts are bounded by the bytes left (a record entry takes at least 3, a key 2), so a
   // hostile count cannot make us allocate more than the body could hold.
-  if (!GetVarint64(&in, &n) || n > in.size() / 2) return Status::InvalidArgument("backup batch: bad record count");
+  if (!GetVarint64(&in, &n) || n > in.size() / 3) return Status::InvalidArgument("backup batch: bad record count");
   out->records.resize(n);
-  for (auto& [seq, record] : out->records) {
-    if (!GetVarint64(&in, &seq) || !GetString(&in, &record)) return Status::InvalidArgument("backup batch: truncated record");
+  out->macs.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (!GetVarint64(&in, &out->records[i].first) || !GetString(&in, &out->records[i].second) ||
+        !GetString(&in, &out->macs[i])) {
+      return Status::InvalidArgument("backup batch: truncated record");
+    }
   }
   if (!GetVarint64(&in, &n) || n > in.size() / 2) return Status::InvalidArgument("backup batch: bad key count");
   out->keys.resize(n);

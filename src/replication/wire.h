@@ -1,7 +1,7 @@
 // The wire format of backups: a LogBatch (storage/store.h) as bytes, the body
 // of POST /v1/backup/{region}/records and of its GET (docs/FORMATS.md):
 //   [u8 version = kWireFormatVersion]
-//   varint n, then n x (varint seq, string record)
+//   varint n, then n x (varint seq, string record, string chain MAC or "")
 //   varint k, then k x (string key name, string wrapped key)
 // Sealed records and wrapped keys are shipped as stored: the backup region
 // receives ciphertext it cannot open (it lacks the source's region key).
@@ -15,7 +15,7 @@
 
 namespace foryou {
 
-constexpr uint8_t kWireFormatVersion = 1;
+constexpr uint8_t kWireFormatVersion = 2;
 
 std::string EncodeLogBatch(const LogBatch& batch);
 Status DecodeLogBatch(std::string_view data, LogBatch* out);

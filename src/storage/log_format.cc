@@ -297,13 +297,17 @@ Status DecodeRecord(std::string_view data, const Keyring* keyring, LogRecord* ou
 
 Status ReadLogBatch(const Store& store, uint64_t from_seq, size_t max_bytes, LogBatch* out) {
   out->records.clear();
+  out->macs.clear();
   out->keys.clear();
   size_t bytes = 0;
   std::unordered_map<std::string, bool> named;
   Status s = store.Replay(from_seq, [&](uint64_t seq, std::string_view data) {
-    if (bytes >= max_bytes && !out->records.empty()) return Status::Unavailable("batch full");
+    if (!out->records.empty() && bytes + data.size() > max_bytes) return Status::Unavailable("batch full");
     bytes += data.size();
     out->records.emplace_back(seq, std::string(data));
+    auto mac = store.GetMac(seq);
+    if (!mac.ok()) return mac.status();
+    out->macs.push_back(std::move(mac).value());
     if (data.size() < 2 || static_cast<uint8_t>(data[1]) != static_cast<uint8_t>(RecordKind::kSealedEvents)) {
       return Status::OK();
     }

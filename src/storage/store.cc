@@ -20,6 +20,12 @@ std::string LogKey(uint64_t seq) {
   PutFixed64BE(&k, seq);
   return k;
 }
+
+std::string MacKey(uint64_t seq) {
+  std::string k = "H/";
+  PutFixed64BE(&k, seq);
+  return k;
+}
 }  // namespace
 
 Store::~Store() {
@@ -63,14 +69,18 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
 }
 
 Status Store::Append(std::string_view record, uint64_t* seq, const KeyEntries& keys,
-                     const std::vector<std::string>& delete_keys) {
+                     const std::vector<std::string>& delete_keys, std::string_view mac, uint64_t expected_seq) {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t next = last_seq_ + 1;
+  if (!mac.empty() && expected_seq != next) {
+    return Status::Internal(fmt::format("log MAC computed for record {}, but the next record is {}", expected_seq, next));
+  }
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   rocksdb::WriteBatch batch;
   for (const auto& [name, wrapped] : keys) batch.Put(kKeyPrefix + name, wrapped);
   for (const std::string& name : delete_keys) batch.Delete(kKeyPrefix + name);
+  if (!mac.empty()) batch.Put(MacKey(next), rocksdb::Slice(mac.data(), mac.size()));
   batch.Put(LogKey(next), rocksdb::Slice(record.data(), record.size()));
   rocksdb::Status s = db_->Write(wo, &batch);
   if (!s.ok()) return Status::IOError(fmt::format("append to log: {}", s.ToString()));
@@ -79,16 +89,20 @@ Status Store::Append(std::string_view record, uint64_t* seq, const KeyEntries& k
   return Status::OK();
 }
 
-Status Store::AppendReplicated(const std::vector<std::pair<uint64_t, std::string>>& records, const KeyEntries& keys,
+Status Store::AppendReplicated(const std::vector<std::pair<uint64_t, std::string>>& records,
+                               const std::vector<std::string>& macs, const KeyEntries& keys,
                                const std::vector<std::string>& delete_keys) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (!macs.empty() && macs.size() != records.size()) return Status::InvalidArgument("replicated records: MACs misaligned");
   rocksdb::WriteBatch batch;
   uint64_t next = last_seq_ + 1;
-  for (const auto& [seq, record] : records) {
+  for (size_t i = 0; i < records.size(); ++i) {
+    const auto& [seq, record] = records[i];
     if (seq != next) {
       return Status::InvalidArgument(fmt::format("replicated record {} does not follow {}", seq, next - 1));
     }
     batch.Put(LogKey(seq), record);
+    if (!macs.empty() && !macs[i].empty()) batch.Put(MacKey(seq), macs[i]);
     ++next;
   }
   for (const auto& [name, wrapped] : keys) batch.Put(kKeyPrefix + name, wrapped);
@@ -113,6 +127,14 @@ Status Store::ForEachKey(const std::function<Status(std::string_view, std::strin
   }
   if (!it->status().ok()) return Status::IOError(fmt::format("scan keys: {}", it->status().ToString()));
   return Status::OK();
+}
+
+Result<std::string> Store::GetMac(uint64_t seq) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), MacKey(seq), &value);
+  if (s.IsNotFound()) return std::string();
+  if (!s.ok()) return Status::IOError(fmt::format("read log MAC: {}", s.ToString()));
+  return value;
 }
 
 Result<std::optional<std::string>> Store::GetKey(std::string_view name) const {

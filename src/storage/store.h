@@ -11,7 +11,8 @@
 // as they changed, so ANN candidates (never scores) may differ slightly.
 //
 // Backed by RocksDB in `dir`. Keys: "L" + u64 big-endian seq -> record
-// (storage/log_format.h); "K/" + key name -> a user's wrapped data key
+// (storage/log_format.h); "H/" + u64 big-endian seq -> that record's link in
+// the integrity chain (encrypted stores); "K/" + key name -> a user's wrapped data key
 // (crypto/keyring.h); "M/format" -> store format version. Opening a store
 // written by an unknown format version fails with Corruption.
 //
@@ -51,6 +52,7 @@ struct StoreOptions {
 // primary ships to a backup region, and what a restore fetches back.
 struct LogBatch {
   std::vector<std::pair<uint64_t, std::string>> records;  // (seq, record), consecutive
+  std::vector<std::string> macs;                          // each record's chain MAC ("" = none)
   std::vector<std::pair<std::string, std::string>> keys;  // (key name, wrapped key)
 };
 
@@ -66,13 +68,19 @@ class Store {
   // Appends one record, the wrapped keys it needs and the deletion of the
   // keys it destroys (a Shred record), in one atomic batch; on OK all of it
   // is durable and the record's sequence number is in *seq.
+  // `mac`, if given, is the record's link in the log's integrity chain
+  // (Keyring::LogMac), stored under "H/" + seq; `expected_seq` then says
+  // which sequence number it was computed for (Corruption if another).
   Status Append(std::string_view record, uint64_t* seq, const KeyEntries& keys = {},
-                const std::vector<std::string>& delete_keys = {});
+                const std::vector<std::string>& delete_keys = {}, std::string_view mac = {}, uint64_t expected_seq = 0);
+  // The chain MAC stored for record `seq`, or "" if none.
+  Result<std::string> GetMac(uint64_t seq) const;
 
   // Replication: stores records at the sequence numbers they had in their
   // primary (the first must be last_seq() + 1, then consecutive), the
   // wrapped keys, and the deletion of keys, in one durable batch.
-  Status AppendReplicated(const std::vector<std::pair<uint64_t, std::string>>& records, const KeyEntries& keys,
+  Status AppendReplicated(const std::vector<std::pair<uint64_t, std::string>>& records,
+                          const std::vector<std::string>& macs, const KeyEntries& keys,
                           const std::vector<std::string>& delete_keys = {});
 
   // Calls fn(name, wrapped) for every stored key, in name order.
