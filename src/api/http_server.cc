@@ -62,7 +62,6 @@ struct Reply {
   int status;
   std::string body;
   const char* content_type;
-  std::vector<std::string> subjects;  // users whose personal data the request touched
   std::string backup_state;           // X-Foryou-Backup, for writes with a shipper
 };
 
@@ -350,17 +349,11 @@ void HttpServer::InstallRoutes() {
   route("POST", "/v1/events", "events", [this](const httplib::Request& req) {
     auto events = ParseEvents(req.body);
     if (!events.ok()) return Error(events.status());
-    std::vector<std::string> users;
-    for (const Event& e : *events) users.push_back(e.user_id);
-    std::sort(users.begin(), users.end());
-    users.erase(std::unique(users.begin(), users.end()), users.end());
     // With a policy the wrapper checked X-Foryou-Jurisdiction: it is the home
     // of users seen for the first time.
     auto accepted = engine_.IngestEvents(std::move(events).value(),
                                          policy_ != nullptr ? req.get_header_value("X-Foryou-Jurisdiction") : "");
-    Reply reply = accepted.ok() ? Reply{200, fmt::format(R"({{"accepted":{}}})", *accepted)} : Error(accepted.status());
-    reply.subjects = std::move(users);
-    return reply;
+    return accepted.ok() ? Reply{200, fmt::format(R"({{"accepted":{}}})", *accepted)} : Error(accepted.status());
   }, "events.write", [](const httplib::Request& req) {
     std::vector<std::string> users;
     auto events = ParseEvents(req.body);
@@ -387,31 +380,23 @@ void HttpServer::InstallRoutes() {
     }
     fr.language = req.get_param_value("language");
     auto feed = engine_.Feed(fr);
-    Reply reply = feed.ok() ? Reply{200, FeedToJson(*feed)} : Error(feed.status());
-    reply.subjects = {fr.user_id};
-    return reply;
+    return feed.ok() ? Reply{200, FeedToJson(*feed)} : Error(feed.status());
   }, "feed.read", [](const httplib::Request& req) { return std::vector<std::string>{req.get_param_value("user_id")}; });
 
   route("GET", R"(/v1/users/([^/]+))", "users_get", [this](const httplib::Request& req) {
     auto user = engine_.GetUser(req.matches[1]);
-    Reply reply = user.ok() ? Reply{200, UserToJson(*user)} : Error(user.status());
-    reply.subjects = {req.matches[1]};
-    return reply;
+    return user.ok() ? Reply{200, UserToJson(*user)} : Error(user.status());
   }, "user.read", PathUser(R"(/v1/users/([^/]+))"));
 
   route("GET", R"(/v1/users/([^/]+)/export)", "users_export", [this](const httplib::Request& req) {
     auto x = engine_.ExportUser(req.matches[1]);
-    Reply reply = x.ok() ? Reply{200, UserExportToJson(*x)} : Error(x.status());
-    reply.subjects = {req.matches[1]};
-    return reply;
+    return x.ok() ? Reply{200, UserExportToJson(*x)} : Error(x.status());
   }, "user.export", PathUser(R"(/v1/users/([^/]+)/export)"));
 
   route("DELETE", R"(/v1/users/([^/]+))", "users_erase", [this](const httplib::Request& req) {
     const std::string user = req.matches[1];
     Status s = engine_.EraseUser(user);
-    Reply reply = s.ok() ? Reply{200, ErasedToJson(user)} : Error(s);
-    reply.subjects = {user};
-    return reply;
+    return s.ok() ? Reply{200, ErasedToJson(user)} : Error(s);
   }, "user.erase", PathUser(R"(/v1/users/([^/]+))"));
 
   // Migration, arriving side: the user's export from their old home region
@@ -419,12 +404,9 @@ void HttpServer::InstallRoutes() {
   // their new home (foryou migrate; docs/SOVEREIGNTY.md).
   route("POST", R"(/v1/users/([^/]+)/import)", "users_import", [this](const httplib::Request& req) {
     const std::string user = req.matches[1];
-    Reply reply;
-    reply.subjects = {user};
     if (engine_.GetUser(user).ok()) {
-      reply = Reply{409, ErrorToJson("conflict", fmt::format("user '{}' already exists here; import only into a region "
-                                                             "that does not know the user", user))};
-      return reply;
+      return Reply{409, ErrorToJson("conflict", fmt::format("user '{}' already exists here; import only into a region "
+                                                            "that does not know the user", user))};
     }
     auto doc = nlohmann::json::parse(req.body, nullptr, false);
     if (!doc.is_object() || !doc.contains("events") || !doc["events"].is_array()) {
@@ -461,15 +443,11 @@ void HttpServer::InstallRoutes() {
       std::vector<Event> batch(parsed->begin() + static_cast<long>(b),
                                parsed->begin() + static_cast<long>(std::min(parsed->size(), b + max)));
       auto accepted = engine_.IngestEvents(std::move(batch), jurisdiction);
-      if (!accepted.ok()) {
-        reply = Error(accepted.status());
-        return reply;
-      }
+      if (!accepted.ok()) return Error(accepted.status());
       imported += *accepted;
     }
-    reply = Reply{200, fmt::format(R"({{"imported":{},"user_id":{},"home_jurisdiction":{}}})", imported,
-                                   nlohmann::json(user).dump(), nlohmann::json(jurisdiction).dump())};
-    return reply;
+    return Reply{200, fmt::format(R"({{"imported":{},"user_id":{},"home_jurisdiction":{}}})", imported,
+                                  nlohmann::json(user).dump(), nlohmann::json(jurisdiction).dump())};
   }, "user.import", PathUser(R"(/v1/users/([^/]+)/import)"));
 
   route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const httplib::Request& req) {

@@ -101,15 +101,6 @@ std::string EncodeShredRecord(std::string_view pseudonym, std::string_view juris
   return out;
 }
 
-std::string EncodeUserHomeRecord(const std::string& user_id, const std::string& jurisdiction) {
-  std::string out;
-  out.push_back(static_cast<char>(kLogFormatVersion));
-  out.push_back(static_cast<char>(RecordKind::kUserHome));
-  PutString(&out, user_id);
-  PutString(&out, jurisdiction);
-  return out;
-}
-
 std::string EncodeModelRecord(std::string_view payload) {
   std::string out;
   out.push_back(static_cast<char>(kLogFormatVersion));

@@ -9,7 +9,8 @@
 // Events payload: varint count, then per event: string user_id,
 //   string video_id, u8 type, varsint ts, f32 watch_ratio (-1 = absent),
 //   varsint watch_ms (-1 = absent).
-// UserHome payload: string user_id, string jurisdiction.
+// UserHome payload: string user_id, string jurisdiction. No longer written
+//   (homes travel in sealed records' headers); still read from older logs.
 // Model payload: a model payload (docs/FORMATS.md), to the end of the record.
 // SealedEvents payload (encryption at rest, crypto/keyring.h): varint total
 //   event count, varint group count, then per user: string jurisdiction,
@@ -72,8 +73,6 @@ struct LogRecord {
 
 std::string EncodeVideosRecord(const std::vector<Video>& videos);
 std::string EncodeEventsRecord(const std::vector<Event>& events);
-// A user's home jurisdiction, set when the user is first seen.
-std::string EncodeUserHomeRecord(const std::string& user_id, const std::string& jurisdiction);
 // An imported model (Engine::ImportModel); the payload is opaque here.
 std::string EncodeModelRecord(std::string_view payload);
 // Seals a batch of events: one group per user, in order of first
