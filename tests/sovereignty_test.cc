@@ -445,6 +445,34 @@ TEST_F(SovereigntyTest, MigrationMovesTheUserAndItsHome) {
   EXPECT_EQ(shown.out.find("amy"), std::string::npos) << "pseudonyms only";
 }
 
+TEST_F(SovereigntyTest, HostileInputToTheNewEndpointsIsA4xxAndChangesNothing) {
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->status, 200);
+  for (const std::string body : {"[", "{}", R"({"events": 5})", R"({"events": [7]})",
+                                 R"({"user_id": "bob", "events": []})",
+                                 R"({"events": [{"user_id": "bob", "video_id": "v1", "type": "play", "watch_ratio": 1}]})",
+                                 R"({"events": [{"video_id": "nope", "type": "like"}]})"}) {
+    auto r = Call(2, "POST", "/v1/users/amy/import", "admin-key", "EU", body);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << body << " -> " << r->body;
+    EXPECT_NE(r->body.find("\"error\""), std::string::npos);
+  }
+  EXPECT_EQ(Call(2, "GET", "/v1/users/amy", "admin-key", "EU")->status, 404) << "nothing was imported";
+  httplib::Client sg("127.0.0.1", servers_[1]->port());
+  sg.set_bearer_token_auth("us-operator-key");
+  const std::string before = sg.Get("/v1/backup/us/status")->body;
+  for (const std::string& body : {std::string(), std::string("\x02\xff\xff\xff\xff\x0f", 6), std::string(1000, '\x02'),
+                                 std::string("\x09rest")}) {
+    auto r = sg.Post("/v1/backup/us/records", body, "application/octet-stream");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << r->body;
+  }
+  EXPECT_EQ(sg.Get("/v1/backup/us/records?from=abc")->status, 400);
+  EXPECT_EQ(sg.Get("/v1/backup/us/records?from=0")->status, 400);
+  EXPECT_EQ(sg.Get("/v1/backup/us/status")->body, before) << "the backup is untouched";
+  EXPECT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->get_header_value("X-Foryou-Backup"),
+            "confirmed") << "and still takes the real stream";
+}
+
 TEST(OpenModeTest, WithoutAPolicyTheServerRefusesToListenBeyondLoopback) {
   TempDir dir;
   CommandResult r = RunCommand({FORYOU_BINARY, "serve", "--data-dir", dir.Sub("d"), "--listen", "0.0.0.0:0"});
