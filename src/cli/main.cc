@@ -165,6 +165,11 @@ int Serve(const ServeFlags& flags) {
     return Fail(s);
   }
   if (engine->encrypted()) spdlog::info("personal data is encrypted at rest (per-user keys wrapped by the region key)");
+  if (!targets.empty() && !engine->chained()) {
+    return Fail(Status::InvalidArgument(
+        "this store was not encrypted from its first record, so its log has no integrity chain; backups (and their "
+        "restore) need one: back up a store created with its region key"));
+  }
   if (!targets.empty() && engine->PlaintextPersonalRecords() > 0) {
     return Fail(Status::InvalidArgument(fmt::format(
         "this store holds {} log record(s) of personal data written before it was encrypted; backups take only "

@@ -171,10 +171,13 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     if (!key_name) return Status::Corruption("key table: malformed key name");
     return engine->keyring_->Load(*key_name, wrapped);
   }));
-  if (keys > 0 && engine->keyring_ == nullptr) {
+  auto first_mac = engine->store_->GetMac(1);
+  if (!first_mac.ok()) return first_mac.status();
+  if ((keys > 0 || !first_mac->empty()) && engine->keyring_ == nullptr) {
+    // Also a chained store with no user yet: a record appended without its
+    // MAC would break the chain.
     return Status::InvalidArgument(fmt::format(
-        "the store at {} holds encrypted personal data: give its region key (--region-key-file or FORYOU_REGION_KEY)",
-        data_dir));
+        "the store at {} is encrypted: give its region key (--region-key-file or FORYOU_REGION_KEY)", data_dir));
   }
 
   const auto start = std::chrono::steady_clock::now();
@@ -182,11 +185,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   // record (every store encrypted from its start) is verified record by
   // record, so a record altered, reordered or missing (say, in a restored
   // backup) is Corruption rather than a silently different history.
-  if (engine->keyring_ != nullptr) {
-    auto first = engine->store_->GetMac(1);
-    if (!first.ok()) return first.status();
-    engine->chained_ = engine->store_->last_seq() == 0 || !first->empty();
-  }
+  if (engine->keyring_ != nullptr) engine->chained_ = engine->store_->last_seq() == 0 || !first_mac->empty();
   {
     std::unique_lock lock(engine->mu_);
     uint64_t records = 0;
@@ -558,7 +557,10 @@ Status Engine::EraseUser(const std::string& user_id) {
     }
     if (plaintext_personal_records_ == 0) {
       write.unlock();  // the compaction need not hold up writers
-      return store_->ScrubKeys();
+      // The erasure is committed (the keys are deleted); a failed compaction
+      // only delays when their bytes leave the disk.
+      if (Status s = store_->ScrubKeys(); !s.ok()) spdlog::error("erasure: compacting the key table: {}", s.ToString());
+      return Status::OK();
     }
     // Events written before the store was encrypted are rewritten too.
   }
@@ -598,12 +600,24 @@ void Engine::ResetUser(uint32_t idx) {
 }
 
 // Caller holds mu_ exclusively. The keys a Shred record names were deleted
-// from the store in the record's own batch; here they leave memory.
+// from the store in the record's own batch; here they leave memory. On a
+// replay a named key that is still loaded (a store written before that was
+// one batch, or a key that came back) is deleted now and its user's
+// replayed state undone.
 Status Engine::ApplyShred(const LogRecord& rec, bool replaying) {
   if (keyring_ == nullptr) return Status::OK();
+  std::vector<std::string> still_here;
   for (const std::string& id : rec.key_ids) {
-    keyring_->Forget(KeyName{rec.pseudonym, id});
+    const KeyName name{rec.pseudonym, id};
+    if (replaying && keyring_->Has(name)) still_here.push_back(name.bytes());
+    keyring_->Forget(name);
     if (replaying) shredded_.insert(rec.pseudonym + id);
+  }
+  if (still_here.empty()) return Status::OK();
+  FORYOU_RETURN_IF_ERROR(store_->DeleteKeys(still_here));
+  State& s = *state_;
+  for (uint32_t i = 0; i < s.users.size(); ++i) {
+    if (!s.users[i].id.empty() && keyring_->Pseudonym(s.users[i].id) == rec.pseudonym) ResetUser(i);
   }
   return Status::OK();
 }

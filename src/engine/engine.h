@@ -159,6 +159,9 @@ class Engine {
 
   // Whether personal data is encrypted at rest (a region key was given).
   bool encrypted() const { return keyring_ != nullptr; }
+  // Whether the log carries an integrity chain: encrypted from its first
+  // record (docs/FORMATS.md).
+  bool chained() const { return chained_; }
   // Log records holding personal data in the clear (from before the store
   // was encrypted, or in open mode). Backups refuse them.
   uint64_t PlaintextPersonalRecords() const;

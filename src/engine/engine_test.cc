@@ -489,12 +489,12 @@ TEST_F(EncryptedEngineTest, AKeyMissingWithoutAShredRecordIsCorruptionNotSilence
       victim = std::string(name);
       return Status::OK();
     }).ok());
-    uint64_t seq;
-    ASSERT_TRUE(store->Append(EncodeEventsRecord({}), &seq, {}, {victim}).ok());
+    ASSERT_TRUE(store->DeleteKeys({victim}).ok());  // the log and its chain are intact
   }
   std::unique_ptr<Engine> damaged;
-  EXPECT_EQ(Engine::Open(EngineOptions{}, dir_.path(), clock_, &damaged, std::string(32, 'k')).code(),
-            StatusCode::kCorruption);
+  Status s = Engine::Open(EngineOptions{}, dir_.path(), clock_, &damaged, std::string(32, 'k'));
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find("key(s) are missing"), std::string::npos) << s.ToString();
 }
 
 TEST_F(EncryptedEngineTest, TheLogsIntegrityChainCatchesAnAlteredRecord) {
@@ -516,6 +516,33 @@ TEST_F(EncryptedEngineTest, TheLogsIntegrityChainCatchesAnAlteredRecord) {
   Status s = Engine::Open(EngineOptions{}, dir_.path(), clock_, &altered, std::string(32, 'k'));
   EXPECT_EQ(s.code(), StatusCode::kCorruption);
   EXPECT_NE(s.message().find("record 3"), std::string::npos) << s.ToString();
+}
+
+TEST_F(EncryptedEngineTest, AChainedStoreOpensOnlyWithItsKeyEvenBeforeItHasUsers) {
+  ASSERT_TRUE(engine_->chained());
+  ASSERT_TRUE(engine_->UpsertVideos(Catalog()).ok());  // no user, so no key yet
+  engine_.reset();
+  std::unique_ptr<Engine> keyless;
+  EXPECT_EQ(Engine::Open(EngineOptions{}, dir_.path(), clock_, &keyless).code(), StatusCode::kInvalidArgument)
+      << "a write without the key would break the chain";
+  Reopen();
+  EXPECT_TRUE(engine_->chained());
+}
+
+TEST_F(EncryptedEngineTest, ABatchForTheBackupsRunsOnToTheShredOfAKeyItLacks) {
+  ASSERT_TRUE(engine_->UpsertVideos(Catalog()).ok());                              // 1
+  ASSERT_TRUE(engine_->IngestEvents({Play("gone", "cats-0-1", 1.0, kNow)}, "US").ok());  // 2
+  ASSERT_TRUE(engine_->IngestEvents({Play("stays", "cats-0-2", 1.0, kNow)}, "US").ok()); // 3
+  ASSERT_TRUE(engine_->EraseUser("gone").ok());                                    // 4: Shred
+  LogBatch batch;
+  ASSERT_TRUE(engine_->ReadLog(2, 1, &batch).ok());  // 1 byte: one record, unless a key is missing
+  ASSERT_EQ(batch.records.size(), 3u) << "record 2's key is gone: the batch must carry the Shred (4) too";
+  EXPECT_EQ(batch.records.back().first, 4u);
+  EXPECT_EQ(batch.keys.size(), 1u) << "only the key of 'stays'";
+  EXPECT_EQ(batch.macs.size(), 3u);
+  for (const std::string& mac : batch.macs) EXPECT_EQ(mac.size(), 32u);
+  ASSERT_TRUE(engine_->ReadLog(3, 1, &batch).ok());
+  EXPECT_EQ(batch.records.size(), 1u);
 }
 
 }  // namespace

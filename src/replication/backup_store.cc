@@ -51,9 +51,19 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
   std::vector<std::pair<uint64_t, std::string>> fresh;
   std::vector<std::string> fresh_macs;
   std::vector<LogRecord> shreds;
+  std::set<std::string> used_keys;  // by the sealed groups of new records
   for (size_t i = 0; i < batch.records.size(); ++i) {
     const auto& [seq, record] = batch.records[i];
-    if (seq <= *last_seq) continue;  // already stored
+    if (seq <= *last_seq) {
+      // A resend must be what is stored; anything else is another history.
+      auto stored = store.Get(seq);
+      if (!stored.ok()) return stored.status();
+      if (*stored && **stored != record) {
+        return Status::Conflict(fmt::format("record {} differs from the one this backup of {} holds: diverged", seq,
+                                            source));
+      }
+      continue;
+    }
     fresh_macs.push_back(i < batch.macs.size() ? batch.macs[i] : std::string());
     LogRecord rec;
     FORYOU_RETURN_IF_ERROR(DecodeRecord(record, nullptr, &rec));
@@ -67,6 +77,7 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
         return Status::Forbidden(fmt::format("record {} holds plaintext personal data; backups take only sealed records", seq));
       case RecordKind::kSealedEvents:
         for (const SealedGroup& g : rec.groups) {
+          used_keys.insert(g.pseudonym + g.key_id);
           if (!allowed.count(g.jurisdiction) && !allowed.count("*")) {
             return Status::Forbidden(fmt::format("record {} holds personal data of jurisdiction '{}', which this region "
                                                  "may not hold as backup",
@@ -87,10 +98,12 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
     return Status::Conflict(fmt::format("batch starts at {}, but this backup of {} ends at {}", fresh.front().first,
                                         source, *last_seq));
   }
+  // Only keys the new records need: a late resend must not bring back a key
+  // a Shred record already destroyed here.
   Store::KeyEntries keys;
   for (const auto& [name, wrapped] : batch.keys) {
     if (name.size() != kPseudonymBytes + kKeyIdBytes) return Status::InvalidArgument("backup batch: malformed key name");
-    keys.emplace_back(name, wrapped);
+    if (used_keys.count(name)) keys.emplace_back(name, wrapped);
   }
   // Crypto-shredding reaches the backup: the keys a Shred record names are
   // deleted in the same durable batch that stores the record.

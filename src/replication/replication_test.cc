@@ -52,10 +52,13 @@ TEST(BackupStoresTest, HoldsOnlySealedDataOfAllowedJurisdictionsInOrder) {
   BackupStores backups(dir.Sub("backups"));
   uint64_t last = 0;
   const std::set<std::string> us = {"US"};
-  ASSERT_TRUE(backups.Receive("us", Sealed(*ring, 1, {"amy", "al"}, "US"), us, &last).ok());
+  const LogBatch first = Sealed(*ring, 1, {"amy", "al"}, "US");
+  ASSERT_TRUE(backups.Receive("us", first, us, &last).ok());
   EXPECT_EQ(last, 1u);
-  // A resend is harmless; a gap is a conflict naming where the backup ends.
-  ASSERT_TRUE(backups.Receive("us", Sealed(*ring, 1, {"amy"}, "US"), us, &last).ok());
+  // A resend is harmless; another record under a stored sequence number is
+  // another history; a gap is a conflict naming where the backup ends.
+  ASSERT_TRUE(backups.Receive("us", first, us, &last).ok());
+  EXPECT_EQ(backups.Receive("us", Sealed(*ring, 1, {"amy"}, "US"), us, &last).code(), StatusCode::kConflict);
   EXPECT_EQ(backups.Receive("us", Sealed(*ring, 3, {"amy"}, "US"), us, &last).code(), StatusCode::kConflict);
   EXPECT_EQ(last, 1u);
   // Another jurisdiction's data, or plaintext personal data, is refused whole.
@@ -84,6 +87,10 @@ TEST(BackupStoresTest, HoldsOnlySealedDataOfAllowedJurisdictionsInOrder) {
   ASSERT_EQ(read.records.size(), 2u);
   ASSERT_EQ(read.keys.size(), 1u);
   EXPECT_NE(read.keys[0].first.substr(0, kPseudonymBytes), amy);
+  // A late resend of the first batch, keys included, does not bring amy's key back.
+  ASSERT_TRUE(backups.Receive("us", first, us, &last).ok());
+  ASSERT_TRUE(backups.Read("us", 1, 1 << 20, &read).ok());
+  EXPECT_EQ(read.keys.size(), 1u);
   auto h = backups.Holdings();
   ASSERT_TRUE(h.ok());
   ASSERT_EQ(h->size(), 1u);

@@ -46,6 +46,13 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
       LogBatch batch;
       FORYOU_RETURN_IF_ERROR(DecodeLogBatch(r->body, &batch));
       if (batch.records.empty()) break;
+      // Every record of a backed-up log carries its chain MAC (backups are
+      // taken only of chained stores): one without would switch the check off.
+      for (size_t i = 0; i < batch.records.size(); ++i) {
+        if (i >= batch.macs.size() || batch.macs[i].empty()) {
+          return Status::Corruption(fmt::format("backup record {} has no integrity MAC", batch.records[i].first));
+        }
+      }
       FORYOU_RETURN_IF_ERROR(store->AppendReplicated(batch.records, batch.macs, batch.keys));
       report.records += batch.records.size();
       report.keys += batch.keys.size();

@@ -130,7 +130,9 @@ void Shipper::Run(size_t index) {
       std::lock_guard lock(mu_);
       Target& t = targets_[index];
       t.known = true;
-      t.failing = false;
+      // A target that failed stays "failing" (writes do not wait on it)
+      // until it has caught up with the log.
+      if (seq >= engine_.LastSeq()) t.failing = false;
       t.stats.shipped_seq = seq;
       t.stats.last_error.clear();
       if (batch) {
@@ -141,11 +143,17 @@ void Shipper::Run(size_t index) {
     shipped_.notify_all();
     backoff = options_.retry_ms;
   };
+  // What a target answers is checked for type before use: a broken or
+  // hostile answer is a failed attempt, never an exception.
   auto last_seq_of = [](const std::string& body) -> std::optional<uint64_t> {
     auto j = nlohmann::json::parse(body, nullptr, false);
     if (j.is_object() && j.contains("last_seq") && j["last_seq"].is_number_unsigned()) return j["last_seq"].get<uint64_t>();
-    if (j.is_object() && j.contains("error") && j["error"].contains("last_seq")) return j["error"]["last_seq"].get<uint64_t>();
     return std::nullopt;
+  };
+  auto last_hash_of = [](const std::string& body) {
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    return j.is_object() && j.contains("last_hash") && j["last_hash"].is_string() ? j["last_hash"].get<std::string>()
+                                                                                  : std::string();
   };
 
   while (true) {
@@ -167,8 +175,7 @@ void Shipper::Run(size_t index) {
         continue;
       }
       // The target must hold a prefix of this log: not more, not another.
-      if (Status s = CheckSameHistory(*seq, nlohmann::json::parse(r->body, nullptr, false).value("last_hash", ""));
-          !s.ok()) {
+      if (Status s = CheckSameHistory(*seq, last_hash_of(r->body)); !s.ok()) {
         fail(s.message());
         continue;
       }

@@ -79,7 +79,7 @@ class Shipper {
     BackupTarget where;
     ShipperTargetStats stats;  // guarded by mu_
     bool known = false;        // shipped_seq learned from the target
-    bool failing = false;      // the last attempt failed
+    bool failing = false;      // an attempt failed, and the target has not caught up since
   };
   void Run(size_t target);
   // OK when a target whose log ends at (seq, SHA-256 of that record) holds a

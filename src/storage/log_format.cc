@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "crypto/keyring.h"
 #include "storage/store.h"
@@ -292,18 +293,25 @@ Status ReadLogBatch(const Store& store, uint64_t from_seq, size_t max_bytes, Log
   out->keys.clear();
   size_t bytes = 0;
   std::unordered_map<std::string, bool> named;
+  // Keys already destroyed: the batch runs on to the Shred record that
+  // destroyed them, so that a backup never holds a sealed group whose key is
+  // gone without the record saying why.
+  std::unordered_set<std::string> awaiting_shred;
   Status s = store.Replay(from_seq, [&](uint64_t seq, std::string_view data) {
-    if (!out->records.empty() && bytes + data.size() > max_bytes) return Status::Unavailable("batch full");
+    if (!out->records.empty() && awaiting_shred.empty() && bytes + data.size() > max_bytes) {
+      return Status::Unavailable("batch full");
+    }
     bytes += data.size();
     out->records.emplace_back(seq, std::string(data));
     auto mac = store.GetMac(seq);
     if (!mac.ok()) return mac.status();
     out->macs.push_back(std::move(mac).value());
-    if (data.size() < 2 || static_cast<uint8_t>(data[1]) != static_cast<uint8_t>(RecordKind::kSealedEvents)) {
-      return Status::OK();
-    }
+    if (data.size() < 2) return Status::OK();
+    const auto kind = static_cast<RecordKind>(data[1]);
+    if (kind != RecordKind::kSealedEvents && kind != RecordKind::kShred) return Status::OK();
     LogRecord rec;
     FORYOU_RETURN_IF_ERROR(DecodeRecord(data, nullptr, &rec));
+    for (const std::string& id : rec.key_ids) awaiting_shred.erase(rec.pseudonym + id);
     for (const SealedGroup& g : rec.groups) {
       std::string name = g.pseudonym + g.key_id;
       if (!named.emplace(name, true).second) continue;
@@ -312,6 +320,8 @@ Status ReadLogBatch(const Store& store, uint64_t from_seq, size_t max_bytes, Log
       if (*wrapped) {
         bytes += name.size() + (*wrapped)->size();
         out->keys.emplace_back(std::move(name), std::move(**wrapped));
+      } else {
+        awaiting_shred.insert(std::move(name));
       }
     }
     return Status::OK();

@@ -145,6 +145,24 @@ Result<std::optional<std::string>> Store::GetKey(std::string_view name) const {
   return std::optional<std::string>(std::move(value));
 }
 
+Status Store::DeleteKeys(const std::vector<std::string>& names) {
+  rocksdb::WriteBatch batch;
+  for (const std::string& name : names) batch.Delete(kKeyPrefix + name);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = db_->Write(wo, &batch);
+  if (!s.ok()) return Status::IOError(fmt::format("delete keys: {}", s.ToString()));
+  return Status::OK();
+}
+
+Result<std::optional<std::string>> Store::Get(uint64_t seq) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), LogKey(seq), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return Status::IOError(fmt::format("read record {}: {}", seq, s.ToString()));
+  return std::optional<std::string>(std::move(value));
+}
+
 Status Store::ScrubKeys() {
   rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
   if (!s.ok()) return Status::IOError(fmt::format("flush: {}", s.ToString()));

@@ -87,6 +87,11 @@ class Store {
   Status ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) const;
   // The wrapped key stored under `name`, or nullopt.
   Result<std::optional<std::string>> GetKey(std::string_view name) const;
+  // Deletes these keys, durably (repairs only: erasure deletes keys in the
+  // batch of its Shred record).
+  Status DeleteKeys(const std::vector<std::string>& names);
+  // The record stored at `seq`, or nullopt.
+  Result<std::optional<std::string>> Get(uint64_t seq) const;
   // Flushes and compacts the key table, so that deleted keys leave the disk.
   // Slow (a compaction): call it without holding locks others wait on.
   Status ScrubKeys();
