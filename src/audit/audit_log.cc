@@ -201,10 +201,30 @@ Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
 }
 
 Status AuditLog::Append(AuditEntry e, bool sync) {
-  std::lock_guard lock(mu_);
+  uint64_t mine;
+  {
+    std::lock_guard lock(mu_);
+    FORYOU_RETURN_IF_ERROR(AppendLocked(std::move(e)));
+    mine = written_;
+  }
+  if (!sync) return Status::OK();
+  std::lock_guard lock(sync_mu_);
+  if (synced_ >= mine) return Status::OK();  // an fsync since our write covered it
+  uint64_t upto;
+  {
+    std::lock_guard l(mu_);
+    upto = written_;
+  }
+  if (::fdatasync(fd_) != 0) return Status::IOError("audit log: fsync failed");
+  synced_ = upto;
+  return Status::OK();
+}
+
+// Caller holds mu_.
+Status AuditLog::AppendLocked(AuditEntry e) {
   e.seq = tree_.size();
   const std::string entry = EncodeEntry(e);
-  // The tree and the head change only once the record is on disk.
+  // The tree and the head change only once the record is written.
   MerkleBuilder tree = tree_;
   tree.Add(LeafHash(entry));
   const Hash root = tree.Root();
@@ -230,9 +250,9 @@ Status AuditLog::Append(AuditEntry e, bool sync) {
     }
     written += static_cast<size_t>(n);
   }
-  if (sync && ::fdatasync(fd_) != 0) return Status::IOError("audit log: fsync failed");
   tree_ = std::move(tree);
   head_ = {tree_.size(), e.ts_ms, root, sig};
+  ++written_;
   return Status::OK();
 }
 

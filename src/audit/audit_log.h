@@ -55,7 +55,8 @@ class AuditLog {
   static Status Open(const std::string& dir, std::unique_ptr<AuditLog>* out);
   ~AuditLog();
 
-  // Appends and signs; `sync` fsyncs before returning.
+  // Appends and signs; `sync` returns only once the entry is on disk
+  // (concurrent appends share one fdatasync: group commit).
   Status Append(AuditEntry entry, bool sync);
   SignedTreeHead Head() const;
   std::string Pseudonym(const std::string& user_id) const;
@@ -79,8 +80,14 @@ class AuditLog {
 
  private:
   AuditLog() = default;
+  Status AppendLocked(AuditEntry e);
   mutable std::mutex mu_;
   int fd_ = -1;
+  // Group commit: appends write under mu_ and fsync under sync_mu_, outside
+  // mu_; one fdatasync covers every record written before it.
+  std::mutex sync_mu_;
+  uint64_t written_ = 0;  // records written; guarded by mu_
+  uint64_t synced_ = 0;   // records known durable; guarded by sync_mu_
   std::string seed_;          // Ed25519 private seed (32 bytes)
   std::string public_key_;    // 32 bytes
   std::string pseudonym_key_; // 32 bytes
