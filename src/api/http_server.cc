@@ -202,7 +202,6 @@ void HttpServer::InstallRoutes() {
         const Principal* p = policy_->Authenticate(key);
         principal = p != nullptr ? p->name : "unauthenticated";
         if (backup) {
-          principal = p != nullptr ? p->name : "unauthenticated";
           const std::string source = req.matches.size() > 1 ? std::string(req.matches[1]) : std::string();
           if (auto refusal = policy_->CheckBackup(*region_, key, source, act == "backup.write" ? Access::kWrite : Access::kRead,
                                                   &backup_jurisdictions)) {
