@@ -473,6 +473,52 @@ TEST_F(SovereigntyTest, HostileInputToTheNewEndpointsIsA4xxAndChangesNothing) {
             "confirmed") << "and still takes the real stream";
 }
 
+TEST_F(SovereigntyTest, BackupsTravelOverVerifiedTls) {
+  // A certificate for 127.0.0.1, and an sg that speaks only HTTPS.
+  ASSERT_EQ(RunCommand({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", dir_.Sub("sg-key.pem"), "-out", dir_.Sub("sg-cert.pem"), "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"})
+                .exit_code,
+            0);
+  std::vector<std::string> sg_args = RegionArgs(1);
+  sg_args.insert(sg_args.end(), {"--tls-cert-file", dir_.Sub("sg-cert.pem"), "--tls-key-file", dir_.Sub("sg-key.pem")});
+  auto sg = ServerProcess::Start(FORYOU_BINARY, dir_.Sub("data-sg-tls"), dir_.path(), sg_args);
+  ASSERT_NE(sg, nullptr);
+  const std::string sg_url = "https://127.0.0.1:" + std::to_string(sg->port());
+  auto us_with = [&](const std::string& data, bool trust) {
+    std::vector<std::string> args = {"--policy", dir_.Sub("policy.toml"), "--region", "us", "--region-key-file",
+                                     dir_.Sub("us.region-key"), "--backup-to", "sg=" + sg_url,
+                                     "--backup-api-key-file", dir_.Sub("us-operator.key"), "--backup-wait-ms", "5000"};
+    if (trust) args.insert(args.end(), {"--backup-ca-file", dir_.Sub("sg-cert.pem")});
+    return ServerProcess::Start(FORYOU_BINARY, dir_.Sub(data), dir_.path(), args);
+  };
+  auto write = [](ServerProcess& us, const std::string& user) {
+    httplib::Client c("127.0.0.1", us.port());
+    c.set_bearer_token_auth("us-key");
+    json videos = {{"videos", {{{"id", "v1"}, {"creator_id", "c1"}, {"duration_ms", 10000}}}}};
+    EXPECT_EQ(c.Post("/v1/videos", videos.dump(), "application/json")->status, 200);
+    auto r = c.Post("/v1/events", httplib::Headers{{"X-Foryou-Jurisdiction", "US"}}, Events(user), "application/json");
+    EXPECT_EQ(r->status, 200);
+    return r->get_header_value("X-Foryou-Backup");
+  };
+  // A primary that does not trust sg's certificate ships nothing.
+  auto untrusting = us_with("data-us-untrusting", false);
+  ASSERT_NE(untrusting, nullptr);
+  EXPECT_EQ(write(*untrusting, "amy"), "pending") << "an unverified certificate is a failed request";
+  untrusting.reset();
+  // One that does, over TLS, confirms; and a restore over TLS gets it back.
+  auto us = us_with("data-us-tls", true);
+  ASSERT_NE(us, nullptr);
+  EXPECT_EQ(write(*us, "amy"), "confirmed");
+  us->Kill9();
+  CommandResult restored = RunCommand({FORYOU_BINARY, "restore", "--from", sg_url, "--source-region", "us", "--data-dir",
+                                       dir_.Sub("data-us-tls-restored"), "--api-key-file", dir_.Sub("us-operator.key"),
+                                       "--region-key-file", dir_.Sub("us.region-key"), "--ca-file",
+                                       dir_.Sub("sg-cert.pem"), "--json"});
+  ASSERT_EQ(restored.exit_code, 0) << restored.out;
+  EXPECT_EQ(json::parse(restored.out)["users"], 1);
+}
+
 TEST(OpenModeTest, WithoutAPolicyTheServerRefusesToListenBeyondLoopback) {
   TempDir dir;
   CommandResult r = RunCommand({FORYOU_BINARY, "serve", "--data-dir", dir.Sub("d"), "--listen", "0.0.0.0:0"});

@@ -134,7 +134,9 @@ HttpServer::HttpServer(Engine& engine, const ServerOptions& options, const Sover
       policy_(sovereignty.policy),
       region_(sovereignty.region),
       options_(options),
-      server_(std::make_unique<httplib::Server>()) {
+      server_(options.tls_cert_file.empty()
+                  ? std::make_unique<httplib::Server>()
+                  : std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(), options.tls_key_file.c_str())) {
   const int threads = options_.threads;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   server_->set_payload_max_length(options_.max_body_bytes);
@@ -457,6 +459,10 @@ void HttpServer::InstallRoutes() {
 }
 
 Result<int> HttpServer::Bind(const std::string& host, int port) {
+  if (!server_->is_valid()) {
+    return Status::InvalidArgument(fmt::format("TLS: cannot load the certificate {} or the key {}",
+                                               options_.tls_cert_file, options_.tls_key_file));
+  }
   if (port == 0) {
     int bound = server_->bind_to_any_port(host);
     if (bound <= 0) return Status::IOError(fmt::format("cannot bind {}:0", host));

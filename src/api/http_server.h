@@ -69,7 +69,8 @@ class HttpServer {
   HttpServer(Engine& engine, const ServerOptions& options, const Sovereignty& sovereignty = {});
   ~HttpServer();
 
-  // Binds the listening socket; returns the bound port.
+  // Binds the listening socket; returns the bound port. With
+  // ServerOptions::tls_cert_file the server speaks HTTPS only.
   Result<int> Bind(const std::string& host, int port);
   // Serves until Stop() is called. Requires a successful Bind.
   Status Run();

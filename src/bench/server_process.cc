@@ -43,10 +43,11 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& binary, c
     std::ifstream in(out_path);
     std::string line;
     while (std::getline(in, line)) {
-      const std::string prefix = "listening on http://127.0.0.1:";
-      if (line.rfind(prefix, 0) == 0) {
-        proc->port_ = std::stoi(line.substr(prefix.size()));
-        return proc;
+      for (std::string_view prefix : {"listening on http://127.0.0.1:", "listening on https://127.0.0.1:"}) {
+        if (line.rfind(prefix, 0) == 0) {
+          proc->port_ = std::stoi(line.substr(prefix.size()));
+          return proc;
+        }
       }
     }
     int status = 0;

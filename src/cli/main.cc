@@ -54,6 +54,8 @@ struct ServeFlags {
   std::string region_key_file;
   std::vector<std::string> backup_to;
   std::string backup_api_key_file;
+  std::string backup_ca_file;
+  std::string tls_cert_file, tls_key_file;
   int backup_wait_ms = 2000;
 };
 
@@ -95,7 +97,10 @@ int Serve(const ServeFlags& flags) {
   if (!flags.data_dir.empty()) config.server.data_dir = flags.data_dir;
   if (!flags.listen.empty()) config.server.listen = flags.listen;
   if (flags.threads > 0) config.server.threads = flags.threads;
+  if (!flags.tls_cert_file.empty()) config.server.tls_cert_file = flags.tls_cert_file;
+  if (!flags.tls_key_file.empty()) config.server.tls_key_file = flags.tls_key_file;
   if (Status s = ValidateConfig(config); !s.ok()) return Fail(s);
+  const bool tls = !config.server.tls_cert_file.empty();
   std::string host;
   int port = 0;
   if (Status s = ParseListenAddress(config.server.listen, &host, &port); !s.ok()) return Fail(s);
@@ -109,6 +114,11 @@ int Serve(const ServeFlags& flags) {
     if (region == nullptr) return Fail(Status::InvalidArgument(fmt::format("--region '{}' is not in {}", flags.region, flags.policy_file)));
     spdlog::info("region {} ({}, operated by {}): primary for {} jurisdiction(s)", region->name, region->jurisdiction,
                  region->operator_name, region->primary_for.size());
+    if (!tls && host != "127.0.0.1" && host != "localhost" && host != "::1") {
+      spdlog::warn("serving personal data over plain HTTP on {}: API keys cross the network in the clear; give "
+                   "--tls-cert-file/--tls-key-file or put a TLS-terminating proxy in front",
+                   host);
+    }
   } else if (host != "127.0.0.1" && host != "localhost" && host != "::1") {
     return Fail(Status::InvalidArgument(
         "without --policy foryou runs in single-region open mode and listens on loopback only (127.0.0.1, ::1)"));
@@ -235,7 +245,9 @@ int Serve(const ServeFlags& flags) {
   std::unique_ptr<Shipper> shipper;
   if (!targets.empty()) {
     for (const BackupTarget& t : targets) spdlog::info("backing up to region {} at {}", t.region, t.url);
-    shipper = std::make_unique<Shipper>(*engine, region->name, targets, backup_api_key);
+    ShipperOptions so;
+    so.ca_file = flags.backup_ca_file;
+    shipper = std::make_unique<Shipper>(*engine, region->name, targets, backup_api_key, so);
     shipper->Start();
   }
   Sovereignty sov;
@@ -254,7 +266,8 @@ int Serve(const ServeFlags& flags) {
     spdlog::info("signal {}: stopping", sig);
     server.Stop();
   });
-  const std::string url = fmt::format("http://{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host, *bound);
+  const std::string url = fmt::format("{}://{}:{}", tls ? "https" : "http",
+                                      host.find(':') != std::string::npos ? "[" + host + "]" : host, *bound);
   std::printf("listening on %s\n", url.c_str());
   if (flags.demo) {
     std::printf("try:  curl '%s/v1/feed?user_id=u14&n=5'\n", url.c_str());
@@ -621,6 +634,7 @@ int ResidencyReport(const ResidencyFlags& f) {
 
 struct RestoreFlags {
   std::string from;
+  std::string ca_file;
   std::string source_region;
   std::string data_dir;
   std::string api_key_file;
@@ -644,6 +658,7 @@ int RestoreCmd(const RestoreFlags& f) {
   o.from_url = f.from;
   o.source_region = f.source_region;
   o.api_key = *api_key;
+  o.ca_file = f.ca_file;
   o.data_dir = f.data_dir;
   o.region_key = *region_key;
   o.engine = config.engine;
@@ -708,6 +723,14 @@ int main(int argc, char** argv) {
                         "acknowledged once every backup region stored them");
   serve_cmd->add_option("--backup-api-key-file", serve.backup_api_key_file,
                         "File with this region's API key at its backup regions (an operator principal there)")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--backup-ca-file", serve.backup_ca_file,
+                        "PEM CA bundle that verifies https:// backup regions [default: the system's]")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--tls-cert-file", serve.tls_cert_file,
+                        "Serve HTTPS with this PEM certificate chain (with --tls-key-file) [config: server.tls_cert_file]")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--tls-key-file", serve.tls_key_file, "The certificate's PEM private key")
       ->check(CLI::ExistingFile);
   serve_cmd->add_option("--backup-wait-ms", serve.backup_wait_ms,
                         "How long a write waits for the backup regions before it is acknowledged as pending [default: 2000]")
@@ -780,6 +803,8 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingFile);
   migrate_cmd->add_flag("--json", migrate.json, "Print one JSON object");
+  migrate_cmd->add_option("--ca-file", migrate.o.ca_file, "PEM CA bundle that verifies https:// regions")
+      ->check(CLI::ExistingFile);
 
   ModelFlags model;
   CLI::App* model_cmd = app.add_subcommand("model", "The trained algorithm as a signed artifact without user data");
@@ -824,6 +849,8 @@ int main(int argc, char** argv) {
                           "The source region's key (or FORYOU_REGION_KEY)")
       ->check(CLI::ExistingFile);
   restore_cmd->add_option("--config", restore.config_file, "Engine configuration (TOML)")->check(CLI::ExistingFile);
+  restore_cmd->add_option("--ca-file", restore.ca_file, "PEM CA bundle that verifies an https:// backup region")
+      ->check(CLI::ExistingFile);
   restore_cmd->add_flag("--json", restore.json, "Print one JSON object");
 
   CLI::App* keygen_cmd = app.add_subcommand("keygen", "Print a new random region key (64 hex digits)");

@@ -52,6 +52,8 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"server.data_dir", Bind(&s.data_dir)},
       {"server.max_body_bytes", Bind(&s.max_body_bytes)},
       {"server.threads", Bind(&s.threads)},
+      {"server.tls_cert_file", Bind(&s.tls_cert_file)},
+      {"server.tls_key_file", Bind(&s.tls_key_file)},
       {"engine.max_feed_items", Bind(&e.max_feed_items)},
       {"engine.default_feed_items", Bind(&e.default_feed_items)},
       {"engine.max_batch", Bind(&e.max_batch)},
@@ -133,6 +135,9 @@ Status ValidateConfig(const Config& c) {
   if (e.max_batch < 1) return bad("engine.max_batch must be >= 1");
   if (c.server.threads < 1 || c.server.threads > 1024) return bad("server.threads must be in [1, 1024]");
   if (c.server.max_body_bytes < 1024) return bad("server.max_body_bytes must be >= 1024");
+  if (c.server.tls_cert_file.empty() != c.server.tls_key_file.empty()) {
+    return bad("server.tls_cert_file and server.tls_key_file go together");
+  }
   if (e.rerank.explore_every < 0) return bad("rerank.explore_every must be >= 0");
   return Status::OK();
 }

@@ -105,6 +105,10 @@ struct ServerOptions {
   std::string data_dir = "./data";
   size_t max_body_bytes = 8 << 20;  // larger requests get 413
   int threads = 8;                  // HTTP worker threads
+  // HTTPS: PEM certificate (chain) and private key files. Both empty: plain
+  // HTTP (fine on loopback or behind a TLS-terminating proxy).
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 struct Config {

@@ -21,6 +21,7 @@ TEST(ConfigTest, ShippedExampleLoadsAndMatchesTheDefaults) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   Config d;
   EXPECT_EQ(c.server.listen, d.server.listen);
+  EXPECT_EQ(c.server.tls_cert_file, d.server.tls_cert_file);
   EXPECT_EQ(c.engine.learning.embedding_dim, d.engine.learning.embedding_dim);
   EXPECT_EQ(c.engine.objectives.like, d.engine.objectives.like);
   EXPECT_EQ(c.engine.retrieval.ann, d.engine.retrieval.ann);

@@ -4,6 +4,8 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "replication/region_client.h"
+
 namespace foryou {
 
 namespace {
@@ -31,13 +33,10 @@ Result<MigrateReport> Migrate(const MigrateOptions& o) {
   }
   MigrateReport report;
   const std::string path = "/v1/users/" + PathId(o.user_id);
-  httplib::Client from(o.from_url), to(o.to_url);
-  for (httplib::Client* c : {&from, &to}) {
-    c->set_bearer_token_auth(o.api_key);
-    c->set_tcp_nodelay(true);
-    c->set_connection_timeout(10, 0);
-    c->set_read_timeout(120, 0);
-  }
+  auto from_ptr = RegionClient(o.from_url, {o.ca_file, o.api_key, 10, 120});
+  auto to_ptr = RegionClient(o.to_url, {o.ca_file, o.api_key, 10, 120});
+  httplib::Client& from = *from_ptr;
+  httplib::Client& to = *to_ptr;
   const httplib::Headers from_h = {{"X-Foryou-Jurisdiction", o.from_jurisdiction}};
   const httplib::Headers to_h = {{"X-Foryou-Jurisdiction", o.to_jurisdiction}};
 

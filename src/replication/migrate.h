@@ -24,6 +24,7 @@ struct MigrateOptions {
   std::string from_url, from_jurisdiction;  // the current home region's server
   std::string to_url, to_jurisdiction;      // the new home region's server
   std::string api_key;                      // an admin principal
+  std::string ca_file;                      // for https:// URLs (replication/region_client.h)
 };
 
 struct MigrateReport {

@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "engine/engine.h"
+#include "replication/region_client.h"
 #include "replication/wire.h"
 #include "storage/store.h"
 #include "util/clock.h"
@@ -22,11 +23,8 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
     if (store->last_seq() != 0) {
       return Status::InvalidArgument(fmt::format("{} already holds a log; restore into an empty directory", o.data_dir));
     }
-    httplib::Client client(o.from_url);
-    client.set_bearer_token_auth(o.api_key);
-    client.set_tcp_nodelay(true);
-    client.set_connection_timeout(10, 0);
-    client.set_read_timeout(120, 0);
+    auto client_ptr = RegionClient(o.from_url, {o.ca_file, o.api_key, 10, 120});
+    httplib::Client& client = *client_ptr;
     uint64_t last = 0;
     {
       auto r = client.Get(fmt::format("/v1/backup/{}/status", o.source_region).c_str());

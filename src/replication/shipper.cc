@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "policy/policy.h"
+#include "replication/region_client.h"
 #include "replication/wire.h"
 
 namespace foryou {
@@ -97,14 +98,8 @@ void Shipper::Run(size_t index) {
     url = targets_[index].where.url;
     region = targets_[index].where.region;
   }
-  httplib::Client client(url);
-  client.set_bearer_token_auth(api_key_);
-  client.set_connection_timeout(options_.timeout_s, 0);
-  client.set_read_timeout(options_.timeout_s, 0);
-  client.set_write_timeout(options_.timeout_s, 0);
-  client.set_keep_alive(true);
-  // Without it the body waits for the backup's delayed ACK (Nagle): ~40 ms a write.
-  client.set_tcp_nodelay(true);
+  auto client_ptr = RegionClient(url, {options_.ca_file, api_key_, options_.timeout_s, options_.timeout_s});
+  httplib::Client& client = *client_ptr;
   const std::string status_path = fmt::format("/v1/backup/{}/status", source_);
   const std::string records_path = fmt::format("/v1/backup/{}/records", source_);
   int backoff = options_.retry_ms;

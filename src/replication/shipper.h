@@ -48,6 +48,7 @@ struct ShipperOptions {
   // Wait after a failed attempt (doubling up to 2 s).
   int retry_ms = 100;
   int timeout_s = 10;  // per HTTP call
+  std::string ca_file;  // for https:// targets (replication/region_client.h)
 };
 
 struct ShipperTargetStats {
