@@ -67,6 +67,16 @@ foryou::Result<std::string> RegionKey(const std::string& file, bool required) {
   return key;
 }
 
+// Opens a (stopped) store for a command-line tool, with its region key when
+// it is encrypted (--region-key-file or FORYOU_REGION_KEY).
+foryou::Status OpenStoppedStore(const foryou::EngineOptions& options, const std::string& data_dir,
+                                const std::string& region_key_file, const foryou::Clock& clock,
+                                std::unique_ptr<foryou::Engine>* engine) {
+  auto region_key = RegionKey(region_key_file, false);
+  if (!region_key.ok()) return region_key.status();
+  return foryou::Engine::Open(options, data_dir, clock, engine, *region_key);
+}
+
 foryou::Result<std::string> ReadSecretFile(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return foryou::Status::IOError(fmt::format("cannot read {} file {}", what, path));
@@ -484,11 +494,9 @@ int ModelExport(const ModelFlags& f) {
   using namespace foryou;
   Config config;
   if (Status s = LoadEngineConfig(f.config_file, &config); !s.ok()) return Fail(s);
-  auto region_key = RegionKey(f.region_key_file, false);
-  if (!region_key.ok()) return Fail(region_key.status());
   SystemClock clock;
   std::unique_ptr<Engine> engine;
-  if (Status s = Engine::Open(config.engine, f.data_dir, clock, &engine, *region_key); !s.ok()) return Fail(s);
+  if (Status s = OpenStoppedStore(config.engine, f.data_dir, f.region_key_file, clock, &engine); !s.ok()) return Fail(s);
   std::unique_ptr<AuditLog> keys;
   if (Status s = AuditLog::Open(f.data_dir + "/audit", &keys); !s.ok()) return Fail(s);
   const std::string payload = engine->ExportModel();
@@ -520,11 +528,9 @@ int ModelImport(const ModelFlags& f) {
   if (Status s = LoadEngineConfig(f.config_file, &config); !s.ok()) return Fail(s);
   std::string meta, payload;
   if (Status s = ReadModelFile(f.file, f.trusted_key, &meta, &payload); !s.ok()) return Fail(s);
-  auto region_key = RegionKey(f.region_key_file, false);
-  if (!region_key.ok()) return Fail(region_key.status());
   SystemClock clock;
   std::unique_ptr<Engine> engine;
-  if (Status s = Engine::Open(config.engine, f.data_dir, clock, &engine, *region_key); !s.ok()) return Fail(s);
+  if (Status s = OpenStoppedStore(config.engine, f.data_dir, f.region_key_file, clock, &engine); !s.ok()) return Fail(s);
   if (Status s = engine->ImportModel(payload); !s.ok()) return Fail(s);
   std::fprintf(stderr, "imported %s into %s: %llu videos\n", f.file.c_str(), f.data_dir.c_str(),
                static_cast<unsigned long long>(engine->Stats().videos));
@@ -548,11 +554,9 @@ int ResidencyReport(const ResidencyFlags& f) {
   if (!policy.ok()) return Fail(policy.status());
   const PolicyRegion* region = policy->FindRegion(f.region);
   if (region == nullptr) return Fail(Status::InvalidArgument("--region is not in the policy"));
-  auto region_key = RegionKey(f.region_key_file, false);
-  if (!region_key.ok()) return Fail(region_key.status());
   SystemClock clock;
   std::unique_ptr<Engine> engine;
-  if (Status s = Engine::Open(EngineOptions{}, f.data_dir, clock, &engine, *region_key); !s.ok()) return Fail(s);
+  if (Status s = OpenStoppedStore(EngineOptions{}, f.data_dir, f.region_key_file, clock, &engine); !s.ok()) return Fail(s);
   std::unique_ptr<AuditLog> audit;  // for pseudonyms: the report names no user
   if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
   if (engine->encrypted()) audit->UsePseudonyms([e = engine.get()](const std::string& id) { return e->Pseudonym(id); });
