@@ -18,6 +18,7 @@ constexpr size_t kNonce = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
 constexpr size_t kTag = crypto_aead_xchacha20poly1305_ietf_ABYTES;
 constexpr size_t kDataKeyBytes = crypto_aead_xchacha20poly1305_ietf_KEYBYTES;
 constexpr char kWrapContext[] = "foryou-wrapped-key-v1";
+constexpr char kStoreKeyContext[] = "foryou-store-key-v1";
 
 bool InitSodium() {
   static const bool ok = sodium_init() >= 0;
@@ -100,18 +101,39 @@ std::optional<KeyName> KeyName::FromBytes(std::string_view b) {
   return KeyName{std::string(b.substr(0, kPseudonymBytes)), std::string(b.substr(kPseudonymBytes))};
 }
 
-Result<std::unique_ptr<Keyring>> Keyring::Create(std::string region_key) {
+Result<std::unique_ptr<Keyring>> Keyring::Create(std::string root_key) {
   if (!InitSodium()) return Status::Internal("libsodium failed to initialise");
-  if (region_key.size() != kRegionKeyBytes) return Status::InvalidArgument("region key: must be 32 bytes");
-  return std::unique_ptr<Keyring>(new Keyring(std::move(region_key)));
+  if (root_key.size() != kRegionKeyBytes) return Status::InvalidArgument("store key: must be 32 bytes");
+  return std::unique_ptr<Keyring>(new Keyring(std::move(root_key)));
 }
 
-Keyring::Keyring(std::string region_key)
-    : region_key_(std::move(region_key)), pseudonym_key_(32, '\0'), log_mac_key_(32, '\0') {
+std::string NewStoreKey() {
+  InitSodium();
+  std::string key(kRegionKeyBytes, '\0');
+  randombytes_buf(key.data(), key.size());
+  return key;
+}
+
+std::string WrapStoreKey(std::string_view region_key, std::string_view store_key) {
+  InitSodium();
+  return SealWith(std::string(region_key), kStoreKeyContext, store_key);
+}
+
+Result<std::string> UnwrapStoreKey(std::string_view region_key, std::string_view wrapped) {
+  InitSodium();
+  std::string key;
+  if (!OpenWith(std::string(region_key), kStoreKeyContext, wrapped, &key).ok() || key.size() != kRegionKeyBytes) {
+    return Status::Corruption("the store key does not open under this region key (wrong --region-key-file?)");
+  }
+  return key;
+}
+
+Keyring::Keyring(std::string root_key)
+    : root_key_(std::move(root_key)), pseudonym_key_(32, '\0'), log_mac_key_(32, '\0') {
   crypto_kdf_derive_from_key(reinterpret_cast<unsigned char*>(pseudonym_key_.data()), pseudonym_key_.size(), 1,
-                             "fypseudo", reinterpret_cast<const unsigned char*>(region_key_.data()));
+                             "fypseudo", reinterpret_cast<const unsigned char*>(root_key_.data()));
   crypto_kdf_derive_from_key(reinterpret_cast<unsigned char*>(log_mac_key_.data()), log_mac_key_.size(), 2,
-                             "fylogmac", reinterpret_cast<const unsigned char*>(region_key_.data()));
+                             "fylogmac", reinterpret_cast<const unsigned char*>(root_key_.data()));
 }
 
 std::string Keyring::LogMac(uint64_t seq, std::string_view record, std::string_view previous_mac) const {
@@ -130,7 +152,7 @@ std::string Keyring::LogMac(uint64_t seq, std::string_view record, std::string_v
 }
 
 Keyring::~Keyring() {
-  sodium_memzero(region_key_.data(), region_key_.size());
+  sodium_memzero(root_key_.data(), root_key_.size());
   sodium_memzero(pseudonym_key_.data(), pseudonym_key_.size());
   sodium_memzero(log_mac_key_.data(), log_mac_key_.size());
   for (auto& [name, key] : keys_) sodium_memzero(key.data(), key.size());
@@ -166,7 +188,7 @@ Status Keyring::KeyFor(std::string_view user_id, KeyName* name, std::string* wra
   randombytes_buf(name->key_id.data(), name->key_id.size());
   std::string key(kDataKeyBytes, '\0');
   crypto_aead_xchacha20poly1305_ietf_keygen(reinterpret_cast<unsigned char*>(key.data()));
-  *wrapped = SealWith(region_key_, std::string(kWrapContext) + name->bytes(), key);
+  *wrapped = SealWith(root_key_, std::string(kWrapContext) + name->bytes(), key);
   keys_[name->bytes()] = std::move(key);
   current_[name->pseudonym] = name->key_id;
   return Status::OK();
@@ -174,9 +196,9 @@ Status Keyring::KeyFor(std::string_view user_id, KeyName* name, std::string* wra
 
 Status Keyring::Load(const KeyName& name, std::string_view wrapped) {
   std::string key;
-  Status s = OpenWith(region_key_, std::string(kWrapContext) + name.bytes(), wrapped, &key);
+  Status s = OpenWith(root_key_, std::string(kWrapContext) + name.bytes(), wrapped, &key);
   if (!s.ok()) {
-    return Status::Corruption("a wrapped user key does not open under this region key (wrong --region-key-file?)");
+    return Status::Corruption("a wrapped user key does not open under this store's key (wrong --region-key-file?)");
   }
   if (key.size() != kDataKeyBytes) return Status::Corruption("a wrapped user key has the wrong length");
   std::lock_guard lock(mu_);

@@ -2,17 +2,20 @@
 //
 // Contract (docs/SOVEREIGNTY.md, "Encryption at rest"):
 // - The region key (32 bytes) comes from a file or the environment
-//   (LoadRegionKey) and is never written anywhere by foryou.
+//   (LoadRegionKey) and is never written anywhere by foryou. It wraps one
+//   random store key per store (WrapStoreKey, kept in the store), from which
+//   everything below derives: rotating the region key re-wraps that one key
+//   (Engine::RotateRegionKey), nothing else.
 // - Every user gets a random 32-byte data key the first time their personal
 //   data is written. It is stored only wrapped (XChaCha20-Poly1305 under the
-//   region key) in the store's key table, named by the user's pseudonym and a
+//   store key) in the store's key table, named by the user's pseudonym and a
 //   random key id (WrappedKey).
 // - A user's personal data is sealed with their data key (Seal/Open). Sealed
 //   bytes name the pseudonym and key id in the clear, never the user id.
 // - Destroying a user's wrapped keys (Shred) makes every sealed byte of that
 //   user unreadable, wherever a copy of it lives: crypto-shredding.
 // - A pseudonym is BLAKE2b-128 of the user id keyed by a key derived from the
-//   region key: stable within a region, meaningless without its key.
+//   store key: stable within a store and its backups, meaningless without it.
 //
 // All primitives are libsodium's. Thread safety: all methods may be called
 // from any thread (an internal mutex guards the key cache).
@@ -48,6 +51,13 @@ std::string NewRegionKeyHex();
 // the audit log: says which key is in force without revealing it.
 std::string RegionKeyFingerprint(std::string_view region_key);
 
+// A new random store key (32 bytes), and its wrapped form under a region key
+// (what the store keeps, as "M/store_key"). Unwrap fails with Corruption
+// under any other region key.
+std::string NewStoreKey();
+std::string WrapStoreKey(std::string_view region_key, std::string_view store_key);
+Result<std::string> UnwrapStoreKey(std::string_view region_key, std::string_view wrapped);
+
 // The name of one data key in the key table: pseudonym + key id (24 bytes).
 struct KeyName {
   std::string pseudonym;  // kPseudonymBytes
@@ -58,8 +68,9 @@ struct KeyName {
 
 class Keyring {
  public:
-  // `region_key` must be kRegionKeyBytes long.
-  static Result<std::unique_ptr<Keyring>> Create(std::string region_key);
+  // `root_key` (kRegionKeyBytes) is the store key; stores written before
+  // store keys existed use their region key itself.
+  static Result<std::unique_ptr<Keyring>> Create(std::string root_key);
   ~Keyring();
 
   std::string Pseudonym(std::string_view user_id) const;
@@ -92,7 +103,7 @@ class Keyring {
 
  private:
   explicit Keyring(std::string region_key);
-  std::string region_key_;
+  std::string root_key_;  // the store key
   std::string pseudonym_key_;  // derived from region_key_
   std::string log_mac_key_;    // derived from region_key_
   mutable std::mutex mu_;

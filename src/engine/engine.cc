@@ -158,8 +158,32 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   StoreOptions so;
   so.sync = options.sync_writes;
   FORYOU_RETURN_IF_ERROR(Store::Open(data_dir, so, &engine->store_));
+  auto wrapped_store_key = engine->store_->GetMeta("store_key");
+  if (!wrapped_store_key.ok()) return wrapped_store_key.status();
+  auto first_mac = engine->store_->GetMac(1);
+  if (!first_mac.ok()) return first_mac.status();
+  bool any_key = false;
+  Status peek = engine->store_->ForEachKey([&](std::string_view, std::string_view) {
+    any_key = true;
+    return Status::Unavailable("stop");  // one is enough
+  });
+  if (!peek.ok() && peek.code() != StatusCode::kUnavailable) return peek;
   if (!region_key.empty()) {
-    auto keyring = Keyring::Create(std::move(region_key));
+    // The region key wraps the store key, from which everything derives.
+    std::string root;
+    if (*wrapped_store_key) {
+      auto unwrapped = UnwrapStoreKey(region_key, **wrapped_store_key);
+      if (!unwrapped.ok()) return unwrapped.status();
+      root = std::move(unwrapped).value();
+      engine->wrapped_store_key_ = **wrapped_store_key;
+    } else if (any_key || !first_mac->empty()) {
+      root = region_key;  // encrypted before store keys existed: the region key is the root
+    } else {
+      root = NewStoreKey();
+      engine->wrapped_store_key_ = WrapStoreKey(region_key, root);
+      FORYOU_RETURN_IF_ERROR(engine->store_->PutMeta("store_key", engine->wrapped_store_key_));
+    }
+    auto keyring = Keyring::Create(std::move(root));
     if (!keyring.ok()) return keyring.status();
     engine->keyring_ = std::move(keyring).value();
   }
@@ -171,9 +195,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     if (!key_name) return Status::Corruption("key table: malformed key name");
     return engine->keyring_->Load(*key_name, wrapped);
   }));
-  auto first_mac = engine->store_->GetMac(1);
-  if (!first_mac.ok()) return first_mac.status();
-  if ((keys > 0 || !first_mac->empty()) && engine->keyring_ == nullptr) {
+  if ((keys > 0 || !first_mac->empty() || *wrapped_store_key) && engine->keyring_ == nullptr) {
     // Also a chained store with no user yet: a record appended without its
     // MAC would break the chain.
     return Status::InvalidArgument(fmt::format(
@@ -623,6 +645,22 @@ Status Engine::ApplyShred(const LogRecord& rec, bool replaying) {
 }
 
 uint64_t Engine::LastSeq() const { return store_->last_seq(); }
+
+Status Engine::RotateRegionKey(const std::string& data_dir, const std::string& old_key, const std::string& new_key) {
+  std::unique_ptr<Store> store;
+  FORYOU_RETURN_IF_ERROR(Store::Open(data_dir, StoreOptions{}, &store));
+  auto wrapped = store->GetMeta("store_key");
+  if (!wrapped.ok()) return wrapped.status();
+  if (!*wrapped) {
+    return Status::InvalidArgument(fmt::format(
+        "{} has no store key (not encrypted, or encrypted before store keys existed): nothing to re-wrap", data_dir));
+  }
+  auto root = UnwrapStoreKey(old_key, **wrapped);
+  if (!root.ok()) return root.status();
+  FORYOU_RETURN_IF_ERROR(store->PutMeta("store_key", WrapStoreKey(new_key, *root)));
+  // The value wrapped by the old key leaves the disk.
+  return store->Scrub();
+}
 
 // Caller holds write_mu_, so the next sequence number is known and the chain
 // MAC can be computed for it.

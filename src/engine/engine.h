@@ -157,6 +157,15 @@ class Engine {
   // NotFound if unknown.
   Status EraseUser(const std::string& user_id);
 
+  // Re-wraps a (stopped) store's store key under a new region key: the
+  // region key rotates without re-encrypting anything. The old key no longer
+  // opens the store; backups receive the new wrapped store key with the next
+  // shipment. Corruption if `old_key` is not the store's.
+  static Status RotateRegionKey(const std::string& data_dir, const std::string& old_key, const std::string& new_key);
+  // The store key wrapped by the region key ("" in plaintext stores and those
+  // encrypted before store keys existed), shipped to backup regions.
+  const std::string& WrappedStoreKey() const { return wrapped_store_key_; }
+
   // Whether personal data is encrypted at rest (a region key was given).
   bool encrypted() const { return keyring_ != nullptr; }
   // Whether the log carries an integrity chain: encrypted from its first
@@ -221,6 +230,7 @@ class Engine {
   std::unique_ptr<class Store> store_;
   std::unique_ptr<class Keyring> keyring_;  // null: plaintext
   bool chained_ = false;   // the log carries an integrity chain (Keyring::LogMac)
+  std::string wrapped_store_key_;  // set at Open
   std::string last_mac_;   // the chain MAC of the last record; guarded by write_mu_
 
   std::mutex write_mu_;  // serialises log appends with their application

@@ -545,5 +545,23 @@ TEST_F(EncryptedEngineTest, ABatchForTheBackupsRunsOnToTheShredOfAKeyItLacks) {
   EXPECT_EQ(batch.records.size(), 1u);
 }
 
+TEST_F(EncryptedEngineTest, RotatingTheRegionKeyRewrapsTheStoreKeyAndNothingElse) {
+  ASSERT_TRUE(engine_->UpsertVideos(Catalog()).ok());
+  ASSERT_TRUE(engine_->IngestEvents({Play("u1", "cats-0-1", 1.0, kNow), Play("u2", "cars-0-1", 1.0, kNow)}, "US").ok());
+  std::vector<float> before, after;
+  ASSERT_TRUE(engine_->ScoreVideos("u1", kNow, nullptr, &before).ok());
+  engine_.reset();
+  const std::string old_key(32, 'k'), new_key(32, 'n');
+  EXPECT_EQ(Engine::RotateRegionKey(dir_.path(), new_key, old_key).code(), StatusCode::kCorruption) << "not its key";
+  ASSERT_TRUE(Engine::RotateRegionKey(dir_.path(), old_key, new_key).ok());
+  std::unique_ptr<Engine> engine;
+  EXPECT_EQ(Engine::Open(EngineOptions{}, dir_.path(), clock_, &engine, old_key).code(), StatusCode::kCorruption)
+      << "the old key no longer opens the store";
+  ASSERT_TRUE(Engine::Open(EngineOptions{}, dir_.path(), clock_, &engine, new_key).ok());
+  ASSERT_TRUE(engine->ScoreVideos("u1", kNow, nullptr, &after).ok());
+  EXPECT_EQ(before, after) << "same data, same pseudonyms, same chain";
+  EXPECT_EQ(engine->ExportUser("u2")->events.size(), 1u);
+}
+
 }  // namespace
 }  // namespace foryou

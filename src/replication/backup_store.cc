@@ -112,6 +112,13 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
     for (const std::string& id : shred.key_ids) shredded.push_back(shred.pseudonym + id);
   }
   FORYOU_RETURN_IF_ERROR(store.AppendReplicated(fresh, fresh_macs, keys, shredded));
+  if (!batch.store_key.empty()) {
+    // The source's store key, wrapped by its region key (re-wrapped when the
+    // source rotates that key): restore needs it.
+    auto held = store.GetMeta("store_key");
+    if (!held.ok()) return held.status();
+    if (held->value_or("") != batch.store_key) FORYOU_RETURN_IF_ERROR(store.PutMeta("store_key", batch.store_key));
+  }
   for (const auto& [seq, record] : fresh) received_bytes_ += record.size();
   *last_seq = store.last_seq();
   if (!shredded.empty()) {

@@ -52,6 +52,7 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
         }
       }
       FORYOU_RETURN_IF_ERROR(store->AppendReplicated(batch.records, batch.macs, batch.keys));
+      if (!batch.store_key.empty()) FORYOU_RETURN_IF_ERROR(store->PutMeta("store_key", batch.store_key));
       report.records += batch.records.size();
       report.keys += batch.keys.size();
       report.bytes += r->body.size();

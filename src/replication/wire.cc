@@ -20,6 +20,7 @@ std::string EncodeLogBatch(const LogBatch& batch) {
     PutString(&out, name);
     PutString(&out, wrapped);
   }
+  PutString(&out, batch.store_key);
   return out;
 }
 
@@ -27,6 +28,7 @@ Status DecodeLogBatch(std::string_view in, LogBatch* out) {
   out->records.clear();
   out->macs.clear();
   out->keys.clear();
+  out->store_key.clear();
   uint8_t version;
   if (!GetByte(&in, &version)) return Status::InvalidArgument("backup batch: empty body");
   if (version != kWireFormatVersion) {
@@ -49,6 +51,7 @@ Status DecodeLogBatch(std::string_view in, LogBatch* out) {
   for (auto& [name, wrapped] : out->keys) {
     if (!GetString(&in, &name) || !GetString(&in, &wrapped)) return Status::InvalidArgument("backup batch: truncated key");
   }
+  if (!GetString(&in, &out->store_key)) return Status::InvalidArgument("backup batch: truncated store key");
   if (!in.empty()) return Status::InvalidArgument("backup batch: trailing bytes");
   return Status::OK();
 }

@@ -3,6 +3,7 @@
 //   [u8 version = kWireFormatVersion]
 //   varint n, then n x (varint seq, string record, string chain MAC or "")
 //   varint k, then k x (string key name, string wrapped key)
+//   string store key wrapped by the source's region key ("" = none)
 // Sealed records and wrapped keys are shipped as stored: the backup region
 // receives ciphertext it cannot open (it lacks the source's region key).
 #pragma once

@@ -291,6 +291,9 @@ Status ReadLogBatch(const Store& store, uint64_t from_seq, size_t max_bytes, Log
   out->records.clear();
   out->macs.clear();
   out->keys.clear();
+  auto store_key = store.GetMeta("store_key");
+  if (!store_key.ok()) return store_key.status();
+  out->store_key = store_key->value_or("");
   size_t bytes = 0;
   std::unordered_map<std::string, bool> named;
   // Keys already destroyed: the batch runs on to the Shred record that

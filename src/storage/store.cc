@@ -129,6 +129,22 @@ Status Store::ForEachKey(const std::function<Status(std::string_view, std::strin
   return Status::OK();
 }
 
+Result<std::optional<std::string>> Store::GetMeta(std::string_view name) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), "M/" + std::string(name), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return Status::IOError(fmt::format("read M/{}: {}", name, s.ToString()));
+  return std::optional<std::string>(std::move(value));
+}
+
+Status Store::PutMeta(std::string_view name, std::string_view value) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = db_->Put(wo, "M/" + std::string(name), rocksdb::Slice(value.data(), value.size()));
+  if (!s.ok()) return Status::IOError(fmt::format("write M/{}: {}", name, s.ToString()));
+  return Status::OK();
+}
+
 Result<std::string> Store::GetMac(uint64_t seq) const {
   std::string value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), MacKey(seq), &value);

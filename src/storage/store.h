@@ -54,6 +54,7 @@ struct LogBatch {
   std::vector<std::pair<uint64_t, std::string>> records;  // (seq, record), consecutive
   std::vector<std::string> macs;                          // each record's chain MAC ("" = none)
   std::vector<std::pair<std::string, std::string>> keys;  // (key name, wrapped key)
+  std::string store_key;  // the source's store key, wrapped by its region key ("" = none)
 };
 
 class Store {
@@ -73,6 +74,9 @@ class Store {
   // which sequence number it was computed for (Corruption if another).
   Status Append(std::string_view record, uint64_t* seq, const KeyEntries& keys = {},
                 const std::vector<std::string>& delete_keys = {}, std::string_view mac = {}, uint64_t expected_seq = 0);
+  // Small named values ("M/" + name), durable on return: the wrapped store key.
+  Result<std::optional<std::string>> GetMeta(std::string_view name) const;
+  Status PutMeta(std::string_view name, std::string_view value);
   // The chain MAC stored for record `seq`, or "" if none.
   Result<std::string> GetMac(uint64_t seq) const;
 
