@@ -15,10 +15,11 @@ KEEP=${1:-}
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/foryou-sovereign-XXXXXX")
 PIDS=()
 cleanup() {
+  local rc=$?
   if [ "$KEEP" != "--keep" ]; then
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$DIR"
+    if [ "$rc" -eq 0 ]; then rm -rf "$DIR"; else echo "logs kept in $DIR" >&2; fi
   fi
 }
 trap cleanup EXIT
@@ -67,7 +68,7 @@ start() {  # name data-dir args... ; sets PORT
   PIDS+=($!)
   LASTPID=$!
   for _ in $(seq 1 300); do
-    PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$DIR/$name.out")
+    PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$DIR/$name.out" 2>/dev/null || true)
     [ -n "$PORT" ] && return 0
     kill -0 "$LASTPID" 2>/dev/null || { cat "$DIR/$name.err" >&2; fail "$name did not start"; }
     sleep 0.1
@@ -78,8 +79,9 @@ start() {  # name data-dir args... ; sets PORT
 say "region sg (holds US backups), then region us with the demo world, backing up to sg"
 start sg "$DIR/sg" --policy "$DIR/policy.toml" --region sg --region-key-file "$DIR/sg.region-key"
 SG=$PORT; SGPID=$LASTPID
+# --backup-wait-ms: the first write also waits for sg to catch up with the demo world.
 start us "$DIR/us" --policy "$DIR/policy.toml" --region us --region-key-file "$DIR/us.region-key" --demo \
-  --backup-to "sg=http://127.0.0.1:$SG" --backup-api-key-file "$DIR/us-operator.key"
+  --backup-to "sg=http://127.0.0.1:$SG" --backup-api-key-file "$DIR/us-operator.key" --backup-wait-ms 60000
 US=$PORT; USPID=$LASTPID
 echo "us on :$US, sg on :$SG"
 H=(-H "Authorization: Bearer us-service-secret" -H "X-Foryou-Jurisdiction: US")
@@ -114,8 +116,8 @@ say "the auditor: us's audit log, its erasures, and sg's backup holdings"
 "$FORYOU" audit verify --data-dir "$DIR/us" > "$DIR/head.json" || fail "audit log does not verify"
 cat "$DIR/head.json"
 "$FORYOU" audit show --data-dir "$DIR/us" --action user.erase
-kill "$SGPID"  # sg stopped, so that its store can be read
-wait "$SGPID" 2>/dev/null || true
+kill "$SGPID" 2>/dev/null || fail "sg is not running any more (see $DIR/sg.err)"  # stopped, so its store can be read
+{ wait "$SGPID"; } 2>/dev/null || true
 "$FORYOU" residency report --data-dir "$DIR/sg" --policy "$DIR/policy.toml" --region sg \
   --region-key-file "$DIR/sg.region-key" || fail "sg holds something the policy does not allow"
 "$FORYOU" residency report --data-dir "$DIR/us-restored" --policy "$DIR/policy.toml" --region us \

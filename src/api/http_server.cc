@@ -98,7 +98,10 @@ Reply BackupHandler(BackupStores& backups, const httplib::Request& req, std::str
     uint64_t last = 0;
     std::string hash;
     if (Status s = backups.Tip(source, &last, &hash); !s.ok()) return Error(s);
-    return Reply{200, fmt::format(R"({{"source":"{}","last_seq":{},"last_hash":"{}"}})", source, last, hash)};
+    auto fingerprint = backups.StoreKeyFingerprint(source);
+    if (!fingerprint.ok()) return Error(fingerprint.status());
+    return Reply{200, fmt::format(R"({{"source":"{}","last_seq":{},"last_hash":"{}","store_key_sha256":"{}"}})", source,
+                                  last, hash, *fingerprint)};
   }
   if (action == "backup.read") {
     uint64_t from = 1, max_bytes = 8 << 20;

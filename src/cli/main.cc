@@ -650,19 +650,29 @@ int Rekey(const RekeyFlags& f) {
   if (!old_key.ok()) return Fail(old_key.status());
   auto new_key = LoadRegionKey(f.new_region_key_file);
   if (!new_key.ok()) return Fail(new_key.status());
-  if (Status s = Engine::RotateRegionKey(f.data_dir, *old_key, *new_key); !s.ok()) return Fail(s);
+  // Audited first (attempt), then done, then audited again (outcome): no
+  // rotation exists without its entry.
   std::unique_ptr<AuditLog> audit;
   if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
-  AuditEntry e;
-  e.ts_ms = SystemClock().NowMs();
-  e.principal = "cli";
-  e.action = "region_key.rotate";
-  e.subject = "fingerprint:" + RegionKeyFingerprint(*new_key);
-  e.outcome = "from fingerprint:" + RegionKeyFingerprint(*old_key);
-  if (Status s = audit->Append(std::move(e), /*sync=*/true); !s.ok()) return Fail(s);
-  std::fprintf(stderr, "%s: the store key is now wrapped by the key with fingerprint %s; the old key no longer opens it. "
-               "Start the server with the new key: its backups get the re-wrapped store key when it connects.\n",
-               f.data_dir.c_str(), RegionKeyFingerprint(*new_key).c_str());
+  auto entry = [&](const std::string& outcome) {
+    AuditEntry e;
+    e.ts_ms = SystemClock().NowMs();
+    e.principal = "cli";
+    e.action = "region_key.rotate";
+    e.subject = "fingerprint:" + RegionKeyFingerprint(*old_key) + "->" + RegionKeyFingerprint(*new_key);
+    e.outcome = outcome;
+    return audit->Append(std::move(e), /*sync=*/true);
+  };
+  if (Status s = entry("attempt"); !s.ok()) return Fail(s);
+  auto rewrapped = Engine::RotateRegionKey(f.data_dir, *old_key, *new_key);
+  if (Status s = entry(rewrapped.ok() ? "ok" : rewrapped.status().ToString()); !s.ok()) return Fail(s);
+  if (!rewrapped.ok()) return Fail(rewrapped.status());
+  const std::string held = Sha256Hex(*rewrapped).substr(0, 16);
+  std::printf("%s\n", held.c_str());
+  std::fprintf(stderr, "%s: the store key is now wrapped by the key with fingerprint %s; the old key no longer opens "
+               "it. Start the server with the new key: it sends the re-wrapped store key to its backups when it "
+               "connects. Keep the old key until every backup's /v1/backup/<region>/status shows store_key_sha256 %s.\n",
+               f.data_dir.c_str(), RegionKeyFingerprint(*new_key).c_str(), held.c_str());
   return 0;
 }
 

@@ -179,9 +179,10 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     } else if (any_key || !first_mac->empty()) {
       root = region_key;  // encrypted before store keys existed: the region key is the root
     } else {
+      // A new store key, kept once the first record is written (AppendRecord):
+      // a tool that only reads must not make a plaintext store need a key.
       root = NewStoreKey();
-      engine->wrapped_store_key_ = WrapStoreKey(region_key, root);
-      FORYOU_RETURN_IF_ERROR(engine->store_->PutMeta("store_key", engine->wrapped_store_key_));
+      engine->unsaved_store_key_ = WrapStoreKey(region_key, root);
     }
     auto keyring = Keyring::Create(std::move(root));
     if (!keyring.ok()) return keyring.status();
@@ -646,7 +647,13 @@ Status Engine::ApplyShred(const LogRecord& rec, bool replaying) {
 
 uint64_t Engine::LastSeq() const { return store_->last_seq(); }
 
-Status Engine::RotateRegionKey(const std::string& data_dir, const std::string& old_key, const std::string& new_key) {
+std::string Engine::WrappedStoreKey() const {
+  std::lock_guard lock(store_key_mu_);
+  return wrapped_store_key_;
+}
+
+Result<std::string> Engine::RotateRegionKey(const std::string& data_dir, const std::string& old_key,
+                                            const std::string& new_key) {
   std::unique_ptr<Store> store;
   FORYOU_RETURN_IF_ERROR(Store::Open(data_dir, StoreOptions{}, &store));
   auto wrapped = store->GetMeta("store_key");
@@ -657,15 +664,23 @@ Status Engine::RotateRegionKey(const std::string& data_dir, const std::string& o
   }
   auto root = UnwrapStoreKey(old_key, **wrapped);
   if (!root.ok()) return root.status();
-  FORYOU_RETURN_IF_ERROR(store->PutMeta("store_key", WrapStoreKey(new_key, *root)));
+  std::string rewrapped = WrapStoreKey(new_key, *root);
+  FORYOU_RETURN_IF_ERROR(store->PutMeta("store_key", rewrapped));
   // The value wrapped by the old key leaves the disk.
-  return store->Scrub();
+  FORYOU_RETURN_IF_ERROR(store->Scrub());
+  return rewrapped;
 }
 
 // Caller holds write_mu_, so the next sequence number is known and the chain
 // MAC can be computed for it.
 Status Engine::AppendRecord(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys,
                             const std::vector<std::string>& delete_keys) {
+  if (!unsaved_store_key_.empty()) {
+    FORYOU_RETURN_IF_ERROR(store_->PutMeta("store_key", unsaved_store_key_));
+    std::lock_guard lock(store_key_mu_);
+    wrapped_store_key_ = std::move(unsaved_store_key_);
+    unsaved_store_key_.clear();
+  }
   if (!chained_) return store_->Append(record, seq, keys, delete_keys);
   const uint64_t next = store_->last_seq() + 1;
   std::string mac = keyring_->LogMac(next, record, last_mac_);

@@ -160,11 +160,13 @@ class Engine {
   // Re-wraps a (stopped) store's store key under a new region key: the
   // region key rotates without re-encrypting anything. The old key no longer
   // opens the store; backups receive the new wrapped store key with the next
-  // shipment. Corruption if `old_key` is not the store's.
-  static Status RotateRegionKey(const std::string& data_dir, const std::string& old_key, const std::string& new_key);
+  // shipment. Corruption if `old_key` is not the store's. Returns the new
+  // wrapped store key (its SHA-256 is what backups report once they hold it).
+  static Result<std::string> RotateRegionKey(const std::string& data_dir, const std::string& old_key,
+                                             const std::string& new_key);
   // The store key wrapped by the region key ("" in plaintext stores and those
   // encrypted before store keys existed), shipped to backup regions.
-  const std::string& WrappedStoreKey() const { return wrapped_store_key_; }
+  std::string WrappedStoreKey() const;
 
   // Whether personal data is encrypted at rest (a region key was given).
   bool encrypted() const { return keyring_ != nullptr; }
@@ -230,7 +232,9 @@ class Engine {
   std::unique_ptr<class Store> store_;
   std::unique_ptr<class Keyring> keyring_;  // null: plaintext
   bool chained_ = false;   // the log carries an integrity chain (Keyring::LogMac)
-  std::string wrapped_store_key_;  // set at Open
+  mutable std::mutex store_key_mu_;
+  std::string wrapped_store_key_;  // kept in the store; guarded by store_key_mu_
+  std::string unsaved_store_key_;  // a new store's, until its first record; guarded by write_mu_
   std::string last_mac_;   // the chain MAC of the last record; guarded by write_mu_
 
   std::mutex write_mu_;  // serialises log appends with their application

@@ -552,7 +552,8 @@ TEST_F(EncryptedEngineTest, RotatingTheRegionKeyRewrapsTheStoreKeyAndNothingElse
   ASSERT_TRUE(engine_->ScoreVideos("u1", kNow, nullptr, &before).ok());
   engine_.reset();
   const std::string old_key(32, 'k'), new_key(32, 'n');
-  EXPECT_EQ(Engine::RotateRegionKey(dir_.path(), new_key, old_key).code(), StatusCode::kCorruption) << "not its key";
+  EXPECT_EQ(Engine::RotateRegionKey(dir_.path(), new_key, old_key).status().code(), StatusCode::kCorruption)
+      << "not its key";
   ASSERT_TRUE(Engine::RotateRegionKey(dir_.path(), old_key, new_key).ok());
   std::unique_ptr<Engine> engine;
   EXPECT_EQ(Engine::Open(EngineOptions{}, dir_.path(), clock_, &engine, old_key).code(), StatusCode::kCorruption)
@@ -561,6 +562,29 @@ TEST_F(EncryptedEngineTest, RotatingTheRegionKeyRewrapsTheStoreKeyAndNothingElse
   ASSERT_TRUE(engine->ScoreVideos("u1", kNow, nullptr, &after).ok());
   EXPECT_EQ(before, after) << "same data, same pseudonyms, same chain";
   EXPECT_EQ(engine->ExportUser("u2")->events.size(), 1u);
+}
+
+TEST(EngineKeysTest, OpeningAPlaintextStoreWithAKeyChangesNothingUntilItWrites) {
+  TempDir dir;
+  ManualClock clock(kNow);
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Engine::Open(EngineOptions{}, dir.path(), clock, &engine).ok());
+  ASSERT_TRUE(engine->UpsertVideos(Catalog()).ok());
+  engine.reset();
+  // A read-only tool given a key (say, FORYOU_REGION_KEY in its environment).
+  ASSERT_TRUE(Engine::Open(EngineOptions{}, dir.path(), clock, &engine, std::string(32, 'k')).ok());
+  EXPECT_TRUE(engine->WrappedStoreKey().empty());
+  engine.reset();
+  ASSERT_TRUE(Engine::Open(EngineOptions{}, dir.path(), clock, &engine).ok()) << "still opens without a key";
+  engine.reset();
+  // Writing with the key makes it an encrypted store from then on.
+  ASSERT_TRUE(Engine::Open(EngineOptions{}, dir.path(), clock, &engine, std::string(32, 'k')).ok());
+  ASSERT_TRUE(engine->IngestEvents({Play("u1", "cats-0-1", 1.0, kNow)}, "US").ok());
+  EXPECT_FALSE(engine->WrappedStoreKey().empty());
+  engine.reset();
+  EXPECT_EQ(Engine::Open(EngineOptions{}, dir.path(), clock, &engine).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(Engine::Open(EngineOptions{}, dir.path(), clock, &engine, std::string(32, 'k')).ok());
+  EXPECT_TRUE(engine->GetUser("u1").ok());
 }
 
 }  // namespace

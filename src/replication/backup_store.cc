@@ -58,7 +58,10 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
       // A resend must be what is stored; anything else is another history.
       auto stored = store.Get(seq);
       if (!stored.ok()) return stored.status();
-      if (*stored && **stored != record) {
+      auto stored_mac = store.GetMac(seq);
+      if (!stored_mac.ok()) return stored_mac.status();
+      const std::string& mac = i < batch.macs.size() ? batch.macs[i] : std::string();
+      if ((*stored && **stored != record) || *stored_mac != mac) {
         return Status::Conflict(fmt::format("record {} differs from the one this backup of {} holds: diverged", seq,
                                             source));
       }
@@ -107,6 +110,7 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
   }
   // Crypto-shredding reaches the backup: the keys a Shred record names are
   // deleted in the same durable batch that stores the record.
+  bool rewrapped = false;
   std::vector<std::string> shredded;
   for (const LogRecord& shred : shreds) {
     for (const std::string& id : shred.key_ids) shredded.push_back(shred.pseudonym + id);
@@ -117,13 +121,16 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
     // source rotates that key): restore needs it.
     auto held = store.GetMeta("store_key");
     if (!held.ok()) return held.status();
-    if (held->value_or("") != batch.store_key) FORYOU_RETURN_IF_ERROR(store.PutMeta("store_key", batch.store_key));
+    if (held->value_or("") != batch.store_key) {
+      FORYOU_RETURN_IF_ERROR(store.PutMeta("store_key", batch.store_key));
+      if (held->has_value()) rewrapped = true;  // a rotation: the old wrapping leaves the disk below
+    }
   }
   for (const auto& [seq, record] : fresh) received_bytes_ += record.size();
   *last_seq = store.last_seq();
-  if (!shredded.empty()) {
+  if (!shredded.empty() || rewrapped) {
     lock.unlock();  // the compaction need not hold up other sources
-    FORYOU_RETURN_IF_ERROR(store.ScrubKeys());
+    FORYOU_RETURN_IF_ERROR(rewrapped ? store.Scrub() : store.ScrubKeys());
   }
   return Status::OK();
 }
@@ -141,10 +148,24 @@ Status BackupStores::Tip(const std::string& source, uint64_t* last_seq, std::str
   }
   *last_seq = store->last_seq();
   if (*last_seq == 0) return Status::OK();
+  auto mac = store->GetMac(*last_seq);
+  if (!mac.ok()) return mac.status();
   return store->Replay(*last_seq, [&](uint64_t seq, std::string_view record) {
-    if (seq == *last_seq) *last_hash = Sha256Hex(std::string(record));
+    // The record and its chain MAC: two stores with the same records but
+    // different store keys are different histories.
+    if (seq == *last_seq) *last_hash = Sha256Hex(std::string(record) + *mac);
     return Status::OK();
   });
+}
+
+Result<std::string> BackupStores::StoreKeyFingerprint(const std::string& source) {
+  std::lock_guard lock(mu_);
+  auto got = Get(source, /*create=*/false);
+  if (!got.ok()) return got.status();
+  if (*got == nullptr) return std::string();
+  auto held = (*got)->GetMeta("store_key");
+  if (!held.ok()) return held.status();
+  return *held ? Sha256Hex(**held).substr(0, 16) : std::string();
 }
 
 Status BackupStores::Read(const std::string& source, uint64_t from_seq, size_t max_bytes, LogBatch* out) {

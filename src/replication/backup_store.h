@@ -55,6 +55,10 @@ class BackupStores {
   // (hex) of that record ("" if none), so that a primary can tell a backup
   // that holds its history from one that diverged from it.
   Status Tip(const std::string& source, uint64_t* last_seq, std::string* last_hash);
+  // The SHA-256 (hex, 16 digits) of the source's wrapped store key held here
+  // ("" if none): after a rotation of the source's region key, the old key
+  // may be destroyed once every backup shows the new value.
+  Result<std::string> StoreKeyFingerprint(const std::string& source);
   // For restore: records from `from_seq` on, with their keys.
   Status Read(const std::string& source, uint64_t from_seq, size_t max_bytes, LogBatch* out);
   // Per (source, jurisdiction): what is held.

@@ -1,8 +1,16 @@
 #include "replication/region_client.h"
 
+#include <spdlog/spdlog.h>
+
 namespace foryou {
 
 std::unique_ptr<httplib::Client> RegionClient(const std::string& url, const RegionClientOptions& o) {
+  const bool loopback = url.rfind("http://127.0.0.1", 0) == 0 || url.rfind("http://localhost", 0) == 0 ||
+                        url.rfind("http://[::1]", 0) == 0;
+  if (url.rfind("http://", 0) == 0 && !loopback && !o.api_key.empty()) {
+    spdlog::warn("{}: plain HTTP beyond loopback; this region's API key crosses the network in the clear (use https://)",
+                 url);
+  }
   auto client = std::make_unique<httplib::Client>(url);
   if (!o.api_key.empty()) client->set_bearer_token_auth(o.api_key);
   client->set_connection_timeout(o.connect_timeout_s, 0);

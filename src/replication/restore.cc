@@ -20,8 +20,16 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
   {
     std::unique_ptr<Store> store;
     FORYOU_RETURN_IF_ERROR(Store::Open(o.data_dir, StoreOptions{}, &store));
-    if (store->last_seq() != 0) {
-      return Status::InvalidArgument(fmt::format("{} already holds a log; restore into an empty directory", o.data_dir));
+    auto store_key = store->GetMeta("store_key");
+    if (!store_key.ok()) return store_key.status();
+    bool any_key = false;
+    Status peek = store->ForEachKey([&](std::string_view, std::string_view) {
+      any_key = true;
+      return Status::Unavailable("stop");
+    });
+    if (!peek.ok() && peek.code() != StatusCode::kUnavailable) return peek;
+    if (store->last_seq() != 0 || *store_key || any_key) {
+      return Status::InvalidArgument(fmt::format("{} already holds a store; restore into an empty directory", o.data_dir));
     }
     auto client_ptr = RegionClient(o.from_url, {o.ca_file, o.api_key, 10, 120});
     httplib::Client& client = *client_ptr;

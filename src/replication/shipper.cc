@@ -83,7 +83,7 @@ Status Shipper::CheckSameHistory(uint64_t target_seq, const std::string& target_
   LogBatch batch;
   FORYOU_RETURN_IF_ERROR(engine_.ReadLog(target_seq, 1, &batch));
   if (batch.records.empty() || batch.records[0].first != target_seq ||
-      Sha256Hex(batch.records[0].second) != target_hash) {
+      Sha256Hex(batch.records[0].second + (batch.macs.empty() ? std::string() : batch.macs[0])) != target_hash) {
     return Status::Conflict(fmt::format("diverged: the backup's record {} differs from this log's; clear that backup "
                                         "to resume",
                                         target_seq));

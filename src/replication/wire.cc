@@ -31,7 +31,7 @@ Status DecodeLogBatch(std::string_view in, LogBatch* out) {
   out->store_key.clear();
   uint8_t version;
   if (!GetByte(&in, &version)) return Status::InvalidArgument("backup batch: empty body");
-  if (version != kWireFormatVersion) {
+  if (version != kWireFormatVersion && version != 2) {
     return Status::InvalidArgument(fmt::format("backup batch: wire format version {} is not supported", version));
   }
   uint64_t n;
@@ -51,7 +51,7 @@ Status DecodeLogBatch(std::string_view in, LogBatch* out) {
   for (auto& [name, wrapped] : out->keys) {
     if (!GetString(&in, &name) || !GetString(&in, &wrapped)) return Status::InvalidArgument("backup batch: truncated key");
   }
-  if (!GetString(&in, &out->store_key)) return Status::InvalidArgument("backup batch: truncated store key");
+  if (version >= 3 && !GetString(&in, &out->store_key)) return Status::InvalidArgument("backup batch: truncated store key");
   if (!in.empty()) return Status::InvalidArgument("backup batch: trailing bytes");
   return Status::OK();
 }

@@ -3,7 +3,7 @@
 //   [u8 version = kWireFormatVersion]
 //   varint n, then n x (varint seq, string record, string chain MAC or "")
 //   varint k, then k x (string key name, string wrapped key)
-//   string store key wrapped by the source's region key ("" = none)
+//   string store key wrapped by the source's region key ("" = none; absent in v2)
 // Sealed records and wrapped keys are shipped as stored: the backup region
 // receives ciphertext it cannot open (it lacks the source's region key).
 #pragma once
@@ -16,7 +16,7 @@
 
 namespace foryou {
 
-constexpr uint8_t kWireFormatVersion = 2;
+constexpr uint8_t kWireFormatVersion = 3;  // 2: no store key at the end; still read
 
 std::string EncodeLogBatch(const LogBatch& batch);
 Status DecodeLogBatch(std::string_view data, LogBatch* out);
