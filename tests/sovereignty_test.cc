@@ -260,6 +260,12 @@ TEST_F(SovereigntyTest, KillingTheUsPrimaryAndRestoringFromSgLosesNothingAcknowl
                                         dir_.Sub("data-us-wrong"), "--api-key-file", dir_.Sub("us-operator.key"),
                                         "--region-key-file", dir_.Sub("sg.region-key"), "--json"});
   EXPECT_NE(wrong_key.exit_code, 0) << wrong_key.out;
+  EXPECT_NE(RunCommand({FORYOU_BINARY, "restore", "--from", sg_url, "--source-region", "us", "--data-dir",
+                        dir_.Sub("data-us"), "--api-key-file", dir_.Sub("us-operator.key"), "--region-key-file",
+                        dir_.Sub("us.region-key")})
+                .exit_code,
+            0)
+      << "a restore never writes into a store that exists";
   CommandResult restored = RunCommand({FORYOU_BINARY, "restore", "--from", sg_url, "--source-region", "us", "--data-dir",
                                        dir_.Sub("data-us-restored"), "--api-key-file", dir_.Sub("us-operator.key"),
                                        "--region-key-file", dir_.Sub("us.region-key"), "--json"});

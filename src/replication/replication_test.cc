@@ -44,6 +44,18 @@ TEST(WireTest, BatchesRoundTripAndMalformedOnesAreRefused) {
     EXPECT_EQ(DecodeLogBatch(bytes.substr(0, cut), &back).code(), StatusCode::kInvalidArgument) << cut;
   }
   EXPECT_FALSE(DecodeLogBatch(std::string("\x09", 1), &back).ok()) << "unknown version";
+  // Version 2 (no store key at the end) is still read.
+  b.store_key = "wrapped-store-key";
+  std::string v3 = EncodeLogBatch(b);
+  ASSERT_TRUE(DecodeLogBatch(v3, &back).ok());
+  EXPECT_EQ(back.store_key, "wrapped-store-key");
+  b.store_key.clear();
+  std::string v2 = EncodeLogBatch(b);
+  v2[0] = 2;
+  v2.pop_back();  // the empty store key string
+  ASSERT_TRUE(DecodeLogBatch(v2, &back).ok());
+  EXPECT_EQ(back.records, b.records);
+  EXPECT_TRUE(back.store_key.empty());
 }
 
 TEST(BackupStoresTest, HoldsOnlySealedDataOfAllowedJurisdictionsInOrder) {
