@@ -188,19 +188,19 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     if (!keyring.ok()) return keyring.status();
     engine->keyring_ = std::move(keyring).value();
   }
-  size_t keys = 0;
-  FORYOU_RETURN_IF_ERROR(engine->store_->ForEachKey([&](std::string_view name, std::string_view wrapped) {
-    ++keys;
-    if (engine->keyring_ == nullptr) return Status::OK();
-    auto key_name = KeyName::FromBytes(name);
-    if (!key_name) return Status::Corruption("key table: malformed key name");
-    return engine->keyring_->Load(*key_name, wrapped);
-  }));
-  if ((keys > 0 || !first_mac->empty() || *wrapped_store_key) && engine->keyring_ == nullptr) {
+  if ((any_key || !first_mac->empty() || *wrapped_store_key) && engine->keyring_ == nullptr) {
     // Also a chained store with no user yet: a record appended without its
     // MAC would break the chain.
     return Status::InvalidArgument(fmt::format(
         "the store at {} is encrypted: give its region key (--region-key-file or FORYOU_REGION_KEY)", data_dir));
+  }
+
+  if (engine->keyring_ != nullptr) {
+    FORYOU_RETURN_IF_ERROR(engine->store_->ForEachKey([&](std::string_view name, std::string_view wrapped) {
+      auto key_name = KeyName::FromBytes(name);
+      if (!key_name) return Status::Corruption("key table: malformed key name");
+      return engine->keyring_->Load(*key_name, wrapped);
+    }));
   }
 
   const auto start = std::chrono::steady_clock::now();

@@ -120,7 +120,7 @@ void Shipper::Run(size_t index) {
     wake_.wait_for(lock, std::chrono::milliseconds(backoff), [&] { return stop_; });
     backoff = std::min(backoff * 2, 2000);
   };
-  auto advance = [&](uint64_t seq, size_t bytes, bool batch) {
+  auto advance = [&](uint64_t seq) {
     {
       std::lock_guard lock(mu_);
       Target& t = targets_[index];
@@ -130,10 +130,6 @@ void Shipper::Run(size_t index) {
       if (seq >= engine_.LastSeq()) t.failing = false;
       t.stats.shipped_seq = seq;
       t.stats.last_error.clear();
-      if (batch) {
-        t.stats.batches++;
-        t.stats.bytes += bytes;
-      }
     }
     shipped_.notify_all();
     backoff = options_.retry_ms;
@@ -187,7 +183,7 @@ void Shipper::Run(size_t index) {
       }
       known = true;
       shipped = *seq;
-      advance(shipped, 0, false);
+      advance(shipped);
     }
     if (engine_.LastSeq() <= shipped) {
       std::unique_lock lock(mu_);
@@ -210,7 +206,7 @@ void Shipper::Run(size_t index) {
     auto seq = last_seq_of(r->body);
     if (r->status == 200 && seq) {
       shipped = *seq;
-      advance(shipped, body.size(), true);
+      advance(shipped);
     } else if (r->status == 409) {
       known = false;  // the target is elsewhere in the log: ask where, and check it is this log
     } else {

@@ -54,7 +54,7 @@ struct ShipperOptions {
 struct ShipperTargetStats {
   std::string region;
   uint64_t shipped_seq = 0;  // the target's last stored sequence number
-  uint64_t batches = 0, bytes = 0, failures = 0;
+  uint64_t failures = 0;
   std::string last_error;
 };
 

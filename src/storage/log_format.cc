@@ -221,7 +221,6 @@ Status DecodeSealedEvents(std::string_view in, const Keyring* keyring, LogRecord
     const uint64_t n = events.size();
     if (n > 0) out->homes.emplace_back(events[0].user_id, g.jurisdiction);
     for (uint64_t i = 0; i < n; ++i) opened.emplace_back(pos[i], std::move(events[i]));
-    g.events = n;
     g.opened = true;
   }
   if (!in.empty()) return Status::Corruption("log record: trailing bytes after sealed groups");

@@ -51,7 +51,6 @@ struct SealedGroup {
   std::string jurisdiction;
   std::string pseudonym, key_id;
   std::string sealed;
-  uint64_t events = 0;  // known only when opened
   bool opened = false;  // false: no keyring, or the key is destroyed
 };
 
