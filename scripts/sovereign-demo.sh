@@ -55,7 +55,7 @@ write = ["US"]
 [[principals]]
 name = "us-operator"
 key_sha256 = "$(sha us-operator-secret)"
-role = "operator"
+role = "replication"
 read = ["US"]
 write = ["US"]
 region = "us"

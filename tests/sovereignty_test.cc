@@ -9,7 +9,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 
 #include "bench/server_process.h"
 #include "policy/policy.h"
@@ -20,6 +23,12 @@ namespace foryou {
 namespace {
 
 using nlohmann::json;
+
+// RunCommand, with stderr (where foryou says why it refused) in `out`.
+CommandResult RunWithStderr(std::vector<std::string> args) {
+  args.insert(args.begin(), {"sh", "-c", "exec \"$0\" \"$@\" 2>&1"});
+  return RunCommand(args);
+}
 
 class SovereigntyTest : public ::testing::Test {
  protected:
@@ -32,14 +41,20 @@ class SovereigntyTest : public ::testing::Test {
     auto principal = [](const char* name, const char* key, Role role, std::set<std::string> rights) {
       return Principal{name, Sha256Hex(key), role, rights, rights, ""};
     };
-    const std::vector<Principal> principals = {
+    std::vector<Principal> principals = {
         principal("us-feed-service", "us-key", Role::kService, {"US"}),
         principal("sg-feed-service", "sg-key", Role::kService, {"SG"}),
         principal("eu-feed-service", "eu-key", Role::kService, {"EU"}),
         principal("migrations", "admin-key", Role::kAdmin, {"*"}),
-        {"us-operator", Sha256Hex("us-operator-key"), Role::kOperator, {"US"}, {"US"}, "us"},  // us's key at sg
+        {"us-operator", Sha256Hex("us-operator-key"), Role::kReplication, {"US"}, {"US"}, "us"},  // us's key at sg
         principal("outside-auditor", "auditor-key", Role::kAuditor, {}),
     };
+    // One principal per role, with every right its lists can give and
+    // region us: what it may do is then decided by its role alone.
+    for (Role role : {Role::kService, Role::kOperator, Role::kAuditor, Role::kAdmin, Role::kReplication}) {
+      const std::string name = std::string("role-") + RoleName(role);
+      principals.push_back({name, Sha256Hex(name + "-key"), role, {"*"}, {"*"}, "us"});
+    }
     std::ofstream(dir_.Sub("policy.toml")) << PolicyToml(regions, principals);
     std::ofstream(dir_.Sub("us-operator.key")) << "us-operator-key\n";
     for (const char* region : {"us", "sg", "eu"}) {
@@ -91,6 +106,7 @@ class SovereigntyTest : public ::testing::Test {
     if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
     if (!jurisdiction.empty()) h.emplace("X-Foryou-Jurisdiction", jurisdiction);
     if (method == "GET") return c.Get(path.c_str(), h);
+    if (method == "DELETE") return c.Delete(path.c_str(), h);
     return c.Post(path.c_str(), h, body, "application/json");
   }
 
@@ -479,23 +495,154 @@ TEST_F(SovereigntyTest, HostileInputToTheNewEndpointsIsA4xxAndChangesNothing) {
             "confirmed") << "and still takes the real stream";
 }
 
-TEST_F(SovereigntyTest, BackupsTravelOverVerifiedTls) {
-  // A certificate for 127.0.0.1, and an sg that speaks only HTTPS.
-  ASSERT_EQ(RunCommand({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                        "-keyout", dir_.Sub("sg-key.pem"), "-out", dir_.Sub("sg-cert.pem"), "-days", "2", "-subj",
-                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"})
-                .exit_code,
-            0);
+// Issue 9: the table of roles in docs/SOVEREIGNTY.md is the test. Each row
+// is a role, each column a class of requests; "yes" must be served (any
+// answer but 401 and 403), "no" refused with 401 or 403.
+TEST_F(SovereigntyTest, RolesTableInTheDocsIsWhatTheServerEnforces) {
+  std::ifstream in(std::string(FORYOU_SOURCE_DIR) + "/docs/SOVEREIGNTY.md");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t begin = text.find("<!-- roles-table"), end = text.find("<!-- /roles-table -->");
+  ASSERT_NE(begin, std::string::npos);
+  ASSERT_NE(end, std::string::npos);
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream lines(text.substr(begin, end - begin));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("|", 0) != 0 || line.rfind("|---", 0) == 0) continue;
+    std::vector<std::string> cells;
+    std::istringstream cs(line.substr(1));
+    for (std::string cell; std::getline(cs, cell, '|');) {
+      cell.erase(0, cell.find_first_not_of(' '));
+      cell.erase(cell.find_last_not_of(' ') + 1);
+      cells.push_back(cell);
+    }
+    rows.push_back(cells);
+  }
+  ASSERT_EQ(rows.size(), 6u) << "a header and one row per role";
+  const std::vector<std::string> columns = {"role", "personal data", "user import", "catalog write", "backups",
+                                            "open endpoints"};
+  ASSERT_EQ(rows[0], columns) << "a new column needs requests in this test";
+  auto served = [](const httplib::Result& r) { return r && r->status != 401 && r->status != 403; };
+  std::set<std::string> roles;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    ASSERT_EQ(rows[i].size(), columns.size());
+    const std::string& role = rows[i][0];
+    roles.insert(role);
+    const std::string key = "role-" + role + "-key";
+    const std::string user = "r-" + role;
+    for (size_t c = 1; c < columns.size(); ++c) {
+      ASSERT_TRUE(rows[i][c] == "yes" || rows[i][c] == "no") << rows[i][c];
+      const bool want = rows[i][c] == "yes";
+      std::vector<std::pair<std::string, httplib::Result>> tries;
+      if (columns[c] == "personal data") {
+        tries.emplace_back("POST /v1/events", Call(0, "POST", "/v1/events", key, "US", Events(user)));
+        for (const std::string& path : {"/v1/feed?user_id=" + user, "/v1/users/" + user, "/v1/users/" + user + "/export"}) {
+          tries.emplace_back("GET " + path, Call(0, "GET", path, key, "US"));
+        }
+        tries.emplace_back("DELETE /v1/users/" + user, Call(0, "DELETE", "/v1/users/" + user, key, "US"));
+      } else if (columns[c] == "user import") {
+        const std::string body = R"({"events":[{"video_id":"v1","type":"play","watch_ratio":1.0}]})";
+        tries.emplace_back("POST import", Call(0, "POST", "/v1/users/imp-" + role + "/import", key, "US", body));
+      } else if (columns[c] == "catalog write") {
+        tries.emplace_back("POST /v1/videos", Call(0, "POST", "/v1/videos", key, "", R"({"videos":[]})"));
+      } else if (columns[c] == "backups") {
+        // At sg, which holds us's backups; a bogus batch is a 400 once authorized.
+        tries.emplace_back("GET status", Call(1, "GET", "/v1/backup/us/status", key, ""));
+        tries.emplace_back("GET records", Call(1, "GET", "/v1/backup/us/records?from=1", key, ""));
+        tries.emplace_back("POST records", Call(1, "POST", "/v1/backup/us/records", key, "", "not a batch"));
+      } else {
+        for (const char* path : {"/healthz", "/metrics", "/v1/videos/v1"}) {
+          tries.emplace_back(std::string("GET ") + path, Call(0, "GET", path, key, ""));
+        }
+      }
+      for (const auto& [what, r] : tries) {
+        ASSERT_TRUE(r) << role << " " << what;
+        EXPECT_EQ(served(r), want) << role << " / " << columns[c] << ": " << what << " -> " << r->status << " "
+                                   << r->body;
+        if (want) {
+          EXPECT_LT(r->status, 500) << role << " " << what << " " << r->body;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(roles, (std::set<std::string>{"service", "operator", "auditor", "admin", "replication"}));
+}
+
+// Issue 9: us's backup key, captured by a backup region or on the wire,
+// opens no user at us, and a server refuses to start with a --backup-to key
+// that could.
+TEST_F(SovereigntyTest, TheBackupCredentialOpensNoPersonalData) {
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->status, 200);
+  for (const auto& [method, path] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/v1/users/amy"}, {"GET", "/v1/users/amy/export"}, {"GET", "/v1/feed?user_id=amy"},
+           {"DELETE", "/v1/users/amy"}, {"POST", "/v1/events"}}) {
+    auto r = Call(0, method, path, "us-operator-key", "US", Events("amy"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 403) << method << " " << path << " " << r->body;
+  }
+  EXPECT_EQ(Call(0, "GET", "/v1/users/amy", "us-key", "US")->status, 200) << "amy is still there";
+  // A --backup-to key of a service (which can read US users) is refused at start.
+  std::ofstream(dir_.Sub("service.key")) << "us-key\n";
+  CommandResult r = RunWithStderr({FORYOU_BINARY, "serve", "--data-dir", dir_.Sub("data-us-badkey"), "--listen",
+                                "127.0.0.1:0", "--policy", dir_.Sub("policy.toml"), "--region", "us",
+                                "--region-key-file", dir_.Sub("us.region-key"), "--backup-to",
+                                "sg=http://127.0.0.1:" + std::to_string(servers_[1]->port()), "--backup-api-key-file",
+                                dir_.Sub("service.key")});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("replication"), std::string::npos) << r.out;
+}
+
+// Issue 9: beyond loopback, a policy server without TLS does not start
+// unless told so by a flag that says what it does.
+TEST_F(SovereigntyTest, PlainHttpBeyondLoopbackIsRefused) {
+  // 0.0.0.0 is beyond loopback; the refusal comes before anything binds.
+  CommandResult r = RunWithStderr({FORYOU_BINARY, "serve", "--data-dir", dir_.Sub("data-plain"), "--listen", "0.0.0.0:0",
+                                "--policy", dir_.Sub("policy.toml"), "--region", "eu", "--region-key-file",
+                                dir_.Sub("eu.region-key")});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--insecure-plaintext"), std::string::npos) << r.out;
+  CommandResult b = RunWithStderr({FORYOU_BINARY, "serve", "--data-dir", dir_.Sub("data-plain2"), "--listen",
+                                "127.0.0.1:0", "--policy", dir_.Sub("policy.toml"), "--region", "us",
+                                "--region-key-file", dir_.Sub("us.region-key"), "--backup-to",
+                                "sg=http://192.0.2.1:8080", "--backup-api-key-file", dir_.Sub("us-operator.key")});
+  EXPECT_NE(b.exit_code, 0);
+  EXPECT_NE(b.out.find("mutual TLS"), std::string::npos) << b.out;
+}
+
+// Region-to-region traffic is mutual TLS: sg verifies us's client
+// certificate (issue 9: a stolen key alone is not enough), us verifies sg's.
+TEST_F(SovereigntyTest, BackupsTravelOverMutualTls) {
+  auto openssl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "openssl");
+    ASSERT_EQ(RunWithStderr(args).exit_code, 0) << args[1];
+  };
+  // A CA, sg's server certificate for 127.0.0.1, and client certificates
+  // for regions us and eu, each signed by the CA.
+  openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+           dir_.Sub("ca.key"), "-out", dir_.Sub("ca.pem"), "-days", "2", "-subj", "/CN=foryou test CA"});
+  for (const auto& [name, ext] : std::vector<std::pair<std::string, std::string>>{
+           {"127.0.0.1", "subjectAltName=IP:127.0.0.1"}, {"us", "extendedKeyUsage=clientAuth"},
+           {"eu", "extendedKeyUsage=clientAuth"}}) {
+    const std::string file = name == "127.0.0.1" ? "sg" : name + "-client";
+    openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+             dir_.Sub(file + "-key.pem"), "-out", dir_.Sub(file + ".csr"), "-subj", "/CN=" + name, "-addext", ext});
+    openssl({"x509", "-req", "-in", dir_.Sub(file + ".csr"), "-CA", dir_.Sub("ca.pem"), "-CAkey", dir_.Sub("ca.key"),
+             "-CAcreateserial", "-out", dir_.Sub(file + "-cert.pem"), "-days", "2", "-copy_extensions", "copyall"});
+  }
   std::vector<std::string> sg_args = RegionArgs(1);
-  sg_args.insert(sg_args.end(), {"--tls-cert-file", dir_.Sub("sg-cert.pem"), "--tls-key-file", dir_.Sub("sg-key.pem")});
+  sg_args.insert(sg_args.end(), {"--tls-cert-file", dir_.Sub("sg-cert.pem"), "--tls-key-file", dir_.Sub("sg-key.pem"),
+                                 "--tls-client-ca-file", dir_.Sub("ca.pem")});
   auto sg = ServerProcess::Start(FORYOU_BINARY, dir_.Sub("data-sg-tls"), dir_.path(), sg_args);
   ASSERT_NE(sg, nullptr);
   const std::string sg_url = "https://127.0.0.1:" + std::to_string(sg->port());
-  auto us_with = [&](const std::string& data, bool trust) {
+  auto us_with = [&](const std::string& data, bool trust, const std::string& client) {
     std::vector<std::string> args = {"--policy", dir_.Sub("policy.toml"), "--region", "us", "--region-key-file",
                                      dir_.Sub("us.region-key"), "--backup-to", "sg=" + sg_url,
-                                     "--backup-api-key-file", dir_.Sub("us-operator.key"), "--backup-wait-ms", "5000"};
-    if (trust) args.insert(args.end(), {"--backup-ca-file", dir_.Sub("sg-cert.pem")});
+                                     "--backup-api-key-file", dir_.Sub("us-operator.key"), "--backup-wait-ms", "3000"};
+    if (trust) args.insert(args.end(), {"--backup-ca-file", dir_.Sub("ca.pem")});
+    if (!client.empty()) {
+      args.insert(args.end(), {"--backup-cert-file", dir_.Sub(client + "-client-cert.pem"), "--backup-key-file",
+                               dir_.Sub(client + "-client-key.pem")});
+    }
     return ServerProcess::Start(FORYOU_BINARY, dir_.Sub(data), dir_.path(), args);
   };
   auto write = [](ServerProcess& us, const std::string& user) {
@@ -507,20 +654,38 @@ TEST_F(SovereigntyTest, BackupsTravelOverVerifiedTls) {
     EXPECT_EQ(r->status, 200);
     return r->get_header_value("X-Foryou-Backup");
   };
-  // A primary that does not trust sg's certificate ships nothing.
-  auto untrusting = us_with("data-us-untrusting", false);
-  ASSERT_NE(untrusting, nullptr);
-  EXPECT_EQ(write(*untrusting, "amy"), "pending") << "an unverified certificate is a failed request";
-  untrusting.reset();
-  // One that does, over TLS, confirms; and a restore over TLS gets it back.
-  auto us = us_with("data-us-tls", true);
+  // A primary that does not trust sg's certificate ships nothing; nor does
+  // one without a client certificate, or with another region's.
+  for (const auto& [trust, client] : std::vector<std::pair<bool, std::string>>{{false, "us"}, {true, ""}, {true, "eu"}}) {
+    auto us = us_with("data-us-" + std::to_string(trust) + client, trust, client);
+    ASSERT_NE(us, nullptr);
+    EXPECT_EQ(write(*us, "amy"), "pending") << "trust " << trust << ", client certificate '" << client << "'";
+  }
+  // us's key alone, captured: sg refuses it without us's certificate.
+  {
+    httplib::SSLClient c("127.0.0.1", sg->port());
+    c.set_ca_cert_path(dir_.Sub("ca.pem").c_str());
+    c.enable_server_certificate_verification(true);
+    c.set_bearer_token_auth("us-operator-key");
+    auto r = c.Get("/v1/backup/us/status");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 403) << r->body;
+  }
+  // With both certificates verified, writes are confirmed; a restore over
+  // mutual TLS gets them back, and one without the certificate gets nothing.
+  auto us = us_with("data-us-tls", true, "us");
   ASSERT_NE(us, nullptr);
   EXPECT_EQ(write(*us, "amy"), "confirmed");
   us->Kill9();
-  CommandResult restored = RunCommand({FORYOU_BINARY, "restore", "--from", sg_url, "--source-region", "us", "--data-dir",
-                                       dir_.Sub("data-us-tls-restored"), "--api-key-file", dir_.Sub("us-operator.key"),
-                                       "--region-key-file", dir_.Sub("us.region-key"), "--ca-file",
-                                       dir_.Sub("sg-cert.pem"), "--json"});
+  std::vector<std::string> restore = {FORYOU_BINARY, "restore", "--from", sg_url, "--source-region", "us",
+                                      "--api-key-file", dir_.Sub("us-operator.key"), "--region-key-file",
+                                      dir_.Sub("us.region-key"), "--ca-file", dir_.Sub("ca.pem"), "--json"};
+  std::vector<std::string> without = restore;
+  without.insert(without.end(), {"--data-dir", dir_.Sub("data-us-no-cert")});
+  EXPECT_NE(RunCommand(without).exit_code, 0) << "no client certificate";
+  restore.insert(restore.end(), {"--data-dir", dir_.Sub("data-us-tls-restored"), "--cert-file",
+                                 dir_.Sub("us-client-cert.pem"), "--key-file", dir_.Sub("us-client-key.pem")});
+  CommandResult restored = RunCommand(restore);
   ASSERT_EQ(restored.exit_code, 0) << restored.out;
   EXPECT_EQ(json::parse(restored.out)["users"], 1);
 }
@@ -565,7 +730,7 @@ TEST_F(SovereigntyTest, RotatingTheRegionKeyReachesTheBackup) {
 
 TEST(OpenModeTest, WithoutAPolicyTheServerRefusesToListenBeyondLoopback) {
   TempDir dir;
-  CommandResult r = RunCommand({FORYOU_BINARY, "serve", "--data-dir", dir.Sub("d"), "--listen", "0.0.0.0:0"});
+  CommandResult r = RunWithStderr({FORYOU_BINARY, "serve", "--data-dir", dir.Sub("d"), "--listen", "0.0.0.0:0"});
   EXPECT_NE(r.exit_code, 0);
 }
 

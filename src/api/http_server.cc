@@ -1,14 +1,13 @@
 #include "api/http_server.h"
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <regex>
 #include <set>
-#include <chrono>
 #include <fmt/format.h>
 
 #include "api/json_codec.h"
@@ -54,44 +53,36 @@ Status ParseListenAddress(const std::string& listen, std::string* host, int* por
   return Status::OK();
 }
 
-namespace {
-
-struct Reply {
-  Reply(int s = 200, std::string b = "", const char* type = "application/json")
+struct RouteReply {
+  RouteReply(int s = 200, std::string b = "", const char* type = "application/json")
       : status(s), body(std::move(b)), content_type(type) {}
   int status;
   std::string body;
   const char* content_type;
   std::string backup_state;           // X-Foryou-Backup, for writes with a shipper
+  std::string allow;                  // Allow, for 405
 };
 
+namespace {
+
+using Reply = RouteReply;
+
 Reply Error(const Status& s) { return Reply{HttpStatusFor(s.code()), ErrorToJson(s)}; }
-
-using Handler = std::function<Reply(const httplib::Request&)>;
-
-// The user a request names in its path (the route's first capture group).
-std::function<std::vector<std::string>(const httplib::Request&)> PathUser(const char* pattern) {
-  return [re = std::regex(pattern)](const httplib::Request& req) {
-    std::smatch m;
-    std::vector<std::string> users;
-    if (std::regex_match(req.path, m, re)) users.push_back(m[1]);
-    return users;
-  };
-}
 
 const char* DefaultErrorCode(int status) {
   switch (status) {
     case 400: return "invalid_argument";
     case 404: return "not_found";
     case 405: return "method_not_allowed";
+    case 408: return "timeout";
     case 413: return "too_large";
-    case 414: return "too_large";
+    case 431: return "too_large";
     default: return status >= 500 ? "internal" : "bad_request";
   }
 }
 
 // The backup endpoints, once the wrapper has authorized the request.
-Reply BackupHandler(BackupStores& backups, const httplib::Request& req, std::string_view action,
+Reply BackupHandler(BackupStores& backups, const HttpRequest& req, std::string_view action,
                     const std::set<std::string>& allowed) {
   const std::string source = req.matches[1];
   if (action == "backup.status") {
@@ -128,7 +119,33 @@ Reply BackupHandler(BackupStores& backups, const httplib::Request& req, std::str
   return Reply{200, fmt::format(R"({{"source":"{}","last_seq":{}}})", source, last)};
 }
 
+// The users named by a route's path (its first capture group).
+std::vector<std::string> PathUser(const HttpRequest& req) {
+  return req.matches.size() > 1 ? std::vector<std::string>{req.matches[1]} : std::vector<std::string>{};
+}
+
 }  // namespace
+
+// One row of the route table: everything the wrapper needs to know about an
+// endpoint, declared once (InstallRoutes).
+struct HttpServer::Route {
+  std::string method;
+  std::regex pattern;  // matched against the raw path; captures are percent-decoded
+  const char* endpoint;  // metrics label
+  // Non-null marks an endpoint of personal data ("feed.read", ...) or of
+  // backups ("backup.write", ...): authorized (with a policy) and audited.
+  const char* action;
+  // The users a request touches, known before it runs.
+  std::function<std::vector<std::string>(const HttpRequest&)> users;
+  std::function<RouteReply(const HttpRequest&)> handler;
+};
+
+// What the wrapper learned about one request while authorizing it.
+struct HttpServer::Authorized {
+  std::string principal = "open";
+  std::vector<std::string> subjects;           // the users it touches
+  std::set<std::string> backup_jurisdictions;  // what a backup request may carry
+};
 
 HttpServer::HttpServer(Engine& engine, const ServerOptions& options, const Sovereignty& sovereignty)
     : engine_(engine),
@@ -136,180 +153,205 @@ HttpServer::HttpServer(Engine& engine, const ServerOptions& options, const Sover
       audit_(sovereignty.audit),
       policy_(sovereignty.policy),
       region_(sovereignty.region),
-      options_(options),
-      server_(options.tls_cert_file.empty()
-                  ? std::make_unique<httplib::Server>()
-                  : std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(), options.tls_key_file.c_str())) {
-  const int threads = options_.threads;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  server_->set_payload_max_length(options_.max_body_bytes);
-  server_->set_read_timeout(5, 0);
-  server_->set_write_timeout(5, 0);
-  server_->set_keep_alive_timeout(5);
-  server_->set_keep_alive_max_count(1000);
-  server_->set_tcp_nodelay(true);
-  // Errors httplib produces itself (unknown route, body too large, bad
-  // request line) get the same JSON shape as ours.
-  server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    std::string msg = res.status == 404   ? fmt::format("no route for {} {}", req.method, req.path)
-                      : res.status == 413 ? std::string("request body exceeds the size limit")
-                                          : fmt::format("HTTP {}", res.status);
-    res.set_content(ErrorToJson(DefaultErrorCode(res.status), msg), "application/json");
-  });
-  server_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    spdlog::error("unhandled exception: {}", what);
-    res.status = 500;
-    res.set_content(ErrorToJson("internal", "internal error"), "application/json");
-  });
+      options_(options) {
+  TransportOptions t;
+  t.threads = options_.threads;
+  t.max_body_bytes = options_.max_body_bytes;
+  t.tls_cert_file = options_.tls_cert_file;
+  t.tls_key_file = options_.tls_key_file;
+  t.tls_client_ca_file = options_.tls_client_ca_file;
+  transport_ = std::make_unique<HttpTransport>(
+      t, [this](HttpRequest& req) { return Dispatch(req); },
+      [this](int status, const std::string& message) {
+        metrics_.ObserveRequest("rejected", status, 0);
+        HttpResponse res;
+        res.status = status;
+        res.body = ErrorToJson(DefaultErrorCode(status), message);
+        return res;
+      });
   InstallRoutes();
 }
 
 HttpServer::~HttpServer() = default;
 
+HttpResponse HttpServer::Dispatch(HttpRequest& req) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string_view raw_path = std::string_view(req.target).substr(0, req.target.find('?'));
+  const Route* found = nullptr;
+  std::string allow;
+  std::match_results<std::string_view::const_iterator> m;
+  for (const Route& r : routes_) {
+    if (!std::regex_match(raw_path.begin(), raw_path.end(), m, r.pattern)) continue;
+    if (r.method == req.method) {
+      found = &r;
+      break;
+    }
+    if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + r.method;
+  }
+  Reply reply;
+  const char* endpoint = "no_route";
+  if (found != nullptr) {
+    endpoint = found->endpoint;
+    for (const auto& sub : m) req.matches.push_back(PercentDecode(std::string_view(&*sub.first, static_cast<size_t>(sub.length()))));
+    reply = Serve(*found, req);
+  } else if (!allow.empty()) {
+    reply = Reply{405, ErrorToJson("method_not_allowed", fmt::format("{} is not allowed on {}; allowed: {}", req.method,
+                                                                     req.path, allow))};
+    reply.allow = allow;
+  } else {
+    reply = Reply{404, ErrorToJson("not_found", fmt::format("no route for {} {}", req.method, req.path))};
+  }
+  metrics_.ObserveRequest(endpoint, reply.status,
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  HttpResponse res;
+  res.status = reply.status;
+  res.body = std::move(reply.body);
+  res.content_type = reply.content_type;
+  if (!reply.backup_state.empty()) res.headers.emplace_back("X-Foryou-Backup", reply.backup_state);
+  if (!reply.allow.empty()) res.headers.emplace_back("Allow", reply.allow);
+  return res;
+}
+
+std::optional<RouteReply> HttpServer::Authorize(const Route& route, const HttpRequest& req, Authorized* out) const {
+  const std::string_view act = route.action != nullptr ? std::string_view(route.action) : std::string_view();
+  const bool backup = act.starts_with("backup.");
+  const bool personal = route.action != nullptr && !backup;
+  if (backup && policy_ == nullptr) {
+    return Reply{403, ErrorToJson("forbidden", "backups need a policy: this server runs in open mode")};
+  }
+  if (policy_ == nullptr) return std::nullopt;
+  std::string key = req.get_header_value("Authorization");
+  if (key.rfind("Bearer ", 0) == 0) key = key.substr(7);
+  const Principal* p = policy_->Authenticate(key);
+  out->principal = p != nullptr ? p->name : "unauthenticated";
+  if (backup) {
+    const std::string& source = req.matches[1];
+    if (auto refusal = policy_->CheckBackup(*region_, key, source, act == "backup.write" ? Access::kWrite : Access::kRead,
+                                            &out->backup_jurisdictions)) {
+      return Reply{refusal->http_status, ErrorToJson(refusal->code, refusal->message)};
+    }
+    // Mutual TLS: with a client CA configured, the key alone is not enough.
+    if (!options_.tls_client_ca_file.empty() && !(req.peer_verified && req.peer_common_name == source)) {
+      return Reply{403, ErrorToJson("forbidden", fmt::format("backups of region {} need its client certificate "
+                                                             "(mutual TLS, common name {})",
+                                                             source, source))};
+    }
+    if (sov_.backups == nullptr) return Reply{503, ErrorToJson("unavailable", "this server holds no backups")};
+    return std::nullopt;
+  }
+  if (personal) {
+    const bool write = IsWrite(act);
+    const std::string jurisdiction = req.get_header_value("X-Foryou-Jurisdiction");
+    if (auto refusal = policy_->Check(*region_, key, jurisdiction, write ? Access::kWrite : Access::kRead)) {
+      return Reply{refusal->http_status, refusal->http_status == 421
+                                             ? MisdirectedToJson(refusal->message, refusal->home_region)
+                                             : ErrorToJson(refusal->code, refusal->message)};
+    }
+    if (act == "user.import" && !RoleMay(p->role, Capability::kImport)) {
+      // A user arriving with their data from another region is a
+      // migration: an admin's act, never a service's.
+      return Reply{403, ErrorToJson("forbidden", fmt::format("principal {} is not an admin: only admins migrate users",
+                                                             p->name))};
+    }
+    for (const std::string& user : out->subjects) {
+      const std::string home = engine_.UserHome(user);
+      if (!home.empty() && home != jurisdiction) {
+        return Reply{403, ErrorToJson("forbidden",
+                                      fmt::format("user's home jurisdiction is {}, not {}", home, jurisdiction))};
+      }
+    }
+    return std::nullopt;
+  }
+  if (route.method == "POST") {
+    // Catalog writes are not personal data but still need a principal.
+    if (p == nullptr) return Reply{401, ErrorToJson("unauthenticated", "a valid API key is required")};
+    if (!RoleMay(p->role, Capability::kCatalogWrite)) {
+      return Reply{403, ErrorToJson("forbidden", fmt::format("principal {} ({}) may not change the catalog", p->name,
+                                                             RoleName(p->role)))};
+    }
+  }
+  return std::nullopt;
+}
+
+bool HttpServer::IsWrite(std::string_view action) {
+  return action == "events.write" || action == "user.erase" || action == "user.import";
+}
+
+Status HttpServer::Audit(const Route& route, const Authorized& who, const std::string& outcome, bool sync) {
+  const int64_t now = SystemClock().NowMs();
+  const std::vector<std::string> subjects = who.subjects.empty() ? std::vector<std::string>{""} : who.subjects;
+  for (size_t i = 0; i < subjects.size(); ++i) {
+    AuditEntry e;
+    e.ts_ms = now;
+    e.principal = who.principal;
+    e.action = route.action;
+    e.subject = subjects[i].empty() ? "-" : audit_->Pseudonym(subjects[i]);
+    e.outcome = outcome;
+    // One fsync per request: the last entry's covers the ones before.
+    FORYOU_RETURN_IF_ERROR(audit_->Append(std::move(e), sync && i + 1 == subjects.size()));
+  }
+  return Status::OK();
+}
+
+RouteReply HttpServer::Serve(const Route& route, const HttpRequest& req) {
+  const std::string_view act = route.action != nullptr ? std::string_view(route.action) : std::string_view();
+  const bool backup = act.starts_with("backup.");
+  const bool personal = route.action != nullptr && !backup;
+  const bool write = IsWrite(act);
+  Authorized who;
+  // Known before the request runs, so that refused attempts are audited
+  // against the users they aimed at too.
+  if (personal && route.users && (policy_ != nullptr || audit_ != nullptr)) who.subjects = route.users(req);
+  std::optional<Reply> refusal = Authorize(route, req, &who);
+  // A write is audited (fsynced) before it happens, so no change to
+  // personal data can exist without its audit entry.
+  if (!refusal && write && audit_ != nullptr) {
+    if (Status s = Audit(route, who, "attempt", /*sync=*/true); !s.ok()) {
+      spdlog::error("audit append failed: {}", s.ToString());
+      refusal = Error(Status::Unavailable("audit log unavailable; write refused"));
+    }
+  }
+  Reply reply;
+  if (refusal) {
+    reply = std::move(*refusal);
+  } else {
+    try {
+      reply = backup ? BackupHandler(*sov_.backups, req, act, who.backup_jurisdictions) : route.handler(req);
+    } catch (const std::exception& e) {
+      spdlog::error("{}: unhandled exception: {}", route.endpoint, e.what());
+      reply = Error(Status::Internal("internal error"));
+    }
+    // An accepted write is acknowledged once the backup regions hold it.
+    const bool changed = write || (!personal && !backup && route.method == "POST");
+    if (sov_.shipper != nullptr && changed && reply.status == 200) {
+      reply.backup_state = sov_.shipper->WaitFor(engine_.LastSeq(), sov_.backup_wait) ? "confirmed" : "pending";
+    }
+  }
+  // Backups: reads (a restore) and refusals are audited; shipped batches
+  // of ciphertext are not, one entry each would double every write.
+  const bool audited = personal || (backup && (refusal.has_value() || act == "backup.read"));
+  if (audit_ != nullptr && audited) {
+    if (Status s = Audit(route, who, std::to_string(reply.status), /*sync=*/write); !s.ok()) {
+      spdlog::error("audit append failed: {}", s.ToString());
+      // A read is withheld when it cannot be audited. A write is already
+      // committed (and its attempt audited): reporting failure would only
+      // make the client send it twice.
+      if (!write) reply = Error(Status::Unavailable("audit log unavailable; request refused"));
+    }
+  }
+  return reply;
+}
+
 void HttpServer::InstallRoutes() {
-  // `action` non-null marks a personal-data endpoint: authorized (with a
-  // policy) and audited (with an audit log). `users` names the users a
-  // request touches, before it runs.
-  using Users = std::function<std::vector<std::string>(const httplib::Request&)>;
-  auto route = [this](const char* method, const char* pattern, const char* endpoint, Handler handler,
-                      const char* action = nullptr, Users users = nullptr) {
-    auto wrapped = [this, method, endpoint, action, handler = std::move(handler), users = std::move(users)](
-                       const httplib::Request& req, httplib::Response& res) {
-      const auto start = std::chrono::steady_clock::now();
-      Reply reply;
-      std::string principal = "open";
-      const std::string_view act = action != nullptr ? std::string_view(action) : std::string_view();
-      // Backups carry sealed personal data, authorized per source region.
-      const bool backup = act.starts_with("backup.");
-      const bool personal = action != nullptr && !backup;
-      const bool write = act == "events.write" || act == "user.erase" || act == "user.import";
-      // The users this request touches, known before it runs, so that refused
-      // attempts are audited against them too.
-      std::vector<std::string> subjects;
-      if (personal && users && (policy_ != nullptr || audit_ != nullptr)) subjects = users(req);
-      std::string jurisdiction;
-      bool refused = false;
-      std::set<std::string> backup_jurisdictions;  // what a backup request may carry
-      if (backup && policy_ == nullptr) {
-        refused = true;
-        reply = Reply{403, ErrorToJson("forbidden", "backups need a policy: this server runs in open mode")};
-      } else if (policy_ != nullptr) {
-        std::string key = req.get_header_value("Authorization");
-        if (key.rfind("Bearer ", 0) == 0) key = key.substr(7);
-        const Principal* p = policy_->Authenticate(key);
-        principal = p != nullptr ? p->name : "unauthenticated";
-        if (backup) {
-          const std::string source = req.matches.size() > 1 ? std::string(req.matches[1]) : std::string();
-          if (auto refusal = policy_->CheckBackup(*region_, key, source, act == "backup.write" ? Access::kWrite : Access::kRead,
-                                                  &backup_jurisdictions)) {
-            refused = true;
-            reply = Reply{refusal->http_status, ErrorToJson(refusal->code, refusal->message)};
-          } else if (sov_.backups == nullptr) {
-            refused = true;
-            reply = Reply{503, ErrorToJson("unavailable", "this server holds no backups")};
-          }
-        } else if (personal) {
-          jurisdiction = req.get_header_value("X-Foryou-Jurisdiction");
-          if (auto refusal = policy_->Check(*region_, key, jurisdiction, write ? Access::kWrite : Access::kRead)) {
-            refused = true;
-            reply = Reply{refusal->http_status, refusal->http_status == 421
-                                                    ? MisdirectedToJson(refusal->message, refusal->home_region)
-                                                    : ErrorToJson(refusal->code, refusal->message)};
-          } else if (act == "user.import" && p->role != Role::kAdmin) {
-            // A user arriving with their data from another region is a
-            // migration: an admin's act, never a service's.
-            refused = true;
-            reply = Reply{403, ErrorToJson("forbidden", fmt::format("principal {} is not an admin: only admins migrate users",
-                                                                    p->name))};
-          } else {
-            for (const std::string& user : subjects) {
-              const std::string home = engine_.UserHome(user);
-              if (!home.empty() && home != jurisdiction) {
-                refused = true;
-                reply = Reply{403, ErrorToJson("forbidden", fmt::format("user's home jurisdiction is {}, not {}",
-                                                                           home, jurisdiction))};
-                break;
-              }
-            }
-          }
-        } else if (std::string_view(method) == "POST" && (p == nullptr || p->role == Role::kAuditor)) {
-          // Catalog writes are not personal data but still need a principal.
-          refused = true;
-          reply = p == nullptr ? Reply{401, ErrorToJson("unauthenticated", "a valid API key is required")}
-                               : Reply{403, ErrorToJson("forbidden", "auditors may not change the catalog")};
-        }
-      }
-      auto audit = [&](const std::string& outcome, bool sync) -> Status {
-        const int64_t now = SystemClock().NowMs();
-        const std::vector<std::string> who = subjects.empty() ? std::vector<std::string>{""} : subjects;
-        for (size_t i = 0; i < who.size(); ++i) {
-          AuditEntry e;
-          e.ts_ms = now;
-          e.principal = principal;
-          e.action = action;
-          e.subject = who[i].empty() ? "-" : audit_->Pseudonym(who[i]);
-          e.outcome = outcome;
-          // One fsync per request: the last entry's covers the ones before.
-          FORYOU_RETURN_IF_ERROR(audit_->Append(std::move(e), sync && i + 1 == who.size()));
-        }
-        return Status::OK();
-      };
-      // A write is audited (fsynced) before it happens, so no change to
-      // personal data can exist without its audit entry.
-      if (!refused && write && audit_ != nullptr) {
-        if (Status s = audit("attempt", /*sync=*/true); !s.ok()) {
-          spdlog::error("audit append failed: {}", s.ToString());
-          refused = true;
-          reply = Error(Status::Unavailable("audit log unavailable; write refused"));
-        }
-      }
-      if (!refused) {
-        try {
-          reply = backup ? BackupHandler(*sov_.backups, req, act, backup_jurisdictions) : handler(req);
-        } catch (const std::exception& e) {
-          spdlog::error("{}: unhandled exception: {}", endpoint, e.what());
-          reply = Error(Status::Internal("internal error"));
-        }
-        // An accepted write is acknowledged once the backup regions hold it.
-        const bool changed = write || (!personal && !backup && std::string_view(method) == "POST");
-        if (sov_.shipper != nullptr && changed && reply.status == 200) {
-          reply.backup_state = sov_.shipper->WaitFor(engine_.LastSeq(), sov_.backup_wait) ? "confirmed" : "pending";
-        }
-      }
-      // Backups: reads (a restore) and refusals are audited; shipped batches
-      // of ciphertext are not, one entry each would double every write.
-      const bool audited = personal || (backup && (refused || act == "backup.read"));
-      if (audit_ != nullptr && audited) {
-        if (Status s = audit(std::to_string(reply.status), /*sync=*/write); !s.ok()) {
-          spdlog::error("audit append failed: {}", s.ToString());
-          // A read is withheld when it cannot be audited. A write is already
-          // committed (and its attempt audited): reporting failure would only
-          // make the client send it twice.
-          if (!write) reply = Error(Status::Unavailable("audit log unavailable; request refused"));
-        }
-      }
-      res.status = reply.status;
-      if (!reply.backup_state.empty()) res.set_header("X-Foryou-Backup", reply.backup_state);
-      res.set_content(std::move(reply.body), reply.content_type);
-      metrics_.ObserveRequest(endpoint, reply.status,
-                              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    };
-    if (std::string_view(method) == "GET") server_->Get(pattern, wrapped);
-    else if (std::string_view(method) == "DELETE") server_->Delete(pattern, wrapped);
-    else server_->Post(pattern, wrapped);
+  auto route = [this](const char* method, const char* pattern, const char* endpoint,
+                      std::function<RouteReply(const HttpRequest&)> handler, const char* action = nullptr,
+                      std::function<std::vector<std::string>(const HttpRequest&)> users = nullptr) {
+    routes_.push_back(Route{method, std::regex(pattern), endpoint, action, std::move(users), std::move(handler)});
   };
 
-  route("GET", "/healthz", "healthz", [](const httplib::Request&) { return Reply{200, R"({"status":"ok"})"}; });
+  route("GET", "/healthz", "healthz", [](const HttpRequest&) { return Reply{200, R"({"status":"ok"})"}; });
 
-  route("GET", "/metrics", "metrics", [this](const httplib::Request&) {
+  route("GET", "/metrics", "metrics", [this](const HttpRequest&) {
     std::string text = metrics_.Render(engine_.Stats());
     if (sov_.shipper != nullptr) {
       const uint64_t last = engine_.LastSeq();
@@ -332,16 +374,19 @@ void HttpServer::InstallRoutes() {
                           "# TYPE foryou_backup_received_bytes_total counter\nforyou_backup_received_bytes_total {}\n",
                           sov_.backups->received_bytes());
     }
+    text += fmt::format("# HELP foryou_http_connections Open HTTP connections.\n# TYPE foryou_http_connections gauge\n"
+                        "foryou_http_connections {}\n",
+                        transport_->open_connections());
     return Reply{200, std::move(text), "text/plain; version=0.0.4"};
   });
 
   // Backups of other regions (replication/backup_store.h); authorized by
-  // the wrapper (Policy::CheckBackup), handled by BackupHandler.
+  // Authorize (Policy::CheckBackup), handled by BackupHandler.
   route("POST", R"(/v1/backup/([A-Za-z0-9_-]+)/records)", "backup_receive", nullptr, "backup.write");
   route("GET", R"(/v1/backup/([A-Za-z0-9_-]+)/records)", "backup_read", nullptr, "backup.read");
   route("GET", R"(/v1/backup/([A-Za-z0-9_-]+)/status)", "backup_status", nullptr, "backup.status");
 
-  route("POST", "/v1/videos", "videos_upsert", [this](const httplib::Request& req) {
+  route("POST", "/v1/videos", "videos_upsert", [this](const HttpRequest& req) {
     auto videos = ParseVideos(req.body);
     if (!videos.ok()) return Error(videos.status());
     const size_t n = videos->size();
@@ -350,7 +395,7 @@ void HttpServer::InstallRoutes() {
     return Reply{200, fmt::format(R"({{"upserted":{}}})", n)};
   });
 
-  route("POST", "/v1/events", "events", [this](const httplib::Request& req) {
+  route("POST", "/v1/events", "events", [this](const HttpRequest& req) {
     auto events = ParseEvents(req.body);
     if (!events.ok()) return Error(events.status());
     // With a policy the wrapper checked X-Foryou-Jurisdiction: it is the home
@@ -358,7 +403,7 @@ void HttpServer::InstallRoutes() {
     auto accepted = engine_.IngestEvents(std::move(events).value(),
                                          policy_ != nullptr ? req.get_header_value("X-Foryou-Jurisdiction") : "");
     return accepted.ok() ? Reply{200, fmt::format(R"({{"accepted":{}}})", *accepted)} : Error(accepted.status());
-  }, "events.write", [](const httplib::Request& req) {
+  }, "events.write", [](const HttpRequest& req) {
     std::vector<std::string> users;
     auto events = ParseEvents(req.body);
     if (events.ok()) {
@@ -369,7 +414,7 @@ void HttpServer::InstallRoutes() {
     return users;
   });
 
-  route("GET", "/v1/feed", "feed", [this](const httplib::Request& req) {
+  route("GET", "/v1/feed", "feed", [this](const HttpRequest& req) {
     FeedRequest fr;
     fr.user_id = req.get_param_value("user_id");
     if (fr.user_id.empty()) return Error(Status::InvalidArgument("user_id: query parameter is required"));
@@ -385,33 +430,41 @@ void HttpServer::InstallRoutes() {
     fr.language = req.get_param_value("language");
     auto feed = engine_.Feed(fr);
     return feed.ok() ? Reply{200, FeedToJson(*feed)} : Error(feed.status());
-  }, "feed.read", [](const httplib::Request& req) { return std::vector<std::string>{req.get_param_value("user_id")}; });
+  }, "feed.read", [](const HttpRequest& req) { return std::vector<std::string>{req.get_param_value("user_id")}; });
 
-  route("GET", R"(/v1/users/([^/]+))", "users_get", [this](const httplib::Request& req) {
+  // Path ids may hold any character, percent-encoded: a user written before
+  // ids were restricted (core/types.h, IsValidId) can still be read,
+  // exported and erased.
+  route("GET", R"(/v1/users/([^/]+))", "users_get", [this](const HttpRequest& req) {
     auto user = engine_.GetUser(req.matches[1]);
     return user.ok() ? Reply{200, UserToJson(*user)} : Error(user.status());
-  }, "user.read", PathUser(R"(/v1/users/([^/]+))"));
+  }, "user.read", PathUser);
 
-  route("GET", R"(/v1/users/([^/]+)/export)", "users_export", [this](const httplib::Request& req) {
+  route("GET", R"(/v1/users/([^/]+)/export)", "users_export", [this](const HttpRequest& req) {
     auto x = engine_.ExportUser(req.matches[1]);
     return x.ok() ? Reply{200, UserExportToJson(*x)} : Error(x.status());
-  }, "user.export", PathUser(R"(/v1/users/([^/]+)/export)"));
+  }, "user.export", PathUser);
 
-  route("DELETE", R"(/v1/users/([^/]+))", "users_erase", [this](const httplib::Request& req) {
-    const std::string user = req.matches[1];
+  route("DELETE", R"(/v1/users/([^/]+))", "users_erase", [this](const HttpRequest& req) {
+    const std::string& user = req.matches[1];
     Status s = engine_.EraseUser(user);
     return s.ok() ? Reply{200, ErasedToJson(user)} : Error(s);
-  }, "user.erase", PathUser(R"(/v1/users/([^/]+))"));
+  }, "user.erase", PathUser);
 
   // Migration, arriving side: the user's export from their old home region
   // becomes their first events here, with this request's jurisdiction as
   // their new home (foryou migrate; docs/SOVEREIGNTY.md).
-  route("POST", R"(/v1/users/([^/]+)/import)", "users_import", [this](const httplib::Request& req) {
-    const std::string user = req.matches[1];
+  route("POST", R"(/v1/users/([^/]+)/import)", "users_import", [this](const HttpRequest& req) {
+    const std::string& user = req.matches[1];
+    if (!IsValidId(user)) {
+      return Error(Status::InvalidArgument(
+          fmt::format("user id: must be 1 to {} characters from {}", kMaxIdBytes, kIdCharacters)));
+    }
     if (engine_.GetUser(user).ok()) {
       return Reply{409, ErrorToJson("conflict", fmt::format("user '{}' already exists here; import only into a region "
                                                             "that does not know the user", user))};
     }
+    if (Status s = CheckJsonDepth(req.body); !s.ok()) return Error(s);
     auto doc = nlohmann::json::parse(req.body, nullptr, false);
     if (!doc.is_object() || !doc.contains("events") || !doc["events"].is_array()) {
       return Error(Status::InvalidArgument("body: expected a user export, {\"events\": [...]}"));
@@ -452,34 +505,19 @@ void HttpServer::InstallRoutes() {
     }
     return Reply{200, fmt::format(R"({{"imported":{},"user_id":{},"home_jurisdiction":{}}})", imported,
                                   nlohmann::json(user).dump(), nlohmann::json(jurisdiction).dump())};
-  }, "user.import", PathUser(R"(/v1/users/([^/]+)/import)"));
+  }, "user.import", PathUser);
 
-  route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const httplib::Request& req) {
+  route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const HttpRequest& req) {
     auto video = engine_.GetVideo(req.matches[1]);
     if (!video.ok()) return Error(video.status());
     return Reply{200, VideoToJson(*video)};
   });
 }
 
-Result<int> HttpServer::Bind(const std::string& host, int port) {
-  if (!server_->is_valid()) {
-    return Status::InvalidArgument(fmt::format("TLS: cannot load the certificate {} or the key {}",
-                                               options_.tls_cert_file, options_.tls_key_file));
-  }
-  if (port == 0) {
-    int bound = server_->bind_to_any_port(host);
-    if (bound <= 0) return Status::IOError(fmt::format("cannot bind {}:0", host));
-    return bound;
-  }
-  if (!server_->bind_to_port(host, port)) return Status::IOError(fmt::format("cannot bind {}:{}", host, port));
-  return port;
-}
+Result<int> HttpServer::Bind(const std::string& host, int port) { return transport_->Bind(host, port); }
 
-Status HttpServer::Run() {
-  if (!server_->listen_after_bind()) return Status::IOError("HTTP server stopped with an error");
-  return Status::OK();
-}
+Status HttpServer::Run() { return transport_->Run(); }
 
-void HttpServer::Stop() { server_->stop(); }
+void HttpServer::Stop() { transport_->Stop(); }
 
 }  // namespace foryou

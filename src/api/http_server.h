@@ -9,16 +9,17 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
+#include "api/http_transport.h"
 #include "api/metrics.h"
 #include "config/options.h"
 #include "engine/engine.h"
 #include "util/status.h"
 
-namespace httplib {
-class Server;
-}
 
 namespace foryou {
 
@@ -27,6 +28,7 @@ class BackupStores;
 class Policy;
 class Shipper;
 struct PolicyRegion;
+struct RouteReply;  // a route's answer, before it becomes an HttpResponse
 
 // The sovereign data layer around a server; every member is optional and
 // borrowed (it must outlive the server).
@@ -63,21 +65,36 @@ class HttpServer {
   // 403 when the principal lacks the right or the user's recorded home
   // differs. A user's home is recorded on their first write.
   //
-  // Backup endpoints (replication/backup_store.h) need a policy and an
-  // operator principal of the source region's jurisdictions
-  // (Policy::CheckBackup).
+  // Backup endpoints (replication/backup_store.h) need a policy and the
+  // source region's replication principal (Policy::CheckBackup); with
+  // ServerOptions::tls_client_ca_file also that region's client certificate
+  // (mutual TLS, common name = the region's name).
+  //
+  // Routes are declared once, in a table (InstallRoutes): a known path with
+  // another method gets 405 with Allow, an unknown path 404.
   HttpServer(Engine& engine, const ServerOptions& options, const Sovereignty& sovereignty = {});
   ~HttpServer();
 
-  // Binds the listening socket; returns the bound port. With
-  // ServerOptions::tls_cert_file the server speaks HTTPS only.
+  // Binds the listening socket (a port in use is an error); returns the
+  // bound port. With ServerOptions::tls_cert_file the server speaks HTTPS only.
   Result<int> Bind(const std::string& host, int port);
   // Serves until Stop() is called. Requires a successful Bind.
   Status Run();
   void Stop();
 
  private:
+  struct Route;
+  struct Authorized;
   void InstallRoutes();
+  HttpResponse Dispatch(HttpRequest& req);
+  // The request's route, authorized, audited, run, and acknowledged.
+  RouteReply Serve(const Route& route, const HttpRequest& req);
+  // Authentication and authorization, in one place: nullopt to go on, or
+  // the refusal to send.
+  std::optional<RouteReply> Authorize(const Route& route, const HttpRequest& req, Authorized* out) const;
+  Status Audit(const Route& route, const Authorized& who, const std::string& outcome, bool sync);
+  static bool IsWrite(std::string_view action);
+
   Engine& engine_;
   const Sovereignty sov_;
   AuditLog* audit_;  // may be null
@@ -85,7 +102,8 @@ class HttpServer {
   const PolicyRegion* region_;
   ServerOptions options_;
   Metrics metrics_;
-  std::unique_ptr<httplib::Server> server_;
+  std::vector<Route> routes_;
+  std::unique_ptr<HttpTransport> transport_;
 };
 
 }  // namespace foryou

@@ -36,6 +36,12 @@ Status CheckDepth(std::string_view body) {
   return Status::OK();
 }
 
+}  // namespace
+
+Status CheckJsonDepth(std::string_view body) { return CheckDepth(body); }
+
+namespace {
+
 Result<json> ParseBody(std::string_view body) {
   FORYOU_RETURN_IF_ERROR(CheckDepth(body));
   json doc = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
@@ -69,7 +75,9 @@ class Fields {
     if (v == nullptr) return required ? Bad(field, "is required") : Status::OK();
     if (!v->is_string()) return Bad(field, "must be a string");
     const auto& s = v->get_ref<const std::string&>();
-    if (s.empty() || s.size() > kMaxIdBytes) return Bad(field, fmt::format("must be 1 to {} bytes", kMaxIdBytes));
+    if (!IsValidId(s)) {
+      return Bad(field, fmt::format("must be 1 to {} characters from {}", kMaxIdBytes, kIdCharacters));
+    }
     *out = s;
     return Status::OK();
   }

@@ -16,6 +16,10 @@
 
 namespace foryou {
 
+// InvalidArgument if `body` nests arrays and objects deeper than the
+// parsers accept (64): every route that parses JSON checks this first.
+Status CheckJsonDepth(std::string_view body);
+
 // Body: {"videos": [...]} or a bare array of videos.
 Result<std::vector<Video>> ParseVideos(std::string_view body);
 // Body: {"events": [...]} or a bare array of events.

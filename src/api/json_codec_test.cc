@@ -31,7 +31,11 @@ TEST(JsonCodecTest, NamesTheFirstBadEventAndField) {
       {R"([1])", "events[0]: must be an object"},
       {R"([{"user_id":"u","video_id":"v","type":"like"},{"video_id":"v","type":"like"}])", "events[1].user_id: is required"},
       {R"([{"user_id":7,"video_id":"v","type":"like"}])", "events[0].user_id: must be a string"},
-      {R"([{"user_id":"","video_id":"v","type":"like"}])", "events[0].user_id: must be 1 to 256 bytes"},
+      {R"([{"user_id":"","video_id":"v","type":"like"}])", "events[0].user_id: must be 1 to 256 characters"},
+      // Issue 9: ids a path cannot carry are refused on write.
+      {R"([{"user_id":"a/b","video_id":"v","type":"like"}])", "events[0].user_id: must be 1 to 256 characters from"},
+      {R"([{"user_id":"a b","video_id":"v","type":"like"}])", "events[0].user_id"},
+      {R"([{"user_id":"u","video_id":"v?x","type":"like"}])", "events[0].video_id"},
       {R"([{"user_id":"u","video_id":"v","type":"lik"}])", "events[0].type: unknown event type 'lik'"},
       {R"([{"user_id":"u","video_id":"v","type":"play"}])", "events[0].watch_ms: a play needs"},
       {R"([{"user_id":"u","video_id":"v","type":"play","watch_ratio":-1}])", "events[0].watch_ratio"},
@@ -76,8 +80,8 @@ TEST(JsonCodecTest, DeepNestingIsRefusedQuickly) {
 }
 
 TEST(JsonCodecTest, BracketsInsideStringsDoNotCountAsNesting) {
-  std::string id(200, '[');
-  auto r = ParseEvents(R"([{"user_id":")" + id + R"(","video_id":"v","type":"like"}])");
+  const std::string tag(60, '[');  // two tags: 120 brackets, all inside strings
+  auto r = ParseVideos(R"([{"id":"v","creator_id":"c","duration_ms":1,"tags":[")" + tag + R"(",")" + tag + R"("]}])");
   EXPECT_TRUE(r.ok()) << r.status().ToString();
 }
 

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -17,12 +18,17 @@
 #include "audit/signing.h"
 #include "util/coding.h"
 
+#include "util/clock.h"
+
 namespace foryou {
 
 namespace {
 
 constexpr char kMagic[] = "FYAUDIT1";
 constexpr size_t kMagicLen = 8;
+// No record is near this long (ids are at most 256 bytes); a length field
+// beyond it is damage, never a record.
+constexpr uint32_t kMaxRecordBytes = 64 << 10;
 constexpr uint8_t kEntryVersion = 1;
 
 std::string EncodeEntry(const AuditEntry& e) {
@@ -101,7 +107,15 @@ Status ParseLog(const std::string& data, std::vector<Record>* records, size_t* v
     }
     uint32_t len = 0;
     for (int i = 0; i < 4; ++i) len |= static_cast<uint32_t>(static_cast<uint8_t>(data[off + i])) << (8 * i);
+    if (len > kMaxRecordBytes) {
+      // A damaged length: cutting here would silently drop every entry
+      // after it (issue 9).
+      return Status::Corruption(fmt::format("audit log: entry {} at byte {}: record length {} is damaged ({} bytes follow)",
+                                            records->size(), off, len, data.size() - off - 4));
+    }
     if (len > data.size() - off - 4) {
+      // Shorter than its length says, and nothing after it: the torn tail of
+      // an append that never finished (and so was never acknowledged).
       *torn = true;
       break;
     }
@@ -184,16 +198,32 @@ Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
   FORYOU_RETURN_IF_ERROR(ParseLog(*data, &records, &valid_end, &torn));
   for (const Record& r : records) log->tree_.Add(LeafHash(r.entry));
   if (!records.empty()) {
+    // Checked at every start: the tree over all entries must be the one the
+    // last entry signed, so an altered, inserted or removed entry anywhere
+    // refuses the start (foryou audit verify names which). One signature
+    // check, however long the log.
     AuditEntry last;
     if (!DecodeEntry(records.back().entry, &last)) return Status::Corruption("audit log: last entry unreadable");
-    log->head_ = {log->tree_.size(), last.ts_ms, log->tree_.Root(), records.back().sig};
+    const Hash root = log->tree_.Root();
+    if (last.seq + 1 != records.size() || root != records.back().root ||
+        !Ed25519Verify(log->public_key_, SthMessage(records.size(), last.ts_ms, root), records.back().sig)) {
+      return Status::Corruption(fmt::format(
+          "audit log in {}: its {} entries do not match the last signed tree head: an entry was altered, inserted or "
+          "removed; run `foryou audit verify --data-dir DIR` to find which",
+          dir, records.size()));
+    }
+    log->head_ = {log->tree_.size(), last.ts_ms, root, records.back().sig};
   } else {
     log->head_ = {0, 0, log->tree_.Root(), ""};
   }
   log->fd_ = ::open(path.c_str(), O_WRONLY);
   if (log->fd_ < 0) return Status::IOError(fmt::format("cannot open {}", path));
-  if (torn && ::ftruncate(log->fd_, static_cast<off_t>(valid_end)) != 0) {
-    return Status::IOError("cannot cut the torn tail of the audit log");
+  if (torn) {
+    spdlog::warn("audit log: cutting a torn last record ({} bytes after entry {}): an append that never finished",
+                 data->size() - valid_end, records.size());
+    if (::ftruncate(log->fd_, static_cast<off_t>(valid_end)) != 0) {
+      return Status::IOError("cannot cut the torn tail of the audit log");
+    }
   }
   if (::lseek(log->fd_, static_cast<off_t>(valid_end), SEEK_SET) < 0) return Status::IOError("seek audit log");
   *out = std::move(log);
@@ -294,6 +324,72 @@ Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entrie
     entries->push_back(e);
     leaves->push_back(LeafHash(records[i].entry));
   }
+  return Status::OK();
+}
+
+Status AuditLog::Repair(const std::string& dir, std::string* report) {
+  const std::string path = dir + "/log";
+  auto data = ReadFile(path);
+  if (!data.ok()) return data.status();
+  auto pub_hex = ReadFile(dir + "/public.key");
+  if (!pub_hex.ok()) return pub_hex.status();
+  std::string trimmed = *pub_hex;
+  while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
+  auto pub = HexDecode(trimmed);
+  if (!pub || pub->size() != 32) return Status::Corruption("audit log: public.key is not a 32-byte hex key");
+  if (data->size() < kMagicLen || data->compare(0, kMagicLen, kMagic) != 0) {
+    return Status::Corruption("audit log: missing FYAUDIT1 header; nothing to keep");
+  }
+  // Walk the records, verifying each, up to the first that does not.
+  MerkleBuilder tree;
+  size_t off = kMagicLen, kept = 0;
+  std::string problem;
+  while (off < data->size()) {
+    if (data->size() - off < 4) {
+      problem = "a torn record";
+      break;
+    }
+    uint32_t len = 0;
+    for (int i = 0; i < 4; ++i) len |= static_cast<uint32_t>(static_cast<uint8_t>((*data)[off + i])) << (8 * i);
+    if (len > kMaxRecordBytes || len > data->size() - off - 4) {
+      problem = fmt::format("a record length of {}", len);
+      break;
+    }
+    std::string_view payload(data->data() + off + 4, len);
+    std::string entry;
+    AuditEntry e;
+    if (!GetString(&payload, &entry) || payload.size() != 32 + 64 || !DecodeEntry(entry, &e) || e.seq != kept) {
+      problem = "a malformed entry";
+      break;
+    }
+    tree.Add(LeafHash(entry));
+    const Hash root = tree.Root();
+    if (!std::equal(root.begin(), root.end(), payload.begin()) ||
+        !Ed25519Verify(*pub, SthMessage(kept + 1, e.ts_ms, root), std::string(payload.substr(32)))) {
+      problem = "an entry that does not match its signed tree head";
+      break;
+    }
+    ++kept;
+    off += 4 + len;
+  }
+  if (problem.empty()) {
+    *report = fmt::format("audit log: {} entries, no damage; nothing changed", kept);
+    return Status::OK();
+  }
+  const std::string aside = fmt::format("{}.damaged-{}", path, SystemClock().NowMs() / 1000);
+  std::error_code ec;
+  std::filesystem::rename(path, aside, ec);
+  if (ec) return Status::IOError(fmt::format("cannot move {} aside: {}", path, ec.message()));
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0 || ::write(fd, data->data(), off) != static_cast<ssize_t>(off) || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    return Status::IOError(fmt::format("cannot write the repaired {}", path));
+  }
+  ::close(fd);
+  *report = fmt::format(
+      "audit log: kept entries 0..{} ({} entries, {} bytes); dropped everything from byte {} on ({} bytes), where "
+      "entry {} begins with {}; the damaged file is kept as {}",
+      kept == 0 ? 0 : kept - 1, kept, off, off, data->size() - off, kept, problem, aside);
   return Status::OK();
 }
 

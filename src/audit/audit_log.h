@@ -51,7 +51,9 @@ struct SignedTreeHead {
 class AuditLog {
  public:
   // Opens or creates the log in `dir`. A torn last record (a crash during
-  // an append that was never acknowledged) is cut off.
+  // an append that was never acknowledged) is cut off, with a warning. Any
+  // other damage is Corruption: a record length that cannot be, or entries
+  // that do not hash to the last signed tree head (checked at every open).
   static Status Open(const std::string& dir, std::unique_ptr<AuditLog>* out);
   ~AuditLog();
 
@@ -74,6 +76,12 @@ class AuditLog {
   // the log is consistent with that earlier head. On success *head is the
   // current head; on failure the message names the first bad entry.
   static Status Verify(const std::string& dir, const SignedTreeHead* saved, SignedTreeHead* head);
+
+  // `foryou repair`: keeps the longest prefix of the log in `dir` whose
+  // every entry verifies (hash chain and signature), moves the damaged file
+  // aside to log.damaged-<unix seconds> and says in *report exactly what was
+  // dropped. A log with no damage is left as it is.
+  static Status Repair(const std::string& dir, std::string* report);
 
   // Reads every entry and its leaf hash (for proofs and tools).
   static Status ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaf_hashes);

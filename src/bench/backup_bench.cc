@@ -41,7 +41,7 @@ constexpr const char* kOperatorKey = "bench-us-operator-key";
 Status WriteRegionFiles(const TempDir& tmp) {
   const std::string policy = PolicyToml(
       {{"us", "US", "Bench Operator", {"US"}, {}}, {"sg", "SG", "Bench Operator", {"SG"}, {"US"}}},
-      {{"us-operator", Sha256Hex(kOperatorKey), Role::kOperator, {"US"}, {"US"}, "us"},
+      {{"us-operator", Sha256Hex(kOperatorKey), Role::kReplication, {"US"}, {"US"}, "us"},
        {"us-feed-service", Sha256Hex(kServiceKey), Role::kService, {"US"}, {"US"}, ""}});
   FORYOU_RETURN_IF_ERROR(WriteTextFile(tmp.Sub("policy.toml"), policy));
   FORYOU_RETURN_IF_ERROR(WriteTextFile(tmp.Sub("us-operator.key"), std::string(kOperatorKey) + "\n"));

@@ -12,6 +12,7 @@
 #include <csignal>
 #include <map>
 #include <optional>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <cstdio>
@@ -33,6 +34,7 @@
 #include "replication/migrate.h"
 #include "replication/restore.h"
 #include "replication/shipper.h"
+#include "storage/store.h"
 #include "demo/demo_world.h"
 #include "eval/eval.h"
 #include "engine/engine.h"
@@ -55,9 +57,23 @@ struct ServeFlags {
   std::vector<std::string> backup_to;
   std::string backup_api_key_file;
   std::string backup_ca_file;
-  std::string tls_cert_file, tls_key_file;
+  std::string tls_cert_file, tls_key_file, tls_client_ca_file;
+  std::string backup_cert_file, backup_key_file;
+  bool insecure_plaintext = false;
   int backup_wait_ms = 2000;
 };
+
+bool IsLoopbackHost(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
+
+// The host of an http(s):// URL ("" when it has none).
+std::string UrlHost(const std::string& url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return "";
+  std::string rest = url.substr(scheme + 3);
+  rest = rest.substr(0, rest.find('/'));
+  if (!rest.empty() && rest.front() == '[') return rest.substr(1, rest.find(']') - 1);
+  return rest.substr(0, rest.rfind(':') == std::string::npos ? rest.size() : rest.rfind(':'));
+}
 
 // The region key from --region-key-file or FORYOU_REGION_KEY; "" when
 // neither is given and `required` is false.
@@ -109,6 +125,7 @@ int Serve(const ServeFlags& flags) {
   if (flags.threads > 0) config.server.threads = flags.threads;
   if (!flags.tls_cert_file.empty()) config.server.tls_cert_file = flags.tls_cert_file;
   if (!flags.tls_key_file.empty()) config.server.tls_key_file = flags.tls_key_file;
+  if (!flags.tls_client_ca_file.empty()) config.server.tls_client_ca_file = flags.tls_client_ca_file;
   if (Status s = ValidateConfig(config); !s.ok()) return Fail(s);
   const bool tls = !config.server.tls_cert_file.empty();
   std::string host;
@@ -124,12 +141,26 @@ int Serve(const ServeFlags& flags) {
     if (region == nullptr) return Fail(Status::InvalidArgument(fmt::format("--region '{}' is not in {}", flags.region, flags.policy_file)));
     spdlog::info("region {} ({}, operated by {}): primary for {} jurisdiction(s)", region->name, region->jurisdiction,
                  region->operator_name, region->primary_for.size());
-    if (!tls && host != "127.0.0.1" && host != "localhost" && host != "::1") {
-      spdlog::warn("serving personal data over plain HTTP on {}: API keys cross the network in the clear; give "
-                   "--tls-cert-file/--tls-key-file or put a TLS-terminating proxy in front",
-                   host);
+    // Beyond loopback, API keys and personal data cross a network: TLS, and
+    // for region-to-region traffic mutual TLS, unless a flag that says what
+    // it does is given.
+    if (!IsLoopbackHost(host)) {
+      const bool holds_backups = !region->backup_for.empty();
+      std::string missing;
+      if (!tls) missing = "TLS (--tls-cert-file/--tls-key-file)";
+      else if (holds_backups && config.server.tls_client_ca_file.empty())
+        missing = "mutual TLS for the backup endpoints (--tls-client-ca-file)";
+      if (!missing.empty()) {
+        if (!flags.insecure_plaintext) {
+          return Fail(Status::InvalidArgument(fmt::format(
+              "a policy server listening beyond loopback ({}) needs {}; to run without it anyway (a TLS-terminating "
+              "proxy in front, a test network), add --insecure-plaintext",
+              host, missing)));
+        }
+        spdlog::warn("INSECURE (--insecure-plaintext): serving on {} without {}", host, missing);
+      }
     }
-  } else if (host != "127.0.0.1" && host != "localhost" && host != "::1") {
+  } else if (!IsLoopbackHost(host)) {
     return Fail(Status::InvalidArgument(
         "without --policy foryou runs in single-region open mode and listens on loopback only (127.0.0.1, ::1)"));
   }
@@ -156,6 +187,18 @@ int Serve(const ServeFlags& flags) {
       return Fail(Status::InvalidArgument(fmt::format("--backup-to '{}': expected REGION=URL", spec)));
     }
     targets.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
+    const std::string& url = targets.back().url;
+    if (!IsLoopbackHost(UrlHost(url)) && (url.rfind("https://", 0) != 0 || flags.backup_cert_file.empty())) {
+      const std::string what = fmt::format(
+          "--backup-to {}: region-to-region traffic beyond loopback needs https:// and this region's client "
+          "certificate (--backup-cert-file/--backup-key-file, mutual TLS)",
+          spec);
+      if (!flags.insecure_plaintext) return Fail(Status::InvalidArgument(what + "; or add --insecure-plaintext"));
+      spdlog::warn("INSECURE (--insecure-plaintext): {}", what);
+    }
+  }
+  if (flags.backup_cert_file.empty() != flags.backup_key_file.empty()) {
+    return Fail(Status::InvalidArgument("--backup-cert-file and --backup-key-file go together"));
   }
   std::string backup_api_key;
   if (!targets.empty()) {
@@ -173,6 +216,11 @@ int Serve(const ServeFlags& flags) {
     auto key = ReadSecretFile(flags.backup_api_key_file, "backup API key");
     if (!key.ok()) return Fail(key.status());
     backup_api_key = *key;
+    // Least privilege: the key given to another region must open nothing
+    // but this region's backups there -- and nothing at all here.
+    if (auto why = policy->CheckBackupCredential(*region, backup_api_key)) {
+      return Fail(Status::Forbidden(fmt::format("--backup-api-key-file: {}", *why)));
+    }
   } else if (policy && !policy->BackupRegionsFor(*region).empty()) {
     spdlog::warn("the policy approves backup regions for {}, but no --backup-to is given: nothing is backed up",
                  region->name);
@@ -220,6 +268,14 @@ int Serve(const ServeFlags& flags) {
   }
 
   std::unique_ptr<AuditLog> audit;
+  if (policy && st.log_seq > 0 && !std::filesystem::exists(config.server.data_dir + "/audit/log")) {
+    // Damage is loud: a store under a policy always has its audit log (a
+    // restore starts one), so a missing one was lost or removed.
+    return Fail(Status::Corruption(fmt::format(
+        "{} holds {} log records but no audit log ({}/audit/log): it was deleted or lost; refusing to serve with its "
+        "history gone",
+        config.server.data_dir, st.log_seq, config.server.data_dir)));
+  }
   if (flags.audit || policy) {
     if (Status s = AuditLog::Open(config.server.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
     spdlog::info("audit log: {} entries, public key {}", audit->Head().tree_size, audit->PublicKeyHex());
@@ -257,6 +313,8 @@ int Serve(const ServeFlags& flags) {
     for (const BackupTarget& t : targets) spdlog::info("backing up to region {} at {}", t.region, t.url);
     ShipperOptions so;
     so.ca_file = flags.backup_ca_file;
+    so.cert_file = flags.backup_cert_file;
+    so.key_file = flags.backup_key_file;
     shipper = std::make_unique<Shipper>(*engine, region->name, targets, backup_api_key, so);
     shipper->Start();
   }
@@ -684,6 +742,7 @@ struct RestoreFlags {
   std::string api_key_file;
   std::string region_key_file;
   std::string config_file;
+  std::string cert_file, key_file;
   bool json = false;
 };
 
@@ -703,6 +762,8 @@ int RestoreCmd(const RestoreFlags& f) {
   o.source_region = f.source_region;
   o.api_key = *api_key;
   o.ca_file = f.ca_file;
+  o.cert_file = f.cert_file;
+  o.key_file = f.key_file;
   o.data_dir = f.data_dir;
   o.region_key = *region_key;
   o.engine = config.engine;
@@ -715,6 +776,21 @@ int RestoreCmd(const RestoreFlags& f) {
                f.from.c_str());
   auto r = Restore(o);
   if (!r.ok()) return Fail(r.status());
+  {
+    // The restored store starts its own audit log with the restore as its
+    // first entry, so that a server under a policy finds one (it refuses a
+    // store with records and no audit log). The region's earlier audit
+    // history is not in the backup (docs/SOVEREIGNTY.md, known limits).
+    std::unique_ptr<AuditLog> audit;
+    if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
+    AuditEntry e;
+    e.ts_ms = SystemClock().NowMs();
+    e.principal = "restore";
+    e.action = "store.restore";
+    e.subject = fmt::format("from:{} last_seq:{}", f.source_region, r->last_seq);
+    e.outcome = "ok";
+    if (Status s = audit->Append(std::move(e), /*sync=*/true); !s.ok()) return Fail(s);
+  }
   const nlohmann::json j = {{"source_region", f.source_region}, {"from", f.from},   {"data_dir", f.data_dir},
                             {"records", r->records},           {"keys", r->keys},   {"bytes", r->bytes},
                             {"last_seq", r->last_seq},         {"videos", r->videos}, {"users", r->users},
@@ -732,6 +808,52 @@ int RestoreCmd(const RestoreFlags& f) {
                 static_cast<unsigned long long>(r->events));
     std::printf("  fetch %.2f s + replay %.2f s = %.2f s; start `foryou serve --data-dir %s` to serve it\n",
                 r->fetch_seconds, r->replay_seconds, r->fetch_seconds + r->replay_seconds, f.data_dir.c_str());
+  }
+  return 0;
+}
+
+// foryou repair: the one way past damage found at start. Keeps what
+// precedes the damage, sets the rest aside, and says what it dropped.
+int RepairCmd(const std::string& data_dir) {
+  using namespace foryou;
+  spdlog::set_default_logger(spdlog::stderr_color_mt("foryou"));
+  spdlog::set_level(spdlog::level::warn);
+  if (!std::filesystem::exists(data_dir + "/CURRENT")) {
+    return Fail(Status::InvalidArgument(fmt::format("{} holds no store", data_dir)));
+  }
+  // The WAL files as they were: the evidence of what the repair drops.
+  const std::string aside = fmt::format("{}/damaged-{}", data_dir, SystemClock().NowMs() / 1000);
+  std::vector<std::string> wals;
+  for (const auto& f : std::filesystem::directory_iterator(data_dir)) {
+    if (f.path().extension() == ".log" && f.is_regular_file()) wals.push_back(f.path().filename());
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(aside, ec);
+  for (const std::string& w : wals) {
+    std::filesystem::copy_file(data_dir + "/" + w, aside + "/" + w, ec);
+    if (ec) return Fail(Status::IOError(fmt::format("cannot copy {} aside: {}", w, ec.message())));
+  }
+  StoreOptions strict;
+  std::unique_ptr<Store> store;
+  Status before = Store::Open(data_dir, strict, &store);
+  store.reset();
+  if (before.ok()) {
+    std::printf("store: no damage found; nothing changed\n");
+    std::filesystem::remove_all(aside, ec);
+  } else {
+    StoreOptions so;
+    so.repair = true;
+    if (Status s = Store::Open(data_dir, so, &store); !s.ok()) return Fail(s);
+    std::printf("store: damage found (%s)\n", before.message().c_str());
+    std::printf("store: recovered to log record %llu; the WAL from the damaged record on was dropped. The WAL files "
+                "as they were are kept in %s (%zu file(s))\n",
+                static_cast<unsigned long long>(store->last_seq()), aside.c_str(), wals.size());
+    store.reset();
+  }
+  if (std::filesystem::exists(data_dir + "/audit/log")) {
+    std::string report;
+    if (Status s = AuditLog::Repair(data_dir + "/audit", &report); !s.ok()) return Fail(s);
+    std::printf("%s\n", report.c_str());
   }
   return 0;
 }
@@ -766,8 +888,21 @@ int main(int argc, char** argv) {
                         "REGION=URL of a backup region (repeatable); the policy must approve it. Writes are "
                         "acknowledged once every backup region stored them");
   serve_cmd->add_option("--backup-api-key-file", serve.backup_api_key_file,
-                        "File with this region's API key at its backup regions (an operator principal there)")
+                        "File with this region's API key at its backup regions: a principal of role "
+                        "\"replication\" with this region as its region (checked at start)")
       ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--backup-cert-file", serve.backup_cert_file,
+                        "This region's client certificate (PEM) for its backup regions (mutual TLS)")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--backup-key-file", serve.backup_key_file, "The client certificate's PEM private key")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--tls-client-ca-file", serve.tls_client_ca_file,
+                        "Mutual TLS: PEM CA that other regions' client certificates are verified against; backup "
+                        "endpoints then need the source region's certificate [config: server.tls_client_ca_file]")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_flag("--insecure-plaintext", serve.insecure_plaintext,
+                      "INSECURE: allow a policy server beyond loopback without TLS (or, holding backups, without "
+                      "mutual TLS), and --backup-to beyond loopback without https:// and a client certificate");
   serve_cmd->add_option("--backup-ca-file", serve.backup_ca_file,
                         "PEM CA bundle that verifies https:// backup regions [default: the system's]")
       ->check(CLI::ExistingFile);
@@ -886,7 +1021,8 @@ int main(int argc, char** argv) {
   restore_cmd->add_option("--source-region", restore.source_region, "The region whose backup to fetch (this one)")
       ->required();
   restore_cmd->add_option("--data-dir", restore.data_dir, "Empty directory for the rebuilt store")->required();
-  restore_cmd->add_option("--api-key-file", restore.api_key_file, "File with an operator API key of the backup region")
+  restore_cmd->add_option("--api-key-file", restore.api_key_file,
+                          "File with the source region's replication key (its principal of role \"replication\")")
       ->required()
       ->check(CLI::ExistingFile);
   restore_cmd->add_option("--region-key-file", restore.region_key_file,
@@ -895,9 +1031,20 @@ int main(int argc, char** argv) {
   restore_cmd->add_option("--config", restore.config_file, "Engine configuration (TOML)")->check(CLI::ExistingFile);
   restore_cmd->add_option("--ca-file", restore.ca_file, "PEM CA bundle that verifies an https:// backup region")
       ->check(CLI::ExistingFile);
+  restore_cmd->add_option("--cert-file", restore.cert_file,
+                          "The source region's client certificate (PEM), if the backup region asks for one (mutual TLS)")
+      ->check(CLI::ExistingFile);
+  restore_cmd->add_option("--key-file", restore.key_file, "The client certificate's PEM private key")
+      ->check(CLI::ExistingFile);
   restore_cmd->add_flag("--json", restore.json, "Print one JSON object");
 
   CLI::App* keygen_cmd = app.add_subcommand("keygen", "Print a new random region key (64 hex digits)");
+
+  std::string repair_dir;
+  CLI::App* repair_cmd = app.add_subcommand(
+      "repair", "After a start refused for damage: keep what precedes the damage (store and audit log), set the "
+                "rest aside, and report exactly what was dropped");
+  repair_cmd->add_option("--data-dir", repair_dir, "The (stopped) store")->required();
 
   RekeyFlags rekey;
   CLI::App* rekey_cmd = app.add_subcommand(
@@ -926,6 +1073,7 @@ int main(int argc, char** argv) {
   if (import_cmd->parsed()) return ModelImport(model);
   if (restore_cmd->parsed()) return RestoreCmd(restore);
   if (rekey_cmd->parsed()) return Rekey(rekey);
+  if (repair_cmd->parsed()) return RepairCmd(repair_dir);
   if (keygen_cmd->parsed()) {
     std::printf("%s\n", foryou::NewRegionKeyHex().c_str());
     return 0;

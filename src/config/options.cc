@@ -54,6 +54,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"server.threads", Bind(&s.threads)},
       {"server.tls_cert_file", Bind(&s.tls_cert_file)},
       {"server.tls_key_file", Bind(&s.tls_key_file)},
+      {"server.tls_client_ca_file", Bind(&s.tls_client_ca_file)},
       {"engine.max_feed_items", Bind(&e.max_feed_items)},
       {"engine.default_feed_items", Bind(&e.default_feed_items)},
       {"engine.max_batch", Bind(&e.max_batch)},
@@ -137,6 +138,9 @@ Status ValidateConfig(const Config& c) {
   if (c.server.max_body_bytes < 1024) return bad("server.max_body_bytes must be >= 1024");
   if (c.server.tls_cert_file.empty() != c.server.tls_key_file.empty()) {
     return bad("server.tls_cert_file and server.tls_key_file go together");
+  }
+  if (!c.server.tls_client_ca_file.empty() && c.server.tls_cert_file.empty()) {
+    return bad("server.tls_client_ca_file (mutual TLS) needs server.tls_cert_file and server.tls_key_file");
   }
   if (e.rerank.explore_every < 0) return bad("rerank.explore_every must be >= 0");
   return Status::OK();

@@ -109,6 +109,11 @@ struct ServerOptions {
   // HTTP (fine on loopback or behind a TLS-terminating proxy).
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Mutual TLS (with a certificate and key): PEM CA file that client
+  // certificates are verified against. Backup endpoints then also need the
+  // source region's certificate (common name = region name); other routes
+  // accept clients without one. Empty: no client certificates.
+  std::string tls_client_ca_file;
 };
 
 struct Config {

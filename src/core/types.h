@@ -57,4 +57,11 @@ constexpr size_t kMaxIdBytes = 256;
 constexpr size_t kMaxTags = 32;
 constexpr size_t kMaxTagBytes = 64;
 
+// Ids (users, videos, creators) are 1 to kMaxIdBytes characters from
+// kIdCharacters: letters, digits and `_ - . : @`. Nothing that a URL path, a
+// query or a log line would need to escape, so that every user who can be
+// written can also be read, exported and erased by path (issue 9).
+inline constexpr const char* kIdCharacters = "A-Z a-z 0-9 _ - . : @";
+bool IsValidId(std::string_view id);
+
 }  // namespace foryou

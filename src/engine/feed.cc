@@ -46,8 +46,8 @@ std::vector<std::string> SourceNames(uint8_t s) {
 }  // namespace
 
 Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
-  if (req.user_id.empty() || req.user_id.size() > kMaxIdBytes) {
-    return Status::InvalidArgument(fmt::format("user_id: must be 1 to {} bytes", kMaxIdBytes));
+  if (!IsValidId(req.user_id)) {
+    return Status::InvalidArgument(fmt::format("user_id: must be 1 to {} characters from {}", kMaxIdBytes, kIdCharacters));
   }
   if (req.n < 1 || req.n > options_.max_feed_items) {
     return Status::InvalidArgument(fmt::format("n: must be between 1 and {}", options_.max_feed_items));

@@ -13,8 +13,20 @@ const char* RoleName(Role r) {
     case Role::kOperator: return "operator";
     case Role::kAuditor: return "auditor";
     case Role::kAdmin: return "admin";
+    case Role::kReplication: return "replication";
   }
   return "service";
+}
+
+bool RoleMay(Role role, Capability c) {
+  switch (role) {
+    case Role::kService: return c == Capability::kPersonalData || c == Capability::kCatalogWrite;
+    case Role::kOperator: return c == Capability::kCatalogWrite;
+    case Role::kAuditor: return false;
+    case Role::kAdmin: return c != Capability::kBackup;
+    case Role::kReplication: return c == Capability::kBackup;
+  }
+  return false;
 }
 
 std::string Sha256Hex(const std::string& data) { return HashToHex(Sha256(data)); }
@@ -91,7 +103,8 @@ Result<Policy> Policy::Load(const std::string& path) {
       else if (role == "operator") pr.role = Role::kOperator;
       else if (role == "auditor") pr.role = Role::kAuditor;
       else if (role == "admin") pr.role = Role::kAdmin;
-      else return Status::InvalidArgument(where + ".role: service, operator, auditor or admin");
+      else if (role == "replication") pr.role = Role::kReplication;
+      else return Status::InvalidArgument(where + ".role: service, operator, auditor, admin or replication");
       FORYOU_RETURN_IF_ERROR(StringSet(*t, "read", where, &pr.read));
       FORYOU_RETURN_IF_ERROR(StringSet(*t, "write", where, &pr.write));
       if (const auto* region = t->get("region")) {
@@ -147,8 +160,11 @@ std::optional<Refusal> Policy::Check(const PolicyRegion& region, const std::stri
                                home->name, region.name),
                    home->name};
   }
-  if (p->role == Role::kAuditor) {
-    return Refusal{403, "forbidden", fmt::format("principal {} is an auditor: no access to personal data", p->name), ""};
+  if (!RoleMay(p->role, Capability::kPersonalData)) {
+    return Refusal{403, "forbidden",
+                   fmt::format("principal {} is {} {}: no access to personal data", p->name,
+                               p->role == Role::kAuditor || p->role == Role::kAdmin ? "an" : "a", RoleName(p->role)),
+                   ""};
   }
   const auto& rights = access == Access::kRead ? p->read : p->write;
   if (!Allows(rights, jurisdiction)) {
@@ -165,12 +181,13 @@ std::optional<Refusal> Policy::CheckBackup(const PolicyRegion& region, const std
                                            std::set<std::string>* jurisdictions) const {
   const Principal* p = Authenticate(api_key);
   if (p == nullptr) return Refusal{401, "unauthenticated", "a valid API key is required (Authorization: Bearer KEY)", ""};
-  if (p->role != Role::kOperator && p->role != Role::kAdmin) {
-    return Refusal{403, "forbidden", fmt::format("principal {} is not an operator: no access to backups", p->name), ""};
+  if (!RoleMay(p->role, Capability::kBackup)) {
+    return Refusal{403, "forbidden",
+                   fmt::format("principal {} is not a replication principal: no access to backups", p->name), ""};
   }
   const PolicyRegion* from = FindRegion(source);
   if (from == nullptr) return Refusal{403, "forbidden", fmt::format("region '{}' is not in the policy", source), ""};
-  // Only the source region's own operator ships or restores its backups:
+  // Only the source region's own replication key ships or restores its backups:
   // nobody else may write into (or read) another region's stream.
   if (p->region != source) {
     return Refusal{403, "forbidden",
@@ -198,6 +215,20 @@ std::optional<Refusal> Policy::CheckBackup(const PolicyRegion& region, const std
     }
   }
   *jurisdictions = from->primary_for;
+  return std::nullopt;
+}
+
+std::optional<std::string> Policy::CheckBackupCredential(const PolicyRegion& region, const std::string& api_key) const {
+  const Principal* p = Authenticate(api_key);
+  if (p == nullptr) return std::string("the key belongs to no principal of the policy");
+  if (p->role != Role::kReplication) {
+    return fmt::format("the key is principal {}'s, role {}; a key given to another region must have role "
+                       "\"replication\", which no personal-data endpoint accepts",
+                       p->name, RoleName(p->role));
+  }
+  if (p->region != region.name) {
+    return fmt::format("the key is principal {}'s, whose region is '{}', not {}", p->name, p->region, region.name);
+  }
   return std::nullopt;
 }
 

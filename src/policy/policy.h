@@ -3,7 +3,7 @@
 // Loaded from a TOML file (docs/SOVEREIGNTY.md shows one):
 //   [[regions]]     name, jurisdiction, operator, primary_for = [...], backup_for = [...]
 //   [[principals]]  name, key_sha256 (hex SHA-256 of the API key), role
-//                   (service | operator | auditor | admin), read = [...], write = [...],
+//                   (service | operator | auditor | admin | replication), read = [...], write = [...],
 //                   region (optional: the region whose backups it ships and restores)
 // `read` and `write` list jurisdictions ("*" = all). The policy file never
 // holds an API key itself, only its hash.
@@ -34,8 +34,24 @@ struct PolicyRegion {
   std::set<std::string> backup_for;   // jurisdictions this region may hold backups of
 };
 
-enum class Role { kService, kOperator, kAuditor, kAdmin };
+// What a role may do, whatever its `read`/`write` lists say: the lists narrow
+// a role's capabilities to jurisdictions, they never add one. The table in
+// docs/SOVEREIGNTY.md ("Roles") states the same and is what
+// SovereigntyTest.RolesTableInTheDocsIsWhatTheServerEnforces checks against a
+// real server.
+//   service      personal data (per read/write), catalog writes
+//   operator     catalog writes; no personal data, no backups
+//   auditor      nothing but the open endpoints (audit log is read offline)
+//   admin        personal data (per read/write), user import, catalog writes
+//   replication  a region's key at its backup regions: ships, fetches and
+//                reads the status of that region's backups, nothing else
+//                (least privilege: a stolen or captured key opens no user)
+enum class Role { kService, kOperator, kAuditor, kAdmin, kReplication };
 const char* RoleName(Role role);
+
+enum class Capability { kPersonalData, kImport, kCatalogWrite, kBackup };
+// The one table of roles and capabilities (see above).
+bool RoleMay(Role role, Capability capability);
 
 struct Principal {
   std::string name;
@@ -44,7 +60,7 @@ struct Principal {
   std::set<std::string> read, write;  // jurisdictions, or "*"
   // The region this principal acts for, if any (optional `region` key): a
   // region's own key at its backup regions. Backups of region R are shipped
-  // and restored only by an operator or admin whose region is R.
+  // and restored only by a replication principal whose region is R.
   std::string region;
 };
 
@@ -75,12 +91,18 @@ class Policy {
                                const std::string& jurisdiction, Access access) const;
 
   // Checks a backup request by `api_key` in `region` for the backups of
-  // region `source`: the principal must be an operator or admin of region
+  // region `source`: the principal must be a replication principal of region
   // `source` (its `region`) with the right (write: to ship, read: to
   // restore) for every jurisdiction `source` is primary for, and `region`
   // must be approved (backup_for) to hold all of them. nullopt means allowed; *jurisdictions is set to what may be held.
   std::optional<Refusal> CheckBackup(const PolicyRegion& region, const std::string& api_key, const std::string& source,
                                      Access access, std::set<std::string>* jurisdictions) const;
+  // Why `api_key` may not be given to a backup region by `region` (the
+  // --backup-to credential), or nullopt when it may: it must belong to a
+  // replication principal of `region`, which no personal-data endpoint
+  // accepts. foryou serve refuses to start otherwise.
+  std::optional<std::string> CheckBackupCredential(const PolicyRegion& region, const std::string& api_key) const;
+
   // The regions approved to hold backups of every jurisdiction `primary` is
   // primary for.
   std::vector<const PolicyRegion*> BackupRegionsFor(const PolicyRegion& primary) const;

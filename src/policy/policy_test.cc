@@ -43,8 +43,23 @@ role = "auditor"
 [[principals]]
 name = "reader"
 key_sha256 = "%READ%"
+role = "service"
+read = ["*"]
+
+[[principals]]
+name = "ops"
+key_sha256 = "%OPS%"
 role = "operator"
 read = ["*"]
+write = ["*"]
+
+[[principals]]
+name = "us-replication"
+key_sha256 = "%REPL%"
+role = "replication"
+read = ["*"]
+write = ["*"]
+region = "us"
 )";
 
 std::string Policy1() {
@@ -53,6 +68,8 @@ std::string Policy1() {
   put("%US%", "us-secret");
   put("%AUD%", "auditor-secret");
   put("%READ%", "reader-secret");
+  put("%OPS%", "ops-secret");
+  put("%REPL%", "repl-secret");
   return p;
 }
 
@@ -76,6 +93,43 @@ TEST(PolicyTest, EnforcesRegionRoleAndRights) {
   EXPECT_EQ(policy->Check(*us, "auditor-secret", "US", Access::kRead)->http_status, 403);
   EXPECT_FALSE(policy->Check(*us, "reader-secret", "US", Access::kRead));
   EXPECT_EQ(policy->Check(*us, "reader-secret", "US", Access::kWrite)->http_status, 403);
+  // Issue 9: roles decide, whatever the read/write lists say. Neither an
+  // operator nor the key a region gives its backup region opens a user.
+  for (const char* key : {"ops-secret", "repl-secret"}) {
+    for (Access a : {Access::kRead, Access::kWrite}) {
+      auto refusal = policy->Check(*us, key, "US", a);
+      ASSERT_TRUE(refusal) << key;
+      EXPECT_EQ(refusal->http_status, 403) << key;
+    }
+  }
+}
+
+TEST(PolicyTest, OnlyAReplicationKeyOfThisRegionMayGoToABackupRegion) {
+  TempDir dir;
+  auto policy = Policy::Load(WritePolicy(dir, Policy1()));
+  ASSERT_TRUE(policy.ok()) << policy.status().ToString();
+  const PolicyRegion& us = *policy->FindRegion("us");
+  const PolicyRegion& sg = *policy->FindRegion("sg");
+  EXPECT_FALSE(policy->CheckBackupCredential(us, "repl-secret").has_value());
+  EXPECT_TRUE(policy->CheckBackupCredential(sg, "repl-secret").has_value()) << "us's key, not sg's";
+  for (const char* key : {"us-secret", "ops-secret", "reader-secret", "auditor-secret", "unknown"}) {
+    EXPECT_TRUE(policy->CheckBackupCredential(us, key).has_value()) << key;
+  }
+}
+
+TEST(PolicyTest, RoleTable) {
+  // The table of docs/SOVEREIGNTY.md, "Roles" (tested end to end against a
+  // real server in SovereigntyTest.RolesTableInTheDocsIsWhatTheServerEnforces).
+  using C = Capability;
+  EXPECT_TRUE(RoleMay(Role::kService, C::kPersonalData) && RoleMay(Role::kService, C::kCatalogWrite));
+  EXPECT_FALSE(RoleMay(Role::kService, C::kImport) || RoleMay(Role::kService, C::kBackup));
+  EXPECT_TRUE(RoleMay(Role::kOperator, C::kCatalogWrite));
+  EXPECT_FALSE(RoleMay(Role::kOperator, C::kPersonalData) || RoleMay(Role::kOperator, C::kBackup));
+  for (C c : {C::kPersonalData, C::kImport, C::kCatalogWrite, C::kBackup}) EXPECT_FALSE(RoleMay(Role::kAuditor, c));
+  EXPECT_TRUE(RoleMay(Role::kReplication, C::kBackup));
+  for (C c : {C::kPersonalData, C::kImport, C::kCatalogWrite}) EXPECT_FALSE(RoleMay(Role::kReplication, c));
+  EXPECT_TRUE(RoleMay(Role::kAdmin, C::kImport) && RoleMay(Role::kAdmin, C::kPersonalData));
+  EXPECT_FALSE(RoleMay(Role::kAdmin, C::kBackup));
 }
 
 TEST(PolicyTest, RejectsBadFiles) {
@@ -124,15 +178,16 @@ TEST(PolicyTest, PolicyTomlWritesWhatLoadReads) {
   EXPECT_EQ(loaded->Authenticate("a")->role, Role::kAuditor);
 }
 
-TEST(PolicyTest, OnlyTheSourceRegionsOperatorTouchesItsBackups) {
+TEST(PolicyTest, OnlyTheSourceRegionsReplicationKeyTouchesItsBackups) {
   TempDir dir;
   const std::vector<PolicyRegion> regions = {{"us", "US", "Op", {"US"}, {}}, {"sg", "SG", "Op", {"SG"}, {"US"}},
                                              {"xx", "XX", "Op", {}, {}}};
   const std::vector<Principal> principals = {
-      {"us-op", Sha256Hex("us-op"), Role::kOperator, {"US"}, {"US"}, "us"},
+      {"us-op", Sha256Hex("us-op"), Role::kReplication, {"US"}, {"US"}, "us"},
+      {"us-operator", Sha256Hex("us-operator"), Role::kOperator, {"*"}, {"*"}, "us"},
       {"admin", Sha256Hex("admin"), Role::kAdmin, {"*"}, {"*"}, ""},
       {"svc", Sha256Hex("svc"), Role::kService, {"US"}, {"US"}, "us"},
-      {"xx-op", Sha256Hex("xx-op"), Role::kOperator, {"*"}, {"*"}, "xx"}};
+      {"xx-op", Sha256Hex("xx-op"), Role::kReplication, {"*"}, {"*"}, "xx"}};
   auto p = Policy::Load(WritePolicy(dir, PolicyToml(regions, principals)));
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   const PolicyRegion& sg = *p->FindRegion("sg");
@@ -141,7 +196,8 @@ TEST(PolicyTest, OnlyTheSourceRegionsOperatorTouchesItsBackups) {
   EXPECT_FALSE(p->CheckBackup(sg, "us-op", "us", Access::kWrite, &held).has_value());
   EXPECT_EQ(held, std::set<std::string>{"US"});
   EXPECT_EQ(p->CheckBackup(sg, "admin", "us", Access::kWrite, &held)->http_status, 403) << "not us's";
-  EXPECT_EQ(p->CheckBackup(sg, "svc", "us", Access::kWrite, &held)->http_status, 403) << "not an operator";
+  EXPECT_EQ(p->CheckBackup(sg, "svc", "us", Access::kWrite, &held)->http_status, 403) << "not replication";
+  EXPECT_EQ(p->CheckBackup(sg, "us-operator", "us", Access::kWrite, &held)->http_status, 403) << "not replication";
   EXPECT_EQ(p->CheckBackup(us, "us-op", "us", Access::kWrite, &held)->http_status, 403) << "us holds no US backup";
   EXPECT_EQ(p->CheckBackup(sg, "xx-op", "xx", Access::kWrite, &held)->http_status, 403) << "xx has no data to back up";
   EXPECT_EQ(p->CheckBackup(sg, "nobody", "us", Access::kRead, &held)->http_status, 401);

@@ -33,8 +33,8 @@ Result<MigrateReport> Migrate(const MigrateOptions& o) {
   }
   MigrateReport report;
   const std::string path = "/v1/users/" + PathId(o.user_id);
-  auto from_ptr = RegionClient(o.from_url, {o.ca_file, o.api_key, 10, 120});
-  auto to_ptr = RegionClient(o.to_url, {o.ca_file, o.api_key, 10, 120});
+  auto from_ptr = RegionClient(o.from_url, {o.ca_file, o.api_key, 10, 120, "", ""});
+  auto to_ptr = RegionClient(o.to_url, {o.ca_file, o.api_key, 10, 120, "", ""});
   httplib::Client& from = *from_ptr;
   httplib::Client& to = *to_ptr;
   const httplib::Headers from_h = {{"X-Foryou-Jurisdiction", o.from_jurisdiction}};

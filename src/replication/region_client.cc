@@ -11,7 +11,8 @@ std::unique_ptr<httplib::Client> RegionClient(const std::string& url, const Regi
     spdlog::warn("{}: plain HTTP beyond loopback; this region's API key crosses the network in the clear (use https://)",
                  url);
   }
-  auto client = std::make_unique<httplib::Client>(url);
+  auto client = o.cert_file.empty() ? std::make_unique<httplib::Client>(url)
+                                    : std::make_unique<httplib::Client>(url, o.cert_file, o.key_file);
   if (!o.api_key.empty()) client->set_bearer_token_auth(o.api_key);
   client->set_connection_timeout(o.connect_timeout_s, 0);
   client->set_read_timeout(o.read_timeout_s, 0);

@@ -31,7 +31,7 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
     if (store->last_seq() != 0 || *store_key || any_key) {
       return Status::InvalidArgument(fmt::format("{} already holds a store; restore into an empty directory", o.data_dir));
     }
-    auto client_ptr = RegionClient(o.from_url, {o.ca_file, o.api_key, 10, 120});
+    auto client_ptr = RegionClient(o.from_url, {o.ca_file, o.api_key, 10, 120, o.cert_file, o.key_file});
     httplib::Client& client = *client_ptr;
     uint64_t last = 0;
     {

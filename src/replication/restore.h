@@ -20,8 +20,9 @@ namespace foryou {
 struct RestoreOptions {
   std::string from_url;       // the backup region's server, http://host:port
   std::string source_region;  // whose backup to fetch (this region's name)
-  std::string api_key;        // an operator principal of the backup region
+  std::string api_key;        // the source region's replication principal
   std::string ca_file;        // for an https:// URL (replication/region_client.h)
+  std::string cert_file, key_file;  // the source region's client certificate (mutual TLS)
   std::string data_dir;       // must be empty or absent
   std::string region_key;     // the source region's key, 32 bytes
   EngineOptions engine;

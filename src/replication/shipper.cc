@@ -98,7 +98,8 @@ void Shipper::Run(size_t index) {
     url = targets_[index].where.url;
     region = targets_[index].where.region;
   }
-  auto client_ptr = RegionClient(url, {options_.ca_file, api_key_, options_.timeout_s, options_.timeout_s});
+  auto client_ptr = RegionClient(url, {options_.ca_file, api_key_, options_.timeout_s, options_.timeout_s,
+                                          options_.cert_file, options_.key_file});
   httplib::Client& client = *client_ptr;
   const std::string status_path = fmt::format("/v1/backup/{}/status", source_);
   const std::string records_path = fmt::format("/v1/backup/{}/records", source_);

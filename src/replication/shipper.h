@@ -49,6 +49,7 @@ struct ShipperOptions {
   int retry_ms = 100;
   int timeout_s = 10;  // per HTTP call
   std::string ca_file;  // for https:// targets (replication/region_client.h)
+  std::string cert_file, key_file;  // this region's client certificate (mutual TLS)
 };
 
 struct ShipperTargetStats {

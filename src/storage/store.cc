@@ -37,8 +37,19 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   opts.create_if_missing = true;
   opts.max_open_files = 256;
   opts.keep_log_file_num = 4;
+  // Damage is loud (issue 9): RocksDB's default (point-in-time recovery)
+  // silently stops replaying the WAL at a flipped bit and drops every
+  // acknowledged write after it.
+  opts.paranoid_checks = true;
+  opts.wal_recovery_mode = options.repair ? rocksdb::WALRecoveryMode::kPointInTimeRecovery
+                                          : rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, dir, &raw);
+  if (s.IsCorruption()) {
+    return Status::Corruption(fmt::format("store at {} is damaged: {}. Nothing was served. `foryou repair --data-dir {}` "
+                                          "recovers what precedes the damage and reports what it drops",
+                                          dir, s.ToString(), dir));
+  }
   if (!s.ok()) return Status::IOError(fmt::format("open store at {}: {}", dir, s.ToString()));
   std::unique_ptr<Store> store(new Store());
   store->db_.reset(raw);

@@ -46,6 +46,12 @@ struct StoreOptions {
   // fsync before Append returns. Off: a process crash loses nothing (the OS
   // has the data) but a power loss may lose the last writes.
   bool sync = true;
+  // Damage found at open. Default (false): only a torn last WAL record (an
+  // unfinished, never acknowledged write) is tolerated; any other damage to
+  // the WAL or a table fails the open with Corruption, naming the file.
+  // true (`foryou repair` only): recover to the last consistent point and
+  // drop what follows the damage.
+  bool repair = false;
 };
 
 // A stretch of the log with the wrapped keys its sealed records need: what a
