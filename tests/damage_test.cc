@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "bench/server_process.h"
@@ -101,14 +102,18 @@ TEST(DamageTest, ADamagedAuditLogRefusesTheStartUntilRepaired) {
   }
   const std::string log = data + "/audit/log";
   const auto size = std::filesystem::file_size(log);
-  // 1. One byte of an entry in the middle (not its length): the entries no
-  //    longer hash to the last signed tree head.
-  FlipByte(log, size / 2, 0x01);
+  // 1. One byte of an entry in the middle (its action, not its length): the
+  //    entries no longer hash to the last signed tree head.
+  std::ifstream in(log, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t action = bytes.find("events.write", bytes.size() / 2);
+  ASSERT_NE(action, std::string::npos);
+  FlipByte(log, action, 0x01);
   CommandResult altered = TryServe(data, {"--audit"});
   EXPECT_NE(altered.exit_code, 0);
   EXPECT_NE(altered.exit_code, 124) << altered.out;
-  EXPECT_NE(altered.out.find("audit log"), std::string::npos) << altered.out;
-  FlipByte(log, size / 2, 0x01);  // undone
+  EXPECT_NE(altered.out.find("do not match the last signed tree head"), std::string::npos) << altered.out;
+  FlipByte(log, action, 0x01);  // undone
   // 2. The length of the first entry (bytes 8..11): before, a start cut the
   //    log there silently and `audit verify` then passed.
   FlipByte(log, 11, 0x40);
