@@ -7,12 +7,14 @@
 #include <httplib.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "bench/server_process.h"
 #include "policy/policy.h"
@@ -465,6 +467,79 @@ TEST_F(SovereigntyTest, MigrationMovesTheUserAndItsHome) {
   ASSERT_EQ(shown.exit_code, 0);
   EXPECT_NE(shown.out.find("user.import"), std::string::npos) << shown.out;
   EXPECT_EQ(shown.out.find("amy"), std::string::npos) << "pseudonyms only";
+}
+
+// Issue 9: a migration fences the user at the old home, so no write is lost
+// between the export and the erasure, and a migration killed midway is
+// finished by running it again.
+TEST_F(SovereigntyTest, MigrationFencesTheUserAndLosesNoWrite) {
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->status, 200);
+  std::ofstream(dir_.Sub("admin.key")) << "admin-key\n";
+  const std::string us_url = "http://127.0.0.1:" + std::to_string(servers_[0]->port());
+  const std::string eu_url = "http://127.0.0.1:" + std::to_string(servers_[2]->port());
+  // amy keeps writing at her old home while she moves.
+  std::atomic<bool> stop{false};
+  std::atomic<int> accepted{0}, fenced{0}, other{0};
+  std::string other_answer;
+  std::thread writer([&] {
+    while (!stop) {
+      auto r = Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"));
+      if (r && r->status == 200) {
+        ++accepted;
+      } else if (r && r->status == 503 && !r->get_header_value("Retry-After").empty()) {
+        ++fenced;
+      } else {
+        if (other++ == 0) other_answer = r ? std::to_string(r->status) + " " + r->body : "no answer";
+      }
+    }
+  });
+  while (accepted < 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // The first run dies between the import and the erasure.
+  std::vector<std::string> migrate = {"sh", "-c", "FORYOU_CRASH_AT=migrate.after_import exec \"$0\" \"$@\"",
+                                      FORYOU_BINARY, "migrate", "--user", "amy", "--from", us_url,
+                                      "--from-jurisdiction", "US", "--to", eu_url, "--to-jurisdiction", "EU",
+                                      "--api-key-file", dir_.Sub("admin.key"), "--json"};
+  EXPECT_NE(RunCommand(migrate).exit_code, 0);
+  while (fenced < 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  stop = true;
+  writer.join();
+  EXPECT_EQ(other, 0) << other_answer;
+  // amy is in both regions now, fenced at the old one: a second run ends it.
+  migrate[2] = "exec \"$0\" \"$@\"";
+  CommandResult moved = RunCommand(migrate);
+  ASSERT_EQ(moved.exit_code, 0) << moved.out;
+  EXPECT_EQ(Call(0, "GET", "/v1/users/amy", "us-key", "US")->status, 404);
+  auto there = Call(2, "GET", "/v1/users/amy/export", "eu-key", "EU");
+  ASSERT_EQ(there->status, 200);
+  EXPECT_EQ(json::parse(there->body)["events"].size(), static_cast<size_t>(1 + accepted))
+      << "every write acknowledged at the old home moved: " << accepted << " accepted, " << fenced << " fenced";
+  // Fencing is an admin's act, and only of users who exist.
+  EXPECT_EQ(Call(0, "POST", "/v1/users/bob/fence", "us-key", "US")->status, 403);
+  EXPECT_EQ(Call(0, "POST", "/v1/users/bob/fence", "admin-key", "US")->status, 404);
+}
+
+// Issue 9: a restore killed before it finished is refused by `serve` and
+// started over by the next `foryou restore`.
+TEST_F(SovereigntyTest, AnUnfinishedRestoreIsRefusedAndStartedOver) {
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->get_header_value("X-Foryou-Backup"),
+            "confirmed");
+  const std::string sg_url = "http://127.0.0.1:" + std::to_string(servers_[1]->port());
+  std::vector<std::string> restore = {"sh", "-c", "FORYOU_CRASH_AT=restore.before_done exec \"$0\" \"$@\" 2>&1",
+                                      FORYOU_BINARY, "restore", "--from", sg_url, "--source-region", "us",
+                                      "--data-dir", dir_.Sub("data-us-restored"), "--api-key-file",
+                                      dir_.Sub("us-operator.key"), "--region-key-file", dir_.Sub("us.region-key"),
+                                      "--json"};
+  EXPECT_NE(RunCommand(restore).exit_code, 0);
+  CommandResult refused = RunWithStderr({"timeout", "20", FORYOU_BINARY, "serve", "--data-dir",
+                                         dir_.Sub("data-us-restored"), "--listen", "127.0.0.1:0", "--region-key-file",
+                                         dir_.Sub("us.region-key")});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.exit_code, 124) << "it served a half-restored store";
+  EXPECT_NE(refused.out.find("did not finish"), std::string::npos) << refused.out;
+  restore[2] = "exec \"$0\" \"$@\" 2>&1";
+  CommandResult again = RunCommand(restore);
+  ASSERT_EQ(again.exit_code, 0) << again.out;
+  EXPECT_NE(again.out.find("starting over"), std::string::npos) << again.out;
 }
 
 TEST_F(SovereigntyTest, HostileInputToTheNewEndpointsIsA4xxAndChangesNothing) {

@@ -209,6 +209,9 @@ HttpResponse HttpServer::Dispatch(HttpRequest& req) {
   res.content_type = reply.content_type;
   if (!reply.backup_state.empty()) res.headers.emplace_back("X-Foryou-Backup", reply.backup_state);
   if (!reply.allow.empty()) res.headers.emplace_back("Allow", reply.allow);
+  // Every 503 is a "not now" (a migrating user, an audit log that cannot be
+  // written): say when to try again.
+  if (reply.status == 503) res.headers.emplace_back("Retry-After", "5");
   return res;
 }
 
@@ -247,7 +250,7 @@ std::optional<RouteReply> HttpServer::Authorize(const Route& route, const HttpRe
                                              ? MisdirectedToJson(refusal->message, refusal->home_region)
                                              : ErrorToJson(refusal->code, refusal->message)};
     }
-    if (act == "user.import" && !RoleMay(p->role, Capability::kImport)) {
+    if ((act == "user.import" || act == "user.fence") && !RoleMay(p->role, Capability::kImport)) {
       // A user arriving with their data from another region is a
       // migration: an admin's act, never a service's.
       return Reply{403, ErrorToJson("forbidden", fmt::format("principal {} is not an admin: only admins migrate users",
@@ -274,7 +277,7 @@ std::optional<RouteReply> HttpServer::Authorize(const Route& route, const HttpRe
 }
 
 bool HttpServer::IsWrite(std::string_view action) {
-  return action == "events.write" || action == "user.erase" || action == "user.import";
+  return action == "events.write" || action == "user.erase" || action == "user.import" || action == "user.fence";
 }
 
 Status HttpServer::Audit(const Route& route, const Authorized& who, const std::string& outcome, bool sync) {
@@ -493,19 +496,25 @@ void HttpServer::InstallRoutes() {
       }
     }
     const std::string jurisdiction = policy_ != nullptr ? req.get_header_value("X-Foryou-Jurisdiction") : "";
-    // In batches the engine accepts; the first one records the home.
-    const size_t max = static_cast<size_t>(engine_.options().max_batch);
-    size_t imported = 0;
-    for (size_t b = 0; b < parsed->size(); b += max) {
-      std::vector<Event> batch(parsed->begin() + static_cast<long>(b),
-                               parsed->begin() + static_cast<long>(std::min(parsed->size(), b + max)));
-      auto accepted = engine_.IngestEvents(std::move(batch), jurisdiction);
-      if (!accepted.ok()) return Error(accepted.status());
-      imported += *accepted;
-    }
-    return Reply{200, fmt::format(R"({{"imported":{},"user_id":{},"home_jurisdiction":{}}})", imported,
+    // One record: a crash leaves the user wholly imported or not at all.
+    auto imported = engine_.ImportUserEvents(std::move(parsed).value(), jurisdiction);
+    if (!imported.ok()) return Error(imported.status());
+    return Reply{200, fmt::format(R"({{"imported":{},"user_id":{},"home_jurisdiction":{}}})", *imported,
                                   nlohmann::json(user).dump(), nlohmann::json(jurisdiction).dump())};
   }, "user.import", PathUser);
+
+  // Migration, leaving side: the user's writes are refused here while they
+  // move (engine/user_fences.h); the erasure that ends the move lifts it.
+  route("POST", R"(/v1/users/([^/]+)/fence)", "users_fence", [this](const HttpRequest& req) {
+    Status s = engine_.FenceUser(req.matches[1], true);
+    return s.ok() ? Reply{200, fmt::format(R"({{"user_id":{},"fenced":true}})", nlohmann::json(req.matches[1]).dump())}
+                  : Error(s);
+  }, "user.fence", PathUser);
+  route("DELETE", R"(/v1/users/([^/]+)/fence)", "users_unfence", [this](const HttpRequest& req) {
+    Status s = engine_.FenceUser(req.matches[1], false);
+    return s.ok() ? Reply{200, fmt::format(R"({{"user_id":{},"fenced":false}})", nlohmann::json(req.matches[1]).dump())}
+                  : Error(s);
+  }, "user.fence", PathUser);
 
   route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const HttpRequest& req) {
     auto video = engine_.GetVideo(req.matches[1]);

@@ -214,10 +214,30 @@ class Session {
   void Fail(int status, const std::string& message) {
     const unsigned version = parser_ && parser_->is_header_done() ? parser_->get().version() : 11;
     parser_.reset();
-    Write(t_.on_error(status, message), /*keep_alive=*/false, version);
+    Write(t_.on_error(status, message), /*keep_alive=*/false, version, /*linger=*/true);
   }
 
-  void Write(HttpResponse r, bool keep_alive, unsigned version) {
+  // After an error answer to a request whose body may still be arriving:
+  // stop sending, then read and discard for up to linger_timeout, so that the
+  // client can read the answer instead of a connection reset (what nginx
+  // calls a lingering close). Nothing read is kept.
+  void Linger() {
+    beast::error_code ignored;
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    drain_ = std::make_unique<char[]>(kDrainBytes);
+    lowest().expires_after(kLingerTimeout);
+    DrainSome();
+  }
+
+  void DrainSome() {
+    lowest().async_read_some(asio::buffer(drain_.get(), kDrainBytes),
+                             [self = derived().shared_from_this()](beast::error_code ec, size_t) {
+                               if (ec) return self->lowest().close();
+                               self->DrainSome();
+                             });
+  }
+
+  void Write(HttpResponse r, bool keep_alive, unsigned version, bool linger = false) {
     res_.emplace(static_cast<http::status>(r.status), version);
     res_->set(http::field::content_type, r.content_type);
     for (auto& [k, v] : r.headers) res_->set(k, v);
@@ -226,8 +246,9 @@ class Session {
     res_->prepare_payload();
     lowest().expires_after(t_.options.write_timeout);
     http::async_write(derived().stream(), *res_,
-                      [self = derived().shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                      [self = derived().shared_from_this(), keep_alive, linger](beast::error_code ec, size_t) {
                         self->res_.reset();
+                        if (!ec && linger) return self->Linger();
                         if (ec || !keep_alive) return self->Close();
                         self->DoRead();
                       });
@@ -239,7 +260,10 @@ class Session {
     lowest().close();
   }
 
+  static constexpr size_t kDrainBytes = 16 << 10;
+  static constexpr std::chrono::seconds kLingerTimeout{5};
   HttpTransport::Impl& t_;
+  std::unique_ptr<char[]> drain_;  // only while lingering
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::empty_body>> continue_;

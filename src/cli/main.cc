@@ -774,8 +774,29 @@ int RestoreCmd(const RestoreFlags& f) {
   };
   std::fprintf(stderr, "restore: fetching region %s's backup from %s; then replaying it\n", f.source_region.c_str(),
                f.from.c_str());
+  // A restore is complete or not there: an unfinished one (killed midway)
+  // is started over, and a failed one leaves nothing behind.
+  std::error_code ec;
+  bool existed = std::filesystem::exists(f.data_dir, ec) && !std::filesystem::is_empty(f.data_dir, ec);
+  if (existed && std::filesystem::exists(f.data_dir + "/CURRENT", ec)) {
+    bool unfinished = false;
+    {
+      std::unique_ptr<Store> store;
+      if (Status s = Store::Open(f.data_dir, StoreOptions{}, &store); !s.ok()) return Fail(s);
+      auto marker = store->GetMeta(kRestoreIncompleteMeta);
+      unfinished = marker.ok() && marker->has_value();
+    }
+    if (unfinished) {
+      std::fprintf(stderr, "restore: %s holds an unfinished restore; starting over\n", f.data_dir.c_str());
+      std::filesystem::remove_all(f.data_dir, ec);
+      existed = false;
+    }
+  }
   auto r = Restore(o);
-  if (!r.ok()) return Fail(r.status());
+  if (!r.ok()) {
+    if (!existed) std::filesystem::remove_all(f.data_dir, ec);
+    return Fail(r.status());
+  }
   {
     // The restored store starts its own audit log with the restore as its
     // first entry, so that a server under a policy finds one (it refuses a

@@ -16,6 +16,7 @@
 #include "storage/log_format.h"
 #include "storage/store.h"
 #include "util/coding.h"
+#include "util/crash_point.h"
 
 namespace foryou {
 
@@ -158,6 +159,14 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   StoreOptions so;
   so.sync = options.sync_writes;
   FORYOU_RETURN_IF_ERROR(Store::Open(data_dir, so, &engine->store_));
+  FORYOU_RETURN_IF_ERROR(engine->fences_.Load(*engine->store_));
+  auto unfinished = engine->store_->GetMeta(kRestoreIncompleteMeta);
+  if (!unfinished.ok()) return unfinished.status();
+  if (*unfinished) {
+    return Status::Corruption(fmt::format("{} holds a restore that did not finish ({}); run the same `foryou restore` "
+                                          "again: it starts over",
+                                          data_dir, **unfinished));
+  }
   auto wrapped_store_key = engine->store_->GetMeta("store_key");
   if (!wrapped_store_key.ok()) return wrapped_store_key.status();
   auto first_mac = engine->store_->GetMac(1);
@@ -301,7 +310,33 @@ Status Engine::UpsertVideos(std::vector<Video> videos) {
 }
 
 Result<size_t> Engine::IngestEvents(std::vector<Event> events, const std::string& jurisdiction) {
-  if (events.size() > static_cast<size_t>(options_.max_batch)) {
+  return Ingest(std::move(events), jurisdiction, /*batch_limit=*/true);
+}
+
+Result<size_t> Engine::ImportUserEvents(std::vector<Event> events, const std::string& jurisdiction) {
+  return Ingest(std::move(events), jurisdiction, /*batch_limit=*/false);
+}
+
+std::string Engine::FenceName(const std::string& user_id) const {
+  return keyring_ != nullptr ? Pseudonym(user_id) : user_id;
+}
+
+bool Engine::IsFenced(const std::string& user_id) const {
+  std::lock_guard write(write_mu_);
+  return fences_.Has(FenceName(user_id));
+}
+
+Status Engine::FenceUser(const std::string& user_id, bool fenced) {
+  std::lock_guard write(write_mu_);
+  if (fenced) {
+    std::shared_lock lock(mu_);
+    if (!state_->FindUserIdx(user_id)) return Status::NotFound(fmt::format("user '{}' not found", user_id));
+  }
+  return fences_.Set(*store_, FenceName(user_id), fenced);
+}
+
+Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& jurisdiction, bool batch_limit) {
+  if (batch_limit && events.size() > static_cast<size_t>(options_.max_batch)) {
     return Status::TooLarge(fmt::format("events: batch of {} exceeds the limit of {}", events.size(), options_.max_batch));
   }
   if (events.empty()) return size_t{0};
@@ -328,6 +363,10 @@ Result<size_t> Engine::IngestEvents(std::vector<Event> events, const std::string
                         static_cast<double>(std::max<int64_t>(1, state_->catalog.at(*video).video.duration_ms));
       }
       if (!homes.count(e.user_id)) {
+        if (fences_.size() > 0 && fences_.Has(FenceName(e.user_id))) {
+          return Status::Unavailable(fmt::format(
+              "events[{}].user_id: the user is moving to another region; retry at their new home", i));
+        }
         // Checked again here, under write_mu_: a home changes only by migration.
         const UserRecord* u = state_->FindUser(e.user_id);
         if (u != nullptr && !u->home.empty() && !jurisdiction.empty() && u->home != jurisdiction) {
@@ -578,6 +617,9 @@ Status Engine::EraseUser(const std::string& user_id) {
       FORYOU_RETURN_IF_ERROR(ApplyRecord(seq, record, /*replaying=*/false));
       ResetUser(*idx);
     }
+    // The move (if this erasure ends one) is over.
+    if (Status s = fences_.Set(*store_, FenceName(user_id), false); !s.ok()) return s;
+    CrashPoint("erase.before_scrub");
     if (plaintext_personal_records_ == 0) {
       write.unlock();  // the compaction need not hold up writers
       // The erasure is committed (the keys are deleted); a failed compaction
@@ -605,6 +647,7 @@ Status Engine::EraseUser(const std::string& user_id) {
     return Status::OK();
   }));
   FORYOU_RETURN_IF_ERROR(store_->Rewrite(rewrites));
+  FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, FenceName(user_id), false));
   // 2. Live state.
   std::unique_lock lock(mu_);
   ResetUser(*idx);
@@ -665,9 +708,8 @@ Result<std::string> Engine::RotateRegionKey(const std::string& data_dir, const s
   auto root = UnwrapStoreKey(old_key, **wrapped);
   if (!root.ok()) return root.status();
   std::string rewrapped = WrapStoreKey(new_key, *root);
-  FORYOU_RETURN_IF_ERROR(store->PutMeta("store_key", rewrapped));
-  // The value wrapped by the old key leaves the disk.
-  FORYOU_RETURN_IF_ERROR(store->Scrub());
+  // The value wrapped by the old key leaves the disk, even across a crash.
+  FORYOU_RETURN_IF_ERROR(store->PutMetaScrubbed("store_key", rewrapped));
   return rewrapped;
 }
 

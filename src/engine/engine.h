@@ -31,6 +31,7 @@
 
 #include "config/options.h"
 #include "core/types.h"
+#include "engine/user_fences.h"
 #include "storage/store.h"
 #include "util/clock.h"
 #include "util/status.h"
@@ -157,6 +158,17 @@ class Engine {
   // NotFound if unknown.
   Status EraseUser(const std::string& user_id);
 
+  // Migration fence (engine/user_fences.h): while set, IngestEvents refuses
+  // the user's events with Unavailable. EraseUser lifts it. NotFound for an
+  // unknown user when fencing; lifting an absent fence is OK.
+  Status FenceUser(const std::string& user_id, bool fenced);
+  bool IsFenced(const std::string& user_id) const;
+
+  // The arriving side of a migration: all of a user's events as ONE record
+  // (no max_batch split), so that a crash leaves the user wholly imported or
+  // not at all. Same checks as IngestEvents otherwise.
+  Result<size_t> ImportUserEvents(std::vector<Event> events, const std::string& jurisdiction);
+
   // Re-wraps a (stopped) store's store key under a new region key: the
   // region key rotates without re-encrypting anything. The old key no longer
   // opens the store; backups receive the new wrapped store key with the next
@@ -237,7 +249,10 @@ class Engine {
   std::string unsaved_store_key_;  // a new store's, until its first record; guarded by write_mu_
   std::string last_mac_;   // the chain MAC of the last record; guarded by write_mu_
 
-  std::mutex write_mu_;  // serialises log appends with their application
+  mutable std::mutex write_mu_;  // serialises log appends with their application
+  UserFences fences_;    // guarded by write_mu_
+  std::string FenceName(const std::string& user_id) const;
+  Result<size_t> Ingest(std::vector<Event> events, const std::string& jurisdiction, bool batch_limit);
   mutable std::shared_mutex mu_;
   std::unique_ptr<State> state_;  // guarded by mu_
 

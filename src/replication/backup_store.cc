@@ -110,7 +110,6 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
   }
   // Crypto-shredding reaches the backup: the keys a Shred record names are
   // deleted in the same durable batch that stores the record.
-  bool rewrapped = false;
   std::vector<std::string> shredded;
   for (const LogRecord& shred : shreds) {
     for (const std::string& id : shred.key_ids) shredded.push_back(shred.pseudonym + id);
@@ -122,15 +121,17 @@ Status BackupStores::Receive(const std::string& source, const LogBatch& batch, c
     auto held = store.GetMeta("store_key");
     if (!held.ok()) return held.status();
     if (held->value_or("") != batch.store_key) {
-      FORYOU_RETURN_IF_ERROR(store.PutMeta("store_key", batch.store_key));
-      if (held->has_value()) rewrapped = true;  // a rotation: the old wrapping leaves the disk below
+      // A rotation: the old wrapping leaves the disk (crash-safe: the scrub
+      // intent is written with the new value).
+      FORYOU_RETURN_IF_ERROR(held->has_value() ? store.PutMetaScrubbed("store_key", batch.store_key)
+                                               : store.PutMeta("store_key", batch.store_key));
     }
   }
   for (const auto& [seq, record] : fresh) received_bytes_ += record.size();
   *last_seq = store.last_seq();
-  if (!shredded.empty() || rewrapped) {
+  if (!shredded.empty()) {
     lock.unlock();  // the compaction need not hold up other sources
-    FORYOU_RETURN_IF_ERROR(rewrapped ? store.Scrub() : store.ScrubKeys());
+    FORYOU_RETURN_IF_ERROR(store.ScrubKeys());
   }
   return Status::OK();
 }

@@ -11,6 +11,7 @@
 #include "replication/wire.h"
 #include "storage/store.h"
 #include "util/clock.h"
+#include "util/crash_point.h"
 
 namespace foryou {
 
@@ -31,6 +32,8 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
     if (store->last_seq() != 0 || *store_key || any_key) {
       return Status::InvalidArgument(fmt::format("{} already holds a store; restore into an empty directory", o.data_dir));
     }
+    FORYOU_RETURN_IF_ERROR(store->PutMeta(kRestoreIncompleteMeta,
+                                          fmt::format("region {} from {}", o.source_region, o.from_url)));
     auto client_ptr = RegionClient(o.from_url, {o.ca_file, o.api_key, 10, 120, o.cert_file, o.key_file});
     httplib::Client& client = *client_ptr;
     uint64_t last = 0;
@@ -68,6 +71,9 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
       if (o.progress) o.progress(next - 1, last);
     }
     if (next <= last) return Status::Corruption(fmt::format("backup ended at {} of {}", next - 1, last));
+    CrashPoint("restore.before_done");
+    // Every record is in: the replay below checks them all (the chain).
+    FORYOU_RETURN_IF_ERROR(store->DeleteMeta(kRestoreIncompleteMeta));
   }
   const auto t1 = std::chrono::steady_clock::now();
   report.fetch_seconds = std::chrono::duration<double>(t1 - t0).count();

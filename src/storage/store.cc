@@ -5,8 +5,10 @@
 #include <rocksdb/write_batch.h>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "util/coding.h"
+#include "util/crash_point.h"
 
 namespace foryou {
 
@@ -14,6 +16,7 @@ namespace {
 constexpr char kLogPrefix = 'L';
 const char* const kFormatKey = "M/format";
 const char* const kKeyPrefix = "K/";
+const char* const kScrubPrefix = "M/scrub/";
 
 std::string LogKey(uint64_t seq) {
   std::string k(1, kLogPrefix);
@@ -75,6 +78,16 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
     store->last_seq_ = DecodeFixed64BE(it->key().data() + 1);
   }
   if (!it->status().ok()) return Status::IOError(fmt::format("scan store: {}", it->status().ToString()));
+  it.reset();
+  if (!options.repair) {
+    if (const auto markers = store->ScrubMarkers(); !markers.empty()) {
+      // A crash came between a batch that deleted keys or replaced values
+      // and the compaction that takes their bytes off the disk.
+      spdlog::warn("store at {}: finishing {} scrub(s) interrupted by a crash (erasure or rekey; first: {})", dir,
+                   markers.size(), markers.front());
+      FORYOU_RETURN_IF_ERROR(store->Scrub());
+    }
+  }
   *out = std::move(store);
   return Status::OK();
 }
@@ -91,6 +104,7 @@ Status Store::Append(std::string_view record, uint64_t* seq, const KeyEntries& k
   rocksdb::WriteBatch batch;
   for (const auto& [name, wrapped] : keys) batch.Put(kKeyPrefix + name, wrapped);
   for (const std::string& name : delete_keys) batch.Delete(kKeyPrefix + name);
+  if (!delete_keys.empty()) batch.Put(kScrubPrefix + std::string("shred-") + std::to_string(next), "");
   if (!mac.empty()) batch.Put(MacKey(next), rocksdb::Slice(mac.data(), mac.size()));
   batch.Put(LogKey(next), rocksdb::Slice(record.data(), record.size()));
   rocksdb::Status s = db_->Write(wo, &batch);
@@ -118,6 +132,7 @@ Status Store::AppendReplicated(const std::vector<std::pair<uint64_t, std::string
   }
   for (const auto& [name, wrapped] : keys) batch.Put(kKeyPrefix + name, wrapped);
   for (const std::string& name : delete_keys) batch.Delete(kKeyPrefix + name);  // after the puts: a shred wins
+  if (!delete_keys.empty()) batch.Put(kScrubPrefix + std::string("shred-") + std::to_string(records.empty() ? 0 : records.back().first), "");
   rocksdb::WriteOptions wo;
   wo.sync = true;
   rocksdb::Status s = db_->Write(wo, &batch);
@@ -190,14 +205,68 @@ Result<std::optional<std::string>> Store::Get(uint64_t seq) const {
   return std::optional<std::string>(std::move(value));
 }
 
-Status Store::ScrubKeys() {
+std::vector<std::string> Store::ScrubMarkers() const {
+  std::vector<std::string> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(kScrubPrefix); it->Valid() && it->key().starts_with(kScrubPrefix); it->Next()) {
+    out.push_back(it->key().ToString());
+  }
+  return out;
+}
+
+Status Store::CompactAndClear(bool keys_only) {
+  const std::vector<std::string> markers = ScrubMarkers();
   rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
   if (!s.ok()) return Status::IOError(fmt::format("flush: {}", s.ToString()));
   rocksdb::CompactRangeOptions co;
   co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
   const rocksdb::Slice begin("K/"), end("K0");
-  s = db_->CompactRange(co, &begin, &end);
-  if (!s.ok()) return Status::IOError(fmt::format("compact keys: {}", s.ToString()));
+  s = keys_only ? db_->CompactRange(co, &begin, &end) : db_->CompactRange(co, nullptr, nullptr);
+  if (!s.ok()) return Status::IOError(fmt::format("compact: {}", s.ToString()));
+  if (markers.empty()) return Status::OK();
+  rocksdb::WriteBatch batch;
+  for (const std::string& m : markers) batch.Delete(m);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  s = db_->Write(wo, &batch);
+  if (!s.ok()) return Status::IOError(fmt::format("clear scrub markers: {}", s.ToString()));
+  return Status::OK();
+}
+
+Status Store::ForEachMeta(std::string_view prefix,
+                          const std::function<Status(std::string_view, std::string_view)>& fn) const {
+  const std::string start = "M/" + std::string(prefix);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(start); it->Valid() && it->key().starts_with(start); it->Next()) {
+    FORYOU_RETURN_IF_ERROR(fn(std::string_view(it->key().data() + 2, it->key().size() - 2),
+                              std::string_view(it->value().data(), it->value().size())));
+  }
+  if (!it->status().ok()) return Status::IOError(fmt::format("scan meta: {}", it->status().ToString()));
+  return Status::OK();
+}
+
+Status Store::DeleteMeta(std::string_view name) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = db_->Delete(wo, "M/" + std::string(name));
+  if (!s.ok()) return Status::IOError(fmt::format("delete {}: {}", name, s.ToString()));
+  return Status::OK();
+}
+
+Status Store::PutMetaScrubbed(std::string_view name, std::string_view value) {
+  rocksdb::WriteBatch batch;
+  batch.Put("M/" + std::string(name), rocksdb::Slice(value.data(), value.size()));
+  batch.Put(kScrubPrefix + std::string("meta-") + std::string(name), "");
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = db_->Write(wo, &batch);
+  if (!s.ok()) return Status::IOError(fmt::format("write {}: {}", name, s.ToString()));
+  CrashPoint("store.meta_before_scrub");
+  return Scrub();
+}
+
+Status Store::ScrubKeys() {
+  FORYOU_RETURN_IF_ERROR(CompactAndClear(/*keys_only=*/true));
   return Status::OK();
 }
 
@@ -226,6 +295,7 @@ Status Store::Rewrite(const std::vector<std::pair<uint64_t, std::string>>& recor
     if (seq == 0 || seq > last_seq_) return Status::InvalidArgument(fmt::format("rewrite of unknown record {}", seq));
     batch.Put(LogKey(seq), value);
   }
+  batch.Put(kScrubPrefix + std::string("rewrite"), "");
   rocksdb::WriteOptions wo;
   wo.sync = true;
   rocksdb::Status s = db_->Write(wo, &batch);
@@ -233,15 +303,7 @@ Status Store::Rewrite(const std::vector<std::pair<uint64_t, std::string>>& recor
   return Scrub();
 }
 
-Status Store::Scrub() {
-  rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
-  if (!s.ok()) return Status::IOError(fmt::format("flush: {}", s.ToString()));
-  rocksdb::CompactRangeOptions co;
-  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-  s = db_->CompactRange(co, nullptr, nullptr);
-  if (!s.ok()) return Status::IOError(fmt::format("compact: {}", s.ToString()));
-  return Status::OK();
-}
+Status Store::Scrub() { return CompactAndClear(/*keys_only=*/false); }
 
 uint64_t Store::last_seq() const {
   std::lock_guard<std::mutex> lock(mu_);

@@ -42,6 +42,11 @@ namespace foryou {
 
 constexpr uint32_t kStoreFormatVersion = 1;
 
+// Meta key ("M/" + this) that `foryou restore` writes before fetching and
+// deletes once every record is in: a store that has it is an unfinished
+// restore, which Engine::Open refuses and a new restore starts over.
+inline constexpr const char* kRestoreIncompleteMeta = "restore_incomplete";
+
 struct StoreOptions {
   // fsync before Append returns. Off: a process crash loses nothing (the OS
   // has the data) but a power loss may lose the last writes.
@@ -83,6 +88,14 @@ class Store {
   // Small named values ("M/" + name), durable on return: the wrapped store key.
   Result<std::optional<std::string>> GetMeta(std::string_view name) const;
   Status PutMeta(std::string_view name, std::string_view value);
+  Status DeleteMeta(std::string_view name);  // durable on return
+  // Calls fn(name, value) for every meta value whose name starts with `prefix`.
+  Status ForEachMeta(std::string_view prefix,
+                     const std::function<Status(std::string_view, std::string_view)>& fn) const;
+  // PutMeta, then Scrub, so that the value it replaces leaves the disk (a
+  // re-wrapped store key). Crash-safe: the intent to scrub is in the same
+  // batch as the value, and a start that finds it finishes the scrub.
+  Status PutMetaScrubbed(std::string_view name, std::string_view value);
   // The chain MAC stored for record `seq`, or "" if none.
   Result<std::string> GetMac(uint64_t seq) const;
 
@@ -104,6 +117,11 @@ class Store {
   Result<std::optional<std::string>> Get(uint64_t seq) const;
   // Flushes and compacts the key table, so that deleted keys leave the disk.
   // Slow (a compaction): call it without holding locks others wait on.
+  // Every batch that deletes keys or replaces values (Append with
+  // delete_keys, Rewrite, PutMetaScrubbed) also records a scrub marker
+  // ("M/scrub/..."); a scrub clears the markers that were there when it
+  // began, and Open runs one if any is left (a crash came between the batch
+  // and its scrub), so erased keys never stay on disk across a crash.
   Status ScrubKeys();
 
   // Calls fn(seq, record) for every record with seq >= from_seq, in order.
@@ -124,6 +142,10 @@ class Store {
 
  private:
   Store() = default;
+  std::vector<std::string> ScrubMarkers() const;
+  // Flush and compact (the key table or everything), then clear the scrub
+  // markers that were there before.
+  Status CompactAndClear(bool keys_only);
   std::unique_ptr<rocksdb::DB> db_;
   StoreOptions options_;
   mutable std::mutex mu_;

@@ -1,0 +1,29 @@
+#include "engine/user_fences.h"
+
+namespace foryou {
+
+namespace {
+constexpr const char* kPrefix = "fence/";
+}
+
+Status UserFences::Load(const Store& store) {
+  names_.clear();
+  return store.ForEachMeta(kPrefix, [this](std::string_view name, std::string_view) {
+    names_.insert(std::string(name.substr(std::string_view(kPrefix).size())));
+    return Status::OK();
+  });
+}
+
+Status UserFences::Set(Store& store, const std::string& name, bool fenced) {
+  if (fenced == Has(name)) return Status::OK();
+  if (fenced) {
+    FORYOU_RETURN_IF_ERROR(store.PutMeta(kPrefix + name, ""));
+    names_.insert(name);
+  } else {
+    FORYOU_RETURN_IF_ERROR(store.DeleteMeta(kPrefix + name));
+    names_.erase(name);
+  }
+  return Status::OK();
+}
+
+}  // namespace foryou

@@ -1,0 +1,19 @@
+// Crash points: named steps inside multi-step operations (erasure and its
+// key scrub, rekey, restore, migration) where a test makes the process die
+// exactly as `kill -9` would, to prove the operation is complete or cleanly
+// not done at the next start (tests/crash_points_test.cc).
+//
+// FORYOU_CRASH_AT=NAME in the environment arms one point for the process;
+// reaching it raises SIGKILL. Unarmed, a point costs one string comparison
+// against an empty string. The names in use are listed in docs/RELIABILITY.md.
+//
+// Thread safety: any thread; the environment is read once.
+#pragma once
+
+#include <string_view>
+
+namespace foryou {
+
+void CrashPoint(std::string_view name);
+
+}  // namespace foryou

@@ -1,0 +1,100 @@
+// Crash safety of multi-step operations (issue 9): a process killed at a
+// named step (util/crash_point.h, FORYOU_CRASH_AT) leaves the operation
+// complete or cleanly not done, and the next start says so. Real processes,
+// real stores on disk.
+#include <httplib.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+
+#include "bench/server_process.h"
+#include "storage/store.h"
+#include "util/temp_dir.h"
+
+namespace foryou {
+namespace {
+
+using nlohmann::json;
+
+// Whether any file under `dir` contains `needle`.
+bool AnyFileHolds(const std::string& dir, const std::string& needle) {
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!f.is_regular_file()) continue;
+    std::ifstream in(f.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (bytes.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> WrappedKeys(const std::string& dir) {
+  std::vector<std::string> keys;
+  std::unique_ptr<Store> store;
+  EXPECT_TRUE(Store::Open(dir, StoreOptions{}, &store).ok());
+  EXPECT_TRUE(store->ForEachKey([&](std::string_view, std::string_view wrapped) {
+    keys.emplace_back(wrapped);
+    return Status::OK();
+  }).ok());
+  return keys;
+}
+
+// Starts a server with FORYOU_CRASH_AT=point in its environment.
+std::unique_ptr<ServerProcess> StartArmed(const std::string& point, const std::string& data, const std::string& logs,
+                                          const std::vector<std::string>& extra) {
+  setenv("FORYOU_CRASH_AT", point.c_str(), 1);
+  auto server = ServerProcess::Start(FORYOU_BINARY, data, logs, extra);
+  unsetenv("FORYOU_CRASH_AT");
+  return server;
+}
+
+TEST(CrashPointsTest, AnErasureKilledBeforeItsScrubFinishesItAtTheNextStart) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  std::ofstream(dir.Sub("region.key")) << std::string(64, 'a');
+  const std::vector<std::string> args = {"--region-key-file", dir.Sub("region.key")};
+  {
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
+                     "application/json")->status, 200);
+    for (const char* user : {"victim", "keeper"}) {
+      const std::string ev = json{{"events", {{{"user_id", user}, {"video_id", "v1"}, {"type", "like"}}}}}.dump();
+      ASSERT_EQ(c.Post("/v1/events", ev, "application/json")->status, 200);
+    }
+    ASSERT_EQ(server->Terminate(), 0);
+  }
+  const std::vector<std::string> before = WrappedKeys(data);
+  ASSERT_EQ(before.size(), 2u);
+  {
+    // This start moves the keys into a table file (recovery flushes the WAL),
+    // where only a compaction removes a deleted one.
+    auto server = StartArmed("erase.before_scrub", data, dir.path(), args);
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    auto r = c.Delete("/v1/users/victim");
+    EXPECT_TRUE(!r || r->status != 200) << "the server was to die before answering";
+    server->Kill9();  // reaps it
+  }
+  for (const std::string& key : before) EXPECT_TRUE(AnyFileHolds(data, key)) << "both keys still on disk after the crash";
+  {
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    EXPECT_EQ(c.Get("/v1/users/victim")->status, 404) << "the erasure was committed before the crash";
+    EXPECT_EQ(c.Get("/v1/users/keeper")->status, 200);
+    ASSERT_EQ(server->Terminate(), 0);
+  }
+  const std::vector<std::string> after = WrappedKeys(data);
+  ASSERT_EQ(after.size(), 1u);
+  for (const std::string& key : before) {
+    const bool live = key == after[0];
+    EXPECT_EQ(AnyFileHolds(data, key), live) << (live ? "the keeper's key stays" : "the victim's key left the disk");
+  }
+}
+
+}  // namespace
+}  // namespace foryou
