@@ -4,7 +4,7 @@ JOBS ?= 2
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 
-.PHONY: deps build run test clean
+.PHONY: deps build run test sanitize fuzz crash-campaign clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -20,6 +20,20 @@ run: build
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 1
+
+# ASan+UBSan build (clang-14) of the server and every test, run through ctest.
+sanitize: deps
+	bash scripts/sanitize.sh
+
+# Each libFuzzer harness of fuzz/ for FUZZ_SECONDS (default 30).
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# kill -9 under concurrent writes: TRIALS per mode (open, policy, backup).
+TRIALS ?= 20
+crash-campaign: build
+	bash scripts/crash-campaign.sh $(TRIALS)
 
 clean:
 	rm -rf build

@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config curl
   librocksdb-dev libhnswlib-dev libcpp-httplib-dev nlohmann-json3-dev
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libxxhash-dev libssl-dev libsodium-dev openssl
-  libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3)
+  libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3
+  clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

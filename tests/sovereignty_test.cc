@@ -685,6 +685,20 @@ TEST_F(SovereigntyTest, PlainHttpBeyondLoopbackIsRefused) {
 
 // Region-to-region traffic is mutual TLS: sg verifies us's client
 // certificate (issue 9: a stolen key alone is not enough), us verifies sg's.
+// Issue 9: an audit log that vanished is not replaced by a fresh one.
+TEST_F(SovereigntyTest, AStoreWhoseAuditLogWasDeletedIsNotServed) {
+  ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->status, 200);
+  ASSERT_EQ(servers_[0]->Terminate(), 0);
+  std::filesystem::remove_all(dir_.Sub("data-us") + "/audit");
+  std::vector<std::string> args = {"timeout", "20", FORYOU_BINARY, "serve", "--data-dir", dir_.Sub("data-us"),
+                                   "--listen", "127.0.0.1:0"};
+  for (const std::string& a : RegionArgs(0)) args.push_back(a);
+  CommandResult r = RunWithStderr(args);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.exit_code, 124) << "it served without its audit history";
+  EXPECT_NE(r.out.find("no audit log"), std::string::npos) << r.out;
+}
+
 TEST_F(SovereigntyTest, BackupsTravelOverMutualTls) {
   auto openssl = [&](std::vector<std::string> args) {
     args.insert(args.begin(), "openssl");

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang-14):
+# configures build/asan (which also builds the libFuzzer harnesses of fuzz/,
+# for scripts/fuzz.sh), builds the server and the tests, and runs the unit
+# tests, the end-to-end tests (which start the instrumented server), the
+# hostile-input suite and the sovereignty walkthrough through ctest.
+#   scripts/sanitize.sh            # what CI runs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+BUILD=${FORYOU_ASAN_BUILD:-build/asan}
+if [ ! -f "$BUILD/build.ninja" ]; then
+  # -O1 with line tables: readable reports at a fraction of -O2 -g's compile time.
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" \
+    -DCMAKE_CXX_COMPILER=clang++-14 -DFORYOU_FUZZ=ON -DFORYOU_WERROR=OFF > /dev/null
+fi
+cmake --build "$BUILD" -j "${JOBS:-2}" --target foryou foryou_unit_tests foryou_e2e_tests
+# Leaks are findings; UB aborts (-fno-sanitize-recover); the server processes
+# the tests start inherit these.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$PWD/fuzz/lsan.supp:print_suppressions=0
+cd "$BUILD" && ctest -j 1 --output-on-failure --timeout 600
