@@ -86,52 +86,75 @@ Result<std::string> KeyFile(const std::string& path, size_t n) {
   return key;
 }
 
-// Parses records from the file bytes. Calls fn(index, entry_bytes, root, sig)
-// for each; returns the offset after the last complete record.
+// One record of the log file: the entry, the tree root after it, and the
+// signature over that tree head.
 struct Record {
   std::string entry;
   Hash root;
   std::string sig;
 };
 
-Status ParseLog(const std::string& data, std::vector<Record>* records, size_t* valid_end, bool* torn) {
-  *torn = false;
-  if (data.size() < kMagicLen || data.compare(0, kMagicLen, kMagic) != 0) {
-    return Status::Corruption("audit log: missing FYAUDIT1 header (unknown format or version)");
-  }
-  size_t off = kMagicLen;
-  while (off < data.size()) {
-    if (data.size() - off < 4) {
-      *torn = true;
-      break;
+// Reads a log file record by record, never whole: memory stays one record
+// whatever the log's length.
+class RecordReader {
+ public:
+  Status Open(const std::string& path) {
+    in_.open(path, std::ios::binary);
+    if (!in_) return Status::IOError(fmt::format("cannot read {}", path));
+    in_.seekg(0, std::ios::end);
+    size_ = static_cast<uint64_t>(in_.tellg());
+    in_.seekg(0);
+    char magic[kMagicLen];
+    if (size_ < kMagicLen || !in_.read(magic, kMagicLen) || std::string_view(magic, kMagicLen) != kMagic) {
+      return Status::Corruption("audit log: missing FYAUDIT1 header (unknown format or version)");
     }
-    uint32_t len = 0;
-    for (int i = 0; i < 4; ++i) len |= static_cast<uint32_t>(static_cast<uint8_t>(data[off + i])) << (8 * i);
+    offset_ = kMagicLen;
+    return Status::OK();
+  }
+
+  // The next record into *r: true, or false at the end (torn() says whether
+  // a partial record ends the file). Corruption for damage.
+  Result<bool> Next(Record* r) {
+    if (offset_ == size_) return false;
+    if (size_ - offset_ < 4) return Torn();
+    unsigned char lenbuf[4];
+    if (!in_.read(reinterpret_cast<char*>(lenbuf), 4)) return Status::IOError("audit log: read failed");
+    const uint32_t len = lenbuf[0] | (lenbuf[1] << 8) | (lenbuf[2] << 16) | (static_cast<uint32_t>(lenbuf[3]) << 24);
     if (len > kMaxRecordBytes) {
       // A damaged length: cutting here would silently drop every entry
       // after it (issue 9).
       return Status::Corruption(fmt::format("audit log: entry {} at byte {}: record length {} is damaged ({} bytes follow)",
-                                            records->size(), off, len, data.size() - off - 4));
+                                            count_, offset_, len, size_ - offset_ - 4));
     }
-    if (len > data.size() - off - 4) {
-      // Shorter than its length says, and nothing after it: the torn tail of
-      // an append that never finished (and so was never acknowledged).
-      *torn = true;
-      break;
+    if (len > size_ - offset_ - 4) return Torn();  // the tail of an append that never finished
+    buf_.resize(len);
+    if (!in_.read(buf_.data(), len)) return Status::IOError("audit log: read failed");
+    std::string_view payload(buf_);
+    if (!GetString(&payload, &r->entry) || payload.size() != 32 + 64) {
+      return Status::Corruption(fmt::format("audit log: entry {}: malformed record", count_));
     }
-    std::string_view payload(data.data() + off + 4, len);
-    Record r;
-    if (!GetString(&payload, &r.entry) || payload.size() != 32 + 64) {
-      return Status::Corruption(fmt::format("audit log: entry {}: malformed record", records->size()));
-    }
-    std::copy(payload.begin(), payload.begin() + 32, r.root.begin());
-    r.sig.assign(payload.data() + 32, 64);
-    records->push_back(std::move(r));
-    off += 4 + len;
+    std::copy(payload.begin(), payload.begin() + 32, r->root.begin());
+    r->sig.assign(payload.data() + 32, 64);
+    offset_ += 4 + len;
+    ++count_;
+    return true;
   }
-  *valid_end = off;
-  return Status::OK();
-}
+
+  bool torn() const { return torn_; }
+  uint64_t valid_end() const { return offset_; }  // after the last complete record
+  uint64_t size() const { return size_; }
+  uint64_t count() const { return count_; }
+
+ private:
+  Result<bool> Torn() {
+    torn_ = true;
+    return false;
+  }
+  std::ifstream in_;
+  std::string buf_;
+  uint64_t size_ = 0, offset_ = 0, count_ = 0;
+  bool torn_ = false;
+};
 
 }  // namespace
 
@@ -190,37 +213,42 @@ Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
     }
     ::close(fd);
   }
-  auto data = ReadFile(path);
-  if (!data.ok()) return data.status();
-  std::vector<Record> records;
-  size_t valid_end = 0;
-  bool torn = false;
-  FORYOU_RETURN_IF_ERROR(ParseLog(*data, &records, &valid_end, &torn));
-  for (const Record& r : records) log->tree_.Add(LeafHash(r.entry));
-  if (!records.empty()) {
+  RecordReader reader;
+  FORYOU_RETURN_IF_ERROR(reader.Open(path));
+  Record record, last_record;
+  for (;;) {
+    auto more = reader.Next(&record);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+    log->tree_.Add(LeafHash(record.entry));
+    std::swap(last_record, record);
+  }
+  const uint64_t n = reader.count();
+  if (n > 0) {
     // Checked at every start: the tree over all entries must be the one the
     // last entry signed, so an altered, inserted or removed entry anywhere
     // refuses the start (foryou audit verify names which). One signature
     // check, however long the log.
     AuditEntry last;
-    if (!DecodeEntry(records.back().entry, &last)) return Status::Corruption("audit log: last entry unreadable");
+    if (!DecodeEntry(last_record.entry, &last)) return Status::Corruption("audit log: last entry unreadable");
     const Hash root = log->tree_.Root();
-    if (last.seq + 1 != records.size() || root != records.back().root ||
-        !Ed25519Verify(log->public_key_, SthMessage(records.size(), last.ts_ms, root), records.back().sig)) {
+    if (last.seq + 1 != n || root != last_record.root ||
+        !Ed25519Verify(log->public_key_, SthMessage(n, last.ts_ms, root), last_record.sig)) {
       return Status::Corruption(fmt::format(
           "audit log in {}: its {} entries do not match the last signed tree head: an entry was altered, inserted or "
           "removed; run `foryou audit verify --data-dir DIR` to find which",
-          dir, records.size()));
+          dir, n));
     }
-    log->head_ = {log->tree_.size(), last.ts_ms, root, records.back().sig};
+    log->head_ = {log->tree_.size(), last.ts_ms, root, last_record.sig};
   } else {
     log->head_ = {0, 0, log->tree_.Root(), ""};
   }
+  const uint64_t valid_end = reader.valid_end();
   log->fd_ = ::open(path.c_str(), O_WRONLY);
   if (log->fd_ < 0) return Status::IOError(fmt::format("cannot open {}", path));
-  if (torn) {
+  if (reader.torn()) {
     spdlog::warn("audit log: cutting a torn last record ({} bytes after entry {}): an append that never finished",
-                 data->size() - valid_end, records.size());
+                 reader.size() - valid_end, n);
     if (::ftruncate(log->fd_, static_cast<off_t>(valid_end)) != 0) {
       return Status::IOError("cannot cut the torn tail of the audit log");
     }
@@ -304,39 +332,43 @@ std::string AuditLog::Pseudonym(const std::string& user_id) const {
   return "p:" + HexEncode(std::string(reinterpret_cast<char*>(mac), 16));
 }
 
-namespace {
-// Reads and parses every complete record of the log file in `dir`.
-Status LoadRecords(const std::string& dir, std::vector<Record>* records, bool* torn) {
-  auto data = ReadFile(dir + "/log");
-  if (!data.ok()) return data.status();
-  size_t end = 0;
-  return ParseLog(*data, records, &end, torn);
-}
-}  // namespace
-
 Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaves) {
-  std::vector<Record> records;
-  bool torn = false;
-  FORYOU_RETURN_IF_ERROR(LoadRecords(dir, &records, &torn));
-  for (size_t i = 0; i < records.size(); ++i) {
+  RecordReader reader;
+  FORYOU_RETURN_IF_ERROR(reader.Open(dir + "/log"));
+  Record r;
+  for (;;) {
+    auto more = reader.Next(&r);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
     AuditEntry e;
-    if (!DecodeEntry(records[i].entry, &e)) return Status::Corruption(fmt::format("audit log: entry {}: unreadable", i));
+    if (!DecodeEntry(r.entry, &e)) {
+      return Status::Corruption(fmt::format("audit log: entry {}: unreadable", reader.count() - 1));
+    }
     entries->push_back(e);
-    leaves->push_back(LeafHash(records[i].entry));
+    leaves->push_back(LeafHash(r.entry));
   }
   return Status::OK();
 }
 
-Status AuditLog::Repair(const std::string& dir, std::string* report) {
-  const std::string path = dir + "/log";
-  auto data = ReadFile(path);
-  if (!data.ok()) return data.status();
+namespace {
+// The log's Ed25519 public key, from public.key in `dir` (hex).
+Result<std::string> ReadPublicKey(const std::string& dir) {
   auto pub_hex = ReadFile(dir + "/public.key");
   if (!pub_hex.ok()) return pub_hex.status();
   std::string trimmed = *pub_hex;
   while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
   auto pub = HexDecode(trimmed);
   if (!pub || pub->size() != 32) return Status::Corruption("audit log: public.key is not a 32-byte hex key");
+  return *pub;
+}
+}  // namespace
+
+Status AuditLog::Repair(const std::string& dir, std::string* report) {
+  const std::string path = dir + "/log";
+  auto data = ReadFile(path);
+  if (!data.ok()) return data.status();
+  auto pub = ReadPublicKey(dir);
+  if (!pub.ok()) return pub.status();
   if (data->size() < kMagicLen || data->compare(0, kMagicLen, kMagic) != 0) {
     return Status::Corruption("audit log: missing FYAUDIT1 header; nothing to keep");
   }
@@ -394,51 +426,48 @@ Status AuditLog::Repair(const std::string& dir, std::string* report) {
 }
 
 Status AuditLog::Verify(const std::string& dir, const SignedTreeHead* saved, SignedTreeHead* head) {
-  auto pub_hex = ReadFile(dir + "/public.key");
-  if (!pub_hex.ok()) return pub_hex.status();
-  std::string trimmed = *pub_hex;
-  while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
-  auto pub = HexDecode(trimmed);
-  if (!pub || pub->size() != 32) return Status::Corruption("audit log: public.key is not a 32-byte hex key");
-  std::vector<Record> records;
-  bool torn = false;
-  FORYOU_RETURN_IF_ERROR(LoadRecords(dir, &records, &torn));
-  if (torn) return Status::Corruption(fmt::format("audit log: entry {}: truncated record", records.size()));
+  auto pub = ReadPublicKey(dir);
+  if (!pub.ok()) return pub.status();
+  if (saved != nullptr &&
+      !Ed25519Verify(*pub, SthMessage(saved->tree_size, saved->timestamp_ms, saved->root), saved->signature)) {
+    return Status::Corruption("saved tree head: not signed by this log's key");
+  }
+  // One pass, one record in memory at a time: every entry's tree root and
+  // signature, and the root at the saved head's size against the saved root.
+  RecordReader reader;
+  FORYOU_RETURN_IF_ERROR(reader.Open(dir + "/log"));
   MerkleBuilder tree;
-  std::vector<Hash> leaves;
   SignedTreeHead current{0, 0, tree.Root(), ""};
-  for (size_t i = 0; i < records.size(); ++i) {
-    const Record& r = records[i];
+  if (saved != nullptr && saved->tree_size == 0 && saved->root != current.root) {
+    return Status::Corruption("saved tree head of an empty log has another root");
+  }
+  Record r;
+  for (uint64_t i = 0;; ++i) {
+    auto more = reader.Next(&r);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
     AuditEntry e;
     if (!DecodeEntry(r.entry, &e)) return Status::Corruption(fmt::format("audit log: entry {}: unreadable", i));
     if (e.seq != i) return Status::Corruption(fmt::format("audit log: entry {}: says it is entry {}", i, e.seq));
-    leaves.push_back(LeafHash(r.entry));
-    tree.Add(leaves.back());
+    tree.Add(LeafHash(r.entry));
     const Hash root = tree.Root();
     if (root != r.root) return Status::Corruption(fmt::format("audit log: entry {}: tree root does not match", i));
     if (!Ed25519Verify(*pub, SthMessage(i + 1, e.ts_ms, root), r.sig)) {
       return Status::Corruption(fmt::format("audit log: entry {}: bad signature on the tree head", i));
     }
+    if (saved != nullptr && saved->tree_size == i + 1 && saved->root != root) {
+      return Status::Corruption(fmt::format(
+          "saved tree head (size {}) is not a prefix of the log: history before entry {} was rewritten",
+          saved->tree_size, saved->tree_size));
+    }
     current = {i + 1, e.ts_ms, root, r.sig};
   }
-  if (saved != nullptr) {
-    if (!Ed25519Verify(*pub, SthMessage(saved->tree_size, saved->timestamp_ms, saved->root), saved->signature)) {
-      return Status::Corruption("saved tree head: not signed by this log's key");
-    }
-    if (saved->tree_size > current.tree_size) {
-      return Status::Corruption(fmt::format("saved tree head has {} entries but the log only {}: entries were removed",
-                                            saved->tree_size, current.tree_size));
-    }
-    if (saved->tree_size > 0) {
-      const auto proof = ConsistencyProof(leaves, saved->tree_size, current.tree_size);
-      const bool same = saved->tree_size == current.tree_size;
-      if ((same && saved->root != current.root) ||
-          (!same && !VerifyConsistency(saved->tree_size, current.tree_size, saved->root, current.root, proof))) {
-        return Status::Corruption(fmt::format(
-            "saved tree head (size {}) is not a prefix of the log: history before entry {} was rewritten",
-            saved->tree_size, saved->tree_size));
-      }
-    }
+  if (reader.torn()) {
+    return Status::Corruption(fmt::format("audit log: entry {}: truncated record", reader.count()));
+  }
+  if (saved != nullptr && saved->tree_size > current.tree_size) {
+    return Status::Corruption(fmt::format("saved tree head has {} entries but the log only {}: entries were removed",
+                                          saved->tree_size, current.tree_size));
   }
   *head = current;
   return Status::OK();

@@ -74,7 +74,8 @@ class AuditLog {
   // Checks every record of the log in `dir` against its hashes and
   // signatures (with the public key in `dir`), and, if `saved` is given, that
   // the log is consistent with that earlier head. On success *head is the
-  // current head; on failure the message names the first bad entry.
+  // current head; on failure the message names the first bad entry. One
+  // pass over the file, one record in memory at a time.
   static Status Verify(const std::string& dir, const SignedTreeHead* saved, SignedTreeHead* head);
 
   // `foryou repair`: keeps the longest prefix of the log in `dir` whose
