@@ -493,14 +493,22 @@ TEST_F(SovereigntyTest, MigrationFencesTheUserAndLosesNoWrite) {
       }
     }
   });
-  while (accepted < 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // Bounded waits: a writer that never gets there fails the test, not hangs it.
+  auto wait_for = [](const std::atomic<int>& n, int at_least) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (n < at_least && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return n >= at_least;
+  };
+  EXPECT_TRUE(wait_for(accepted, 5));
   // The first run dies between the import and the erasure.
   std::vector<std::string> migrate = {"sh", "-c", "FORYOU_CRASH_AT=migrate.after_import exec \"$0\" \"$@\"",
                                       FORYOU_BINARY, "migrate", "--user", "amy", "--from", us_url,
                                       "--from-jurisdiction", "US", "--to", eu_url, "--to-jurisdiction", "EU",
                                       "--api-key-file", dir_.Sub("admin.key"), "--json"};
   EXPECT_NE(RunCommand(migrate).exit_code, 0);
-  while (fenced < 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_TRUE(wait_for(fenced, 5)) << "writes at the old home were not refused while amy was fenced";
   stop = true;
   writer.join();
   EXPECT_EQ(other, 0) << other_answer;
