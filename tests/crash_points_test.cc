@@ -100,5 +100,33 @@ TEST(CrashPointsTest, AnErasureKilledBeforeItsScrubFinishesItAtTheNextStart) {
   }
 }
 
+// A record that is stored but fails to apply: the server refuses further
+// writes and reports unhealthy (fail-stop); the restart applies the record.
+TEST(CrashPointsTest, ARecordThatFailsToApplyStopsWritesUntilARestartAppliesIt) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  const std::string videos = R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})";
+  {
+    setenv("FORYOU_FAIL_AT", "engine.apply_live", 1);
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {});
+    unsetenv("FORYOU_FAIL_AT");
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    auto first = c.Post("/v1/videos", videos, "application/json");
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->status, 500);
+    EXPECT_NE(first->body.find("stored but failed to apply"), std::string::npos) << first->body;
+    auto second = c.Post("/v1/videos", videos, "application/json");
+    EXPECT_EQ(second->status, 503) << "no write after a failed apply: " << second->body;
+    EXPECT_EQ(c.Get("/healthz")->status, 503);
+    ASSERT_EQ(server->Terminate(), 0);
+  }
+  auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {});
+  ASSERT_NE(server, nullptr);
+  httplib::Client c("127.0.0.1", server->port());
+  EXPECT_EQ(c.Get("/v1/videos/v1")->status, 200) << "the stored record is applied by the replay";
+  EXPECT_EQ(c.Get("/healthz")->status, 200);
+}
+
 }  // namespace
 }  // namespace foryou

@@ -352,7 +352,13 @@ void HttpServer::InstallRoutes() {
     routes_.push_back(Route{method, std::regex(pattern), endpoint, action, std::move(users), std::move(handler)});
   };
 
-  route("GET", "/healthz", "healthz", [](const HttpRequest&) { return Reply{200, R"({"status":"ok"})"}; });
+  route("GET", "/healthz", "healthz", [this](const HttpRequest&) {
+    // A server that refuses writes (a stored record failed to apply) is not
+    // healthy: an orchestrator should restart it.
+    const std::string failure = engine_.WriteFailure();
+    if (!failure.empty()) return Reply{503, nlohmann::json{{"status", "failing"}, {"reason", failure}}.dump()};
+    return Reply{200, R"({"status":"ok"})"};
+  });
 
   route("GET", "/metrics", "metrics", [this](const HttpRequest&) {
     std::string text = metrics_.Render(engine_.Stats());

@@ -306,7 +306,7 @@ Status Engine::UpsertVideos(std::vector<Video> videos) {
   FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
   std::unique_lock lock(mu_);
   // The live path applies the encoded record, exactly as a replay will.
-  return ApplyRecord(seq, record, /*replaying=*/false);
+  return ApplyLive(seq, record);
 }
 
 Result<size_t> Engine::IngestEvents(std::vector<Event> events, const std::string& jurisdiction) {
@@ -393,7 +393,7 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
     }
   }
   std::unique_lock lock(mu_);
-  FORYOU_RETURN_IF_ERROR(ApplyRecord(seq, record, /*replaying=*/false));
+  FORYOU_RETURN_IF_ERROR(ApplyLive(seq, record));
   return events.size();
 }
 
@@ -614,7 +614,7 @@ Status Engine::EraseUser(const std::string& user_id) {
     FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq, {}, names));
     {
       std::unique_lock lock(mu_);
-      FORYOU_RETURN_IF_ERROR(ApplyRecord(seq, record, /*replaying=*/false));
+      FORYOU_RETURN_IF_ERROR(ApplyLive(seq, record));
       ResetUser(*idx);
     }
     // The move (if this erasure ends one) is over.
@@ -713,10 +713,32 @@ Result<std::string> Engine::RotateRegionKey(const std::string& data_dir, const s
   return rewrapped;
 }
 
+// Caller holds write_mu_ and mu_ exclusively. A record is durable before it
+// is applied; if applying it fails, the live state may hold part of it, so
+// the engine stops taking writes (fail-stop, as RocksDB does after a
+// background error) until a restart rebuilds the state from the log, which
+// holds the record whole.
+Status Engine::ApplyLive(uint64_t seq, std::string_view record) {
+  Status s = FailPoint("engine.apply_live") ? Status::Internal("injected fault (FORYOU_FAIL_AT)")
+                                            : ApplyRecord(seq, record, /*replaying=*/false);
+  if (s.ok()) return s;
+  write_failure_ = fmt::format("log record {} is stored but failed to apply ({}); writes are refused until a "
+                               "restart applies it from the log",
+                               seq, s.ToString());
+  failed_.store(true, std::memory_order_release);
+  spdlog::error("{}", write_failure_);
+  return Status::Internal(write_failure_);
+}
+
+std::string Engine::WriteFailure() const {
+  return failed_.load(std::memory_order_acquire) ? write_failure_ : std::string();
+}
+
 // Caller holds write_mu_, so the next sequence number is known and the chain
 // MAC can be computed for it.
 Status Engine::AppendRecord(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys,
                             const std::vector<std::string>& delete_keys) {
+  if (failed_.load(std::memory_order_acquire)) return Status::Unavailable(write_failure_);
   if (!unsaved_store_key_.empty()) {
     FORYOU_RETURN_IF_ERROR(store_->PutMeta("store_key", unsaved_store_key_));
     std::lock_guard lock(store_key_mu_);
@@ -776,7 +798,7 @@ Status Engine::ImportModel(std::string_view payload) {
   uint64_t seq;
   FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
   std::unique_lock lock(mu_);
-  return ApplyRecord(seq, record, /*replaying=*/false);
+  return ApplyLive(seq, record);
 }
 
 // ---------------------------------------------------------------- Reads

@@ -162,6 +162,10 @@ class Engine {
   // the user's events with Unavailable. EraseUser lifts it. NotFound for an
   // unknown user when fencing; lifting an absent fence is OK.
   Status FenceUser(const std::string& user_id, bool fenced);
+
+  // "" while writes are taken; otherwise why not: a stored record failed to
+  // apply, and every write is refused (Unavailable) until a restart.
+  std::string WriteFailure() const;
   bool IsFenced(const std::string& user_id) const;
 
   // The arriving side of a migration: all of a user's events as ONE record
@@ -251,6 +255,9 @@ class Engine {
 
   mutable std::mutex write_mu_;  // serialises log appends with their application
   UserFences fences_;    // guarded by write_mu_
+  Status ApplyLive(uint64_t seq, std::string_view record);
+  std::atomic<bool> failed_{false};  // set once, after write_failure_
+  std::string write_failure_;        // written once, holding write_mu_
   std::string FenceName(const std::string& user_id) const;
   Result<size_t> Ingest(std::vector<Event> events, const std::string& jurisdiction, bool batch_limit);
   mutable std::shared_mutex mu_;

@@ -1,4 +1,4 @@
-// Crash points: named steps inside multi-step operations (erasure and its
+// Crash and fault points: named steps inside multi-step operations (erasure and its
 // key scrub, rekey, restore, migration) where a test makes the process die
 // exactly as `kill -9` would, to prove the operation is complete or cleanly
 // not done at the next start (tests/crash_points_test.cc).
@@ -15,5 +15,10 @@
 namespace foryou {
 
 void CrashPoint(std::string_view name);
+
+// Fault points: FORYOU_FAIL_AT=NAME makes FailPoint(NAME) return true, so
+// that the step there fails as if its I/O or computation had (tests of
+// error paths no input can reach). Same cost as a crash point.
+bool FailPoint(std::string_view name);
 
 }  // namespace foryou
