@@ -429,6 +429,7 @@ def case_chunked_too_large(srv: Server) -> None:
     rss = srv.rss_mib()
     if rss >= 400:
         raise AssertionError(f"server VmRSS {rss:.0f} MiB after a 20 MB chunked body (limit 400 MiB)")
+    print(f"   server VmRSS {rss:.0f} MiB after a 20 MB chunked body", flush=True)
     healthz(srv, "after a 20 MB chunked body")
 
 
