@@ -130,7 +130,7 @@ double Engine::State::Score(const FeatureVector& x, const std::array<double, kNu
   return score;
 }
 
-Status Engine::State::Reindex(uint32_t video, double drift, bool force) {
+Status Engine::State::Reindex(uint32_t video, double drift, bool force, bool reserved) {
   const int dim = embeddings.dim();
   const float* v = embeddings.item(video);
   float* indexed = &ann_vectors[static_cast<size_t>(video) * dim];
@@ -143,7 +143,7 @@ Status Engine::State::Reindex(uint32_t video, double drift, bool force) {
     if (diff <= drift * drift * std::max(norm, 1e-12)) return Status::OK();
   }
   std::copy(v, v + dim, indexed);
-  return ann.Upsert(video, v);
+  return reserved ? ann.UpsertReserved(video, v) : ann.Upsert(video, v);
 }
 
 // ---------------------------------------------------------------- Open
@@ -267,7 +267,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     std::vector<std::thread> workers;
     for (unsigned t = 0; t < threads; ++t) {
       workers.emplace_back([&, t] {
-        for (uint32_t i = t; i < n && results[t].ok(); i += threads) results[t] = s.Reindex(i, 0, /*force=*/true);
+        for (uint32_t i = t; i < n && results[t].ok(); i += threads) results[t] = s.Reindex(i, 0, /*force=*/true, /*reserved=*/true);
       });
     }
     for (auto& w : workers) w.join();

@@ -114,7 +114,9 @@ struct Engine::State {
   // The model's value of `video` for the user: sum_k objective_k * P(head_k).
   double Score(const FeatureVector& x, const std::array<double, kNumHeads>& objectives) const;
   // Writes `video`'s vector to the ANN index if it drifted (or if force).
-  Status Reindex(uint32_t video, double drift, bool force);
+  // `reserved`: the index has room for every video (AnnIndex::Reserve), so
+  // distinct videos may be reindexed in parallel.
+  Status Reindex(uint32_t video, double drift, bool force, bool reserved = false);
 };
 
 }  // namespace foryou

@@ -29,6 +29,14 @@ Status AnnIndex::Upsert(uint32_t label, const float* vec) {
     if (index_->cur_element_count >= index_->max_elements_) {
       index_->resizeIndex(std::max<size_t>(kInitialCapacity, index_->max_elements_ * 2));
     }
+  } catch (const std::exception& e) {
+    return Status::Internal(fmt::format("ann index upsert of {}: {}", label, e.what()));
+  }
+  return UpsertReserved(label, vec);
+}
+
+Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
+  try {
     std::vector<float> x(vec, vec + dim_);
     float norm2 = 0;
     for (float f : x) norm2 += f * f;

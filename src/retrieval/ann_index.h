@@ -14,7 +14,11 @@
 // norm when the index is built.
 //
 // Thread safety: Search may run concurrently with other Search calls; Upsert
-// needs exclusive access (the engine's write lock).
+// needs exclusive access (the engine's write lock); UpsertReserved of
+// distinct labels may run in parallel (the rebuild at start). hnswlib 0.6.2
+// draws each point's level from one RNG without a lock, so parallel inserts
+// race on it (ThreadSanitizer reports it; fuzz/tsan.supp): the levels drawn
+// differ from run to run, as the parallel graph does anyway.
 #pragma once
 
 #include <atomic>
@@ -40,9 +44,13 @@ class AnnIndex {
   AnnIndex(int dim, const RetrievalOptions& options);
   ~AnnIndex();
 
-  // Upsert of distinct labels may run in parallel once Reserve has made room
-  // for all of them (growing the index is not thread-safe).
+  // Inserts or moves a point, growing the index when it is full. One caller
+  // at a time.
   Status Upsert(uint32_t label, const float* vec);
+  // Upsert without growing: distinct labels may run in parallel, once
+  // Reserve has made room for all of them (growing is not thread-safe, and
+  // neither is reading the point count while others insert).
+  Status UpsertReserved(uint32_t label, const float* vec);
   Status Reserve(size_t n);
   // Applies to points upserted afterwards. Default 1.
   void SetNormBound(float m) { norm_bound_ = m; }
