@@ -321,11 +321,6 @@ std::string Engine::FenceName(const std::string& user_id) const {
   return keyring_ != nullptr ? Pseudonym(user_id) : user_id;
 }
 
-bool Engine::IsFenced(const std::string& user_id) const {
-  std::lock_guard write(write_mu_);
-  return fences_.Has(FenceName(user_id));
-}
-
 Status Engine::FenceUser(const std::string& user_id, bool fenced) {
   std::lock_guard write(write_mu_);
   if (fenced) {

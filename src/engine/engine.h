@@ -166,7 +166,6 @@ class Engine {
   // "" while writes are taken; otherwise why not: a stored record failed to
   // apply, and every write is refused (Unavailable) until a restart.
   std::string WriteFailure() const;
-  bool IsFenced(const std::string& user_id) const;
 
   // The arriving side of a migration: all of a user's events as ONE record
   // (no max_batch split), so that a crash leaves the user wholly imported or
@@ -253,7 +252,7 @@ class Engine {
   std::string unsaved_store_key_;  // a new store's, until its first record; guarded by write_mu_
   std::string last_mac_;   // the chain MAC of the last record; guarded by write_mu_
 
-  mutable std::mutex write_mu_;  // serialises log appends with their application
+  std::mutex write_mu_;  // serialises log appends with their application
   UserFences fences_;    // guarded by write_mu_
   Status ApplyLive(uint64_t seq, std::string_view record);
   std::atomic<bool> failed_{false};  // set once, after write_failure_
