@@ -365,55 +365,48 @@ Result<std::string> ReadPublicKey(const std::string& dir) {
 
 Status AuditLog::Repair(const std::string& dir, std::string* report) {
   const std::string path = dir + "/log";
-  auto data = ReadFile(path);
-  if (!data.ok()) return data.status();
   auto pub = ReadPublicKey(dir);
   if (!pub.ok()) return pub.status();
-  if (data->size() < kMagicLen || data->compare(0, kMagicLen, kMagic) != 0) {
-    return Status::Corruption("audit log: missing FYAUDIT1 header; nothing to keep");
-  }
-  // Walk the records, verifying each, up to the first that does not.
+  RecordReader reader;
+  if (Status s = reader.Open(path); !s.ok()) return Status::Corruption(s.message() + "; nothing to keep");
+  // Read and verify record by record, up to the first that fails.
   MerkleBuilder tree;
-  size_t off = kMagicLen, kept = 0;
+  Record r;
   std::string problem;
-  while (off < data->size()) {
-    if (data->size() - off < 4) {
-      problem = "a torn record";
+  uint64_t kept = 0, kept_end = reader.valid_end();
+  for (;;) {
+    auto more = reader.Next(&r);
+    if (!more.ok()) {
+      problem = more.status().message();
       break;
     }
-    uint32_t len = 0;
-    for (int i = 0; i < 4; ++i) len |= static_cast<uint32_t>(static_cast<uint8_t>((*data)[off + i])) << (8 * i);
-    if (len > kMaxRecordBytes || len > data->size() - off - 4) {
-      problem = fmt::format("a record length of {}", len);
+    if (!*more) {
+      if (reader.torn()) problem = "a torn record";
       break;
     }
-    std::string_view payload(data->data() + off + 4, len);
-    std::string entry;
     AuditEntry e;
-    if (!GetString(&payload, &entry) || payload.size() != 32 + 64 || !DecodeEntry(entry, &e) || e.seq != kept) {
-      problem = "a malformed entry";
-      break;
-    }
-    tree.Add(LeafHash(entry));
+    tree.Add(LeafHash(r.entry));
     const Hash root = tree.Root();
-    if (!std::equal(root.begin(), root.end(), payload.begin()) ||
-        !Ed25519Verify(*pub, SthMessage(kept + 1, e.ts_ms, root), std::string(payload.substr(32)))) {
+    if (!DecodeEntry(r.entry, &e) || e.seq != kept || root != r.root ||
+        !Ed25519Verify(*pub, SthMessage(kept + 1, e.ts_ms, root), r.sig)) {
       problem = "an entry that does not match its signed tree head";
       break;
     }
     ++kept;
-    off += 4 + len;
+    kept_end = reader.valid_end();
   }
   if (problem.empty()) {
     *report = fmt::format("audit log: {} entries, no damage; nothing changed", kept);
     return Status::OK();
   }
+  // The damaged file is kept aside; the log becomes its verified prefix.
   const std::string aside = fmt::format("{}.damaged-{}", path, SystemClock().NowMs() / 1000);
   std::error_code ec;
   std::filesystem::rename(path, aside, ec);
-  if (ec) return Status::IOError(fmt::format("cannot move {} aside: {}", path, ec.message()));
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (fd < 0 || ::write(fd, data->data(), off) != static_cast<ssize_t>(off) || ::fsync(fd) != 0) {
+  if (!ec) std::filesystem::copy_file(aside, path, ec);
+  if (ec) return Status::IOError(fmt::format("cannot set {} aside: {}", path, ec.message()));
+  int fd = ::open(path.c_str(), O_WRONLY);
+  if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(kept_end)) != 0 || ::fsync(fd) != 0) {
     if (fd >= 0) ::close(fd);
     return Status::IOError(fmt::format("cannot write the repaired {}", path));
   }
@@ -421,7 +414,7 @@ Status AuditLog::Repair(const std::string& dir, std::string* report) {
   *report = fmt::format(
       "audit log: kept entries 0..{} ({} entries, {} bytes); dropped everything from byte {} on ({} bytes), where "
       "entry {} begins with {}; the damaged file is kept as {}",
-      kept == 0 ? 0 : kept - 1, kept, off, off, data->size() - off, kept, problem, aside);
+      kept == 0 ? 0 : kept - 1, kept, kept_end, kept_end, reader.size() - kept_end, kept, problem, aside);
   return Status::OK();
 }
 
