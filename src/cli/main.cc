@@ -19,6 +19,7 @@
 #include <iostream>
 #include <thread>
 
+#include "cluster/jetstream_log.h"
 #include "api/http_server.h"
 #include "config/options.h"
 #include "audit/audit_log.h"
@@ -61,6 +62,9 @@ struct ServeFlags {
   std::string backup_cert_file, backup_key_file;
   bool insecure_plaintext = false;
   int backup_wait_ms = 2000;
+  std::string cluster;           // nats://HOST:PORT[,...]: cluster mode
+  int cluster_replicas = 3;      // of the region's streams
+  int cluster_backup_replicas = 1;  // of each mirror in a backup region
 };
 
 bool IsLoopbackHost(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
@@ -108,6 +112,39 @@ foryou::Result<std::string> ReadSecretFile(const std::string& path, const char* 
 int Fail(const foryou::Status& s) {
   std::fprintf(stderr, "foryou: %s\n", s.ToString().c_str());
   return 1;
+}
+
+// Cluster mode: connects to the region's JetStream cluster and makes its
+// streams and mirrors match the policy (cluster/jetstream_log.h), or says
+// why it cannot.
+foryou::Result<std::shared_ptr<foryou::ClusterLog>> JoinCluster(const ServeFlags& flags, const foryou::Policy* policy,
+                                                                const foryou::PolicyRegion* region, bool shipper) {
+  using namespace foryou;
+  if (policy == nullptr || region == nullptr) {
+    return Status::InvalidArgument("--cluster needs --policy and --region: the policy places the region's log and its backups");
+  }
+  if (shipper) {
+    return Status::InvalidArgument("--cluster and --backup-to do not go together: in cluster mode the backup region "
+                                   "holds a JetStream mirror of the region's log (docs/SCALING.md)");
+  }
+  JetStreamOptions options;
+  std::stringstream urls(flags.cluster);
+  for (std::string url; std::getline(urls, url, ',');) {
+    if (!url.empty()) options.urls.push_back(url);
+  }
+  std::unique_ptr<JetStreamLog> log;
+  FORYOU_RETURN_IF_ERROR(JetStreamLog::Connect(options, &log));
+  ClusterPlan plan;
+  plan.region = region->name;
+  plan.replicas = flags.cluster_replicas;
+  plan.backup_replicas = flags.cluster_backup_replicas;
+  for (const PolicyRegion* b : policy->BackupRegionsFor(*region)) plan.backups.push_back(b->name);
+  plan.jurisdictions.assign(region->primary_for.begin(), region->primary_for.end());
+  FORYOU_RETURN_IF_ERROR(log->Ensure(plan));
+  spdlog::info("cluster: region {} log {} ({} replicas){}", plan.region, LogStreamName(plan.region), plan.replicas,
+               plan.backups.empty() ? std::string(", no backup region")
+                                    : fmt::format(", mirrored to {}", fmt::join(plan.backups, ", ")));
+  return std::shared_ptr<ClusterLog>(std::move(log));
 }
 
 int Serve(const ServeFlags& flags) {
@@ -226,10 +263,17 @@ int Serve(const ServeFlags& flags) {
                  region->name);
   }
 
+  std::shared_ptr<ClusterLog> cluster;
+  if (!flags.cluster.empty()) {
+    auto joined = JoinCluster(flags, policy ? &*policy : nullptr, region, !targets.empty());
+    if (!joined.ok()) return Fail(joined.status());
+    cluster = std::move(joined).value();
+  }
+
   SystemClock clock;
   std::unique_ptr<Engine> engine;
   spdlog::info("opening store at {}", config.server.data_dir);
-  if (Status s = Engine::Open(config.engine, config.server.data_dir, clock, &engine, *region_key); !s.ok()) {
+  if (Status s = Engine::Open(config.engine, config.server.data_dir, clock, &engine, *region_key, cluster); !s.ok()) {
     return Fail(s);
   }
   if (engine->encrypted()) spdlog::info("personal data is encrypted at rest (per-user keys wrapped by the region key)");
@@ -268,13 +312,15 @@ int Serve(const ServeFlags& flags) {
   }
 
   std::unique_ptr<AuditLog> audit;
-  if (policy && st.log_seq > 0 && !std::filesystem::exists(config.server.data_dir + "/audit/log")) {
+  if (policy && st.recovered_records > 0 && !std::filesystem::exists(config.server.data_dir + "/audit/log")) {
     // Damage is loud: a store under a policy always has its audit log (a
-    // restore starts one), so a missing one was lost or removed.
+    // restore starts one), so a missing one was lost or removed. (A cluster
+    // replica that joined with an empty data dir replayed nothing of its own
+    // and starts its audit log now.)
     return Fail(Status::Corruption(fmt::format(
         "{} holds {} log records but no audit log ({}/audit/log): it was deleted or lost; refusing to serve with its "
         "history gone",
-        config.server.data_dir, st.log_seq, config.server.data_dir)));
+        config.server.data_dir, st.recovered_records, config.server.data_dir)));
   }
   if (flags.audit || policy) {
     if (Status s = AuditLog::Open(config.server.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
@@ -935,6 +981,14 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--backup-wait-ms", serve.backup_wait_ms,
                         "How long a write waits for the backup regions before it is acknowledged as pending [default: 2000]")
       ->check(CLI::Range(0, 600000));
+  serve_cmd->add_option("--cluster", serve.cluster,
+                        "Cluster mode: nats://HOST:PORT[,...] of the region's NATS JetStream cluster; the region's log "
+                        "lives there and this server is one more replica (docs/SCALING.md). Needs --policy, --region "
+                        "and the region key");
+  serve_cmd->add_option("--cluster-replicas", serve.cluster_replicas,
+                        "Replicas of the region's streams in JetStream [default: 3]")->check(CLI::Range(1, 5));
+  serve_cmd->add_option("--cluster-backup-replicas", serve.cluster_backup_replicas,
+                        "Replicas of each mirror in a backup region [default: 1]")->check(CLI::Range(1, 5));
   serve_cmd->add_option("--log-level", serve.log_level, "trace, debug, info, warn, error or off [default: info]")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 

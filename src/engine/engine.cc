@@ -151,11 +151,41 @@ Status Engine::State::Reindex(uint32_t video, double drift, bool force, bool res
 Engine::Engine(const EngineOptions& options, const Clock& clock)
     : options_(options), clock_(clock), state_(std::make_unique<State>(options)) {}
 
-Engine::~Engine() = default;
+Engine::~Engine() {
+  stopping_.store(true);
+  if (follower_.joinable()) follower_.join();
+}
+
+namespace {
+const Status& StatusOf(const Status& s) { return s; }
+template <typename T>
+Status StatusOf(const Result<T>& r) {
+  return r.ok() ? Status::OK() : r.status();
+}
+}  // namespace
+
+template <typename F>
+auto Engine::RetryOnClusterConflict(F attempt) -> decltype(attempt()) {
+  for (int i = 0;; ++i) {
+    const uint64_t before = store_->last_seq();
+    auto r = attempt();
+    if (cluster_ == nullptr || i >= 100) return r;
+    const Status s = StatusOf(r);
+    if (s.code() != StatusCode::kConflict || s.message().rfind(kClusterConflict, 0) != 0) return r;
+    // Another replica took the number: wait until the follower applied its
+    // record, then validate and write again.
+    std::unique_lock lock(write_mu_);
+    applied_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return store_->last_seq() > before; });
+  }
+}
 
 Status Engine::Open(const EngineOptions& options, const std::string& data_dir, const Clock& clock,
-                    std::unique_ptr<Engine>* out, std::string region_key) {
+                    std::unique_ptr<Engine>* out, std::string region_key, std::shared_ptr<ClusterLog> cluster) {
   std::unique_ptr<Engine> engine(new Engine(options, clock));
+  engine->cluster_ = std::move(cluster);
+  if (engine->cluster_ != nullptr && region_key.empty()) {
+    return Status::InvalidArgument("cluster mode needs the region key: only sealed records may leave foryou");
+  }
   StoreOptions so;
   so.sync = options.sync_writes;
   FORYOU_RETURN_IF_ERROR(Store::Open(data_dir, so, &engine->store_));
@@ -169,6 +199,26 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   }
   auto wrapped_store_key = engine->store_->GetMeta("store_key");
   if (!wrapped_store_key.ok()) return wrapped_store_key.status();
+  if (engine->cluster_ != nullptr) {
+    // Every replica of a region seals with the one store key the region's
+    // log keeps: adopt it, or propose a new one if this is the first.
+    auto kept = engine->cluster_->StoreKey(*wrapped_store_key ? **wrapped_store_key
+                                                              : WrapStoreKey(region_key, NewStoreKey()));
+    if (!kept.ok()) return kept.status();
+    if (*wrapped_store_key && **wrapped_store_key != *kept) {
+      return Status::Corruption(fmt::format(
+          "{} belongs to another log: its store key is not the one the region's log keeps; start this replica with "
+          "an empty --data-dir",
+          data_dir));
+    }
+    if (!*wrapped_store_key) {
+      if (engine->store_->last_seq() != 0) {
+        return Status::Corruption(fmt::format("{} holds records but no store key: it cannot join a cluster", data_dir));
+      }
+      FORYOU_RETURN_IF_ERROR(engine->store_->PutMeta("store_key", *kept));
+      wrapped_store_key = std::optional<std::string>(*kept);
+    }
+  }
   auto first_mac = engine->store_->GetMac(1);
   if (!first_mac.ok()) return first_mac.status();
   bool any_key = false;
@@ -274,6 +324,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
     engine->recovered_records_ = records;
   }
+  if (engine->cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(engine->OpenCluster(region_key));
   engine->recovery_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   *out = std::move(engine);
@@ -301,20 +352,24 @@ Status Engine::UpsertVideos(std::vector<Video> videos) {
     }
   }
   const std::string record = EncodeVideosRecord(videos);
-  std::lock_guard write(write_mu_);
-  uint64_t seq;
-  FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
-  std::unique_lock lock(mu_);
-  // The live path applies the encoded record, exactly as a replay will.
-  return ApplyLive(seq, record);
+  return RetryOnClusterConflict([&]() -> Status {
+    std::lock_guard write(write_mu_);
+    uint64_t seq;
+    FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
+    std::unique_lock lock(mu_);
+    // The live path applies the encoded record, exactly as a replay will.
+    return ApplyLive(seq, record);
+  });
 }
 
 Result<size_t> Engine::IngestEvents(std::vector<Event> events, const std::string& jurisdiction) {
-  return Ingest(std::move(events), jurisdiction, /*batch_limit=*/true);
+  if (cluster_ == nullptr) return Ingest(std::move(events), jurisdiction, /*batch_limit=*/true);
+  return RetryOnClusterConflict([&] { return Ingest(events, jurisdiction, /*batch_limit=*/true); });
 }
 
 Result<size_t> Engine::ImportUserEvents(std::vector<Event> events, const std::string& jurisdiction) {
-  return Ingest(std::move(events), jurisdiction, /*batch_limit=*/false);
+  if (cluster_ == nullptr) return Ingest(std::move(events), jurisdiction, /*batch_limit=*/false);
+  return RetryOnClusterConflict([&] { return Ingest(events, jurisdiction, /*batch_limit=*/false); });
 }
 
 std::string Engine::FenceName(const std::string& user_id) const {
@@ -584,6 +639,10 @@ std::string Engine::UserHome(const std::string& user_id) const {
 }
 
 Status Engine::EraseUser(const std::string& user_id) {
+  return RetryOnClusterConflict([&] { return Erase(user_id); });
+}
+
+Status Engine::Erase(const std::string& user_id) {
   std::unique_lock write(write_mu_);
   std::optional<uint32_t> idx;
   {
@@ -614,6 +673,8 @@ Status Engine::EraseUser(const std::string& user_id) {
     }
     // The move (if this erasure ends one) is over.
     if (Status s = fences_.Set(*store_, FenceName(user_id), false); !s.ok()) return s;
+    // In cluster mode the keys also leave the region's log and its mirrors.
+    if (cluster_ != nullptr) EraseClusterKeys(names);
     CrashPoint("erase.before_scrub");
     if (plaintext_personal_records_ == 0) {
       write.unlock();  // the compaction need not hold up writers
@@ -740,6 +801,7 @@ Status Engine::AppendRecord(std::string_view record, uint64_t* seq, const Store:
     wrapped_store_key_ = std::move(unsaved_store_key_);
     unsaved_store_key_.clear();
   }
+  if (cluster_ != nullptr) return AppendToCluster(record, seq, keys, delete_keys);
   if (!chained_) return store_->Append(record, seq, keys, delete_keys);
   const uint64_t next = store_->last_seq() + 1;
   std::string mac = keyring_->LogMac(next, record, last_mac_);
@@ -789,11 +851,13 @@ Status Engine::ImportModel(std::string_view payload) {
                                                options_.learning.embedding_dim));
   }
   const std::string record = EncodeModelRecord(payload);
-  std::lock_guard write(write_mu_);
-  uint64_t seq;
-  FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
-  std::unique_lock lock(mu_);
-  return ApplyLive(seq, record);
+  return RetryOnClusterConflict([&]() -> Status {
+    std::lock_guard write(write_mu_);
+    uint64_t seq;
+    FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
+    std::unique_lock lock(mu_);
+    return ApplyLive(seq, record);
+  });
 }
 
 // ---------------------------------------------------------------- Reads

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <cstdint>
 #include <tuple>
@@ -25,10 +26,12 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "cluster/cluster_log.h"
 #include "config/options.h"
 #include "core/types.h"
 #include "engine/user_fences.h"
@@ -127,8 +130,20 @@ class Engine {
   // crypto/keyring.h) every user's events are encrypted at rest with a key
   // of their own; a store that holds encrypted data does not open without
   // its region key (InvalidArgument), nor with another (Corruption).
+  //
+  // Cluster mode (`cluster` given; engine/cluster_replica.cc): the region's
+  // log is `cluster`, shared by every replica, and data_dir holds this
+  // replica's copy of it. Open checks that copy against the cluster's log,
+  // catches up to the cluster's last record and then follows it in a thread
+  // of its own: records other replicas write are stored and applied here
+  // through the same ApplyRecord as a replay. A write is published to the
+  // cluster (acknowledged at its replication), stored and applied here, and
+  // only then answered; when another replica took the sequence number the
+  // engine catches up and tries again, re-validating the batch. Needs a
+  // region key: only sealed records leave the process.
   static Status Open(const EngineOptions& options, const std::string& data_dir, const Clock& clock,
-                     std::unique_ptr<Engine>* out, std::string region_key = {});
+                     std::unique_ptr<Engine>* out, std::string region_key = {},
+                     std::shared_ptr<ClusterLog> cluster = nullptr);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -226,6 +241,10 @@ class Engine {
   // search breadths (under the write lock: ef is global to the index).
   AnnQuality MeasureAnn(size_t queries, int k, const std::vector<int>& ef_sweep = {});
   const EngineOptions& options() const { return options_; }
+  // Cluster mode: records this replica applied that another replica wrote
+  // (0 in embedded mode).
+  uint64_t FollowedRecords() const { return followed_records_.load(std::memory_order_relaxed); }
+  bool clustered() const { return cluster_ != nullptr; }
 
  private:
   struct State;  // everything under mu_ (engine/engine_state.h)
@@ -236,6 +255,22 @@ class Engine {
   Status AppendRecord(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys = {},
                       const std::vector<std::string>& delete_keys = {});
   Status ApplyRecord(uint64_t seq, std::string_view record, bool replaying);
+  // Cluster mode (engine/cluster_replica.cc).
+  Status OpenCluster(const std::string& region_key);      // store key, checks, catch-up; before the follower
+  Status AppendToCluster(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys,
+                         const std::vector<std::string>& delete_keys);  // caller holds write_mu_
+  Status ApplyFromCluster(const ClusterRecord& r);        // caller holds write_mu_
+  void FollowLoop();
+  // Erases wrapped keys from the cluster (region and mirrors). Durable
+  // intent: each name is kept as meta "cluster_erase/<hex>" until the
+  // erasure succeeded, and retried by the follower until then.
+  void EraseClusterKeys(const std::vector<std::string>& names);
+  void RetryClusterErasures();
+  Status Erase(const std::string& user_id);
+  // Runs `attempt` (a whole write: validate, append, apply) again while it
+  // loses the race for the next sequence number to another replica.
+  template <typename F>
+  auto RetryOnClusterConflict(F attempt) -> decltype(attempt());
   Status ApplyShred(const struct LogRecord& rec, bool replaying);
   void ResetUser(uint32_t idx);
   Status ApplyVideos(const std::vector<Video>& videos, bool replaying);
@@ -272,6 +307,12 @@ class Engine {
   std::mutex served_mu_;
   std::unordered_map<std::string, Served> served_;  // guarded by served_mu_
   std::deque<std::string> served_order_;            // insertion order, for eviction
+
+  std::shared_ptr<ClusterLog> cluster_;  // null: embedded mode
+  std::thread follower_;
+  std::atomic<bool> stopping_{false};
+  std::condition_variable applied_cv_;  // with write_mu_: a followed record was applied
+  std::atomic<uint64_t> followed_records_{0};
 
   double recovery_seconds_ = 0;
   uint64_t recovered_records_ = 0;

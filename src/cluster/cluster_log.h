@@ -1,0 +1,76 @@
+// ClusterLog: a region's log shared by its replicas (cluster mode,
+// `foryou serve --cluster`). The embedded engine keeps its log in its own
+// RocksDB store (storage/store.h); in cluster mode that store becomes the
+// replica's local copy, and the log every replica agrees on lives here.
+//
+// Contract:
+// - Records are numbered 1, 2, ... with no gaps. Publish(seq, ...) succeeds
+//   only if the log's last record is seq - 1 at that moment (optimistic
+//   concurrency: one writer wins each number; the loser gets Conflict with
+//   kClusterConflict, catches up and tries again). OK means the log has
+//   acknowledged the record at its replication (docs/SCALING.md says what
+//   that survives).
+// - A record travels with its integrity-chain MAC (Keyring::LogMac), so a
+//   replica verifies every record it applies exactly as a replay does.
+// - Users' wrapped data keys are kept apart from the records, one entry per
+//   key name, so that erasure can destroy a key (EraseKeys) in the region
+//   and in every mirror while the sealed records stay. A key is put before
+//   the first record it seals is published.
+// - The store key, wrapped by the region key, is kept once (StoreKey): the
+//   first replica to start proposes one and every later replica adopts it.
+// - Only sealed records, wrapped keys and the wrapped store key are ever
+//   given to a ClusterLog: nothing in it opens without the region key.
+//
+// Thread safety: every method may be called from any thread, except that
+// Follow/Next belong to one thread (the engine's follower).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "util/status.h"
+
+namespace foryou {
+
+// Prefix of the Conflict message Publish returns when another replica took
+// the sequence number.
+inline constexpr std::string_view kClusterConflict = "cluster: another replica wrote record";
+
+struct ClusterRecord {
+  uint64_t seq = 0;
+  std::string record;  // as stored (storage/log_format.h)
+  std::string mac;     // its chain MAC
+};
+
+class ClusterLog {
+ public:
+  virtual ~ClusterLog() = default;
+
+  virtual Status Publish(uint64_t seq, std::string_view record, std::string_view mac) = 0;
+  // The sequence number of the log's last record (0 when empty).
+  virtual Result<uint64_t> LastSeq() = 0;
+  // The record at `seq`, or NotFound.
+  virtual Result<ClusterRecord> Get(uint64_t seq) = 0;
+
+  // Wrapped data keys: (key name, wrapped key). Put is idempotent.
+  virtual Status PutKeys(const std::vector<std::pair<std::string, std::string>>& keys) = 0;
+  virtual Result<std::optional<std::string>> GetKey(std::string_view name) = 0;
+  // Destroys these keys in the region's log and in every mirror of it
+  // (secure erase: the bytes are overwritten). Keys already gone are fine.
+  virtual Status EraseKeys(const std::vector<std::string>& names) = 0;
+
+  // The region's wrapped store key: `proposed` if none was kept yet (it is
+  // kept now), else the one kept.
+  virtual Result<std::string> StoreKey(std::string_view proposed) = 0;
+
+  // Starts delivering records from `from_seq` on, in order (Next).
+  virtual Status Follow(uint64_t from_seq) = 0;
+  // The next record, or Unavailable if none came within `timeout_ms`.
+  virtual Status Next(int timeout_ms, ClusterRecord* out) = 0;
+};
+
+}  // namespace foryou

@@ -1,0 +1,387 @@
+#include "cluster/jetstream_log.h"
+
+#include <fmt/format.h>
+#include <nats/nats.h>
+
+#include <algorithm>
+
+#include "replication/wire.h"
+#include "util/coding.h"
+
+namespace foryou {
+
+namespace {
+
+Status NatsError(std::string_view what, natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)) {
+  const char* last = nats_GetLastError(nullptr);
+  std::string detail = fmt::format("{}: {}{}{}", what, natsStatus_GetText(s),
+                                   jerr != 0 ? fmt::format(" (JetStream error {})", static_cast<int>(jerr)) : "",
+                                   last != nullptr && *last != '\0' ? fmt::format(": {}", last) : "");
+  return Status::Unavailable("cluster: " + detail);
+}
+
+struct MsgGuard {
+  natsMsg* m = nullptr;
+  ~MsgGuard() { natsMsg_Destroy(m); }
+};
+
+}  // namespace
+
+std::string LogStreamName(const std::string& region) { return "FORYOU_LOG_" + region; }
+std::string KeysStreamName(const std::string& region) { return "FORYOU_KEYS_" + region; }
+std::string MirrorName(const std::string& stream, const std::string& backup_region) {
+  return stream + "_AT_" + backup_region;
+}
+
+Status JetStreamLog::Connect(const JetStreamOptions& options, std::unique_ptr<JetStreamLog>* out) {
+  if (options.urls.empty()) return Status::InvalidArgument("--cluster: no NATS server URL");
+  std::unique_ptr<JetStreamLog> log(new JetStreamLog());
+  log->options_ = options;
+  natsOptions* o = nullptr;
+  natsStatus s = natsOptions_Create(&o);
+  std::vector<const char*> servers;
+  for (const std::string& u : options.urls) servers.push_back(u.c_str());
+  if (s == NATS_OK) s = natsOptions_SetServers(o, servers.data(), static_cast<int>(servers.size()));
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);  // a replica outlives any one server
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 100);
+  if (s == NATS_OK) s = natsOptions_SetTimeout(o, 2000);
+  if (s == NATS_OK) s = natsOptions_SetName(o, "foryou");
+  if (s == NATS_OK) s = natsConnection_Connect(&log->nc_, o);
+  natsOptions_Destroy(o);
+  if (s != NATS_OK) return NatsError(fmt::format("connecting to {}", fmt::join(options.urls, ",")), s);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = options.request_timeout_ms;
+  s = natsConnection_JetStream(&log->js_, log->nc_, &jo);
+  if (s != NATS_OK) return NatsError("JetStream context", s);
+  *out = std::move(log);
+  return Status::OK();
+}
+
+JetStreamLog::~JetStreamLog() {
+  if (sub_ != nullptr) natsSubscription_Destroy(sub_);
+  if (js_ != nullptr) jsCtx_Destroy(js_);
+  if (nc_ != nullptr) {
+    natsConnection_Close(nc_);
+    natsConnection_Destroy(nc_);
+  }
+}
+
+void JetStreamLog::BindMirrors(const std::string& source_region, const std::string& backup_region) {
+  region_ = source_region;
+  log_stream_ = MirrorName(LogStreamName(source_region), backup_region);
+  keys_stream_ = MirrorName(KeysStreamName(source_region), backup_region);
+  log_subject_ = "foryou." + source_region + ".log";
+  key_prefix_ = "foryou." + source_region + ".key.";
+  store_key_subject_ = "foryou." + source_region + ".storekey";
+  key_mirrors_.clear();
+}
+
+Status JetStreamLog::EnsureStream(const std::string& name, const std::string& subject_or_source, bool mirror,
+                                  const std::string& cluster, int replicas, bool deny_delete) {
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, js_, name.c_str(), nullptr, &jerr);
+  if (s == NATS_OK) {
+    std::string found_cluster = si->Cluster != nullptr && si->Cluster->Name != nullptr ? si->Cluster->Name : "";
+    const int found_replicas = static_cast<int>(si->Config->Replicas);
+    const std::string found_mirror =
+        si->Config->Mirror != nullptr && si->Config->Mirror->Name != nullptr ? si->Config->Mirror->Name : "";
+    jsStreamInfo_Destroy(si);
+    if (found_cluster != cluster) {
+      return Status::Forbidden(fmt::format(
+          "cluster: stream {} is placed in JetStream cluster '{}', but the policy places it in '{}' (rule: {}); "
+          "move or delete the stream",
+          name, found_cluster, cluster,
+          mirror ? "a backup lives only in the approved backup region" : "a region's log lives in its own region"));
+    }
+    if (found_replicas != replicas) {
+      return Status::Forbidden(fmt::format(
+          "cluster: stream {} has {} replica(s), this replica is configured for {} (rule: every replica of a region "
+          "agrees on its log's replication)",
+          name, found_replicas, replicas));
+    }
+    if (mirror && found_mirror != subject_or_source) {
+      return Status::Forbidden(fmt::format("cluster: stream {} exists but does not mirror {}", name, subject_or_source));
+    }
+    return Status::OK();
+  }
+  if (jerr != JSStreamNotFoundErr) return NatsError(fmt::format("stream {}", name), s, jerr);
+  jsStreamConfig c;
+  jsStreamConfig_Init(&c);
+  c.Name = name.c_str();
+  const char* subjects[2];
+  jsStreamSource source;
+  std::string keys_subject, store_subject;
+  if (mirror) {
+    jsStreamSource_Init(&source);
+    source.Name = subject_or_source.c_str();
+    c.Mirror = &source;
+  } else if (deny_delete) {
+    subjects[0] = subject_or_source.c_str();
+    c.Subjects = subjects;
+    c.SubjectsLen = 1;
+  } else {
+    keys_subject = subject_or_source + "*";
+    store_subject = store_key_subject_;
+    subjects[0] = keys_subject.c_str();
+    subjects[1] = store_subject.c_str();
+    c.Subjects = subjects;
+    c.SubjectsLen = 2;
+  }
+  c.Storage = js_FileStorage;
+  c.Replicas = replicas;
+  c.DenyDelete = deny_delete;
+  c.DenyPurge = deny_delete;
+  jsPlacement placement;
+  jsPlacement_Init(&placement);
+  placement.Cluster = cluster.c_str();
+  c.Placement = &placement;
+  si = nullptr;
+  jerr = static_cast<jsErrCode>(0);
+  s = js_AddStream(&si, js_, &c, nullptr, &jerr);
+  if (si != nullptr) jsStreamInfo_Destroy(si);
+  if (s != NATS_OK) {
+    // Another replica starting at the same time may have created it: look again.
+    jsStreamInfo* again = nullptr;
+    if (js_GetStreamInfo(&again, js_, name.c_str(), nullptr, nullptr) == NATS_OK) {
+      jsStreamInfo_Destroy(again);
+      return EnsureStream(name, subject_or_source, mirror, cluster, replicas, deny_delete);
+    }
+    return NatsError(fmt::format("creating stream {} in cluster {} with {} replica(s)", name, cluster, replicas), s,
+                     jerr);
+  }
+  return Status::OK();
+}
+
+Status JetStreamLog::Ensure(const ClusterPlan& plan) {
+  region_ = plan.region;
+  log_stream_ = LogStreamName(plan.region);
+  keys_stream_ = KeysStreamName(plan.region);
+  log_subject_ = "foryou." + plan.region + ".log";
+  key_prefix_ = "foryou." + plan.region + ".key.";
+  store_key_subject_ = "foryou." + plan.region + ".storekey";
+  // 1. Anything already in JetStream that copies this region's streams must
+  //    sit in a region the policy approves for its backups.
+  jsStreamInfoList* list = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_Streams(&list, js_, nullptr, &jerr);
+  if (s != NATS_OK && s != NATS_NOT_FOUND) return NatsError("listing streams", s, jerr);
+  Status verdict;
+  for (int i = 0; list != nullptr && i < list->Count && verdict.ok(); ++i) {
+    const jsStreamInfo* si = list->List[i];
+    const std::string name = si->Config->Name != nullptr ? si->Config->Name : "";
+    const std::string cluster = si->Cluster != nullptr && si->Cluster->Name != nullptr ? si->Cluster->Name : "";
+    std::vector<std::string> origins;
+    if (si->Config->Mirror != nullptr && si->Config->Mirror->Name != nullptr) origins.push_back(si->Config->Mirror->Name);
+    for (int j = 0; j < si->Config->SourcesLen; ++j) {
+      if (si->Config->Sources[j] != nullptr && si->Config->Sources[j]->Name != nullptr) {
+        origins.push_back(si->Config->Sources[j]->Name);
+      }
+    }
+    for (const std::string& origin : origins) {
+      if (origin != log_stream_ && origin != keys_stream_) continue;
+      if (std::find(plan.backups.begin(), plan.backups.end(), cluster) == plan.backups.end()) {
+        verdict = Status::Forbidden(fmt::format(
+            "cluster: stream {} in JetStream cluster '{}' copies {}, but the policy does not approve region '{}' to "
+            "hold backups of region {} ({}) (rule: backups only in approved regions); delete that stream",
+            name, cluster, origin, cluster, plan.region, fmt::join(plan.jurisdictions, ", ")));
+      }
+    }
+  }
+  if (list != nullptr) jsStreamInfoList_Destroy(list);
+  FORYOU_RETURN_IF_ERROR(verdict);
+  // 2. The region's own streams, then one mirror of each per backup region.
+  FORYOU_RETURN_IF_ERROR(EnsureStream(log_stream_, log_subject_, false, plan.region, plan.replicas, true));
+  FORYOU_RETURN_IF_ERROR(EnsureStream(keys_stream_, key_prefix_, false, plan.region, plan.replicas, false));
+  key_mirrors_.clear();
+  for (const std::string& b : plan.backups) {
+    FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(log_stream_, b), log_stream_, true, b, plan.backup_replicas, false));
+    FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(keys_stream_, b), keys_stream_, true, b, plan.backup_replicas, false));
+    key_mirrors_.push_back(MirrorName(keys_stream_, b));
+  }
+  return Status::OK();
+}
+
+Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_view mac) {
+  LogBatch batch;
+  batch.records.emplace_back(seq, std::string(record));
+  batch.macs.emplace_back(mac);
+  const std::string msg = EncodeLogBatch(batch);
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = options_.request_timeout_ms;
+  po.ExpectStream = log_stream_.c_str();
+  po.ExpectLastSeq = seq - 1;  // 0 (the first record) means "unset" to libnats: the MsgId guards that one
+  const std::string msg_id = fmt::format("r{}", seq);
+  po.MsgId = msg_id.c_str();
+  jsPubAck* ack = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_Publish(&ack, js_, log_subject_.c_str(), msg.data(), static_cast<int>(msg.size()), &po, &jerr);
+  if (s != NATS_OK) {
+    if (jerr == JSStreamWrongLastSequenceErr) return Status::Conflict(fmt::format("{} {}", kClusterConflict, seq));
+    return NatsError(fmt::format("publishing record {}", seq), s, jerr);
+  }
+  const bool duplicate = ack->Duplicate;
+  const uint64_t got = ack->Sequence;
+  jsPubAck_Destroy(ack);
+  if (duplicate || got != seq) return Status::Conflict(fmt::format("{} {}", kClusterConflict, seq));
+  return Status::OK();
+}
+
+Result<uint64_t> JetStreamLog::LastSeq() {
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, js_, log_stream_.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) return NatsError(fmt::format("stream {}", log_stream_), s, jerr);
+  const uint64_t last = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  return last;
+}
+
+namespace {
+Status DecodeOne(const char* data, int len, uint64_t stream_seq, ClusterRecord* out) {
+  LogBatch batch;
+  FORYOU_RETURN_IF_ERROR(DecodeLogBatch(std::string_view(data, static_cast<size_t>(len)), &batch));
+  if (batch.records.size() != 1 || batch.macs.size() != 1 || batch.records[0].first != stream_seq) {
+    return Status::Corruption(
+        fmt::format("cluster: message {} of the log is not record {} with its MAC", stream_seq, stream_seq));
+  }
+  out->seq = stream_seq;
+  out->record = std::move(batch.records[0].second);
+  out->mac = std::move(batch.macs[0]);
+  return Status::OK();
+}
+}  // namespace
+
+Result<ClusterRecord> JetStreamLog::Get(uint64_t seq) {
+  MsgGuard m;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetMsg(&m.m, js_, log_stream_.c_str(), seq, nullptr, &jerr);
+  if (s != NATS_OK) {
+    if (jerr == JSNoMessageFoundErr) return Status::NotFound(fmt::format("cluster: no record {}", seq));
+    return NatsError(fmt::format("reading record {}", seq), s, jerr);
+  }
+  ClusterRecord r;
+  FORYOU_RETURN_IF_ERROR(DecodeOne(natsMsg_GetData(m.m), natsMsg_GetDataLength(m.m), seq, &r));
+  return r;
+}
+
+Status JetStreamLog::PutKeys(const std::vector<std::pair<std::string, std::string>>& keys) {
+  for (const auto& [name, wrapped] : keys) {
+    const std::string subject = key_prefix_ + HexEncode(name);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = options_.request_timeout_ms;
+    po.ExpectStream = keys_stream_.c_str();
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_Publish(nullptr, js_, subject.c_str(), wrapped.data(), static_cast<int>(wrapped.size()), &po, &jerr);
+    if (s != NATS_OK) return NatsError("publishing a wrapped key", s, jerr);
+  }
+  return Status::OK();
+}
+
+Result<std::optional<std::string>> JetStreamLog::GetKey(std::string_view name) {
+  const std::string subject = key_prefix_ + HexEncode(name);
+  MsgGuard m;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetLastMsg(&m.m, js_, keys_stream_.c_str(), subject.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) {
+    if (jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND) return std::optional<std::string>();
+    return NatsError("reading a wrapped key", s, jerr);
+  }
+  return std::optional<std::string>(std::string(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m))));
+}
+
+Status JetStreamLog::EraseFrom(const std::string& stream, const std::string& subject) {
+  for (int guard = 0; guard < 64; ++guard) {
+    MsgGuard m;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetLastMsg(&m.m, js_, stream.c_str(), subject.c_str(), nullptr, &jerr);
+    if (s != NATS_OK) {
+      if (jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND) return Status::OK();
+      return NatsError(fmt::format("finding a key to erase in {}", stream), s, jerr);
+    }
+    const uint64_t seq = natsMsg_GetSequence(m.m);
+    jerr = static_cast<jsErrCode>(0);
+    s = js_EraseMsg(js_, stream.c_str(), seq, nullptr, &jerr);
+    if (s != NATS_OK && jerr != JSNoMessageFoundErr) {
+      return NatsError(fmt::format("erasing message {} of {}", seq, stream), s, jerr);
+    }
+  }
+  return Status::Internal(fmt::format("cluster: {} keeps a key under {} after 64 erasures", stream, subject));
+}
+
+Status JetStreamLog::EraseKeys(const std::vector<std::string>& names) {
+  Status first;
+  for (const std::string& name : names) {
+    const std::string subject = key_prefix_ + HexEncode(name);
+    // The region first, then the mirrors, so that a mirror cannot copy a
+    // key again after it was erased there.
+    if (Status s = EraseFrom(keys_stream_, subject); !s.ok() && first.ok()) first = s;
+    for (const std::string& mirror : key_mirrors_) {
+      if (Status s = EraseFrom(mirror, subject); !s.ok() && first.ok()) first = s;
+    }
+  }
+  return first;
+}
+
+Result<std::string> JetStreamLog::StoreKey(std::string_view proposed) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    MsgGuard m;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetLastMsg(&m.m, js_, keys_stream_.c_str(), store_key_subject_.c_str(), nullptr, &jerr);
+    if (s == NATS_OK) return std::string(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m)));
+    if (jerr != JSNoMessageFoundErr && s != NATS_NOT_FOUND) return NatsError("reading the store key", s, jerr);
+    if (attempt == 1) break;
+    // None yet: propose ours. The message id makes a second proposal within
+    // JetStream's duplicate window a no-op; either way, read back what won.
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = options_.request_timeout_ms;
+    po.ExpectStream = keys_stream_.c_str();
+    po.MsgId = "storekey";
+    jerr = static_cast<jsErrCode>(0);
+    s = js_Publish(nullptr, js_, store_key_subject_.c_str(), proposed.data(), static_cast<int>(proposed.size()), &po,
+                   &jerr);
+    if (s != NATS_OK) return NatsError("keeping the store key", s, jerr);
+  }
+  return Status::Unavailable("cluster: the store key was kept but cannot be read back");
+}
+
+Status JetStreamLog::Follow(uint64_t from_seq) {
+  if (sub_ != nullptr) {
+    natsSubscription_Destroy(sub_);
+    sub_ = nullptr;
+  }
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = log_stream_.c_str();
+  so.Ordered = true;  // a flow-controlled ephemeral consumer, recreated at the right place after a failure
+  so.Config.DeliverPolicy = js_DeliverByStartSequence;
+  so.Config.OptStartSeq = from_seq;
+  so.Config.Heartbeat = 1'000'000'000;  // 1 s: notice a lost consumer soon
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_SubscribeSync(&sub_, js_, log_subject_.c_str(), nullptr, &so, &jerr);
+  if (s != NATS_OK) return NatsError(fmt::format("following {} from {}", log_stream_, from_seq), s, jerr);
+  follow_next_ = from_seq;
+  return Status::OK();
+}
+
+Status JetStreamLog::Next(int timeout_ms, ClusterRecord* out) {
+  if (sub_ == nullptr) return Status::Internal("cluster: Next before Follow");
+  MsgGuard m;
+  natsStatus s = natsSubscription_NextMsg(&m.m, sub_, timeout_ms);
+  if (s == NATS_TIMEOUT) return Status::Unavailable("cluster: no new record");
+  if (s != NATS_OK) return NatsError("following the log", s);
+  jsMsgMetaData* meta = nullptr;
+  s = natsMsg_GetMetaData(&meta, m.m);
+  if (s != NATS_OK) return NatsError("a log message's metadata", s);
+  const uint64_t seq = meta->Sequence.Stream;
+  jsMsgMetaData_Destroy(meta);
+  FORYOU_RETURN_IF_ERROR(DecodeOne(natsMsg_GetData(m.m), natsMsg_GetDataLength(m.m), seq, out));
+  follow_next_ = seq + 1;
+  return Status::OK();
+}
+
+}  // namespace foryou

@@ -1,0 +1,90 @@
+// JetStreamLog: ClusterLog (cluster/cluster_log.h) on NATS JetStream.
+//
+// Streams (docs/SCALING.md, "Streams and placement"), for region R:
+//   FORYOU_LOG_R       subject foryou.R.log        the records, in order;
+//                      deletes and purges denied
+//   FORYOU_KEYS_R      subjects foryou.R.key.<hex name>, foryou.R.storekey
+//                      one message per wrapped key (erasure deletes it)
+// both on file storage with `replicas` replicas, placed in the JetStream
+// cluster named R. For every backup region B the policy approves, a mirror
+// of each, FORYOU_LOG_R_AT_B and FORYOU_KEYS_R_AT_B, placed in cluster B.
+//
+// Ensure (at start) creates what is missing and refuses, naming the stream
+// and the rule, what contradicts the plan: a stream of R placed outside
+// cluster R or with other replicas, and any stream in any cluster that
+// mirrors or sources R's streams from a region the policy does not approve.
+//
+// The record message is the backup wire format (replication/wire.h) with one
+// record and its MAC: versioned, and the same bytes a backup region checks.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cluster/cluster_log.h"
+
+struct __natsConnection;
+struct __jsCtx;
+struct __natsSubscription;
+
+namespace foryou {
+
+struct ClusterPlan {
+  std::string region;                 // this region; also its JetStream cluster's name
+  int replicas = 3;                   // of the region's streams
+  std::vector<std::string> backups;   // regions approved to hold its backups (their clusters)
+  int backup_replicas = 1;            // of each mirror
+  std::vector<std::string> jurisdictions;  // what the region is primary for (in error messages)
+};
+
+struct JetStreamOptions {
+  std::vector<std::string> urls;  // nats://HOST:PORT of any servers of the region's cluster
+  int request_timeout_ms = 5000;  // JetStream API calls and publish acknowledgements
+};
+
+std::string LogStreamName(const std::string& region);
+std::string KeysStreamName(const std::string& region);
+std::string MirrorName(const std::string& stream, const std::string& backup_region);
+
+class JetStreamLog : public ClusterLog {
+ public:
+  // Connects (reconnecting forever afterwards) without touching streams.
+  static Status Connect(const JetStreamOptions& options, std::unique_ptr<JetStreamLog>* out);
+  ~JetStreamLog() override;
+
+  // Creates the region's streams and mirrors where missing; refuses what
+  // contradicts `plan` (FailedPrecondition-like: Forbidden, naming the stream).
+  Status Ensure(const ClusterPlan& plan);
+  // Binds to existing streams of `source_region` under other names: a
+  // restore reads a backup region's mirrors (read-only use).
+  void BindMirrors(const std::string& source_region, const std::string& backup_region);
+
+  Status Publish(uint64_t seq, std::string_view record, std::string_view mac) override;
+  Result<uint64_t> LastSeq() override;
+  Result<ClusterRecord> Get(uint64_t seq) override;
+  Status PutKeys(const std::vector<std::pair<std::string, std::string>>& keys) override;
+  Result<std::optional<std::string>> GetKey(std::string_view name) override;
+  Status EraseKeys(const std::vector<std::string>& names) override;
+  Result<std::string> StoreKey(std::string_view proposed) override;
+  Status Follow(uint64_t from_seq) override;
+  Status Next(int timeout_ms, ClusterRecord* out) override;
+
+ private:
+  JetStreamLog() = default;
+  Status EnsureStream(const std::string& name, const std::string& subject_or_mirror, bool mirror,
+                      const std::string& cluster, int replicas, bool deny_delete);
+  Status EraseFrom(const std::string& stream, const std::string& subject);
+
+  JetStreamOptions options_;
+  __natsConnection* nc_ = nullptr;
+  __jsCtx* js_ = nullptr;
+  __natsSubscription* sub_ = nullptr;  // the follower's
+  std::string region_;
+  std::string log_stream_, keys_stream_, log_subject_, key_prefix_, store_key_subject_;
+  std::vector<std::string> key_mirrors_;  // the keys streams' mirrors, for EraseKeys
+  uint64_t follow_next_ = 0;              // the follower's next expected seq
+};
+
+}  // namespace foryou
