@@ -258,7 +258,7 @@ int Serve(const ServeFlags& flags) {
     if (auto why = policy->CheckBackupCredential(*region, backup_api_key)) {
       return Fail(Status::Forbidden(fmt::format("--backup-api-key-file: {}", *why)));
     }
-  } else if (policy && !policy->BackupRegionsFor(*region).empty()) {
+  } else if (policy && flags.cluster.empty() && !policy->BackupRegionsFor(*region).empty()) {
     spdlog::warn("the policy approves backup regions for {}, but no --backup-to is given: nothing is backed up",
                  region->name);
   }

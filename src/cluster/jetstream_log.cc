@@ -4,6 +4,8 @@
 #include <nats/nats.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "replication/wire.h"
 #include "util/coding.h"
@@ -137,10 +139,16 @@ Status JetStreamLog::EnsureStream(const std::string& name, const std::string& su
   jsPlacement_Init(&placement);
   placement.Cluster = cluster.c_str();
   c.Placement = &placement;
-  si = nullptr;
-  jerr = static_cast<jsErrCode>(0);
-  s = js_AddStream(&si, js_, &c, nullptr, &jerr);
-  if (si != nullptr) jsStreamInfo_Destroy(si);
+  // Right after a cluster starts, its servers may not be known to the
+  // JetStream meta leader yet ("no suitable peers"): try again for a while.
+  for (int attempt = 0;; ++attempt) {
+    si = nullptr;
+    jerr = static_cast<jsErrCode>(0);
+    s = js_AddStream(&si, js_, &c, nullptr, &jerr);
+    if (si != nullptr) jsStreamInfo_Destroy(si);
+    if (s == NATS_OK || jerr != JSClusterNoPeersErr || attempt >= 100) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
   if (s != NATS_OK) {
     // Another replica starting at the same time may have created it: look again.
     jsStreamInfo* again = nullptr;
@@ -211,7 +219,6 @@ Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MaxWait = options_.request_timeout_ms;
-  po.ExpectStream = log_stream_.c_str();
   po.ExpectLastSeq = seq - 1;  // 0 (the first record) means "unset" to libnats: the MsgId guards that one
   const std::string msg_id = fmt::format("r{}", seq);
   po.MsgId = msg_id.c_str();
@@ -273,7 +280,6 @@ Status JetStreamLog::PutKeys(const std::vector<std::pair<std::string, std::strin
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = options_.request_timeout_ms;
-    po.ExpectStream = keys_stream_.c_str();
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_Publish(nullptr, js_, subject.c_str(), wrapped.data(), static_cast<int>(wrapped.size()), &po, &jerr);
     if (s != NATS_OK) return NatsError("publishing a wrapped key", s, jerr);
@@ -339,7 +345,6 @@ Result<std::string> JetStreamLog::StoreKey(std::string_view proposed) {
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = options_.request_timeout_ms;
-    po.ExpectStream = keys_stream_.c_str();
     po.MsgId = "storekey";
     jerr = static_cast<jsErrCode>(0);
     s = js_Publish(nullptr, js_, store_key_subject_.c_str(), proposed.data(), static_cast<int>(proposed.size()), &po,
@@ -362,7 +367,14 @@ Status JetStreamLog::Follow(uint64_t from_seq) {
   so.Config.OptStartSeq = from_seq;
   so.Config.Heartbeat = 1'000'000'000;  // 1 s: notice a lost consumer soon
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_SubscribeSync(&sub_, js_, log_subject_.c_str(), nullptr, &so, &jerr);
+  natsStatus s = NATS_OK;
+  // While the stream elects a leader (a server was lost) creating the
+  // consumer times out: keep trying for about 30 s.
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    jerr = static_cast<jsErrCode>(0);
+    s = js_SubscribeSync(&sub_, js_, log_subject_.c_str(), nullptr, &so, &jerr);
+    if (s != NATS_TIMEOUT) break;
+  }
   if (s != NATS_OK) return NatsError(fmt::format("following {} from {}", log_stream_, from_seq), s, jerr);
   follow_next_ = from_seq;
   return Status::OK();

@@ -1071,6 +1071,7 @@ EngineStats Engine::Stats() const {
   st.store_bytes = store_->ApproximateBytes();
   st.recovery_seconds = recovery_seconds_;
   st.recovered_records = recovered_records_;
+  st.followed_records = followed_records_.load(std::memory_order_relaxed);
   return st;
 }
 

@@ -121,6 +121,7 @@ struct EngineStats {
   uint64_t store_bytes = 0;
   double recovery_seconds = 0;  // time Open spent replaying the log
   uint64_t recovered_records = 0;
+  uint64_t followed_records = 0;  // cluster mode: records applied that other replicas wrote
 };
 
 class Engine {

@@ -1,0 +1,451 @@
+#!/usr/bin/env python3
+"""Cluster-mode test: a region on several machines (issue 10), with real
+nats-server and foryou processes on loopback.
+
+Starts a NATS supercluster (scripts/nats_topology.py): region us as a 3-node
+JetStream cluster, sg (the approved backup region) and eu (not approved) as
+1-node clusters; then foryou replicas of us with `serve --cluster`. Cases:
+
+  replicas_agree        writes through either replica; once both applied the
+                        same record, the same users get the same feed with the
+                        same scores (to 1e-6: freshness moves with the clock)
+  read_your_write       a write answered by a replica is in that replica's
+                        next feed; prints how long the other replica took
+  kill9                 while two clients write through both replicas, kill -9
+                        one us nats-server and one replica: the survivor keeps
+                        taking writes, and every acknowledged event is in the
+                        region's data afterwards, also on the restarted replica
+  new_replica           a replica with an empty data dir catches up from the
+                        log and serves the same scores
+  mirror_sealed         sg's mirror holds every record of the us log; no file
+                        of any nats-server store holds a user id in the clear;
+                        eu holds no copy of any us stream
+  erasure_reaches_sg    after DELETE of a user, its key is gone from the us
+                        streams and from sg's raw files, both replicas 404
+  placement_refused     a mirror of the us log placed in eu (made behind
+                        foryou's back) makes a replica refuse to start, naming
+                        the stream and the rule
+
+Run from the repository root: FORYOU=build/release/foryou python3 tests/cluster_test.py
+Prints `ok NAME` / `FAIL NAME: reason`; exits 1 on any failure. Needs
+nats-server (scripts/install-deps.sh). Stops every process it started.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
+import nats_mini  # noqa: E402
+import nats_topology  # noqa: E402
+
+FORYOU = os.environ.get("FORYOU", str(ROOT / "build/release/foryou"))
+SERVICE = "cluster-service-secret"
+ADMIN = "cluster-admin-secret"
+USERS_PREFIX = "clusteruser"
+PROCS: list[subprocess.Popen] = []
+
+
+def sha(s: str) -> str:
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+def policy_toml() -> str:
+    return f"""
+[[regions]]
+name = "us"
+jurisdiction = "US"
+operator = "Trusted Operator Inc."
+primary_for = ["US"]
+
+[[regions]]
+name = "sg"
+jurisdiction = "SG"
+operator = "Trusted Operator Inc."
+primary_for = ["SG"]
+backup_for = ["US"]
+
+[[regions]]
+name = "eu"
+jurisdiction = "EU"
+operator = "Another Operator"
+primary_for = ["EU"]
+
+[[principals]]
+name = "us-service"
+key_sha256 = "{sha(SERVICE)}"
+role = "service"
+read = ["US"]
+write = ["US"]
+
+[[principals]]
+name = "us-admin"
+key_sha256 = "{sha(ADMIN)}"
+role = "admin"
+read = ["US"]
+write = ["US"]
+"""
+
+
+class Replica:
+    def __init__(self, name: str, d: Path, urls: str):
+        self.name, self.dir, self.urls = name, d / name, urls
+        self.err = d / f"{name}.err"
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.d = d
+
+    def argv(self) -> list[str]:
+        return [FORYOU, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.dir), "--policy",
+                str(self.d / "policy.toml"), "--region", "us", "--region-key-file", str(self.d / "us.key"),
+                "--cluster", self.urls, "--log-level", "info"]
+
+    def start(self, expect_fail: bool = False, timeout: float = 60) -> str:
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.PIPE, stderr=open(self.err, "wb"), text=True)
+        PROCS.append(self.proc)
+        deadline = time.time() + timeout
+        line = ""
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = re.match(r"listening on http://127.0.0.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+                return ""
+        self.proc.wait(timeout=10)
+        text = self.err.read_text(errors="replace")
+        if expect_fail:
+            return text
+        raise RuntimeError(f"replica {self.name} did not start: {text[-2000:]}")
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def call(self, method: str, path: str, body=None, key: str = SERVICE, timeout: float = 15):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
+        req.add_header("Authorization", f"Bearer {key}")
+        req.add_header("X-Foryou-Jurisdiction", "US")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                text = r.read().decode()
+                return r.status, (json.loads(text) if text.startswith(("{", "[")) else text)
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            return e.code, (json.loads(text) if text.startswith("{") else text)
+
+    def log_seq(self) -> int:
+        code, text = self.call("GET", "/metrics", key=ADMIN)
+        if code != 200:
+            raise RuntimeError(f"/metrics: {code} {text}")
+        return int(float(re.search(r"^foryou_log_sequence (\S+)$", text, re.M).group(1)))
+
+    def feed(self, user: str, n: int = 10):
+        code, body = self.call("GET", f"/v1/feed?user_id={user}&n={n}")
+        if code != 200:
+            raise RuntimeError(f"feed {user} on {self.name}: {code} {body}")
+        return [(i["video_id"], i["score"]) for i in body["items"]]
+
+
+def wait_same_seq(replicas: list[Replica], timeout: float = 20) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        seqs = [r.log_seq() for r in replicas]
+        if len(set(seqs)) == 1:
+            return seqs[0]
+        time.sleep(0.05)
+    raise AssertionError(f"replicas did not converge: {seqs}")
+
+
+def same_feeds(a: Replica, b: Replica, users: list[str]) -> None:
+    for u in users:
+        fa, fb = a.feed(u), b.feed(u)
+        ids_a, ids_b = [v for v, _ in fa], [v for v, _ in fb]
+        assert ids_a == ids_b, f"user {u}: {a.name} {ids_a} vs {b.name} {ids_b}"
+        for (v, sa), (_, sb) in zip(fa, fb):
+            assert abs(sa - sb) <= 1e-6 * max(1.0, abs(sa)), f"user {u} video {v}: {sa} vs {sb}"
+
+
+def world() -> list[dict]:
+    videos = []
+    for i in range(300):
+        videos.append({"id": f"cv{i}", "creator_id": f"creator{i % 25}", "tags": [f"tag{i % 12}", f"tag{(i * 7) % 12}"],
+                       "duration_ms": 15000 + 1000 * (i % 30), "language": "en" if i % 3 else "es"})
+    return videos
+
+
+def events_for(user: str, k: int, n: int = 5) -> list[dict]:
+    out = []
+    for j in range(n):
+        v = (hash((user, k, j)) % 300 + 300) % 300
+        t = ["play", "like", "share", "skip", "play"][j % 5]
+        e = {"user_id": user, "video_id": f"cv{v}", "type": t}
+        if t == "play":
+            e["watch_ratio"] = 0.4 + 0.15 * (j % 5)
+        out.append(e)
+    return out
+
+
+class Writer(threading.Thread):
+    """Writes one-event batches, each a distinct (user, video) play, and keeps
+    what was acknowledged."""
+
+    def __init__(self, replicas: list[Replica], tag: str):
+        super().__init__(daemon=True)
+        self.replicas, self.tag = replicas, tag
+        self.acked: list[tuple[str, str]] = []
+        self.errors = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            r = self.replicas[i % len(self.replicas)]
+            user, video = f"{USERS_PREFIX}-{self.tag}-{i % 40}", f"cv{i % 300}"
+            try:
+                code, _ = r.call("POST", "/v1/events",
+                                 {"events": [{"user_id": user, "video_id": video, "type": "play", "watch_ratio": 0.5 + (i % 7) / 20}]},
+                                 timeout=10)
+                if code == 200:
+                    self.acked.append((user, video))
+                else:
+                    self.errors += 1
+            except Exception:
+                self.errors += 1
+            i += 1
+
+
+def exported_pairs(r: Replica, users: set[str]) -> set[tuple[str, str]]:
+    got = set()
+    for u in users:
+        code, body = r.call("GET", f"/v1/users/{u}/export", key=ADMIN)
+        if code != 200:
+            raise AssertionError(f"export {u} on {r.name}: {code} {body}")
+        for e in body["events"]:
+            got.add((u, e["video_id"]))
+    return got
+
+
+def main() -> int:
+    if shutil.which("nats-server") is None:
+        print("FAIL setup: nats-server is not installed (scripts/install-deps.sh)")
+        return 1
+    d = Path(tempfile.mkdtemp(prefix="foryou-cluster-test-"))
+    nats_dir = d / "nats"
+    results: list[tuple[str, str | None]] = []
+    try:
+        topo = nats_topology.start(str(nats_dir), ["us:3", "sg:1", "eu:1"])
+        urls = ",".join(topo["regions"]["us"])
+        (d / "policy.toml").write_text(policy_toml())
+        (d / "us.key").write_text(subprocess.run([FORYOU, "keygen"], capture_output=True, text=True, check=True).stdout)
+        a, b = Replica("a", d, urls), Replica("b", d, urls)
+        a.start()
+        b.start()
+        js = nats_mini.Nats(topo["regions"]["us"][0])
+
+        def case(name, fn):
+            t0 = time.time()
+            try:
+                fn()
+                results.append((name, None))
+                print(f"ok {name} ({time.time() - t0:.1f} s)", flush=True)
+            except Exception as e:  # noqa: BLE001
+                results.append((name, f"{type(e).__name__}: {e}"))
+                print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+
+        users = [f"{USERS_PREFIX}{i}" for i in range(30)]
+
+        def replicas_agree():
+            code, body = a.call("POST", "/v1/videos", {"videos": world()}, key=ADMIN)
+            assert code == 200, (code, body)
+            for k, u in enumerate(users):
+                r = a if k % 2 == 0 else b
+                code, body = r.call("POST", "/v1/events", {"events": events_for(u, k)})
+                assert code == 200, (code, body)
+            wait_same_seq([a, b])
+            same_feeds(a, b, [f"{USERS_PREFIX}{i}" for i in range(0, 30, 3)] + ["never-seen-user"])
+
+        def read_your_write():
+            lags = []
+            for i in range(60):
+                writer, other = (a, b) if i % 2 == 0 else (b, a)
+                u = users[i % len(users)]
+                v = f"cv{(i * 11) % 300}"
+                code, _ = writer.call("POST", "/v1/events", {"events": [{"user_id": u, "video_id": v, "type": "like"}]})
+                assert code == 200
+                seq = writer.log_seq()
+                # The writer's own next feed already reflects the event: the liked video is seen, never served again.
+                assert v not in [x for x, _ in writer.feed(u, 50)], f"{v} still in {u}'s feed on {writer.name}"
+                t0 = time.time()
+                while other.log_seq() < seq:
+                    if time.time() - t0 > 10:
+                        raise AssertionError(f"{other.name} did not reach record {seq} in 10 s")
+                    time.sleep(0.001)
+                lags.append((time.time() - t0) * 1000)
+            lags.sort()
+            print(f"   replica lag (write answered on one -> visible in the other's /metrics, polled): "
+                  f"p50 {lags[len(lags) // 2]:.1f} ms, p99 {lags[int(len(lags) * 0.99) - 1]:.1f} ms "
+                  f"(loopback, this machine; ratios only)", flush=True)
+
+        def kill9():
+            w1, w2 = Writer([a, b], "w1"), Writer([b, a], "w2")
+            w1.start()
+            w2.start()
+            time.sleep(2)
+            victim = next(s for s in topo["servers"] if s["name"] == "us-2")
+            os.kill(victim["pid"], signal.SIGKILL)
+            b.kill9()
+            before = len(w1.acked) + len(w2.acked)
+            errors_before = w1.errors + w2.errors
+            time.sleep(8)
+            w1.stop.set()
+            w2.stop.set()
+            w1.join(30)
+            w2.join(30)
+            after = len(w1.acked) + len(w2.acked)
+            assert after > before, f"no write acknowledged after the kills ({before} before)"
+            acked = set(w1.acked) | set(w2.acked)
+            touched = {u for u, _ in acked}
+            got = exported_pairs(a, touched)
+            missing = acked - got
+            assert not missing, f"{len(missing)} acknowledged events missing on a: {sorted(missing)[:5]}"
+            # b restarts on its own data dir and catches up; the killed nats-server comes back too.
+            subprocess.Popen(["nats-server", "-c", str(nats_dir / "us-2.conf")], stdout=open(nats_dir / "us-2.log", "ab"),
+                             stderr=subprocess.STDOUT, start_new_session=True)
+            b.start()
+            wait_same_seq([a, b], timeout=30)
+            missing_b = acked - exported_pairs(b, touched)
+            assert not missing_b, f"{len(missing_b)} acknowledged events missing on b after its restart"
+            print(f"   {after} writes acknowledged ({after - before} after the kills; "
+                  f"{w1.errors + w2.errors - errors_before} failed after the kills, most to the dead replica), "
+                  f"{len(acked)} distinct (user, video) pairs, 0 lost", flush=True)
+
+        def new_replica():
+            c = Replica("c", d, urls)
+            t0 = time.time()
+            c.start()
+            took = time.time() - t0
+            try:
+                assert c.log_seq() == a.log_seq() or wait_same_seq([a, c])
+                # Users no replica served a feed yet (a feed's served history is per replica).
+                same_feeds(a, c, [f"{USERS_PREFIX}-w1-{i}" for i in range(0, 40, 5)])
+                print(f"   new replica serving after {took:.2f} s ({c.log_seq()} records)", flush=True)
+            finally:
+                c.stop()
+
+        def mirror_sealed():
+            last = a.log_seq()
+            deadline = time.time() + 20
+            while True:
+                info = js.js("STREAM.INFO.FORYOU_LOG_us_AT_sg")
+                if info.get("state", {}).get("last_seq", 0) >= last:
+                    break
+                assert time.time() < deadline, f"sg mirror stuck at {info.get('state')} (us at {last})"
+                time.sleep(0.2)
+            assert info["cluster"]["name"] == "sg", info["cluster"]
+            needle = USERS_PREFIX.encode()
+            for root, _, files in os.walk(nats_dir):
+                for f in files:
+                    data = Path(root, f).read_bytes()
+                    assert needle not in data, f"a user id in the clear in {Path(root, f)}"
+            eu_streams = nats_dir / "eu-1" / "jetstream" / "$G" / "streams"
+            copies = [p.name for p in eu_streams.iterdir()] if eu_streams.exists() else []
+            assert not [c for c in copies if c.startswith("FORYOU")], f"eu holds {copies}"
+
+        def erasure_reaches_sg():
+            victim = f"{USERS_PREFIX}7"
+            code, body = a.call("DELETE", f"/v1/users/{victim}", key=ADMIN)
+            assert code == 200, (code, body)
+            shown = subprocess.run([FORYOU, "audit", "show", "--data-dir", str(a.dir), "--action", "user.erase"],
+                                   capture_output=True, text=True).stdout
+            pseudonyms = set(re.findall(r'"subject":"p:([0-9a-f]{32})"', shown))
+            assert len(pseudonyms) == 1, shown
+            p = pseudonyms.pop().encode()
+            deadline = time.time() + 15
+            while True:
+                holders = []
+                for root, _, files in os.walk(nats_dir / "sg-1"):
+                    holders += [str(Path(root, f)) for f in files if p in Path(root, f).read_bytes()]
+                for s in ("us-1", "us-2", "us-3"):
+                    streams = nats_dir / s / "jetstream" / "$G"
+                    for root, _, files in os.walk(streams):
+                        holders += [str(Path(root, f)) for f in files if p in Path(root, f).read_bytes()]
+                if not holders:
+                    break
+                assert time.time() < deadline, f"the erased user's key is still in {holders}"
+                time.sleep(0.5)
+            wait_same_seq([a, b])
+            for r in (a, b):
+                code, _ = r.call("GET", f"/v1/users/{victim}", key=ADMIN)
+                assert code == 404, f"{r.name}: GET erased user -> {code}"
+
+        def placement_refused():
+            bad = js.js("STREAM.CREATE.EVIL_COPY", {"name": "EVIL_COPY", "mirror": {"name": "FORYOU_LOG_us"},
+                                                    "placement": {"cluster": "eu"}, "storage": "file", "num_replicas": 1})
+            assert "error" not in bad, bad
+            try:
+                e = Replica("e", d, urls)
+                text = e.start(expect_fail=True, timeout=30)
+                assert e.proc.returncode not in (None, 0), "a replica started beside a mirror in eu"
+                assert "EVIL_COPY" in text and "eu" in text and "does not approve" in text, text[-800:]
+            finally:
+                js.js("STREAM.DELETE.EVIL_COPY")
+
+        case("replicas_agree", replicas_agree)
+        case("read_your_write", read_your_write)
+        case("kill9", kill9)
+        case("new_replica", new_replica)
+        case("mirror_sealed", mirror_sealed)
+        case("erasure_reaches_sg", erasure_reaches_sg)
+        case("placement_refused", placement_refused)
+    finally:
+        for p in PROCS:
+            if p.poll() is None:
+                p.terminate()
+        for p in PROCS:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        nats_topology.stop(str(nats_dir))
+        # Restarted servers are not in topology.json's pids: stop whatever still uses the dir.
+        subprocess.run(["pkill", "-f", f"nats-server -c {nats_dir}"], check=False)
+    failed = [n for n, e in results if e]
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if not failed:
+        shutil.rmtree(d, ignore_errors=True)
+    else:
+        print(f"logs kept in {d}")
+    return 1 if failed or len(results) < 7 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
