@@ -22,6 +22,11 @@ JetStream cluster, sg (the approved backup region) and eu (not approved) as
                         eu holds no copy of any us stream
   erasure_reaches_sg    after DELETE of a user, its key is gone from the us
                         streams and from sg's raw files, both replicas 404
+  restore_from_sg       the region's streams and replicas are lost; `foryou
+                        restore --from-cluster` rebuilds the store from sg's
+                        mirrors (the erased user stays erased), a replica
+                        started on it seeds a new region log, and a new
+                        replica joins it with the same scores
   placement_refused     a mirror of the us log placed in eu (made behind
                         foryou's back) makes a replica refuse to start, naming
                         the stream and the rule
@@ -419,6 +424,35 @@ def main() -> int:
             finally:
                 js.js("STREAM.DELETE.EVIL_COPY")
 
+        def restore_from_sg():
+            seq = wait_same_seq([a, b])
+            acked_user = f"{USERS_PREFIX}-w1-3"
+            want = exported_pairs(a, {acked_user})
+            a.stop()
+            b.stop()
+            for s in ("FORYOU_LOG_us", "FORYOU_KEYS_us"):  # the region's data is lost
+                r = js.js("STREAM.DELETE." + s)
+                assert r.get("success"), r
+            rd = d / "restored"
+            out = subprocess.run([FORYOU, "restore", "--from-cluster", topo["regions"]["sg"][0], "--backup-region", "sg",
+                                  "--source-region", "us", "--data-dir", str(rd), "--region-key-file", str(d / "us.key"),
+                                  "--json"], capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, out.stderr[-1500:]
+            rep = json.loads(out.stdout)
+            assert rep["last_seq"] == seq and rep["records"] == seq, rep
+            shutil.move(str(rd), str(d / "a2"))
+            a2, b2 = Replica("a2", d, urls), Replica("b2", d, urls)
+            a2.start()   # seeds the new, empty region log with the restored history
+            b2.start()   # joins from that log
+            assert wait_same_seq([a2, b2]) == seq
+            assert exported_pairs(a2, {acked_user}) == want
+            for r in (a2, b2):
+                code, _ = r.call("GET", f"/v1/users/{USERS_PREFIX}7", key=ADMIN)
+                assert code == 404, f"{r.name}: the erased user came back ({code})"
+            same_feeds(a2, b2, [f"{USERS_PREFIX}-w2-{i}" for i in range(0, 40, 6)])
+            print(f"   restored {rep['records']} records ({rep['keys']} keys) from sg in "
+                  f"{rep['fetch_seconds'] + rep['replay_seconds']:.2f} s", flush=True)
+
         case("replicas_agree", replicas_agree)
         case("read_your_write", read_your_write)
         case("kill9", kill9)
@@ -426,6 +460,7 @@ def main() -> int:
         case("mirror_sealed", mirror_sealed)
         case("erasure_reaches_sg", erasure_reaches_sg)
         case("placement_refused", placement_refused)
+        case("restore_from_sg", restore_from_sg)
     finally:
         for p in PROCS:
             if p.poll() is None:
@@ -444,7 +479,7 @@ def main() -> int:
         shutil.rmtree(d, ignore_errors=True)
     else:
         print(f"logs kept in {d}")
-    return 1 if failed or len(results) < 7 else 0
+    return 1 if failed or len(results) < 8 else 0
 
 
 if __name__ == "__main__":

@@ -782,6 +782,7 @@ int Rekey(const RekeyFlags& f) {
 
 struct RestoreFlags {
   std::string from;
+  std::string from_cluster, backup_region;  // cluster mode: the backup region's JetStream
   std::string ca_file;
   std::string source_region;
   std::string data_dir;
@@ -801,12 +802,32 @@ int RestoreCmd(const RestoreFlags& f) {
   if (Status s = LoadEngineConfig(f.config_file, &config); !s.ok()) return Fail(s);
   auto region_key = RegionKey(f.region_key_file, true);
   if (!region_key.ok()) return Fail(region_key.status());
-  auto api_key = ReadSecretFile(f.api_key_file, "API key");
-  if (!api_key.ok()) return Fail(api_key.status());
+  if (f.from.empty() == f.from_cluster.empty()) {
+    return Fail(Status::InvalidArgument("give exactly one of --from (a backup region's server) and --from-cluster "
+                                        "(a backup region's JetStream, cluster mode)"));
+  }
   RestoreOptions o;
-  o.from_url = f.from;
+  std::string api_key;
+  if (!f.from_cluster.empty()) {
+    if (f.backup_region.empty()) return Fail(Status::InvalidArgument("--from-cluster needs --backup-region"));
+    JetStreamOptions jo;
+    std::stringstream urls(f.from_cluster);
+    for (std::string url; std::getline(urls, url, ',');) {
+      if (!url.empty()) jo.urls.push_back(url);
+    }
+    std::unique_ptr<JetStreamLog> log;
+    if (Status s = JetStreamLog::Connect(jo, &log); !s.ok()) return Fail(s);
+    log->BindMirrors(f.source_region, f.backup_region);
+    o.mirror = std::move(log);
+  } else {
+    auto key = ReadSecretFile(f.api_key_file, "API key");
+    if (!key.ok()) return Fail(key.status());
+    api_key = *key;
+  }
+  const std::string from = f.from.empty() ? f.backup_region + " mirrors at " + f.from_cluster : f.from;
+  o.from_url = from;
   o.source_region = f.source_region;
-  o.api_key = *api_key;
+  o.api_key = api_key;
   o.ca_file = f.ca_file;
   o.cert_file = f.cert_file;
   o.key_file = f.key_file;
@@ -819,7 +840,7 @@ int RestoreCmd(const RestoreFlags& f) {
     if (done >= total) std::fprintf(stderr, "\n");
   };
   std::fprintf(stderr, "restore: fetching region %s's backup from %s; then replaying it\n", f.source_region.c_str(),
-               f.from.c_str());
+               from.c_str());
   // A restore is complete or not there: an unfinished one (killed midway)
   // is started over, and a failed one leaves nothing behind.
   std::error_code ec;
@@ -858,7 +879,7 @@ int RestoreCmd(const RestoreFlags& f) {
     e.outcome = "ok";
     if (Status s = audit->Append(std::move(e), /*sync=*/true); !s.ok()) return Fail(s);
   }
-  const nlohmann::json j = {{"source_region", f.source_region}, {"from", f.from},   {"data_dir", f.data_dir},
+  const nlohmann::json j = {{"source_region", f.source_region}, {"from", from},   {"data_dir", f.data_dir},
                             {"records", r->records},           {"keys", r->keys},   {"bytes", r->bytes},
                             {"last_seq", r->last_seq},         {"videos", r->videos}, {"users", r->users},
                             {"events", r->events},             {"fetch_seconds", r->fetch_seconds},
@@ -1092,13 +1113,18 @@ int main(int argc, char** argv) {
   RestoreFlags restore;
   CLI::App* restore_cmd = app.add_subcommand(
       "restore", "Rebuild a lost primary from its backup region into an empty store (docs/SOVEREIGNTY.md)");
-  restore_cmd->add_option("--from", restore.from, "The backup region's server, http://HOST:PORT")->required();
+  restore_cmd->add_option("--from", restore.from, "The backup region's server, http://HOST:PORT");
+  restore_cmd->add_option("--from-cluster", restore.from_cluster,
+                          "Cluster mode: nats://HOST:PORT[,...] of a JetStream server that reaches the backup "
+                          "region's mirrors (docs/SCALING.md)");
+  restore_cmd->add_option("--backup-region", restore.backup_region,
+                          "With --from-cluster: the backup region whose mirrors to read");
   restore_cmd->add_option("--source-region", restore.source_region, "The region whose backup to fetch (this one)")
       ->required();
   restore_cmd->add_option("--data-dir", restore.data_dir, "Empty directory for the rebuilt store")->required();
   restore_cmd->add_option("--api-key-file", restore.api_key_file,
-                          "File with the source region's replication key (its principal of role \"replication\")")
-      ->required()
+                          "File with the source region's replication key (its principal of role \"replication\"); "
+                          "with --from")
       ->check(CLI::ExistingFile);
   restore_cmd->add_option("--region-key-file", restore.region_key_file,
                           "The source region's key (or FORYOU_REGION_KEY)")

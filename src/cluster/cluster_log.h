@@ -64,7 +64,8 @@ class ClusterLog {
   virtual Status EraseKeys(const std::vector<std::string>& names) = 0;
 
   // The region's wrapped store key: `proposed` if none was kept yet (it is
-  // kept now), else the one kept.
+  // kept now), else the one kept. With `proposed` empty, only reads it
+  // (NotFound if none).
   virtual Result<std::string> StoreKey(std::string_view proposed) = 0;
 
   // Starts delivering records from `from_seq` on, in order (Next).

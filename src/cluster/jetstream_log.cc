@@ -83,7 +83,14 @@ Status JetStreamLog::EnsureStream(const std::string& name, const std::string& su
                                   const std::string& cluster, int replicas, bool deny_delete) {
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetStreamInfo(&si, js_, name.c_str(), nullptr, &jerr);
+  natsStatus s = NATS_OK;
+  // While a server of the supercluster restarts, API calls may time out:
+  // try for about 30 s before giving up.
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    jerr = static_cast<jsErrCode>(0);
+    s = js_GetStreamInfo(&si, js_, name.c_str(), nullptr, &jerr);
+    if (s != NATS_TIMEOUT) break;
+  }
   if (s == NATS_OK) {
     std::string found_cluster = si->Cluster != nullptr && si->Cluster->Name != nullptr ? si->Cluster->Name : "";
     const int found_replicas = static_cast<int>(si->Config->Replicas);
@@ -173,7 +180,12 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
   //    sit in a region the policy approves for its backups.
   jsStreamInfoList* list = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_Streams(&list, js_, nullptr, &jerr);
+  natsStatus s = NATS_OK;
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    jerr = static_cast<jsErrCode>(0);
+    s = js_Streams(&list, js_, nullptr, &jerr);
+    if (s != NATS_TIMEOUT) break;
+  }
   if (s != NATS_OK && s != NATS_NOT_FOUND) return NatsError("listing streams", s, jerr);
   Status verdict;
   for (int i = 0; list != nullptr && i < list->Count && verdict.ok(); ++i) {
@@ -340,6 +352,7 @@ Result<std::string> JetStreamLog::StoreKey(std::string_view proposed) {
     if (s == NATS_OK) return std::string(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m)));
     if (jerr != JSNoMessageFoundErr && s != NATS_NOT_FOUND) return NatsError("reading the store key", s, jerr);
     if (attempt == 1) break;
+    if (proposed.empty()) return Status::NotFound(fmt::format("cluster: {} keeps no store key", keys_stream_));
     // None yet: propose ours. The message id makes a second proposal within
     // JetStream's duplicate window a no-op; either way, read back what won.
     jsPubOptions po;

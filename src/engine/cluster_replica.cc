@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <unordered_set>
 
 #include "crypto/keyring.h"
 #include "engine/engine.h"
@@ -27,6 +28,13 @@ Status Engine::OpenCluster(const std::string& region_key) {
   auto last = cluster_->LastSeq();
   if (!last.ok()) return last.status();
   const uint64_t local = store_->last_seq();
+  if (*last == 0 && local > 0) {
+    // A new cluster and a store with history (a region rebuilt with
+    // `foryou restore`): this replica seeds the region's log with it.
+    FORYOU_RETURN_IF_ERROR(SeedCluster());
+    last = cluster_->LastSeq();
+    if (!last.ok()) return last.status();
+  }
   if (local > *last) {
     return Status::Corruption(fmt::format(
         "this replica's copy holds records up to {} but the region's log ends at {}: the data dir belongs to another "
@@ -65,6 +73,31 @@ Status Engine::OpenCluster(const std::string& region_key) {
   RetryClusterErasures();
   follower_ = std::thread([this] { FollowLoop(); });
   return Status::OK();
+}
+
+// Publishes this replica's whole copy, with the wrapped keys it needs, into
+// an empty region log. Another replica seeding at the same time makes the
+// loser stop with Conflict (start it again: it then catches up).
+Status Engine::SeedCluster() {
+  const uint64_t local = store_->last_seq();
+  spdlog::info("cluster: the region's log is empty; seeding it with this store's {} record(s)", local);
+  std::unordered_set<std::string> put;
+  return store_->Replay(1, [&](uint64_t seq, std::string_view record) -> Status {
+    LogRecord rec;
+    FORYOU_RETURN_IF_ERROR(DecodeRecord(record, nullptr, &rec));
+    Store::KeyEntries keys;
+    for (const SealedGroup& g : rec.groups) {
+      std::string name = g.pseudonym + g.key_id;
+      if (!put.insert(name).second) continue;
+      auto wrapped = store_->GetKey(name);
+      if (!wrapped.ok()) return wrapped.status();
+      if (*wrapped) keys.emplace_back(std::move(name), std::move(**wrapped));
+    }
+    if (!keys.empty()) FORYOU_RETURN_IF_ERROR(cluster_->PutKeys(keys));
+    auto mac = store_->GetMac(seq);
+    if (!mac.ok()) return mac.status();
+    return cluster_->Publish(seq, record, *mac);
+  });
 }
 
 // Caller holds write_mu_.

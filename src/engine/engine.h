@@ -258,6 +258,7 @@ class Engine {
   Status ApplyRecord(uint64_t seq, std::string_view record, bool replaying);
   // Cluster mode (engine/cluster_replica.cc).
   Status OpenCluster(const std::string& region_key);      // store key, checks, catch-up; before the follower
+  Status SeedCluster();                                   // publishes this store's log into an empty region log
   Status AppendToCluster(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys,
                          const std::vector<std::string>& delete_keys);  // caller holds write_mu_
   Status ApplyFromCluster(const ClusterRecord& r);        // caller holds write_mu_

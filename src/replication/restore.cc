@@ -5,15 +5,22 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <unordered_set>
 
 #include "engine/engine.h"
 #include "replication/region_client.h"
 #include "replication/wire.h"
+#include "storage/log_format.h"
 #include "storage/store.h"
 #include "util/clock.h"
 #include "util/crash_point.h"
 
 namespace foryou {
+
+namespace {
+Status FetchOverHttp(Store& store, const RestoreOptions& o, RestoreReport* report);
+Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o, RestoreReport* report);
+}
 
 Result<RestoreReport> Restore(const RestoreOptions& o) {
   RestoreReport report;
@@ -34,6 +41,73 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
     }
     FORYOU_RETURN_IF_ERROR(store->PutMeta(kRestoreIncompleteMeta,
                                           fmt::format("region {} from {}", o.source_region, o.from_url)));
+    if (o.mirror != nullptr) {
+      FORYOU_RETURN_IF_ERROR(FetchFromMirror(*o.mirror, *store, o, &report));
+    } else {
+      FORYOU_RETURN_IF_ERROR(FetchOverHttp(*store, o, &report));
+    }
+    CrashPoint("restore.before_done");
+    // Every record is in: the replay below checks them all (the chain).
+    FORYOU_RETURN_IF_ERROR(store->DeleteMeta(kRestoreIncompleteMeta));
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  report.fetch_seconds = std::chrono::duration<double>(t1 - t0).count();
+  SystemClock clock;
+  std::unique_ptr<Engine> engine;
+  FORYOU_RETURN_IF_ERROR(Engine::Open(o.engine, o.data_dir, clock, &engine, o.region_key));
+  const EngineStats st = engine->Stats();
+  report.replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  report.users = st.users;
+  report.events = st.events;
+  report.videos = st.videos;
+  return report;
+}
+
+namespace {
+
+// The backup region's mirrors (cluster mode): the records in order, each
+// sealed group's wrapped key from the keys mirror (an erased user's key is
+// gone there, and the Shred record says why).
+Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o, RestoreReport* report) {
+  auto store_key = mirror.StoreKey("");
+  if (!store_key.ok()) return store_key.status();
+  FORYOU_RETURN_IF_ERROR(store.PutMeta("store_key", *store_key));
+  auto last = mirror.LastSeq();
+  if (!last.ok()) return last.status();
+  report->last_seq = *last;
+  if (*last == 0) return Status::OK();
+  std::unordered_set<std::string> fetched;
+  for (uint64_t next = 1; next <= *last; ++next) {
+    // One request per record (a mirror has no subjects to follow).
+    auto got = mirror.Get(next);
+    if (!got.ok()) return got.status();
+    const ClusterRecord& r = *got;
+    if (r.seq != next) return Status::Corruption(fmt::format("mirror: record {} where {} was expected", r.seq, next));
+    if (r.mac.empty()) return Status::Corruption(fmt::format("mirror record {} has no integrity MAC", r.seq));
+    LogRecord rec;
+    FORYOU_RETURN_IF_ERROR(DecodeRecord(r.record, nullptr, &rec));
+    Store::KeyEntries keys;
+    for (const SealedGroup& g : rec.groups) {
+      std::string name = g.pseudonym + g.key_id;
+      if (!fetched.insert(name).second) continue;
+      auto wrapped = mirror.GetKey(name);
+      if (!wrapped.ok()) return wrapped.status();
+      if (*wrapped) keys.emplace_back(std::move(name), std::move(**wrapped));
+    }
+    FORYOU_RETURN_IF_ERROR(store.AppendReplicated({{r.seq, r.record}}, {r.mac}, keys));
+    report->records += 1;
+    report->keys += keys.size();
+    report->bytes += r.record.size();
+    if (o.progress && (next % 64 == 0 || next == *last)) o.progress(next, *last);
+  }
+  return Status::OK();
+}
+
+// The backup region's server (the embedded shipper's backups), page by page.
+Status FetchOverHttp(Store& store_ref, const RestoreOptions& o, RestoreReport* report_out) {
+  Store* store = &store_ref;
+  RestoreReport& report = *report_out;
+  {
     auto client_ptr = RegionClient(o.from_url, {o.ca_file, o.api_key, 10, 120, o.cert_file, o.key_file});
     httplib::Client& client = *client_ptr;
     uint64_t last = 0;
@@ -71,21 +145,10 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
       if (o.progress) o.progress(next - 1, last);
     }
     if (next <= last) return Status::Corruption(fmt::format("backup ended at {} of {}", next - 1, last));
-    CrashPoint("restore.before_done");
-    // Every record is in: the replay below checks them all (the chain).
-    FORYOU_RETURN_IF_ERROR(store->DeleteMeta(kRestoreIncompleteMeta));
   }
-  const auto t1 = std::chrono::steady_clock::now();
-  report.fetch_seconds = std::chrono::duration<double>(t1 - t0).count();
-  SystemClock clock;
-  std::unique_ptr<Engine> engine;
-  FORYOU_RETURN_IF_ERROR(Engine::Open(o.engine, o.data_dir, clock, &engine, o.region_key));
-  const EngineStats st = engine->Stats();
-  report.replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-  report.users = st.users;
-  report.events = st.events;
-  report.videos = st.videos;
-  return report;
+  return Status::OK();
 }
+
+}  // namespace
 
 }  // namespace foryou

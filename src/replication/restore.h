@@ -10,8 +10,10 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 
+#include "cluster/cluster_log.h"
 #include "config/options.h"
 #include "util/status.h"
 
@@ -19,6 +21,10 @@ namespace foryou {
 
 struct RestoreOptions {
   std::string from_url;       // the backup region's server, http://host:port
+  // Or, in cluster mode, the backup region's JetStream mirrors of the
+  // source's log and keys (JetStreamLog::BindMirrors); from_url is then only
+  // a label for messages.
+  std::shared_ptr<ClusterLog> mirror;
   std::string source_region;  // whose backup to fetch (this region's name)
   std::string api_key;        // the source region's replication principal
   std::string ca_file;        // for an https:// URL (replication/region_client.h)
