@@ -24,9 +24,10 @@ JetStream cluster, sg (the approved backup region) and eu (not approved) as
                         streams and from sg's raw files, both replicas 404
   restore_from_sg       the region's streams and replicas are lost; `foryou
                         restore --from-cluster` rebuilds the store from sg's
-                        mirrors (the erased user stays erased), a replica
-                        started on it seeds a new region log, and a new
-                        replica joins it with the same scores
+                        mirrors (the erased user stays erased); a replica
+                        started on it is refused without --cluster-seed, and
+                        with it seeds a new region log; a new replica joins it
+                        with the same scores
   placement_refused     a mirror of the us log placed in eu (made behind
                         foryou's back) makes a replica refuse to start, naming
                         the stream and the rule
@@ -107,8 +108,9 @@ write = ["US"]
 
 
 class Replica:
-    def __init__(self, name: str, d: Path, urls: str):
+    def __init__(self, name: str, d: Path, urls: str, extra: list[str] | None = None):
         self.name, self.dir, self.urls = name, d / name, urls
+        self.extra = extra or []
         self.err = d / f"{name}.err"
         self.port = 0
         self.proc: subprocess.Popen | None = None
@@ -117,7 +119,7 @@ class Replica:
     def argv(self) -> list[str]:
         return [FORYOU, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.dir), "--policy",
                 str(self.d / "policy.toml"), "--region", "us", "--region-key-file", str(self.d / "us.key"),
-                "--cluster", self.urls, "--log-level", "info"]
+                "--cluster", self.urls, "--log-level", "info"] + self.extra
 
     def start(self, expect_fail: bool = False, timeout: float = 60) -> str:
         self.proc = subprocess.Popen(self.argv(), stdout=subprocess.PIPE, stderr=open(self.err, "wb"), text=True)
@@ -441,7 +443,10 @@ def main() -> int:
             rep = json.loads(out.stdout)
             assert rep["last_seq"] == seq and rep["records"] == seq, rep
             shutil.move(str(rd), str(d / "a2"))
-            a2, b2 = Replica("a2", d, urls), Replica("b2", d, urls)
+            # A store with history meeting an empty log is refused unless told to seed it.
+            text = Replica("a2", d, urls).start(expect_fail=True, timeout=30)
+            assert "--cluster-seed" in text, text[-600:]
+            a2, b2 = Replica("a2", d, urls, ["--cluster-seed"]), Replica("b2", d, urls)
             a2.start()   # seeds the new, empty region log with the restored history
             b2.start()   # joins from that log
             assert wait_same_seq([a2, b2]) == seq

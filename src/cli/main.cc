@@ -65,6 +65,7 @@ struct ServeFlags {
   std::string cluster;           // nats://HOST:PORT[,...]: cluster mode
   int cluster_replicas = 3;      // of the region's streams
   int cluster_backup_replicas = 1;  // of each mirror in a backup region
+  bool cluster_seed = false;        // publish this store's history into an empty region log
 };
 
 bool IsLoopbackHost(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
@@ -273,7 +274,9 @@ int Serve(const ServeFlags& flags) {
   SystemClock clock;
   std::unique_ptr<Engine> engine;
   spdlog::info("opening store at {}", config.server.data_dir);
-  if (Status s = Engine::Open(config.engine, config.server.data_dir, clock, &engine, *region_key, cluster); !s.ok()) {
+  if (Status s = Engine::Open(config.engine, config.server.data_dir, clock, &engine, *region_key, cluster,
+                              flags.cluster_seed);
+      !s.ok()) {
     return Fail(s);
   }
   if (engine->encrypted()) spdlog::info("personal data is encrypted at rest (per-user keys wrapped by the region key)");
@@ -894,8 +897,16 @@ int RestoreCmd(const RestoreFlags& f) {
     std::printf("  %llu videos, %llu users, %llu events readable with the region key\n",
                 static_cast<unsigned long long>(r->videos), static_cast<unsigned long long>(r->users),
                 static_cast<unsigned long long>(r->events));
-    std::printf("  fetch %.2f s + replay %.2f s = %.2f s; start `foryou serve --data-dir %s` to serve it\n",
-                r->fetch_seconds, r->replay_seconds, r->fetch_seconds + r->replay_seconds, f.data_dir.c_str());
+    std::printf("  fetch %.2f s + replay %.2f s = %.2f s\n", r->fetch_seconds, r->replay_seconds,
+                r->fetch_seconds + r->replay_seconds);
+    if (f.from_cluster.empty()) {
+      std::printf("  serve it: foryou serve --data-dir %s --policy POLICY --region %s --region-key-file KEY\n",
+                  f.data_dir.c_str(), f.source_region.c_str());
+    } else {
+      std::printf("  make it the region's new log: foryou serve --data-dir %s --policy POLICY --region %s "
+                  "--region-key-file KEY --cluster NATS_URLS --cluster-seed\n",
+                  f.data_dir.c_str(), f.source_region.c_str());
+    }
   }
   return 0;
 }
@@ -1006,6 +1017,10 @@ int main(int argc, char** argv) {
                         "Cluster mode: nats://HOST:PORT[,...] of the region's NATS JetStream cluster; the region's log "
                         "lives there and this server is one more replica (docs/SCALING.md). Needs --policy, --region "
                         "and the region key");
+  serve_cmd->add_flag("--cluster-seed", serve.cluster_seed,
+                      "With --cluster: publish this store's history as the region's log when that log is empty (a "
+                      "region rebuilt by `foryou restore`, or an embedded store moving to cluster mode); resumes an "
+                      "unfinished seeding");
   serve_cmd->add_option("--cluster-replicas", serve.cluster_replicas,
                         "Replicas of the region's streams in JetStream [default: 3]")->check(CLI::Range(1, 5));
   serve_cmd->add_option("--cluster-backup-replicas", serve.cluster_backup_replicas,

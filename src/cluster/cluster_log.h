@@ -39,6 +39,8 @@ namespace foryou {
 // Prefix of the Conflict message Publish returns when another replica took
 // the sequence number.
 inline constexpr std::string_view kClusterConflict = "cluster: another replica wrote record";
+// Message of the Unavailable Next returns when no record came in time.
+inline constexpr std::string_view kClusterIdle = "cluster: no new record";
 
 struct ClusterRecord {
   uint64_t seq = 0;
@@ -67,6 +69,11 @@ class ClusterLog {
   // kept now), else the one kept. With `proposed` empty, only reads it
   // (NotFound if none).
   virtual Result<std::string> StoreKey(std::string_view proposed) = 0;
+
+  // Seeding (a restored store becoming a new region log): the number of the
+  // last record the seeding replica will publish, 0 when none is under way.
+  virtual Status SetSeeding(uint64_t up_to) = 0;
+  virtual Result<uint64_t> Seeding() = 0;
 
   // Starts delivering records from `from_seq` on, in order (Next).
   virtual Status Follow(uint64_t from_seq) = 0;

@@ -113,6 +113,10 @@ Status JetStreamLog::EnsureStream(const std::string& name, const std::string& su
     if (mirror && found_mirror != subject_or_source) {
       return Status::Forbidden(fmt::format("cluster: stream {} exists but does not mirror {}", name, subject_or_source));
     }
+    if (!mirror && !found_mirror.empty()) {
+      return Status::Forbidden(fmt::format("cluster: stream {} exists as a mirror of {}, not as region {}'s stream",
+                                           name, found_mirror, region_));
+    }
     return Status::OK();
   }
   if (jerr != JSStreamNotFoundErr) return NatsError(fmt::format("stream {}", name), s, jerr);
@@ -131,7 +135,7 @@ Status JetStreamLog::EnsureStream(const std::string& name, const std::string& su
     c.Subjects = subjects;
     c.SubjectsLen = 1;
   } else {
-    keys_subject = subject_or_source + "*";
+    keys_subject = subject_or_source + ">";
     store_subject = store_key_subject_;
     subjects[0] = keys_subject.c_str();
     subjects[1] = store_subject.c_str();
@@ -200,7 +204,11 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
       }
     }
     for (const std::string& origin : origins) {
-      if (origin != log_stream_ && origin != keys_stream_) continue;
+      bool ours = origin == log_stream_ || origin == keys_stream_;
+      for (const std::string& b : plan.backups) {
+        ours = ours || origin == MirrorName(log_stream_, b) || origin == MirrorName(keys_stream_, b);
+      }
+      if (!ours) continue;
       if (std::find(plan.backups.begin(), plan.backups.end(), cluster) == plan.backups.end()) {
         verdict = Status::Forbidden(fmt::format(
             "cluster: stream {} in JetStream cluster '{}' copies {}, but the policy does not approve region '{}' to "
@@ -227,16 +235,27 @@ Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_
   LogBatch batch;
   batch.records.emplace_back(seq, std::string(record));
   batch.macs.emplace_back(mac);
-  const std::string msg = EncodeLogBatch(batch);
+  const std::string data = EncodeLogBatch(batch);
+  // The condition travels as a header set here, not through jsPubOptions:
+  // libnats reads ExpectLastSeq == 0 as "no condition", and the first
+  // record needs exactly that condition (the log is empty).
+  natsMsg* msg = nullptr;
+  natsStatus s = natsMsg_Create(&msg, log_subject_.c_str(), nullptr, data.data(), static_cast<int>(data.size()));
+  const std::string expected = std::to_string(seq - 1);
+  const std::string msg_id = fmt::format("r{}", seq);
+  if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Sequence", expected.c_str());
+  if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id.c_str());
+  if (s != NATS_OK) {
+    natsMsg_Destroy(msg);
+    return NatsError("building a log message", s);
+  }
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MaxWait = options_.request_timeout_ms;
-  po.ExpectLastSeq = seq - 1;  // 0 (the first record) means "unset" to libnats: the MsgId guards that one
-  const std::string msg_id = fmt::format("r{}", seq);
-  po.MsgId = msg_id.c_str();
   jsPubAck* ack = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_Publish(&ack, js_, log_subject_.c_str(), msg.data(), static_cast<int>(msg.size()), &po, &jerr);
+  s = js_PublishMsg(&ack, js_, msg, &po, &jerr);
+  natsMsg_Destroy(msg);
   if (s != NATS_OK) {
     if (jerr == JSStreamWrongLastSequenceErr) return Status::Conflict(fmt::format("{} {}", kClusterConflict, seq));
     return NatsError(fmt::format("publishing record {}", seq), s, jerr);
@@ -244,7 +263,10 @@ Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_
   const bool duplicate = ack->Duplicate;
   const uint64_t got = ack->Sequence;
   jsPubAck_Destroy(ack);
-  if (duplicate || got != seq) return Status::Conflict(fmt::format("{} {}", kClusterConflict, seq));
+  if (duplicate) return Status::Conflict(fmt::format("{} {}", kClusterConflict, seq));
+  if (got != seq) {
+    return Status::Internal(fmt::format("cluster: record {} was stored as message {} of {}", seq, got, log_stream_));
+  }
   return Status::OK();
 }
 
@@ -286,9 +308,16 @@ Result<ClusterRecord> JetStreamLog::Get(uint64_t seq) {
   return r;
 }
 
+std::string JetStreamLog::KeySubject(std::string_view name) const {
+  // name = pseudonym (16 bytes) + key id: one subject level per part, so that
+  // erasure can reach every key of a pseudonym with one wildcard.
+  const size_t split = name.size() > kKeyIdBytesForSubjects ? name.size() - kKeyIdBytesForSubjects : 0;
+  return key_prefix_ + HexEncode(name.substr(0, split)) + "." + HexEncode(name.substr(split));
+}
+
 Status JetStreamLog::PutKeys(const std::vector<std::pair<std::string, std::string>>& keys) {
   for (const auto& [name, wrapped] : keys) {
-    const std::string subject = key_prefix_ + HexEncode(name);
+    const std::string subject = KeySubject(name);
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = options_.request_timeout_ms;
@@ -300,7 +329,7 @@ Status JetStreamLog::PutKeys(const std::vector<std::pair<std::string, std::strin
 }
 
 Result<std::optional<std::string>> JetStreamLog::GetKey(std::string_view name) {
-  const std::string subject = key_prefix_ + HexEncode(name);
+  const std::string subject = KeySubject(name);
   MsgGuard m;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_GetLastMsg(&m.m, js_, keys_stream_.c_str(), subject.c_str(), nullptr, &jerr);
@@ -332,8 +361,15 @@ Status JetStreamLog::EraseFrom(const std::string& stream, const std::string& sub
 
 Status JetStreamLog::EraseKeys(const std::vector<std::string>& names) {
   Status first;
+  std::vector<std::string> subjects;
   for (const std::string& name : names) {
-    const std::string subject = key_prefix_ + HexEncode(name);
+    // Every key of the pseudonym: also keys a write published and then lost
+    // the race for its record with (they were never used, but name the user).
+    std::string all = KeySubject(name);
+    all = all.substr(0, all.rfind('.')) + ".*";
+    if (std::find(subjects.begin(), subjects.end(), all) == subjects.end()) subjects.push_back(std::move(all));
+  }
+  for (const std::string& subject : subjects) {
     // The region first, then the mirrors, so that a mirror cannot copy a
     // key again after it was erased there.
     if (Status s = EraseFrom(keys_stream_, subject); !s.ok() && first.ok()) first = s;
@@ -367,6 +403,32 @@ Result<std::string> JetStreamLog::StoreKey(std::string_view proposed) {
   return Status::Unavailable("cluster: the store key was kept but cannot be read back");
 }
 
+// The seeding marker lives in the keys stream under a subject no key uses.
+Status JetStreamLog::SetSeeding(uint64_t up_to) {
+  const std::string subject = key_prefix_ + "seeding";
+  const std::string value = std::to_string(up_to);
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = options_.request_timeout_ms;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_Publish(nullptr, js_, subject.c_str(), value.data(), static_cast<int>(value.size()), &po, &jerr);
+  if (s != NATS_OK) return NatsError("marking the log as being seeded", s, jerr);
+  return Status::OK();
+}
+
+Result<uint64_t> JetStreamLog::Seeding() {
+  const std::string subject = key_prefix_ + "seeding";
+  MsgGuard m;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetLastMsg(&m.m, js_, keys_stream_.c_str(), subject.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) {
+    if (jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND) return uint64_t{0};
+    return NatsError("reading the seeding marker", s, jerr);
+  }
+  return std::strtoull(std::string(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m))).c_str(),
+                       nullptr, 10);
+}
+
 Status JetStreamLog::Follow(uint64_t from_seq) {
   if (sub_ != nullptr) {
     natsSubscription_Destroy(sub_);
@@ -397,7 +459,7 @@ Status JetStreamLog::Next(int timeout_ms, ClusterRecord* out) {
   if (sub_ == nullptr) return Status::Internal("cluster: Next before Follow");
   MsgGuard m;
   natsStatus s = natsSubscription_NextMsg(&m.m, sub_, timeout_ms);
-  if (s == NATS_TIMEOUT) return Status::Unavailable("cluster: no new record");
+  if (s == NATS_TIMEOUT) return Status::Unavailable(std::string(kClusterIdle));
   if (s != NATS_OK) return NatsError("following the log", s);
   jsMsgMetaData* meta = nullptr;
   s = natsMsg_GetMetaData(&meta, m.m);

@@ -3,16 +3,18 @@
 // Streams (docs/SCALING.md, "Streams and placement"), for region R:
 //   FORYOU_LOG_R       subject foryou.R.log        the records, in order;
 //                      deletes and purges denied
-//   FORYOU_KEYS_R      subjects foryou.R.key.<hex name>, foryou.R.storekey
-//                      one message per wrapped key (erasure deletes it)
+//   FORYOU_KEYS_R      subjects foryou.R.key.<hex pseudonym>.<hex key id>,
+//                      foryou.R.storekey: one message per wrapped key
+//                      (erasure overwrites every key of the pseudonym)
 // both on file storage with `replicas` replicas, placed in the JetStream
 // cluster named R. For every backup region B the policy approves, a mirror
 // of each, FORYOU_LOG_R_AT_B and FORYOU_KEYS_R_AT_B, placed in cluster B.
 //
 // Ensure (at start) creates what is missing and refuses, naming the stream
 // and the rule, what contradicts the plan: a stream of R placed outside
-// cluster R or with other replicas, and any stream in any cluster that
-// mirrors or sources R's streams from a region the policy does not approve.
+// cluster R, with other replicas or as a mirror, and any stream in any
+// cluster that mirrors or sources R's streams, or their approved mirrors,
+// from a region the policy does not approve. Checked at start only.
 //
 // The record message is the backup wire format (replication/wire.h) with one
 // record and its MAC: versioned, and the same bytes a backup region checks.
@@ -68,6 +70,8 @@ class JetStreamLog : public ClusterLog {
   Result<std::optional<std::string>> GetKey(std::string_view name) override;
   Status EraseKeys(const std::vector<std::string>& names) override;
   Result<std::string> StoreKey(std::string_view proposed) override;
+  Status SetSeeding(uint64_t up_to) override;
+  Result<uint64_t> Seeding() override;
   Status Follow(uint64_t from_seq) override;
   Status Next(int timeout_ms, ClusterRecord* out) override;
 
@@ -76,6 +80,8 @@ class JetStreamLog : public ClusterLog {
   Status EnsureStream(const std::string& name, const std::string& subject_or_mirror, bool mirror,
                       const std::string& cluster, int replicas, bool deny_delete);
   Status EraseFrom(const std::string& stream, const std::string& subject);
+  std::string KeySubject(std::string_view name) const;
+  static constexpr size_t kKeyIdBytesForSubjects = 8;  // crypto/keyring.h kKeyIdBytes
 
   JetStreamOptions options_;
   __natsConnection* nc_ = nullptr;

@@ -5,7 +5,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
+#include <thread>
 #include <unordered_set>
 
 #include "crypto/keyring.h"
@@ -22,27 +25,49 @@ constexpr std::string_view kEraseMeta = "cluster_erase/";
 }
 
 // After the local replay: the local copy must be a prefix of the region's
-// log; then catch up to the log's end before serving, and follow it.
-Status Engine::OpenCluster(const std::string& region_key) {
-  (void)region_key;
+// log (or, with `seed`, the log is empty or a prefix of the copy, which this
+// replica then publishes); then catch up to the log's end before serving,
+// and follow it.
+Status Engine::OpenCluster(bool seed) {
   auto last = cluster_->LastSeq();
   if (!last.ok()) return last.status();
   const uint64_t local = store_->last_seq();
-  if (*last == 0 && local > 0) {
-    // A new cluster and a store with history (a region rebuilt with
-    // `foryou restore`): this replica seeds the region's log with it.
-    FORYOU_RETURN_IF_ERROR(SeedCluster());
+  auto seeding = cluster_->Seeding();
+  if (!seeding.ok()) return seeding.status();
+  if (local > *last) {
+    if (!seed) {
+      return Status::Corruption(fmt::format(
+          "this replica's copy holds records up to {} but the region's log ends at {}: JetStream lost acknowledged "
+          "records (docs/SCALING.md, Durability), or the data dir belongs to another log; to publish this store as "
+          "the region's log (a restored region, or an embedded store moving to cluster mode) start it with "
+          "--cluster-seed",
+          local, *last));
+    }
+    if (*last > 0 && *seeding != local) {
+      return Status::Corruption(fmt::format(
+          "--cluster-seed: the region's log is not empty ({} records) and is not this store's unfinished seeding", *last));
+    }
+    if (!chained_ || plaintext_personal_records_ > 0) {
+      return Status::InvalidArgument("--cluster-seed: only a store encrypted from its first record (with an integrity "
+                                     "chain and no personal data in the clear) may become a region's log");
+    }
+    if (*last > 0) {
+      auto theirs = cluster_->Get(*last);
+      if (!theirs.ok()) return theirs.status();
+      auto mine = store_->Get(*last);
+      if (!mine.ok()) return mine.status();
+      if (!*mine || theirs->record != **mine) {
+        return Status::Corruption(fmt::format("--cluster-seed: record {} of the region's log is not this store's", *last));
+      }
+    }
+    FORYOU_RETURN_IF_ERROR(SeedCluster(*last + 1));
     last = cluster_->LastSeq();
     if (!last.ok()) return last.status();
-  }
-  if (local > *last) {
-    return Status::Corruption(fmt::format(
-        "this replica's copy holds records up to {} but the region's log ends at {}: the data dir belongs to another "
-        "log, or JetStream lost acknowledged records (docs/SCALING.md, Durability); start this replica with an empty "
-        "--data-dir to join from the log",
-        local, *last));
-  }
-  if (local > 0) {
+  } else if (*seeding > *last) {
+    return Status::Unavailable(fmt::format(
+        "the region's log is being seeded up to record {} and holds {}: start this replica once seeding is done",
+        *seeding, *last));
+  } else if (local > 0) {
     auto theirs = cluster_->Get(local);
     if (!theirs.ok()) return theirs.status();
     auto mine = store_->Get(local);
@@ -54,7 +79,7 @@ Status Engine::OpenCluster(const std::string& region_key) {
           local));
     }
   }
-  FORYOU_RETURN_IF_ERROR(cluster_->Follow(local + 1));
+  FORYOU_RETURN_IF_ERROR(cluster_->Follow(store_->last_seq() + 1));
   const auto start = std::chrono::steady_clock::now();
   while (store_->last_seq() < *last) {
     ClusterRecord r;
@@ -72,17 +97,20 @@ Status Engine::OpenCluster(const std::string& region_key) {
   }
   RetryClusterErasures();
   follower_ = std::thread([this] { FollowLoop(); });
+  eraser_ = std::thread([this] { EraseLoop(); });
   return Status::OK();
 }
 
-// Publishes this replica's whole copy, with the wrapped keys it needs, into
-// an empty region log. Another replica seeding at the same time makes the
-// loser stop with Conflict (start it again: it then catches up).
-Status Engine::SeedCluster() {
+// Publishes this replica's copy from `from_seq` on, with the wrapped keys it
+// needs, into the region log. The seeding marker makes other replicas wait
+// until it is done; a seeding cut short is resumed by starting this replica
+// again with --cluster-seed.
+Status Engine::SeedCluster(uint64_t from_seq) {
   const uint64_t local = store_->last_seq();
-  spdlog::info("cluster: the region's log is empty; seeding it with this store's {} record(s)", local);
+  spdlog::info("cluster: seeding the region's log with records {}..{} of this store", from_seq, local);
+  FORYOU_RETURN_IF_ERROR(cluster_->SetSeeding(local));
   std::unordered_set<std::string> put;
-  return store_->Replay(1, [&](uint64_t seq, std::string_view record) -> Status {
+  FORYOU_RETURN_IF_ERROR(store_->Replay(from_seq, [&](uint64_t seq, std::string_view record) -> Status {
     LogRecord rec;
     FORYOU_RETURN_IF_ERROR(DecodeRecord(record, nullptr, &rec));
     Store::KeyEntries keys;
@@ -96,8 +124,10 @@ Status Engine::SeedCluster() {
     if (!keys.empty()) FORYOU_RETURN_IF_ERROR(cluster_->PutKeys(keys));
     auto mac = store_->GetMac(seq);
     if (!mac.ok()) return mac.status();
+    if (mac->empty()) return Status::Corruption(fmt::format("--cluster-seed: record {} has no chain MAC", seq));
     return cluster_->Publish(seq, record, *mac);
-  });
+  }));
+  return cluster_->SetSeeding(0);
 }
 
 // Caller holds write_mu_.
@@ -148,11 +178,11 @@ Status Engine::ApplyFromCluster(const ClusterRecord& r) {
     const KeyName name{g.pseudonym, g.key_id};
     if (keyring_->Has(name)) continue;
     auto wrapped = cluster_->GetKey(name.bytes());
-    if (!wrapped.ok()) return wrapped.status();
+    if (!wrapped.ok()) return wrapped.status();  // nothing changed yet: the follower tries again
     if (!*wrapped) continue;
-    FORYOU_RETURN_IF_ERROR(keyring_->Load(name, **wrapped));
     keys.emplace_back(name.bytes(), std::move(**wrapped));
   }
+  for (const auto& [name, wrapped] : keys) FORYOU_RETURN_IF_ERROR(keyring_->Load(*KeyName::FromBytes(name), wrapped));
   std::vector<std::string> destroyed;
   std::vector<uint32_t> erased_users;
   if (rec.kind == RecordKind::kShred) {
@@ -176,8 +206,10 @@ Status Engine::ApplyFromCluster(const ClusterRecord& r) {
   if (!destroyed.empty()) {
     // Every replica erases the keys a Shred record names, so the erasure
     // reaches the log even if the replica that took the DELETE died first.
+    // The network calls and the compaction run in EraseLoop, unlocked.
     EraseClusterKeys(destroyed);
-    if (Status s = store_->ScrubKeys(); !s.ok()) spdlog::error("erasure: compacting the key table: {}", s.ToString());
+    std::lock_guard lock(erase_mu_);
+    scrub_due_ = true;
   }
   return Status::OK();
 }
@@ -187,7 +219,9 @@ void Engine::EraseClusterKeys(const std::vector<std::string>& names) {
     const std::string meta = std::string(kEraseMeta) + HexEncode(name);
     if (Status s = store_->PutMeta(meta, ""); !s.ok()) spdlog::error("erasure: {}", s.ToString());
   }
-  RetryClusterErasures();
+  std::lock_guard lock(erase_mu_);
+  erase_due_ = true;
+  erase_cv_.notify_all();
 }
 
 void Engine::RetryClusterErasures() {
@@ -208,26 +242,83 @@ void Engine::RetryClusterErasures() {
   }
 }
 
-void Engine::FollowLoop() {
-  auto last_retry = std::chrono::steady_clock::now();
+void Engine::EraseLoop() {
   while (!stopping_.load()) {
-    ClusterRecord r;
-    Status s = cluster_->Next(200, &r);
-    if (std::chrono::steady_clock::now() - last_retry > std::chrono::seconds(5)) {
-      last_retry = std::chrono::steady_clock::now();
-      std::lock_guard write(write_mu_);
-      RetryClusterErasures();
+    bool scrub = false;
+    {
+      std::unique_lock lock(erase_mu_);
+      erase_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return erase_due_ || scrub_due_ || stopping_.load(); });
+      if (stopping_.load()) return;
+      erase_due_ = false;
+      scrub = scrub_due_;
+      scrub_due_ = false;
     }
-    if (s.code() == StatusCode::kUnavailable) continue;  // nothing new, or the connection is failing over
-    std::lock_guard write(write_mu_);
-    if (s.ok()) s = ApplyFromCluster(r);
-    if (!s.ok()) {
-      if (!failed_.load()) {
-        write_failure_ = fmt::format("following the region's log: {}; writes are refused until a restart", s.ToString());
-        failed_.store(true, std::memory_order_release);
+    RetryClusterErasures();  // also every 5 s: a region or mirror that was unreachable
+    if (scrub) {
+      if (Status s = store_->ScrubKeys(); !s.ok()) spdlog::error("erasure: compacting the key table: {}", s.ToString());
+    }
+  }
+}
+
+// Only damage stops the follower (writes refused, /healthz 503): a record
+// that fails the chain, a gap, a record that does not decode or apply. A
+// network failure holds the record and tries again; a broken subscription
+// is made again from the last applied record.
+void Engine::FollowLoop() {
+  std::optional<ClusterRecord> held;
+  int backoff_ms = 50;
+  auto last_warning = std::chrono::steady_clock::now() - std::chrono::seconds(60);
+  auto warn = [&](const Status& s) {
+    if (std::chrono::steady_clock::now() - last_warning < std::chrono::seconds(10)) return;
+    last_warning = std::chrono::steady_clock::now();
+    spdlog::warn("cluster: following the region's log: {}; retrying", s.ToString());
+  };
+  auto pause = [&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min(2000, backoff_ms * 2);
+  };
+  while (!stopping_.load()) {
+    if (!held) {
+      ClusterRecord r;
+      Status s = cluster_->Next(200, &r);
+      if (s.ok()) {
+        held = std::move(r);
+      } else if (s.code() == StatusCode::kUnavailable && s.message() == kClusterIdle) {
+        continue;
+      } else if (s.code() == StatusCode::kCorruption) {
+        std::lock_guard write(write_mu_);
+        if (!failed_.load()) {
+          write_failure_ = fmt::format("following the region's log: {}; writes are refused until a restart", s.ToString());
+          failed_.store(true, std::memory_order_release);
+        }
+        spdlog::error("{}", write_failure_);
+        return;
+      } else {
+        warn(s);
+        pause();
+        if (Status f = cluster_->Follow(store_->last_seq() + 1); !f.ok()) warn(f);
+        continue;
       }
-      spdlog::error("{}", write_failure_);
-      return;
+    }
+    Status a;
+    {
+      std::lock_guard write(write_mu_);
+      a = ApplyFromCluster(*held);
+      if (!a.ok() && a.code() != StatusCode::kUnavailable) {
+        if (!failed_.load()) {
+          write_failure_ = fmt::format("following the region's log: {}; writes are refused until a restart", a.ToString());
+          failed_.store(true, std::memory_order_release);
+        }
+        spdlog::error("{}", write_failure_);
+        return;
+      }
+    }
+    if (a.ok()) {
+      held.reset();
+      backoff_ms = 50;
+    } else {
+      warn(a);  // a key could not be fetched yet: the same record again
+      pause();
     }
   }
 }

@@ -153,7 +153,12 @@ Engine::Engine(const EngineOptions& options, const Clock& clock)
 
 Engine::~Engine() {
   stopping_.store(true);
+  {
+    std::lock_guard lock(erase_mu_);
+    erase_cv_.notify_all();
+  }
   if (follower_.joinable()) follower_.join();
+  if (eraser_.joinable()) eraser_.join();
 }
 
 namespace {
@@ -172,15 +177,18 @@ auto Engine::RetryOnClusterConflict(F attempt) -> decltype(attempt()) {
     if (cluster_ == nullptr || i >= 100) return r;
     const Status s = StatusOf(r);
     if (s.code() != StatusCode::kConflict || s.message().rfind(kClusterConflict, 0) != 0) return r;
-    // Another replica took the number: wait until the follower applied its
-    // record, then validate and write again.
+    // Another replica took the number: wait until the follower applied the
+    // log up to its end as it is now, then validate and write again.
+    auto target = cluster_->LastSeq();
+    const uint64_t until = target.ok() ? *target : before + 1;
     std::unique_lock lock(write_mu_);
-    applied_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return store_->last_seq() > before; });
+    applied_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return store_->last_seq() >= until; });
   }
 }
 
 Status Engine::Open(const EngineOptions& options, const std::string& data_dir, const Clock& clock,
-                    std::unique_ptr<Engine>* out, std::string region_key, std::shared_ptr<ClusterLog> cluster) {
+                    std::unique_ptr<Engine>* out, std::string region_key, std::shared_ptr<ClusterLog> cluster,
+                    bool cluster_seed) {
   std::unique_ptr<Engine> engine(new Engine(options, clock));
   engine->cluster_ = std::move(cluster);
   if (engine->cluster_ != nullptr && region_key.empty()) {
@@ -324,7 +332,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
     engine->recovered_records_ = records;
   }
-  if (engine->cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(engine->OpenCluster(region_key));
+  if (engine->cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(engine->OpenCluster(cluster_seed));
   engine->recovery_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   *out = std::move(engine);
@@ -673,11 +681,13 @@ Status Engine::Erase(const std::string& user_id) {
     }
     // The move (if this erasure ends one) is over.
     if (Status s = fences_.Set(*store_, FenceName(user_id), false); !s.ok()) return s;
-    // In cluster mode the keys also leave the region's log and its mirrors.
+    // In cluster mode the keys also leave the region's log and its mirrors
+    // (intent recorded here; the erasure itself runs below, unlocked).
     if (cluster_ != nullptr) EraseClusterKeys(names);
     CrashPoint("erase.before_scrub");
     if (plaintext_personal_records_ == 0) {
       write.unlock();  // the compaction need not hold up writers
+      if (cluster_ != nullptr) RetryClusterErasures();
       // The erasure is committed (the keys are deleted); a failed compaction
       // only delays when their bytes leave the disk.
       if (Status s = store_->ScrubKeys(); !s.ok()) spdlog::error("erasure: compacting the key table: {}", s.ToString());

@@ -141,10 +141,13 @@ class Engine {
   // cluster (acknowledged at its replication), stored and applied here, and
   // only then answered; when another replica took the sequence number the
   // engine catches up and tries again, re-validating the batch. Needs a
-  // region key: only sealed records leave the process.
+  // region key: only sealed records leave the process. `cluster_seed`: a
+  // store with history may publish it into an empty region log (a region
+  // rebuilt by `foryou restore`, or an embedded store moving to cluster
+  // mode); without it such a start is refused.
   static Status Open(const EngineOptions& options, const std::string& data_dir, const Clock& clock,
                      std::unique_ptr<Engine>* out, std::string region_key = {},
-                     std::shared_ptr<ClusterLog> cluster = nullptr);
+                     std::shared_ptr<ClusterLog> cluster = nullptr, bool cluster_seed = false);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -257,15 +260,16 @@ class Engine {
                       const std::vector<std::string>& delete_keys = {});
   Status ApplyRecord(uint64_t seq, std::string_view record, bool replaying);
   // Cluster mode (engine/cluster_replica.cc).
-  Status OpenCluster(const std::string& region_key);      // store key, checks, catch-up; before the follower
-  Status SeedCluster();                                   // publishes this store's log into an empty region log
+  Status OpenCluster(bool seed);                          // checks, seeding, catch-up; starts the threads
+  Status SeedCluster(uint64_t from_seq);                  // publishes this store's log from from_seq on
   Status AppendToCluster(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys,
                          const std::vector<std::string>& delete_keys);  // caller holds write_mu_
   Status ApplyFromCluster(const ClusterRecord& r);        // caller holds write_mu_
   void FollowLoop();
+  void EraseLoop();  // retries pending cluster erasures and compacts the key table, off write_mu_
   // Erases wrapped keys from the cluster (region and mirrors). Durable
   // intent: each name is kept as meta "cluster_erase/<hex>" until the
-  // erasure succeeded, and retried by the follower until then.
+  // erasure succeeded; EraseLoop retries it (never under write_mu_).
   void EraseClusterKeys(const std::vector<std::string>& names);
   void RetryClusterErasures();
   Status Erase(const std::string& user_id);
@@ -311,7 +315,10 @@ class Engine {
   std::deque<std::string> served_order_;            // insertion order, for eviction
 
   std::shared_ptr<ClusterLog> cluster_;  // null: embedded mode
-  std::thread follower_;
+  std::thread follower_, eraser_;
+  std::mutex erase_mu_;
+  std::condition_variable erase_cv_;  // with erase_mu_: an erasure or a scrub is due
+  bool erase_due_ = false, scrub_due_ = false;  // guarded by erase_mu_
   std::atomic<bool> stopping_{false};
   std::condition_variable applied_cv_;  // with write_mu_: a followed record was applied
   std::atomic<uint64_t> followed_records_{0};
