@@ -35,6 +35,9 @@ std::string Metrics::Render(const EngineStats& st) const {
   gauge("foryou_cluster_followed_records_total",
         "Cluster mode: log records written by other replicas and applied here since start.", "counter",
         static_cast<double>(st.followed_records));
+  gauge("foryou_cluster_write_conflicts_total",
+        "Cluster mode: writes that lost their sequence number to another replica and ran again.", "counter",
+        static_cast<double>(st.cluster_conflicts));
   gauge("foryou_recovery_seconds", "Seconds the last start spent replaying the log.", "gauge", st.recovery_seconds);
 
   std::lock_guard lock(mu_);

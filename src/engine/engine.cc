@@ -177,6 +177,7 @@ auto Engine::RetryOnClusterConflict(F attempt) -> decltype(attempt()) {
     if (cluster_ == nullptr || i >= 100) return r;
     const Status s = StatusOf(r);
     if (s.code() != StatusCode::kConflict || s.message().rfind(kClusterConflict, 0) != 0) return r;
+    cluster_conflicts_.fetch_add(1, std::memory_order_relaxed);
     // Another replica took the number: wait until the follower applied the
     // log up to its end as it is now, then validate and write again.
     auto target = cluster_->LastSeq();
@@ -372,12 +373,31 @@ Status Engine::UpsertVideos(std::vector<Video> videos) {
 
 Result<size_t> Engine::IngestEvents(std::vector<Event> events, const std::string& jurisdiction) {
   if (cluster_ == nullptr) return Ingest(std::move(events), jurisdiction, /*batch_limit=*/true);
-  return RetryOnClusterConflict([&] { return Ingest(events, jurisdiction, /*batch_limit=*/true); });
+  return IngestClustered(events, jurisdiction, /*batch_limit=*/true);
 }
 
 Result<size_t> Engine::ImportUserEvents(std::vector<Event> events, const std::string& jurisdiction) {
   if (cluster_ == nullptr) return Ingest(std::move(events), jurisdiction, /*batch_limit=*/false);
-  return RetryOnClusterConflict([&] { return Ingest(events, jurisdiction, /*batch_limit=*/false); });
+  return IngestClustered(events, jurisdiction, /*batch_limit=*/false);
+}
+
+// A video another replica just added may not have reached this one yet:
+// before answering "unknown video", catch up with the log and look again.
+Result<size_t> Engine::IngestClustered(const std::vector<Event>& events, const std::string& jurisdiction,
+                                       bool batch_limit) {
+  auto attempt = [&] { return RetryOnClusterConflict([&] { return Ingest(events, jurisdiction, batch_limit); }); };
+  auto r = attempt();
+  if (r.ok() || r.status().code() != StatusCode::kInvalidArgument ||
+      r.status().message().find("unknown video") == std::string::npos) {
+    return r;
+  }
+  auto target = cluster_->LastSeq();
+  if (!target.ok() || store_->last_seq() >= *target) return r;
+  {
+    std::unique_lock lock(write_mu_);
+    applied_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return store_->last_seq() >= *target; });
+  }
+  return attempt();
 }
 
 std::string Engine::FenceName(const std::string& user_id) const {
@@ -1082,6 +1102,7 @@ EngineStats Engine::Stats() const {
   st.recovery_seconds = recovery_seconds_;
   st.recovered_records = recovered_records_;
   st.followed_records = followed_records_.load(std::memory_order_relaxed);
+  st.cluster_conflicts = cluster_conflicts_.load(std::memory_order_relaxed);
   return st;
 }
 

@@ -122,6 +122,7 @@ struct EngineStats {
   double recovery_seconds = 0;  // time Open spent replaying the log
   uint64_t recovered_records = 0;
   uint64_t followed_records = 0;  // cluster mode: records applied that other replicas wrote
+  uint64_t cluster_conflicts = 0;  // cluster mode: writes that lost a sequence number and ran again
 };
 
 class Engine {
@@ -273,6 +274,7 @@ class Engine {
   void EraseClusterKeys(const std::vector<std::string>& names);
   void RetryClusterErasures();
   Status Erase(const std::string& user_id);
+  Result<size_t> IngestClustered(const std::vector<Event>& events, const std::string& jurisdiction, bool batch_limit);
   // Runs `attempt` (a whole write: validate, append, apply) again while it
   // loses the race for the next sequence number to another replica.
   template <typename F>
@@ -322,6 +324,7 @@ class Engine {
   std::atomic<bool> stopping_{false};
   std::condition_variable applied_cv_;  // with write_mu_: a followed record was applied
   std::atomic<uint64_t> followed_records_{0};
+  std::atomic<uint64_t> cluster_conflicts_{0};
 
   double recovery_seconds_ = 0;
   uint64_t recovered_records_ = 0;
