@@ -455,6 +455,16 @@ def main() -> int:
                 code, _ = r.call("GET", f"/v1/users/{USERS_PREFIX}7", key=ADMIN)
                 assert code == 404, f"{r.name}: the erased user came back ({code})"
             same_feeds(a2, b2, [f"{USERS_PREFIX}-w2-{i}" for i in range(0, 40, 6)])
+            # sg mirrors the new log from its start (made anew by the seeding).
+            deadline = time.time() + 20
+            while True:
+                st = {n: js.js("STREAM.INFO." + n).get("state", {}) for n in
+                      ("FORYOU_LOG_us", "FORYOU_LOG_us_AT_sg", "FORYOU_KEYS_us", "FORYOU_KEYS_us_AT_sg")}
+                if (st["FORYOU_LOG_us_AT_sg"].get("last_seq") == seq and
+                        st["FORYOU_KEYS_us_AT_sg"].get("messages") == st["FORYOU_KEYS_us"].get("messages")):
+                    break
+                assert time.time() < deadline, f"sg does not mirror the rebuilt log: {st}"
+                time.sleep(0.2)
             print(f"   restored {rep['records']} records ({rep['keys']} keys) from sg in "
                   f"{rep['fetch_seconds'] + rep['replay_seconds']:.2f} s", flush=True)
 

@@ -74,6 +74,9 @@ class ClusterLog {
   // last record the seeding replica will publish, 0 when none is under way.
   virtual Status SetSeeding(uint64_t up_to) = 0;
   virtual Result<uint64_t> Seeding() = 0;
+  // Drops and recreates every mirror of the region's streams, so that they
+  // copy a log that was made anew (seeded) from its start.
+  virtual Status ResetMirrors() = 0;
 
   // Starts delivering records from `from_seq` on, in order (Next).
   virtual Status Follow(uint64_t from_seq) = 0;

@@ -174,6 +174,7 @@ Status JetStreamLog::EnsureStream(const std::string& name, const std::string& su
 }
 
 Status JetStreamLog::Ensure(const ClusterPlan& plan) {
+  plan_ = plan;
   region_ = plan.region;
   log_stream_ = LogStreamName(plan.region);
   keys_stream_ = KeysStreamName(plan.region);
@@ -401,6 +402,19 @@ Result<std::string> JetStreamLog::StoreKey(std::string_view proposed) {
     if (s != NATS_OK) return NatsError("keeping the store key", s, jerr);
   }
   return Status::Unavailable("cluster: the store key was kept but cannot be read back");
+}
+
+Status JetStreamLog::ResetMirrors() {
+  for (const std::string& b : plan_.backups) {
+    for (const std::string& origin : {log_stream_, keys_stream_}) {
+      const std::string name = MirrorName(origin, b);
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      natsStatus s = js_DeleteStream(js_, name.c_str(), nullptr, &jerr);
+      if (s != NATS_OK && jerr != JSStreamNotFoundErr) return NatsError(fmt::format("deleting mirror {}", name), s, jerr);
+      FORYOU_RETURN_IF_ERROR(EnsureStream(name, origin, true, b, plan_.backup_replicas, false));
+    }
+  }
+  return Status::OK();
 }
 
 // The seeding marker lives in the keys stream under a subject no key uses.

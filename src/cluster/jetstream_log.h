@@ -72,6 +72,7 @@ class JetStreamLog : public ClusterLog {
   Result<std::string> StoreKey(std::string_view proposed) override;
   Status SetSeeding(uint64_t up_to) override;
   Result<uint64_t> Seeding() override;
+  Status ResetMirrors() override;
   Status Follow(uint64_t from_seq) override;
   Status Next(int timeout_ms, ClusterRecord* out) override;
 
@@ -90,6 +91,7 @@ class JetStreamLog : public ClusterLog {
   std::string region_;
   std::string log_stream_, keys_stream_, log_subject_, key_prefix_, store_key_subject_;
   std::vector<std::string> key_mirrors_;  // the keys streams' mirrors, for EraseKeys
+  ClusterPlan plan_;                      // as given to Ensure
   uint64_t follow_next_ = 0;              // the follower's next expected seq
 };
 

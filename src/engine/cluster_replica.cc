@@ -109,6 +109,10 @@ Status Engine::SeedCluster(uint64_t from_seq) {
   const uint64_t local = store_->last_seq();
   spdlog::info("cluster: seeding the region's log with records {}..{} of this store", from_seq, local);
   FORYOU_RETURN_IF_ERROR(cluster_->SetSeeding(local));
+  // Mirrors of an earlier log (the one this store was restored from) would
+  // go on from where they stopped, with that log's numbering of key
+  // messages: they copy the new log from its start instead.
+  if (from_seq == 1) FORYOU_RETURN_IF_ERROR(cluster_->ResetMirrors());
   std::unordered_set<std::string> put;
   FORYOU_RETURN_IF_ERROR(store_->Replay(from_seq, [&](uint64_t seq, std::string_view record) -> Status {
     LogRecord rec;

@@ -80,6 +80,7 @@ class MemoryClusterLog : public ClusterLog {
     std::lock_guard lock(mu_);
     return seeding_;
   }
+  Status ResetMirrors() override { return Status::OK(); }
   // Each replica follows through its own ReplicaView.
   Status Follow(uint64_t) override { return Status::Internal("follow through a ReplicaView"); }
   Status Next(int, ClusterRecord*) override { return Status::Internal("follow through a ReplicaView"); }
@@ -118,6 +119,7 @@ class ReplicaView : public ClusterLog {
   Result<std::string> StoreKey(std::string_view proposed) override { return log_->StoreKey(proposed); }
   Status SetSeeding(uint64_t up_to) override { return log_->SetSeeding(up_to); }
   Result<uint64_t> Seeding() override { return log_->Seeding(); }
+  Status ResetMirrors() override { return log_->ResetMirrors(); }
   Status Follow(uint64_t from_seq) override {
     next_ = from_seq;
     return Status::OK();
