@@ -360,13 +360,17 @@ Status Engine::UpsertVideos(std::vector<Video> videos) {
       return Status::InvalidArgument(fmt::format("videos[{}].created_at: more than a day in the future", i));
     }
   }
-  const std::string record = EncodeVideosRecord(videos);
+  return AppendAndApply(EncodeVideosRecord(videos));
+}
+
+// A record that needs no validation against the state (catalog, model):
+// append it, then apply the encoded record, exactly as a replay will.
+Status Engine::AppendAndApply(const std::string& record) {
   return RetryOnClusterConflict([&]() -> Status {
     std::lock_guard write(write_mu_);
     uint64_t seq;
     FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
     std::unique_lock lock(mu_);
-    // The live path applies the encoded record, exactly as a replay will.
     return ApplyLive(seq, record);
   });
 }
@@ -880,14 +884,7 @@ Status Engine::ImportModel(std::string_view payload) {
     return Status::InvalidArgument(fmt::format("model: embedding_dim {} differs from this engine's {}", m.dim,
                                                options_.learning.embedding_dim));
   }
-  const std::string record = EncodeModelRecord(payload);
-  return RetryOnClusterConflict([&]() -> Status {
-    std::lock_guard write(write_mu_);
-    uint64_t seq;
-    FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
-    std::unique_lock lock(mu_);
-    return ApplyLive(seq, record);
-  });
+  return AppendAndApply(EncodeModelRecord(payload));
 }
 
 // ---------------------------------------------------------------- Reads

@@ -260,6 +260,7 @@ class Engine {
   Status AppendRecord(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys = {},
                       const std::vector<std::string>& delete_keys = {});
   Status ApplyRecord(uint64_t seq, std::string_view record, bool replaying);
+  Status AppendAndApply(const std::string& record);  // takes write_mu_ and mu_; retried on a cluster conflict
   // Cluster mode (engine/cluster_replica.cc).
   Status OpenCluster(bool seed);                          // checks, seeding, catch-up; starts the threads
   Status SeedCluster(uint64_t from_seq);                  // publishes this store's log from from_seq on
