@@ -54,6 +54,8 @@ Status JetStreamLog::Connect(const JetStreamOptions& options, std::unique_ptr<Je
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = options.request_timeout_ms;
+  jo.PublishAsync.AckHandler = &JetStreamLog::OnAsyncAck;
+  jo.PublishAsync.AckHandlerClosure = &log->acks_;
   s = natsConnection_JetStream(&log->js_, log->nc_, &jo);
   if (s != NATS_OK) return NatsError("JetStream context", s);
   *out = std::move(log);
@@ -316,15 +318,57 @@ std::string JetStreamLog::KeySubject(std::string_view name) const {
   return key_prefix_ + HexEncode(name.substr(0, split)) + "." + HexEncode(name.substr(split));
 }
 
+void JetStreamLog::OnAsyncAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+  auto* acks = static_cast<AsyncAcks*>(closure);
+  const char* batch = nullptr;
+  if (msg != nullptr && natsMsgHeader_Get(msg, "Foryou-Batch", &batch) == NATS_OK && batch != nullptr) {
+    std::lock_guard lock(acks->mu);
+    if (std::strtoull(batch, nullptr, 10) == acks->batch) {
+      if (pa != nullptr) {
+        ++acks->acked;
+      } else {
+        ++acks->failed;
+        if (acks->error.empty() && pae != nullptr) {
+          acks->error = pae->ErrText != nullptr ? pae->ErrText : natsStatus_GetText(pae->Err);
+        }
+      }
+      acks->cv.notify_all();
+    }
+  }
+  natsMsg_Destroy(msg);
+}
+
+// Every key is published at once and acknowledged asynchronously; OK only
+// when JetStream acknowledged each of them.
 Status JetStreamLog::PutKeys(const std::vector<std::pair<std::string, std::string>>& keys) {
+  if (keys.empty()) return Status::OK();
+  std::lock_guard serial(put_keys_mu_);
+  uint64_t batch;
+  {
+    std::lock_guard lock(acks_.mu);
+    batch = ++acks_.batch;
+    acks_.acked = acks_.failed = 0;
+    acks_.error.clear();
+  }
+  const std::string batch_text = std::to_string(batch);
   for (const auto& [name, wrapped] : keys) {
     const std::string subject = KeySubject(name);
+    natsMsg* msg = nullptr;
+    natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, wrapped.data(), static_cast<int>(wrapped.size()));
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Foryou-Batch", batch_text.c_str());
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = options_.request_timeout_ms;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_Publish(nullptr, js_, subject.c_str(), wrapped.data(), static_cast<int>(wrapped.size()), &po, &jerr);
-    if (s != NATS_OK) return NatsError("publishing a wrapped key", s, jerr);
+    if (s == NATS_OK) s = js_PublishMsgAsync(js_, &msg, &po);
+    natsMsg_Destroy(msg);  // NULL once the library took it
+    if (s != NATS_OK) return NatsError("publishing a wrapped key", s);
+  }
+  std::unique_lock lock(acks_.mu);
+  const bool all = acks_.cv.wait_for(lock, std::chrono::milliseconds(options_.request_timeout_ms + 1000),
+                                     [&] { return acks_.acked + acks_.failed >= keys.size(); });
+  if (!all) return Status::Unavailable("cluster: publishing wrapped keys: no acknowledgement in time");
+  if (acks_.failed > 0) {
+    return Status::Unavailable(fmt::format("cluster: publishing wrapped keys: {} failed ({})", acks_.failed, acks_.error));
   }
   return Status::OK();
 }

@@ -20,6 +20,7 @@
 // record and its MAC: versioned, and the same bytes a backup region checks.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,6 +31,9 @@
 struct __natsConnection;
 struct __jsCtx;
 struct __natsSubscription;
+struct __natsMsg;
+struct jsPubAck;
+struct jsPubAckErr;
 
 namespace foryou {
 
@@ -83,6 +87,20 @@ class JetStreamLog : public ClusterLog {
   Status EraseFrom(const std::string& stream, const std::string& subject);
   std::string KeySubject(std::string_view name) const;
   static constexpr size_t kKeyIdBytesForSubjects = 8;  // crypto/keyring.h kKeyIdBytes
+
+  // Acknowledgements of asynchronous publishes (PutKeys), counted per batch:
+  // each message carries its batch number, so that a late acknowledgement of
+  // a batch that timed out never counts for the next one.
+  struct AsyncAcks {
+    std::mutex mu;
+    std::condition_variable cv;
+    uint64_t batch = 0;  // the batch being waited for
+    size_t acked = 0, failed = 0;
+    std::string error;
+  };
+  static void OnAsyncAck(::__jsCtx* js, ::__natsMsg* msg, ::jsPubAck* pa, ::jsPubAckErr* pae, void* closure);
+  std::mutex put_keys_mu_;  // one PutKeys batch at a time
+  AsyncAcks acks_;
 
   JetStreamOptions options_;
   __natsConnection* nc_ = nullptr;
