@@ -141,7 +141,7 @@ conns = [http.client.HTTPConnection("127.0.0.1", p) for p in ports]
 H = {"Authorization": "Bearer bench-admin-secret", "X-Foryou-Jurisdiction": "US", "Content-Type": "application/json"}
 def seq(c):
     c.request("GET", "/metrics", headers=H); t = c.getresponse().read().decode()
-    return int(float(re.search(r"^foryou_log_sequence (\S+)$", t, re.M).group(1)))
+    return int(float(re.search(r"^foryou_applied_sequence (\S+)$", t, re.M).group(1)))
 lags = []
 for i in range(300):
     w, o = conns[i % 2], conns[1 - i % 2]

@@ -143,7 +143,7 @@ cat <<EOF2
 Try (while it runs, with --keep):
   curl -H 'Authorization: Bearer us-service-secret' -H 'X-Foryou-Jurisdiction: US' 'http://127.0.0.1:$P1/v1/feed?user_id=u14&n=5'
   curl -H 'Authorization: Bearer us-service-secret' -H 'X-Foryou-Jurisdiction: US' 'http://127.0.0.1:$P2/v1/feed?user_id=u14&n=5'
-  curl -H 'Authorization: Bearer us-admin-secret' 'http://127.0.0.1:$P2/metrics' | grep -E 'log_sequence|followed'
+  curl -H 'Authorization: Bearer us-admin-secret' 'http://127.0.0.1:$P2/metrics' | grep -E 'applied_sequence|followed'
   # one more replica:
   $FORYOU serve --listen 127.0.0.1:0 --data-dir $DIR/replica3 --policy $DIR/policy.toml --region us \\
       --region-key-file $DIR/us.region-key --cluster $US_URLS

@@ -173,7 +173,7 @@ class Replica:
         code, text = self.call("GET", "/metrics", key=ADMIN)
         if code != 200:
             raise RuntimeError(f"/metrics: {code} {text}")
-        return int(float(re.search(r"^foryou_log_sequence (\S+)$", text, re.M).group(1)))
+        return int(float(re.search(r"^foryou_applied_sequence (\S+)$", text, re.M).group(1)))
 
     def feed(self, user: str, n: int = 10):
         code, body = self.call("GET", f"/v1/feed?user_id={user}&n={n}")

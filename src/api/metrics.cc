@@ -31,6 +31,9 @@ std::string Metrics::Render(const EngineStats& st) const {
         "counter", static_cast<double>(st.ann_clamped));
   gauge("foryou_co_engagement_edges", "Edges in the item-to-item co-engagement graph.", "gauge", static_cast<double>(st.co_engagement_edges));
   gauge("foryou_log_sequence", "Sequence number of the last durable log record.", "gauge", static_cast<double>(st.log_seq));
+  gauge("foryou_applied_sequence",
+        "Sequence number of the last log record applied to the in-memory state (what feeds reflect).", "gauge",
+        static_cast<double>(st.applied_seq));
   gauge("foryou_store_bytes", "Approximate bytes of the RocksDB store.", "gauge", static_cast<double>(st.store_bytes));
   gauge("foryou_cluster_followed_records_total",
         "Cluster mode: log records written by other replicas and applied here since start.", "counter",

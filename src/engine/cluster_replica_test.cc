@@ -187,8 +187,8 @@ class ClusterReplicaTest : public ::testing::Test {
     return Engine::Open(EngineOptions{}, dir.path(), clock_, out, region_key_, v, seed);
   }
   static void WaitForSeq(Engine& e, uint64_t seq) {
-    for (int i = 0; i < 500 && e.LastSeq() < seq; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    ASSERT_GE(e.LastSeq(), seq);
+    for (int i = 0; i < 500 && e.AppliedSeq() < seq; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_GE(e.AppliedSeq(), seq);
   }
   static std::vector<std::pair<std::string, double>> Scores(Engine& e, const std::string& user) {
     auto feed = e.Feed(FeedRequest{user, 10, ""});

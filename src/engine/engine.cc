@@ -332,6 +332,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     for (auto& w : workers) w.join();
     for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
     engine->recovered_records_ = records;
+    engine->applied_seq_.store(engine->store_->last_seq(), std::memory_order_release);
   }
   if (engine->cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(engine->OpenCluster(cluster_seed));
   engine->recovery_seconds_ =
@@ -811,7 +812,10 @@ Result<std::string> Engine::RotateRegionKey(const std::string& data_dir, const s
 Status Engine::ApplyLive(uint64_t seq, std::string_view record) {
   Status s = FailPoint("engine.apply_live") ? Status::Internal("injected fault (FORYOU_FAIL_AT)")
                                             : ApplyRecord(seq, record, /*replaying=*/false);
-  if (s.ok()) return s;
+  if (s.ok()) {
+    applied_seq_.store(seq, std::memory_order_release);
+    return s;
+  }
   write_failure_ = fmt::format("log record {} is stored but failed to apply ({}); writes are refused until a "
                                "restart applies it from the log",
                                seq, s.ToString());
@@ -1095,6 +1099,7 @@ EngineStats Engine::Stats() const {
   st.ann_clamped = s.ann.clamped();
   st.co_engagement_edges = s.co.num_edges();
   st.log_seq = store_->last_seq();
+  st.applied_seq = AppliedSeq();
   st.store_bytes = store_->ApproximateBytes();
   st.recovery_seconds = recovery_seconds_;
   st.recovered_records = recovered_records_;

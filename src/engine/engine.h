@@ -118,6 +118,7 @@ struct EngineStats {
   uint64_t ann_clamped = 0;  // vectors longer than the ANN norm bound (see retrieval/ann_index.h)
   uint64_t co_engagement_edges = 0;
   uint64_t log_seq = 0;
+  uint64_t applied_seq = 0;  // the last record applied to the in-memory state: what feeds reflect
   uint64_t store_bytes = 0;
   double recovery_seconds = 0;  // time Open spent replaying the log
   uint64_t recovered_records = 0;
@@ -214,8 +215,11 @@ class Engine {
   // The user's pseudonym in the encrypted log and its backups ("p:" + 32 hex
   // digits); "" when not encrypted.
   std::string Pseudonym(const std::string& user_id) const;
-  // The sequence number of the last acknowledged record.
+  // The sequence number of the last durable record.
   uint64_t LastSeq() const;
+  // The sequence number of the last record applied to the state that feeds
+  // read (at most LastSeq(); equal once a write returns).
+  uint64_t AppliedSeq() const { return applied_seq_.load(std::memory_order_acquire); }
   // Replication (replication/shipper.h): up to about `max_bytes` of records
   // from `from_seq` on, with the wrapped keys of every user they seal.
   Status ReadLog(uint64_t from_seq, size_t max_bytes, LogBatch* out) const;
@@ -326,6 +330,7 @@ class Engine {
   std::condition_variable applied_cv_;  // with write_mu_: a followed record was applied
   std::atomic<uint64_t> followed_records_{0};
   std::atomic<uint64_t> cluster_conflicts_{0};
+  std::atomic<uint64_t> applied_seq_{0};  // set after each apply
 
   double recovery_seconds_ = 0;
   uint64_t recovered_records_ = 0;
