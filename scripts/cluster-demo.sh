@@ -27,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }; else say() { printf '\n== %s\n' "$*"; }; fi
 fail() { echo "FAILED: $*" >&2; exit 1; }
 sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
 command -v nats-server >/dev/null || fail "nats-server is not installed: run scripts/install-deps.sh"
@@ -138,9 +138,10 @@ if bad:
 print("  eu holds no stream of region us")
 PY
 
-cat <<EOF2
+if [ "$KEEP" = "--keep" ]; then
+  cat <<EOF2
 
-Try (while it runs, with --keep):
+Try, while it runs:
   curl -H 'Authorization: Bearer us-service-secret' -H 'X-Foryou-Jurisdiction: US' 'http://127.0.0.1:$P1/v1/feed?user_id=u14&n=5'
   curl -H 'Authorization: Bearer us-service-secret' -H 'X-Foryou-Jurisdiction: US' 'http://127.0.0.1:$P2/v1/feed?user_id=u14&n=5'
   curl -H 'Authorization: Bearer us-admin-secret' 'http://127.0.0.1:$P2/metrics' | grep -E 'applied_sequence|followed'
@@ -149,6 +150,9 @@ Try (while it runs, with --keep):
       --region-key-file $DIR/us.region-key --cluster $US_URLS
   # nats-server PIDs and stores: $DIR/topology.json
 EOF2
+else
+  echo; echo "Run it with --keep to try these yourself: the URLs, the policy and the commands to add a replica."
+fi
 
 if [ "$KEEP" = "--keep" ]; then
   say "running; Ctrl-C stops everything"

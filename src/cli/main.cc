@@ -218,6 +218,10 @@ int Serve(const ServeFlags& flags) {
                                                  region_key.status().message())
                        : region_key.status());
   }
+  if (!flags.cluster.empty() && !flags.backup_to.empty()) {
+    return Fail(Status::InvalidArgument("--cluster and --backup-to do not go together: in cluster mode the backup "
+                                        "region holds a JetStream mirror of the region's log (docs/SCALING.md)"));
+  }
   std::vector<BackupTarget> targets;
   for (const std::string& spec : flags.backup_to) {
     const auto eq = spec.find('=');
@@ -292,7 +296,8 @@ int Serve(const ServeFlags& flags) {
         engine->PlaintextPersonalRecords())));
   }
   EngineStats st = engine->Stats();
-  spdlog::info("recovered {} log records ({} videos, {} users, {} events) in {:.3f} s", st.recovered_records,
+  spdlog::info("recovered {} log records{} ({} videos, {} users, {} events) in {:.3f} s", st.recovered_records,
+               engine->clustered() ? " from this replica's copy, then caught up with the region's log" : "",
                st.videos, st.users, st.events, st.recovery_seconds);
 
   if (flags.demo && st.log_seq == 0) {

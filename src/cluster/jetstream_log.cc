@@ -397,7 +397,8 @@ Status JetStreamLog::EraseFrom(const std::string& stream, const std::string& sub
     const uint64_t seq = natsMsg_GetSequence(m.m);
     jerr = static_cast<jsErrCode>(0);
     s = js_EraseMsg(js_, stream.c_str(), seq, nullptr, &jerr);
-    if (s != NATS_OK && jerr != JSNoMessageFoundErr) {
+    // Gone already: another replica erased the same key a moment earlier.
+    if (s != NATS_OK && jerr != JSNoMessageFoundErr && jerr != JSSequenceNotFoundErr) {
       return NatsError(fmt::format("erasing message {} of {}", seq, stream), s, jerr);
     }
   }
