@@ -510,7 +510,6 @@ Status JetStreamLog::Follow(uint64_t from_seq) {
     if (s != NATS_TIMEOUT) break;
   }
   if (s != NATS_OK) return NatsError(fmt::format("following {} from {}", log_stream_, from_seq), s, jerr);
-  follow_next_ = from_seq;
   return Status::OK();
 }
 
@@ -526,7 +525,6 @@ Status JetStreamLog::Next(int timeout_ms, ClusterRecord* out) {
   const uint64_t seq = meta->Sequence.Stream;
   jsMsgMetaData_Destroy(meta);
   FORYOU_RETURN_IF_ERROR(DecodeOne(natsMsg_GetData(m.m), natsMsg_GetDataLength(m.m), seq, out));
-  follow_next_ = seq + 1;
   return Status::OK();
 }
 

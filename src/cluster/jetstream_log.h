@@ -110,7 +110,6 @@ class JetStreamLog : public ClusterLog {
   std::string log_stream_, keys_stream_, log_subject_, key_prefix_, store_key_subject_;
   std::vector<std::string> key_mirrors_;  // the keys streams' mirrors, for EraseKeys
   ClusterPlan plan_;                      // as given to Ensure
-  uint64_t follow_next_ = 0;              // the follower's next expected seq
 };
 
 }  // namespace foryou
