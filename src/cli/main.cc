@@ -95,7 +95,9 @@ foryou::Status OpenStoppedStore(const foryou::EngineOptions& options, const std:
                                 std::unique_ptr<foryou::Engine>* engine) {
   auto region_key = RegionKey(region_key_file, false);
   if (!region_key.ok()) return region_key.status();
-  return foryou::Engine::Open(options, data_dir, clock, engine, *region_key);
+  foryou::EngineOptions o = options;
+  o.snapshot.every_updates = 0;  // a short-lived tool writes no snapshot
+  return foryou::Engine::Open(o, data_dir, clock, engine, *region_key);
 }
 
 foryou::Result<std::string> ReadSecretFile(const std::string& path, const char* what) {
@@ -296,7 +298,11 @@ int Serve(const ServeFlags& flags) {
         engine->PlaintextPersonalRecords())));
   }
   EngineStats st = engine->Stats();
-  spdlog::info("recovered {} log records{} ({} videos, {} users, {} events) in {:.3f} s", st.recovered_records,
+  spdlog::info("recovered {} log records{}{} ({} videos, {} users, {} events) in {:.3f} s", st.recovered_records,
+               st.recovered_records > st.replayed_records
+                   ? fmt::format(" (a snapshot of {}, then {} replayed)", st.recovered_records - st.replayed_records,
+                                 st.replayed_records)
+                   : "",
                engine->clustered() ? " from this replica's copy, then caught up with the region's log" : "",
                st.videos, st.users, st.events, st.recovery_seconds);
 
@@ -402,6 +408,9 @@ int Serve(const ServeFlags& flags) {
     stopper.join();
   }
   if (!run.ok()) return Fail(run);
+  // A clean stop leaves a snapshot of everything applied: the next start
+  // replays nothing.
+  if (Status s = engine->WriteSnapshot(); !s.ok()) spdlog::error("snapshot at stop: {}", s.ToString());
   return 0;
 }
 

@@ -92,6 +92,9 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"retrieval.fresh_window_hours", Bind(&r.fresh_window_hours)},
       {"retrieval.fresh_max_impressions", Bind(&r.fresh_max_impressions)},
       {"retrieval.new_creator_days", Bind(&r.new_creator_days)},
+      {"snapshot.every_updates", Bind(&e.snapshot.every_updates)},
+      {"snapshot.keep", Bind(&e.snapshot.keep)},
+      {"snapshot.load", Bind(&e.snapshot.load)},
       {"rerank.explore_every", Bind(&rr.explore_every)},
       {"rerank.tag_penalty", Bind(&rr.tag_penalty)},
       {"rerank.no_adjacent_creator", Bind(&rr.no_adjacent_creator)},
@@ -134,6 +137,7 @@ Status ValidateConfig(const Config& c) {
   if (e.max_feed_items < 1 || e.max_feed_items > 10000) return bad("engine.max_feed_items must be in [1, 10000]");
   if (e.default_feed_items < 1 || e.default_feed_items > e.max_feed_items) return bad("engine.default_feed_items must be in [1, max_feed_items]");
   if (e.max_batch < 1) return bad("engine.max_batch must be >= 1");
+  if (e.snapshot.keep < 1 || e.snapshot.keep > 100) return bad("snapshot.keep must be in [1, 100]");
   if (c.server.threads < 1 || c.server.threads > 1024) return bad("server.threads must be in [1, 1024]");
   if (c.server.max_body_bytes < 1024) return bad("server.max_body_bytes must be >= 1024");
   if (c.server.tls_cert_file.empty() != c.server.tls_key_file.empty()) {

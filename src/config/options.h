@@ -87,11 +87,30 @@ struct RerankOptions {
   bool no_adjacent_creator = true;
 };
 
+// Snapshots of the engine's derived state (engine/snapshot.cc,
+// docs/FORMATS.md): a start loads the newest valid one and replays only the
+// log after it, instead of the whole log.
+struct SnapshotOptions {
+  // Write one in the background once this many updates (events and video
+  // upserts) were applied since the last: the most a start after a crash
+  // replays. Each write holds up writers (not feeds) while the state is
+  // copied. 0: never in the background (`foryou serve` still writes one at
+  // a clean stop).
+  uint64_t every_updates = 1000000;
+  // How many to keep, newest first; an older one is the fallback when the
+  // newest is damaged.
+  int keep = 2;
+  // false: ignore snapshots at start and replay (and chain-verify) the whole
+  // log.
+  bool load = true;
+};
+
 struct EngineOptions {
   LearningOptions learning;
   RetrievalOptions retrieval;
   RerankOptions rerank;
   ObjectiveWeights objectives;
+  SnapshotOptions snapshot;
   int max_feed_items = 100;        // upper bound on ?n=
   int default_feed_items = 20;
   int max_batch = 10000;           // videos or events per POST

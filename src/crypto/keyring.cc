@@ -194,6 +194,15 @@ Status Keyring::KeyFor(std::string_view user_id, KeyName* name, std::string* wra
   return Status::OK();
 }
 
+std::optional<KeyName> Keyring::CurrentKey(std::string_view user_id) const {
+  KeyName name{Pseudonym(user_id), {}};
+  std::lock_guard lock(mu_);
+  auto it = current_.find(name.pseudonym);
+  if (it == current_.end()) return std::nullopt;
+  name.key_id = it->second;
+  return name;
+}
+
 Status Keyring::Load(const KeyName& name, std::string_view wrapped) {
   std::string key;
   Status s = OpenWith(root_key_, std::string(kWrapContext) + name.bytes(), wrapped, &key);

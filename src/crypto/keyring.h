@@ -79,6 +79,8 @@ class Keyring {
   // is created, *wrapped is set to what must be stored durably under
   // name->bytes() before any data sealed with it is acknowledged.
   Status KeyFor(std::string_view user_id, KeyName* name, std::string* wrapped);
+  // The user's current data key, if they have one (never creates one).
+  std::optional<KeyName> CurrentKey(std::string_view user_id) const;
   // Loads a stored wrapped key (at open, or replicated). Corruption if it
   // does not unwrap under this region key.
   Status Load(const KeyName& name, std::string_view wrapped);

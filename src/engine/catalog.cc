@@ -1,6 +1,10 @@
 #include "engine/catalog.h"
 
 #include <algorithm>
+#include <bit>
+
+#include "storage/log_format.h"
+#include "util/coding.h"
 
 namespace foryou {
 
@@ -14,6 +18,27 @@ std::optional<uint32_t> Interner::Find(std::string_view s) const {
   auto it = ids_.find(std::string(s));
   if (it == ids_.end()) return std::nullopt;
   return it->second;
+}
+
+void Interner::EncodeTo(std::string* out) const {
+  PutVarint64(out, names_.size());
+  for (const std::string& n : names_) PutString(out, n);
+}
+
+bool Interner::DecodeFrom(std::string_view* in) {
+  uint64_t n;
+  if (!GetVarint64(in, &n) || n > in->size()) return false;
+  ids_.clear();
+  names_.clear();
+  names_.reserve(n);
+  ids_.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string name;
+    if (!GetString(in, &name)) return false;
+    if (!ids_.try_emplace(name, static_cast<uint32_t>(i)).second) return false;  // duplicate name
+    names_.push_back(std::move(name));
+  }
+  return true;
 }
 
 Catalog::Catalog() { languages_.Intern(""); }
@@ -65,6 +90,89 @@ Catalog::UpsertResult Catalog::Upsert(const Video& v) {
                               [this](int64_t t, uint32_t idx) { return t < videos_[idx].video.created_at; });
   cr.videos.insert(pos, r.idx);
   return r;
+}
+
+void Catalog::EncodeTo(std::string* out) const {
+  creator_ids_.EncodeTo(out);
+  tags_.EncodeTo(out);
+  languages_.EncodeTo(out);
+  std::vector<Video> videos;
+  videos.reserve(videos_.size());
+  for (const VideoRecord& r : videos_) videos.push_back(r.video);
+  PutString(out, EncodeVideosRecord(videos));
+  for (const VideoRecord& r : videos_) {
+    PutVarint64(out, r.creator);
+    PutVarint64(out, r.tags.size());
+    for (uint32_t t : r.tags) PutVarint64(out, t);
+    PutVarint64(out, r.lang);
+    const VideoStats& st = r.stats;
+    for (uint32_t c : {st.impressions, st.plays, st.completes, st.likes, st.shares, st.comments, st.skips,
+                       st.not_interested, st.positives}) {
+      PutVarint64(out, c);
+    }
+    PutFixed64BE(out, std::bit_cast<uint64_t>(st.watch_ratio_sum));
+  }
+  for (const CreatorRecord& c : creators_) {
+    PutVarint64(out, c.videos.size());
+    for (uint32_t v : c.videos) PutVarint64(out, v);
+    PutVarsint64(out, c.first_video_at);
+  }
+}
+
+bool Catalog::DecodeFrom(std::string_view* in) {
+  Catalog c;
+  std::string videos_record;
+  if (!c.creator_ids_.DecodeFrom(in) || !c.tags_.DecodeFrom(in) || !c.languages_.DecodeFrom(in) ||
+      !GetString(in, &videos_record)) {
+    return false;
+  }
+  LogRecord rec;
+  if (!DecodeRecord(videos_record, &rec).ok() || rec.kind != RecordKind::kVideos) return false;
+  const size_t n = rec.videos.size();
+  c.videos_.resize(n);
+  c.index_.reserve(n);
+  auto get32 = [&](uint32_t* v, size_t bound) {
+    uint64_t x;
+    if (!GetVarint64(in, &x) || x >= bound) return false;
+    *v = static_cast<uint32_t>(x);
+    return true;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    VideoRecord& r = c.videos_[i];
+    r.video = std::move(rec.videos[i]);
+    if (!c.index_.try_emplace(r.video.id, static_cast<uint32_t>(i)).second) return false;
+    uint64_t ntags;
+    if (!get32(&r.creator, c.creator_ids_.size()) || !GetVarint64(in, &ntags) || ntags > in->size()) return false;
+    r.tags.resize(ntags);
+    for (uint32_t& t : r.tags) {
+      if (!get32(&t, c.tags_.size())) return false;
+    }
+    if (!get32(&r.lang, c.languages_.size())) return false;
+    uint32_t* counters[] = {&r.stats.impressions, &r.stats.plays,  &r.stats.completes,
+                            &r.stats.likes,       &r.stats.shares, &r.stats.comments,
+                            &r.stats.skips,       &r.stats.not_interested, &r.stats.positives};
+    for (uint32_t* x : counters) {
+      if (!get32(x, UINT32_MAX + size_t{1})) return false;
+    }
+    if (in->size() < 8) return false;
+    r.stats.watch_ratio_sum = std::bit_cast<double>(DecodeFixed64BE(in->data()));
+    in->remove_prefix(8);
+    c.by_created_.insert({r.video.created_at, static_cast<uint32_t>(i)});
+  }
+  c.creators_.resize(c.creator_ids_.size());
+  for (size_t i = 0; i < c.creators_.size(); ++i) {
+    CreatorRecord& cr = c.creators_[i];
+    cr.id = c.creator_ids_.Name(static_cast<uint32_t>(i));
+    uint64_t nv;
+    if (!GetVarint64(in, &nv) || nv > in->size()) return false;
+    cr.videos.resize(nv);
+    for (uint32_t& v : cr.videos) {
+      if (!get32(&v, n)) return false;
+    }
+    if (!GetVarsint64(in, &cr.first_video_at)) return false;
+  }
+  *this = std::move(c);
+  return true;
 }
 
 }  // namespace foryou

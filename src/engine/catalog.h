@@ -24,6 +24,10 @@ class Interner {
   std::optional<uint32_t> Find(std::string_view s) const;
   const std::string& Name(uint32_t id) const { return names_[id]; }
   size_t size() const { return names_.size(); }
+  // Snapshot (engine/snapshot.h): the names in id order; DecodeFrom replaces
+  // the contents. false on malformed input.
+  void EncodeTo(std::string* out) const;
+  [[nodiscard]] bool DecodeFrom(std::string_view* in);
 
  private:
   std::unordered_map<std::string, uint32_t> ids_;
@@ -74,9 +78,16 @@ class Catalog {
   const VideoRecord& at(uint32_t idx) const { return videos_[idx]; }
   VideoRecord& mutable_at(uint32_t idx) { return videos_[idx]; }
   const CreatorRecord& creator(uint32_t idx) const { return creators_[idx]; }
+  size_t num_creators() const { return creators_.size(); }
   std::optional<uint32_t> FindCreator(std::string_view id) const { return creator_ids_.Find(id); }
   const Interner& tags() const { return tags_; }
   const Interner& languages() const { return languages_; }
+
+  // Snapshot (engine/snapshot.h): everything above, ids and counters
+  // included, so that a decoded catalog is the one encoded. DecodeFrom
+  // replaces the contents; false on malformed input.
+  void EncodeTo(std::string* out) const;
+  [[nodiscard]] bool DecodeFrom(std::string_view* in);
 
   // Content keys for the embedding prior: "tag:x" per tag and "creator:y".
   static std::vector<std::string> ContentKeys(const Video& v);

@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "engine/engine_state.h"
+#include "storage/snapshot_files.h"
 #include "crypto/keyring.h"
 #include "engine/model_payload.h"
 #include "storage/log_format.h"
@@ -157,6 +158,11 @@ Engine::~Engine() {
     std::lock_guard lock(erase_mu_);
     erase_cv_.notify_all();
   }
+  {
+    std::lock_guard lock(snapshot_wait_mu_);
+    snapshot_cv_.notify_all();
+  }
+  if (snapshotter_.joinable()) snapshotter_.join();
   if (follower_.joinable()) follower_.join();
   if (eraser_.joinable()) eraser_.join();
 }
@@ -275,12 +281,18 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   // The integrity chain: an encrypted store that has it from its first
   // record (every store encrypted from its start) is verified record by
   // record, so a record altered, reordered or missing (say, in a restored
-  // backup) is Corruption rather than a silently different history.
+  // backup) is Corruption rather than a silently different history. A start
+  // from a snapshot verifies the records after it.
   if (engine->keyring_ != nullptr) engine->chained_ = engine->store_->last_seq() == 0 || !first_mac->empty();
+  engine->snapshots_ = std::make_unique<SnapshotFiles>(data_dir + "/snapshots");
   {
     std::unique_lock lock(engine->mu_);
+    uint64_t snapshot_seq = 0;
+    if (options.snapshot.load) FORYOU_RETURN_IF_ERROR(engine->LoadSnapshot(&snapshot_seq));
+    std::vector<uint32_t> ann_dirty;
+    if (snapshot_seq > 0) engine->ann_dirty_ = &ann_dirty;
     uint64_t records = 0;
-    FORYOU_RETURN_IF_ERROR(engine->store_->Replay(1, [&](uint64_t seq, std::string_view record) {
+    FORYOU_RETURN_IF_ERROR(engine->store_->Replay(snapshot_seq + 1, [&](uint64_t seq, std::string_view record) {
       ++records;
       if (engine->chained_) {
         auto mac = engine->store_->GetMac(seq);
@@ -296,9 +308,11 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
       }
       return engine->ApplyRecord(seq, record, /*replaying=*/true);
     }));
-    // A sealed group may be unreadable only because a Shred record destroyed
-    // its key; a key missing otherwise (a damaged or incomplete store or
-    // backup) would silently drop a user's events.
+    engine->ann_dirty_ = nullptr;
+    // A sealed group (or a snapshot's user entry) may be unreadable only
+    // because a Shred record destroyed its key; a key missing otherwise (a
+    // damaged or incomplete store or backup) would silently drop a user's
+    // events.
     size_t missing = 0;
     for (const std::string& name : engine->unreadable_) missing += engine->shredded_.count(name) == 0;
     if (missing > 0) {
@@ -308,35 +322,49 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     }
     engine->unreadable_.clear();
     engine->shredded_.clear();
-    // Build the ANN index once, rather than once per event, on every core.
     State& s = *engine->state_;
     const uint32_t n = static_cast<uint32_t>(s.catalog.size());
     FORYOU_RETURN_IF_ERROR(s.ann.Reserve(n));
-    // Norm bound for the MIPS-to-L2 reduction, with room for vectors to grow
-    // until the next start (retrieval/ann_index.h).
-    float max_norm = 0;
-    for (uint32_t i = 0; i < n; ++i) {
-      float norm2 = 0;
-      for (int d = 0; d < s.embeddings.dim(); ++d) norm2 += s.embeddings.item(i)[d] * s.embeddings.item(i)[d];
-      max_norm = std::max(max_norm, std::sqrt(norm2));
+    if (snapshot_seq > 0) {
+      // The loaded index holds every video as of the snapshot: write only
+      // those the replayed tail added or moved.
+      std::sort(ann_dirty.begin(), ann_dirty.end());
+      ann_dirty.erase(std::unique(ann_dirty.begin(), ann_dirty.end()), ann_dirty.end());
+      for (uint32_t v : ann_dirty) FORYOU_RETURN_IF_ERROR(s.Reindex(v, 0, /*force=*/true, /*reserved=*/true));
+    } else {
+      // Build the ANN index once, rather than once per event, on every core.
+      // Norm bound for the MIPS-to-L2 reduction, with room for vectors to
+      // grow until the next start (retrieval/ann_index.h).
+      float max_norm = 0;
+      for (uint32_t i = 0; i < n; ++i) {
+        float norm2 = 0;
+        for (int d = 0; d < s.embeddings.dim(); ++d) norm2 += s.embeddings.item(i)[d] * s.embeddings.item(i)[d];
+        max_norm = std::max(max_norm, std::sqrt(norm2));
+      }
+      s.ann.SetNormBound(std::max(1.0f, 2.0f * max_norm));
+      const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+      std::vector<Status> results(threads);
+      std::vector<std::thread> workers;
+      for (unsigned t = 0; t < threads; ++t) {
+        workers.emplace_back([&, t] {
+          for (uint32_t i = t; i < n && results[t].ok(); i += threads) {
+            results[t] = s.Reindex(i, 0, /*force=*/true, /*reserved=*/true);
+          }
+        });
+      }
+      for (auto& w : workers) w.join();
+      for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
     }
-    s.ann.SetNormBound(std::max(1.0f, 2.0f * max_norm));
-    const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-    std::vector<Status> results(threads);
-    std::vector<std::thread> workers;
-    for (unsigned t = 0; t < threads; ++t) {
-      workers.emplace_back([&, t] {
-        for (uint32_t i = t; i < n && results[t].ok(); i += threads) results[t] = s.Reindex(i, 0, /*force=*/true, /*reserved=*/true);
-      });
-    }
-    for (auto& w : workers) w.join();
-    for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
-    engine->recovered_records_ = records;
+    engine->recovered_records_ = snapshot_seq + records;
+    engine->replayed_records_ = records;
     engine->applied_seq_.store(engine->store_->last_seq(), std::memory_order_release);
   }
   if (engine->cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(engine->OpenCluster(cluster_seed));
   engine->recovery_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (options.snapshot.every_updates > 0) {
+    engine->snapshotter_ = std::thread([e = engine.get()] { e->SnapshotLoop(); });
+  }
   *out = std::move(engine);
   return Status::OK();
 }
@@ -494,7 +522,13 @@ Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
       if (r.content_changed) s.embeddings.ResetItem(r.idx, v.embedding, Catalog::ContentKeys(v));
       if (r.language_changed) s.trending.SetLanguage(r.idx, vr.lang);
     }
-    if (!replaying && (r.is_new || r.content_changed)) FORYOU_RETURN_IF_ERROR(s.Reindex(r.idx, 0, /*force=*/true));
+    if (r.is_new || r.content_changed) {
+      if (!replaying) {
+        FORYOU_RETURN_IF_ERROR(s.Reindex(r.idx, 0, /*force=*/true));
+      } else if (ann_dirty_ != nullptr) {
+        ann_dirty_->push_back(r.idx);
+      }
+    }
   }
   return Status::OK();
 }
@@ -512,7 +546,10 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
   State& s = *state_;
   const auto& lo = options_.learning;
 
-  if (rec.kind == RecordKind::kVideos) return ApplyVideos(rec.videos, replaying);
+  if (rec.kind == RecordKind::kVideos) {
+    NoteUpdates(rec.videos.size());
+    return ApplyVideos(rec.videos, replaying);
+  }
   if (rec.kind == RecordKind::kModel) {
     ModelPayload m;
     FORYOU_RETURN_IF_ERROR(DecodeModelPayload(rec.model, &m));
@@ -527,8 +564,11 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       for (const auto& [to, w] : m.edges[i]) s.co.SetEdge(idx[i], idx[to], w);
     }
     for (int h = 0; h < kNumHeads; ++h) s.ranker.SetWeights(h, m.ranker[h]);
+    NoteUpdates(idx.size());
     if (!replaying) {
       for (uint32_t v : idx) FORYOU_RETURN_IF_ERROR(s.Reindex(v, 0, /*force=*/true));
+    } else if (ann_dirty_ != nullptr) {
+      ann_dirty_->insert(ann_dirty_->end(), idx.begin(), idx.end());
     }
     return Status::OK();
   }
@@ -655,12 +695,15 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
   for (const auto& [user, jurisdiction] : rec.homes) {
     if (auto idx = s.FindUserIdx(user); idx && s.users[*idx].home.empty()) s.users[*idx].home = jurisdiction;
   }
+  NoteUpdates(rec.events.size());
   // 4. Move the touched videos in the ANN index (at once when serving; in one
   // pass at the end of a replay).
   if (!replaying) {
     std::sort(touched.begin(), touched.end());
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
     for (uint32_t v : touched) FORYOU_RETURN_IF_ERROR(s.Reindex(v, options_.retrieval.ann_reindex_drift, false));
+  } else if (ann_dirty_ != nullptr) {
+    ann_dirty_->insert(ann_dirty_->end(), touched.begin(), touched.end());
   }
   return Status::OK();
 }
@@ -740,9 +783,14 @@ Status Engine::Erase(const std::string& user_id) {
   FORYOU_RETURN_IF_ERROR(store_->Rewrite(rewrites));
   FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, FenceName(user_id), false));
   // 2. Live state.
-  std::unique_lock lock(mu_);
-  ResetUser(*idx);
-  return Status::OK();
+  {
+    std::unique_lock lock(mu_);
+    ResetUser(*idx);
+  }
+  // 3. Snapshots hold the user in the clear: remove them all (the next one
+  // is written without the user). Waits for a snapshot being written.
+  std::lock_guard snap(snapshot_mu_);
+  return snapshots_->RemoveAll();
 }
 
 // Caller holds mu_ exclusively.
@@ -1103,6 +1151,13 @@ EngineStats Engine::Stats() const {
   st.store_bytes = store_->ApproximateBytes();
   st.recovery_seconds = recovery_seconds_;
   st.recovered_records = recovered_records_;
+  st.replayed_records = replayed_records_;
+  st.snapshot_seq = snapshot_seq_.load();
+  st.snapshots_written = snapshots_written_.load();
+  st.snapshots_skipped = snapshots_skipped_.load();
+  st.snapshot_bytes = snapshot_bytes_.load();
+  st.snapshot_seconds = snapshot_seconds_.load();
+  st.snapshot_pause_seconds = snapshot_pause_seconds_.load();
   st.followed_records = followed_records_.load(std::memory_order_relaxed);
   st.cluster_conflicts = cluster_conflicts_.load(std::memory_order_relaxed);
   return st;

@@ -120,8 +120,15 @@ struct EngineStats {
   uint64_t log_seq = 0;
   uint64_t applied_seq = 0;  // the last record applied to the in-memory state: what feeds reflect
   uint64_t store_bytes = 0;
-  double recovery_seconds = 0;  // time Open spent replaying the log
-  uint64_t recovered_records = 0;
+  double recovery_seconds = 0;  // time Open spent loading the snapshot and replaying the log
+  uint64_t recovered_records = 0;  // log records Open's state covers: its snapshot's, then those it replayed
+  uint64_t replayed_records = 0;   // of which replayed (after the snapshot, if one was loaded)
+  uint64_t snapshot_seq = 0;       // the newest snapshot loaded or written (0: none)
+  uint64_t snapshots_written = 0;  // since Open
+  uint64_t snapshots_skipped = 0;  // damaged ones Open skipped (each logged)
+  uint64_t snapshot_bytes = 0;     // on disk, of snapshot_seq's
+  double snapshot_seconds = 0;     // the last write, total
+  double snapshot_pause_seconds = 0;  // of which writers were held up (state copied)
   uint64_t followed_records = 0;  // cluster mode: records applied that other replicas wrote
   uint64_t cluster_conflicts = 0;  // cluster mode: writes that lost a sequence number and ran again
 };
@@ -224,6 +231,12 @@ class Engine {
   // from `from_seq` on, with the wrapped keys of every user they seal.
   Status ReadLog(uint64_t from_seq, size_t max_bytes, LogBatch* out) const;
 
+  // Writes a snapshot of the state as of AppliedSeq() (engine/snapshot.cc):
+  // writers wait while the state is copied, feeds do not. Keeps the newest
+  // options().snapshot.keep. OK without writing when the newest snapshot is
+  // already at AppliedSeq().
+  Status WriteSnapshot();
+
   // The trained algorithm without any user data (engine/model_payload.h):
   // catalog, video vectors and counters, ranker weights, co-engagement.
   std::string ExportModel() const;
@@ -285,6 +298,13 @@ class Engine {
   template <typename F>
   auto RetryOnClusterConflict(F attempt) -> decltype(attempt());
   Status ApplyShred(const struct LogRecord& rec, bool replaying);
+  // Snapshots (engine/snapshot.cc). LoadSnapshot: during Open, holding mu_,
+  // the newest snapshot that verifies (damaged ones skipped and logged);
+  // *seq = its sequence number, 0 if none.
+  Status LoadSnapshot(uint64_t* seq);
+  Status TryLoadSnapshot(uint64_t seq);
+  void SnapshotLoop();
+  void NoteUpdates(uint64_t n);  // caller holds mu_; wakes SnapshotLoop when one is due
   void ResetUser(uint32_t idx);
   Status ApplyVideos(const std::vector<Video>& videos, bool replaying);
   void RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos);
@@ -332,8 +352,20 @@ class Engine {
   std::atomic<uint64_t> cluster_conflicts_{0};
   std::atomic<uint64_t> applied_seq_{0};  // set after each apply
 
+  std::unique_ptr<class SnapshotFiles> snapshots_;
+  std::mutex snapshot_mu_;  // one snapshot write (or removal) at a time; taken before mu_
+  std::thread snapshotter_;
+  std::mutex snapshot_wait_mu_;
+  std::condition_variable snapshot_cv_;  // with snapshot_wait_mu_: a snapshot is due, or stopping
+  std::atomic<uint64_t> updates_since_snapshot_{0};
+  std::atomic<uint64_t> snapshot_seq_{0}, snapshots_written_{0}, snapshots_skipped_{0}, snapshot_bytes_{0};
+  std::atomic<double> snapshot_seconds_{0}, snapshot_pause_seconds_{0};
+  // During Open's replay after a snapshot: videos to write to the ANN index
+  // once it is over (the loaded index already holds the others).
+  std::vector<uint32_t>* ann_dirty_ = nullptr;
+
   double recovery_seconds_ = 0;
-  uint64_t recovered_records_ = 0;
+  uint64_t recovered_records_ = 0, replayed_records_ = 0;
   // Records of personal data in the clear (written before the store was
   // encrypted): erasure rewrites them, and they cannot be backed up.
   uint64_t plaintext_personal_records_ = 0;  // written holding write_mu_ and mu_; read holding either

@@ -97,6 +97,7 @@ Result<EvalReport> RunKuaiRecEval(const std::string& file, const EvalOptions& op
   ManualClock clock(kBaseTs);
   EngineOptions eo = opt.engine;
   eo.sync_writes = false;
+  eo.snapshot.every_updates = 0;  // nor its snapshots
   std::unique_ptr<Engine> engine;
   FORYOU_RETURN_IF_ERROR(Engine::Open(eo, dir.path(), clock, &engine));
   const auto t0 = std::chrono::steady_clock::now();

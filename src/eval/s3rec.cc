@@ -122,6 +122,7 @@ Result<EvalReport> RunS3RecEval(const std::string& file, const EvalOptions& opt)
   ManualClock clock(kBaseTs);
   EngineOptions eo = opt.engine;
   eo.sync_writes = false;  // a throwaway store; durability is not under test here
+  eo.snapshot.every_updates = 0;  // nor its snapshots
   std::unique_ptr<Engine> engine;
   FORYOU_RETURN_IF_ERROR(Engine::Open(eo, dir.path(), clock, &engine));
   const auto t0 = std::chrono::steady_clock::now();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "util/coding.h"
 
@@ -57,6 +58,23 @@ void EmbeddingModel::AddItem(const std::vector<float>& prior, const std::vector<
 void EmbeddingModel::ResetItem(uint32_t idx, const std::vector<float>& prior,
                                const std::vector<std::string>& content_keys) {
   ContentPrior(prior, content_keys, mutable_item(idx));
+}
+
+void EmbeddingModel::EncodeItemsTo(std::string* out) const {
+  PutVarint64(out, static_cast<uint64_t>(dim_));
+  PutVarint64(out, num_items());
+  out->append(reinterpret_cast<const char*>(items_.data()), items_.size() * sizeof(float));
+}
+
+bool EmbeddingModel::DecodeItemsFrom(std::string_view* in) {
+  uint64_t dim, n;
+  if (!GetVarint64(in, &dim) || dim != static_cast<uint64_t>(dim_) || !GetVarint64(in, &n)) return false;
+  if (n > in->size() / (sizeof(float) * dim)) return false;
+  const size_t bytes = n * dim * sizeof(float);
+  items_.resize(n * dim);
+  std::memcpy(items_.data(), in->data(), bytes);
+  in->remove_prefix(bytes);
+  return true;
 }
 
 void EmbeddingModel::AddUser() { users_.resize(users_.size() + dim_, 0.0f); }

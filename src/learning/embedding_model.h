@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/options.h"
@@ -53,6 +54,15 @@ class EmbeddingModel {
   void SetItem(uint32_t idx, const float* v) { std::copy(v, v + dim_, mutable_item(idx)); }
   // Clears a user's vector (used when a user is erased).
   void ResetUser(uint32_t idx);
+  size_t num_users() const { return users_.size() / dim_; }
+  // Snapshot (engine/snapshot.h). The video vectors are encoded here; user
+  // vectors are personal data and travel in each user's sealed entry
+  // (SetUsers, then SetUser). DecodeItemsFrom replaces every video vector;
+  // false on malformed input or another dim.
+  void EncodeItemsTo(std::string* out) const;
+  [[nodiscard]] bool DecodeItemsFrom(std::string_view* in);
+  void SetUsers(size_t n) { users_.assign(n * static_cast<size_t>(dim_), 0.0f); }
+  void SetUser(uint32_t idx, const float* v) { std::copy(v, v + dim_, mutable_user(idx)); }
 
  private:
   void ContentPrior(const std::vector<float>& prior, const std::vector<std::string>& keys, float* out) const;

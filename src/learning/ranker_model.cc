@@ -1,5 +1,7 @@
 #include "learning/ranker_model.h"
 
+#include "util/coding.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -37,6 +39,28 @@ void RankerModel::Update(const FeatureVector& x, int head, int label, float lr) 
   float g = static_cast<float>(label) - Sigmoid(z);  // gradient of the log-likelihood
   for (int f = 0; f < kNumFeatures; ++f) w_[head][f] += lr * g * x[f];
   ++updates_;
+}
+
+void RankerModel::EncodeTo(std::string* out) const {
+  PutVarint64(out, kNumHeads);
+  PutVarint64(out, kNumFeatures);
+  for (const auto& head : w_) {
+    for (float w : head) PutFloat(out, w);
+  }
+  PutVarint64(out, updates_);
+}
+
+bool RankerModel::DecodeFrom(std::string_view* in) {
+  uint64_t heads, features;
+  if (!GetVarint64(in, &heads) || !GetVarint64(in, &features) || heads != kNumHeads || features != kNumFeatures) {
+    return false;
+  }
+  for (auto& head : w_) {
+    for (float& w : head) {
+      if (!GetFloat(in, &w)) return false;
+    }
+  }
+  return GetVarint64(in, &updates_);
 }
 
 }  // namespace foryou

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <array>
+#include <string>
+#include <string_view>
 
 #include "learning/signals.h"
 #include "ranking/features.h"
@@ -26,6 +28,10 @@ class RankerModel {
   const std::array<float, kNumFeatures>& weights(int head) const { return w_[head]; }
   uint64_t updates() const { return updates_; }
   void SetWeights(int head, const std::array<float, kNumFeatures>& w) { w_[head] = w; }
+  // Snapshot (engine/snapshot.h): weights and the update count. false on
+  // malformed input or another shape.
+  void EncodeTo(std::string* out) const;
+  [[nodiscard]] bool DecodeFrom(std::string_view* in);
 
  private:
   std::array<std::array<float, kNumFeatures>, kNumHeads> w_;

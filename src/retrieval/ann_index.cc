@@ -59,6 +59,31 @@ Status AnnIndex::Reserve(size_t n) {
   return Status::OK();
 }
 
+Status AnnIndex::Save(const std::string& path) const {
+  try {
+    index_->saveIndex(path);
+  } catch (const std::exception& e) {
+    return Status::IOError(fmt::format("ann index: writing {}: {}", path, e.what()));
+  }
+  return Status::OK();
+}
+
+Status AnnIndex::Load(const std::string& path, size_t capacity) {
+  try {
+    auto loaded = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), path, /*nmslib=*/false,
+                                                                      std::max(capacity, kInitialCapacity));
+    // The file names its own layout; it must be this build's for this dim.
+    if (loaded->label_offset_ - loaded->offsetData_ != space_->get_data_size()) {
+      return Status::Corruption(fmt::format("ann index {}: vectors of another dimension", path));
+    }
+    loaded->setEf(static_cast<size_t>(options_.ann_ef));
+    index_ = std::move(loaded);
+  } catch (const std::exception& e) {
+    return Status::Corruption(fmt::format("ann index {}: {}", path, e.what()));
+  }
+  return Status::OK();
+}
+
 void AnnIndex::SetEf(int ef) { index_->setEf(static_cast<size_t>(ef)); }
 
 std::vector<std::pair<uint32_t, float>> AnnIndex::Search(const float* query, int k) const {

@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -56,6 +57,14 @@ class AnnIndex {
   void SetNormBound(float m) { norm_bound_ = m; }
   float norm_bound() const { return norm_bound_; }
   uint64_t clamped() const { return clamped_.load(); }
+  void SetClamped(uint64_t n) { clamped_.store(n); }
+  // Snapshot (engine/snapshot.h): the graph as hnswlib's own file format at
+  // `path` (written whole or an error; the caller checksums it). Load
+  // replaces the index with the file's, with room for `capacity` points;
+  // only load a file whose checksum was verified (hnswlib trusts its input).
+  // The norm bound is not in the file: restore it with SetNormBound.
+  Status Save(const std::string& path) const;
+  Status Load(const std::string& path, size_t capacity);
   // Search breadth; affects every search, so only change it while none runs.
   void SetEf(int ef);
   // Up to k (label, inner product) pairs, best first.

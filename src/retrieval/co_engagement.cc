@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "util/coding.h"
+
 namespace foryou {
 
 void CoEngagement::AddEdge(uint32_t from, uint32_t to, float w) {
@@ -47,6 +49,46 @@ float CoEngagement::Weight(uint32_t item, uint32_t other) const {
   if (item >= edges_.size()) return 0;
   auto it = edges_[item].find(other);
   return it == edges_[item].end() ? 0.0f : it->second;
+}
+
+void CoEngagement::EncodeTo(std::string* out) const {
+  PutVarint64(out, edges_.size());
+  std::vector<std::pair<uint32_t, float>> sorted;
+  for (const auto& m : edges_) {
+    sorted.assign(m.begin(), m.end());
+    std::sort(sorted.begin(), sorted.end());
+    PutVarint64(out, sorted.size());
+    uint32_t prev = 0;
+    for (const auto& [to, w] : sorted) {
+      PutVarint64(out, to - prev);  // ascending: small deltas
+      prev = to;
+      PutFloat(out, w);
+    }
+  }
+}
+
+bool CoEngagement::DecodeFrom(std::string_view* in) {
+  uint64_t n;
+  if (!GetVarint64(in, &n) || n > in->size()) return false;
+  std::vector<std::unordered_map<uint32_t, float>> edges(n);
+  size_t num = 0;
+  for (auto& m : edges) {
+    uint64_t count;
+    if (!GetVarint64(in, &count) || count > in->size()) return false;
+    m.reserve(count);
+    uint64_t to = 0;
+    for (uint64_t k = 0; k < count; ++k) {
+      uint64_t delta;
+      float w;
+      if (!GetVarint64(in, &delta) || !GetFloat(in, &w)) return false;
+      to += delta;
+      if (to >= n || !m.try_emplace(static_cast<uint32_t>(to), w).second) return false;
+    }
+    num += m.size();
+  }
+  edges_ = std::move(edges);
+  num_edges_ = num;
+  return true;
 }
 
 }  // namespace foryou

@@ -12,6 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -43,6 +45,10 @@ class CoEngagement {
   // Edge weight item -> other (0 if none).
   float Weight(uint32_t item, uint32_t other) const;
   size_t num_edges() const { return num_edges_; }
+  // Snapshot (engine/snapshot.h): every edge, each video's sorted by
+  // neighbour. DecodeFrom replaces the graph; false on malformed input.
+  void EncodeTo(std::string* out) const;
+  [[nodiscard]] bool DecodeFrom(std::string_view* in);
 
  private:
   void AddEdge(uint32_t from, uint32_t to, float w);

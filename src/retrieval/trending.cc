@@ -1,6 +1,9 @@
 #include "retrieval/trending.h"
 
+#include <bit>
 #include <cmath>
+
+#include "util/coding.h"
 
 namespace foryou {
 
@@ -66,6 +69,38 @@ float Trending::Normalized(uint32_t item) const {
   if (s == kNone) return 0.0f;
   const Ranked& lang = by_lang_[lang_[item]];
   return static_cast<float>(std::exp(s - lang.begin()->first));
+}
+
+void Trending::EncodeTo(std::string* out) const {
+  PutVarint64(out, score_.size());
+  for (size_t i = 0; i < score_.size(); ++i) {
+    PutFixed64BE(out, std::bit_cast<uint64_t>(score_[i]));
+    PutVarint64(out, lang_[i]);
+  }
+}
+
+bool Trending::DecodeFrom(std::string_view* in) {
+  uint64_t n;
+  if (!GetVarint64(in, &n) || n > in->size()) return false;
+  Trending t(0);
+  t.tau_ms_ = tau_ms_;
+  t.score_.resize(n);
+  t.lang_.resize(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t lang;
+    if (in->size() < 8) return false;
+    t.score_[i] = std::bit_cast<double>(DecodeFixed64BE(in->data()));
+    in->remove_prefix(8);
+    if (!GetVarint64(in, &lang) || lang > n || std::isnan(t.score_[i])) return false;
+    t.lang_[i] = static_cast<uint32_t>(lang);
+    if (t.by_lang_.size() <= lang) t.by_lang_.resize(lang + 1);
+    if (t.score_[i] != kNone) {
+      t.by_lang_[lang].insert({t.score_[i], static_cast<uint32_t>(i)});
+      t.global_.insert({t.score_[i], static_cast<uint32_t>(i)});
+    }
+  }
+  *this = std::move(t);
+  return true;
 }
 
 }  // namespace foryou

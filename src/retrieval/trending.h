@@ -15,6 +15,8 @@
 #include <functional>
 #include <limits>
 #include <set>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -49,6 +51,11 @@ class Trending {
   // The log-domain score, for model export; -infinity when never engaged.
   double RawScore(uint32_t item) const { return score_[item]; }
   void SetRawScore(uint32_t item, double score);
+  // Snapshot (engine/snapshot.h): each video's score and language; the
+  // rankings are rebuilt. DecodeFrom replaces everything; false on
+  // malformed input.
+  void EncodeTo(std::string* out) const;
+  [[nodiscard]] bool DecodeFrom(std::string_view* in);
 
  private:
   static constexpr double kNone = -std::numeric_limits<double>::infinity();

@@ -1,0 +1,434 @@
+// The snapshot body: the engine's derived state (Engine::State) as bytes, and
+// back (docs/FORMATS.md, "Snapshot"). The file around it, its checksums and
+// its ANN graph are storage/snapshot_files.h's.
+//
+// Body, in order (each part as its class's EncodeTo writes it):
+//   catalog, video vectors, ranker, co-engagement, trending,
+//   f32 ANN norm bound, varint ANN clamped count, varint n + n f32 (the
+//   vectors as last written to the ANN index, videos x dim),
+//   varint events, varint plaintext personal records,
+//   varint users, then per user slot one entry:
+//     u8 0: an erased slot
+//     u8 1: string payload, in the clear (open mode, or a user whose events
+//           predate encryption: their log records are in the clear too)
+//     u8 2: 16-byte pseudonym, 8-byte key id, string sealed payload: the
+//           payload sealed with the user's data key (crypto/keyring.h),
+//           binding "foryou-snapshot-user-v1" and the slot number.
+//   payload: string id, string home, varsint first_seen, varsint last_seen,
+//     seen, blocked, liked, follows (each varint n + ascending delta varints),
+//     varint n + n (varint video, u8 kind) recent positives,
+//     tag, creator and language affinities (each varint n + n (varint key,
+//     f32) by ascending key), kNumEventTypes varint counts, f64 watch ratio
+//     sum, varint plays, dim f32 user vector.
+//
+// Erasure reaches snapshots through the seal: a Shred record destroys the
+// keys that open a user's entries, in every snapshot that holds them.
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <fmt/format.h>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "crypto/keyring.h"
+#include "engine/engine_state.h"
+#include "storage/snapshot_files.h"
+#include "storage/store.h"
+#include "util/coding.h"
+
+namespace foryou {
+
+namespace {
+
+constexpr char kUserContext[] = "foryou-snapshot-user-v1";
+enum : uint8_t { kErasedSlot = 0, kClearUser = 1, kSealedUser = 2 };
+
+void PutDouble(std::string* out, double v) { PutFixed64BE(out, std::bit_cast<uint64_t>(v)); }
+bool GetDouble(std::string_view* in, double* v) {
+  if (in->size() < 8) return false;
+  *v = std::bit_cast<double>(DecodeFixed64BE(in->data()));
+  in->remove_prefix(8);
+  return true;
+}
+bool GetU32(std::string_view* in, uint32_t* v) {
+  uint64_t x;
+  if (!GetVarint64(in, &x) || x > UINT32_MAX) return false;
+  *v = static_cast<uint32_t>(x);
+  return true;
+}
+bool GetBytes(std::string_view* in, size_t n, std::string* out) {
+  if (in->size() < n) return false;
+  out->assign(in->data(), n);
+  in->remove_prefix(n);
+  return true;
+}
+
+void PutSet(std::string* out, const std::unordered_set<uint32_t>& s) {
+  std::vector<uint32_t> v(s.begin(), s.end());
+  std::sort(v.begin(), v.end());
+  PutVarint64(out, v.size());
+  uint32_t prev = 0;
+  for (uint32_t x : v) {
+    PutVarint64(out, x - prev);
+    prev = x;
+  }
+}
+bool GetSet(std::string_view* in, std::unordered_set<uint32_t>* s) {
+  uint64_t n, x = 0;
+  if (!GetVarint64(in, &n) || n > in->size()) return false;
+  s->reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t d;
+    if (!GetVarint64(in, &d)) return false;
+    x += d;
+    if (x > UINT32_MAX) return false;
+    s->insert(static_cast<uint32_t>(x));
+  }
+  return true;
+}
+void PutWeights(std::string* out, const std::unordered_map<uint32_t, float>& m) {
+  std::vector<std::pair<uint32_t, float>> v(m.begin(), m.end());
+  std::sort(v.begin(), v.end());
+  PutVarint64(out, v.size());
+  for (const auto& [k, w] : v) {
+    PutVarint64(out, k);
+    PutFloat(out, w);
+  }
+}
+bool GetWeights(std::string_view* in, std::unordered_map<uint32_t, float>* m) {
+  uint64_t n;
+  if (!GetVarint64(in, &n) || n > in->size()) return false;
+  m->reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    uint32_t k;
+    float w;
+    if (!GetU32(in, &k) || !GetFloat(in, &w)) return false;
+    (*m)[k] = w;
+  }
+  return true;
+}
+
+std::string EncodeUser(const UserRecord& u, const float* vec, int dim) {
+  std::string out;
+  PutString(&out, u.id);
+  PutString(&out, u.home);
+  PutVarsint64(&out, u.first_seen);
+  PutVarsint64(&out, u.last_seen);
+  for (const auto* s : {&u.seen, &u.blocked, &u.liked, &u.follows}) PutSet(&out, *s);
+  PutVarint64(&out, u.recent.size());
+  for (const RecentPositive& r : u.recent) {
+    PutVarint64(&out, r.video);
+    out.push_back(static_cast<char>(r.kind));
+  }
+  for (const auto* m : {&u.tag_affinity, &u.creator_affinity, &u.language_weight}) PutWeights(&out, *m);
+  for (uint64_t c : u.event_counts) PutVarint64(&out, c);
+  PutDouble(&out, u.watch_ratio_sum);
+  PutVarint64(&out, u.plays);
+  for (int d = 0; d < dim; ++d) PutFloat(&out, vec[d]);
+  return out;
+}
+
+// Bounds of the ids a user entry may name.
+struct Limits {
+  size_t videos, creators, tags, languages;
+};
+
+bool Within(const std::unordered_set<uint32_t>& s, size_t n) {
+  return std::all_of(s.begin(), s.end(), [n](uint32_t x) { return x < n; });
+}
+bool Within(const std::unordered_map<uint32_t, float>& m, size_t n) {
+  return std::all_of(m.begin(), m.end(), [n](const auto& kv) { return kv.first < n; });
+}
+
+bool DecodeUser(std::string_view in, const Limits& lim, UserRecord* u, float* vec, int dim) {
+  if (!GetString(&in, &u->id) || u->id.empty() || !GetString(&in, &u->home) || !GetVarsint64(&in, &u->first_seen) ||
+      !GetVarsint64(&in, &u->last_seen)) {
+    return false;
+  }
+  for (auto* s : {&u->seen, &u->blocked, &u->liked, &u->follows}) {
+    if (!GetSet(&in, s)) return false;
+  }
+  uint64_t n;
+  if (!GetVarint64(&in, &n) || n > in.size()) return false;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint32_t v;
+    uint8_t kind;
+    if (!GetU32(&in, &v) || !GetByte(&in, &kind) || kind > static_cast<uint8_t>(PositiveKind::kFollowed)) return false;
+    u->recent.push_back({v, static_cast<PositiveKind>(kind)});
+  }
+  for (auto* m : {&u->tag_affinity, &u->creator_affinity, &u->language_weight}) {
+    if (!GetWeights(&in, m)) return false;
+  }
+  for (uint64_t& c : u->event_counts) {
+    if (!GetVarint64(&in, &c)) return false;
+  }
+  uint64_t plays;
+  if (!GetDouble(&in, &u->watch_ratio_sum) || !GetVarint64(&in, &plays) || plays > UINT32_MAX) return false;
+  u->plays = static_cast<uint32_t>(plays);
+  for (int d = 0; d < dim; ++d) {
+    if (!GetFloat(&in, &vec[d])) return false;
+  }
+  for (const RecentPositive& r : u->recent) {
+    if (r.video >= lim.videos) return false;
+  }
+  return in.empty() && Within(u->seen, lim.videos) && Within(u->blocked, lim.videos) &&
+         Within(u->liked, lim.videos) && Within(u->follows, lim.creators) && Within(u->tag_affinity, lim.tags) &&
+         Within(u->creator_affinity, lim.creators) && Within(u->language_weight, lim.languages);
+}
+
+std::string SlotContext(size_t idx) {
+  std::string c(kUserContext);
+  PutVarint64(&c, idx);
+  return c;
+}
+
+Status Bad(std::string_view what) { return Status::Corruption(fmt::format("snapshot body: {}", what)); }
+
+}  // namespace
+
+void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_records, std::string* out) const {
+  catalog.EncodeTo(out);
+  embeddings.EncodeItemsTo(out);
+  ranker.EncodeTo(out);
+  co.EncodeTo(out);
+  trending.EncodeTo(out);
+  PutFloat(out, ann.norm_bound());
+  PutVarint64(out, ann.clamped());
+  PutVarint64(out, ann_vectors.size());
+  out->append(reinterpret_cast<const char*>(ann_vectors.data()), ann_vectors.size() * sizeof(float));
+  PutVarint64(out, events);
+  PutVarint64(out, plaintext_records);
+  PutVarint64(out, users.size());
+  const int dim = embeddings.dim();
+  for (size_t i = 0; i < users.size(); ++i) {
+    const UserRecord& u = users[i];
+    if (u.id.empty()) {
+      out->push_back(static_cast<char>(kErasedSlot));
+      continue;
+    }
+    std::string payload = EncodeUser(u, embeddings.user(static_cast<uint32_t>(i)), dim);
+    std::optional<KeyName> name = keyring != nullptr ? keyring->CurrentKey(u.id) : std::nullopt;
+    std::string sealed;
+    if (name && keyring->Seal(*name, SlotContext(i), payload, &sealed).ok()) {
+      out->push_back(static_cast<char>(kSealedUser));
+      out->append(name->pseudonym);
+      out->append(name->key_id);
+      PutString(out, sealed);
+    } else {
+      out->push_back(static_cast<char>(kClearUser));
+      PutString(out, payload);
+    }
+  }
+}
+
+Status Engine::State::DecodeSnapshot(std::string_view in, const Keyring* keyring, uint64_t* plaintext_records,
+                                     std::vector<std::string>* unreadable) {
+  if (!catalog.DecodeFrom(&in)) return Bad("catalog");
+  if (!embeddings.DecodeItemsFrom(&in) || embeddings.num_items() != catalog.size()) return Bad("video vectors");
+  if (!ranker.DecodeFrom(&in)) return Bad("ranker");
+  if (!co.DecodeFrom(&in)) return Bad("co-engagement");
+  if (!trending.DecodeFrom(&in)) return Bad("trending");
+  float norm_bound;
+  uint64_t clamped, nusers, nvectors;
+  if (!GetFloat(&in, &norm_bound) || !GetVarint64(&in, &clamped) || !GetVarint64(&in, &nvectors) ||
+      nvectors != catalog.size() * static_cast<size_t>(embeddings.dim()) || in.size() < nvectors * sizeof(float)) {
+    return Bad("ann vectors");
+  }
+  ann_vectors.resize(nvectors);
+  std::memcpy(ann_vectors.data(), in.data(), nvectors * sizeof(float));
+  in.remove_prefix(nvectors * sizeof(float));
+  if (!GetVarint64(&in, &events) ||
+      !GetVarint64(&in, plaintext_records) || !GetVarint64(&in, &nusers) || nusers > in.size()) {
+    return Bad("counters");
+  }
+  ann.SetNormBound(norm_bound);
+  ann.SetClamped(clamped);
+
+  // One pass to find each entry, then decode (and open) them on every core.
+  struct Entry {
+    uint8_t kind;
+    KeyName name;
+    std::string_view bytes;
+  };
+  std::vector<Entry> entries(nusers);
+  for (Entry& e : entries) {
+    uint64_t len;
+    if (!GetByte(&in, &e.kind) || e.kind > kSealedUser) return Bad("user entry");
+    if (e.kind == kErasedSlot) continue;
+    if (e.kind == kSealedUser) {
+      if (!GetBytes(&in, kPseudonymBytes, &e.name.pseudonym) || !GetBytes(&in, kKeyIdBytes, &e.name.key_id)) {
+        return Bad("user entry");
+      }
+    }
+    if (!GetVarint64(&in, &len) || len > in.size()) return Bad("user entry");
+    e.bytes = in.substr(0, len);
+    in.remove_prefix(len);
+  }
+  if (!in.empty()) return Bad("trailing bytes");
+  const int dim = embeddings.dim();
+  const Limits lim{catalog.size(), catalog.num_creators(), catalog.tags().size(), catalog.languages().size()};
+  users.assign(nusers, UserRecord{});
+  embeddings.SetUsers(nusers);
+  const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+  std::vector<Status> results(threads);
+  std::vector<std::vector<std::string>> missing(threads);
+  std::vector<std::thread> workers;
+  for (unsigned t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::vector<float> vec(dim);
+      std::string opened;
+      for (size_t i = t; i < entries.size() && results[t].ok(); i += threads) {
+        const Entry& e = entries[i];
+        if (e.kind == kErasedSlot) continue;
+        std::string_view payload = e.bytes;
+        if (e.kind == kSealedUser) {
+          if (keyring == nullptr) {
+            results[t] = Status::InvalidArgument("the snapshot is encrypted: give the region key");
+            break;
+          }
+          Status s = keyring->Open(e.name, SlotContext(i), e.bytes, &opened);
+          if (s.code() == StatusCode::kNotFound) {  // key destroyed: an erased user
+            missing[t].push_back(e.name.bytes());
+            continue;
+          }
+          if (!s.ok()) {
+            results[t] = Bad(fmt::format("user slot {} does not open ({})", i, s.message()));
+            break;
+          }
+          payload = opened;
+        }
+        if (!DecodeUser(payload, lim, &users[i], vec.data(), dim)) {
+          results[t] = Bad(fmt::format("user slot {}", i));
+          break;
+        }
+        embeddings.SetUser(static_cast<uint32_t>(i), vec.data());
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
+  for (auto& m : missing) unreadable->insert(unreadable->end(), m.begin(), m.end());
+  user_index.reserve(nusers);
+  for (size_t i = 0; i < users.size(); ++i) {
+    if (users[i].id.empty()) continue;
+    if (!user_index.try_emplace(users[i].id, static_cast<uint32_t>(i)).second) return Bad("a user id twice");
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- Engine
+
+void Engine::NoteUpdates(uint64_t n) {
+  const uint64_t every = options_.snapshot.every_updates;
+  const uint64_t now = updates_since_snapshot_.fetch_add(n, std::memory_order_relaxed) + n;
+  if (every > 0 && now >= every && now - n < every) {
+    std::lock_guard lock(snapshot_wait_mu_);
+    snapshot_cv_.notify_all();
+  }
+}
+
+void Engine::SnapshotLoop() {
+  const uint64_t every = options_.snapshot.every_updates;
+  while (!stopping_.load()) {
+    {
+      std::unique_lock lock(snapshot_wait_mu_);
+      snapshot_cv_.wait(lock, [&] { return stopping_.load() || updates_since_snapshot_.load() >= every; });
+    }
+    if (stopping_.load()) return;
+    if (Status s = WriteSnapshot(); !s.ok()) {
+      spdlog::error("snapshot: {} (the next start replays more of the log; retrying in a minute)", s.ToString());
+      std::unique_lock lock(snapshot_wait_mu_);
+      snapshot_cv_.wait_for(lock, std::chrono::minutes(1), [&] { return stopping_.load(); });
+    }
+  }
+}
+
+Status Engine::WriteSnapshot() {
+  std::lock_guard snap(snapshot_mu_);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string body;
+  uint64_t seq;
+  {
+    // Feeds go on (shared); writers wait until the state is copied.
+    std::shared_lock lock(mu_);
+    seq = AppliedSeq();
+    const std::vector<uint64_t> have = snapshots_->List();
+    if (seq == 0 || (!have.empty() && have.front() == seq)) return Status::OK();
+    updates_since_snapshot_.store(0);
+    auto ann_path = snapshots_->AnnTempPath(seq);
+    if (!ann_path.ok()) return ann_path.status();
+    FORYOU_RETURN_IF_ERROR(state_->ann.Save(*ann_path));
+    state_->EncodeSnapshot(keyring_.get(), plaintext_personal_records_, &body);
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  FORYOU_RETURN_IF_ERROR(snapshots_->Write(seq, body));
+  FORYOU_RETURN_IF_ERROR(snapshots_->Prune(static_cast<size_t>(options_.snapshot.keep)));
+  const auto t2 = std::chrono::steady_clock::now();
+  snapshot_seq_.store(seq);
+  snapshot_bytes_.store(snapshots_->Bytes(seq));
+  snapshots_written_.fetch_add(1);
+  snapshot_pause_seconds_.store(std::chrono::duration<double>(t1 - t0).count());
+  snapshot_seconds_.store(std::chrono::duration<double>(t2 - t0).count());
+  spdlog::info("snapshot at log record {}: {:.1f} MB in {:.2f} s (writers held {:.2f} s)", seq,
+               static_cast<double>(snapshot_bytes_.load()) / 1e6, snapshot_seconds_.load(),
+               snapshot_pause_seconds_.load());
+  return Status::OK();
+}
+
+Status Engine::LoadSnapshot(uint64_t* seq) {
+  *seq = 0;
+  const uint64_t last = store_->last_seq();
+  for (uint64_t candidate : snapshots_->List()) {
+    Status s = candidate > last ? Status::Corruption(fmt::format("snapshot {} is ahead of the log, whose last record is "
+                                                                 "{}",
+                                                                 candidate, last))
+                                : TryLoadSnapshot(candidate);
+    if (s.ok()) {
+      *seq = candidate;
+      snapshot_seq_.store(candidate);
+      snapshot_bytes_.store(snapshots_->Bytes(candidate));
+      return Status::OK();
+    }
+    if (s.code() == StatusCode::kInvalidArgument) return s;  // needs the region key: not damage
+    snapshots_skipped_.fetch_add(1);
+    spdlog::warn("{}: skipped; the start uses an older snapshot or replays the log", s.ToString());
+  }
+  return Status::OK();
+}
+
+// Loads into a fresh state and swaps it in only when all of it verified and
+// decoded: a damaged snapshot is never half-loaded.
+Status Engine::TryLoadSnapshot(uint64_t seq) {
+  std::string body, ann_path;
+  FORYOU_RETURN_IF_ERROR(snapshots_->Read(seq, &body, &ann_path));
+  auto fresh = std::make_unique<State>(options_);
+  uint64_t plaintext = 0;
+  std::vector<std::string> unreadable;
+  Status s = fresh->DecodeSnapshot(body, keyring_.get(), &plaintext, &unreadable);
+  if (!s.ok()) {
+    if (s.code() == StatusCode::kInvalidArgument) return s;
+    return Status::Corruption(fmt::format("snapshot {}: {}", seq, s.message()));
+  }
+  body.clear();
+  body.shrink_to_fit();
+  FORYOU_RETURN_IF_ERROR(fresh->ann.Load(ann_path, fresh->catalog.size()));
+  if (fresh->ann.size() != fresh->catalog.size()) {
+    return Status::Corruption(fmt::format("snapshot {}: its ANN index holds {} videos, its catalog {}", seq,
+                                          fresh->ann.size(), fresh->catalog.size()));
+  }
+  std::string mac;
+  if (chained_) {
+    auto stored = store_->GetMac(seq);
+    if (!stored.ok()) return stored.status();
+    if (stored->empty()) return Status::Corruption(fmt::format("snapshot {}: the log has no chain MAC there", seq));
+    mac = std::move(stored).value();
+  }
+  state_ = std::move(fresh);
+  plaintext_personal_records_ = plaintext;
+  unreadable_.insert(unreadable.begin(), unreadable.end());
+  last_mac_ = std::move(mac);
+  return Status::OK();
+}
+
+}  // namespace foryou

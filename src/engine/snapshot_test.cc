@@ -1,0 +1,268 @@
+// Snapshots (engine/snapshot.cc, storage/snapshot_files.h): a start from a
+// snapshot plus the log after it gives the state a full replay gives; a
+// damaged snapshot is skipped and reported; erasure reaches snapshots.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "crypto/keyring.h"
+#include "engine/engine.h"
+#include "storage/snapshot_files.h"
+#include "util/clock.h"
+#include "util/temp_dir.h"
+
+namespace foryou {
+namespace {
+
+constexpr int64_t kNow = 1'800'000'000'000;
+
+std::vector<Video> Videos(int from, int n) {
+  std::vector<Video> out;
+  for (int i = from; i < from + n; ++i) {
+    Video v;
+    v.id = "v" + std::to_string(i);
+    v.creator_id = "c" + std::to_string(i % 7);
+    v.duration_ms = 15000;
+    v.tags = {"t" + std::to_string(i % 5), "t" + std::to_string(i % 3 + 10)};
+    v.language = i % 4 == 0 ? "es" : "en";
+    v.created_at = kNow - 86'400'000 + i;
+    out.push_back(v);
+  }
+  return out;
+}
+
+// Events of users [from, from + n): plays, likes, follows, skips.
+std::vector<Event> Events(int from, int n, int videos, int64_t ts) {
+  std::vector<Event> out;
+  for (int u = from; u < from + n; ++u) {
+    for (int k = 0; k < 12; ++k) {
+      Event e;
+      e.user_id = "user-" + std::to_string(u);
+      e.video_id = "v" + std::to_string((u * 7 + k * 3) % videos);
+      e.ts = ts + u * 100 + k;
+      switch (k % 4) {
+        case 0: e.type = EventType::kPlay; e.watch_ratio = 1.0; break;
+        case 1: e.type = EventType::kLike; break;
+        case 2: e.type = EventType::kPlay; e.watch_ratio = 0.1; break;
+        default: e.type = k == 7 ? EventType::kFollow : EventType::kShare; break;
+      }
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void FlipByte(const std::string& path, size_t offset) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c;
+  f.get(c);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.put(static_cast<char>(c ^ 0x20));
+}
+
+class SnapshotTest : public ::testing::TestWithParam<bool> {  // param: encrypted
+ protected:
+  SnapshotTest() : clock_(kNow) {
+    options_.snapshot.every_updates = 0;  // only explicit WriteSnapshot calls
+    if (GetParam()) key_ = std::string(32, '\x5a');
+  }
+  Status Open(const std::string& dir, std::unique_ptr<Engine>* e, bool load_snapshot = true) {
+    EngineOptions o = options_;
+    o.snapshot.load = load_snapshot;
+    return Engine::Open(o, dir, clock_, e, key_);
+  }
+  // Writes history, a snapshot after `snapshot_after` of its three parts.
+  void Build(const std::string& dir, int snapshot_after) {
+    std::unique_ptr<Engine> e;
+    ASSERT_TRUE(Open(dir, &e).ok());
+    for (int part = 0; part < 3; ++part) {
+      ASSERT_TRUE(e->UpsertVideos(Videos(part * 40, 40)).ok());
+      auto r = e->IngestEvents(Events(part * 30, 30, (part + 1) * 40, kNow - 3'600'000 + part * 10'000));
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      // Users seen before come back in later parts.
+      ASSERT_TRUE(e->IngestEvents(Events(0, 5, (part + 1) * 40, kNow - 1'800'000 + part * 10'000)).ok());
+      if (part + 1 == snapshot_after) {
+        ASSERT_TRUE(e->WriteSnapshot().ok());
+      }
+    }
+  }
+  // A copy of the store without its snapshots: what a full replay gives.
+  std::unique_ptr<Engine> FullReplay() {
+    const std::string copy = other_.Sub("full");
+    std::filesystem::remove_all(copy);
+    std::filesystem::copy(dir_.path(), copy, std::filesystem::copy_options::recursive);
+    std::filesystem::remove_all(copy + "/snapshots");
+    std::unique_ptr<Engine> e;
+    EXPECT_TRUE(Open(copy, &e, false).ok());
+    return e;
+  }
+  // Every score of every user, and their profiles: what a user relies on.
+  static void ExpectSameState(Engine& a, Engine& b) {
+    ASSERT_EQ(a.Stats().users, b.Stats().users);
+    ASSERT_EQ(a.Stats().events, b.Stats().events);
+    ASSERT_EQ(a.Stats().co_engagement_edges, b.Stats().co_engagement_edges);
+    ASSERT_EQ(a.Stats().model_updates, b.Stats().model_updates);
+    for (int u = 0; u < 90; ++u) {
+      const std::string id = "user-" + std::to_string(u);
+      std::vector<float> sa, sb;
+      ASSERT_TRUE(a.ScoreVideos(id, kNow, nullptr, &sa).ok());
+      ASSERT_TRUE(b.ScoreVideos(id, kNow, nullptr, &sb).ok());
+      ASSERT_EQ(sa, sb) << id;
+      auto pa = a.GetUser(id), pb = b.GetUser(id);
+      ASSERT_TRUE(pa.ok() && pb.ok()) << id;
+      EXPECT_EQ(pa->event_counts, pb->event_counts);
+      EXPECT_EQ(pa->videos_seen, pb->videos_seen);
+      EXPECT_EQ(pa->recent_positives, pb->recent_positives);
+      EXPECT_EQ(pa->language, pb->language);
+    }
+  }
+
+  TempDir dir_, other_;
+  ManualClock clock_;
+  EngineOptions options_;
+  std::string key_;
+};
+
+TEST_P(SnapshotTest, SnapshotPlusTailGivesTheStateOfAFullReplay) {
+  Build(dir_.path(), /*snapshot_after=*/2);
+  std::unique_ptr<Engine> from_snapshot, full;
+  ASSERT_TRUE(Open(dir_.path(), &from_snapshot).ok());
+  const EngineStats st = from_snapshot->Stats();
+  EXPECT_GT(st.snapshot_seq, 0u);
+  EXPECT_EQ(st.recovered_records, st.log_seq);
+  EXPECT_EQ(st.replayed_records, st.log_seq - st.snapshot_seq);  // only the tail
+  EXPECT_GT(st.replayed_records, 0u);
+  EXPECT_EQ(st.ann_size, st.videos);  // videos of the tail are in the ANN index
+  from_snapshot.reset();
+  full = FullReplay();
+  ASSERT_NE(full, nullptr);
+  EXPECT_EQ(full->Stats().replayed_records, full->Stats().log_seq);
+  std::unique_ptr<Engine> again;
+  ASSERT_TRUE(Open(dir_.path(), &again).ok());
+  ExpectSameState(*again, *full);
+  full.reset();
+  // Writes go on after a start from a snapshot, and the next start sees them.
+  ASSERT_TRUE(again->IngestEvents(Events(200, 3, 120, kNow - 1000)).ok());
+  const uint64_t seq = again->LastSeq();
+  again.reset();
+  ASSERT_TRUE(Open(dir_.path(), &again).ok());
+  EXPECT_EQ(again->LastSeq(), seq);
+  EXPECT_TRUE(again->GetUser("user-201").ok());
+}
+
+TEST_P(SnapshotTest, DamagedSnapshotIsSkippedAndReportedNeverHalfLoaded) {
+  Build(dir_.path(), 1);
+  std::unique_ptr<Engine> e;
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  ASSERT_TRUE(e->WriteSnapshot().ok());  // a second, newer snapshot
+  e.reset();
+  SnapshotFiles files(dir_.path() + "/snapshots");
+  const std::vector<uint64_t> seqs = files.List();
+  ASSERT_EQ(seqs.size(), 2u);
+  std::unique_ptr<Engine> full = FullReplay();
+  ASSERT_NE(full, nullptr);
+
+  // Newest damaged in its state file: the older one is used.
+  FlipByte(files.StatePath(seqs[0]), std::filesystem::file_size(files.StatePath(seqs[0])) / 2);
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  EXPECT_EQ(e->Stats().snapshots_skipped, 1u);
+  EXPECT_EQ(e->Stats().snapshot_seq, seqs[1]);
+  ExpectSameState(*e, *full);
+  e.reset();
+  // The older one damaged in its ANN file too: a full replay.
+  FlipByte(files.AnnPath(seqs[1]), 100);
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  EXPECT_EQ(e->Stats().snapshots_skipped, 2u);
+  EXPECT_EQ(e->Stats().snapshot_seq, 0u);
+  EXPECT_EQ(e->Stats().replayed_records, e->Stats().log_seq);
+  ExpectSameState(*e, *full);
+  e.reset();
+  // Truncated, and one ahead of the log (from another store): skipped too.
+  std::filesystem::resize_file(files.StatePath(seqs[0]), 40);
+  std::filesystem::copy_file(files.StatePath(seqs[1]), files.StatePath(seqs[0] + 1000));
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  EXPECT_EQ(e->Stats().snapshots_skipped, 3u);
+  ExpectSameState(*e, *full);
+}
+
+TEST_P(SnapshotTest, ErasureReachesEverySnapshot) {
+  Build(dir_.path(), 3);
+  const std::string victim = "user-3";  // in every part
+  std::unique_ptr<Engine> e;
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  ASSERT_TRUE(e->GetUser(victim).ok());
+  ASSERT_TRUE(e->EraseUser(victim).ok());
+  e.reset();
+  SnapshotFiles files(dir_.path() + "/snapshots");
+  if (GetParam()) {
+    // Crypto-shredding: the snapshot taken before the erasure is still on
+    // disk, but the key that opens the user's entry is gone. A start from
+    // it does not bring the user back (and is not damage).
+    ASSERT_EQ(files.List().size(), 1u);
+    ASSERT_TRUE(Open(dir_.path(), &e).ok());
+    EXPECT_EQ(e->Stats().snapshots_skipped, 0u);
+    EXPECT_EQ(e->Stats().snapshot_seq, files.List().front());
+    EXPECT_EQ(e->GetUser(victim).status().code(), StatusCode::kNotFound);
+    EXPECT_TRUE(e->GetUser("user-4").ok());
+    // No user id is in the clear in any snapshot file.
+    for (uint64_t seq : files.List()) {
+      for (const std::string& p : {files.StatePath(seq), files.AnnPath(seq)}) {
+        EXPECT_EQ(ReadFile(p).find("user-"), std::string::npos) << p;
+      }
+    }
+  } else {
+    // In the clear: the erasure removed every snapshot.
+    EXPECT_TRUE(files.List().empty());
+    ASSERT_TRUE(Open(dir_.path(), &e).ok());
+    EXPECT_EQ(e->GetUser(victim).status().code(), StatusCode::kNotFound);
+  }
+  // A snapshot written after the erasure has no entry for the user at all.
+  ASSERT_TRUE(e->IngestEvents(Events(300, 1, 120, kNow - 500)).ok());
+  ASSERT_TRUE(e->WriteSnapshot().ok());
+  e.reset();
+  for (uint64_t seq : files.List()) {
+    // As the payload writes it: length, then the id ("user-30" is another).
+    EXPECT_EQ(ReadFile(files.StatePath(seq)).find(std::string(1, static_cast<char>(victim.size())) + victim),
+              std::string::npos);
+  }
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  EXPECT_EQ(e->GetUser(victim).status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(SnapshotTest, WrittenInTheBackgroundAfterEveryUpdatesAndPruned) {
+  options_.snapshot.every_updates = 100;
+  options_.snapshot.keep = 2;
+  std::unique_ptr<Engine> e;
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  ASSERT_TRUE(e->UpsertVideos(Videos(0, 40)).ok());
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(e->IngestEvents(Events(i * 10, 10, 40, kNow - 100'000 + i * 1000)).ok());  // 120 events
+    for (int w = 0; w < 500 && e->Stats().snapshot_seq < e->AppliedSeq(); ++w) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(e->Stats().snapshot_seq, e->AppliedSeq()) << "no background snapshot after 120 updates";
+  }
+  EXPECT_GE(e->Stats().snapshots_written, 6u);
+  EXPECT_GT(e->Stats().snapshot_bytes, 0u);
+  e.reset();
+  SnapshotFiles files(dir_.path() + "/snapshots");
+  EXPECT_EQ(files.List().size(), 2u);
+  for (const auto& f : std::filesystem::directory_iterator(files.dir())) {
+    EXPECT_EQ(f.path().extension() == ".tmp", false) << f.path();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, SnapshotTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Encrypted" : "Open"; });
+
+}  // namespace
+}  // namespace foryou

@@ -1,0 +1,74 @@
+// SnapshotFiles: the engine's snapshots on disk (docs/FORMATS.md, "Snapshot").
+//
+// A snapshot is the engine's derived state as of one log sequence number, so
+// that a start loads it and replays only the records after it. It lives in
+// <data_dir>/snapshots/ as two files:
+//   <seq>.state  [8 bytes "FYSNAPST"][u8 version][fixed64 seq][fixed64 body
+//                length][body][fixed64 ann length][fixed64 ann xxHash64]
+//                [fixed64 xxHash64 of everything before it]
+//   <seq>.ann    the ANN graph, hnswlib's own file format, checked against
+//                the length and hash the .state file records
+// (<seq> is 20 decimal digits, so names sort by sequence number.) The body is
+// opaque here (engine/snapshot.cc says what it holds).
+//
+// Contract:
+// - Write is atomic: both files are written under temporary names, fsynced,
+//   then renamed, .ann first; the .state rename is the commit point, and the
+//   directory is fsynced after it. A crash at any point leaves either the
+//   whole snapshot or none (temporaries and a lone .ann are removed by Prune).
+// - Read verifies magic, version, sequence number, lengths and both hashes
+//   before returning anything: a damaged snapshot is Corruption, never half
+//   read. The caller decides what to do with it (the engine skips it and
+//   reports it).
+// - Snapshots hold derived state only; the log stays the source of truth.
+//
+// Thread safety: none; the engine serialises writers (Engine::snapshot_mu_).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/status.h"
+
+namespace foryou {
+
+constexpr uint8_t kSnapshotFormatVersion = 1;
+
+class SnapshotFiles {
+ public:
+  explicit SnapshotFiles(std::string dir) : dir_(std::move(dir)) {}
+  const std::string& dir() const { return dir_; }
+
+  // Sequence numbers of the committed snapshots (those with a .state file),
+  // newest first. Empty if the directory does not exist.
+  std::vector<uint64_t> List() const;
+
+  // Where the caller writes the ANN file of `seq` before Write (the
+  // directory exists once this returns OK).
+  Result<std::string> AnnTempPath(uint64_t seq) const;
+  // Commits the snapshot of `seq`: `body` is the state, and the ANN file is
+  // at AnnTempPath(seq). Replaces a snapshot of the same seq.
+  Status Write(uint64_t seq, std::string_view body);
+
+  // Reads and verifies the snapshot of `seq`: its body, and the path of its
+  // verified ANN file. Corruption names what is wrong.
+  Status Read(uint64_t seq, std::string* body, std::string* ann_path) const;
+
+  // Keeps the newest `keep` snapshots; removes the rest, temporaries and
+  // .ann files without their .state.
+  Status Prune(size_t keep);
+  // Removes every snapshot (open-mode erasure: docs/SOVEREIGNTY.md).
+  Status RemoveAll();
+
+  std::string StatePath(uint64_t seq) const;
+  std::string AnnPath(uint64_t seq) const;
+  // Bytes on disk of the snapshot of `seq` (both files), 0 if absent.
+  uint64_t Bytes(uint64_t seq) const;
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace foryou
