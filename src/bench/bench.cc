@@ -238,17 +238,52 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     rep.freshness_ms_p99 = Percentile(fresh, 0.99);
   }
 
-  // Restart on the full store: until the first feed is served.
+  // Restart on the full store: SIGTERM (the server writes a snapshot as it
+  // stops), then start again until the first feed is served.
+  auto first_feed = [&](ServerProcess& s) -> Status {
+    httplib::Client c("127.0.0.1", s.port());
+    c.set_read_timeout(60, 0);
+    auto r = c.Get("/v1/feed?user_id=u1&n=20");
+    if (!r || r->status != 200) return Status::Internal("no feed after restart");
+    return Status::OK();
+  };
+  fprintf(stderr, "restart: stopping the server (it writes a snapshot), then starting it again\n");
+  t0 = BenchClock::now();
   server->Terminate();
+  rep.stop_s = Seconds(t0, BenchClock::now());
   t0 = BenchClock::now();
   server = ServerProcess::Start(o.binary, data_dir, tmp.path(), server_args, 3600);
   if (!server) return Status::Unavailable("the server did not restart");
-  {
-    httplib::Client c("127.0.0.1", server->port());
-    auto r = c.Get("/v1/feed?user_id=u1&n=20");
-    if (!r || r->status != 200) return Status::Internal("no feed after restart");
-  }
+  FORYOU_RETURN_IF_ERROR(first_feed(*server));
   rep.restart_s = Seconds(t0, BenchClock::now());
+
+  // Crash: more events (5% more users) after that snapshot, kill -9, start
+  // again: the snapshot plus a replay of that tail.
+  {
+    const size_t tail_users = std::max<size_t>(100, o.users / 20);
+    std::atomic<size_t> tail_events{0};
+    const int tail_port = server->port();
+    FORYOU_RETURN_IF_ERROR(ParallelPosts(tail_port, 2, (tail_users + kUsersPerBatch - 1) / kUsersPerBatch, "tail",
+                                         [&](httplib::Client& c, size_t b) {
+      std::vector<Event> evs;
+      for (size_t u = o.users + b * kUsersPerBatch; u < o.users + std::min(tail_users, (b + 1) * kUsersPerBatch); ++u) {
+        world.UserEvents(u, &evs);
+      }
+      std::sort(evs.begin(), evs.end(), [](const Event& a, const Event& b) { return a.ts < b.ts; });
+      nlohmann::json arr = nlohmann::json::array();
+      for (const Event& e : evs) arr.push_back(EventJson(e));
+      tail_events += evs.size();
+      return PostJson(c, "/v1/events", nlohmann::json{{"events", arr}}.dump());
+    }));
+    rep.crash_tail_events = tail_events;
+    fprintf(stderr, "crash restart: kill -9 after %zu more events, then starting again\n", rep.crash_tail_events);
+    server->Kill9();
+    t0 = BenchClock::now();
+    server = ServerProcess::Start(o.binary, data_dir, tmp.path(), server_args, 3600);
+    if (!server) return Status::Unavailable("the server did not restart after kill -9");
+    FORYOU_RETURN_IF_ERROR(first_feed(*server));
+    rep.crash_restart_s = Seconds(t0, BenchClock::now());
+  }
   server->Terminate();
 
   // ANN quality on the learned vectors, in process.
@@ -290,6 +325,9 @@ std::string BenchToJson(const BenchReport& r) {
                       {"bytes_per_video", r.bytes_per_video},
                       {"bytes_per_user", r.bytes_per_user},
                       {"restart_s", r.restart_s},
+                      {"stop_s", r.stop_s},
+                      {"crash_restart_s", r.crash_restart_s},
+                      {"crash_tail_events", r.crash_tail_events},
                       {"load_videos_s", r.load_videos_s},
                       {"ingest_s", r.ingest_s}};
   j["ann_ef_sweep"] = nlohmann::json::array();
@@ -320,7 +358,10 @@ std::string BenchToTable(const BenchReport& r) {
   row("rss_mb", r.rss_mb, "{:.0f}");
   row("bytes_per_video", r.bytes_per_video, "{:.0f}");
   row("bytes_per_user", r.bytes_per_user, "{:.0f}");
+  row("stop_s", r.stop_s, "{:.2f}");
   row("restart_s", r.restart_s, "{:.2f}");
+  row("crash_restart_s", r.crash_restart_s, "{:.2f}");
+  row("crash_tail_events", static_cast<double>(r.crash_tail_events), "{:.0f}");
   return s;
 }
 

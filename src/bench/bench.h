@@ -9,8 +9,11 @@
 //                                                    -> feed_qps, feed_p50/p99/p999_ms
 //   freshness     follow a creator, then poll the feed until it shows that
 //                 creator's videos                   -> freshness_ms_p99
-//   restart       SIGTERM, start again on the same store, until a feed is
-//                 served                             -> restart_s
+//   restart       SIGTERM (the server writes a snapshot as it stops) -> stop_s;
+//                 start again on the same store, until a feed is served
+//                                                    -> restart_s
+//   crash         5% more users' events after that snapshot, kill -9, start
+//                 again until a feed is served       -> crash_restart_s
 //   ann           in-process: HNSW vs brute force on the learned vectors
 //                                                    -> ann_recall_at_100, ann_query_us
 // The server is a separate `foryou serve` process on a free loopback port;
@@ -56,7 +59,8 @@ struct BenchReport {
   };
   std::vector<EfPoint> ann_ef_sweep;  // the same queries at other HNSW search breadths
   double rss_mb = 0, bytes_per_video = 0, bytes_per_user = 0;
-  double restart_s = 0;
+  double restart_s = 0, stop_s = 0, crash_restart_s = 0;
+  size_t crash_tail_events = 0;
   double load_videos_s = 0, ingest_s = 0;
   size_t feed_errors = 0;
   std::vector<double> feed_latencies_ms;  // every feed request, for the histogram

@@ -157,8 +157,12 @@ bool Catalog::DecodeFrom(std::string_view* in) {
     if (in->size() < 8) return false;
     r.stats.watch_ratio_sum = std::bit_cast<double>(DecodeFixed64BE(in->data()));
     in->remove_prefix(8);
-    c.by_created_.insert({r.video.created_at, static_cast<uint32_t>(i)});
   }
+  // In the set's order, so that each insert goes at the end.
+  std::vector<std::pair<int64_t, uint32_t>> by_created(n);
+  for (size_t i = 0; i < n; ++i) by_created[i] = {c.videos_[i].video.created_at, static_cast<uint32_t>(i)};
+  std::sort(by_created.begin(), by_created.end());
+  for (const auto& p : by_created) c.by_created_.emplace_hint(c.by_created_.end(), p);
   c.creators_.resize(c.creator_ids_.size());
   for (size_t i = 0; i < c.creators_.size(); ++i) {
     CreatorRecord& cr = c.creators_[i];

@@ -289,7 +289,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     std::unique_lock lock(engine->mu_);
     uint64_t snapshot_seq = 0;
     if (options.snapshot.load) FORYOU_RETURN_IF_ERROR(engine->LoadSnapshot(&snapshot_seq));
-    std::vector<uint32_t> ann_dirty;
+    AnnDirty ann_dirty;
     if (snapshot_seq > 0) engine->ann_dirty_ = &ann_dirty;
     uint64_t records = 0;
     FORYOU_RETURN_IF_ERROR(engine->store_->Replay(snapshot_seq + 1, [&](uint64_t seq, std::string_view record) {
@@ -328,9 +328,25 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     if (snapshot_seq > 0) {
       // The loaded index holds every video as of the snapshot: write only
       // those the replayed tail added or moved.
-      std::sort(ann_dirty.begin(), ann_dirty.end());
-      ann_dirty.erase(std::unique(ann_dirty.begin(), ann_dirty.end()), ann_dirty.end());
-      for (uint32_t v : ann_dirty) FORYOU_RETURN_IF_ERROR(s.Reindex(v, 0, /*force=*/true, /*reserved=*/true));
+      // moved or forced (distinct videos, so in parallel).
+      std::vector<std::pair<uint32_t, bool>> todo;  // (video, forced)
+      for (uint32_t v : ann_dirty.forced) todo.emplace_back(v, true);
+      for (uint32_t v : ann_dirty.moved) todo.emplace_back(v, false);
+      std::sort(todo.begin(), todo.end(), [](auto& a, auto& b) { return a.first < b.first || (a.first == b.first && a.second > b.second); });
+      todo.erase(std::unique(todo.begin(), todo.end(), [](auto& a, auto& b) { return a.first == b.first; }), todo.end());
+      const double drift = engine->options_.retrieval.ann_reindex_drift;
+      const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+      std::vector<Status> results(threads);
+      std::vector<std::thread> workers;
+      for (unsigned t = 0; t < threads; ++t) {
+        workers.emplace_back([&, t] {
+          for (size_t i = t; i < todo.size() && results[t].ok(); i += threads) {
+            results[t] = s.Reindex(todo[i].first, drift, todo[i].second, /*reserved=*/true);
+          }
+        });
+      }
+      for (auto& w : workers) w.join();
+      for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
     } else {
       // Build the ANN index once, rather than once per event, on every core.
       // Norm bound for the MIPS-to-L2 reduction, with room for vectors to
@@ -526,7 +542,7 @@ Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
       if (!replaying) {
         FORYOU_RETURN_IF_ERROR(s.Reindex(r.idx, 0, /*force=*/true));
       } else if (ann_dirty_ != nullptr) {
-        ann_dirty_->push_back(r.idx);
+        ann_dirty_->forced.push_back(r.idx);
       }
     }
   }
@@ -568,7 +584,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     if (!replaying) {
       for (uint32_t v : idx) FORYOU_RETURN_IF_ERROR(s.Reindex(v, 0, /*force=*/true));
     } else if (ann_dirty_ != nullptr) {
-      ann_dirty_->insert(ann_dirty_->end(), idx.begin(), idx.end());
+      ann_dirty_->forced.insert(ann_dirty_->forced.end(), idx.begin(), idx.end());
     }
     return Status::OK();
   }
@@ -703,7 +719,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
     for (uint32_t v : touched) FORYOU_RETURN_IF_ERROR(s.Reindex(v, options_.retrieval.ann_reindex_drift, false));
   } else if (ann_dirty_ != nullptr) {
-    ann_dirty_->insert(ann_dirty_->end(), touched.begin(), touched.end());
+    ann_dirty_->moved.insert(ann_dirty_->moved.end(), touched.begin(), touched.end());
   }
   return Status::OK();
 }

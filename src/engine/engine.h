@@ -233,8 +233,8 @@ class Engine {
 
   // Writes a snapshot of the state as of AppliedSeq() (engine/snapshot.cc):
   // writers wait while the state is copied, feeds do not. Keeps the newest
-  // options().snapshot.keep. OK without writing when the newest snapshot is
-  // already at AppliedSeq().
+  // options().snapshot.keep. OK without writing when the snapshot this engine loaded or
+  // last wrote is at AppliedSeq().
   Status WriteSnapshot();
 
   // The trained algorithm without any user data (engine/model_payload.h):
@@ -361,8 +361,13 @@ class Engine {
   std::atomic<uint64_t> snapshot_seq_{0}, snapshots_written_{0}, snapshots_skipped_{0}, snapshot_bytes_{0};
   std::atomic<double> snapshot_seconds_{0}, snapshot_pause_seconds_{0};
   // During Open's replay after a snapshot: videos to write to the ANN index
-  // once it is over (the loaded index already holds the others).
-  std::vector<uint32_t>* ann_dirty_ = nullptr;
+  // once it is over (the loaded index holds the others as of the snapshot):
+  // new or changed ones (forced), and those whose vector events moved
+  // (written if they drifted, as when serving).
+  struct AnnDirty {
+    std::vector<uint32_t> forced, moved;
+  };
+  AnnDirty* ann_dirty_ = nullptr;
 
   double recovery_seconds_ = 0;
   uint64_t recovered_records_ = 0, replayed_records_ = 0;

@@ -2,12 +2,17 @@
 // back (docs/FORMATS.md, "Snapshot"). The file around it, its checksums and
 // its ANN graph are storage/snapshot_files.h's.
 //
-// Body, in order (each part as its class's EncodeTo writes it):
-//   catalog, video vectors, ranker, co-engagement, trending,
-//   f32 ANN norm bound, varint ANN clamped count, varint n + n f32 (the
-//   vectors as last written to the ANN index, videos x dim),
-//   varint events, varint plaintext personal records,
-//   varint users, then per user slot one entry:
+// Body: five sections, each a string (varint length + bytes), so that they
+// decode in parallel:
+//   1 catalog (Catalog::EncodeTo)
+//   2 model: video vectors, ranker, f32 ANN norm bound, varint ANN clamped
+//     count, varint n + n f32 (the vectors as last written to the ANN
+//     index, videos x dim), varint events, varint plaintext personal records
+//   3 co-engagement (CoEngagement::EncodeTo)
+//   4 trending (Trending::EncodeTo)
+//   5 users: varint n, varint videos, creators, tags, languages (the
+//     catalog's sizes, which every id in an entry is below), then per user
+//     slot one entry:
 //     u8 0: an erased slot
 //     u8 1: string payload, in the clear (open mode, or a user whose events
 //           predate encryption: their log records are in the clear too)
@@ -27,6 +32,9 @@
 #include <bit>
 #include <cstring>
 #include <fmt/format.h>
+#include <atomic>
+#include <functional>
+#include <mutex>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -185,67 +193,115 @@ std::string SlotContext(size_t idx) {
 
 Status Bad(std::string_view what) { return Status::Corruption(fmt::format("snapshot body: {}", what)); }
 
+// Runs tasks on `threads` threads; the first error wins.
+Status RunTasks(const std::vector<std::function<Status()>>& tasks, unsigned threads) {
+  std::atomic<size_t> next{0};
+  std::vector<Status> results(tasks.size());
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < tasks.size();) results[i] = tasks[i]();
+  };
+  std::vector<std::thread> workers;
+  for (unsigned t = 1; t < threads; ++t) workers.emplace_back(work);
+  work();
+  for (auto& w : workers) w.join();
+  for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
+  return Status::OK();
+}
+
+unsigned Threads() { return std::max(1u, std::min(8u, std::thread::hardware_concurrency())); }
+
 }  // namespace
 
 void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_records, std::string* out) const {
-  catalog.EncodeTo(out);
-  embeddings.EncodeItemsTo(out);
-  ranker.EncodeTo(out);
-  co.EncodeTo(out);
-  trending.EncodeTo(out);
-  PutFloat(out, ann.norm_bound());
-  PutVarint64(out, ann.clamped());
-  PutVarint64(out, ann_vectors.size());
-  out->append(reinterpret_cast<const char*>(ann_vectors.data()), ann_vectors.size() * sizeof(float));
-  PutVarint64(out, events);
-  PutVarint64(out, plaintext_records);
-  PutVarint64(out, users.size());
-  const int dim = embeddings.dim();
-  for (size_t i = 0; i < users.size(); ++i) {
-    const UserRecord& u = users[i];
-    if (u.id.empty()) {
-      out->push_back(static_cast<char>(kErasedSlot));
-      continue;
-    }
-    std::string payload = EncodeUser(u, embeddings.user(static_cast<uint32_t>(i)), dim);
-    std::optional<KeyName> name = keyring != nullptr ? keyring->CurrentKey(u.id) : std::nullopt;
-    std::string sealed;
-    if (name && keyring->Seal(*name, SlotContext(i), payload, &sealed).ok()) {
-      out->push_back(static_cast<char>(kSealedUser));
-      out->append(name->pseudonym);
-      out->append(name->key_id);
-      PutString(out, sealed);
-    } else {
-      out->push_back(static_cast<char>(kClearUser));
-      PutString(out, payload);
-    }
+  // Sections are encoded in parallel, users in chunks.
+  std::string catalog_s, model_s, co_s, trending_s, users_s;
+  const size_t chunks = users.size() < 1024 ? 1 : 16;
+  std::vector<std::string> user_chunks(chunks);
+  std::vector<std::function<Status()>> tasks;
+  for (size_t c = 0; c < chunks; ++c) {
+    tasks.push_back([&, c] {
+      const int dim = embeddings.dim();
+      std::string& o = user_chunks[c];
+      for (size_t i = users.size() * c / chunks; i < users.size() * (c + 1) / chunks; ++i) {
+        const UserRecord& u = users[i];
+        if (u.id.empty()) {
+          o.push_back(static_cast<char>(kErasedSlot));
+          continue;
+        }
+        std::string payload = EncodeUser(u, embeddings.user(static_cast<uint32_t>(i)), dim);
+        std::optional<KeyName> name = keyring != nullptr ? keyring->CurrentKey(u.id) : std::nullopt;
+        std::string sealed;
+        if (name && keyring->Seal(*name, SlotContext(i), payload, &sealed).ok()) {
+          o.push_back(static_cast<char>(kSealedUser));
+          o.append(name->pseudonym);
+          o.append(name->key_id);
+          PutString(&o, sealed);
+        } else {
+          o.push_back(static_cast<char>(kClearUser));
+          PutString(&o, payload);
+        }
+      }
+      return Status::OK();
+    });
   }
+  tasks.push_back([&] {
+    catalog.EncodeTo(&catalog_s);
+    return Status::OK();
+  });
+  tasks.push_back([&] {
+    co.EncodeTo(&co_s);
+    return Status::OK();
+  });
+  tasks.push_back([&] {
+    trending.EncodeTo(&trending_s);
+    embeddings.EncodeItemsTo(&model_s);
+    ranker.EncodeTo(&model_s);
+    PutFloat(&model_s, ann.norm_bound());
+    PutVarint64(&model_s, ann.clamped());
+    PutVarint64(&model_s, ann_vectors.size());
+    model_s.append(reinterpret_cast<const char*>(ann_vectors.data()), ann_vectors.size() * sizeof(float));
+    PutVarint64(&model_s, events);
+    PutVarint64(&model_s, plaintext_records);
+    return Status::OK();
+  });
+  (void)RunTasks(tasks, Threads());  // encoding cannot fail
+  PutVarint64(&users_s, users.size());
+  for (size_t n : {catalog.size(), catalog.num_creators(), catalog.tags().size(), catalog.languages().size()}) {
+    PutVarint64(&users_s, n);
+  }
+  size_t total = 64 + catalog_s.size() + model_s.size() + co_s.size() + trending_s.size() + users_s.size();
+  for (const auto& c : user_chunks) total += c.size();
+  out->reserve(out->size() + total);
+  for (const std::string* sec : {&catalog_s, &model_s, &co_s, &trending_s}) PutString(out, *sec);
+  size_t users_len = users_s.size();
+  for (const auto& c : user_chunks) users_len += c.size();
+  PutVarint64(out, users_len);
+  out->append(users_s);
+  for (const auto& c : user_chunks) out->append(c);
 }
 
-Status Engine::State::DecodeSnapshot(std::string_view in, const Keyring* keyring, uint64_t* plaintext_records,
-                                     std::vector<std::string>* unreadable) {
-  if (!catalog.DecodeFrom(&in)) return Bad("catalog");
-  if (!embeddings.DecodeItemsFrom(&in) || embeddings.num_items() != catalog.size()) return Bad("video vectors");
-  if (!ranker.DecodeFrom(&in)) return Bad("ranker");
-  if (!co.DecodeFrom(&in)) return Bad("co-engagement");
-  if (!trending.DecodeFrom(&in)) return Bad("trending");
-  float norm_bound;
-  uint64_t clamped, nusers, nvectors;
-  if (!GetFloat(&in, &norm_bound) || !GetVarint64(&in, &clamped) || !GetVarint64(&in, &nvectors) ||
-      nvectors != catalog.size() * static_cast<size_t>(embeddings.dim()) || in.size() < nvectors * sizeof(float)) {
-    return Bad("ann vectors");
+Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann_path, const Keyring* keyring,
+                                     uint64_t* plaintext_records, std::vector<std::string>* unreadable) {
+  std::string_view catalog_s, model_s, co_s, trending_s, users_s;
+  for (std::string_view* sec : {&catalog_s, &model_s, &co_s, &trending_s, &users_s}) {
+    uint64_t len;
+    if (!GetVarint64(&in, &len) || len > in.size()) return Bad("section lengths");
+    *sec = in.substr(0, len);
+    in.remove_prefix(len);
   }
-  ann_vectors.resize(nvectors);
-  std::memcpy(ann_vectors.data(), in.data(), nvectors * sizeof(float));
-  in.remove_prefix(nvectors * sizeof(float));
-  if (!GetVarint64(&in, &events) ||
-      !GetVarint64(&in, plaintext_records) || !GetVarint64(&in, &nusers) || nusers > in.size()) {
-    return Bad("counters");
+  if (!in.empty()) return Bad("trailing bytes");
+  uint64_t nusers;
+  Limits lim;
+  {
+    uint64_t v[4];
+    if (!GetVarint64(&users_s, &nusers) || nusers > users_s.size()) return Bad("users");
+    for (uint64_t& x : v) {
+      if (!GetVarint64(&users_s, &x)) return Bad("users");
+    }
+    lim = Limits{v[0], v[1], v[2], v[3]};
   }
-  ann.SetNormBound(norm_bound);
-  ann.SetClamped(clamped);
-
-  // One pass to find each entry, then decode (and open) them on every core.
+  // One pass to find each user's entry; then every section, the ANN index
+  // and chunks of users decode (and open) in parallel.
   struct Entry {
     uint8_t kind;
     KeyName name;
@@ -254,61 +310,85 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const Keyring* keyring
   std::vector<Entry> entries(nusers);
   for (Entry& e : entries) {
     uint64_t len;
-    if (!GetByte(&in, &e.kind) || e.kind > kSealedUser) return Bad("user entry");
+    if (!GetByte(&users_s, &e.kind) || e.kind > kSealedUser) return Bad("user entry");
     if (e.kind == kErasedSlot) continue;
     if (e.kind == kSealedUser) {
-      if (!GetBytes(&in, kPseudonymBytes, &e.name.pseudonym) || !GetBytes(&in, kKeyIdBytes, &e.name.key_id)) {
+      if (!GetBytes(&users_s, kPseudonymBytes, &e.name.pseudonym) ||
+          !GetBytes(&users_s, kKeyIdBytes, &e.name.key_id)) {
         return Bad("user entry");
       }
     }
-    if (!GetVarint64(&in, &len) || len > in.size()) return Bad("user entry");
-    e.bytes = in.substr(0, len);
-    in.remove_prefix(len);
+    if (!GetVarint64(&users_s, &len) || len > users_s.size()) return Bad("user entry");
+    e.bytes = users_s.substr(0, len);
+    users_s.remove_prefix(len);
   }
-  if (!in.empty()) return Bad("trailing bytes");
+  if (!users_s.empty()) return Bad("trailing bytes after the users");
   const int dim = embeddings.dim();
-  const Limits lim{catalog.size(), catalog.num_creators(), catalog.tags().size(), catalog.languages().size()};
   users.assign(nusers, UserRecord{});
   embeddings.SetUsers(nusers);
-  const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-  std::vector<Status> results(threads);
-  std::vector<std::vector<std::string>> missing(threads);
-  std::vector<std::thread> workers;
-  for (unsigned t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
+  std::vector<std::function<Status()>> tasks;
+  std::mutex missing_mu;
+  const size_t chunks = nusers < 1024 ? 1 : 16;
+  for (size_t c = 0; c < chunks; ++c) {
+    tasks.push_back([&, c]() -> Status {
       std::vector<float> vec(dim);
       std::string opened;
-      for (size_t i = t; i < entries.size() && results[t].ok(); i += threads) {
+      for (size_t i = nusers * c / chunks; i < nusers * (c + 1) / chunks; ++i) {
         const Entry& e = entries[i];
         if (e.kind == kErasedSlot) continue;
         std::string_view payload = e.bytes;
         if (e.kind == kSealedUser) {
-          if (keyring == nullptr) {
-            results[t] = Status::InvalidArgument("the snapshot is encrypted: give the region key");
-            break;
-          }
+          if (keyring == nullptr) return Status::InvalidArgument("the snapshot is encrypted: give the region key");
           Status s = keyring->Open(e.name, SlotContext(i), e.bytes, &opened);
           if (s.code() == StatusCode::kNotFound) {  // key destroyed: an erased user
-            missing[t].push_back(e.name.bytes());
+            std::lock_guard lock(missing_mu);
+            unreadable->push_back(e.name.bytes());
             continue;
           }
-          if (!s.ok()) {
-            results[t] = Bad(fmt::format("user slot {} does not open ({})", i, s.message()));
-            break;
-          }
+          if (!s.ok()) return Bad(fmt::format("user slot {} does not open ({})", i, s.message()));
           payload = opened;
         }
-        if (!DecodeUser(payload, lim, &users[i], vec.data(), dim)) {
-          results[t] = Bad(fmt::format("user slot {}", i));
-          break;
-        }
+        if (!DecodeUser(payload, lim, &users[i], vec.data(), dim)) return Bad(fmt::format("user slot {}", i));
         embeddings.SetUser(static_cast<uint32_t>(i), vec.data());
       }
+      return Status::OK();
     });
   }
-  for (auto& w : workers) w.join();
-  for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
-  for (auto& m : missing) unreadable->insert(unreadable->end(), m.begin(), m.end());
+  tasks.insert(tasks.begin(), {
+      [&] { return catalog.DecodeFrom(&catalog_s) && catalog_s.empty() ? Status::OK() : Bad("catalog"); },
+      [&] { return co.DecodeFrom(&co_s) && co_s.empty() ? Status::OK() : Bad("co-engagement"); },
+      [&] { return ann.Load(ann_path, lim.videos); },
+      [&]() -> Status {
+        if (!trending.DecodeFrom(&trending_s) || !trending_s.empty()) return Bad("trending");
+        float norm_bound;
+        uint64_t clamped, nvectors;
+        if (!embeddings.DecodeItemsFrom(&model_s) || !ranker.DecodeFrom(&model_s) ||
+            !GetFloat(&model_s, &norm_bound) || !GetVarint64(&model_s, &clamped) ||
+            !GetVarint64(&model_s, &nvectors) || nvectors != lim.videos * static_cast<size_t>(dim) ||
+            model_s.size() < nvectors * sizeof(float)) {
+          return Bad("model");
+        }
+        ann_vectors.resize(nvectors);
+        std::memcpy(ann_vectors.data(), model_s.data(), nvectors * sizeof(float));
+        model_s.remove_prefix(nvectors * sizeof(float));
+        if (!GetVarint64(&model_s, &events) || !GetVarint64(&model_s, plaintext_records) || !model_s.empty()) {
+          return Bad("counters");
+        }
+        ann.SetNormBound(norm_bound);
+        ann.SetClamped(clamped);
+        return Status::OK();
+      }});
+  FORYOU_RETURN_IF_ERROR(RunTasks(tasks, Threads()));
+  // The users were checked against the limits the section states; those
+  // must be the catalog's.
+  if (lim.videos != catalog.size() || lim.creators != catalog.num_creators() || lim.tags != catalog.tags().size() ||
+      lim.languages != catalog.languages().size() || embeddings.num_items() != catalog.size() ||
+      trending.size() != catalog.size() || co.size() != catalog.size()) {
+    return Bad("its sections disagree on the catalog's size");
+  }
+  if (ann.size() != catalog.size()) {
+    return Bad(fmt::format("its ANN index holds {} videos, its catalog {}", ann.size(), catalog.size()));
+  }
   user_index.reserve(nusers);
   for (size_t i = 0; i < users.size(); ++i) {
     if (users[i].id.empty()) continue;
@@ -353,9 +433,10 @@ Status Engine::WriteSnapshot() {
     // Feeds go on (shared); writers wait until the state is copied.
     std::shared_lock lock(mu_);
     seq = AppliedSeq();
-    const std::vector<uint64_t> have = snapshots_->List();
-    if (seq == 0 || (!have.empty() && have.front() == seq)) return Status::OK();
     updates_since_snapshot_.store(0);
+    // Already there: the snapshot this process loaded or wrote. (A file of
+    // that seq from elsewhere, damaged say, is replaced.)
+    if (seq == 0 || seq == snapshot_seq_.load()) return Status::OK();
     auto ann_path = snapshots_->AnnTempPath(seq);
     if (!ann_path.ok()) return ann_path.status();
     FORYOU_RETURN_IF_ERROR(state_->ann.Save(*ann_path));
@@ -400,23 +481,25 @@ Status Engine::LoadSnapshot(uint64_t* seq) {
 // Loads into a fresh state and swaps it in only when all of it verified and
 // decoded: a damaged snapshot is never half-loaded.
 Status Engine::TryLoadSnapshot(uint64_t seq) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
   std::string body, ann_path;
   FORYOU_RETURN_IF_ERROR(snapshots_->Read(seq, &body, &ann_path));
+  const auto t1 = Clock::now();
   auto fresh = std::make_unique<State>(options_);
   uint64_t plaintext = 0;
   std::vector<std::string> unreadable;
-  Status s = fresh->DecodeSnapshot(body, keyring_.get(), &plaintext, &unreadable);
+  Status s = fresh->DecodeSnapshot(body, ann_path, keyring_.get(), &plaintext, &unreadable);
   if (!s.ok()) {
     if (s.code() == StatusCode::kInvalidArgument) return s;
     return Status::Corruption(fmt::format("snapshot {}: {}", seq, s.message()));
   }
   body.clear();
   body.shrink_to_fit();
-  FORYOU_RETURN_IF_ERROR(fresh->ann.Load(ann_path, fresh->catalog.size()));
-  if (fresh->ann.size() != fresh->catalog.size()) {
-    return Status::Corruption(fmt::format("snapshot {}: its ANN index holds {} videos, its catalog {}", seq,
-                                          fresh->ann.size(), fresh->catalog.size()));
-  }
+  const auto t2 = Clock::now();
+  auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+  spdlog::info("snapshot at log record {} loaded: read and verified in {:.2f} s, decoded in {:.2f} s", seq,
+               secs(t0, t1), secs(t1, t2));
   std::string mac;
   if (chained_) {
     auto stored = store_->GetMac(seq);

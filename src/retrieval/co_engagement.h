@@ -45,6 +45,7 @@ class CoEngagement {
   // Edge weight item -> other (0 if none).
   float Weight(uint32_t item, uint32_t other) const;
   size_t num_edges() const { return num_edges_; }
+  size_t size() const { return edges_.size(); }  // videos
   // Snapshot (engine/snapshot.h): every edge, each video's sorted by
   // neighbour. DecodeFrom replaces the graph; false on malformed input.
   void EncodeTo(std::string* out) const;

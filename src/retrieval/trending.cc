@@ -1,6 +1,7 @@
 #include "retrieval/trending.h"
 
 #include <bit>
+#include <algorithm>
 #include <cmath>
 
 #include "util/coding.h"
@@ -86,6 +87,7 @@ bool Trending::DecodeFrom(std::string_view* in) {
   t.tau_ms_ = tau_ms_;
   t.score_.resize(n);
   t.lang_.resize(n);
+  std::vector<std::pair<double, uint32_t>> ranked;  // in the sets' order, so each insert goes at the end
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t lang;
     if (in->size() < 8) return false;
@@ -94,10 +96,12 @@ bool Trending::DecodeFrom(std::string_view* in) {
     if (!GetVarint64(in, &lang) || lang > n || std::isnan(t.score_[i])) return false;
     t.lang_[i] = static_cast<uint32_t>(lang);
     if (t.by_lang_.size() <= lang) t.by_lang_.resize(lang + 1);
-    if (t.score_[i] != kNone) {
-      t.by_lang_[lang].insert({t.score_[i], static_cast<uint32_t>(i)});
-      t.global_.insert({t.score_[i], static_cast<uint32_t>(i)});
-    }
+    if (t.score_[i] != kNone) ranked.emplace_back(t.score_[i], static_cast<uint32_t>(i));
+  }
+  std::sort(ranked.begin(), ranked.end(), std::greater<>());
+  for (const auto& r : ranked) {
+    t.by_lang_[t.lang_[r.second]].emplace_hint(t.by_lang_[t.lang_[r.second]].end(), r);
+    t.global_.emplace_hint(t.global_.end(), r);
   }
   *this = std::move(t);
   return true;

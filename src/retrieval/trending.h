@@ -51,6 +51,7 @@ class Trending {
   // The log-domain score, for model export; -infinity when never engaged.
   double RawScore(uint32_t item) const { return score_[item]; }
   void SetRawScore(uint32_t item, double score);
+  size_t size() const { return score_.size(); }
   // Snapshot (engine/snapshot.h): each video's score and language; the
   // rankings are rebuilt. DecodeFrom replaces everything; false on
   // malformed input.
