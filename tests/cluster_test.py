@@ -365,15 +365,32 @@ def main() -> int:
                   f"{len(acked)} distinct (user, video) pairs, 0 lost", flush=True)
 
         def new_replica():
+            # b stops cleanly: it writes a snapshot and publishes it to the
+            # region; more writes follow (the tail). A new replica joins from
+            # that snapshot plus the tail.
+            b.stop()
+            b_err = b.err.read_text(errors="replace")
+            m = re.search(r"published snapshot (\d+)", b_err)
+            assert m, "b published no snapshot as it stopped: " + b_err[-800:]
+            snap = int(m.group(1))
+            b.start()
+            for k in range(5):
+                code, body = a.call("POST", "/v1/events", {"events": events_for(f"{USERS_PREFIX}-tail-{k}", k)})
+                assert code == 200, (code, body)
             c = Replica("c", d, urls)
             t0 = time.time()
             c.start()
             took = time.time() - t0
             try:
                 assert c.log_seq() == a.log_seq() or wait_same_seq([a, c])
+                c_err = c.err.read_text(errors="replace")
+                assert f"joining from the region's snapshot at record {snap}" in c_err, c_err[-1500:]
+                assert f"a snapshot of {snap}, then 0 replayed" in c_err, c_err[-1500:]
                 # Users no replica served a feed yet (a feed's served history is per replica).
-                same_feeds(a, c, [f"{USERS_PREFIX}-w1-{i}" for i in range(0, 40, 5)])
-                print(f"   new replica serving after {took:.2f} s ({c.log_seq()} records)", flush=True)
+                same_feeds(a, c, [f"{USERS_PREFIX}-w1-{i}" for i in range(0, 40, 5)] +
+                           [f"{USERS_PREFIX}-tail-{k}" for k in range(5)])
+                print(f"   new replica serving after {took:.2f} s ({c.log_seq()} records; from the snapshot at "
+                      f"{snap}, then {c.log_seq() - snap} applied)", flush=True)
             finally:
                 c.stop()
 

@@ -41,7 +41,20 @@ std::string Metrics::Render(const EngineStats& st) const {
   gauge("foryou_cluster_write_conflicts_total",
         "Cluster mode: writes that lost their sequence number to another replica and ran again.", "counter",
         static_cast<double>(st.cluster_conflicts));
-  gauge("foryou_recovery_seconds", "Seconds the last start spent replaying the log.", "gauge", st.recovery_seconds);
+  gauge("foryou_recovery_seconds", "Seconds the last start spent loading its snapshot and replaying the log.", "gauge",
+        st.recovery_seconds);
+  gauge("foryou_recovery_replayed_records", "Log records the last start replayed (after its snapshot, if any).",
+        "gauge", static_cast<double>(st.replayed_records));
+  gauge("foryou_snapshot_sequence", "Log sequence number of the newest snapshot loaded or written (0: none).", "gauge",
+        static_cast<double>(st.snapshot_seq));
+  gauge("foryou_snapshot_bytes", "Bytes on disk of that snapshot.", "gauge", static_cast<double>(st.snapshot_bytes));
+  gauge("foryou_snapshots_written_total", "Snapshots written since start.", "counter",
+        static_cast<double>(st.snapshots_written));
+  gauge("foryou_snapshots_skipped_total", "Damaged snapshots the last start skipped (each logged).", "counter",
+        static_cast<double>(st.snapshots_skipped));
+  gauge("foryou_snapshot_seconds", "Seconds the last snapshot write took.", "gauge", st.snapshot_seconds);
+  gauge("foryou_snapshot_pause_seconds", "Seconds of the last snapshot write during which writers waited.", "gauge",
+        st.snapshot_pause_seconds);
 
   std::lock_guard lock(mu_);
   out += "# HELP foryou_http_requests_total HTTP requests by endpoint and status.\n";

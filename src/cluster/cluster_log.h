@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,6 +42,15 @@ namespace foryou {
 inline constexpr std::string_view kClusterConflict = "cluster: another replica wrote record";
 // Message of the Unavailable Next returns when no record came in time.
 inline constexpr std::string_view kClusterIdle = "cluster: no new record";
+
+// A snapshot published to the region (engine/snapshot.cc): the two files of
+// one a replica wrote, byte for byte (user entries sealed as on disk).
+struct ClusterSnapshot {
+  uint64_t seq = 0;  // the log record it covers; 0: none published
+  uint64_t state_bytes = 0, ann_bytes = 0;
+  std::string id;    // which publication
+  std::string mac;   // Keyring::SnapshotMac of the two files: checked before a joining replica uses them
+};
 
 struct ClusterRecord {
   uint64_t seq = 0;
@@ -77,6 +87,23 @@ class ClusterLog {
   // Drops and recreates every mirror of the region's streams, so that they
   // copy a log that was made anew (seeded) from its start.
   virtual Status ResetMirrors() = 0;
+
+  // Snapshots. A replica publishes the files of one it wrote; a replica
+  // joining with an empty data dir fetches the newest, copies the log up to
+  // it without applying it, and replays only the rest. The files are
+  // verified by whoever loads them (storage/snapshot_files.h). The defaults
+  // keep none.
+  virtual Status PutSnapshot(uint64_t seq, const std::string& state_path, const std::string& ann_path,
+                             const std::string& mac) {
+    return Status::OK();
+  }
+  virtual Result<ClusterSnapshot> NewestSnapshot() { return ClusterSnapshot{}; }
+  virtual Status FetchSnapshot(const ClusterSnapshot& snapshot, const std::string& state_path,
+                               const std::string& ann_path) {
+    return Status::Unavailable("cluster: this log keeps no snapshots");
+  }
+  // Every wrapped key the region's log holds, in bulk (a joining replica).
+  virtual Status ForEachKey(const std::function<Status(std::string_view name, std::string_view wrapped)>& fn) = 0;
 
   // Starts delivering records from `from_seq` on, in order (Next).
   virtual Status Follow(uint64_t from_seq) = 0;

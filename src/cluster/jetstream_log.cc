@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include "replication/wire.h"
@@ -31,6 +32,7 @@ struct MsgGuard {
 
 std::string LogStreamName(const std::string& region) { return "FORYOU_LOG_" + region; }
 std::string KeysStreamName(const std::string& region) { return "FORYOU_KEYS_" + region; }
+std::string SnapshotStreamName(const std::string& region) { return "FORYOU_SNAP_" + region; }
 std::string MirrorName(const std::string& stream, const std::string& backup_region) {
   return stream + "_AT_" + backup_region;
 }
@@ -132,7 +134,7 @@ Status JetStreamLog::EnsureStream(const std::string& name, const std::string& su
     jsStreamSource_Init(&source);
     source.Name = subject_or_source.c_str();
     c.Mirror = &source;
-  } else if (deny_delete) {
+  } else if (deny_delete || subject_or_source.back() == '>') {
     subjects[0] = subject_or_source.c_str();
     c.Subjects = subjects;
     c.SubjectsLen = 1;
@@ -183,6 +185,8 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
   log_subject_ = "foryou." + plan.region + ".log";
   key_prefix_ = "foryou." + plan.region + ".key.";
   store_key_subject_ = "foryou." + plan.region + ".storekey";
+  snap_stream_ = SnapshotStreamName(plan.region);
+  snap_prefix_ = "foryou." + plan.region + ".snap.";
   // 1. Anything already in JetStream that copies this region's streams must
   //    sit in a region the policy approves for its backups.
   jsStreamInfoList* list = nullptr;
@@ -207,7 +211,7 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
       }
     }
     for (const std::string& origin : origins) {
-      bool ours = origin == log_stream_ || origin == keys_stream_;
+      bool ours = origin == log_stream_ || origin == keys_stream_ || origin == snap_stream_;
       for (const std::string& b : plan.backups) {
         ours = ours || origin == MirrorName(log_stream_, b) || origin == MirrorName(keys_stream_, b);
       }
@@ -225,6 +229,9 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
   // 2. The region's own streams, then one mirror of each per backup region.
   FORYOU_RETURN_IF_ERROR(EnsureStream(log_stream_, log_subject_, false, plan.region, plan.replicas, true));
   FORYOU_RETURN_IF_ERROR(EnsureStream(keys_stream_, key_prefix_, false, plan.region, plan.replicas, false));
+  // Snapshots stay in the region (no mirror: a restore replays the mirrored
+  // log); purged as newer ones arrive.
+  FORYOU_RETURN_IF_ERROR(EnsureStream(snap_stream_, snap_prefix_ + ">", false, plan.region, plan.replicas, false));
   key_mirrors_.clear();
   for (const std::string& b : plan.backups) {
     FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(log_stream_, b), log_stream_, true, b, plan.backup_replicas, false));
@@ -486,6 +493,200 @@ Result<uint64_t> JetStreamLog::Seeding() {
   }
   return std::strtoull(std::string(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m))).c_str(),
                        nullptr, 10);
+}
+
+// ---------------------------------------------------------------- Snapshots
+//
+// A publication: chunks of the .state then the .ann file on
+// <prefix><seq>.<id>, then a manifest on <prefix>latest: "seq state_bytes
+// ann_bytes id hex-mac". Once the manifest is in, older chunks and manifests are
+// purged. Readers take the newest manifest and read its chunks in order.
+
+namespace {
+constexpr size_t kSnapshotChunk = 512 * 1024;  // under nats-server's default 1 MB max_payload
+}
+
+Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, const std::string& ann_path,
+                                 const std::string& mac) {
+  if (snap_stream_.empty()) return Status::OK();  // bound to mirrors (restore): nothing to publish
+  char rnd[8];
+  for (char& c : rnd) c = static_cast<char>(Mix64(static_cast<uint64_t>(
+                               std::chrono::steady_clock::now().time_since_epoch().count()) + (&c - rnd)));
+  const std::string id = HexEncode(std::string_view(rnd, sizeof rnd));
+  const std::string subject = fmt::format("{}{}.{}", snap_prefix_, seq, id);
+  uint64_t first_stream_seq = 0, sizes[2] = {0, 0};
+  std::string buf(kSnapshotChunk, '\0');
+  const std::string* paths[2] = {&state_path, &ann_path};
+  for (int f = 0; f < 2; ++f) {
+    FILE* in = std::fopen(paths[f]->c_str(), "rb");
+    if (in == nullptr) return Status::IOError(fmt::format("cluster: reading {} to publish it", *paths[f]));
+    for (;;) {
+      const size_t n = std::fread(buf.data(), 1, buf.size(), in);
+      if (n == 0) break;
+      sizes[f] += n;
+      jsPubAck* pa = nullptr;
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      po.MaxWait = options_.request_timeout_ms;
+      natsStatus s = js_Publish(&pa, js_, subject.c_str(), buf.data(), static_cast<int>(n), &po, &jerr);
+      if (s == NATS_OK && first_stream_seq == 0) first_stream_seq = pa->Sequence;
+      jsPubAck_Destroy(pa);
+      if (s != NATS_OK) {
+        std::fclose(in);
+        return NatsError(fmt::format("publishing snapshot {}", seq), s, jerr);
+      }
+    }
+    std::fclose(in);
+  }
+  const std::string manifest = fmt::format("{} {} {} {} {}", seq, sizes[0], sizes[1], id, HexEncode(mac));
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_Publish(nullptr, js_, (snap_prefix_ + "latest").c_str(), manifest.data(),
+                            static_cast<int>(manifest.size()), nullptr, &jerr);
+  if (s != NATS_OK) return NatsError(fmt::format("publishing snapshot {}'s manifest", seq), s, jerr);
+  // Older publications go (a failed purge only costs space until the next).
+  jsOptions o;
+  jsOptions_Init(&o);
+  const std::string chunks = snap_prefix_ + "*.*";
+  o.Stream.Purge.Subject = chunks.c_str();
+  o.Stream.Purge.Sequence = first_stream_seq;
+  if (first_stream_seq > 0) (void)js_PurgeStream(js_, snap_stream_.c_str(), &o, nullptr);
+  jsOptions_Init(&o);
+  const std::string latest = snap_prefix_ + "latest";
+  o.Stream.Purge.Subject = latest.c_str();
+  o.Stream.Purge.Keep = 1;
+  (void)js_PurgeStream(js_, snap_stream_.c_str(), &o, nullptr);
+  return Status::OK();
+}
+
+Result<ClusterSnapshot> JetStreamLog::NewestSnapshot() {
+  ClusterSnapshot out;
+  if (snap_stream_.empty()) return out;
+  MsgGuard m;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetLastMsg(&m.m, js_, snap_stream_.c_str(), (snap_prefix_ + "latest").c_str(), nullptr, &jerr);
+  if (s != NATS_OK) {
+    if (jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND) return out;
+    return NatsError("reading the newest snapshot's manifest", s, jerr);
+  }
+  const std::string text(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m)));
+  char id[64] = {0}, mac[129] = {0};
+  unsigned long long seq = 0, state = 0, ann = 0;
+  auto mac_bytes = std::optional<std::string>();
+  if (std::sscanf(text.c_str(), "%llu %llu %llu %63s %128s", &seq, &state, &ann, id, mac) != 5 ||
+      !(mac_bytes = HexDecode(mac))) {
+    return Status::Corruption(fmt::format("cluster: snapshot manifest '{}' does not parse", text));
+  }
+  out.mac = std::move(*mac_bytes);
+  out.seq = seq;
+  out.state_bytes = state;
+  out.ann_bytes = ann;
+  out.id = id;
+  return out;
+}
+
+Status JetStreamLog::FetchSnapshot(const ClusterSnapshot& snap, const std::string& state_path,
+                                   const std::string& ann_path) {
+  const std::string subject = fmt::format("{}{}.{}", snap_prefix_, snap.seq, snap.id);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = snap_stream_.c_str();
+  so.Ordered = true;
+  so.Config.DeliverPolicy = js_DeliverAll;
+  natsSubscription* sub = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_SubscribeSync(&sub, js_, subject.c_str(), nullptr, &so, &jerr);
+  if (s != NATS_OK) return NatsError(fmt::format("reading snapshot {}", snap.seq), s, jerr);
+  Status result;
+  FILE* out[2] = {std::fopen(state_path.c_str(), "wb"), std::fopen(ann_path.c_str(), "wb")};
+  const uint64_t want[2] = {snap.state_bytes, snap.ann_bytes};
+  uint64_t got[2] = {0, 0};
+  int f = 0;
+  if (out[0] == nullptr || out[1] == nullptr) result = Status::IOError("cluster: writing a fetched snapshot");
+  while (result.ok() && (got[0] < want[0] || got[1] < want[1])) {
+    MsgGuard m;
+    s = natsSubscription_NextMsg(&m.m, sub, options_.request_timeout_ms);
+    if (s != NATS_OK) {
+      result = NatsError(fmt::format("reading snapshot {} (purged by a newer one?)", snap.seq), s);
+      break;
+    }
+    std::string_view data(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m)));
+    while (!data.empty() && f < 2) {
+      if (got[f] == want[f]) {
+        ++f;
+        continue;
+      }
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(data.size(), want[f] - got[f]));
+      if (std::fwrite(data.data(), 1, n, out[f]) != n) result = Status::IOError("cluster: writing a fetched snapshot");
+      got[f] += n;
+      data.remove_prefix(n);
+    }
+    if (!data.empty()) result = Status::Corruption(fmt::format("cluster: snapshot {} is longer than its manifest", snap.seq));
+  }
+  for (FILE* file : out) {
+    if (file != nullptr && std::fclose(file) != 0 && result.ok()) result = Status::IOError("cluster: writing a fetched snapshot");
+  }
+  natsSubscription_Destroy(sub);
+  return result;
+}
+
+Status JetStreamLog::ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) {
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, js_, keys_stream_.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) return NatsError(fmt::format("stream {}", keys_stream_), s, jerr);
+  const uint64_t last = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  if (last == 0) return Status::OK();
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = keys_stream_.c_str();
+  so.Ordered = true;
+  so.Config.DeliverPolicy = js_DeliverAll;
+  natsSubscription* sub = nullptr;
+  const std::string all = key_prefix_ + ">";
+  s = js_SubscribeSync(&sub, js_, all.c_str(), nullptr, &so, &jerr);
+  if (s != NATS_OK) return NatsError("reading the region's keys", s, jerr);
+  jsConsumerInfo* ci = nullptr;
+  s = natsSubscription_GetConsumerInfo(&ci, sub, nullptr, &jerr);
+  const uint64_t matching = s == NATS_OK ? ci->NumPending : 1;
+  if (ci != nullptr) jsConsumerInfo_Destroy(ci);
+  if (matching == 0) {  // no key at all
+    natsSubscription_Destroy(sub);
+    return Status::OK();
+  }
+  Status result;
+  for (;;) {
+    MsgGuard m;
+    s = natsSubscription_NextMsg(&m.m, sub, options_.request_timeout_ms);
+    if (s != NATS_OK) {
+      result = NatsError("reading the region's keys", s);
+      break;
+    }
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, m.m) != NATS_OK) {
+      result = Status::Unavailable("cluster: a key message without metadata");
+      break;
+    }
+    const uint64_t stream_seq = meta->Sequence.Stream, pending = meta->NumPending;
+    jsMsgMetaData_Destroy(meta);
+    // <prefix><hex pseudonym>.<hex key id>; other subjects (the seeding
+    // marker) are not keys.
+    std::string_view subj = natsMsg_GetSubject(m.m);
+    subj.remove_prefix(std::min(subj.size(), key_prefix_.size()));
+    const size_t dot = subj.find('.');
+    if (dot != std::string_view::npos) {
+      auto p = HexDecode(subj.substr(0, dot));
+      auto k = HexDecode(subj.substr(dot + 1));
+      if (p && k && !p->empty() && k->size() == kKeyIdBytesForSubjects) {
+        result = fn(*p + *k, std::string_view(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m))));
+        if (!result.ok()) break;
+      }
+    }
+    if (pending == 0 || stream_seq >= last) break;
+  }
+  natsSubscription_Destroy(sub);
+  return result;
 }
 
 Status JetStreamLog::Follow(uint64_t from_seq) {

@@ -52,6 +52,7 @@ struct JetStreamOptions {
 
 std::string LogStreamName(const std::string& region);
 std::string KeysStreamName(const std::string& region);
+std::string SnapshotStreamName(const std::string& region);
 std::string MirrorName(const std::string& stream, const std::string& backup_region);
 
 class JetStreamLog : public ClusterLog {
@@ -77,6 +78,12 @@ class JetStreamLog : public ClusterLog {
   Status SetSeeding(uint64_t up_to) override;
   Result<uint64_t> Seeding() override;
   Status ResetMirrors() override;
+  Status PutSnapshot(uint64_t seq, const std::string& state_path, const std::string& ann_path,
+                     const std::string& mac) override;
+  Result<ClusterSnapshot> NewestSnapshot() override;
+  Status FetchSnapshot(const ClusterSnapshot& snapshot, const std::string& state_path,
+                       const std::string& ann_path) override;
+  Status ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) override;
   Status Follow(uint64_t from_seq) override;
   Status Next(int timeout_ms, ClusterRecord* out) override;
 
@@ -108,6 +115,7 @@ class JetStreamLog : public ClusterLog {
   __natsSubscription* sub_ = nullptr;  // the follower's
   std::string region_;
   std::string log_stream_, keys_stream_, log_subject_, key_prefix_, store_key_subject_;
+  std::string snap_stream_, snap_prefix_;  // snapshots: chunks on <prefix><seq>.<id>, manifests on <prefix>latest
   std::vector<std::string> key_mirrors_;  // the keys streams' mirrors, for EraseKeys
   ClusterPlan plan_;                      // as given to Ensure
 };

@@ -1,5 +1,7 @@
 #include "crypto/keyring.h"
 
+#include <cstdio>
+
 #include <fmt/format.h>
 #include <sodium.h>
 
@@ -146,6 +148,34 @@ std::string Keyring::LogMac(uint64_t seq, std::string_view record, std::string_v
   crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(previous_mac.data()), previous_mac.size());
   crypto_generichash_update(&st, be, sizeof be);
   crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(record.data()), record.size());
+  std::string out(32, '\0');
+  crypto_generichash_final(&st, reinterpret_cast<unsigned char*>(out.data()), out.size());
+  return out;
+}
+
+Result<std::string> Keyring::SnapshotMac(uint64_t seq, const std::vector<std::string>& files) const {
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, reinterpret_cast<const unsigned char*>(log_mac_key_.data()), log_mac_key_.size(), 32);
+  static constexpr char kDomain[] = "foryou-snapshot-mac-v1";
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kDomain), sizeof kDomain);
+  unsigned char be[8];
+  for (int i = 0; i < 8; ++i) be[i] = static_cast<unsigned char>(seq >> (56 - 8 * i));
+  crypto_generichash_update(&st, be, sizeof be);
+  std::vector<unsigned char> buf(1 << 20);
+  for (const std::string& path : files) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) return Status::IOError("snapshot MAC: cannot read " + path);
+    uint64_t total = 0;
+    for (size_t n; (n = std::fread(buf.data(), 1, buf.size(), f)) > 0;) {
+      crypto_generichash_update(&st, buf.data(), n);
+      total += n;
+    }
+    const bool failed = std::ferror(f) != 0;
+    std::fclose(f);
+    if (failed) return Status::IOError("snapshot MAC: reading " + path);
+    for (int i = 0; i < 8; ++i) be[i] = static_cast<unsigned char>(total >> (56 - 8 * i));
+    crypto_generichash_update(&st, be, sizeof be);  // a file's length ends it: no shifting bytes between files
+  }
   std::string out(32, '\0');
   crypto_generichash_final(&st, reinterpret_cast<unsigned char*>(out.data()), out.size());
   return out;

@@ -96,6 +96,13 @@ class Keyring {
   // order, unaltered, up to its last one.
   std::string LogMac(uint64_t seq, std::string_view record, std::string_view previous_mac) const;
 
+  // A snapshot's MAC for the region (cluster mode publishes snapshots): a
+  // keyed BLAKE2b, under the log-MAC key, over a domain string, `seq` and
+  // the bytes of `files` in order. Someone who can write to the region's
+  // JetStream but lacks the region key cannot forge one. IOError if a file
+  // does not read.
+  Result<std::string> SnapshotMac(uint64_t seq, const std::vector<std::string>& files) const;
+
   // Seals `plaintext` for key `name`, binding `context` (authenticated, not
   // encrypted). Output: [u8 version][24-byte nonce][ciphertext + 16-byte tag].
   Status Seal(const KeyName& name, std::string_view context, std::string_view plaintext, std::string* out) const;

@@ -15,6 +15,8 @@
 #include "engine/engine.h"
 #include "engine/engine_state.h"
 #include "storage/log_format.h"
+#include "storage/snapshot_files.h"
+#include "storage/store.h"
 #include "util/coding.h"
 #include "util/crash_point.h"
 
@@ -96,9 +98,109 @@ Status Engine::OpenCluster(bool seed) {
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   RetryClusterErasures();
+  opening_ = false;  // shredded_ is Open's alone from here on
   follower_ = std::thread([this] { FollowLoop(); });
   eraser_ = std::thread([this] { EraseLoop(); });
   return Status::OK();
+}
+
+// A replica with an empty data dir joins from the region's newest snapshot:
+// its files, then the region's wrapped keys and the log up to it, copied into
+// this replica's store with the chain verified and nothing applied. Open
+// then loads the snapshot like its own and catches up the rest as usual.
+// Without a snapshot (or if fetching it fails) the replica catches up from
+// the log's start instead: slower, same result.
+Status Engine::JoinFromSnapshot() {
+  auto snap = cluster_->NewestSnapshot();
+  if (!snap.ok()) {
+    spdlog::warn("cluster: no snapshot to join from ({}); catching up from the log's start", snap.status().ToString());
+    return Status::OK();
+  }
+  if (snap->seq == 0) return Status::OK();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto state_tmp = snapshots_->StateTempPath(snap->seq);
+  if (!state_tmp.ok()) return state_tmp.status();
+  auto ann_tmp = snapshots_->AnnTempPath(snap->seq);
+  if (!ann_tmp.ok()) return ann_tmp.status();
+  Status fetched = cluster_->FetchSnapshot(*snap, *state_tmp, *ann_tmp);
+  if (!fetched.ok()) {
+    (void)snapshots_->Prune(0);
+    spdlog::warn("cluster: fetching snapshot {}: {}; catching up from the log's start", snap->seq, fetched.ToString());
+    return Status::OK();
+  }
+  // Only what the region key vouches for: someone who can write to
+  // JetStream but lacks the key cannot slip in a state of their making.
+  auto mac = keyring_->SnapshotMac(snap->seq, {*state_tmp, *ann_tmp});
+  if (!mac.ok() || *mac != snap->mac) {
+    (void)snapshots_->Prune(0);
+    spdlog::error("cluster: snapshot {} in the region's log fails its MAC (not written with the region key, or "
+                  "altered); ignoring it and catching up from the log's start",
+                  snap->seq);
+    return Status::OK();
+  }
+  FORYOU_RETURN_IF_ERROR(snapshots_->Install(snap->seq));
+  // Every wrapped key the region holds (keys of erased users are gone).
+  size_t keys = 0;
+  Store::KeyEntries batch;
+  FORYOU_RETURN_IF_ERROR(cluster_->ForEachKey([&](std::string_view name, std::string_view wrapped) -> Status {
+    batch.emplace_back(std::string(name), std::string(wrapped));
+    ++keys;
+    if (batch.size() < 10000) return Status::OK();
+    Status s = store_->AppendReplicated({}, {}, batch);
+    batch.clear();
+    return s;
+  }));
+  if (!batch.empty()) FORYOU_RETURN_IF_ERROR(store_->AppendReplicated({}, {}, batch));
+  // The log up to the snapshot, in batches of about 16 MB.
+  FORYOU_RETURN_IF_ERROR(cluster_->Follow(1));
+  std::string prev_mac;
+  std::vector<std::pair<uint64_t, std::string>> records;
+  std::vector<std::string> macs;
+  size_t bytes = 0;
+  while (store_->last_seq() + records.size() < snap->seq) {
+    ClusterRecord r;
+    Status s = cluster_->Next(10000, &r);
+    if (!s.ok()) {
+      return Status::Unavailable(fmt::format("joining from snapshot {}: copying record {} of the region's log: {}",
+                                             snap->seq, store_->last_seq() + records.size() + 1, s.ToString()));
+    }
+    std::string expected = keyring_->LogMac(r.seq, r.record, prev_mac);
+    if (r.mac != expected) {
+      return Status::Corruption(fmt::format(
+          "cluster: record {} of the region's log fails the integrity chain: written without the region key, "
+          "altered, or out of order",
+          r.seq));
+    }
+    prev_mac = std::move(expected);
+    bytes += r.record.size();
+    records.emplace_back(r.seq, std::move(r.record));
+    macs.push_back(std::move(r.mac));
+    if (bytes >= (16 << 20) || store_->last_seq() + records.size() == snap->seq) {
+      FORYOU_RETURN_IF_ERROR(store_->AppendReplicated(records, macs, {}));
+      records.clear();
+      macs.clear();
+      bytes = 0;
+    }
+  }
+  spdlog::info("cluster: joining from the region's snapshot at record {}: fetched {:.1f} MB, copied {} key(s) and {} "
+               "record(s) in {:.2f} s",
+               snap->seq, static_cast<double>(snap->state_bytes + snap->ann_bytes) / 1e6, keys, snap->seq,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return Status::OK();
+}
+
+// Caller holds snapshot_mu_. A failure costs only a slower join.
+void Engine::PublishSnapshot(uint64_t seq) {
+  auto newest = cluster_->NewestSnapshot();
+  if (newest.ok() && newest->seq >= seq) return;  // another replica published as far
+  const std::vector<std::string> files = {snapshots_->StatePath(seq), snapshots_->AnnPath(seq)};
+  auto mac = keyring_->SnapshotMac(seq, files);
+  Status s = mac.ok() ? cluster_->PutSnapshot(seq, files[0], files[1], *mac) : mac.status();
+  if (!s.ok()) {
+    spdlog::warn("cluster: publishing snapshot {}: {}", seq, s.ToString());
+  } else {
+    spdlog::info("cluster: published snapshot {} for replicas that join", seq);
+  }
 }
 
 // Publishes this replica's copy from `from_seq` on, with the wrapped keys it
@@ -191,6 +293,7 @@ Status Engine::ApplyFromCluster(const ClusterRecord& r) {
   std::vector<uint32_t> erased_users;
   if (rec.kind == RecordKind::kShred) {
     for (const std::string& id : rec.key_ids) destroyed.push_back(rec.pseudonym + id);
+    if (opening_) shredded_.insert(destroyed.begin(), destroyed.end());
     std::shared_lock lock(mu_);
     for (uint32_t i = 0; i < state_->users.size(); ++i) {
       if (!state_->users[i].id.empty() && keyring_->Pseudonym(state_->users[i].id) == rec.pseudonym) {

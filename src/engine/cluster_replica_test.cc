@@ -5,6 +5,9 @@
 // thing runs in tests/cluster_test.py.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <tuple>
+
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -81,6 +84,54 @@ class MemoryClusterLog : public ClusterLog {
     return seeding_;
   }
   Status ResetMirrors() override { return Status::OK(); }
+  Status ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) override {
+    std::map<std::string, std::string> copy;
+    {
+      std::lock_guard lock(mu_);
+      copy = keys_;
+    }
+    for (const auto& [name, wrapped] : copy) FORYOU_RETURN_IF_ERROR(fn(name, wrapped));
+    return Status::OK();
+  }
+  Status PutSnapshot(uint64_t seq, const std::string& state_path, const std::string& ann_path,
+                     const std::string& mac) override {
+    auto read = [](const std::string& p) {
+      std::ifstream f(p, std::ios::binary);
+      return std::string(std::istreambuf_iterator<char>(f), {});
+    };
+    std::lock_guard lock(mu_);
+    snapshot_ = {seq, read(state_path), read(ann_path)};
+    snapshot_mac_ = mac;
+    ++snapshots_put_;
+    return Status::OK();
+  }
+  Result<ClusterSnapshot> NewestSnapshot() override {
+    std::lock_guard lock(mu_);
+    ClusterSnapshot s;
+    s.seq = std::get<0>(snapshot_);
+    s.state_bytes = std::get<1>(snapshot_).size();
+    s.ann_bytes = std::get<2>(snapshot_).size();
+    s.id = "mem";
+    s.mac = snapshot_mac_;
+    return s;
+  }
+  Status FetchSnapshot(const ClusterSnapshot& snap, const std::string& state_path,
+                       const std::string& ann_path) override {
+    std::lock_guard lock(mu_);
+    if (snap.seq != std::get<0>(snapshot_)) return Status::Unavailable("purged");
+    std::ofstream(state_path, std::ios::binary) << std::get<1>(snapshot_);
+    std::ofstream(ann_path, std::ios::binary) << std::get<2>(snapshot_);
+    return Status::OK();
+  }
+  int snapshots_put() {
+    std::lock_guard lock(mu_);
+    return snapshots_put_;
+  }
+  void TamperSnapshot() {  // someone with write access to the log, without the region key
+    std::lock_guard lock(mu_);
+    std::string& state = std::get<1>(snapshot_);
+    state[state.size() / 2] ^= 1;
+  }
   // Each replica follows through its own ReplicaView.
   Status Follow(uint64_t) override { return Status::Internal("follow through a ReplicaView"); }
   Status Next(int, ClusterRecord*) override { return Status::Internal("follow through a ReplicaView"); }
@@ -101,6 +152,9 @@ class MemoryClusterLog : public ClusterLog {
   std::string store_key_;
   uint64_t seeding_ = 0;
   int key_failures_ = 0;
+  std::tuple<uint64_t, std::string, std::string> snapshot_{0, "", ""};  // (seq, .state, .ann)
+  int snapshots_put_ = 0;
+  std::string snapshot_mac_;
 };
 
 // Each replica has its own view of the shared log (its own follow position):
@@ -120,6 +174,18 @@ class ReplicaView : public ClusterLog {
   Status SetSeeding(uint64_t up_to) override { return log_->SetSeeding(up_to); }
   Result<uint64_t> Seeding() override { return log_->Seeding(); }
   Status ResetMirrors() override { return log_->ResetMirrors(); }
+  Status ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) override {
+    return log_->ForEachKey(fn);
+  }
+  Status PutSnapshot(uint64_t seq, const std::string& state_path, const std::string& ann_path,
+                     const std::string& mac) override {
+    return log_->PutSnapshot(seq, state_path, ann_path, mac);
+  }
+  Result<ClusterSnapshot> NewestSnapshot() override { return log_->NewestSnapshot(); }
+  Status FetchSnapshot(const ClusterSnapshot& snap, const std::string& state_path,
+                       const std::string& ann_path) override {
+    return log_->FetchSnapshot(snap, state_path, ann_path);
+  }
   Status Follow(uint64_t from_seq) override {
     next_ = from_seq;
     return Status::OK();
@@ -224,6 +290,65 @@ TEST_F(ClusterReplicaTest, TwoReplicasWritingInTurnAgreeOnEveryScore) {
   for (int u = 0; u < 6; ++u) {
     EXPECT_EQ(Scores(*a, "u" + std::to_string(u)), Scores(*b, "u" + std::to_string(u))) << "user u" << u;
   }
+}
+
+// Issue 10: a new replica joins from the region's snapshot plus the tail:
+// it applies only the records after the snapshot, and then scores every user
+// as the replica that wrote the snapshot does. A user erased after the
+// snapshot stays erased (their entry in it no longer opens).
+TEST_F(ClusterReplicaTest, ANewReplicaJoinsFromASnapshotPlusTheTail) {
+  TempDir da, dc;
+  std::unique_ptr<Engine> a, c;
+  ASSERT_TRUE(OpenReplica(da, &a).ok());
+  ASSERT_TRUE(a->UpsertVideos(World()).ok());
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(a->IngestEvents({Play("u" + std::to_string(i % 7), (i * 3) % 40, 0.5 + 0.02 * i)}, "US").ok());
+  }
+  ASSERT_TRUE(a->WriteSnapshot().ok());
+  const uint64_t snapshot_seq = a->LastSeq();
+  EXPECT_EQ(log_->snapshots_put(), 1);
+  for (int i = 0; i < 5; ++i) {  // the tail
+    ASSERT_TRUE(a->IngestEvents({Play("u" + std::to_string(i), (i * 11) % 40, 0.9)}, "US").ok());
+  }
+  ASSERT_TRUE(a->EraseUser("u6").ok());
+  ASSERT_TRUE(OpenReplica(dc, &c).ok());
+  const EngineStats st = c->Stats();
+  EXPECT_EQ(st.snapshot_seq, snapshot_seq);
+  EXPECT_EQ(st.replayed_records, 0u);  // nothing replayed from its own copy...
+  EXPECT_EQ(c->FollowedRecords(), a->LastSeq() - snapshot_seq);  // ...only the tail applied
+  EXPECT_EQ(c->LastSeq(), a->LastSeq());
+  for (int u = 0; u < 6; ++u) {
+    const std::string id = "u" + std::to_string(u);
+    std::vector<float> sa, sc;
+    ASSERT_TRUE(a->ScoreVideos(id, kNow, nullptr, &sa).ok());
+    ASSERT_TRUE(c->ScoreVideos(id, kNow, nullptr, &sc).ok());
+    EXPECT_EQ(sa, sc) << id;
+  }
+  EXPECT_EQ(c->GetUser("u6").status().code(), StatusCode::kNotFound);
+  // Its copy of the log is whole: a restart replays it (snapshot ignored).
+  c.reset();
+  EngineOptions full;
+  full.snapshot.load = false;
+  std::unique_ptr<Engine> again;
+  ASSERT_TRUE(Engine::Open(full, dc.path(), clock_, &again, region_key_, std::make_shared<ReplicaView>(log_)).ok());
+  EXPECT_EQ(again->Stats().replayed_records, a->LastSeq());
+  EXPECT_TRUE(again->GetUser("u0").ok());
+}
+
+// A snapshot altered in the region's log fails its MAC: the joining replica
+// ignores it and applies the log from its start instead.
+TEST_F(ClusterReplicaTest, AForgedSnapshotIsIgnored) {
+  TempDir da, dc;
+  std::unique_ptr<Engine> a, c;
+  ASSERT_TRUE(OpenReplica(da, &a).ok());
+  ASSERT_TRUE(a->UpsertVideos(World()).ok());
+  ASSERT_TRUE(a->IngestEvents({Play("u1", 3, 0.9)}, "US").ok());
+  ASSERT_TRUE(a->WriteSnapshot().ok());
+  log_->TamperSnapshot();
+  ASSERT_TRUE(OpenReplica(dc, &c).ok());
+  EXPECT_EQ(c->Stats().snapshot_seq, 0u);
+  EXPECT_EQ(c->FollowedRecords(), a->LastSeq());  // every record applied
+  EXPECT_TRUE(c->GetUser("u1").ok());
 }
 
 TEST_F(ClusterReplicaTest, AWriterThatLostTheSequenceNumberCatchesUpAndWritesAgain) {

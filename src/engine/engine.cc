@@ -163,6 +163,10 @@ Engine::~Engine() {
     snapshot_cv_.notify_all();
   }
   if (snapshotter_.joinable()) snapshotter_.join();
+  {
+    std::lock_guard lock(ann_thread_mu_);
+    if (ann_rebuilder_.joinable()) ann_rebuilder_.join();
+  }
   if (follower_.joinable()) follower_.join();
   if (eraser_.joinable()) eraser_.join();
 }
@@ -269,6 +273,10 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
         "the store at {} is encrypted: give its region key (--region-key-file or FORYOU_REGION_KEY)", data_dir));
   }
 
+  engine->snapshots_ = std::make_unique<SnapshotFiles>(data_dir + "/snapshots");
+  if (engine->cluster_ != nullptr && options.snapshot.load && engine->store_->last_seq() == 0) {
+    FORYOU_RETURN_IF_ERROR(engine->JoinFromSnapshot());
+  }
   if (engine->keyring_ != nullptr) {
     FORYOU_RETURN_IF_ERROR(engine->store_->ForEachKey([&](std::string_view name, std::string_view wrapped) {
       auto key_name = KeyName::FromBytes(name);
@@ -283,8 +291,9 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   // record, so a record altered, reordered or missing (say, in a restored
   // backup) is Corruption rather than a silently different history. A start
   // from a snapshot verifies the records after it.
-  if (engine->keyring_ != nullptr) engine->chained_ = engine->store_->last_seq() == 0 || !first_mac->empty();
-  engine->snapshots_ = std::make_unique<SnapshotFiles>(data_dir + "/snapshots");
+  if (engine->keyring_ != nullptr) {
+    engine->chained_ = engine->store_->last_seq() == 0 || !first_mac->empty() || engine->cluster_ != nullptr;
+  }
   {
     std::unique_lock lock(engine->mu_);
     uint64_t snapshot_seq = 0;
@@ -309,19 +318,6 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
       return engine->ApplyRecord(seq, record, /*replaying=*/true);
     }));
     engine->ann_dirty_ = nullptr;
-    // A sealed group (or a snapshot's user entry) may be unreadable only
-    // because a Shred record destroyed its key; a key missing otherwise (a
-    // damaged or incomplete store or backup) would silently drop a user's
-    // events.
-    size_t missing = 0;
-    for (const std::string& name : engine->unreadable_) missing += engine->shredded_.count(name) == 0;
-    if (missing > 0) {
-      return Status::Corruption(fmt::format("{} user key(s) are missing from the store, and no Shred record destroyed "
-                                            "them: sealed events cannot be read",
-                                            missing));
-    }
-    engine->unreadable_.clear();
-    engine->shredded_.clear();
     State& s = *engine->state_;
     const uint32_t n = static_cast<uint32_t>(s.catalog.size());
     FORYOU_RETURN_IF_ERROR(s.ann.Reserve(n));
@@ -376,11 +372,27 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     engine->applied_seq_.store(engine->store_->last_seq(), std::memory_order_release);
   }
   if (engine->cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(engine->OpenCluster(cluster_seed));
+  engine->opening_ = false;
+  // A sealed group (or a snapshot's user entry) may be unreadable only
+  // because a Shred record destroyed its key (replayed here, or, in cluster
+  // mode, caught up from the region's log); a key missing otherwise (a
+  // damaged or incomplete store or backup) would silently drop a user's
+  // events.
+  size_t missing = 0;
+  for (const std::string& name : engine->unreadable_) missing += engine->shredded_.count(name) == 0;
+  if (missing > 0) {
+    return Status::Corruption(fmt::format("{} user key(s) are missing from the store, and no Shred record destroyed "
+                                          "them: sealed events cannot be read",
+                                          missing));
+  }
+  engine->unreadable_.clear();
+  engine->shredded_.clear();
   engine->recovery_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (options.snapshot.every_updates > 0) {
     engine->snapshotter_ = std::thread([e = engine.get()] { e->SnapshotLoop(); });
   }
+  engine->MaybeRebuildAnnInBackground();
   *out = std::move(engine);
   return Status::OK();
 }
@@ -779,6 +791,12 @@ Status Engine::Erase(const std::string& user_id) {
     }
     // Events written before the store was encrypted are rewritten too.
   }
+  // 0. Snapshots hold the user in the clear: they go first (a crash after
+  // the rewrite below must not leave a snapshot that brings the user back),
+  // and none is written until the user is gone from the state.
+  std::lock_guard snap(snapshot_mu_);
+  FORYOU_RETURN_IF_ERROR(snapshots_->RemoveAll());
+  snapshot_seq_.store(0);
   // 1. The log: records that mention the user are rewritten without them.
   // Sequence numbers stay (an emptied record stays, as an empty batch).
   std::vector<std::pair<uint64_t, std::string>> rewrites;
@@ -799,14 +817,9 @@ Status Engine::Erase(const std::string& user_id) {
   FORYOU_RETURN_IF_ERROR(store_->Rewrite(rewrites));
   FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, FenceName(user_id), false));
   // 2. Live state.
-  {
-    std::unique_lock lock(mu_);
-    ResetUser(*idx);
-  }
-  // 3. Snapshots hold the user in the clear: remove them all (the next one
-  // is written without the user). Waits for a snapshot being written.
-  std::lock_guard snap(snapshot_mu_);
-  return snapshots_->RemoveAll();
+  std::unique_lock lock(mu_);
+  ResetUser(*idx);
+  return Status::OK();
 }
 
 // Caller holds mu_ exclusively.

@@ -41,6 +41,12 @@
 
 namespace foryou {
 
+// What ties a snapshot to the log it was taken from (engine/snapshot.cc).
+struct SnapshotAnchor {
+  uint64_t record_hash = 0;  // xxHash64 of the log record at the snapshot's seq
+  std::string mac;           // its chain MAC ("" without a chain)
+};
+
 struct FeedRequest {
   std::string user_id;
   int n = 20;
@@ -237,6 +243,14 @@ class Engine {
   // last wrote is at AppliedSeq().
   Status WriteSnapshot();
 
+  // Rebuilds the ANN index with a norm bound fitted to the current video
+  // vectors (twice the longest), off the state lock, and swaps it in; OK at
+  // once if every vector fits the current bound. Vectors longer than the
+  // bound rank as if shorter (retrieval/ann_index.h), as happens in a store
+  // that started empty or loaded an index from a snapshot: Open and each
+  // snapshot write start this in the background when it is due.
+  Status RebuildAnn();
+
   // The trained algorithm without any user data (engine/model_payload.h):
   // catalog, video vectors and counters, ranker weights, co-engagement.
   std::string ExportModel() const;
@@ -280,6 +294,8 @@ class Engine {
   Status AppendAndApply(const std::string& record);  // takes write_mu_ and mu_; retried on a cluster conflict
   // Cluster mode (engine/cluster_replica.cc).
   Status OpenCluster(bool seed);                          // checks, seeding, catch-up; starts the threads
+  Status JoinFromSnapshot();                              // an empty replica: the region's snapshot, keys, log prefix
+  void PublishSnapshot(uint64_t seq);                     // caller holds snapshot_mu_
   Status SeedCluster(uint64_t from_seq);                  // publishes this store's log from from_seq on
   Status AppendToCluster(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys,
                          const std::vector<std::string>& delete_keys);  // caller holds write_mu_
@@ -303,6 +319,8 @@ class Engine {
   // *seq = its sequence number, 0 if none.
   Status LoadSnapshot(uint64_t* seq);
   Status TryLoadSnapshot(uint64_t seq);
+  void MaybeRebuildAnnInBackground();
+  Result<SnapshotAnchor> Anchor(uint64_t seq) const;
   void SnapshotLoop();
   void NoteUpdates(uint64_t n);  // caller holds mu_; wakes SnapshotLoop when one is due
   void ResetUser(uint32_t idx);
@@ -352,6 +370,10 @@ class Engine {
   std::atomic<uint64_t> cluster_conflicts_{0};
   std::atomic<uint64_t> applied_seq_{0};  // set after each apply
 
+  std::mutex ann_rebuild_mu_;  // one RebuildAnn at a time; taken before mu_
+  std::mutex ann_thread_mu_;  // guards ann_rebuilder_
+  std::thread ann_rebuilder_;
+  std::atomic<bool> ann_rebuilding_{false};
   std::unique_ptr<class SnapshotFiles> snapshots_;
   std::mutex snapshot_mu_;  // one snapshot write (or removal) at a time; taken before mu_
   std::thread snapshotter_;
@@ -374,9 +396,11 @@ class Engine {
   // Records of personal data in the clear (written before the store was
   // encrypted): erasure rewrites them, and they cannot be backed up.
   uint64_t plaintext_personal_records_ = 0;  // written holding write_mu_ and mu_; read holding either
-  // During Open's replay only: key names destroyed by Shred records, and
-  // those of sealed groups that did not open.
+  // During Open only (its replay, and in cluster mode its catch-up): key
+  // names destroyed by Shred records, and those of sealed groups (or
+  // snapshot entries) that did not open.
   std::unordered_set<std::string> shredded_, unreadable_;
+  bool opening_ = true;  // cleared before cluster mode's follower starts
 };
 
 }  // namespace foryou

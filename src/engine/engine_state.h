@@ -109,14 +109,15 @@ struct Engine::State {
 
   // Snapshot body (engine/snapshot.cc, docs/FORMATS.md): everything here but
   // the ANN graph (its own file). With a keyring each user's entry is sealed with their data key.
-  void EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_records, std::string* out) const;
+  void EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_records, const SnapshotAnchor& anchor,
+                      std::string* out) const;
   // Replaces this (fresh) state with a snapshot body's, and the ANN index
   // with the (verified) file at ann_path. Entries whose key is
   // destroyed are left as erased slots and their key names appended to
   // *unreadable (the caller checks them against the Shred records it
   // replays). Corruption on anything malformed.
   Status DecodeSnapshot(std::string_view in, const std::string& ann_path, const Keyring* keyring,
-                        uint64_t* plaintext_records, std::vector<std::string>* unreadable);
+                        uint64_t* plaintext_records, SnapshotAnchor* anchor, std::vector<std::string>* unreadable);
 
   UserContext MakeContext(std::optional<uint32_t> user_idx, std::optional<uint32_t> lang, bool precompute_co,
                           const EngineOptions& o) const;

@@ -7,7 +7,10 @@
 //   1 catalog (Catalog::EncodeTo)
 //   2 model: video vectors, ranker, f32 ANN norm bound, varint ANN clamped
 //     count, varint n + n f32 (the vectors as last written to the ANN
-//     index, videos x dim), varint events, varint plaintext personal records
+//     index, videos x dim), varint events, varint plaintext personal records,
+//     the log anchor: fixed64 xxHash64 of the log record at the snapshot's
+//     seq and string its chain MAC ("" if the log has no chain), so that a
+//     snapshot is only ever loaded over the log it was taken from
 //   3 co-engagement (CoEngagement::EncodeTo)
 //   4 trending (Trending::EncodeTo)
 //   5 users: varint n, varint videos, creators, tags, languages (the
@@ -30,6 +33,7 @@
 // keys that open a user's entries, in every snapshot that holds them.
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <fmt/format.h>
 #include <atomic>
@@ -212,7 +216,8 @@ unsigned Threads() { return std::max(1u, std::min(8u, std::thread::hardware_conc
 
 }  // namespace
 
-void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_records, std::string* out) const {
+void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_records, const SnapshotAnchor& anchor,
+                                   std::string* out) const {
   // Sections are encoded in parallel, users in chunks.
   std::string catalog_s, model_s, co_s, trending_s, users_s;
   const size_t chunks = users.size() < 1024 ? 1 : 16;
@@ -262,6 +267,8 @@ void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_re
     model_s.append(reinterpret_cast<const char*>(ann_vectors.data()), ann_vectors.size() * sizeof(float));
     PutVarint64(&model_s, events);
     PutVarint64(&model_s, plaintext_records);
+    PutFixed64BE(&model_s, anchor.record_hash);
+    PutString(&model_s, anchor.mac);
     return Status::OK();
   });
   (void)RunTasks(tasks, Threads());  // encoding cannot fail
@@ -281,7 +288,8 @@ void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_re
 }
 
 Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann_path, const Keyring* keyring,
-                                     uint64_t* plaintext_records, std::vector<std::string>* unreadable) {
+                                     uint64_t* plaintext_records, SnapshotAnchor* anchor,
+                                     std::vector<std::string>* unreadable) {
   std::string_view catalog_s, model_s, co_s, trending_s, users_s;
   for (std::string_view* sec : {&catalog_s, &model_s, &co_s, &trending_s, &users_s}) {
     uint64_t len;
@@ -371,9 +379,12 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
         ann_vectors.resize(nvectors);
         std::memcpy(ann_vectors.data(), model_s.data(), nvectors * sizeof(float));
         model_s.remove_prefix(nvectors * sizeof(float));
-        if (!GetVarint64(&model_s, &events) || !GetVarint64(&model_s, plaintext_records) || !model_s.empty()) {
+        if (!GetVarint64(&model_s, &events) || !GetVarint64(&model_s, plaintext_records) || model_s.size() < 8) {
           return Bad("counters");
         }
+        anchor->record_hash = DecodeFixed64BE(model_s.data());
+        model_s.remove_prefix(8);
+        if (!GetString(&model_s, &anchor->mac) || !model_s.empty()) return Bad("log anchor");
         ann.SetNormBound(norm_bound);
         ann.SetClamped(clamped);
         return Status::OK();
@@ -440,10 +451,15 @@ Status Engine::WriteSnapshot() {
     auto ann_path = snapshots_->AnnTempPath(seq);
     if (!ann_path.ok()) return ann_path.status();
     FORYOU_RETURN_IF_ERROR(state_->ann.Save(*ann_path));
-    state_->EncodeSnapshot(keyring_.get(), plaintext_personal_records_, &body);
+    auto anchor = Anchor(seq);
+    if (!anchor.ok()) return anchor.status();
+    state_->EncodeSnapshot(keyring_.get(), plaintext_personal_records_, *anchor, &body);
   }
   const auto t1 = std::chrono::steady_clock::now();
   FORYOU_RETURN_IF_ERROR(snapshots_->Write(seq, body));
+  body.clear();
+  body.shrink_to_fit();
+  if (cluster_ != nullptr) PublishSnapshot(seq);  // for replicas that join
   FORYOU_RETURN_IF_ERROR(snapshots_->Prune(static_cast<size_t>(options_.snapshot.keep)));
   const auto t2 = std::chrono::steady_clock::now();
   snapshot_seq_.store(seq);
@@ -454,7 +470,104 @@ Status Engine::WriteSnapshot() {
   spdlog::info("snapshot at log record {}: {:.1f} MB in {:.2f} s (writers held {:.2f} s)", seq,
                static_cast<double>(snapshot_bytes_.load()) / 1e6, snapshot_seconds_.load(),
                snapshot_pause_seconds_.load());
+  MaybeRebuildAnnInBackground();  // so that the next snapshot saves a fitted index
   return Status::OK();
+}
+
+// ---------------------------------------------------------------- ANN rebuild
+
+namespace {
+float MaxItemNorm(const EmbeddingModel& e, size_t n) {
+  float max_norm = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    float norm2 = 0;
+    for (int d = 0; d < e.dim(); ++d) norm2 += e.item(i)[d] * e.item(i)[d];
+    max_norm = std::max(max_norm, std::sqrt(norm2));
+  }
+  return max_norm;
+}
+}  // namespace
+
+void Engine::MaybeRebuildAnnInBackground() {
+  {
+    std::shared_lock lock(mu_);
+    if (MaxItemNorm(state_->embeddings, state_->catalog.size()) <= state_->ann.norm_bound()) return;
+  }
+  std::lock_guard lock(ann_thread_mu_);
+  if (stopping_.load() || ann_rebuilding_.exchange(true)) return;
+  if (ann_rebuilder_.joinable()) ann_rebuilder_.join();  // the last one, finished
+  ann_rebuilder_ = std::thread([this] {
+    if (Status s = RebuildAnn(); !s.ok()) spdlog::error("ann index rebuild: {}", s.ToString());
+    ann_rebuilding_.store(false);
+  });
+}
+
+Status Engine::RebuildAnn() {
+  std::lock_guard rebuild(ann_rebuild_mu_);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> vectors;
+  size_t n;
+  int dim;
+  float old_bound, bound;
+  {
+    std::shared_lock lock(mu_);
+    const State& s = *state_;
+    n = s.catalog.size();
+    dim = s.embeddings.dim();
+    const float max_norm = MaxItemNorm(s.embeddings, n);
+    old_bound = s.ann.norm_bound();
+    if (max_norm <= old_bound) return Status::OK();
+    bound = std::max(1.0f, 2.0f * max_norm);
+    if (n > 0) vectors.assign(s.embeddings.item(0), s.embeddings.item(0) + n * static_cast<size_t>(dim));
+  }
+  // Off the lock: writers and feeds go on with the old index.
+  AnnIndex fresh(dim, options_.retrieval);
+  fresh.SetNormBound(bound);
+  FORYOU_RETURN_IF_ERROR(fresh.Reserve(n));
+  FORYOU_RETURN_IF_ERROR(RunTasks(
+      [&] {
+        const unsigned threads = Threads();
+        std::vector<std::function<Status()>> tasks;
+        for (unsigned t = 0; t < threads; ++t) {
+          tasks.push_back([&, t]() -> Status {
+            for (size_t i = t; i < n; i += threads) {
+              if (stopping_.load()) return Status::Unavailable("stopping");
+              FORYOU_RETURN_IF_ERROR(fresh.UpsertReserved(static_cast<uint32_t>(i), &vectors[i * dim]));
+            }
+            return Status::OK();
+          });
+        }
+        return tasks;
+      }(),
+      Threads()));
+  {
+    std::unique_lock lock(mu_);
+    State& s = *state_;
+    // Videos that moved or arrived while it was built.
+    for (size_t v = 0; v < s.catalog.size(); ++v) {
+      const float* now = s.embeddings.item(static_cast<uint32_t>(v));
+      float* indexed = &s.ann_vectors[v * dim];
+      if (v < n && std::equal(now, now + dim, &vectors[v * dim])) {
+        std::copy(now, now + dim, indexed);
+        continue;
+      }
+      FORYOU_RETURN_IF_ERROR(fresh.Upsert(static_cast<uint32_t>(v), now));
+      std::copy(now, now + dim, indexed);
+    }
+    s.ann.Swap(fresh);
+  }
+  spdlog::info("ann index rebuilt for vectors up to norm {:.2f} (bound was {:.2f}): {} videos in {:.1f} s", bound / 2,
+               old_bound, n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return Status::OK();
+}
+
+Result<SnapshotAnchor> Engine::Anchor(uint64_t seq) const {
+  auto record = store_->Get(seq);
+  if (!record.ok()) return record.status();
+  if (!*record) return Status::Corruption(fmt::format("the log has no record {}", seq));
+  auto mac = store_->GetMac(seq);
+  if (!mac.ok()) return mac.status();
+  return SnapshotAnchor{Hash64(**record), std::move(mac).value()};
 }
 
 Status Engine::LoadSnapshot(uint64_t* seq) {
@@ -489,10 +602,17 @@ Status Engine::TryLoadSnapshot(uint64_t seq) {
   auto fresh = std::make_unique<State>(options_);
   uint64_t plaintext = 0;
   std::vector<std::string> unreadable;
-  Status s = fresh->DecodeSnapshot(body, ann_path, keyring_.get(), &plaintext, &unreadable);
+  SnapshotAnchor anchor;
+  Status s = fresh->DecodeSnapshot(body, ann_path, keyring_.get(), &plaintext, &anchor, &unreadable);
   if (!s.ok()) {
     if (s.code() == StatusCode::kInvalidArgument) return s;
     return Status::Corruption(fmt::format("snapshot {}: {}", seq, s.message()));
+  }
+  auto ours = Anchor(seq);
+  if (!ours.ok()) return ours.status();
+  if (ours->record_hash != anchor.record_hash || ours->mac != anchor.mac) {
+    return Status::Corruption(fmt::format("snapshot {} was taken from another log: record {} of this log differs", seq,
+                                          seq));
   }
   body.clear();
   body.shrink_to_fit();

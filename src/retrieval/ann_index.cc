@@ -84,6 +84,17 @@ Status AnnIndex::Load(const std::string& path, size_t capacity) {
   return Status::OK();
 }
 
+void AnnIndex::Swap(AnnIndex& other) {
+  std::swap(dim_, other.dim_);
+  std::swap(norm_bound_, other.norm_bound_);
+  std::swap(options_, other.options_);
+  std::swap(space_, other.space_);
+  std::swap(index_, other.index_);
+  const uint64_t c = clamped_.load();
+  clamped_.store(other.clamped_.load());
+  other.clamped_.store(c);
+}
+
 void AnnIndex::SetEf(int ef) { index_->setEf(static_cast<size_t>(ef)); }
 
 std::vector<std::pair<uint32_t, float>> AnnIndex::Search(const float* query, int k) const {

@@ -65,6 +65,8 @@ class AnnIndex {
   // The norm bound is not in the file: restore it with SetNormBound.
   Status Save(const std::string& path) const;
   Status Load(const std::string& path, size_t capacity);
+  // Exchanges two indexes whole (graph, norm bound, clamped count).
+  void Swap(AnnIndex& other);
   // Search breadth; affects every search, so only change it while none runs.
   void SetEf(int ef);
   // Up to k (label, inner product) pairs, best first.

@@ -163,6 +163,24 @@ Status SnapshotFiles::Write(uint64_t seq, std::string_view body) {
   return FsyncPath(dir_, true);
 }
 
+Result<std::string> SnapshotFiles::StateTempPath(uint64_t seq) const {
+  auto ann = AnnTempPath(seq);  // makes the directory
+  if (!ann.ok()) return ann.status();
+  return StatePath(seq) + ".tmp";
+}
+
+Status SnapshotFiles::Install(uint64_t seq) {
+  const std::string ann_tmp = AnnPath(seq) + ".tmp", state_tmp = StatePath(seq) + ".tmp";
+  FORYOU_RETURN_IF_ERROR(FsyncPath(ann_tmp, false));
+  FORYOU_RETURN_IF_ERROR(FsyncPath(state_tmp, false));
+  std::error_code ec;
+  std::filesystem::rename(ann_tmp, AnnPath(seq), ec);
+  if (ec) return Status::IOError(fmt::format("renaming {}: {}", ann_tmp, ec.message()));
+  std::filesystem::rename(state_tmp, StatePath(seq), ec);
+  if (ec) return Status::IOError(fmt::format("renaming {}: {}", state_tmp, ec.message()));
+  return FsyncPath(dir_, true);
+}
+
 Status SnapshotFiles::Read(uint64_t seq, std::string* body, std::string* ann_path) const {
   const std::string path = StatePath(seq);
   auto bad = [&](std::string_view what) {

@@ -52,6 +52,12 @@ class SnapshotFiles {
   // at AnnTempPath(seq). Replaces a snapshot of the same seq.
   Status Write(uint64_t seq, std::string_view body);
 
+  // Commits a snapshot whose two files were put whole at StateTempPath(seq)
+  // and AnnTempPath(seq) (fetched from elsewhere): fsync, rename, as Write.
+  // The directory exists once StateTempPath returns OK.
+  Result<std::string> StateTempPath(uint64_t seq) const;
+  Status Install(uint64_t seq);
+
   // Reads and verifies the snapshot of `seq`: its body, and the path of its
   // verified ANN file. Corruption names what is wrong.
   Status Read(uint64_t seq, std::string* body, std::string* ann_path) const;
