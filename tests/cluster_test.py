@@ -458,7 +458,7 @@ def main() -> int:
             want = exported_pairs(a, {acked_user})
             a.stop()
             b.stop()
-            for s in ("FORYOU_LOG_us", "FORYOU_KEYS_us"):  # the region's data is lost
+            for s in ("FORYOU_LOG_us", "FORYOU_KEYS_us", "FORYOU_SNAP_us"):  # the region's data is lost
                 r = js.js("STREAM.DELETE." + s)
                 assert r.get("success"), r
             rd = d / "restored"

@@ -326,7 +326,7 @@ int Serve(const ServeFlags& flags) {
   }
 
   std::unique_ptr<AuditLog> audit;
-  if (policy && st.recovered_records > 0 && !std::filesystem::exists(config.server.data_dir + "/audit/log")) {
+  if (policy && st.records_at_open > 0 && !std::filesystem::exists(config.server.data_dir + "/audit/log")) {
     // Damage is loud: a store under a policy always has its audit log (a
     // restore starts one), so a missing one was lost or removed. (A cluster
     // replica that joined with an empty data dir replayed nothing of its own
@@ -334,7 +334,7 @@ int Serve(const ServeFlags& flags) {
     return Fail(Status::Corruption(fmt::format(
         "{} holds {} log records but no audit log ({}/audit/log): it was deleted or lost; refusing to serve with its "
         "history gone",
-        config.server.data_dir, st.recovered_records, config.server.data_dir)));
+        config.server.data_dir, st.records_at_open, config.server.data_dir)));
   }
   if (flags.audit || policy) {
     if (Status s = AuditLog::Open(config.server.data_dir + "/audit", &audit); !s.ok()) return Fail(s);

@@ -499,8 +499,9 @@ Result<uint64_t> JetStreamLog::Seeding() {
 //
 // A publication: chunks of the .state then the .ann file on
 // <prefix><seq>.<id>, then a manifest on <prefix>latest: "seq state_bytes
-// ann_bytes id hex-mac". Once the manifest is in, older chunks and manifests are
-// purged. Readers take the newest manifest and read its chunks in order.
+// ann_bytes id hex-mac". Once the manifest is in, the chunks of the
+// publication it replaces and older manifests are purged. Readers take the
+// newest manifest and read its chunks in order.
 
 namespace {
 constexpr size_t kSnapshotChunk = 512 * 1024;  // under nats-server's default 1 MB max_payload
@@ -514,7 +515,8 @@ Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, co
                                std::chrono::steady_clock::now().time_since_epoch().count()) + (&c - rnd)));
   const std::string id = HexEncode(std::string_view(rnd, sizeof rnd));
   const std::string subject = fmt::format("{}{}.{}", snap_prefix_, seq, id);
-  uint64_t first_stream_seq = 0, sizes[2] = {0, 0};
+  auto previous = NewestSnapshot();
+  uint64_t sizes[2] = {0, 0};
   std::string buf(kSnapshotChunk, '\0');
   const std::string* paths[2] = {&state_path, &ann_path};
   for (int f = 0; f < 2; ++f) {
@@ -530,7 +532,6 @@ Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, co
       jsPubOptions_Init(&po);
       po.MaxWait = options_.request_timeout_ms;
       natsStatus s = js_Publish(&pa, js_, subject.c_str(), buf.data(), static_cast<int>(n), &po, &jerr);
-      if (s == NATS_OK && first_stream_seq == 0) first_stream_seq = pa->Sequence;
       jsPubAck_Destroy(pa);
       if (s != NATS_OK) {
         std::fclose(in);
@@ -544,13 +545,16 @@ Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, co
   natsStatus s = js_Publish(nullptr, js_, (snap_prefix_ + "latest").c_str(), manifest.data(),
                             static_cast<int>(manifest.size()), nullptr, &jerr);
   if (s != NATS_OK) return NatsError(fmt::format("publishing snapshot {}'s manifest", seq), s, jerr);
-  // Older publications go (a failed purge only costs space until the next).
+  // The publication this one replaces goes (a failed purge only costs space
+  // until the next). By its exact subject: nats-server 2.9 purged the new
+  // chunks too when given a subject filter and a sequence.
   jsOptions o;
-  jsOptions_Init(&o);
-  const std::string chunks = snap_prefix_ + "*.*";
-  o.Stream.Purge.Subject = chunks.c_str();
-  o.Stream.Purge.Sequence = first_stream_seq;
-  if (first_stream_seq > 0) (void)js_PurgeStream(js_, snap_stream_.c_str(), &o, nullptr);
+  if (previous.ok() && previous->seq > 0 && previous->id != id) {
+    jsOptions_Init(&o);
+    const std::string old = fmt::format("{}{}.{}", snap_prefix_, previous->seq, previous->id);
+    o.Stream.Purge.Subject = old.c_str();
+    (void)js_PurgeStream(js_, snap_stream_.c_str(), &o, nullptr);
+  }
   jsOptions_Init(&o);
   const std::string latest = snap_prefix_ + "latest";
   o.Stream.Purge.Subject = latest.c_str();
@@ -647,9 +651,10 @@ Status JetStreamLog::ForEachKey(const std::function<Status(std::string_view, std
   const std::string all = key_prefix_ + ">";
   s = js_SubscribeSync(&sub, js_, all.c_str(), nullptr, &so, &jerr);
   if (s != NATS_OK) return NatsError("reading the region's keys", s, jerr);
+  // Pushed already or still pending: together, every key message there is.
   jsConsumerInfo* ci = nullptr;
   s = natsSubscription_GetConsumerInfo(&ci, sub, nullptr, &jerr);
-  const uint64_t matching = s == NATS_OK ? ci->NumPending : 1;
+  const uint64_t matching = s == NATS_OK ? ci->NumPending + ci->Delivered.Consumer : 1;
   if (ci != nullptr) jsConsumerInfo_Destroy(ci);
   if (matching == 0) {  // no key at all
     natsSubscription_Destroy(sub);

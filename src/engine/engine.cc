@@ -208,6 +208,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   StoreOptions so;
   so.sync = options.sync_writes;
   FORYOU_RETURN_IF_ERROR(Store::Open(data_dir, so, &engine->store_));
+  engine->records_at_open_ = engine->store_->last_seq();
   FORYOU_RETURN_IF_ERROR(engine->fences_.Load(*engine->store_));
   auto unfinished = engine->store_->GetMeta(kRestoreIncompleteMeta);
   if (!unfinished.ok()) return unfinished.status();
@@ -1181,6 +1182,7 @@ EngineStats Engine::Stats() const {
   st.recovery_seconds = recovery_seconds_;
   st.recovered_records = recovered_records_;
   st.replayed_records = replayed_records_;
+  st.records_at_open = records_at_open_;
   st.snapshot_seq = snapshot_seq_.load();
   st.snapshots_written = snapshots_written_.load();
   st.snapshots_skipped = snapshots_skipped_.load();

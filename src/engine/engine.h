@@ -129,6 +129,7 @@ struct EngineStats {
   double recovery_seconds = 0;  // time Open spent loading the snapshot and replaying the log
   uint64_t recovered_records = 0;  // log records Open's state covers: its snapshot's, then those it replayed
   uint64_t replayed_records = 0;   // of which replayed (after the snapshot, if one was loaded)
+  uint64_t records_at_open = 0;    // log records the data dir held when Open began (0: a new store or replica)
   uint64_t snapshot_seq = 0;       // the newest snapshot loaded or written (0: none)
   uint64_t snapshots_written = 0;  // since Open
   uint64_t snapshots_skipped = 0;  // damaged ones Open skipped (each logged)
@@ -392,7 +393,7 @@ class Engine {
   AnnDirty* ann_dirty_ = nullptr;
 
   double recovery_seconds_ = 0;
-  uint64_t recovered_records_ = 0, replayed_records_ = 0;
+  uint64_t recovered_records_ = 0, replayed_records_ = 0, records_at_open_ = 0;
   // Records of personal data in the clear (written before the store was
   // encrypted): erasure rewrites them, and they cannot be backed up.
   uint64_t plaintext_personal_records_ = 0;  // written holding write_mu_ and mu_; read holding either
