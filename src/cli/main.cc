@@ -974,6 +974,10 @@ int RepairCmd(const std::string& data_dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Logs go to stderr, so that a command's output (often JSON) stays clean;
+  // warnings and errors only, unless the command sets its own level.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("foryou-cli"));
+  spdlog::set_level(spdlog::level::warn);
   CLI::App app{"foryou: a short-video For You feed engine that learns from every event"};
   app.require_subcommand(1);
   app.set_version_flag("--version", FORYOU_VERSION);
