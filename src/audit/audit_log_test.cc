@@ -26,15 +26,6 @@ void Fill(const std::string& dir, int from, int to) {
   for (int i = from; i < to; ++i) ASSERT_TRUE(log->Append(Entry(i), false).ok());
 }
 
-void FlipByte(const std::string& path, size_t offset) {
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(static_cast<std::streamoff>(offset));
-  char c;
-  f.get(c);
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.put(static_cast<char>(c ^ 0x01));
-}
-
 TEST(AuditLogTest, AppendsVerifyAndSurviveReopen) {
   TempDir dir;
   Fill(dir.path(), 0, 10);

@@ -507,6 +507,18 @@ namespace {
 constexpr size_t kSnapshotChunk = 512 * 1024;  // under nats-server's default 1 MB max_payload
 }
 
+Status JetStreamLog::ReadAll(const std::string& stream, const std::string& subject, natsSubscription** sub) {
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream.c_str();
+  so.Ordered = true;  // flow-controlled, in order, recreated by the library after a hiccup
+  so.Config.DeliverPolicy = js_DeliverAll;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_SubscribeSync(sub, js_, subject.c_str(), nullptr, &so, &jerr);
+  if (s != NATS_OK) return NatsError(fmt::format("reading {} from {}", subject, stream), s, jerr);
+  return Status::OK();
+}
+
 Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, const std::string& ann_path,
                                  const std::string& mac) {
   if (snap_stream_.empty()) return Status::OK();  // bound to mirrors (restore): nothing to publish
@@ -592,15 +604,9 @@ Result<ClusterSnapshot> JetStreamLog::NewestSnapshot() {
 Status JetStreamLog::FetchSnapshot(const ClusterSnapshot& snap, const std::string& state_path,
                                    const std::string& ann_path) {
   const std::string subject = fmt::format("{}{}.{}", snap_prefix_, snap.seq, snap.id);
-  jsSubOptions so;
-  jsSubOptions_Init(&so);
-  so.Stream = snap_stream_.c_str();
-  so.Ordered = true;
-  so.Config.DeliverPolicy = js_DeliverAll;
   natsSubscription* sub = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_SubscribeSync(&sub, js_, subject.c_str(), nullptr, &so, &jerr);
-  if (s != NATS_OK) return NatsError(fmt::format("reading snapshot {}", snap.seq), s, jerr);
+  natsStatus s = NATS_OK;
+  FORYOU_RETURN_IF_ERROR(ReadAll(snap_stream_, subject, &sub));
   Status result;
   FILE* out[2] = {std::fopen(state_path.c_str(), "wb"), std::fopen(ann_path.c_str(), "wb")};
   const uint64_t want[2] = {snap.state_bytes, snap.ann_bytes};
@@ -642,15 +648,8 @@ Status JetStreamLog::ForEachKey(const std::function<Status(std::string_view, std
   const uint64_t last = si->State.LastSeq;
   jsStreamInfo_Destroy(si);
   if (last == 0) return Status::OK();
-  jsSubOptions so;
-  jsSubOptions_Init(&so);
-  so.Stream = keys_stream_.c_str();
-  so.Ordered = true;
-  so.Config.DeliverPolicy = js_DeliverAll;
   natsSubscription* sub = nullptr;
-  const std::string all = key_prefix_ + ">";
-  s = js_SubscribeSync(&sub, js_, all.c_str(), nullptr, &so, &jerr);
-  if (s != NATS_OK) return NatsError("reading the region's keys", s, jerr);
+  FORYOU_RETURN_IF_ERROR(ReadAll(keys_stream_, key_prefix_ + ">", &sub));
   // Pushed already or still pending: together, every key message there is.
   jsConsumerInfo* ci = nullptr;
   s = natsSubscription_GetConsumerInfo(&ci, sub, nullptr, &jerr);

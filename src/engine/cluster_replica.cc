@@ -117,6 +117,14 @@ Status Engine::JoinFromSnapshot() {
     return Status::OK();
   }
   if (snap->seq == 0) return Status::OK();
+  auto last = cluster_->LastSeq();
+  if (!last.ok()) return last.status();
+  if (snap->seq > *last) {  // left from a log that was made anew (a seeded region)
+    spdlog::warn("cluster: the region's snapshot at record {} is beyond its log's end ({}); catching up from the "
+                 "log's start",
+                 snap->seq, *last);
+    return Status::OK();
+  }
   const auto t0 = std::chrono::steady_clock::now();
   auto state_tmp = snapshots_->StateTempPath(snap->seq);
   if (!state_tmp.ok()) return state_tmp.status();
@@ -292,8 +300,13 @@ Status Engine::ApplyFromCluster(const ClusterRecord& r) {
   std::vector<std::string> destroyed;
   std::vector<uint32_t> erased_users;
   if (rec.kind == RecordKind::kShred) {
-    for (const std::string& id : rec.key_ids) destroyed.push_back(rec.pseudonym + id);
-    if (opening_) shredded_.insert(destroyed.begin(), destroyed.end());
+    // Every key of the pseudonym this replica holds (ApplyShred says why).
+    std::vector<std::string> ids = rec.key_ids;
+    for (std::string& id : keyring_->KeyIds(rec.pseudonym)) ids.push_back(std::move(id));
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    for (const std::string& id : ids) destroyed.push_back(rec.pseudonym + id);
+    if (opening_) shredded_.insert(rec.pseudonym);
     std::shared_lock lock(mu_);
     for (uint32_t i = 0; i < state_->users.size(); ++i) {
       if (!state_->users[i].id.empty() && keyring_->Pseudonym(state_->users[i].id) == rec.pseudonym) {

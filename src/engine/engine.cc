@@ -325,25 +325,16 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     if (snapshot_seq > 0) {
       // The loaded index holds every video as of the snapshot: write only
       // those the replayed tail added or moved.
-      // moved or forced (distinct videos, so in parallel).
+      // moved or forced.
       std::vector<std::pair<uint32_t, bool>> todo;  // (video, forced)
       for (uint32_t v : ann_dirty.forced) todo.emplace_back(v, true);
       for (uint32_t v : ann_dirty.moved) todo.emplace_back(v, false);
       std::sort(todo.begin(), todo.end(), [](auto& a, auto& b) { return a.first < b.first || (a.first == b.first && a.second > b.second); });
       todo.erase(std::unique(todo.begin(), todo.end(), [](auto& a, auto& b) { return a.first == b.first; }), todo.end());
+      // One thread: hnswlib updates an existing point drawing from an RNG
+      // without a lock (the tail after a snapshot is short anyway).
       const double drift = engine->options_.retrieval.ann_reindex_drift;
-      const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-      std::vector<Status> results(threads);
-      std::vector<std::thread> workers;
-      for (unsigned t = 0; t < threads; ++t) {
-        workers.emplace_back([&, t] {
-          for (size_t i = t; i < todo.size() && results[t].ok(); i += threads) {
-            results[t] = s.Reindex(todo[i].first, drift, todo[i].second, /*reserved=*/true);
-          }
-        });
-      }
-      for (auto& w : workers) w.join();
-      for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
+      for (const auto& [v, forced] : todo) FORYOU_RETURN_IF_ERROR(s.Reindex(v, drift, forced, /*reserved=*/true));
     } else {
       // Build the ANN index once, rather than once per event, on every core.
       // Norm bound for the MIPS-to-L2 reduction, with room for vectors to
@@ -373,14 +364,15 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     engine->applied_seq_.store(engine->store_->last_seq(), std::memory_order_release);
   }
   if (engine->cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(engine->OpenCluster(cluster_seed));
-  engine->opening_ = false;
   // A sealed group (or a snapshot's user entry) may be unreadable only
   // because a Shred record destroyed its key (replayed here, or, in cluster
   // mode, caught up from the region's log); a key missing otherwise (a
   // damaged or incomplete store or backup) would silently drop a user's
   // events.
   size_t missing = 0;
-  for (const std::string& name : engine->unreadable_) missing += engine->shredded_.count(name) == 0;
+  for (const std::string& name : engine->unreadable_) {
+    missing += engine->shredded_.count(name.substr(0, kPseudonymBytes)) == 0;
+  }
   if (missing > 0) {
     return Status::Corruption(fmt::format("{} user key(s) are missing from the store, and no Shred record destroyed "
                                           "them: sealed events cannot be read",
@@ -801,16 +793,20 @@ Status Engine::Erase(const std::string& user_id) {
   // 1. The log: records that mention the user are rewritten without them.
   // Sequence numbers stay (an emptied record stays, as an empty batch).
   std::vector<std::pair<uint64_t, std::string>> rewrites;
+  uint64_t personal = 0;  // records of personal data in the clear once rewritten (as a replay counts them)
   FORYOU_RETURN_IF_ERROR(store_->Replay(1, [&](uint64_t seq, std::string_view data) {
     LogRecord rec;
     FORYOU_RETURN_IF_ERROR(DecodeRecord(data, &rec));
     if (rec.kind == RecordKind::kUserHome && rec.user_id == user_id) {
       rewrites.emplace_back(seq, EncodeEventsRecord({}));
+    } else if (rec.kind == RecordKind::kUserHome) {
+      ++personal;
     } else if (rec.kind == RecordKind::kEvents) {
       std::vector<Event> kept;
       for (Event& e : rec.events) {
         if (e.user_id != user_id) kept.push_back(std::move(e));
       }
+      personal += !kept.empty();
       if (kept.size() != rec.events.size()) rewrites.emplace_back(seq, EncodeEventsRecord(kept));
     }
     return Status::OK();
@@ -820,6 +816,7 @@ Status Engine::Erase(const std::string& user_id) {
   // 2. Live state.
   std::unique_lock lock(mu_);
   ResetUser(*idx);
+  plaintext_personal_records_ = personal;
   return Status::OK();
 }
 
@@ -846,10 +843,23 @@ Status Engine::ApplyShred(const LogRecord& rec, bool replaying) {
     const KeyName name{rec.pseudonym, id};
     if (replaying && keyring_->Has(name)) still_here.push_back(name.bytes());
     keyring_->Forget(name);
-    if (replaying) shredded_.insert(rec.pseudonym + id);
   }
-  if (still_here.empty()) return Status::OK();
-  FORYOU_RETURN_IF_ERROR(store_->DeleteKeys(still_here));
+  if (!replaying) {
+    // Live, every key of the pseudonym held here goes too, not only those
+    // the record names: a replica may hold one the writer never had (in
+    // cluster mode, a key a write published before it lost its sequence
+    // number), and a snapshot entry may be sealed with it. (The caller
+    // deletes them from the store.) On a replay, keys loaded at start may
+    // be newer than this record (the id came back): only the named ones go.
+    for (const std::string& id : keyring_->KeyIds(rec.pseudonym)) keyring_->Forget(KeyName{rec.pseudonym, id});
+    return Status::OK();
+  }
+  shredded_.insert(rec.pseudonym);
+  if (!still_here.empty()) FORYOU_RETURN_IF_ERROR(store_->DeleteKeys(still_here));
+  // The user's replayed state goes. After a snapshot the user may be in the
+  // state even with the named keys gone (an entry sealed with another key of
+  // theirs): look for them then too.
+  if (still_here.empty() && ann_dirty_ == nullptr) return Status::OK();
   State& s = *state_;
   for (uint32_t i = 0; i < s.users.size(); ++i) {
     if (!s.users[i].id.empty() && keyring_->Pseudonym(s.users[i].id) == rec.pseudonym) ResetUser(i);

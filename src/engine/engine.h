@@ -45,6 +45,7 @@ namespace foryou {
 struct SnapshotAnchor {
   uint64_t record_hash = 0;  // xxHash64 of the log record at the snapshot's seq
   std::string mac;           // its chain MAC ("" without a chain)
+  uint64_t options_hash = 0; // of the settings that shape the state (a snapshot under others is not used)
 };
 
 struct FeedRequest {
@@ -187,9 +188,12 @@ class Engine {
   // parameters, and from the log: encrypted, by destroying the user's data
   // keys (crypto-shredding: a Shred record in the log tells every backup to
   // destroy its copy too); in plaintext, by rewriting the records without the
-  // user. Either way the bytes are compacted off the disk. Aggregates the
-  // user contributed to (co-engagement, trending, the ranker) keep that share
-  // until the next start, whose replay no longer sees those events.
+  // user. Either way the bytes are compacted off the disk, and snapshots
+  // cannot yield the user either (sealed entries whose keys are gone; in
+  // plaintext, every snapshot is removed). Aggregates the user contributed
+  // to (co-engagement, trending, the ranker, video vectors) keep that share,
+  // in memory and in later snapshots; only a full replay
+  // (snapshot.load = false) rebuilds them without those events.
   // NotFound if unknown.
   Status EraseUser(const std::string& user_id);
 
@@ -249,8 +253,9 @@ class Engine {
   // once if every vector fits the current bound. Vectors longer than the
   // bound rank as if shorter (retrieval/ann_index.h), as happens in a store
   // that started empty or loaded an index from a snapshot: Open and each
-  // snapshot write start this in the background when it is due.
-  Status RebuildAnn();
+  // snapshot write start this in the background, on one thread, when it is
+  // due. `threads`: 0 = every core.
+  Status RebuildAnn(unsigned threads = 0);
 
   // The trained algorithm without any user data (engine/model_payload.h):
   // catalog, video vectors and counters, ranker weights, co-engagement.
@@ -397,9 +402,9 @@ class Engine {
   // Records of personal data in the clear (written before the store was
   // encrypted): erasure rewrites them, and they cannot be backed up.
   uint64_t plaintext_personal_records_ = 0;  // written holding write_mu_ and mu_; read holding either
-  // During Open only (its replay, and in cluster mode its catch-up): key
-  // names destroyed by Shred records, and those of sealed groups (or
-  // snapshot entries) that did not open.
+  // During Open only (its replay, and in cluster mode its catch-up):
+  // pseudonyms whose keys Shred records destroyed, and the key names of
+  // sealed groups (or snapshot entries) that did not open.
   std::unordered_set<std::string> shredded_, unreadable_;
   bool opening_ = true;  // cleared before cluster mode's follower starts
 };

@@ -10,7 +10,10 @@
 //     index, videos x dim), varint events, varint plaintext personal records,
 //     the log anchor: fixed64 xxHash64 of the log record at the snapshot's
 //     seq and string its chain MAC ("" if the log has no chain), so that a
-//     snapshot is only ever loaded over the log it was taken from
+//     snapshot is only ever loaded over the log it was taken from; fixed64
+//     xxHash64 of the settings that shape the state (learning, the ANN graph,
+//     co-engagement, trending), so that one taken under other settings is
+//     not continued with these (a full replay retrains instead)
 //   3 co-engagement (CoEngagement::EncodeTo)
 //   4 trending (Trending::EncodeTo)
 //   5 users: varint n, varint videos, creators, tags, languages (the
@@ -269,6 +272,7 @@ void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_re
     PutVarint64(&model_s, plaintext_records);
     PutFixed64BE(&model_s, anchor.record_hash);
     PutString(&model_s, anchor.mac);
+    PutFixed64BE(&model_s, anchor.options_hash);
     return Status::OK();
   });
   (void)RunTasks(tasks, Threads());  // encoding cannot fail
@@ -384,7 +388,9 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
         }
         anchor->record_hash = DecodeFixed64BE(model_s.data());
         model_s.remove_prefix(8);
-        if (!GetString(&model_s, &anchor->mac) || !model_s.empty()) return Bad("log anchor");
+        if (!GetString(&model_s, &anchor->mac) || model_s.size() != 8) return Bad("log anchor");
+        anchor->options_hash = DecodeFixed64BE(model_s.data());
+        model_s.remove_prefix(8);
         ann.SetNormBound(norm_bound);
         ann.SetClamped(clamped);
         return Status::OK();
@@ -428,6 +434,7 @@ void Engine::SnapshotLoop() {
     }
     if (stopping_.load()) return;
     if (Status s = WriteSnapshot(); !s.ok()) {
+      updates_since_snapshot_.fetch_add(every);  // still due
       spdlog::error("snapshot: {} (the next start replays more of the log; retrying in a minute)", s.ToString());
       std::unique_lock lock(snapshot_wait_mu_);
       snapshot_cv_.wait_for(lock, std::chrono::minutes(1), [&] { return stopping_.load(); });
@@ -497,13 +504,15 @@ void Engine::MaybeRebuildAnnInBackground() {
   if (stopping_.load() || ann_rebuilding_.exchange(true)) return;
   if (ann_rebuilder_.joinable()) ann_rebuilder_.join();  // the last one, finished
   ann_rebuilder_ = std::thread([this] {
-    if (Status s = RebuildAnn(); !s.ok()) spdlog::error("ann index rebuild: {}", s.ToString());
+    // One core: the other keeps serving and taking writes meanwhile.
+    if (Status s = RebuildAnn(1); !s.ok()) spdlog::error("ann index rebuild: {}", s.ToString());
     ann_rebuilding_.store(false);
   });
 }
 
-Status Engine::RebuildAnn() {
+Status Engine::RebuildAnn(unsigned threads) {
   std::lock_guard rebuild(ann_rebuild_mu_);
+  if (threads == 0) threads = Threads();
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<float> vectors;
   size_t n;
@@ -526,7 +535,6 @@ Status Engine::RebuildAnn() {
   FORYOU_RETURN_IF_ERROR(fresh.Reserve(n));
   FORYOU_RETURN_IF_ERROR(RunTasks(
       [&] {
-        const unsigned threads = Threads();
         std::vector<std::function<Status()>> tasks;
         for (unsigned t = 0; t < threads; ++t) {
           tasks.push_back([&, t]() -> Status {
@@ -539,22 +547,19 @@ Status Engine::RebuildAnn() {
         }
         return tasks;
       }(),
-      Threads()));
+      threads));
   {
     std::unique_lock lock(mu_);
     State& s = *state_;
-    // Videos that moved or arrived while it was built.
-    for (size_t v = 0; v < s.catalog.size(); ++v) {
-      const float* now = s.embeddings.item(static_cast<uint32_t>(v));
-      float* indexed = &s.ann_vectors[v * dim];
-      if (v < n && std::equal(now, now + dim, &vectors[v * dim])) {
-        std::copy(now, now + dim, indexed);
-        continue;
-      }
-      FORYOU_RETURN_IF_ERROR(fresh.Upsert(static_cast<uint32_t>(v), now));
-      std::copy(now, now + dim, indexed);
-    }
+    // The new index holds `vectors`; videos that moved further than the
+    // reindex drift while it was built, or arrived since, are written as
+    // the live path would (most moved less: a handful of upserts here).
+    if (n > 0) std::copy(vectors.begin(), vectors.end(), s.ann_vectors.begin());
     s.ann.Swap(fresh);
+    const double drift = options_.retrieval.ann_reindex_drift;
+    for (size_t v = 0; v < s.catalog.size(); ++v) {
+      FORYOU_RETURN_IF_ERROR(s.Reindex(static_cast<uint32_t>(v), drift, /*force=*/v >= n));
+    }
   }
   spdlog::info("ann index rebuilt for vectors up to norm {:.2f} (bound was {:.2f}): {} videos in {:.1f} s", bound / 2,
                old_bound, n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -567,7 +572,14 @@ Result<SnapshotAnchor> Engine::Anchor(uint64_t seq) const {
   if (!*record) return Status::Corruption(fmt::format("the log has no record {}", seq));
   auto mac = store_->GetMac(seq);
   if (!mac.ok()) return mac.status();
-  return SnapshotAnchor{Hash64(**record), std::move(mac).value()};
+  const auto& l = options_.learning;
+  const auto& r = options_.retrieval;
+  const std::string settings = fmt::format(
+      "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", l.embedding_dim, l.embedding_lr, l.embedding_reg, l.negatives,
+      l.ranker_lr, l.ranker_negatives, l.positive_watch_ratio, l.complete_watch_ratio, l.replay_watch_ratio,
+      l.skip_watch_ratio, l.recent_positives, l.seed, r.ann_m, r.ann_ef_construction, r.ann_reindex_drift,
+      r.trending_half_life_hours);
+  return SnapshotAnchor{Hash64(**record), std::move(mac).value(), Hash64(settings)};
 }
 
 Status Engine::LoadSnapshot(uint64_t* seq) {
@@ -612,6 +624,11 @@ Status Engine::TryLoadSnapshot(uint64_t seq) {
   if (!ours.ok()) return ours.status();
   if (ours->record_hash != anchor.record_hash || ours->mac != anchor.mac) {
     return Status::Corruption(fmt::format("snapshot {} was taken from another log: record {} of this log differs", seq,
+                                          seq));
+  }
+  if (ours->options_hash != anchor.options_hash) {
+    return Status::Corruption(fmt::format("snapshot {} was taken under other learning or retrieval settings (a full "
+                                          "replay retrains under these)",
                                           seq));
   }
   body.clear();

@@ -55,20 +55,6 @@ std::vector<Event> Events(int from, int n, int videos, int64_t ts) {
   return out;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void FlipByte(const std::string& path, size_t offset) {
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(static_cast<std::streamoff>(offset));
-  char c;
-  f.get(c);
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.put(static_cast<char>(c ^ 0x20));
-}
-
 class SnapshotTest : public ::testing::TestWithParam<bool> {  // param: encrypted
  protected:
   SnapshotTest() : clock_(kNow) {
@@ -172,14 +158,14 @@ TEST_P(SnapshotTest, DamagedSnapshotIsSkippedAndReportedNeverHalfLoaded) {
   ASSERT_NE(full, nullptr);
 
   // Newest damaged in its state file: the older one is used.
-  FlipByte(files.StatePath(seqs[0]), std::filesystem::file_size(files.StatePath(seqs[0])) / 2);
+  FlipByte(files.StatePath(seqs[0]), std::filesystem::file_size(files.StatePath(seqs[0])) / 2, 0x20);
   ASSERT_TRUE(Open(dir_.path(), &e).ok());
   EXPECT_EQ(e->Stats().snapshots_skipped, 1u);
   EXPECT_EQ(e->Stats().snapshot_seq, seqs[1]);
   ExpectSameState(*e, *full);
   e.reset();
   // The older one damaged in its ANN file too: a full replay.
-  FlipByte(files.AnnPath(seqs[1]), 100);
+  FlipByte(files.AnnPath(seqs[1]), 100, 0x20);
   ASSERT_TRUE(Open(dir_.path(), &e).ok());
   EXPECT_EQ(e->Stats().snapshots_skipped, 2u);
   EXPECT_EQ(e->Stats().snapshot_seq, 0u);
@@ -216,7 +202,7 @@ TEST_P(SnapshotTest, ErasureReachesEverySnapshot) {
     // No user id is in the clear in any snapshot file.
     for (uint64_t seq : files.List()) {
       for (const std::string& p : {files.StatePath(seq), files.AnnPath(seq)}) {
-        EXPECT_EQ(ReadFile(p).find("user-"), std::string::npos) << p;
+        EXPECT_EQ(ReadFileBytes(p).find("user-"), std::string::npos) << p;
       }
     }
   } else {
@@ -231,7 +217,7 @@ TEST_P(SnapshotTest, ErasureReachesEverySnapshot) {
   e.reset();
   for (uint64_t seq : files.List()) {
     // As the payload writes it: length, then the id ("user-30" is another).
-    EXPECT_EQ(ReadFile(files.StatePath(seq)).find(std::string(1, static_cast<char>(victim.size())) + victim),
+    EXPECT_EQ(ReadFileBytes(files.StatePath(seq)).find(std::string(1, static_cast<char>(victim.size())) + victim),
               std::string::npos);
   }
   ASSERT_TRUE(Open(dir_.path(), &e).ok());

@@ -100,9 +100,9 @@ std::string SnapshotFiles::AnnPath(uint64_t seq) const { return fmt::format("{}/
 std::vector<uint64_t> SnapshotFiles::List() const {
   std::vector<uint64_t> out;
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+  for (std::filesystem::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
     uint64_t seq;
-    if (ParseName(e.path().filename().string(), ".state", &seq)) out.push_back(seq);
+    if (ParseName(it->path().filename().string(), ".state", &seq)) out.push_back(seq);
   }
   std::sort(out.rbegin(), out.rend());
   return out;
@@ -232,29 +232,39 @@ Status SnapshotFiles::Prune(size_t keep) {
   std::vector<uint64_t> all = List();
   std::vector<uint64_t> kept(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(std::min(keep, all.size())));
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
-    const std::string name = e.path().filename().string();
+  std::vector<std::filesystem::path> doomed;
+  for (std::filesystem::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
     uint64_t seq;
     const bool ours = ParseName(name, ".state", &seq) || ParseName(name, ".ann", &seq);
     const bool tmp = name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0;
-    if ((ours && std::find(kept.begin(), kept.end(), seq) == kept.end()) || tmp) {
-      std::filesystem::remove(e.path(), ec);
-      if (ec) return Status::IOError(fmt::format("removing {}: {}", e.path().string(), ec.message()));
-    }
+    if ((ours && std::find(kept.begin(), kept.end(), seq) == kept.end()) || tmp) doomed.push_back(it->path());
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return Status::IOError(fmt::format("listing {}: {}", dir_, ec.message()));
+  }
+  for (const auto& p : doomed) {
+    std::filesystem::remove(p, ec);
+    if (ec) return Status::IOError(fmt::format("removing {}: {}", p.string(), ec.message()));
   }
   return Status::OK();
 }
 
 Status SnapshotFiles::RemoveAll() {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir_, ec) && !ec) return Status::OK();
+  // A directory this process cannot list must not pass for an empty one.
+  std::filesystem::directory_iterator probe(dir_, ec);
+  if (ec) return Status::IOError(fmt::format("listing {}: {}", dir_, ec.message()));
   // .state first: without it the rest is never read.
   for (uint64_t seq : List()) {
-    std::error_code ec;
     std::filesystem::remove(StatePath(seq), ec);
     if (ec) return Status::IOError(fmt::format("removing {}: {}", StatePath(seq), ec.message()));
   }
-  if (!std::filesystem::exists(dir_)) return Status::OK();
   FORYOU_RETURN_IF_ERROR(FsyncPath(dir_, true));
-  return Prune(0);
+  FORYOU_RETURN_IF_ERROR(Prune(0));
+  if (!List().empty()) return Status::IOError(fmt::format("{}: snapshots remain after removing them", dir_));
+  return Status::OK();
 }
 
 }  // namespace foryou
