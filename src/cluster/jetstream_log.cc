@@ -280,15 +280,17 @@ Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_
   return Status::OK();
 }
 
-Result<uint64_t> JetStreamLog::LastSeq() {
+Result<uint64_t> JetStreamLog::StreamLastSeq(const std::string& stream) {
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetStreamInfo(&si, js_, log_stream_.c_str(), nullptr, &jerr);
-  if (s != NATS_OK) return NatsError(fmt::format("stream {}", log_stream_), s, jerr);
+  natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) return NatsError(fmt::format("stream {}", stream), s, jerr);
   const uint64_t last = si->State.LastSeq;
   jsStreamInfo_Destroy(si);
   return last;
 }
+
+Result<uint64_t> JetStreamLog::LastSeq() { return StreamLastSeq(log_stream_); }
 
 namespace {
 Status DecodeOne(const char* data, int len, uint64_t stream_seq, ClusterRecord* out) {
@@ -641,13 +643,12 @@ Status JetStreamLog::FetchSnapshot(const ClusterSnapshot& snap, const std::strin
 }
 
 Status JetStreamLog::ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) {
-  jsStreamInfo* si = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetStreamInfo(&si, js_, keys_stream_.c_str(), nullptr, &jerr);
-  if (s != NATS_OK) return NatsError(fmt::format("stream {}", keys_stream_), s, jerr);
-  const uint64_t last = si->State.LastSeq;
-  jsStreamInfo_Destroy(si);
+  auto last_or = StreamLastSeq(keys_stream_);
+  if (!last_or.ok()) return last_or.status();
+  const uint64_t last = *last_or;
   if (last == 0) return Status::OK();
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = NATS_OK;
   natsSubscription* sub = nullptr;
   FORYOU_RETURN_IF_ERROR(ReadAll(keys_stream_, key_prefix_ + ">", &sub));
   // Pushed already or still pending: together, every key message there is.

@@ -92,6 +92,7 @@ class JetStreamLog : public ClusterLog {
   Status EnsureStream(const std::string& name, const std::string& subject_or_mirror, bool mirror,
                       const std::string& cluster, int replicas, bool deny_delete);
   Status EraseFrom(const std::string& stream, const std::string& subject);
+  Result<uint64_t> StreamLastSeq(const std::string& stream);
   // An ordered consumer over every message of `stream` on `subject`.
   Status ReadAll(const std::string& stream, const std::string& subject, __natsSubscription** sub);
   std::string KeySubject(std::string_view name) const;

@@ -339,12 +339,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
       // Build the ANN index once, rather than once per event, on every core.
       // Norm bound for the MIPS-to-L2 reduction, with room for vectors to
       // grow until the next start (retrieval/ann_index.h).
-      float max_norm = 0;
-      for (uint32_t i = 0; i < n; ++i) {
-        float norm2 = 0;
-        for (int d = 0; d < s.embeddings.dim(); ++d) norm2 += s.embeddings.item(i)[d] * s.embeddings.item(i)[d];
-        max_norm = std::max(max_norm, std::sqrt(norm2));
-      }
+      const float max_norm = s.embeddings.MaxItemNorm(n);
       s.ann.SetNormBound(std::max(1.0f, 2.0f * max_norm));
       const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
       std::vector<Status> results(threads);

@@ -483,22 +483,10 @@ Status Engine::WriteSnapshot() {
 
 // ---------------------------------------------------------------- ANN rebuild
 
-namespace {
-float MaxItemNorm(const EmbeddingModel& e, size_t n) {
-  float max_norm = 0;
-  for (uint32_t i = 0; i < n; ++i) {
-    float norm2 = 0;
-    for (int d = 0; d < e.dim(); ++d) norm2 += e.item(i)[d] * e.item(i)[d];
-    max_norm = std::max(max_norm, std::sqrt(norm2));
-  }
-  return max_norm;
-}
-}  // namespace
-
 void Engine::MaybeRebuildAnnInBackground() {
   {
     std::shared_lock lock(mu_);
-    if (MaxItemNorm(state_->embeddings, state_->catalog.size()) <= state_->ann.norm_bound()) return;
+    if (state_->embeddings.MaxItemNorm(state_->catalog.size()) <= state_->ann.norm_bound()) return;
   }
   std::lock_guard lock(ann_thread_mu_);
   if (stopping_.load() || ann_rebuilding_.exchange(true)) return;
@@ -523,7 +511,7 @@ Status Engine::RebuildAnn(unsigned threads) {
     const State& s = *state_;
     n = s.catalog.size();
     dim = s.embeddings.dim();
-    const float max_norm = MaxItemNorm(s.embeddings, n);
+    const float max_norm = s.embeddings.MaxItemNorm(n);
     old_bound = s.ann.norm_bound();
     if (max_norm <= old_bound) return Status::OK();
     bound = std::max(1.0f, 2.0f * max_norm);

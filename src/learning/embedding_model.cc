@@ -60,6 +60,16 @@ void EmbeddingModel::ResetItem(uint32_t idx, const std::vector<float>& prior,
   ContentPrior(prior, content_keys, mutable_item(idx));
 }
 
+float EmbeddingModel::MaxItemNorm(size_t n) const {
+  float max_norm = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    float norm2 = 0;
+    for (int d = 0; d < dim_; ++d) norm2 += item(i)[d] * item(i)[d];
+    max_norm = std::max(max_norm, std::sqrt(norm2));
+  }
+  return max_norm;
+}
+
 void EmbeddingModel::EncodeItemsTo(std::string* out) const {
   PutVarint64(out, static_cast<uint64_t>(dim_));
   PutVarint64(out, num_items());

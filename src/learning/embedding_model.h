@@ -55,6 +55,8 @@ class EmbeddingModel {
   // Clears a user's vector (used when a user is erased).
   void ResetUser(uint32_t idx);
   size_t num_users() const { return users_.size() / dim_; }
+  // The longest vector among videos [0, n) (the ANN index's norm bound).
+  float MaxItemNorm(size_t n) const;
   // Snapshot (engine/snapshot.h). The video vectors are encoded here; user
   // vectors are personal data and travel in each user's sealed entry
   // (SetUsers, then SetUser). DecodeItemsFrom replaces every video vector;
