@@ -25,11 +25,15 @@ namespace foryou {
 
 namespace {
 
-
-
+// The headers every request of this run carries (BenchOptions::headers).
+httplib::Headers RequestHeaders(const BenchOptions& o) {
+  httplib::Headers h;
+  for (const auto& [name, value] : o.headers) h.emplace(name, value);
+  return h;
+}
 
 // Runs `work(client, i)` for i in [0, n) on `clients` connections.
-Status ParallelPosts(int port, int clients, size_t n, const char* label,
+Status ParallelPosts(int port, const httplib::Headers& headers, int clients, size_t n, const char* label,
                      const std::function<Status(httplib::Client&, size_t)>& work) {
   std::atomic<size_t> next{0}, done{0};
   std::mutex mu;
@@ -38,6 +42,7 @@ Status ParallelPosts(int port, int clients, size_t n, const char* label,
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&] {
       httplib::Client client("127.0.0.1", port);
+      client.set_default_headers(headers);
       client.set_read_timeout(60, 0);
       client.set_write_timeout(60, 0);
       for (size_t i = next++; i < n; i = next++) {
@@ -74,9 +79,10 @@ struct LoadResult {
 };
 
 // Closed-loop load: `concurrency` clients, each sends the next request as
-// soon as the previous one is answered, for `duration_s`.
-LoadResult ClosedLoop(int port, int concurrency, double duration_s, const char* label,
-                      const std::function<std::string(uint64_t*)>& next_path) {
+// soon as the previous one is answered, for `duration_s`. Client c talks to
+// ports[c % ports.size()].
+LoadResult ClosedLoop(const std::vector<int>& ports, const httplib::Headers& headers, int concurrency, double duration_s,
+                      const char* label, const std::function<std::string(uint64_t*)>& next_path) {
   LoadResult result;
   std::mutex mu;
   const auto start = BenchClock::now();
@@ -84,7 +90,8 @@ LoadResult ClosedLoop(int port, int concurrency, double duration_s, const char* 
   std::vector<std::thread> threads;
   for (int c = 0; c < concurrency; ++c) {
     threads.emplace_back([&, c] {
-      httplib::Client client("127.0.0.1", port);
+      httplib::Client client("127.0.0.1", ports[static_cast<size_t>(c) % ports.size()]);
+      client.set_default_headers(headers);
       client.set_read_timeout(10, 0);
       uint64_t rng = Mix64(static_cast<uint64_t>(c) + 99);
       std::vector<double> lat;
@@ -118,6 +125,93 @@ LoadResult ClosedLoop(int port, int concurrency, double duration_s, const char* 
 }
 
 
+// Follow probes: a new user follows a creator through `write_port`; how long
+// from the acknowledgement until a feed from `read_port` shows the creator as
+// followed (milliseconds, ascending)? Probes whose follow never shows within
+// 2 s (e.g. the creator has no other video) count in *failures.
+Result<std::vector<double>> FollowProbes(int write_port, int read_port, const httplib::Headers& headers, size_t probes,
+                                         size_t videos, const char* label, const char* user_prefix, size_t* failures) {
+  httplib::Client w("127.0.0.1", write_port), r("127.0.0.1", read_port);
+  for (httplib::Client* c : {&w, &r}) {
+    c->set_default_headers(headers);
+    c->set_read_timeout(10, 0);
+  }
+  std::vector<double> fresh;
+  ProgressBar bar(label, probes);
+  for (size_t p = 0; p < probes; ++p) {
+    Event e;
+    e.user_id = fmt::format("{}{}", user_prefix, p);
+    e.video_id = World::VideoId(Mix64(p + 7) % videos);
+    e.type = EventType::kFollow;
+    e.ts = SystemClock().NowMs();
+    FORYOU_RETURN_IF_ERROR(PostJson(w, "/v1/events", nlohmann::json{{"events", {EventJson(e)}}}.dump()));
+    const auto acked = BenchClock::now();
+    bool seen = false;
+    while (!seen && Seconds(acked, BenchClock::now()) < 2.0) {
+      auto res = r.Get(fmt::format("/v1/feed?user_id={}&n=20", e.user_id).c_str());
+      if (!res || (res->status != 200 && res->status != 404)) break;
+      auto j = nlohmann::json::parse(res->body, nullptr, false);
+      if (j.is_discarded() || !j.contains("items")) continue;
+      for (const auto& item : j["items"]) {
+        for (const auto& s : item["sources"]) seen |= s == "followed";
+      }
+    }
+    if (seen) {
+      fresh.push_back(std::chrono::duration<double, std::milli>(BenchClock::now() - acked).count());
+    } else {
+      ++*failures;
+    }
+    bar.Update(p + 1);
+  }
+  std::sort(fresh.begin(), fresh.end());
+  return fresh;
+}
+
+// The `foryou_applied_sequence` a server's /metrics reports.
+Result<uint64_t> AppliedSequence(httplib::Client& c) {
+  auto r = c.Get("/metrics");
+  if (!r || r->status != 200) return Status::IOError("GET /metrics failed");
+  const std::string_view key = "\nforyou_applied_sequence ";
+  const size_t at = r->body.find(key);
+  if (at == std::string::npos) return Status::Internal("/metrics has no foryou_applied_sequence (not cluster mode?)");
+  return static_cast<uint64_t>(std::stod(r->body.substr(at + key.size(), 32)));
+}
+
+// Replica lag: an event acknowledged by the replica at `write_port` until
+// the replica at `read_port` has applied its record (its /metrics shows the
+// writer's applied sequence), in milliseconds, ascending.
+Result<std::vector<double>> LagProbes(int write_port, int read_port, const httplib::Headers& headers, size_t probes,
+                                      size_t videos) {
+  httplib::Client w("127.0.0.1", write_port), r("127.0.0.1", read_port);
+  for (httplib::Client* c : {&w, &r}) {
+    c->set_default_headers(headers);
+    c->set_read_timeout(10, 0);
+  }
+  std::vector<double> lag;
+  ProgressBar bar("replica lag", probes);
+  for (size_t p = 0; p < probes; ++p) {
+    Event e;
+    e.user_id = fmt::format("lagprobe{}", p % 50);
+    e.video_id = World::VideoId(Mix64(p + 11) % videos);
+    e.type = EventType::kLike;
+    e.ts = SystemClock().NowMs();
+    FORYOU_RETURN_IF_ERROR(PostJson(w, "/v1/events", nlohmann::json{{"events", {EventJson(e)}}}.dump()));
+    const auto acked = BenchClock::now();
+    auto written = AppliedSequence(w);
+    if (!written.ok()) return written.status();
+    for (;;) {
+      auto seen = AppliedSequence(r);
+      if (!seen.ok()) return seen.status();
+      if (*seen >= *written) break;
+      if (Seconds(acked, BenchClock::now()) > 30) return Status::Unavailable("the second replica fell 30 s behind");
+    }
+    lag.push_back(std::chrono::duration<double, std::milli>(BenchClock::now() - acked).count());
+    bar.Update(p + 1);
+  }
+  std::sort(lag.begin(), lag.end());
+  return lag;
+}
+
 }  // namespace
 
 BenchOptions QuickBenchOptions() {
@@ -137,7 +231,9 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   rep.concurrency = o.concurrency;
   TempDir tmp;
   const std::string data_dir = o.data_dir.empty() ? tmp.Sub("data") : o.data_dir;
-  const std::vector<std::string> server_args = {"--threads", std::to_string(o.server_threads)};
+  std::vector<std::string> server_args = {"--threads", std::to_string(o.server_threads)};
+  server_args.insert(server_args.end(), o.server_args.begin(), o.server_args.end());
+  const httplib::Headers headers = RequestHeaders(o);
   auto server = ServerProcess::Start(o.binary, data_dir, tmp.path(), server_args);
   if (!server) return Status::Unavailable("the server did not start (see stderr)");
   const int port = server->port();
@@ -154,7 +250,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   // Videos.
   constexpr size_t kBatch = 1000;
   auto t0 = BenchClock::now();
-  FORYOU_RETURN_IF_ERROR(ParallelPosts(port, 2, (o.videos + kBatch - 1) / kBatch, "videos", [&](httplib::Client& c, size_t b) {
+  FORYOU_RETURN_IF_ERROR(ParallelPosts(port, headers, 2, (o.videos + kBatch - 1) / kBatch, "videos", [&](httplib::Client& c, size_t b) {
     nlohmann::json videos = nlohmann::json::array();
     for (size_t i = b * kBatch; i < std::min(o.videos, (b + 1) * kBatch); ++i) videos.push_back(VideoJson(world.MakeVideo(i)));
     return PostJson(c, "/v1/videos", nlohmann::json{{"videos", videos}}.dump());
@@ -166,7 +262,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   constexpr size_t kUsersPerBatch = 100;
   std::atomic<size_t> events{0};
   t0 = BenchClock::now();
-  FORYOU_RETURN_IF_ERROR(ParallelPosts(port, 2, (o.users + kUsersPerBatch - 1) / kUsersPerBatch, "events",
+  FORYOU_RETURN_IF_ERROR(ParallelPosts(port, headers, 2, (o.users + kUsersPerBatch - 1) / kUsersPerBatch, "events",
                                        [&](httplib::Client& c, size_t b) {
     std::vector<Event> evs;
     for (size_t u = b * kUsersPerBatch; u < std::min(o.users, (b + 1) * kUsersPerBatch); ++u) world.UserEvents(u, &evs);
@@ -185,12 +281,13 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   rep.bytes_per_user = static_cast<double>(rss_full - std::min(rss_full, rss_videos)) / static_cast<double>(o.users);
 
   // The machine's HTTP ceiling, then the feed, under the same load.
-  LoadResult ceiling = ClosedLoop(port, o.concurrency, o.duration_s, "ceiling", [](uint64_t*) { return std::string("/healthz"); });
+  LoadResult ceiling = ClosedLoop({port}, headers, o.concurrency, o.duration_s, "ceiling", [](uint64_t*) { return std::string("/healthz"); });
   rep.http_ceiling_qps = static_cast<double>(ceiling.latencies_ms.size()) / ceiling.seconds;
-  LoadResult feed = ClosedLoop(port, o.concurrency, o.duration_s, "feed", [&](uint64_t* rng) {
+  auto random_feed = [&](uint64_t* rng) {
     *rng = Mix64(*rng);
     return fmt::format("/v1/feed?user_id={}&n=20", World::UserId(*rng % o.users));
-  });
+  };
+  LoadResult feed = ClosedLoop({port}, headers, o.concurrency, o.duration_s, "feed", random_feed);
   rep.feed_qps = static_cast<double>(feed.latencies_ms.size()) / feed.seconds;
   rep.feed_p50_ms = Percentile(feed.latencies_ms, 0.50);
   rep.feed_p99_ms = Percentile(feed.latencies_ms, 0.99);
@@ -202,46 +299,20 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   // Freshness: a new user follows a creator; how long from the follow's
   // acknowledgement until a feed shows that creator as followed?
   {
-    httplib::Client c("127.0.0.1", port);
-    c.set_read_timeout(10, 0);
-    std::vector<double> fresh;
-    ProgressBar bar("freshness", o.freshness_probes);
-    for (size_t p = 0; p < o.freshness_probes; ++p) {
-      const size_t video = Mix64(p + 7) % o.videos;
-      const std::string user = fmt::format("probe{}", p);
-      Event e;
-      e.user_id = user;
-      e.video_id = World::VideoId(video);
-      e.type = EventType::kFollow;
-      e.ts = SystemClock().NowMs();
-      FORYOU_RETURN_IF_ERROR(PostJson(c, "/v1/events", nlohmann::json{{"events", {EventJson(e)}}}.dump()));
-      const auto acked = BenchClock::now();
-      bool seen = false;
-      while (!seen && Seconds(acked, BenchClock::now()) < 2.0) {
-        auto r = c.Get(fmt::format("/v1/feed?user_id={}&n=20", user).c_str());
-        if (!r || r->status != 200) break;
-        auto j = nlohmann::json::parse(r->body, nullptr, false);
-        for (const auto& item : j["items"]) {
-          for (const auto& s : item["sources"]) seen |= s == "followed";
-        }
-      }
-      if (seen) {
-        fresh.push_back(std::chrono::duration<double, std::milli>(BenchClock::now() - acked).count());
-      } else {
-        ++rep.freshness_failures;  // e.g. the creator has no other video
-      }
-      bar.Update(p + 1);
-    }
-    std::sort(fresh.begin(), fresh.end());
-    rep.freshness_probes = fresh.size();
-    rep.freshness_ms_p50 = Percentile(fresh, 0.5);
-    rep.freshness_ms_p99 = Percentile(fresh, 0.99);
+    size_t failures = 0;
+    auto fresh = FollowProbes(port, port, headers, o.freshness_probes, o.videos, "freshness", "probe", &failures);
+    if (!fresh.ok()) return fresh.status();
+    rep.freshness_failures = failures;
+    rep.freshness_probes = fresh->size();
+    rep.freshness_ms_p50 = Percentile(*fresh, 0.5);
+    rep.freshness_ms_p99 = Percentile(*fresh, 0.99);
   }
 
   // Restart on the full store: SIGTERM (the server writes a snapshot as it
   // stops), then start again until the first feed is served.
   auto first_feed = [&](ServerProcess& s) -> Status {
     httplib::Client c("127.0.0.1", s.port());
+    c.set_default_headers(headers);
     c.set_read_timeout(60, 0);
     auto r = c.Get("/v1/feed?user_id=u1&n=20");
     if (!r || r->status != 200) return Status::Internal("no feed after restart");
@@ -263,7 +334,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     const size_t tail_users = std::max<size_t>(100, o.users / 20);
     std::atomic<size_t> tail_events{0};
     const int tail_port = server->port();
-    FORYOU_RETURN_IF_ERROR(ParallelPosts(tail_port, 2, (tail_users + kUsersPerBatch - 1) / kUsersPerBatch, "tail",
+    FORYOU_RETURN_IF_ERROR(ParallelPosts(tail_port, headers, 2, (tail_users + kUsersPerBatch - 1) / kUsersPerBatch, "tail",
                                          [&](httplib::Client& c, size_t b) {
       std::vector<Event> evs;
       for (size_t u = o.users + b * kUsersPerBatch; u < o.users + std::min(tail_users, (b + 1) * kUsersPerBatch); ++u) {
@@ -284,10 +355,34 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     FORYOU_RETURN_IF_ERROR(first_feed(*server));
     rep.crash_restart_s = Seconds(t0, BenchClock::now());
   }
+
+  // Cluster mode: a new replica with an empty data dir joins the region (the
+  // snapshot the first replica published when it stopped, plus the tail
+  // written after it), then feeds over both replicas, then replica lag.
+  if (o.join) {
+    fprintf(stderr, "join: starting a second replica with an empty data dir\n");
+    t0 = BenchClock::now();
+    auto second = ServerProcess::Start(o.binary, tmp.Sub("joined"), tmp.path(), server_args, 3600);
+    if (!second) return Status::Unavailable("the second replica did not start");
+    FORYOU_RETURN_IF_ERROR(first_feed(*second));
+    rep.join_s = Seconds(t0, BenchClock::now());
+    LoadResult both = ClosedLoop({server->port(), second->port()}, headers, o.concurrency, o.duration_s,
+                                 "feed, 2 replicas", random_feed);
+    rep.feed_two_replicas_qps = static_cast<double>(both.latencies_ms.size()) / both.seconds;
+    rep.feed_two_replicas_p99_ms = Percentile(both.latencies_ms, 0.99);
+    auto lag = LagProbes(server->port(), second->port(), headers, o.freshness_probes, o.videos);
+    if (!lag.ok()) return lag.status();
+    rep.replica_lag_probes = lag->size();
+    rep.replica_lag_ms_p50 = Percentile(*lag, 0.5);
+    rep.replica_lag_ms_p99 = Percentile(*lag, 0.99);
+    second->Terminate();
+  }
   server->Terminate();
 
-  // ANN quality on the learned vectors, in process.
-  {
+  // ANN quality on the learned vectors, in process (an open-mode store only:
+  // with server arguments the store may be encrypted or a cluster replica's).
+  if (o.server_args.empty()) {
+    rep.ann_measured = true;
     SystemClock clock;
     std::unique_ptr<Engine> engine;
     fprintf(stderr, "ann: opening the store in process\n");
@@ -336,6 +431,17 @@ std::string BenchToJson(const BenchReport& r) {
                       {"crash_tail_events", r.crash_tail_events},
                       {"load_videos_s", r.load_videos_s},
                       {"ingest_s", r.ingest_s}};
+  if (r.join_s > 0) {
+    j["join_s"] = r.join_s;
+    j["feed_two_replicas_qps"] = r.feed_two_replicas_qps;
+    j["feed_two_replicas_p99_ms"] = r.feed_two_replicas_p99_ms;
+    j["replica_lag_ms_p50"] = r.replica_lag_ms_p50;
+    j["replica_lag_ms_p99"] = r.replica_lag_ms_p99;
+    j["replica_lag_probes"] = r.replica_lag_probes;
+  }
+  if (!r.ann_measured) {
+    for (const char* k : {"ann_recall_at_100", "ann_query_us", "ann_exact_us"}) j.erase(k);
+  }
   j["ann_ef_sweep"] = nlohmann::json::array();
   for (const auto& p : r.ann_ef_sweep) {
     j["ann_ef_sweep"].push_back({{"ef", p.ef}, {"recall_at_100", p.recall_at_100}, {"query_us", p.query_us}});
@@ -359,8 +465,10 @@ std::string BenchToTable(const BenchReport& r) {
   row("ingest_events_per_s", r.ingest_events_per_s, "{:.0f}");
   row("freshness_ms_p50", r.freshness_ms_p50, "{:.2f}");
   row("freshness_ms_p99", r.freshness_ms_p99, "{:.2f}");
-  row("ann_recall_at_100", r.ann_recall_at_100, "{:.3f}");
-  row("ann_query_us", r.ann_query_us, "{:.0f}");
+  if (r.ann_measured) {
+    row("ann_recall_at_100", r.ann_recall_at_100, "{:.3f}");
+    row("ann_query_us", r.ann_query_us, "{:.0f}");
+  }
   row("rss_mb", r.rss_mb, "{:.0f}");
   row("bytes_per_video", r.bytes_per_video, "{:.0f}");
   row("bytes_per_user", r.bytes_per_user, "{:.0f}");
@@ -368,6 +476,13 @@ std::string BenchToTable(const BenchReport& r) {
   row("restart_s", r.restart_s, "{:.2f}");
   row("crash_restart_s", r.crash_restart_s, "{:.2f}");
   row("crash_tail_events", static_cast<double>(r.crash_tail_events), "{:.0f}");
+  if (r.join_s > 0) {
+    row("join_s", r.join_s, "{:.2f}");
+    row("feed_2_replicas_qps", r.feed_two_replicas_qps, "{:.0f}");
+    row("feed_2_replicas_p99_ms", r.feed_two_replicas_p99_ms, "{:.2f}");
+    row("replica_lag_ms_p50", r.replica_lag_ms_p50, "{:.2f}");
+    row("replica_lag_ms_p99", r.replica_lag_ms_p99, "{:.2f}");
+  }
   return s;
 }
 

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "util/status.h"
@@ -39,6 +40,16 @@ struct BenchOptions {
   std::string data_dir;     // empty: a temporary directory
   std::string binary;       // the foryou binary to run as the server
   uint64_t seed = 1;
+  // More `foryou serve` arguments, e.g. a policy, a region key and --cluster
+  // (scripts/cluster-scale-bench.sh), and headers every request carries
+  // (Authorization, X-Foryou-Jurisdiction). With server arguments the store
+  // is not opened in process, so the ANN phase is skipped.
+  std::vector<std::string> server_args;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // Cluster mode: after the restarts, start a second replica with an empty
+  // data dir (it joins from the region's snapshot plus the tail) and measure
+  // the time until it serves, feeds over both replicas, and replica lag.
+  bool join = false;
 };
 
 // --quick: a small world that runs in well under a minute.
@@ -61,6 +72,14 @@ struct BenchReport {
   double rss_mb = 0, bytes_per_video = 0, bytes_per_user = 0;
   double restart_s = 0, stop_s = 0, crash_restart_s = 0;
   size_t crash_tail_events = 0;
+  // join (cluster mode): a new replica's start until its first feed; feeds
+  // with the load split over both replicas; an event acknowledged by the
+  // first replica until the second one has applied its record.
+  double join_s = 0;
+  double feed_two_replicas_qps = 0, feed_two_replicas_p99_ms = 0;
+  double replica_lag_ms_p50 = 0, replica_lag_ms_p99 = 0;
+  size_t replica_lag_probes = 0;
+  bool ann_measured = false;
   double load_videos_s = 0, ingest_s = 0;
   size_t feed_errors = 0;
   std::vector<double> feed_latencies_ms;  // every feed request, for the histogram

@@ -459,6 +459,8 @@ struct BenchFlags {
   uint64_t seed = 1;
   bool backup = false;
   size_t batch = 0;
+  std::vector<std::string> server_args, headers;
+  bool join = false;
 };
 
 // The path of this process's binary, to run as the server.
@@ -505,6 +507,20 @@ int Bench(const BenchFlags& f) {
   if (f.duration > 0) o.duration_s = f.duration;
   o.data_dir = f.data_dir;
   o.seed = f.seed;
+  o.server_args = f.server_args;
+  for (const std::string& h : f.headers) {
+    const size_t colon = h.find(':');
+    if (colon == std::string::npos || colon == 0) {
+      return Fail(Status::InvalidArgument("--header takes \"Name: value\", got \"" + h + "\""));
+    }
+    const size_t value = h.find_first_not_of(' ', colon + 1);
+    o.headers.emplace_back(h.substr(0, colon), value == std::string::npos ? "" : h.substr(value));
+  }
+  o.join = f.join;
+  if (o.join && std::find(o.server_args.begin(), o.server_args.end(), "--cluster") == o.server_args.end()) {
+    return Fail(Status::InvalidArgument("--join measures a second cluster replica: give --server-arg=--cluster and the "
+                                        "cluster's other serve arguments (scripts/cluster-scale-bench.sh)"));
+  }
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) return Fail(Status::IOError("cannot find my own binary"));
@@ -1084,6 +1100,14 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--backup", bench.backup,
                       "Measure the sovereign layer's write cost and backup RPO/RTO instead: open, sovereign and "
                       "sovereign+backup ingest, then kill -9 and restore (src/bench/backup_bench.h)");
+  bench_cmd->add_option("--server-arg", bench.server_args,
+                        "One more argument for the server, repeatable; write --server-arg=--policy, --server-arg=FILE "
+                        "(scripts/cluster-scale-bench.sh runs the bench in cluster mode this way)");
+  bench_cmd->add_option("--header", bench.headers, "\"Name: value\" for every request, repeatable (Authorization, "
+                        "X-Foryou-Jurisdiction)");
+  bench_cmd->add_flag("--join", bench.join,
+                      "Cluster mode: after the restarts, time a second replica joining with an empty data dir, feeds "
+                      "over both, and replica lag");
   bench_cmd->add_option("--batch", bench.batch, "With --backup: events per POST [default: 100]")
       ->check(CLI::Range(1, 10000));
 
