@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER=${1:-30}
 shift || true
 HARNESSES=("$@")
-[ ${#HARNESSES[@]} -gt 0 ] || HARNESSES=(json_body log_record wire http_request policy audit_log)
+[ ${#HARNESSES[@]} -gt 0 ] || HARNESSES=(json_body log_record wire http_request policy audit_log snapshot)
 bash scripts/install-deps.sh
 if [ ! -f build/asan/build.ninja ]; then
   cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" \

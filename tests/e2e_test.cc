@@ -368,5 +368,42 @@ TEST_F(E2ETest, ModelExportImportBetweenRegionsWithASignedArtifact) {
   EXPECT_EQ(Feed("someone-new", 5).size(), 5u);
 }
 
+
+// A compliance job must not report green on a typo: every tool that reads a
+// store refuses a directory holding none (non-zero exit) and creates nothing
+// there. Only serve, restore and migrate's target create stores.
+TEST(CliTest, ToolsRefuseADirectoryWithoutAStoreAndCreateNothing) {
+  TempDir dir;
+  const std::string typo = dir.Sub("no-such-store");
+  const std::string policy = dir.Sub("policy.toml");
+  {
+    std::ofstream out(policy);
+    out << "[[regions]]\nname = \"us\"\njurisdiction = \"US\"\noperator = \"Op\"\nprimary_for = [\"US\"]\n";
+  }
+  const std::string key = dir.Sub("region.key");
+  {
+    std::ofstream out(key);
+    out << std::string(64, 'a') << "\n";
+  }
+  const std::vector<std::vector<std::string>> tools = {
+      {"residency", "report", "--data-dir", typo, "--policy", policy, "--region", "us"},
+      {"model", "export", "--data-dir", typo, "--out", dir.Sub("model.fym")},
+      {"audit", "verify", "--data-dir", typo},
+      {"audit", "show", "--data-dir", typo},
+      {"repair", "--data-dir", typo},
+      {"rekey", "--data-dir", typo, "--region-key-file", key, "--new-region-key-file", key},
+  };
+  for (const auto& tool : tools) {
+    std::vector<std::string> args = {"sh", "-c", "exec \"$0\" \"$@\" 2>&1", FORYOU_BINARY};
+    args.insert(args.end(), tool.begin(), tool.end());
+    CommandResult r = RunCommand(args);
+    EXPECT_NE(r.exit_code, 0) << tool[0] << " " << tool[1] << ": " << r.out;
+    EXPECT_NE(r.out.find("no-such-store"), std::string::npos) << tool[0] << " " << tool[1] << ": " << r.out;
+    EXPECT_FALSE(std::filesystem::exists(typo)) << tool[0] << " " << tool[1] << " created " << typo;
+    std::filesystem::remove_all(typo);
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("model.fym")));
+}
+
 }  // namespace
 }  // namespace foryou

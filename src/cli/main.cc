@@ -88,11 +88,30 @@ foryou::Result<std::string> RegionKey(const std::string& file, bool required) {
   return key;
 }
 
+// Tools that read a store refuse a directory holding none, rather than
+// create an empty store there and report on it (a typo in --data-dir must
+// not read as "0 violations"). Only serve, restore and migrate's target
+// create stores.
+foryou::Status RequireStore(const std::string& data_dir) {
+  if (std::filesystem::exists(data_dir + "/CURRENT")) return foryou::Status::OK();
+  return foryou::Status::NotFound(fmt::format(
+      "{} holds no foryou store (no {}/CURRENT): check --data-dir", data_dir, data_dir));
+}
+
+// The audit tools work on a store or on a copy of its audit/ directory alone
+// (an auditor's), but not on a directory with no audit log.
+foryou::Status RequireAuditLog(const std::string& data_dir) {
+  if (std::filesystem::exists(data_dir + "/audit/log")) return foryou::Status::OK();
+  return foryou::Status::NotFound(fmt::format("{} holds no audit log (no {}/audit/log): check --data-dir", data_dir,
+                                              data_dir));
+}
+
 // Opens a (stopped) store for a command-line tool, with its region key when
 // it is encrypted (--region-key-file or FORYOU_REGION_KEY).
 foryou::Status OpenStoppedStore(const foryou::EngineOptions& options, const std::string& data_dir,
                                 const std::string& region_key_file, const foryou::Clock& clock,
                                 std::unique_ptr<foryou::Engine>* engine) {
+  FORYOU_RETURN_IF_ERROR(RequireStore(data_dir));
   auto region_key = RegionKey(region_key_file, false);
   if (!region_key.ok()) return region_key.status();
   foryou::EngineOptions o = options;
@@ -545,6 +564,7 @@ struct AuditFlags {
 // signed tree head as JSON, for the auditor to save.
 int AuditVerify(const AuditFlags& f) {
   using namespace foryou;
+  if (Status s = RequireAuditLog(f.data_dir); !s.ok()) return Fail(s);
   const std::string dir = f.data_dir + "/audit";
   SignedTreeHead saved;
   const SignedTreeHead* saved_ptr = nullptr;
@@ -570,6 +590,7 @@ int AuditVerify(const AuditFlags& f) {
 // auditors and scripts (they hold pseudonyms, never user ids).
 int AuditShow(const AuditFlags& f) {
   using namespace foryou;
+  if (Status s = RequireAuditLog(f.data_dir); !s.ok()) return Fail(s);
   std::vector<AuditEntry> entries;
   std::vector<Hash> leaves;
   if (Status s = AuditLog::ReadAll(f.data_dir + "/audit", &entries, &leaves); !s.ok()) return Fail(s);
@@ -783,6 +804,7 @@ struct RekeyFlags {
 // key; appends region_key.rotate to the store's audit log.
 int Rekey(const RekeyFlags& f) {
   using namespace foryou;
+  if (Status s = RequireStore(f.data_dir); !s.ok()) return Fail(s);
   auto old_key = RegionKey(f.region_key_file, true);
   if (!old_key.ok()) return Fail(old_key.status());
   auto new_key = LoadRegionKey(f.new_region_key_file);
@@ -947,9 +969,7 @@ int RepairCmd(const std::string& data_dir) {
   using namespace foryou;
   spdlog::set_default_logger(spdlog::stderr_color_mt("foryou"));
   spdlog::set_level(spdlog::level::warn);
-  if (!std::filesystem::exists(data_dir + "/CURRENT")) {
-    return Fail(Status::InvalidArgument(fmt::format("{} holds no store", data_dir)));
-  }
+  if (Status s = RequireStore(data_dir); !s.ok()) return Fail(s);
   // The WAL files as they were: the evidence of what the repair drops.
   const std::string aside = fmt::format("{}/damaged-{}", data_dir, SystemClock().NowMs() / 1000);
   std::vector<std::string> wals;

@@ -247,6 +247,11 @@ class Engine {
   // options().snapshot.keep. OK without writing when the snapshot this engine loaded or
   // last wrote is at AppliedSeq().
   Status WriteSnapshot();
+  // Decodes a snapshot body (no files, no checksums, no keys: sealed user
+  // entries are Corruption) into a throwaway state, with the ANN file at
+  // ann_path: OK or the error a start would report. For fuzz/fuzz_snapshot.cc,
+  // which feeds it hostile bytes.
+  static Status DecodeSnapshotBody(const EngineOptions& options, std::string_view body, const std::string& ann_path);
 
   // Rebuilds the ANN index with a norm bound fitted to the current video
   // vectors (twice the longest), off the state lock, and swaps it in; OK at

@@ -591,6 +591,14 @@ Status Engine::LoadSnapshot(uint64_t* seq) {
   return Status::OK();
 }
 
+Status Engine::DecodeSnapshotBody(const EngineOptions& options, std::string_view body, const std::string& ann_path) {
+  State state(options);
+  uint64_t plaintext = 0;
+  SnapshotAnchor anchor;
+  std::vector<std::string> unreadable;
+  return state.DecodeSnapshot(body, ann_path, nullptr, &plaintext, &anchor, &unreadable);
+}
+
 // Loads into a fresh state and swaps it in only when all of it verified and
 // decoded: a damaged snapshot is never half-loaded.
 Status Engine::TryLoadSnapshot(uint64_t seq) {
