@@ -518,6 +518,13 @@ Status JetStreamLog::ReadAll(const std::string& stream, const std::string& subje
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_SubscribeSync(sub, js_, subject.c_str(), nullptr, &so, &jerr);
   if (s != NATS_OK) return NatsError(fmt::format("reading {} from {}", subject, stream), s, jerr);
+  // The library's default pending limits (65,536 messages, 64 MB) drop
+  // messages as "slow consumer" when a region's keys (one small message per
+  // user) or a snapshot's chunks arrive faster than they are stored: a
+  // joining replica failed that way at 200,000 users. The consumer's flow
+  // control bounds what is in flight instead.
+  s = natsSubscription_SetPendingLimits(*sub, -1, -1);
+  if (s != NATS_OK) return NatsError(fmt::format("reading {} from {}", subject, stream), s, jerr);
   return Status::OK();
 }
 
@@ -715,6 +722,8 @@ Status JetStreamLog::Follow(uint64_t from_seq) {
     s = js_SubscribeSync(&sub_, js_, log_subject_.c_str(), nullptr, &so, &jerr);
     if (s != NATS_TIMEOUT) break;
   }
+  if (s != NATS_OK) return NatsError(fmt::format("following {} from {}", log_stream_, from_seq), s, jerr);
+  s = natsSubscription_SetPendingLimits(sub_, -1, -1);  // as ReadAll: flow control bounds it
   if (s != NATS_OK) return NatsError(fmt::format("following {} from {}", log_stream_, from_seq), s, jerr);
   return Status::OK();
 }
