@@ -371,7 +371,7 @@ TEST_F(E2ETest, ModelExportImportBetweenRegionsWithASignedArtifact) {
 
 // A compliance job must not report green on a typo: every tool that reads a
 // store refuses a directory holding none (non-zero exit) and creates nothing
-// there. Only serve, restore and migrate's target create stores.
+// there. Only serve, restore, migrate's target and model import create stores.
 TEST(CliTest, ToolsRefuseADirectoryWithoutAStoreAndCreateNothing) {
   TempDir dir;
   const std::string typo = dir.Sub("no-such-store");

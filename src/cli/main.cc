@@ -90,8 +90,8 @@ foryou::Result<std::string> RegionKey(const std::string& file, bool required) {
 
 // Tools that read a store refuse a directory holding none, rather than
 // create an empty store there and report on it (a typo in --data-dir must
-// not read as "0 violations"). Only serve, restore and migrate's target
-// create stores.
+// not read as "0 violations"). Only serve, restore, migrate's target and
+// model import (a new region starting from a licensed model) create stores.
 foryou::Status RequireStore(const std::string& data_dir) {
   if (std::filesystem::exists(data_dir + "/CURRENT")) return foryou::Status::OK();
   return foryou::Status::NotFound(fmt::format(
@@ -110,8 +110,8 @@ foryou::Status RequireAuditLog(const std::string& data_dir) {
 // it is encrypted (--region-key-file or FORYOU_REGION_KEY).
 foryou::Status OpenStoppedStore(const foryou::EngineOptions& options, const std::string& data_dir,
                                 const std::string& region_key_file, const foryou::Clock& clock,
-                                std::unique_ptr<foryou::Engine>* engine) {
-  FORYOU_RETURN_IF_ERROR(RequireStore(data_dir));
+                                std::unique_ptr<foryou::Engine>* engine, bool may_create = false) {
+  if (!may_create) FORYOU_RETURN_IF_ERROR(RequireStore(data_dir));
   auto region_key = RegionKey(region_key_file, false);
   if (!region_key.ok()) return region_key.status();
   foryou::EngineOptions o = options;
@@ -688,7 +688,10 @@ int ModelImport(const ModelFlags& f) {
   if (Status s = ReadModelFile(f.file, f.trusted_key, &meta, &payload); !s.ok()) return Fail(s);
   SystemClock clock;
   std::unique_ptr<Engine> engine;
-  if (Status s = OpenStoppedStore(config.engine, f.data_dir, f.region_key_file, clock, &engine); !s.ok()) return Fail(s);
+  if (Status s = OpenStoppedStore(config.engine, f.data_dir, f.region_key_file, clock, &engine, /*may_create=*/true);
+      !s.ok()) {
+    return Fail(s);
+  }
   if (Status s = engine->ImportModel(payload); !s.ok()) return Fail(s);
   std::fprintf(stderr, "imported %s into %s: %llu videos\n", f.file.c_str(), f.data_dir.c_str(),
                static_cast<unsigned long long>(engine->Stats().videos));
