@@ -540,10 +540,9 @@ int Bench(const BenchFlags& f) {
     return Fail(Status::InvalidArgument("--join measures a second cluster replica: give --server-arg=--cluster and the "
                                         "cluster's other serve arguments (scripts/cluster-scale-bench.sh)"));
   }
-  char self[4096];
-  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return Fail(Status::IOError("cannot find my own binary"));
-  o.binary.assign(self, static_cast<size_t>(n));
+  auto binary = SelfBinary();
+  if (!binary.ok()) return Fail(binary.status());
+  o.binary = *binary;
   auto report = RunBench(o);
   if (!report.ok()) return Fail(report.status());
   if (!f.plot.empty()) {
