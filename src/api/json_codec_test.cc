@@ -98,5 +98,33 @@ TEST(JsonCodecTest, InvalidUtf8IsReplacedNotThrown) {
   EXPECT_TRUE(j["user_id"].is_string());
 }
 
+// FeedToJson writes its bytes by hand: it must give what a json tree of the
+// same response would, for awkward strings and numbers too.
+TEST(JsonCodecTest, FeedJsonMatchesTheJsonTree) {
+  FeedResponse f;
+  f.user_id = "u\"q\\b";
+  f.candidates = 417;
+  const std::vector<std::string> awkward = {"plain", "quote \" and \\ backslash", std::string("ctl \x01\x1f\n\t\r", 10),
+                                            "caf\xc3\xa9 \xf0\x9f\x98\x80", "bad \xff byte", ""};
+  const std::vector<double> scores = {0.7211225649953121, 0, -1.5, 1e-7, 12345.678, 1e300};
+  for (size_t i = 0; i < awkward.size(); ++i) {
+    FeedItem it;
+    it.video_id = "v" + std::to_string(i);
+    it.score = scores[i];
+    it.reasons = {awkward[i], "trending now"};
+    it.sources = i % 2 ? std::vector<std::string>{"ann", "fresh"} : std::vector<std::string>{};
+    f.items.push_back(it);
+  }
+  nlohmann::json items = nlohmann::json::array();
+  for (const FeedItem& it : f.items) {
+    items.push_back({{"video_id", it.video_id}, {"score", it.score}, {"reasons", it.reasons}, {"sources", it.sources}});
+  }
+  const nlohmann::json tree = {{"user_id", f.user_id}, {"items", items}, {"candidates", f.candidates}};
+  const std::string got = FeedToJson(f);
+  EXPECT_EQ(nlohmann::json::parse(got), nlohmann::json::parse(tree.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+  EXPECT_EQ(got.find('\x01'), std::string::npos);  // control characters escaped
+  EXPECT_NE(got.find("\\u0001"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace foryou

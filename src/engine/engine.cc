@@ -48,18 +48,21 @@ std::vector<uint32_t> UserRecord::RecentVideos(size_t k) const {
 // ------------------------------------------------------------------ Features
 
 UserContext Engine::State::MakeContext(std::optional<uint32_t> user_idx, std::optional<uint32_t> lang,
-                                       bool precompute_co, const EngineOptions& o) const {
+                                       VideoScratch<float>* co_scratch, const EngineOptions& o) const {
   UserContext ctx;
   ctx.idx = user_idx;
   ctx.user = user_idx ? &users[*user_idx] : nullptr;
   ctx.lang = lang;
-  ctx.co_precomputed = precompute_co;
-  if (precompute_co && ctx.user != nullptr) {
-    float decay = 1.0f;
-    for (size_t i = 0; i < ctx.user->recent.size() && i < static_cast<size_t>(o.retrieval.co_seeds); ++i) {
-      const uint32_t seed = ctx.user->recent[i].video;
-      co.ForEachNeighbor(seed, [&](uint32_t nb, float w) { ctx.co[nb] += decay * CoWeight(seed, nb, w); });
-      decay *= kSeedDecay;
+  if (co_scratch != nullptr) {
+    co_scratch->Reset(catalog.size());
+    ctx.co = co_scratch;
+    if (ctx.user != nullptr) {
+      float decay = 1.0f;
+      for (size_t i = 0; i < ctx.user->recent.size() && i < static_cast<size_t>(o.retrieval.co_seeds); ++i) {
+        const uint32_t seed = ctx.user->recent[i].video;
+        co.ForEachNeighbor(seed, [&](uint32_t nb, float w) { (*co_scratch)[nb] += decay * CoWeight(seed, nb, w); });
+        decay *= kSeedDecay;
+      }
     }
   }
   return ctx;
@@ -74,9 +77,8 @@ FeatureVector Engine::State::Features(const UserContext& ctx, uint32_t video, in
   if (user != nullptr) {
     x[kFeatEmbedding] = std::tanh(embeddings.Score(*ctx.idx, video));
     float co_sum = 0;
-    if (ctx.co_precomputed) {
-      auto it = ctx.co.find(video);
-      if (it != ctx.co.end()) co_sum = it->second;
+    if (ctx.co != nullptr) {
+      co_sum = ctx.co->get(video);
     } else {
       float decay = 1.0f;
       for (size_t i = 0; i < user->recent.size() && i < static_cast<size_t>(o.retrieval.co_seeds); ++i) {
@@ -634,7 +636,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     bool any_label = false;
     for (int h = 0; h < kNumHeads; ++h) any_label |= sig.labels[h] >= 0;
     if (any_label) {
-      const UserContext ctx = s.MakeContext(uidx, u.TopLanguage(), /*precompute_co=*/false, options_);
+      const UserContext ctx = s.MakeContext(uidx, u.TopLanguage(), /*co_scratch=*/nullptr, options_);
       const float lr = static_cast<float>(lo.ranker_lr);
       FeatureVector x = s.Features(ctx, video, e.ts, options_);
       for (int h = 0; h < kNumHeads; ++h) {
@@ -982,7 +984,8 @@ Status Engine::ScoreVideos(const std::string& user_id, int64_t now_ms, const std
   const State& s = *state_;
   const auto uidx = s.FindUserIdx(user_id);
   const std::optional<uint32_t> lang = uidx ? s.users[*uidx].TopLanguage() : std::nullopt;
-  const UserContext ctx = s.MakeContext(uidx, lang, /*precompute_co=*/true, options_);
+  thread_local VideoScratch<float> co_scratch;
+  const UserContext ctx = s.MakeContext(uidx, lang, &co_scratch, options_);
   const auto objectives = ObjectiveArray(options_.objectives);
   const size_t n = videos ? videos->size() : s.catalog.size();
   scores->resize(n);
@@ -1048,7 +1051,9 @@ Result<UserExport> Engine::ExportUser(const std::string& user_id) {
     std::sort(out.tag_affinity.begin(), out.tag_affinity.end());
     std::sort(out.creator_affinity.begin(), out.creator_affinity.end());
   }
-  for (uint32_t v : ServedSnapshot(user_id)) {
+  std::vector<uint32_t> served;
+  ServedSnapshot(user_id, &served);
+  for (uint32_t v : served) {
     std::shared_lock lock(mu_);
     out.recently_served.push_back(state_->catalog.at(v).video.id);
   }
@@ -1226,10 +1231,11 @@ void Engine::RecordServed(const std::string& user_id, const std::vector<uint32_t
   }
 }
 
-std::unordered_set<uint32_t> Engine::ServedSnapshot(const std::string& user_id) {
+void Engine::ServedSnapshot(const std::string& user_id, std::vector<uint32_t>* out) {
+  out->clear();
   std::lock_guard lock(served_mu_);
   auto it = served_.find(user_id);
-  return it == served_.end() ? std::unordered_set<uint32_t>{} : it->second.set;
+  if (it != served_.end()) out->assign(it->second.ring.begin(), it->second.ring.end());
 }
 
 }  // namespace foryou

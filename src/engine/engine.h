@@ -67,6 +67,18 @@ struct FeedResponse {
   size_t candidates = 0;  // how many were scored
 };
 
+// Where one Feed's time went, stage by stage, in nanoseconds (wall clock of
+// the calling thread). For benchmarks (bench/, `foryou bench`); a null trace
+// costs nothing.
+struct FeedTrace {
+  int64_t context_ns = 0;    // served set, co-engagement with the recent positives
+  int64_t retrieval_ns = 0;  // candidate sources, seen and blocked videos dropped
+  int64_t features_ns = 0;   // one FeatureVector per candidate
+  int64_t scoring_ns = 0;    // the ranker's heads, the objective-weighted score
+  int64_t rerank_ns = 0;     // creator spacing, tag diversity, exploration
+  int64_t explain_ns = 0;    // reasons and sources in words
+};
+
 struct UserProfile {
   std::string id;
   int64_t first_seen = 0;
@@ -177,7 +189,7 @@ class Engine {
   // atomically with their first events.
   Result<size_t> IngestEvents(std::vector<Event> events, const std::string& jurisdiction = "");
 
-  Result<FeedResponse> Feed(const FeedRequest& request);
+  Result<FeedResponse> Feed(const FeedRequest& request, FeedTrace* trace = nullptr);
 
   // The user's home jurisdiction, "" if none was recorded (docs/SOVEREIGNTY.md).
   // Set with the user's first events (IngestEvents' jurisdiction, stored in
@@ -337,7 +349,8 @@ class Engine {
   void ResetUser(uint32_t idx);
   Status ApplyVideos(const std::vector<Video>& videos, bool replaying);
   void RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos);
-  std::unordered_set<uint32_t> ServedSnapshot(const std::string& user_id);
+  // The videos recently served to user_id (unordered) into *out.
+  void ServedSnapshot(const std::string& user_id, std::vector<uint32_t>* out);
 
   const EngineOptions options_;
   const Clock& clock_;

@@ -11,6 +11,7 @@
 
 #include "engine/catalog.h"
 #include "engine/engine.h"
+#include "engine/video_scratch.h"
 #include "learning/embedding_model.h"
 #include "learning/ranker_model.h"
 #include "learning/signals.h"
@@ -56,10 +57,10 @@ struct UserContext {
   std::optional<uint32_t> idx;       // index into State::users and the embeddings
   std::optional<uint32_t> lang;      // the language to match, if known
   // Co-engagement of videos with the user's recent positives, precomputed
-  // when many videos are scored (feeds, evaluation); otherwise looked up per
-  // video. Both give bit-identical values (same summation order).
-  bool co_precomputed = false;
-  std::unordered_map<uint32_t, float> co;
+  // into a caller's scratch when many videos are scored (feeds, evaluation);
+  // null: looked up per video. Both give bit-identical values (same
+  // summation order).
+  const VideoScratch<float>* co = nullptr;
 };
 
 // Recent positive number i (0 = most recent) counts kSeedDecay^i in the
@@ -119,8 +120,10 @@ struct Engine::State {
   Status DecodeSnapshot(std::string_view in, const std::string& ann_path, const Keyring* keyring,
                         uint64_t* plaintext_records, SnapshotAnchor* anchor, std::vector<std::string>* unreadable);
 
-  UserContext MakeContext(std::optional<uint32_t> user_idx, std::optional<uint32_t> lang, bool precompute_co,
-                          const EngineOptions& o) const;
+  // co_scratch: non-null to precompute the co-engagement of every neighbour
+  // of the recent positives into it (reset here); the context points at it.
+  UserContext MakeContext(std::optional<uint32_t> user_idx, std::optional<uint32_t> lang,
+                          VideoScratch<float>* co_scratch, const EngineOptions& o) const;
   // Features of (user, video) as of now_ms.
   FeatureVector Features(const UserContext& ctx, uint32_t video, int64_t now_ms, const EngineOptions& o) const;
   // Normalised co-engagement weight of the edge seed -> video of raw weight w.

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "engine/engine.h"
@@ -28,10 +29,6 @@ enum Source : uint8_t {
   kSrcCatalog = 32,
 };
 
-struct Candidate {
-  uint8_t sources = 0;
-};
-
 std::vector<std::string> SourceNames(uint8_t s) {
   std::vector<std::string> out;
   if (s & kSrcCoEngagement) out.emplace_back("co_engagement");
@@ -45,16 +42,47 @@ std::vector<std::string> SourceNames(uint8_t s) {
 
 }  // namespace
 
-Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
+namespace {
+
+// Per-thread buffers of the feed path, reused by every request on the thread
+// (engine/video_scratch.h): no hash map is built and nothing is allocated
+// per candidate once a thread has served a few feeds.
+struct FeedScratch {
+  VideoScratch<float> co;           // co-engagement with the recent positives
+  VideoScratch<uint8_t> sources;    // candidate -> Source bits
+  VideoScratch<uint8_t> served;     // videos this user was already shown
+  std::vector<uint32_t> served_list;
+  std::vector<std::pair<float, uint32_t>> co_top;
+  std::vector<uint32_t> ids;
+  std::vector<FeatureVector> feats;
+  std::vector<std::array<float, kNumHeads>> probs;
+  std::vector<RerankCandidate> rc;
+};
+
+// Adds the nanoseconds since *t to *out and moves *t to now (a no-op
+// without a trace).
+void Lap(FeedTrace* trace, int64_t FeedTrace::*field, std::chrono::steady_clock::time_point* t) {
+  if (trace == nullptr) return;
+  const auto now = std::chrono::steady_clock::now();
+  trace->*field += std::chrono::duration_cast<std::chrono::nanoseconds>(now - *t).count();
+  *t = now;
+}
+
+}  // namespace
+
+Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
   if (!IsValidId(req.user_id)) {
     return Status::InvalidArgument(fmt::format("user_id: must be 1 to {} characters from {}", kMaxIdBytes, kIdCharacters));
   }
   if (req.n < 1 || req.n > options_.max_feed_items) {
     return Status::InvalidArgument(fmt::format("n: must be between 1 and {}", options_.max_feed_items));
   }
+  auto t = trace != nullptr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  thread_local FeedScratch scratch;
+  FeedScratch& sc = scratch;
   const size_t n = static_cast<size_t>(req.n);
   const int64_t now = clock_.NowMs();
-  const std::unordered_set<uint32_t> served = ServedSnapshot(req.user_id);
+  ServedSnapshot(req.user_id, &sc.served_list);
   const auto objectives = ObjectiveArray(options_.objectives);
   const RetrievalOptions& r = options_.retrieval;
 
@@ -72,29 +100,35 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
     } else if (u != nullptr) {
       lang = u->TopLanguage();
     }
-    const UserContext ctx = s.MakeContext(uidx, lang, /*precompute_co=*/true, options_);
+    const size_t catalog_size = s.catalog.size();
+    sc.served.Reset(catalog_size);
+    for (uint32_t v : sc.served_list) {
+      if (v < catalog_size) sc.served[v] = 1;
+    }
+    const UserContext ctx = s.MakeContext(uidx, lang, &sc.co, options_);
+    Lap(trace, &FeedTrace::context_ns, &t);
 
     // ---- Retrieval.
-    std::unordered_map<uint32_t, Candidate> cands;
+    sc.sources.Reset(catalog_size);
     size_t unserved = 0;
-    auto add = [&](uint32_t v, uint8_t src) -> Candidate* {
-      if (u != nullptr && (u->seen.count(v) || u->blocked.count(v))) return nullptr;
-      auto [it, inserted] = cands.try_emplace(v);
-      if (inserted && !served.count(v)) ++unserved;
-      it->second.sources |= src;
-      return &it->second;
+    // Adds v from source src; false if the user saw or rejected it.
+    auto add = [&](uint32_t v, uint8_t src) -> bool {
+      if (u != nullptr && (u->seen.count(v) || u->blocked.count(v))) return false;
+      uint8_t& bits = sc.sources[v];
+      if (bits == 0 && !sc.served.contains(v)) ++unserved;
+      bits |= src;
+      return true;
     };
 
     if (u != nullptr) {
       // The strongest co-engagement with the user's recent positives.
-      std::vector<std::pair<float, uint32_t>> co;
-      co.reserve(ctx.co.size());
-      for (const auto& [v, w] : ctx.co) {
-        if (!u->seen.count(v) && !u->blocked.count(v)) co.emplace_back(w, v);
+      sc.co_top.clear();
+      for (uint32_t v : sc.co.keys()) {
+        if (!u->seen.count(v) && !u->blocked.count(v)) sc.co_top.emplace_back(sc.co.get(v), v);
       }
-      const size_t k = std::min(co.size(), static_cast<size_t>(r.co_engagement));
-      std::partial_sort(co.begin(), co.begin() + k, co.end(), std::greater<>());
-      for (size_t i = 0; i < k; ++i) add(co[i].second, kSrcCoEngagement);
+      const size_t k = std::min(sc.co_top.size(), static_cast<size_t>(r.co_engagement));
+      std::partial_sort(sc.co_top.begin(), sc.co_top.begin() + k, sc.co_top.end(), std::greater<>());
+      for (size_t i = 0; i < k; ++i) add(sc.co_top[i].second, kSrcCoEngagement);
       if (!u->recent.empty()) {
         for (const auto& [v, dot] : s.ann.Search(s.embeddings.user(*uidx), r.ann)) add(v, kSrcAnn);
       }
@@ -104,7 +138,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
         size_t per_creator = 0;
         for (auto it = vids.rbegin(); it != vids.rend() && per_creator < 10; ++it) {
           if (followed >= static_cast<size_t>(r.followed)) break;
-          if (add(*it, kSrcFollowed) != nullptr) {
+          if (add(*it, kSrcFollowed)) {
             ++followed;
             ++per_creator;
           }
@@ -114,7 +148,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
     auto take_trending = [&](int language, size_t budget) {
       size_t got = 0, scanned = 0;
       s.trending.ForEach(language, [&](uint32_t v) {
-        if (add(v, kSrcTrending) != nullptr) ++got;
+        if (add(v, kSrcTrending)) ++got;
         return got < budget && ++scanned < budget * 10;
       });
     };
@@ -124,8 +158,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
       size_t got = 0, scanned = 0;
       const int64_t since = now - static_cast<int64_t>(r.fresh_window_hours * 3600e3);
       s.catalog.ForEachNewest(since, [&](uint32_t v) {
-        if (s.catalog.at(v).stats.impressions < static_cast<uint32_t>(r.fresh_max_impressions) &&
-            add(v, kSrcFresh) != nullptr) {
+        if (s.catalog.at(v).stats.impressions < static_cast<uint32_t>(r.fresh_max_impressions) && add(v, kSrcFresh)) {
           ++got;
         }
         return got < static_cast<size_t>(r.fresh) && ++scanned < static_cast<size_t>(r.fresh) * 20;
@@ -133,53 +166,64 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
     }
     // Fallback when the sources ran dry (tiny catalogs, heavy users): walk the
     // catalog from a per-user starting point.
-    if (unserved < 2 * n && s.catalog.size() > 0) {
-      const size_t size = s.catalog.size();
-      const size_t start = Hash64(req.user_id) % size;
-      for (size_t k = 0; k < size && unserved < 2 * n; ++k) add(static_cast<uint32_t>((start + k) % size), kSrcCatalog);
+    if (unserved < 2 * n && catalog_size > 0) {
+      const size_t start = Hash64(req.user_id) % catalog_size;
+      for (size_t k = 0; k < catalog_size && unserved < 2 * n; ++k) {
+        add(static_cast<uint32_t>((start + k) % catalog_size), kSrcCatalog);
+      }
     }
-
-    // ---- Scoring.
-    std::vector<uint32_t> ids;
-    std::vector<RerankCandidate> rc;
-    std::vector<FeatureVector> feats;
-    std::vector<std::array<float, kNumHeads>> probs;
-    ids.reserve(cands.size());
-    for (const auto& [v, c] : cands) ids.push_back(v);
+    // Videos served before are scored only when too few others are left:
+    // a page never repeats while the catalog has something new.
+    std::vector<uint32_t>& ids = sc.ids;
+    ids.clear();
+    const bool with_served = unserved < n;
+    for (uint32_t v : sc.sources.keys()) {
+      if (with_served || !sc.served.contains(v)) ids.push_back(v);
+    }
     std::sort(ids.begin(), ids.end());  // deterministic order for ties
+    Lap(trace, &FeedTrace::retrieval_ns, &t);
+
+    // ---- Features, then scores.
+    sc.feats.resize(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) sc.feats[i] = s.Features(ctx, ids[i], now, options_);
+    Lap(trace, &FeedTrace::features_ns, &t);
     const int64_t new_creator_since = now - static_cast<int64_t>(r.new_creator_days * 86400e3);
-    for (uint32_t v : ids) {
+    sc.probs.resize(ids.size());
+    sc.rc.resize(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const uint32_t v = ids[i];
       const VideoRecord& vr = s.catalog.at(v);
-      FeatureVector x = s.Features(ctx, v, now, options_);
-      const auto p = s.ranker.Predict(x);
-      RerankCandidate c;
+      const auto& p = sc.probs[i] = s.ranker.Predict(sc.feats[i]);
+      RerankCandidate& c = sc.rc[i];
       c.score = 0;
       for (int h = 0; h < kNumHeads; ++h) c.score += objectives[h] * p[h];
       c.creator = vr.creator;
       c.tags = &vr.tags;
-      c.explore = (cands[v].sources & kSrcFresh) != 0 || s.catalog.creator(vr.creator).first_video_at >= new_creator_since;
-      c.served = served.count(v) != 0;
-      rc.push_back(c);
-      feats.push_back(x);
-      probs.push_back(p);
+      c.explore = (sc.sources.get(v) & kSrcFresh) != 0 || s.catalog.creator(vr.creator).first_video_at >= new_creator_since;
+      c.served = sc.served.contains(v);
     }
     resp.candidates = ids.size();
+    Lap(trace, &FeedTrace::scoring_ns, &t);
+    const std::vector<RerankCandidate>& rc = sc.rc;
+    const std::vector<RerankPick> picks = Rerank(rc, n, options_.rerank);
+    Lap(trace, &FeedTrace::rerank_ns, &t);
 
-    // ---- Rerank and explain.
-    for (const RerankPick& pick : Rerank(rc, n, options_.rerank)) {
+    // ---- Explain.
+    resp.items.reserve(picks.size());
+    for (const RerankPick& pick : picks) {
       const uint32_t v = ids[pick.candidate];
-      const Candidate& c = cands[v];
+      const uint8_t sources = sc.sources.get(v);
       const VideoRecord& vr = s.catalog.at(v);
       const std::string& creator = s.catalog.creator(vr.creator).id;
       const bool new_creator = s.catalog.creator(vr.creator).first_video_at >= new_creator_since;
       FeedItem item;
       item.video_id = vr.video.id;
       item.score = rc[pick.candidate].score;
-      item.sources = SourceNames(c.sources);
+      item.sources = SourceNames(sources);
       auto& why = item.reasons;
       if (pick.explored) why.push_back(new_creator ? fmt::format("exploration: new creator @{}", creator)
                                                    : "exploration: a new video looking for its first viewers");
-      if ((c.sources & kSrcCoEngagement) && u != nullptr) {
+      if ((sources & kSrcCoEngagement) && u != nullptr) {
         // Credit the recent positive that contributes most.
         const RecentPositive* best = nullptr;
         float best_w = 0, decay = 1.0f;
@@ -194,22 +238,22 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
           why.push_back(fmt::format("because you {} {}", PositiveVerb(best->kind), s.catalog.at(best->video).video.id));
         }
       }
-      if (c.sources & kSrcFollowed) why.push_back(fmt::format("from @{}, whom you follow", creator));
-      if (c.sources & kSrcAnn) why.push_back("similar to videos you enjoyed");
-      if (c.sources & kSrcTrending) {
+      if (sources & kSrcFollowed) why.push_back(fmt::format("from @{}, whom you follow", creator));
+      if (sources & kSrcAnn) why.push_back("similar to videos you enjoyed");
+      if (sources & kSrcTrending) {
         const std::string& lname = s.catalog.languages().Name(vr.lang);
         why.push_back(lang && *lang == vr.lang && !lname.empty() ? fmt::format("trending in {}", lname)
                                                                  : std::string("trending now"));
       }
-      if ((c.sources & kSrcFresh) && !pick.explored) {
+      if ((sources & kSrcFresh) && !pick.explored) {
         why.push_back(new_creator ? fmt::format("new creator @{}", creator) : std::string("new video"));
       }
-      if (c.sources & kSrcCatalog && why.empty()) why.push_back("more from the catalog");
+      if (sources & kSrcCatalog && why.empty()) why.push_back("more from the catalog");
 
       // The two features that added most to the score, by their local
       // contribution sum_k objective_k * p_k (1 - p_k) * w_kf * x_f.
-      const FeatureVector& x = feats[pick.candidate];
-      const auto& p = probs[pick.candidate];
+      const FeatureVector& x = sc.feats[pick.candidate];
+      const auto& p = sc.probs[pick.candidate];
       std::vector<std::pair<double, int>> contrib;
       for (int f = 1; f < kNumFeatures; ++f) {
         double cf = 0;
@@ -254,6 +298,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req) {
     }
   }
   RecordServed(req.user_id, page_videos);
+  Lap(trace, &FeedTrace::explain_ns, &t);
   return resp;
 }
 

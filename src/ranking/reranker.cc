@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <unordered_map>
+#include <utility>
 
 namespace foryou {
 
@@ -13,10 +13,20 @@ std::vector<RerankPick> Rerank(const std::vector<RerankCandidate>& cands, size_t
   // Candidates by score, best first (ties by input order). Penalties only
   // lower a score, so a scan can stop at the first candidate whose raw score
   // cannot beat the best adjusted score found so far.
-  std::vector<size_t> order(cands.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cands[a].score > cands[b].score; });
-  std::unordered_map<uint32_t, int> tag_count;
+  std::vector<uint32_t> order(cands.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return cands[a].score > cands[b].score || (cands[a].score == cands[b].score && a < b);
+  });
+  // Tags already on the page and how often: a page holds a few dozen, so a
+  // flat list beats a hash map.
+  std::vector<std::pair<uint32_t, int>> tag_count;
+  auto count_of = [&](uint32_t tag) {
+    for (const auto& [t, c] : tag_count) {
+      if (t == tag) return c;
+    }
+    return 0;
+  };
   bool have_prev = false;
   uint32_t prev_creator = 0;
 
@@ -31,7 +41,7 @@ std::vector<RerankPick> Rerank(const std::vector<RerankCandidate>& cands, size_t
       const bool allow_served = pass >= 2;
       const bool allow_adjacent = pass >= 3 || !options.no_adjacent_creator;
       double best_score = -std::numeric_limits<double>::infinity();
-      for (size_t i : order) {
+      for (uint32_t i : order) {
         const RerankCandidate& c = cands[i];
         if (c.score <= best_score) break;
         if (used[i] || (want_explore && !c.explore) || (c.served && !allow_served)) continue;
@@ -39,10 +49,7 @@ std::vector<RerankPick> Rerank(const std::vector<RerankCandidate>& cands, size_t
         double s = c.score;
         if (c.tags != nullptr) {
           int repeats = 0;
-          for (uint32_t t : *c.tags) {
-            auto it = tag_count.find(t);
-            if (it != tag_count.end()) repeats += it->second;
-          }
+          for (uint32_t t : *c.tags) repeats += count_of(t);
           s -= options.tag_penalty * repeats * std::abs(c.score);
         }
         if (s > best_score) {
@@ -58,7 +65,14 @@ std::vector<RerankPick> Rerank(const std::vector<RerankCandidate>& cands, size_t
     have_prev = true;
     prev_creator = cands[best].creator;
     if (cands[best].tags != nullptr) {
-      for (uint32_t t : *cands[best].tags) ++tag_count[t];
+      for (uint32_t t : *cands[best].tags) {
+        auto it = std::find_if(tag_count.begin(), tag_count.end(), [&](const auto& e) { return e.first == t; });
+        if (it == tag_count.end()) {
+          tag_count.emplace_back(t, 1);
+        } else {
+          ++it->second;
+        }
+      }
     }
   }
   return page;
