@@ -6,7 +6,7 @@ PKGS=(build-essential cmake ninja-build pkg-config curl
   librocksdb-dev libhnswlib-dev libcpp-httplib-dev nlohmann-json3-dev
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libxxhash-dev libssl-dev libsodium-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3
-  libnats-dev nats-server
+  libnats-dev nats-server libjemalloc-dev wrk
   clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do

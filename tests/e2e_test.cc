@@ -372,6 +372,22 @@ TEST_F(E2ETest, ModelExportImportBetweenRegionsWithASignedArtifact) {
 // A compliance job must not report green on a typo: every tool that reads a
 // store refuses a directory holding none (non-zero exit) and creates nothing
 // there. Only serve, restore, migrate's target and model import create stores.
+// A second server on a port in use must fail to start, saying why, and leave
+// the first one serving (with SO_REUSEPORT it would silently take half of the
+// first one's traffic to another store).
+TEST_F(E2ETest, ASecondServerOnAPortInUseFailsToStart) {
+  Start();
+  const std::string listen = fmt::format("127.0.0.1:{}", server_->port());
+  CommandResult r = RunCommand({"sh", "-c", "exec \"$0\" serve --data-dir \"$1\" --listen \"$2\" 2>&1", FORYOU_BINARY,
+                                dir_.Sub("second"), listen});
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("cannot listen on " + listen), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("in use"), std::string::npos) << r.out;
+  auto h = client_->Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
 TEST(CliTest, ToolsRefuseADirectoryWithoutAStoreAndCreateNothing) {
   TempDir dir;
   const std::string typo = dir.Sub("no-such-store");

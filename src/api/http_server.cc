@@ -157,6 +157,7 @@ HttpServer::HttpServer(Engine& engine, const ServerOptions& options, const Sover
   TransportOptions t;
   t.threads = options_.threads;
   t.max_body_bytes = options_.max_body_bytes;
+  t.idle_timeout = std::chrono::milliseconds(options_.idle_timeout_ms);
   t.tls_cert_file = options_.tls_cert_file;
   t.tls_key_file = options_.tls_key_file;
   t.tls_client_ca_file = options_.tls_client_ca_file;

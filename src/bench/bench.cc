@@ -13,6 +13,7 @@
 
 #include "api/json_codec.h"
 #include "bench/bench_util.h"
+#include "bench/load.h"
 #include "bench/server_process.h"
 #include "bench/world.h"
 #include "engine/engine.h"
@@ -31,6 +32,46 @@ httplib::Headers RequestHeaders(const BenchOptions& o) {
   for (const auto& [name, value] : o.headers) h.emplace(name, value);
   return h;
 }
+
+struct WrkResult {
+  bool ok = false;
+  double qps = 0, p99_ms = 0;
+};
+
+// wrk's "Requests/sec:" and the 99% line of --latency ("99%  3.12ms").
+WrkResult ParseWrk(const std::string& out) {
+  WrkResult r;
+  const size_t q = out.find("Requests/sec:");
+  if (q == std::string::npos) return r;
+  r.qps = std::strtod(out.c_str() + q + 13, nullptr);
+  const size_t p = out.find(" 99%");
+  if (p != std::string::npos) {
+    char* end = nullptr;
+    const double v = std::strtod(out.c_str() + p + 4, &end);
+    const std::string unit(end, std::min<size_t>(2, out.c_str() + out.size() - end));
+    r.p99_ms = unit == "us" ? v / 1e3 : unit == "ms" ? v : unit[0] == 's' ? v * 1e3 : v * 60e3;
+  }
+  r.ok = r.qps > 0;
+  return r;
+}
+
+// Drives the server with wrk (2 threads, 8 connections, the issue's and
+// docs/PERFORMANCE.md's setup) for duration_s: `users` > 0 asks feeds of
+// random users of the world, 0 asks /healthz. The run's headers go along.
+WrkResult RunWrk(const std::string& dir, int port, const BenchOptions& o, size_t users) {
+  std::string lua;
+  for (const auto& [name, value] : o.headers) lua += fmt::format("wrk.headers[ [==[{}]==] ] = [==[{}]==]\n", name, value);
+  lua += users > 0 ? fmt::format("request = function() return wrk.format(\"GET\", \"/v1/feed?user_id=u\" .. "
+                                 "math.random(0, {}) .. \"&n=20\") end\n", users - 1)
+                   : std::string("request = function() return wrk.format(\"GET\", \"/healthz\") end\n");
+  const std::string script = dir + (users > 0 ? "/wrk-feed.lua" : "/wrk-healthz.lua");
+  if (!WriteTextFile(script, lua).ok()) return {};
+  const CommandResult c = RunCommand({"wrk", "-t2", "-c8", fmt::format("-d{}s", std::max(1, static_cast<int>(o.duration_s))),
+                                      "--latency", "-s", script, fmt::format("http://127.0.0.1:{}", port)});
+  return c.exit_code == 0 ? ParseWrk(c.out) : WrkResult{};
+}
+
+bool HaveWrk() { return RunCommand({"sh", "-c", "command -v wrk"}).exit_code == 0; }
 
 // Runs `work(client, i)` for i in [0, n) on `clients` connections.
 Status ParallelPosts(int port, const httplib::Headers& headers, int clients, size_t n, const char* label,
@@ -71,59 +112,6 @@ Status PostJson(httplib::Client& client, const char* path, const std::string& bo
   if (r->status != 200) return Status::Internal(fmt::format("POST {}: {} {}", path, r->status, r->body.substr(0, 200)));
   return Status::OK();
 }
-
-struct LoadResult {
-  std::vector<double> latencies_ms;
-  size_t errors = 0;
-  double seconds = 0;
-};
-
-// Closed-loop load: `concurrency` clients, each sends the next request as
-// soon as the previous one is answered, for `duration_s`. Client c talks to
-// ports[c % ports.size()].
-LoadResult ClosedLoop(const std::vector<int>& ports, const httplib::Headers& headers, int concurrency, double duration_s,
-                      const char* label, const std::function<std::string(uint64_t*)>& next_path) {
-  LoadResult result;
-  std::mutex mu;
-  const auto start = BenchClock::now();
-  const auto deadline = start + std::chrono::duration_cast<BenchClock::duration>(std::chrono::duration<double>(duration_s));
-  std::vector<std::thread> threads;
-  for (int c = 0; c < concurrency; ++c) {
-    threads.emplace_back([&, c] {
-      httplib::Client client("127.0.0.1", ports[static_cast<size_t>(c) % ports.size()]);
-      client.set_default_headers(headers);
-      client.set_read_timeout(10, 0);
-      uint64_t rng = Mix64(static_cast<uint64_t>(c) + 99);
-      std::vector<double> lat;
-      size_t errors = 0;
-      while (BenchClock::now() < deadline) {
-        const std::string path = next_path(&rng);
-        const auto t0 = BenchClock::now();
-        auto r = client.Get(path.c_str());
-        const auto t1 = BenchClock::now();
-        if (!r || r->status != 200) {
-          ++errors;
-          continue;
-        }
-        lat.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-      }
-      std::lock_guard lock(mu);
-      result.latencies_ms.insert(result.latencies_ms.end(), lat.begin(), lat.end());
-      result.errors += errors;
-    });
-  }
-  ProgressBar bar(label, static_cast<size_t>(duration_s * 10));
-  while (BenchClock::now() < deadline) {
-    bar.Update(static_cast<size_t>(Seconds(start, BenchClock::now()) * 10));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  for (auto& t : threads) t.join();
-  bar.Finish();
-  result.seconds = Seconds(start, BenchClock::now());
-  std::sort(result.latencies_ms.begin(), result.latencies_ms.end());
-  return result;
-}
-
 
 // Freshness probes: a new user follows a creator; how long from the
 // acknowledgement until the same server's feed shows the creator as followed
@@ -278,13 +266,13 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   rep.bytes_per_user = static_cast<double>(rss_full - std::min(rss_full, rss_videos)) / static_cast<double>(o.users);
 
   // The machine's HTTP ceiling, then the feed, under the same load.
-  LoadResult ceiling = ClosedLoop({port}, headers, o.concurrency, o.duration_s, "ceiling", [](uint64_t*) { return std::string("/healthz"); });
+  LoadResult ceiling = ClosedLoop({port}, o.headers, o.concurrency, o.duration_s, "ceiling", [](uint64_t*) { return std::string("/healthz"); });
   rep.http_ceiling_qps = static_cast<double>(ceiling.latencies_ms.size()) / ceiling.seconds;
   auto random_feed = [&](uint64_t* rng) {
     *rng = Mix64(*rng);
     return fmt::format("/v1/feed?user_id={}&n=20", World::UserId(*rng % o.users));
   };
-  LoadResult feed = ClosedLoop({port}, headers, o.concurrency, o.duration_s, "feed", random_feed);
+  LoadResult feed = ClosedLoop({port}, o.headers, o.concurrency, o.duration_s, "feed", random_feed);
   rep.feed_qps = static_cast<double>(feed.latencies_ms.size()) / feed.seconds;
   rep.feed_p50_ms = Percentile(feed.latencies_ms, 0.50);
   rep.feed_p99_ms = Percentile(feed.latencies_ms, 0.99);
@@ -292,6 +280,26 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   rep.feed_errors = feed.errors;
   rep.feed_vs_ceiling = rep.http_ceiling_qps > 0 ? rep.feed_qps / rep.http_ceiling_qps : 0;
   rep.feed_latencies_ms = std::move(feed.latencies_ms);
+
+  // The same two loads from wrk, the load generator the issue and the docs
+  // compare with: less client CPU per request than ours, so closer to what
+  // the server alone can do.
+  if (HaveWrk()) {
+    std::fprintf(stderr, "wrk: /healthz, then feeds, %d s each\n", static_cast<int>(o.duration_s));
+    const WrkResult h = RunWrk(tmp.path(), port, o, 0);
+    const WrkResult f = RunWrk(tmp.path(), port, o, o.users);
+    if (h.ok && f.ok) {
+      rep.wrk_measured = true;
+      rep.wrk_healthz_qps = h.qps;
+      rep.wrk_feed_qps = f.qps;
+      rep.wrk_feed_p99_ms = f.p99_ms;
+      rep.wrk_feed_vs_healthz = f.qps / h.qps;
+    } else {
+      std::fprintf(stderr, "wrk: no result (see `wrk` by hand); wrk_* keys left out\n");
+    }
+  } else {
+    std::fprintf(stderr, "wrk: not installed (scripts/install-deps.sh installs it); wrk_* keys left out\n");
+  }
 
   // Freshness: a new user follows a creator; how long from the follow's
   // acknowledgement until a feed shows that creator as followed?
@@ -363,7 +371,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     if (!second) return Status::Unavailable("the second replica did not start");
     FORYOU_RETURN_IF_ERROR(first_feed(*second));
     rep.join_s = Seconds(t0, BenchClock::now());
-    LoadResult both = ClosedLoop({server->port(), second->port()}, headers, o.concurrency, o.duration_s,
+    LoadResult both = ClosedLoop({server->port(), second->port()}, o.headers, o.concurrency, o.duration_s,
                                  "feed, 2 replicas", random_feed);
     rep.feed_two_replicas_qps = static_cast<double>(both.latencies_ms.size()) / both.seconds;
     rep.feed_two_replicas_p99_ms = Percentile(both.latencies_ms, 0.99);
@@ -436,6 +444,12 @@ std::string BenchToJson(const BenchReport& r) {
     j["replica_lag_ms_p99"] = r.replica_lag_ms_p99;
     j["replica_lag_probes"] = r.replica_lag_probes;
   }
+  if (r.wrk_measured) {
+    j["wrk_healthz_qps"] = r.wrk_healthz_qps;
+    j["wrk_feed_qps"] = r.wrk_feed_qps;
+    j["wrk_feed_p99_ms"] = r.wrk_feed_p99_ms;
+    j["wrk_feed_vs_healthz"] = r.wrk_feed_vs_healthz;
+  }
   if (!r.ann_measured) {
     for (const char* k : {"ann_recall_at_100", "ann_query_us", "ann_exact_us"}) j.erase(k);
   }
@@ -459,6 +473,12 @@ std::string BenchToTable(const BenchReport& r) {
   row("feed_p999_ms", r.feed_p999_ms, "{:.2f}");
   row("http_ceiling_qps", r.http_ceiling_qps, "{:.0f}");
   row("feed_vs_ceiling", r.feed_vs_ceiling, "{:.3f}");
+  if (r.wrk_measured) {
+    row("wrk_healthz_qps", r.wrk_healthz_qps, "{:.0f}");
+    row("wrk_feed_qps", r.wrk_feed_qps, "{:.0f}");
+    row("wrk_feed_p99_ms", r.wrk_feed_p99_ms, "{:.2f}");
+    row("wrk_feed_vs_healthz", r.wrk_feed_vs_healthz, "{:.3f}");
+  }
   row("ingest_events_per_s", r.ingest_events_per_s, "{:.0f}");
   row("freshness_ms_p50", r.freshness_ms_p50, "{:.2f}");
   row("freshness_ms_p99", r.freshness_ms_p99, "{:.2f}");

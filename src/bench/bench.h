@@ -7,6 +7,9 @@
 //   ceiling       GET /healthz at `concurrency`     -> http_ceiling_qps
 //   feed          GET /v1/feed?n=20 for random users at `concurrency`
 //                                                    -> feed_qps, feed_p50/p99/p999_ms
+//   wrk           the same two loads from wrk (2 threads, 8 connections), if
+//                 installed -> wrk_healthz_qps, wrk_feed_qps, wrk_feed_p99_ms,
+//                 wrk_feed_vs_healthz
 //   freshness     follow a creator, then poll the feed until it shows that
 //                 creator's videos                   -> freshness_ms_p99
 //   restart       SIGTERM (the server writes a snapshot as it stops) -> stop_s;
@@ -63,6 +66,8 @@ struct BenchReport {
   double freshness_ms_p99 = 0, freshness_ms_p50 = 0;
   size_t freshness_probes = 0, freshness_failures = 0;
   double http_ceiling_qps = 0, feed_vs_ceiling = 0;
+  bool wrk_measured = false;  // wrk was installed and ran
+  double wrk_healthz_qps = 0, wrk_feed_qps = 0, wrk_feed_p99_ms = 0, wrk_feed_vs_healthz = 0;
   double ann_recall_at_100 = 0, ann_query_us = 0, ann_exact_us = 0;
   struct EfPoint {
     int ef;

@@ -22,10 +22,12 @@
 #include "cluster/jetstream_log.h"
 #include "api/http_server.h"
 #include "config/options.h"
+#include "util/fd_limit.h"
 #include "audit/audit_log.h"
 #include "bench/bench.h"
 #include "bench/bench_util.h"
 #include "bench/backup_bench.h"
+#include "bench/connection_bench.h"
 #include "model/model_file.h"
 #include "learning/signals.h"
 #include "ranking/features.h"
@@ -186,6 +188,7 @@ int Serve(const ServeFlags& flags) {
   if (!flags.tls_key_file.empty()) config.server.tls_key_file = flags.tls_key_file;
   if (!flags.tls_client_ca_file.empty()) config.server.tls_client_ca_file = flags.tls_client_ca_file;
   if (Status s = ValidateConfig(config); !s.ok()) return Fail(s);
+  spdlog::info("open file limit: {} (one per connection)", RaiseOpenFileLimit());
   const bool tls = !config.server.tls_cert_file.empty();
   std::string host;
   int port = 0;
@@ -480,6 +483,8 @@ struct BenchFlags {
   size_t batch = 0;
   std::vector<std::string> server_args, headers;
   bool join = false;
+  bool connections = false;
+  size_t idle = 10'000, burst = 1'000;
 };
 
 // The path of this process's binary, to run as the server.
@@ -513,11 +518,29 @@ int BackupBench(const BenchFlags& f) {
   return 0;
 }
 
+// foryou bench --connections: idle keep-alive clients and connect bursts.
+int ConnectionBench(const BenchFlags& f) {
+  using namespace foryou;
+  ConnectionBenchOptions o;
+  o.idle = f.idle;
+  o.burst = f.burst;
+  if (f.concurrency) o.concurrency = f.concurrency;
+  if (f.duration > 0) o.duration_s = f.duration;
+  auto binary = SelfBinary();
+  if (!binary.ok()) return Fail(binary.status());
+  o.binary = *binary;
+  auto report = RunConnectionBench(o);
+  if (!report.ok()) return Fail(report.status());
+  std::printf("%s\n", f.json ? ConnectionBenchToJson(*report).c_str() : ConnectionBenchToTable(*report).c_str());
+  return 0;
+}
+
 int Bench(const BenchFlags& f) {
   using namespace foryou;
   spdlog::set_default_logger(spdlog::stderr_color_mt("foryou"));
   spdlog::set_level(spdlog::level::warn);
   if (f.backup) return BackupBench(f);
+  if (f.connections) return ConnectionBench(f);
   BenchOptions o = f.quick ? QuickBenchOptions() : BenchOptions{};
   if (f.videos) o.videos = f.videos;
   if (f.users) o.users = f.users;
@@ -1127,6 +1150,11 @@ int main(int argc, char** argv) {
                         "(scripts/cluster-scale-bench.sh runs the bench in cluster mode this way)");
   bench_cmd->add_option("--header", bench.headers, "\"Name: value\" for every request, repeatable (Authorization, "
                         "X-Foryou-Jurisdiction)");
+  bench_cmd->add_flag("--connections", bench.connections,
+                      "Measure the connection layer instead: /healthz and feeds next to --idle open keep-alive "
+                      "connections, then --burst simultaneous connects (src/bench/connection_bench.h)");
+  bench_cmd->add_option("--idle", bench.idle, "With --connections: idle keep-alive connections [default: 10000]");
+  bench_cmd->add_option("--burst", bench.burst, "With --connections: simultaneous connects [default: 1000]");
   bench_cmd->add_flag("--join", bench.join,
                       "Cluster mode: after the restarts, time a second replica joining with an empty data dir, feeds "
                       "over both, and replica lag");

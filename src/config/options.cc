@@ -52,6 +52,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"server.data_dir", Bind(&s.data_dir)},
       {"server.max_body_bytes", Bind(&s.max_body_bytes)},
       {"server.threads", Bind(&s.threads)},
+      {"server.idle_timeout_ms", Bind(&s.idle_timeout_ms)},
       {"server.tls_cert_file", Bind(&s.tls_cert_file)},
       {"server.tls_key_file", Bind(&s.tls_key_file)},
       {"server.tls_client_ca_file", Bind(&s.tls_client_ca_file)},
@@ -139,6 +140,9 @@ Status ValidateConfig(const Config& c) {
   if (e.max_batch < 1) return bad("engine.max_batch must be >= 1");
   if (e.snapshot.keep < 1 || e.snapshot.keep > 100) return bad("snapshot.keep must be in [1, 100]");
   if (c.server.threads < 1 || c.server.threads > 1024) return bad("server.threads must be in [1, 1024]");
+  if (c.server.idle_timeout_ms < 100 || c.server.idle_timeout_ms > 3'600'000) {
+    return bad("server.idle_timeout_ms must be in [100, 3600000]");
+  }
   if (c.server.max_body_bytes < 1024) return bad("server.max_body_bytes must be >= 1024");
   if (c.server.tls_cert_file.empty() != c.server.tls_key_file.empty()) {
     return bad("server.tls_cert_file and server.tls_key_file go together");

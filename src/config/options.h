@@ -124,6 +124,9 @@ struct ServerOptions {
   std::string data_dir = "./data";
   size_t max_body_bytes = 8 << 20;  // larger requests get 413
   int threads = 8;                  // HTTP worker threads
+  // A keep-alive connection idle this long between requests is closed. An
+  // idle connection holds no thread, only a socket and a few KiB.
+  int idle_timeout_ms = 5000;
   // HTTPS: PEM certificate (chain) and private key files. Both empty: plain
   // HTTP (fine on loopback or behind a TLS-terminating proxy).
   std::string tls_cert_file;
