@@ -676,7 +676,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       u.language_weight[vr.lang] += sig.strength;
       auto it = std::find_if(u.recent.begin(), u.recent.end(), [&](const RecentPositive& r) { return r.video == video; });
       if (it != u.recent.end()) u.recent.erase(it);
-      u.recent.push_front({video, sig.kind});
+      u.recent.insert(u.recent.begin(), {video, sig.kind});
       if (u.recent.size() > static_cast<size_t>(lo.recent_positives)) u.recent.pop_back();
     }
     VideoStats& st = vr.stats;

@@ -2,7 +2,8 @@
 // feature extraction shared by training (engine.cc) and serving (feed.cc).
 #pragma once
 
-#include <deque>
+#include <boost/container/flat_map.hpp>
+#include <boost/container/flat_set.hpp>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -29,19 +30,26 @@ struct RecentPositive {
   PositiveKind kind;
 };
 
+// Per-user sets and weights are sorted vectors (Boost.Container): a user
+// holds a few to a few thousand entries of each, and at 1M users the hash
+// containers' nodes and buckets were most of the 3.6 KB a user cost
+// (docs/PERFORMANCE.md, "Memory").
+using VideoSet = boost::container::flat_set<uint32_t>;
+using WeightMap = boost::container::flat_map<uint32_t, float>;
+
 struct UserRecord {
   std::string id;
   std::string home;  // jurisdiction, "" in open mode
   int64_t first_seen = 0;
   int64_t last_seen = 0;
-  std::unordered_set<uint32_t> seen;     // every video with any event: never shown again
-  std::unordered_set<uint32_t> blocked;  // not_interested
-  std::unordered_set<uint32_t> liked;
-  std::unordered_set<uint32_t> follows;  // creator indexes
-  std::deque<RecentPositive> recent;     // most recent first, unique videos
-  std::unordered_map<uint32_t, float> tag_affinity;
-  std::unordered_map<uint32_t, float> creator_affinity;
-  std::unordered_map<uint32_t, float> language_weight;
+  VideoSet seen;     // every video with any event: never shown again
+  VideoSet blocked;  // not_interested
+  VideoSet liked;
+  VideoSet follows;  // creator indexes
+  std::vector<RecentPositive> recent;  // most recent first, unique videos, at most learning.recent_positives
+  WeightMap tag_affinity;
+  WeightMap creator_affinity;
+  WeightMap language_weight;
   std::array<uint64_t, kNumEventTypes> event_counts{};
   double watch_ratio_sum = 0;  // over plays
   uint32_t plays = 0;

@@ -79,17 +79,15 @@ bool GetBytes(std::string_view* in, size_t n, std::string* out) {
   return true;
 }
 
-void PutSet(std::string* out, const std::unordered_set<uint32_t>& s) {
-  std::vector<uint32_t> v(s.begin(), s.end());
-  std::sort(v.begin(), v.end());
-  PutVarint64(out, v.size());
+void PutSet(std::string* out, const VideoSet& s) {  // ascending already
+  PutVarint64(out, s.size());
   uint32_t prev = 0;
-  for (uint32_t x : v) {
+  for (uint32_t x : s) {
     PutVarint64(out, x - prev);
     prev = x;
   }
 }
-bool GetSet(std::string_view* in, std::unordered_set<uint32_t>* s) {
+bool GetSet(std::string_view* in, VideoSet* s) {
   uint64_t n, x = 0;
   if (!GetVarint64(in, &n) || n > in->size()) return false;
   s->reserve(n);
@@ -98,20 +96,18 @@ bool GetSet(std::string_view* in, std::unordered_set<uint32_t>* s) {
     if (!GetVarint64(in, &d)) return false;
     x += d;
     if (x > UINT32_MAX) return false;
-    s->insert(static_cast<uint32_t>(x));
+    s->insert(s->end(), static_cast<uint32_t>(x));  // ascending: appends
   }
   return true;
 }
-void PutWeights(std::string* out, const std::unordered_map<uint32_t, float>& m) {
-  std::vector<std::pair<uint32_t, float>> v(m.begin(), m.end());
-  std::sort(v.begin(), v.end());
-  PutVarint64(out, v.size());
-  for (const auto& [k, w] : v) {
+void PutWeights(std::string* out, const WeightMap& m) {  // ascending already
+  PutVarint64(out, m.size());
+  for (const auto& [k, w] : m) {
     PutVarint64(out, k);
     PutFloat(out, w);
   }
 }
-bool GetWeights(std::string_view* in, std::unordered_map<uint32_t, float>* m) {
+bool GetWeights(std::string_view* in, WeightMap* m) {
   uint64_t n;
   if (!GetVarint64(in, &n) || n > in->size()) return false;
   m->reserve(n);
@@ -149,10 +145,10 @@ struct Limits {
   size_t videos, creators, tags, languages;
 };
 
-bool Within(const std::unordered_set<uint32_t>& s, size_t n) {
+bool Within(const VideoSet& s, size_t n) {
   return std::all_of(s.begin(), s.end(), [n](uint32_t x) { return x < n; });
 }
-bool Within(const std::unordered_map<uint32_t, float>& m, size_t n) {
+bool Within(const WeightMap& m, size_t n) {
   return std::all_of(m.begin(), m.end(), [n](const auto& kv) { return kv.first < n; });
 }
 

@@ -17,7 +17,7 @@ void CoEngagement::AddEdge(uint32_t from, uint32_t to, float w) {
                      [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
     all.resize(max_neighbors_);
     num_edges_ -= m.size() - all.size();
-    m = std::unordered_map<uint32_t, float>(all.begin(), all.end());
+    m = boost::container::flat_map<uint32_t, float>(all.begin(), all.end());
   }
 }
 
@@ -70,7 +70,7 @@ void CoEngagement::EncodeTo(std::string* out) const {
 bool CoEngagement::DecodeFrom(std::string_view* in) {
   uint64_t n;
   if (!GetVarint64(in, &n) || n > in->size()) return false;
-  std::vector<std::unordered_map<uint32_t, float>> edges(n);
+  std::vector<boost::container::flat_map<uint32_t, float>> edges(n);
   size_t num = 0;
   for (auto& m : edges) {
     uint64_t count;
