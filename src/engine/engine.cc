@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <atomic>
 #include <thread>
 #include <cmath>
 
@@ -528,6 +529,7 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
 
 Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
   State& s = *state_;
+  std::vector<uint32_t> fresh;  // live: new videos, indexed after the loop
   for (const Video& v : videos) {
     Catalog::UpsertResult r = s.catalog.Upsert(v);
     const VideoRecord& vr = s.catalog.at(r.idx);
@@ -541,13 +543,49 @@ Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
       if (r.language_changed) s.trending.SetLanguage(r.idx, vr.lang);
     }
     if (r.is_new || r.content_changed) {
-      if (!replaying) {
+      if (!replaying && r.is_new) {
+        fresh.push_back(r.idx);
+      } else if (!replaying) {
+        // hnswlib updates an existing point drawing from an unlocked RNG:
+        // one at a time.
         FORYOU_RETURN_IF_ERROR(s.Reindex(r.idx, 0, /*force=*/true));
       } else if (ann_dirty_ != nullptr) {
         ann_dirty_->forced.push_back(r.idx);
       }
     }
   }
+  return IndexNewVideos(fresh);
+}
+
+// New videos into the ANN index. HNSW inserts are most of a catalog load's
+// cost (docs/PERFORMANCE.md), so a large batch is inserted on every core
+// (distinct new labels, room reserved first: AnnIndex::UpsertReserved).
+// Caller holds mu_ exclusively, so no feed searches meanwhile.
+Status Engine::IndexNewVideos(const std::vector<uint32_t>& fresh) {
+  State& s = *state_;
+  constexpr size_t kParallelFrom = 256;
+  const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+  if (fresh.size() < kParallelFrom || threads == 1) {
+    for (uint32_t v : fresh) FORYOU_RETURN_IF_ERROR(s.Reindex(v, 0, /*force=*/true));
+    return Status::OK();
+  }
+  FORYOU_RETURN_IF_ERROR(s.ann.Grow(s.catalog.size()));
+  std::atomic<size_t> next{0};
+  std::vector<Status> results(threads);
+  std::vector<std::thread> workers;
+  for (unsigned t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (size_t i = next++; i < fresh.size(); i = next++) {
+        Status st = s.Reindex(fresh[i], 0, /*force=*/true, /*reserved=*/true);
+        if (!st.ok()) {
+          results[t] = st;
+          return;
+        }
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  for (const Status& st : results) FORYOU_RETURN_IF_ERROR(st);
   return Status::OK();
 }
 

@@ -347,6 +347,7 @@ class Engine {
   void SnapshotLoop();
   void NoteUpdates(uint64_t n);  // caller holds mu_; wakes SnapshotLoop when one is due
   void ResetUser(uint32_t idx);
+  Status IndexNewVideos(const std::vector<uint32_t>& fresh);
   Status ApplyVideos(const std::vector<Video>& videos, bool replaying);
   void RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos);
   // The videos recently served to user_id (unordered) into *out.

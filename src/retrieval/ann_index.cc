@@ -59,6 +59,11 @@ Status AnnIndex::Reserve(size_t n) {
   return Status::OK();
 }
 
+Status AnnIndex::Grow(size_t n) {
+  if (n <= index_->max_elements_) return Status::OK();
+  return Reserve(std::max({n, index_->max_elements_ * 2, kInitialCapacity}));
+}
+
 Status AnnIndex::Save(const std::string& path) const {
   try {
     index_->saveIndex(path);

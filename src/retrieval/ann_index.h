@@ -53,6 +53,9 @@ class AnnIndex {
   // neither is reading the point count while others insert).
   Status UpsertReserved(uint32_t label, const float* vec);
   Status Reserve(size_t n);
+  // Reserve for a growing catalog: room for at least n, doubling, so that a
+  // load in many batches does not copy the index once per batch.
+  Status Grow(size_t n);
   // Applies to points upserted afterwards. Default 1.
   void SetNormBound(float m) { norm_bound_ = m; }
   float norm_bound() const { return norm_bound_; }
