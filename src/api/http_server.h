@@ -87,6 +87,10 @@ class HttpServer {
   struct Authorized;
   void InstallRoutes();
   HttpResponse Dispatch(HttpRequest& req);
+  // The transport's MayBlock: writes (fsync), audited reads (the audit log's
+  // fsync) and reads of the log (export, backup) run on its blocking pool;
+  // everything else on the event loop.
+  bool MayBlock(const HttpRequest& req) const;
   // The request's route, authorized, audited, run, and acknowledged.
   RouteReply Serve(const Route& route, const HttpRequest& req);
   // Authentication and authorization, in one place: nullopt to go on, or

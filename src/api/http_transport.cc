@@ -111,7 +111,11 @@ struct HttpTransport::Impl {
   ErrorResponder on_error;
   std::atomic<size_t> connections{0};
   std::optional<asio::ssl::context> tls;
+  HttpTransport::MayBlock may_block;
   asio::io_context ioc;
+  // Declared after ioc: destroyed (joined) first, while the handlers it runs
+  // may still post their answers to ioc.
+  std::optional<asio::thread_pool> pool;
   tcp::acceptor acceptor{ioc};
   asio::steady_timer accept_retry{ioc};
   std::atomic<bool> stopped{false};
@@ -201,14 +205,27 @@ class Session {
     const bool keep_alive = msg.keep_alive();
     const unsigned version = msg.version();
     parser_.reset();  // the body's memory goes now, not at the next request
-    HttpResponse res;
+    if (t_.pool && t_.may_block && t_.may_block(req)) {
+      // Nothing else happens on this connection until the answer is written
+      // (no read is pending), so the session only needs to stay alive.
+      asio::post(*t_.pool, [self = derived().shared_from_this(), req = std::move(req), keep_alive, version]() mutable {
+        HttpResponse res = self->Call(req);
+        asio::post(self->lowest().get_executor(), [self, res = std::move(res), keep_alive, version]() mutable {
+          self->Write(std::move(res), keep_alive, version);
+        });
+      });
+      return;
+    }
+    Write(Call(req), keep_alive, version);
+  }
+
+  HttpResponse Call(HttpRequest& req) {
     try {
-      res = t_.handler(req);
+      return t_.handler(req);
     } catch (const std::exception& e) {
       spdlog::error("{} {}: unhandled exception: {}", req.method, req.path, e.what());
-      res = t_.on_error(500, "internal error");
+      return t_.on_error(500, "internal error");
     }
-    Write(std::move(res), keep_alive, version);
   }
 
   void Fail(int status, const std::string& message) {
@@ -346,11 +363,14 @@ void HttpTransport::Impl::Accept() {
   });
 }
 
-HttpTransport::HttpTransport(const TransportOptions& options, Handler handler, ErrorResponder on_error)
+HttpTransport::HttpTransport(const TransportOptions& options, Handler handler, ErrorResponder on_error,
+                             MayBlock may_block)
     : impl_(std::make_unique<Impl>()) {
   impl_->options = options;
   impl_->handler = std::move(handler);
   impl_->on_error = std::move(on_error);
+  impl_->may_block = std::move(may_block);
+  if (impl_->may_block) impl_->pool.emplace(static_cast<size_t>(std::max(1, options.threads)));
 }
 
 HttpTransport::~HttpTransport() = default;
@@ -410,12 +430,19 @@ Status HttpTransport::Run() {
   Impl& t = *impl_;
   if (!t.acceptor.is_open()) return Status::InvalidArgument("HttpTransport::Run before a successful Bind");
   t.Accept();
+  int io_threads = t.options.io_threads;
+  if (io_threads <= 0) io_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (!t.pool) io_threads = std::max(io_threads, t.options.threads);  // everything runs on the loop
+  io_threads = std::min(io_threads, std::max(1, t.options.threads));
   std::vector<std::thread> workers;
-  for (int i = 1; i < std::max(1, t.options.threads); ++i) {
+  for (int i = 1; i < io_threads; ++i) {
     workers.emplace_back([&t] { t.ioc.run(); });
   }
   t.ioc.run();
   for (auto& w : workers) w.join();
+  // Requests still running on the pool finish before Run returns (the
+  // caller then closes the engine under them otherwise).
+  if (t.pool) t.pool->join();
   return Status::OK();
 }
 

@@ -18,8 +18,15 @@
 // Errors it produces itself (400, 408, 413, 431) are shaped by
 // ErrorResponder, so that every error body looks the same.
 //
-// Thread safety: Run blocks, serving on `threads` threads (the caller's
-// included); the handler is called concurrently from them. Stop may be
+// Threads: connections are served by an event loop on `io_threads` threads
+// (the caller's included; default one per core), which also run the requests
+// the MayBlock predicate says never wait (a feed in open mode). Requests that
+// may wait (a write for its fsync, an audited read for the audit log's, an
+// export reading the log) run on a pool of `threads` threads, so that a
+// waiting request holds neither a connection nor an event loop thread, and a
+// 2-core machine does not switch between 8 busy threads on every request
+// (docs/PERFORMANCE.md, "Threads"). The handler is called concurrently from
+// all of them. Stop may be
 // called from any thread, once Run has been entered or before.
 #pragma once
 
@@ -64,10 +71,10 @@ struct HttpResponse {
 };
 
 struct TransportOptions {
-  // Threads running the event loop; handlers run on them too (a handler
-  // that waits for an fsync holds its thread, never a connection's).
-  // Default: 8.
+  // Threads for requests that may block (MayBlock). Default: 8.
   int threads = 8;
+  // Event loop threads; 0: one per core, at most `threads`.
+  int io_threads = 0;
   // Largest request body; a larger one is refused with 413 while reading.
   size_t max_body_bytes = 8 << 20;
   // Largest request line plus headers; larger gets 431. Default: 16 KiB.
@@ -92,10 +99,13 @@ struct TransportOptions {
 class HttpTransport {
  public:
   using Handler = std::function<HttpResponse(HttpRequest&)>;
+  // True if the request may wait (disk, fsync, another server): it then runs
+  // on the blocking pool. Null: every request runs on the event loop.
+  using MayBlock = std::function<bool(const HttpRequest&)>;
   // Shapes the errors the transport produces itself.
   using ErrorResponder = std::function<HttpResponse(int status, const std::string& message)>;
 
-  HttpTransport(const TransportOptions& options, Handler handler, ErrorResponder on_error);
+  HttpTransport(const TransportOptions& options, Handler handler, ErrorResponder on_error, MayBlock may_block = nullptr);
   ~HttpTransport();
   HttpTransport(const HttpTransport&) = delete;
   HttpTransport& operator=(const HttpTransport&) = delete;

@@ -1244,7 +1244,8 @@ EngineStats Engine::Stats() const {
 
 // ---------------------------------------------------------------- Served
 
-void Engine::RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos) {
+void Engine::RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos,
+                          std::optional<uint32_t> walk_from) {
   constexpr size_t kMaxServed = 2000;     // videos remembered per user
   constexpr size_t kMaxUsers = 200'000;   // users remembered; the oldest are forgotten first
   std::lock_guard lock(served_mu_);
@@ -1257,6 +1258,7 @@ void Engine::RecordServed(const std::string& user_id, const std::vector<uint32_t
     }
   }
   Served& s = served_[user_id];
+  if (walk_from) s.walk_from = walk_from;
   for (uint32_t v : videos) {
     if (!s.set.insert(v).second) continue;
     if (s.ring.size() < kMaxServed) {
@@ -1269,11 +1271,15 @@ void Engine::RecordServed(const std::string& user_id, const std::vector<uint32_t
   }
 }
 
-void Engine::ServedSnapshot(const std::string& user_id, std::vector<uint32_t>* out) {
+void Engine::ServedSnapshot(const std::string& user_id, std::vector<uint32_t>* out,
+                            std::optional<uint32_t>* walk_from) {
   out->clear();
+  if (walk_from != nullptr) walk_from->reset();
   std::lock_guard lock(served_mu_);
   auto it = served_.find(user_id);
-  if (it != served_.end()) out->assign(it->second.ring.begin(), it->second.ring.end());
+  if (it == served_.end()) return;
+  out->assign(it->second.ring.begin(), it->second.ring.end());
+  if (walk_from != nullptr) *walk_from = it->second.walk_from;
 }
 
 }  // namespace foryou

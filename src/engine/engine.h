@@ -24,6 +24,7 @@
 #include <tuple>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -349,9 +350,12 @@ class Engine {
   void ResetUser(uint32_t idx);
   Status IndexNewVideos(const std::vector<uint32_t>& fresh);
   Status ApplyVideos(const std::vector<Video>& videos, bool replaying);
-  void RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos);
+  // walk_from: where the next catalog walk starts (nullopt: unchanged).
+  void RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos,
+                    std::optional<uint32_t> walk_from = std::nullopt);
   // The videos recently served to user_id (unordered) into *out.
-  void ServedSnapshot(const std::string& user_id, std::vector<uint32_t>* out);
+  void ServedSnapshot(const std::string& user_id, std::vector<uint32_t>* out,
+                      std::optional<uint32_t>* walk_from = nullptr);
 
   const EngineOptions options_;
   const Clock& clock_;
@@ -379,6 +383,10 @@ class Engine {
     std::unordered_set<uint32_t> set;
     std::vector<uint32_t> ring;
     size_t next = 0;
+    // Where the user's next catalog walk (feed.cc's fallback) starts: after
+    // the last video the previous walk looked at, so a user who has used up
+    // the other sources does not rescan what the last feeds already passed.
+    std::optional<uint32_t> walk_from;
   };
   std::mutex served_mu_;
   std::unordered_map<std::string, Served> served_;  // guarded by served_mu_

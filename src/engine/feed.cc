@@ -82,7 +82,9 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
   FeedScratch& sc = scratch;
   const size_t n = static_cast<size_t>(req.n);
   const int64_t now = clock_.NowMs();
-  ServedSnapshot(req.user_id, &sc.served_list);
+  std::optional<uint32_t> walk_from;
+  ServedSnapshot(req.user_id, &sc.served_list, &walk_from);
+  std::optional<uint32_t> walk_next;
   const auto objectives = ObjectiveArray(options_.objectives);
   const RetrievalOptions& r = options_.retrieval;
 
@@ -126,8 +128,11 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
       for (uint32_t v : sc.co.keys()) {
         if (!u->seen.count(v) && !u->blocked.count(v)) sc.co_top.emplace_back(sc.co.get(v), v);
       }
+      // The k strongest, strongest first ((weight, video) pairs are distinct:
+      // the same order as a partial sort, in linear time).
       const size_t k = std::min(sc.co_top.size(), static_cast<size_t>(r.co_engagement));
-      std::partial_sort(sc.co_top.begin(), sc.co_top.begin() + k, sc.co_top.end(), std::greater<>());
+      std::nth_element(sc.co_top.begin(), sc.co_top.begin() + k, sc.co_top.end(), std::greater<>());
+      std::sort(sc.co_top.begin(), sc.co_top.begin() + k, std::greater<>());
       for (size_t i = 0; i < k; ++i) add(sc.co_top[i].second, kSrcCoEngagement);
       if (!u->recent.empty()) {
         for (const auto& [v, dot] : s.ann.Search(s.embeddings.user(*uidx), r.ann)) add(v, kSrcAnn);
@@ -165,12 +170,15 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
       });
     }
     // Fallback when the sources ran dry (tiny catalogs, heavy users): walk the
-    // catalog from a per-user starting point.
+    // catalog from a per-user starting point, continuing where this user's
+    // previous walk stopped.
     if (unserved < 2 * n && catalog_size > 0) {
-      const size_t start = Hash64(req.user_id) % catalog_size;
-      for (size_t k = 0; k < catalog_size && unserved < 2 * n; ++k) {
+      const size_t start = walk_from && *walk_from < catalog_size ? *walk_from : Hash64(req.user_id) % catalog_size;
+      size_t k = 0;
+      for (; k < catalog_size && unserved < 2 * n; ++k) {
         add(static_cast<uint32_t>((start + k) % catalog_size), kSrcCatalog);
       }
+      walk_next = static_cast<uint32_t>((start + k) % catalog_size);
     }
     // Videos served before are scored only when too few others are left:
     // a page never repeats while the catalog has something new.
@@ -297,7 +305,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
       page_videos.push_back(v);
     }
   }
-  RecordServed(req.user_id, page_videos);
+  RecordServed(req.user_id, page_videos, walk_next);
   Lap(trace, &FeedTrace::explain_ns, &t);
   return resp;
 }
