@@ -32,6 +32,30 @@ TEST(BenchTest, QuickRunsAndReportsEveryKey) {
   EXPECT_GT(j["ann_recall_at_100"].get<double>(), 0.5);
   EXPECT_LE(j["ann_recall_at_100"].get<double>(), 1.0);
   EXPECT_GT(j["restart_s"].get<double>(), 0);
+  // wrk is installed by scripts/install-deps.sh; its keys come as a group.
+  if (j.contains("wrk_feed_qps")) {
+    EXPECT_GT(j["wrk_feed_qps"].get<double>(), 0);
+    EXPECT_GT(j["wrk_healthz_qps"].get<double>(), 0);
+    EXPECT_NEAR(j["wrk_feed_vs_healthz"].get<double>(),
+                j["wrk_feed_qps"].get<double>() / j["wrk_healthz_qps"].get<double>(), 1e-9);
+  }
+}
+
+// `foryou bench --connections`, small: every idle connection is answered and
+// held open by the server, every connect of the burst is served, and the
+// loads next to them see no errors.
+TEST(BenchTest, ConnectionBenchHoldsIdleConnectionsAndServesABurst) {
+  CommandResult r = RunCommand({FORYOU_BINARY, "bench", "--connections", "--idle", "300", "--burst", "100",
+                                "--duration", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0);
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out.substr(0, 300);
+  EXPECT_EQ(j["idle_open"], 300);
+  EXPECT_GE(j["server_fds_idle"].get<double>(), 300);
+  EXPECT_EQ(j["burst_served"], 100);
+  EXPECT_EQ(j["load_errors"], 0);
+  EXPECT_GT(j["idle_feed_qps"].get<double>(), 0);
+  EXPECT_LE(j["idle_feed_p50_ms"].get<double>(), j["idle_feed_p99_ms"].get<double>());
 }
 
 // `foryou bench --backup`: the sovereign layer's write cost, and a kill -9

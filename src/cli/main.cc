@@ -1051,7 +1051,7 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--listen", serve.listen, "HOST:PORT to listen on; port 0 picks a free port [default: 127.0.0.1:8080]");
   serve_cmd->add_flag("--demo", serve.demo, "Load the KuaiRec demo world into an empty store before serving");
   serve_cmd->add_option("--demo-file", serve.demo_file, "KuaiRec-format file for --demo [default: demo/kuairec/random.txt]");
-  serve_cmd->add_option("--threads", serve.threads, "HTTP worker threads [default: 8]")->check(CLI::Range(1, 1024));
+  serve_cmd->add_option("--threads", serve.threads, "Threads for requests that may wait: writes, audited reads [default: 8]")->check(CLI::Range(1, 1024));
   serve_cmd->add_option("--policy", serve.policy_file,
                         "Policy file (docs/SOVEREIGNTY.md): authenticate and authorize every personal-data request; implies --audit")
       ->check(CLI::ExistingFile);

@@ -123,7 +123,10 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = "./data";
   size_t max_body_bytes = 8 << 20;  // larger requests get 413
-  int threads = 8;                  // HTTP worker threads
+  // Threads for requests that may wait (writes, audited reads, exports);
+  // connections and the requests that never wait (feeds in open mode) run on
+  // one event-loop thread per core (api/http_transport.h).
+  int threads = 8;
   // A keep-alive connection idle this long between requests is closed. An
   // idle connection holds no thread, only a socket and a few KiB.
   int idle_timeout_ms = 5000;
