@@ -189,7 +189,10 @@ bool HttpServer::MayBlock(const HttpRequest& req) const {
     if (!r.literal.empty() ? raw_path != r.literal : !std::regex_match(raw_path.begin(), raw_path.end(), r.pattern)) {
       continue;
     }
-    return r.reads_log || (r.action != nullptr && audit_ != nullptr);
+    // /metrics reads the backup stores' counters under the lock their
+    // fsyncs hold.
+    const bool metrics_wait = sov_.backups != nullptr && std::string_view(r.endpoint) == "metrics";
+    return r.reads_log || metrics_wait || (r.action != nullptr && audit_ != nullptr);
   }
   return false;  // 404 or 405: answered at once
 }
@@ -560,7 +563,7 @@ void HttpServer::InstallRoutes() {
   // GETs that read the log rather than the in-memory state (MayBlock).
   for (Route& r : routes_) {
     const std::string_view e = r.endpoint;
-    if (e == "users_export" || e == "backup_read") r.reads_log = true;
+    if (e == "users_export" || e.starts_with("backup_")) r.reads_log = true;
   }
 }
 

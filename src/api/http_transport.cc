@@ -205,10 +205,14 @@ class Session {
     const bool keep_alive = msg.keep_alive();
     const unsigned version = msg.version();
     parser_.reset();  // the body's memory goes now, not at the next request
-    if (t_.pool && t_.may_block && t_.may_block(req)) {
+    if (t_.pool && MayBlock(req)) {
       // Nothing else happens on this connection until the answer is written
       // (no read is pending), so the session only needs to stay alive.
       asio::post(*t_.pool, [self = derived().shared_from_this(), req = std::move(req), keep_alive, version]() mutable {
+        // Stopping: a request still queued is not started (its answer could
+        // no longer be sent, and a client retrying a write it never saw
+        // answered would apply it twice). One already running finishes.
+        if (self->t_.stopped.load()) return;
         HttpResponse res = self->Call(req);
         asio::post(self->lowest().get_executor(), [self, res = std::move(res), keep_alive, version]() mutable {
           self->Write(std::move(res), keep_alive, version);
@@ -217,6 +221,16 @@ class Session {
       return;
     }
     Write(Call(req), keep_alive, version);
+  }
+
+  // The server's MayBlock; an exception counts as "may block".
+  bool MayBlock(const HttpRequest& req) {
+    if (!t_.may_block) return false;
+    try {
+      return t_.may_block(req);
+    } catch (const std::exception&) {
+      return true;
+    }
   }
 
   HttpResponse Call(HttpRequest& req) {

@@ -19,10 +19,12 @@
 // ErrorResponder, so that every error body looks the same.
 //
 // Threads: connections are served by an event loop on `io_threads` threads
-// (the caller's included; default one per core), which also run the requests
-// the MayBlock predicate says never wait (a feed in open mode). Requests that
-// may wait (a write for its fsync, an audited read for the audit log's, an
-// export reading the log) run on a pool of `threads` threads, so that a
+// (the caller's included; one per core, at most `threads`), which also run
+// the requests the MayBlock predicate says do not wait on disk or network (a
+// feed in open mode; it may still wait for the engine's state lock while a
+// write applies). Requests that may wait on I/O (a write for its fsync, an
+// audited read for the audit log's, an export reading the log) run on a
+// pool of `threads` threads, so that a
 // waiting request holds neither a connection nor an event loop thread, and a
 // 2-core machine does not switch between 8 busy threads on every request
 // (docs/PERFORMANCE.md, "Threads"). The handler is called concurrently from

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <atomic>
+#include <system_error>
 #include <thread>
 #include <cmath>
 
@@ -547,8 +548,11 @@ Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
         fresh.push_back(r.idx);
       } else if (!replaying) {
         // hnswlib updates an existing point drawing from an unlocked RNG:
-        // one at a time.
-        FORYOU_RETURN_IF_ERROR(s.Reindex(r.idx, 0, /*force=*/true));
+        // one at a time. A video new in this very batch (its id repeated)
+        // is inserted once, below, with its latest vector.
+        if (std::find(fresh.begin(), fresh.end(), r.idx) == fresh.end()) {
+          FORYOU_RETURN_IF_ERROR(s.Reindex(r.idx, 0, /*force=*/true));
+        }
       } else if (ann_dirty_ != nullptr) {
         ann_dirty_->forced.push_back(r.idx);
       }
@@ -572,18 +576,24 @@ Status Engine::IndexNewVideos(const std::vector<uint32_t>& fresh) {
   FORYOU_RETURN_IF_ERROR(s.ann.Grow(s.catalog.size()));
   std::atomic<size_t> next{0};
   std::vector<Status> results(threads);
-  std::vector<std::thread> workers;
-  for (unsigned t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      for (size_t i = next++; i < fresh.size(); i = next++) {
-        Status st = s.Reindex(fresh[i], 0, /*force=*/true, /*reserved=*/true);
-        if (!st.ok()) {
-          results[t] = st;
-          return;
-        }
+  auto work = [&](unsigned t) {
+    for (size_t i = next++; i < fresh.size(); i = next++) {
+      Status st = s.Reindex(fresh[i], 0, /*force=*/true, /*reserved=*/true);
+      if (!st.ok()) {
+        results[t] = st;
+        return;
       }
-    });
+    }
+  };
+  std::vector<std::thread> workers;
+  for (unsigned t = 1; t < threads; ++t) {
+    try {
+      workers.emplace_back(work, t);
+    } catch (const std::system_error&) {
+      break;  // no more threads: the ones running (and this one) do the rest
+    }
   }
+  work(0);
   for (auto& w : workers) w.join();
   for (const Status& st : results) FORYOU_RETURN_IF_ERROR(st);
   return Status::OK();

@@ -254,6 +254,29 @@ TEST_F(EngineTest, FollowedCreatorsNewVideoReachesTheFollower) {
   EXPECT_TRUE(found);
 }
 
+// A large batch's new videos are indexed in parallel (Engine::IndexNewVideos);
+// an id repeated in the same batch (its second copy changes the content)
+// must still be indexed once, and every video be findable by ANN search.
+TEST_F(EngineTest, LargeVideoBatchWithARepeatedIdIsIndexedOnce) {
+  std::vector<Video> batch;
+  for (int i = 0; i < 600; ++i) {
+    batch.push_back(Video{"bulk-" + std::to_string(i), "bulk-creator" + std::to_string(i % 7), 20000,
+                          {"tag" + std::to_string(i % 13)}, "en", kNow - 1000, {}});
+  }
+  batch.push_back(Video{"bulk-5", "bulk-creator5", 20000, {"other"}, "en", kNow - 1000, {}});
+  ASSERT_TRUE(engine_->UpsertVideos(batch).ok());
+  EXPECT_EQ(engine_->Stats().videos, 600u);
+  EXPECT_EQ(engine_->Stats().ann_size, 600u);
+  auto v = engine_->GetVideo("bulk-5");
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->video.tags, std::vector<std::string>{"other"});
+  // A new user's feed still works over the freshly built index.
+  ASSERT_TRUE(engine_->IngestEvents({Ev("bulk-user", "bulk-5", EventType::kLike, kNow - 10)}).ok());
+  auto feed = engine_->Feed(FeedRequest{"bulk-user", 10, ""});
+  ASSERT_TRUE(feed.ok());
+  EXPECT_EQ(feed->items.size(), 10u);
+}
+
 TEST_F(EngineTest, NewVideoGetsExplorationImpressions) {
   LoadWorld();
   Video v{"brand-new", "new-creator", 15000, {"origami"}, "en", kNow - 60'000, {}};

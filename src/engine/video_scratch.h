@@ -37,8 +37,8 @@ class VideoScratch {
   // be below the size given to Reset.
   T& operator[](uint32_t video) {
     if (!present_[video]) {
+      keys_.push_back(video);  // first: if it throws, no entry is left that Reset would miss
       present_[video] = 1;
-      keys_.push_back(video);
     }
     return values_[video];
   }
