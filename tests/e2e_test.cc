@@ -262,20 +262,32 @@ TEST_F(E2ETest, AuditLogRecordsAccessesAndDetectsTampering) {
   Feed("alice.smith", 5);
   GetJson("/v1/users/alice.smith");
   GetJson("/v1/users/nobody-here", 404);
+  // The request id a client sends is echoed and recorded with the entry.
+  auto traced = client_->Get("/v1/users/alice.smith", {{"X-Request-Id", "trace-42.a_b"}});
+  ASSERT_TRUE(traced);
+  EXPECT_EQ(traced->get_header_value("X-Request-Id"), "trace-42.a_b");
+  auto untraced = client_->Get("/v1/users/alice.smith", {{"X-Request-Id", "bad id with spaces"}});
+  ASSERT_TRUE(untraced);
+  const std::string made = untraced->get_header_value("X-Request-Id");
+  EXPECT_EQ(made.size(), 16u) << "an unsafe id is replaced by one the server makes: " << made;
 
   const std::string data = dir_.Sub("data");
+  CommandResult shown = RunCommand({FORYOU_BINARY, "audit", "show", "--data-dir", data, "--action", "user.read"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.out;
+  EXPECT_NE(shown.out.find(R"("request_id":"trace-42.a_b")"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find(R"("request_id":")" + made + "\""), std::string::npos) << shown.out;
   CommandResult v1 = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", data});
   ASSERT_EQ(v1.exit_code, 0) << v1.out;
   json head = json::parse(v1.out, nullptr, false);
   ASSERT_TRUE(head.is_object()) << v1.out;
-  EXPECT_EQ(head["tree_size"], 7) << "events (2 users, attempt and outcome) + feed + user + missing user";
+  EXPECT_EQ(head["tree_size"], 9) << "events (2 users, attempt and outcome) + feed + 3 user reads + missing user";
   const std::string sth = dir_.Sub("saved-head.json");
   std::ofstream(sth) << v1.out;
 
   Feed("bob", 3);
   CommandResult v2 = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", data, "--sth", sth});
   EXPECT_EQ(v2.exit_code, 0) << "the log grew but still extends the saved head";
-  EXPECT_EQ(json::parse(v2.out)["tree_size"], 8);
+  EXPECT_EQ(json::parse(v2.out)["tree_size"], 10);
 
   // No user id in the audit files.
   for (const auto& f : std::filesystem::directory_iterator(data + "/audit")) {

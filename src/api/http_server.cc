@@ -4,8 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
+#include <random>
 #include <regex>
 #include <set>
 #include <fmt/format.h>
@@ -61,6 +63,7 @@ struct RouteReply {
   const char* content_type;
   std::string backup_state;           // X-Foryou-Backup, for writes with a shipper
   std::string allow;                  // Allow, for 405
+  std::string principal = "-";        // who asked, for the access log
 };
 
 namespace {
@@ -134,6 +137,7 @@ struct HttpServer::Route {
   // The pattern itself when it has no regex syntax ("/v1/feed"): matched by
   // comparing strings, far cheaper than std::regex on the hottest routes.
   std::string literal;
+  std::string templ;  // the path template, "/v1/users/{id}": the access log's route
   // Reads the log (an export, a backup read): slow even as a GET.
   bool reads_log = false;
   const char* endpoint;  // metrics label
@@ -153,12 +157,21 @@ struct HttpServer::Authorized {
 };
 
 HttpServer::HttpServer(Engine& engine, const ServerOptions& options, const Sovereignty& sovereignty)
-    : engine_(engine),
-      sov_(sovereignty),
-      audit_(sovereignty.audit),
-      policy_(sovereignty.policy),
-      region_(sovereignty.region),
-      options_(options) {
+    : HttpServer(options) {
+  Attach(engine, sovereignty);
+}
+
+void HttpServer::Attach(Engine& engine, const Sovereignty& sovereignty) {
+  engine_ = &engine;
+  sov_ = sovereignty;
+  audit_ = sovereignty.audit;
+  policy_ = sovereignty.policy;
+  region_ = sovereignty.region;
+  metrics_.SetModelUpdatesBaseline(engine.Stats().model_updates);
+  ready_.store(true, std::memory_order_release);
+}
+
+HttpServer::HttpServer(const ServerOptions& options) : options_(options) {
   TransportOptions t;
   t.threads = options_.threads;
   t.max_body_bytes = options_.max_body_bytes;
@@ -170,6 +183,7 @@ HttpServer::HttpServer(Engine& engine, const ServerOptions& options, const Sover
       t, [this](HttpRequest& req) { return Dispatch(req); },
       [this](int status, const std::string& message) {
         metrics_.ObserveRequest("rejected", status, 0);
+        metrics_.ObserveRejection(DefaultErrorCode(status));
         HttpResponse res;
         res.status = status;
         res.body = ErrorToJson(DefaultErrorCode(status), message);
@@ -182,6 +196,7 @@ HttpServer::HttpServer(Engine& engine, const ServerOptions& options, const Sover
 HttpServer::~HttpServer() = default;
 
 bool HttpServer::MayBlock(const HttpRequest& req) const {
+  if (!ready_.load(std::memory_order_acquire)) return false;  // answered at once
   if (req.method != "GET") return true;  // writes wait for their fsync
   const std::string_view raw_path = std::string_view(req.target).substr(0, req.target.find('?'));
   for (const Route& r : routes_) {
@@ -189,57 +204,130 @@ bool HttpServer::MayBlock(const HttpRequest& req) const {
     if (!r.literal.empty() ? raw_path != r.literal : !std::regex_match(raw_path.begin(), raw_path.end(), r.pattern)) {
       continue;
     }
-    // /metrics reads the backup stores' counters under the lock their
-    // fsyncs hold.
-    const bool metrics_wait = sov_.backups != nullptr && std::string_view(r.endpoint) == "metrics";
+    // /metrics reads the backup stores' counters and the audit log's head
+    // under the locks their fsyncs hold.
+    const bool metrics_wait =
+        (sov_.backups != nullptr || audit_ != nullptr) && std::string_view(r.endpoint) == "metrics";
     return r.reads_log || metrics_wait || (r.action != nullptr && audit_ != nullptr);
   }
   return false;  // 404 or 405: answered at once
 }
 
+namespace {
+
+// The client's X-Request-Id when it is safe to log and echo (1 to 64
+// characters of A-Z a-z 0-9 . _ -), else a new one: 16 hex digits from a
+// per-process random prefix and a counter.
+std::string RequestIdFor(const HttpRequest& req) {
+  std::string id = req.get_header_value("X-Request-Id");
+  const bool safe = !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+  if (safe) return id;
+  static const uint32_t prefix = static_cast<uint32_t>(std::random_device{}());
+  static std::atomic<uint32_t> counter{0};
+  return fmt::format("{:08x}{:08x}", prefix, counter.fetch_add(1, std::memory_order_relaxed));
+}
+
+// The error code of a refused request, for foryou_http_rejections_total;
+// nullptr for an answer that is not a refusal.
+const char* RejectionReason(int status, bool routed) {
+  switch (status) {
+    case 400: return "invalid_argument";
+    case 401: return "unauthenticated";
+    case 403: return "forbidden";
+    case 404: return routed ? "not_found" : "no_route";
+    case 405: return "method_not_allowed";
+    case 409: return "conflict";
+    case 413: return "too_large";
+    case 421: return "misdirected";
+    case 503: return "unavailable";
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+RouteReply HttpServer::ServeStarting(std::string_view raw_path) const {
+  if (raw_path == "/livez") return Reply{200, R"({"status":"alive"})"};
+  if (raw_path == "/readyz" || raw_path == "/healthz") {
+    return Reply{503, R"({"status":"starting","reason":"opening the store and replaying its log"})"};
+  }
+  if (raw_path == "/metrics") return Reply{200, Metrics::RenderProcess(), "text/plain; version=0.0.4"};
+  return Reply{503, ErrorToJson("unavailable", "the server is starting: opening the store and replaying its log")};
+}
+
+std::string HttpServer::NotReadyReason() const {
+  std::string failure = engine_->WriteFailure();
+  if (!failure.empty()) return failure;
+  if (audit_failing_.load(std::memory_order_relaxed)) {
+    return "the audit log cannot be written: personal-data requests are refused";
+  }
+  return "";
+}
+
 HttpResponse HttpServer::Dispatch(HttpRequest& req) {
   const auto start = std::chrono::steady_clock::now();
   const std::string_view raw_path = std::string_view(req.target).substr(0, req.target.find('?'));
+  const std::string request_id = RequestIdFor(req);
   const Route* found = nullptr;
+  const Route* same_path = nullptr;  // a route of this path, any method
   std::string allow;
-  std::match_results<std::string_view::const_iterator> m;
-  for (const Route& r : routes_) {
-    if (!r.literal.empty() ? raw_path != r.literal : !std::regex_match(raw_path.begin(), raw_path.end(), m, r.pattern)) {
-      continue;
-    }
-    if (r.method == req.method) {
-      found = &r;
-      break;
-    }
-    if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + r.method;
-  }
   Reply reply;
   const char* endpoint = "no_route";
-  if (found != nullptr) {
-    endpoint = found->endpoint;
-    if (!found->literal.empty()) {
-      req.matches.push_back(PercentDecode(raw_path));
-    } else {
-      for (const auto& sub : m) req.matches.push_back(PercentDecode(std::string_view(&*sub.first, static_cast<size_t>(sub.length()))));
-    }
-    reply = Serve(*found, req);
-  } else if (!allow.empty()) {
-    reply = Reply{405, ErrorToJson("method_not_allowed", fmt::format("{} is not allowed on {}; allowed: {}", req.method,
-                                                                     req.path, allow))};
-    reply.allow = allow;
+  if (!ready_.load(std::memory_order_acquire)) {
+    endpoint = "starting";
+    reply = ServeStarting(raw_path);
   } else {
-    reply = Reply{404, ErrorToJson("not_found", fmt::format("no route for {} {}", req.method, req.path))};
+    std::match_results<std::string_view::const_iterator> m;
+    for (const Route& r : routes_) {
+      if (!r.literal.empty() ? raw_path != r.literal
+                             : !std::regex_match(raw_path.begin(), raw_path.end(), m, r.pattern)) {
+        continue;
+      }
+      if (same_path == nullptr) same_path = &r;
+      if (r.method == req.method) {
+        found = &r;
+        break;
+      }
+      if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + r.method;
+    }
+    if (found != nullptr) {
+      endpoint = found->endpoint;
+      if (!found->literal.empty()) {
+        req.matches.push_back(PercentDecode(raw_path));
+      } else {
+        for (const auto& sub : m) {
+          req.matches.push_back(PercentDecode(std::string_view(&*sub.first, static_cast<size_t>(sub.length()))));
+        }
+      }
+      reply = Serve(*found, req, request_id);
+    } else if (!allow.empty()) {
+      reply = Reply{405, ErrorToJson("method_not_allowed", fmt::format("{} is not allowed on {}; allowed: {}",
+                                                                       req.method, req.path, allow))};
+      reply.allow = allow;
+    } else {
+      reply = Reply{404, ErrorToJson("not_found", fmt::format("no route for {} {}", req.method, req.path))};
+    }
   }
-  metrics_.ObserveRequest(endpoint, reply.status,
-                          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  metrics_.ObserveRequest(endpoint, reply.status, seconds);
+  if (const char* reason = RejectionReason(reply.status, found != nullptr)) metrics_.ObserveRejection(reason);
+  if (options_.access_log && spdlog::should_log(spdlog::level::info)) {
+    // The route's template, never the path: a path may carry a user id.
+    spdlog::info("access method={} route={} status={} ms={:.3f} request_id={} principal={}", req.method,
+                 same_path != nullptr ? same_path->templ : std::string("-"),
+                 reply.status, seconds * 1e3, request_id, reply.principal);
+  }
   HttpResponse res;
   res.status = reply.status;
   res.body = std::move(reply.body);
   res.content_type = reply.content_type;
+  res.headers.emplace_back("X-Request-Id", request_id);
   if (!reply.backup_state.empty()) res.headers.emplace_back("X-Foryou-Backup", reply.backup_state);
   if (!reply.allow.empty()) res.headers.emplace_back("Allow", reply.allow);
   // Every 503 is a "not now" (a migrating user, an audit log that cannot be
-  // written): say when to try again.
+  // written, a server still starting): say when to try again.
   if (reply.status == 503) res.headers.emplace_back("Retry-After", "5");
   return res;
 }
@@ -286,7 +374,7 @@ std::optional<RouteReply> HttpServer::Authorize(const Route& route, const HttpRe
                                                              p->name))};
     }
     for (const std::string& user : out->subjects) {
-      const std::string home = engine_.UserHome(user);
+      const std::string home = engine_->UserHome(user);
       if (!home.empty() && home != jurisdiction) {
         return Reply{403, ErrorToJson("forbidden",
                                       fmt::format("user's home jurisdiction is {}, not {}", home, jurisdiction))};
@@ -309,7 +397,8 @@ bool HttpServer::IsWrite(std::string_view action) {
   return action == "events.write" || action == "user.erase" || action == "user.import" || action == "user.fence";
 }
 
-Status HttpServer::Audit(const Route& route, const Authorized& who, const std::string& outcome, bool sync) {
+Status HttpServer::Audit(const Route& route, const Authorized& who, const std::string& outcome, bool sync,
+                         const std::string& request_id) {
   const int64_t now = SystemClock().NowMs();
   const std::vector<std::string> subjects = who.subjects.empty() ? std::vector<std::string>{""} : who.subjects;
   for (size_t i = 0; i < subjects.size(); ++i) {
@@ -319,13 +408,17 @@ Status HttpServer::Audit(const Route& route, const Authorized& who, const std::s
     e.action = route.action;
     e.subject = subjects[i].empty() ? "-" : audit_->Pseudonym(subjects[i]);
     e.outcome = outcome;
+    e.request_id = request_id;
     // One fsync per request: the last entry's covers the ones before.
-    FORYOU_RETURN_IF_ERROR(audit_->Append(std::move(e), sync && i + 1 == subjects.size()));
+    Status s = audit_->Append(std::move(e), sync && i + 1 == subjects.size());
+    metrics_.ObserveAuditAppend(s.ok());
+    audit_failing_.store(!s.ok(), std::memory_order_relaxed);
+    FORYOU_RETURN_IF_ERROR(s);
   }
   return Status::OK();
 }
 
-RouteReply HttpServer::Serve(const Route& route, const HttpRequest& req) {
+RouteReply HttpServer::Serve(const Route& route, const HttpRequest& req, const std::string& request_id) {
   const std::string_view act = route.action != nullptr ? std::string_view(route.action) : std::string_view();
   const bool backup = act.starts_with("backup.");
   const bool personal = route.action != nullptr && !backup;
@@ -338,7 +431,7 @@ RouteReply HttpServer::Serve(const Route& route, const HttpRequest& req) {
   // A write is audited (fsynced) before it happens, so no change to
   // personal data can exist without its audit entry.
   if (!refusal && write && audit_ != nullptr) {
-    if (Status s = Audit(route, who, "attempt", /*sync=*/true); !s.ok()) {
+    if (Status s = Audit(route, who, "attempt", /*sync=*/true, request_id); !s.ok()) {
       spdlog::error("audit append failed: {}", s.ToString());
       refusal = Error(Status::Unavailable("audit log unavailable; write refused"));
     }
@@ -356,14 +449,14 @@ RouteReply HttpServer::Serve(const Route& route, const HttpRequest& req) {
     // An accepted write is acknowledged once the backup regions hold it.
     const bool changed = write || (!personal && !backup && route.method == "POST");
     if (sov_.shipper != nullptr && changed && reply.status == 200) {
-      reply.backup_state = sov_.shipper->WaitFor(engine_.LastSeq(), sov_.backup_wait) ? "confirmed" : "pending";
+      reply.backup_state = sov_.shipper->WaitFor(engine_->LastSeq(), sov_.backup_wait) ? "confirmed" : "pending";
     }
   }
   // Backups: reads (a restore) and refusals are audited; shipped batches
   // of ciphertext are not, one entry each would double every write.
   const bool audited = personal || (backup && (refusal.has_value() || act == "backup.read"));
   if (audit_ != nullptr && audited) {
-    if (Status s = Audit(route, who, std::to_string(reply.status), /*sync=*/write); !s.ok()) {
+    if (Status s = Audit(route, who, std::to_string(reply.status), /*sync=*/write, request_id); !s.ok()) {
       spdlog::error("audit append failed: {}", s.ToString());
       // A read is withheld when it cannot be audited. A write is already
       // committed (and its attempt audited): reporting failure would only
@@ -371,6 +464,7 @@ RouteReply HttpServer::Serve(const Route& route, const HttpRequest& req) {
       if (!write) reply = Error(Status::Unavailable("audit log unavailable; request refused"));
     }
   }
+  reply.principal = who.principal;
   return reply;
 }
 
@@ -380,41 +474,59 @@ void HttpServer::InstallRoutes() {
                       std::function<std::vector<std::string>(const HttpRequest&)> users = nullptr) {
     const std::string p = pattern;
     const bool is_literal = p.find_first_of("()[]{}\\.*+?^$|") == std::string::npos;
-    routes_.push_back(Route{method, std::regex(pattern), is_literal ? p : std::string(), false, endpoint, action,
-                            std::move(users), std::move(handler)});
+    std::string templ = std::regex_replace(p, std::regex(R"(\(\[\^/\]\+\))"), "{id}");
+    templ = std::regex_replace(templ, std::regex(R"(\(\[A-Za-z0-9_-\]\+\))"), "{region}");
+    routes_.push_back(Route{method, std::regex(pattern), is_literal ? p : std::string(), std::move(templ), false,
+                            endpoint, action, std::move(users), std::move(handler)});
   };
 
-  route("GET", "/healthz", "healthz", [this](const HttpRequest&) {
-    // A server that refuses writes (a stored record failed to apply) is not
-    // healthy: an orchestrator should restart it.
-    const std::string failure = engine_.WriteFailure();
-    if (!failure.empty()) return Reply{503, nlohmann::json{{"status", "failing"}, {"reason", failure}}.dump()};
+  // Probes (docs/API.md, "Probes"): /livez says the process serves HTTP;
+  // /readyz (and /healthz, its older name) that it should take traffic.
+  route("GET", "/livez", "livez", [](const HttpRequest&) { return Reply{200, R"({"status":"alive"})"}; });
+  auto ready = [this](const HttpRequest&) {
+    // A server that refuses writes (a stored record failed to apply) or
+    // personal-data requests (its audit log cannot be written) is not
+    // ready; an orchestrator should take it out of rotation or restart it.
+    const std::string reason = NotReadyReason();
+    if (!reason.empty()) return Reply{503, nlohmann::json{{"status", "failing"}, {"reason", reason}}.dump()};
     return Reply{200, R"({"status":"ok"})"};
-  });
+  };
+  route("GET", "/readyz", "readyz", ready);
+  route("GET", "/healthz", "healthz", ready);
 
   route("GET", "/metrics", "metrics", [this](const HttpRequest&) {
-    std::string text = metrics_.Render(engine_.Stats());
+    std::string text = metrics_.Render(engine_->Stats());
     if (sov_.shipper != nullptr) {
-      const uint64_t last = engine_.LastSeq();
+      const uint64_t last = engine_->LastSeq();
       text += "# HELP foryou_backup_shipped_seq Last log record stored by each backup region.\n"
               "# TYPE foryou_backup_shipped_seq gauge\n";
       std::string lag = "# HELP foryou_backup_lag_records Records written here that a backup region does not hold yet (writes waiting on it are not acknowledged).\n"
                         "# TYPE foryou_backup_lag_records gauge\n";
       std::string fails = "# HELP foryou_backup_failures_total Failed shipping attempts.\n"
                           "# TYPE foryou_backup_failures_total counter\n";
+      std::string lag_s = "# HELP foryou_backup_lag_seconds Seconds since a backup region last held every record written here (0: it holds them all).\n"
+                          "# TYPE foryou_backup_lag_seconds gauge\n";
       for (const ShipperTargetStats& t : sov_.shipper->Stats()) {
         text += fmt::format("foryou_backup_shipped_seq{{region=\"{}\"}} {}\n", t.region, t.shipped_seq);
         lag += fmt::format("foryou_backup_lag_records{{region=\"{}\"}} {}\n", t.region,
                            last > t.shipped_seq ? last - t.shipped_seq : 0);
         fails += fmt::format("foryou_backup_failures_total{{region=\"{}\"}} {}\n", t.region, t.failures);
+        lag_s += fmt::format("foryou_backup_lag_seconds{{region=\"{}\"}} {:.3f}\n", t.region, t.lag_seconds);
       }
-      text += lag + fails;
+      text += lag + lag_s + fails;
     }
     if (sov_.backups != nullptr) {
       text += fmt::format("# HELP foryou_backup_received_bytes_total Bytes of other regions' records stored here.\n"
                           "# TYPE foryou_backup_received_bytes_total counter\nforyou_backup_received_bytes_total {}\n",
                           sov_.backups->received_bytes());
     }
+    if (audit_ != nullptr) {
+      text += fmt::format("# HELP foryou_audit_entries Entries in the audit log (its signed tree size).\n"
+                          "# TYPE foryou_audit_entries gauge\nforyou_audit_entries {}\n",
+                          audit_->Head().tree_size);
+    }
+    text += fmt::format("# HELP foryou_ready 1 when /readyz answers 200.\n# TYPE foryou_ready gauge\nforyou_ready {}\n",
+                        NotReadyReason().empty() ? 1 : 0);
     text += fmt::format("# HELP foryou_http_connections Open HTTP connections.\n# TYPE foryou_http_connections gauge\n"
                         "foryou_http_connections {}\n",
                         transport_->open_connections());
@@ -431,7 +543,7 @@ void HttpServer::InstallRoutes() {
     auto videos = ParseVideos(req.body);
     if (!videos.ok()) return Error(videos.status());
     const size_t n = videos->size();
-    Status s = engine_.UpsertVideos(std::move(videos).value());
+    Status s = engine_->UpsertVideos(std::move(videos).value());
     if (!s.ok()) return Error(s);
     return Reply{200, fmt::format(R"({{"upserted":{}}})", n)};
   });
@@ -441,9 +553,11 @@ void HttpServer::InstallRoutes() {
     if (!events.ok()) return Error(events.status());
     // With a policy the wrapper checked X-Foryou-Jurisdiction: it is the home
     // of users seen for the first time.
-    auto accepted = engine_.IngestEvents(std::move(events).value(),
+    auto accepted = engine_->IngestEvents(std::move(events).value(),
                                          policy_ != nullptr ? req.get_header_value("X-Foryou-Jurisdiction") : "");
-    return accepted.ok() ? Reply{200, fmt::format(R"({{"accepted":{}}})", *accepted)} : Error(accepted.status());
+    if (!accepted.ok()) return Error(accepted.status());
+    metrics_.AddEventsIngested(*accepted);
+    return Reply{200, fmt::format(R"({{"accepted":{}}})", *accepted)};
   }, "events.write", [](const HttpRequest& req) {
     std::vector<std::string> users;
     auto events = ParseEvents(req.body);
@@ -459,17 +573,17 @@ void HttpServer::InstallRoutes() {
     FeedRequest fr;
     fr.user_id = req.get_param_value("user_id");
     if (fr.user_id.empty()) return Error(Status::InvalidArgument("user_id: query parameter is required"));
-    fr.n = engine_.options().default_feed_items;
+    fr.n = engine_->options().default_feed_items;
     if (req.has_param("n")) {
       const std::string n = req.get_param_value("n");
       auto [ptr, ec] = std::from_chars(n.data(), n.data() + n.size(), fr.n);
       if (ec != std::errc() || ptr != n.data() + n.size()) {
         return Error(Status::InvalidArgument(
-            fmt::format("n: must be an integer between 1 and {}", engine_.options().max_feed_items)));
+            fmt::format("n: must be an integer between 1 and {}", engine_->options().max_feed_items)));
       }
     }
     fr.language = req.get_param_value("language");
-    auto feed = engine_.Feed(fr);
+    auto feed = engine_->Feed(fr);
     return feed.ok() ? Reply{200, FeedToJson(*feed)} : Error(feed.status());
   }, "feed.read", [](const HttpRequest& req) { return std::vector<std::string>{req.get_param_value("user_id")}; });
 
@@ -477,18 +591,18 @@ void HttpServer::InstallRoutes() {
   // ids were restricted (core/types.h, IsValidId) can still be read,
   // exported and erased.
   route("GET", R"(/v1/users/([^/]+))", "users_get", [this](const HttpRequest& req) {
-    auto user = engine_.GetUser(req.matches[1]);
+    auto user = engine_->GetUser(req.matches[1]);
     return user.ok() ? Reply{200, UserToJson(*user)} : Error(user.status());
   }, "user.read", PathUser);
 
   route("GET", R"(/v1/users/([^/]+)/export)", "users_export", [this](const HttpRequest& req) {
-    auto x = engine_.ExportUser(req.matches[1]);
+    auto x = engine_->ExportUser(req.matches[1]);
     return x.ok() ? Reply{200, UserExportToJson(*x)} : Error(x.status());
   }, "user.export", PathUser);
 
   route("DELETE", R"(/v1/users/([^/]+))", "users_erase", [this](const HttpRequest& req) {
     const std::string& user = req.matches[1];
-    Status s = engine_.EraseUser(user);
+    Status s = engine_->EraseUser(user);
     return s.ok() ? Reply{200, ErasedToJson(user)} : Error(s);
   }, "user.erase", PathUser);
 
@@ -501,7 +615,7 @@ void HttpServer::InstallRoutes() {
       return Error(Status::InvalidArgument(
           fmt::format("user id: must be 1 to {} characters from {}", kMaxIdBytes, kIdCharacters)));
     }
-    if (engine_.GetUser(user).ok()) {
+    if (engine_->GetUser(user).ok()) {
       return Reply{409, ErrorToJson("conflict", fmt::format("user '{}' already exists here; import only into a region "
                                                             "that does not know the user", user))};
     }
@@ -527,7 +641,7 @@ void HttpServer::InstallRoutes() {
     // Every video must be here before anything is imported: a migration
     // that stops halfway would leave the user in two regions.
     for (size_t i = 0; i < parsed->size(); ++i) {
-      if (!engine_.VideoIndex((*parsed)[i].video_id)) {
+      if (!engine_->VideoIndex((*parsed)[i].video_id)) {
         return Error(Status::InvalidArgument(fmt::format(
             "events[{}].video_id: unknown video '{}' (import the catalog first: foryou model import)", i,
             (*parsed)[i].video_id)));
@@ -535,8 +649,9 @@ void HttpServer::InstallRoutes() {
     }
     const std::string jurisdiction = policy_ != nullptr ? req.get_header_value("X-Foryou-Jurisdiction") : "";
     // One record: a crash leaves the user wholly imported or not at all.
-    auto imported = engine_.ImportUserEvents(std::move(parsed).value(), jurisdiction);
+    auto imported = engine_->ImportUserEvents(std::move(parsed).value(), jurisdiction);
     if (!imported.ok()) return Error(imported.status());
+    metrics_.AddEventsIngested(*imported);
     return Reply{200, fmt::format(R"({{"imported":{},"user_id":{},"home_jurisdiction":{}}})", *imported,
                                   nlohmann::json(user).dump(), nlohmann::json(jurisdiction).dump())};
   }, "user.import", PathUser);
@@ -544,18 +659,18 @@ void HttpServer::InstallRoutes() {
   // Migration, leaving side: the user's writes are refused here while they
   // move (engine/user_fences.h); the erasure that ends the move lifts it.
   route("POST", R"(/v1/users/([^/]+)/fence)", "users_fence", [this](const HttpRequest& req) {
-    Status s = engine_.FenceUser(req.matches[1], true);
+    Status s = engine_->FenceUser(req.matches[1], true);
     return s.ok() ? Reply{200, fmt::format(R"({{"user_id":{},"fenced":true}})", nlohmann::json(req.matches[1]).dump())}
                   : Error(s);
   }, "user.fence", PathUser);
   route("DELETE", R"(/v1/users/([^/]+)/fence)", "users_unfence", [this](const HttpRequest& req) {
-    Status s = engine_.FenceUser(req.matches[1], false);
+    Status s = engine_->FenceUser(req.matches[1], false);
     return s.ok() ? Reply{200, fmt::format(R"({{"user_id":{},"fenced":false}})", nlohmann::json(req.matches[1]).dump())}
                   : Error(s);
   }, "user.fence", PathUser);
 
   route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const HttpRequest& req) {
-    auto video = engine_.GetVideo(req.matches[1]);
+    auto video = engine_->GetVideo(req.matches[1]);
     if (!video.ok()) return Error(video.status());
     return Reply{200, VideoToJson(*video)};
   });

@@ -5,8 +5,20 @@
 //
 // Thread safety: Run blocks on the calling thread and serves on a pool of
 // ServerOptions::threads workers; Stop may be called from any thread.
+//
+// Starting: a server may be bound and run before its engine exists
+// (HttpServer(options), then Attach once the store is open and replayed), so
+// that the port opens at once and probes can tell "starting" from "dead":
+// until Attach, GET /livez is 200, /readyz and /healthz are 503
+// {"status":"starting"}, and every other request 503 with Retry-After.
+//
+// Every response carries X-Request-Id: the client's own (1 to 64 characters
+// of A-Z a-z 0-9 . _ -) or one made here. It is in the access log line (one
+// per request, at info level, when ServerOptions::access_log) and in the
+// request's audit entries.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -73,7 +85,14 @@ class HttpServer {
   // Routes are declared once, in a table (InstallRoutes): a known path with
   // another method gets 405 with Allow, an unknown path 404.
   HttpServer(Engine& engine, const ServerOptions& options, const Sovereignty& sovereignty = {});
+  // A server in the "starting" state: binds and runs, answers probes, and
+  // serves nothing else until Attach.
+  explicit HttpServer(const ServerOptions& options);
   ~HttpServer();
+
+  // Hands the server its engine and sovereign layer (borrowed; they must
+  // outlive it) and makes it ready. Call once, from any thread.
+  void Attach(Engine& engine, const Sovereignty& sovereignty = {});
 
   // Binds the listening socket (a port in use is an error); returns the
   // bound port. With ServerOptions::tls_cert_file the server speaks HTTPS only.
@@ -92,18 +111,29 @@ class HttpServer {
   // everything else on the event loop.
   bool MayBlock(const HttpRequest& req) const;
   // The request's route, authorized, audited, run, and acknowledged.
-  RouteReply Serve(const Route& route, const HttpRequest& req);
+  RouteReply Serve(const Route& route, const HttpRequest& req, const std::string& request_id);
+  // The answer to every request before Attach.
+  RouteReply ServeStarting(std::string_view raw_path) const;
+  // Why the server should not take traffic now ("" when it should): a
+  // stored record that failed to apply, an audit log that cannot be written.
+  std::string NotReadyReason() const;
   // Authentication and authorization, in one place: nullopt to go on, or
   // the refusal to send.
   std::optional<RouteReply> Authorize(const Route& route, const HttpRequest& req, Authorized* out) const;
-  Status Audit(const Route& route, const Authorized& who, const std::string& outcome, bool sync);
+  Status Audit(const Route& route, const Authorized& who, const std::string& outcome, bool sync,
+               const std::string& request_id);
   static bool IsWrite(std::string_view action);
 
-  Engine& engine_;
-  const Sovereignty sov_;
-  AuditLog* audit_;  // may be null
-  const Policy* policy_;  // may be null: open mode
-  const PolicyRegion* region_;
+  // Set once by Attach, before ready_ becomes true; read only after it is.
+  Engine* engine_ = nullptr;
+  Sovereignty sov_;
+  AuditLog* audit_ = nullptr;  // may be null
+  const Policy* policy_ = nullptr;  // may be null: open mode
+  const PolicyRegion* region_ = nullptr;
+  std::atomic<bool> ready_{false};
+  // The last audit append failed (cleared by the next that succeeds): the
+  // server refuses personal-data requests, so it is not ready.
+  std::atomic<bool> audit_failing_{false};
   ServerOptions options_;
   Metrics metrics_;
   std::vector<Route> routes_;

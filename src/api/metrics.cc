@@ -1,8 +1,82 @@
 #include "api/metrics.h"
 
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#ifndef FORYOU_GIT_COMMIT
+#define FORYOU_GIT_COMMIT "unknown"
+#endif
+
 namespace foryou {
+
+void Metrics::ObserveRejection(std::string_view reason) {
+  std::lock_guard lock(mu_);
+  auto it = rejections_.find(reason);
+  if (it == rejections_.end()) it = rejections_.emplace(std::string(reason), 0).first;
+  it->second++;
+}
+
+void Metrics::ObserveAuditAppend(bool ok) {
+  std::lock_guard lock(mu_);
+  (ok ? audit_appends_ : audit_failures_)++;
+}
+
+std::string Metrics::RenderProcess() {
+  std::string out;
+  auto metric = [&](const char* name, const char* help, const char* type, double v) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, v);
+  };
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  // /proc/self/stat: fields after the ")" that ends the command name.
+  std::ifstream stat_file("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream in(stat.substr(close + 2));
+    std::string f[24];
+    for (auto& x : f) in >> x;
+    // f[0] is field 3 (state): utime 14, stime 15, threads 20, starttime 22,
+    // vsize 23, rss 24.
+    const double utime = std::atof(f[11].c_str()), stime = std::atof(f[12].c_str());
+    metric("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter",
+           (utime + stime) / ticks);
+    std::ifstream uptime_file("/proc/uptime");
+    double uptime = 0;
+    uptime_file >> uptime;
+    const double boot = static_cast<double>(time(nullptr)) - uptime;
+    metric("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", "gauge",
+           boot + std::atof(f[19].c_str()) / ticks);
+    metric("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", std::atof(f[20].c_str()));
+    metric("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", std::atof(f[21].c_str()) * page);
+    metric("process_threads", "Threads of the process.", "gauge", std::atof(f[17].c_str()));
+  }
+  size_t fds = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(d)) fds += e->d_name[0] != '.';
+    closedir(d);
+    fds = fds > 0 ? fds - 1 : 0;  // the directory stream's own descriptor
+  }
+  metric("process_open_fds", "Number of open file descriptors.", "gauge", static_cast<double>(fds));
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+    metric("process_max_fds", "Maximum number of open file descriptors.", "gauge", static_cast<double>(lim.rlim_cur));
+  }
+  out += fmt::format(
+      "# HELP foryou_build_info The running build: version and git commit (at configure time).\n"
+      "# TYPE foryou_build_info gauge\nforyou_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+      FORYOU_VERSION, FORYOU_GIT_COMMIT);
+  return out;
+}
 
 void Metrics::ObserveRequest(std::string_view endpoint, int http_status, double seconds) {
   std::lock_guard lock(mu_);
@@ -24,8 +98,20 @@ std::string Metrics::Render(const EngineStats& st) const {
   };
   gauge("foryou_videos", "Videos in the catalog.", "gauge", static_cast<double>(st.videos));
   gauge("foryou_users", "Users with at least one event.", "gauge", static_cast<double>(st.users));
-  gauge("foryou_events_ingested_total", "Events applied since the store was created.", "counter", static_cast<double>(st.events));
-  gauge("foryou_model_updates_total", "Online ranker SGD steps since the store was created.", "counter", static_cast<double>(st.model_updates));
+  gauge("foryou_events_stored", "Events in the store's model state (an erasure removes its user's).", "gauge",
+        static_cast<double>(st.events));
+  gauge("foryou_events_ingested_total", "Events accepted through this server's API since it started.", "counter",
+        static_cast<double>(events_ingested_.load(std::memory_order_relaxed)));
+  {
+    const uint64_t base = model_updates_base_.load();
+    uint64_t v = st.model_updates > base ? st.model_updates - base : 0;
+    uint64_t seen = model_updates_seen_.load();
+    while (v > seen && !model_updates_seen_.compare_exchange_weak(seen, v)) {
+    }
+    v = std::max(v, seen);
+    gauge("foryou_model_updates_total", "Online ranker SGD steps since this server started.", "counter",
+          static_cast<double>(v));
+  }
   gauge("foryou_ann_index_size", "Videos in the ANN index.", "gauge", static_cast<double>(st.ann_size));
   gauge("foryou_ann_clamped_total", "Video vectors indexed beyond the ANN norm bound since start (ranked as if shorter).",
         "counter", static_cast<double>(st.ann_clamped));
@@ -57,6 +143,17 @@ std::string Metrics::Render(const EngineStats& st) const {
         st.snapshot_pause_seconds);
 
   std::lock_guard lock(mu_);
+  out += fmt::format(
+      "# HELP foryou_audit_appends_total Audit log entries appended since start.\n"
+      "# TYPE foryou_audit_appends_total counter\nforyou_audit_appends_total {}\n"
+      "# HELP foryou_audit_append_failures_total Audit appends that failed since start (the request was refused).\n"
+      "# TYPE foryou_audit_append_failures_total counter\nforyou_audit_append_failures_total {}\n",
+      audit_appends_, audit_failures_);
+  out += "# HELP foryou_http_rejections_total Requests refused, by reason (the error code, or no_route).\n";
+  out += "# TYPE foryou_http_rejections_total counter\n";
+  for (const auto& [reason, count] : rejections_) {
+    out += fmt::format("foryou_http_rejections_total{{reason=\"{}\"}} {}\n", reason, count);
+  }
   out += "# HELP foryou_http_requests_total HTTP requests by endpoint and status.\n";
   out += "# TYPE foryou_http_requests_total counter\n";
   for (const auto& [name, e] : endpoints_) {
@@ -78,6 +175,7 @@ std::string Metrics::Render(const EngineStats& st) const {
     out += fmt::format("foryou_http_request_duration_seconds_sum{{endpoint=\"{}\"}} {}\n", name, e.sum);
     out += fmt::format("foryou_http_request_duration_seconds_count{{endpoint=\"{}\"}} {}\n", name, e.count);
   }
+  out += RenderProcess();
   return out;
 }
 

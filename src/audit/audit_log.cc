@@ -29,24 +29,34 @@ constexpr size_t kMagicLen = 8;
 // No record is near this long (ids are at most 256 bytes); a length field
 // beyond it is damage, never a record.
 constexpr uint32_t kMaxRecordBytes = 64 << 10;
-constexpr uint8_t kEntryVersion = 1;
+// Version 1 entries end at the outcome; version 2 adds the request id. New
+// entries are written as version 1 when they carry no request id, so a log
+// written by tools stays readable by older verifiers.
+constexpr uint8_t kEntryVersion1 = 1;
+constexpr uint8_t kEntryVersion2 = 2;
 
 std::string EncodeEntry(const AuditEntry& e) {
-  std::string s(1, static_cast<char>(kEntryVersion));
+  std::string s(1, static_cast<char>(e.request_id.empty() ? kEntryVersion1 : kEntryVersion2));
   PutVarint64(&s, e.seq);
   PutVarsint64(&s, e.ts_ms);
   PutString(&s, e.principal);
   PutString(&s, e.action);
   PutString(&s, e.subject);
   PutString(&s, e.outcome);
+  if (!e.request_id.empty()) PutString(&s, e.request_id);
   return s;
 }
 
 bool DecodeEntry(std::string_view in, AuditEntry* e) {
   uint8_t v;
-  return GetByte(&in, &v) && v == kEntryVersion && GetVarint64(&in, &e->seq) && GetVarsint64(&in, &e->ts_ms) &&
-         GetString(&in, &e->principal) && GetString(&in, &e->action) && GetString(&in, &e->subject) &&
-         GetString(&in, &e->outcome) && in.empty();
+  if (!GetByte(&in, &v) || (v != kEntryVersion1 && v != kEntryVersion2)) return false;
+  if (!(GetVarint64(&in, &e->seq) && GetVarsint64(&in, &e->ts_ms) && GetString(&in, &e->principal) &&
+        GetString(&in, &e->action) && GetString(&in, &e->subject) && GetString(&in, &e->outcome))) {
+    return false;
+  }
+  e->request_id.clear();
+  if (v == kEntryVersion2 && (!GetString(&in, &e->request_id) || e->request_id.empty())) return false;
+  return in.empty();
 }
 
 std::string SthMessage(uint64_t size, int64_t ts, const Hash& root) {

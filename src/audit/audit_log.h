@@ -37,6 +37,10 @@ struct AuditEntry {
   std::string action;    // e.g. "events.write", "feed.read", "user.read"
   std::string subject;   // pseudonym of the user
   std::string outcome;   // HTTP status, e.g. "200"
+  // The request's X-Request-Id (the one echoed to the client), so that an
+  // entry can be matched with the access log line and the client's own
+  // records. Empty for entries written by tools and at start.
+  std::string request_id;
 };
 
 struct SignedTreeHead {

@@ -23,6 +23,7 @@
 #include "api/http_server.h"
 #include "config/options.h"
 #include "util/fd_limit.h"
+#include "util/json_log.h"
 #include "audit/audit_log.h"
 #include "bench/bench.h"
 #include "bench/bench_util.h"
@@ -53,6 +54,8 @@ struct ServeFlags {
   std::string demo_file;
   int threads = 0;
   std::string log_level = "info";
+  std::string log_format = "text";
+  bool no_access_log = false;
   bool audit = false;
   std::string region;
   std::string policy_file;
@@ -176,6 +179,7 @@ int Serve(const ServeFlags& flags) {
   // Logs go to stderr; stdout carries only what a user reads ("listening on").
   spdlog::set_default_logger(spdlog::stderr_color_mt("foryou"));
   spdlog::set_level(spdlog::level::from_str(flags.log_level));
+  if (flags.log_format == "json") UseJsonLogs();
   Config config;
   if (!flags.config_file.empty()) {
     Status s = LoadConfigFile(flags.config_file, &config);
@@ -184,6 +188,7 @@ int Serve(const ServeFlags& flags) {
   if (!flags.data_dir.empty()) config.server.data_dir = flags.data_dir;
   if (!flags.listen.empty()) config.server.listen = flags.listen;
   if (flags.threads > 0) config.server.threads = flags.threads;
+  if (flags.no_access_log) config.server.access_log = false;
   if (!flags.tls_cert_file.empty()) config.server.tls_cert_file = flags.tls_cert_file;
   if (!flags.tls_key_file.empty()) config.server.tls_key_file = flags.tls_key_file;
   if (!flags.tls_client_ca_file.empty()) config.server.tls_client_ca_file = flags.tls_client_ca_file;
@@ -233,6 +238,39 @@ int Serve(const ServeFlags& flags) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  // The port opens now, before the store is opened and replayed, so that
+  // probes tell "starting" (GET /livez 200, /readyz 503) from "dead", and a
+  // port in use fails at once. The server serves nothing else until Attach.
+  HttpServer server(config.server);
+  auto bound = server.Bind(host, port);
+  if (!bound.ok()) return Fail(bound.status());
+  // Stops and joins the server's threads on every way out of this function.
+  struct Running {
+    HttpServer& server;
+    std::thread run, stopper;
+    Status result;
+    ~Running() {
+      server.Stop();
+      if (run.joinable()) run.join();
+      if (stopper.joinable()) {
+        pthread_kill(stopper.native_handle(), SIGTERM);
+        stopper.join();
+      }
+    }
+  } running{server, {}, {}, Status::OK()};
+  running.run = std::thread([&running] { running.result = running.server.Run(); });
+  running.stopper = std::thread([&server, stop_signals] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    spdlog::info("signal {}: stopping", sig);
+    server.Stop();
+  });
+  const std::string url = fmt::format("{}://{}:{}", tls ? "https" : "http",
+                                      host.find(':') != std::string::npos ? "[" + host + "]" : host, *bound);
+  // Port 0 picks a free port: say which, so that probes can reach it now.
+  std::printf("starting on %s (GET /livez: alive; /readyz: 503 until the store is open and replayed)\n", url.c_str());
+  std::fflush(stdout);
 
   // Under a policy personal data is encrypted at rest, so a region key is
   // required; in open mode it is optional.
@@ -335,7 +373,8 @@ int Serve(const ServeFlags& flags) {
     const std::string home = region != nullptr && !region->primary_for.empty() ? *region->primary_for.begin() : "";
     auto loaded = LoadDemoWorld(
         *engine, file, clock.NowMs(),
-        [](size_t done, size_t total) {
+        [json = flags.log_format == "json"](size_t done, size_t total) {
+          if (json) return;  // log lines only
           std::fprintf(stderr, "\rdemo world: %zu / %zu records", done, total);
           if (done == total) std::fprintf(stderr, "\n");
         },
@@ -407,28 +446,14 @@ int Serve(const ServeFlags& flags) {
   sov.shipper = shipper.get();
   sov.backup_wait = std::chrono::milliseconds(flags.backup_wait_ms);
   sov.backups = backups.get();
-  HttpServer server(*engine, config.server, sov);
-  auto bound = server.Bind(host, port);
-  if (!bound.ok()) return Fail(bound.status());
-  std::thread stopper([&server, stop_signals] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    spdlog::info("signal {}: stopping", sig);
-    server.Stop();
-  });
-  const std::string url = fmt::format("{}://{}:{}", tls ? "https" : "http",
-                                      host.find(':') != std::string::npos ? "[" + host + "]" : host, *bound);
+  server.Attach(*engine, sov);
   std::printf("listening on %s\n", url.c_str());
   if (flags.demo) {
     std::printf("try:  curl '%s/v1/feed?user_id=u14&n=5'\n", url.c_str());
   }
   std::fflush(stdout);
-  Status run = server.Run();
-  if (stopper.joinable()) {
-    // Run ended without a signal (a listen error): wake the waiter.
-    pthread_kill(stopper.native_handle(), SIGTERM);
-    stopper.join();
-  }
+  running.run.join();
+  Status run = running.result;
   if (!run.ok()) return Fail(run);
   // A clean stop leaves a snapshot of everything applied: the next start
   // replays nothing.
@@ -619,8 +644,9 @@ int AuditShow(const AuditFlags& f) {
   for (size_t i = 0; i < entries.size(); ++i) {
     const AuditEntry& e = entries[i];
     if (!f.action.empty() && e.action != f.action) continue;
-    const nlohmann::json j = {{"seq", e.seq},       {"ts_ms", e.ts_ms},     {"principal", e.principal},
-                              {"action", e.action}, {"subject", e.subject}, {"outcome", e.outcome}};
+    nlohmann::json j = {{"seq", e.seq},       {"ts_ms", e.ts_ms},     {"principal", e.principal},
+                        {"action", e.action}, {"subject", e.subject}, {"outcome", e.outcome}};
+    if (!e.request_id.empty()) j["request_id"] = e.request_id;
     std::printf("%s\n", j.dump().c_str());
   }
   return 0;
@@ -1106,6 +1132,11 @@ int main(int argc, char** argv) {
                         "Replicas of each mirror in a backup region [default: 1]")->check(CLI::Range(1, 5));
   serve_cmd->add_option("--log-level", serve.log_level, "trace, debug, info, warn, error or off [default: info]")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  serve_cmd->add_option("--log-format", serve.log_format,
+                        "text, or json: one JSON object per line on stderr [default: text]")
+      ->check(CLI::IsMember({"text", "json"}));
+  serve_cmd->add_flag("--no-access-log", serve.no_access_log,
+                      "No access log line per request (server.access_log = false)");
 
   EvalFlags eval;
   CLI::App* eval_cmd = app.add_subcommand("eval", "Measure recommendation quality on a real dataset (docs/EVALUATION.md)");

@@ -53,6 +53,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"server.max_body_bytes", Bind(&s.max_body_bytes)},
       {"server.threads", Bind(&s.threads)},
       {"server.idle_timeout_ms", Bind(&s.idle_timeout_ms)},
+      {"server.access_log", Bind(&s.access_log)},
       {"server.tls_cert_file", Bind(&s.tls_cert_file)},
       {"server.tls_key_file", Bind(&s.tls_key_file)},
       {"server.tls_client_ca_file", Bind(&s.tls_client_ca_file)},

@@ -130,6 +130,11 @@ struct ServerOptions {
   // A keep-alive connection idle this long between requests is closed. An
   // idle connection holds no thread, only a socket and a few KiB.
   int idle_timeout_ms = 5000;
+  // One access log line per request (method, route template, status,
+  // duration, request id, principal; never a user id or an API key), at
+  // info level on stderr, beside the other logs (--log-format json makes
+  // them JSON lines).
+  bool access_log = true;
   // HTTPS: PEM certificate (chain) and private key files. Both empty: plain
   // HTTP (fine on loopback or behind a TLS-terminating proxy).
   std::string tls_cert_file;

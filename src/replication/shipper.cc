@@ -67,9 +67,15 @@ bool Shipper::WaitFor(uint64_t seq, std::chrono::milliseconds timeout) {
 }
 
 std::vector<ShipperTargetStats> Shipper::Stats() const {
+  const uint64_t last = engine_.LastSeq();
+  const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
   std::vector<ShipperTargetStats> out;
-  for (const Target& t : targets_) out.push_back(t.stats);
+  for (const Target& t : targets_) {
+    out.push_back(t.stats);
+    out.back().lag_seconds =
+        t.known && t.stats.shipped_seq >= last ? 0.0 : std::chrono::duration<double>(now - t.caught_up).count();
+  }
   return out;
 }
 
@@ -128,7 +134,10 @@ void Shipper::Run(size_t index) {
       t.known = true;
       // A target that failed stays "failing" (writes do not wait on it)
       // until it has caught up with the log.
-      if (seq >= engine_.LastSeq()) t.failing = false;
+      if (seq >= engine_.LastSeq()) {
+        t.failing = false;
+        t.caught_up = std::chrono::steady_clock::now();
+      }
       t.stats.shipped_seq = seq;
       t.stats.last_error.clear();
     }

@@ -57,6 +57,9 @@ struct ShipperTargetStats {
   uint64_t shipped_seq = 0;  // the target's last stored sequence number
   uint64_t failures = 0;
   std::string last_error;
+  // Seconds since the target last held everything this region had written
+  // (0 while it does): the age of the oldest write it still lacks, at most.
+  double lag_seconds = 0;
 };
 
 class Shipper {
@@ -82,6 +85,8 @@ class Shipper {
     ShipperTargetStats stats;  // guarded by mu_
     bool known = false;        // shipped_seq learned from the target
     bool failing = false;      // an attempt failed, and the target has not caught up since
+    // When the target last held everything written here (start: now).
+    std::chrono::steady_clock::time_point caught_up = std::chrono::steady_clock::now();
   };
   void Run(size_t target);
   // OK when a target whose log ends at (seq, SHA-256 of that record) holds a
