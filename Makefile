@@ -4,7 +4,7 @@ JOBS ?= 2
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 
-.PHONY: deps build run test sanitize fuzz crash-campaign clean
+.PHONY: deps build run test install sanitize fuzz crash-campaign clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -20,6 +20,13 @@ run: build
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 1
+
+# The binary, config/foryou.toml (an existing one is kept), the systemd unit,
+# the Grafana dashboard, docs and examples under PREFIX; DESTDIR for packaging
+# (README.md, "Install"; packaging/check.sh tests it).
+PREFIX ?= /usr/local
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 # ASan+UBSan build (clang-14) of the server and every test, run through ctest.
 sanitize: deps

@@ -129,6 +129,40 @@ std::vector<std::string> PathUser(const HttpRequest& req) {
 
 }  // namespace
 
+namespace {
+
+// The client's X-Request-Id when it is safe to log and echo (1 to 64
+// characters of A-Z a-z 0-9 . _ -), else a new one: 16 hex digits from a
+// per-process random prefix and a counter.
+std::string RequestIdFor(const std::string& id) {
+  const bool safe = !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+  if (safe) return id;
+  static const uint32_t prefix = static_cast<uint32_t>(std::random_device{}());
+  static std::atomic<uint32_t> counter{0};
+  return fmt::format("{:08x}{:08x}", prefix, counter.fetch_add(1, std::memory_order_relaxed));
+}
+
+// The error code of a refused request, for foryou_http_rejections_total;
+// nullptr for an answer that is not a refusal.
+const char* RejectionReason(int status, bool routed) {
+  switch (status) {
+    case 400: return "invalid_argument";
+    case 401: return "unauthenticated";
+    case 403: return "forbidden";
+    case 404: return routed ? "not_found" : "no_route";
+    case 405: return "method_not_allowed";
+    case 409: return "conflict";
+    case 413: return "too_large";
+    case 421: return "misdirected";
+    case 503: return "unavailable";
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
 // One row of the route table: everything the wrapper needs to know about an
 // endpoint, declared once (InstallRoutes).
 struct HttpServer::Route {
@@ -181,12 +215,18 @@ HttpServer::HttpServer(const ServerOptions& options) : options_(options) {
   t.tls_client_ca_file = options_.tls_client_ca_file;
   transport_ = std::make_unique<HttpTransport>(
       t, [this](HttpRequest& req) { return Dispatch(req); },
-      [this](int status, const std::string& message) {
+      [this](int status, const std::string& message, const std::string& client_request_id) {
         metrics_.ObserveRequest("rejected", status, 0);
         metrics_.ObserveRejection(DefaultErrorCode(status));
+        const std::string request_id = RequestIdFor(client_request_id);
+        if (options_.access_log && spdlog::should_log(spdlog::level::info)) {
+          spdlog::info("access method=- route=- status={} ms=0 request_id={} principal=- error={}", status,
+                       request_id, DefaultErrorCode(status));
+        }
         HttpResponse res;
         res.status = status;
         res.body = ErrorToJson(DefaultErrorCode(status), message);
+        res.headers.emplace_back("X-Request-Id", request_id);
         return res;
       },
       [this](const HttpRequest& req) { return MayBlock(req); });
@@ -213,41 +253,6 @@ bool HttpServer::MayBlock(const HttpRequest& req) const {
   return false;  // 404 or 405: answered at once
 }
 
-namespace {
-
-// The client's X-Request-Id when it is safe to log and echo (1 to 64
-// characters of A-Z a-z 0-9 . _ -), else a new one: 16 hex digits from a
-// per-process random prefix and a counter.
-std::string RequestIdFor(const HttpRequest& req) {
-  std::string id = req.get_header_value("X-Request-Id");
-  const bool safe = !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-  });
-  if (safe) return id;
-  static const uint32_t prefix = static_cast<uint32_t>(std::random_device{}());
-  static std::atomic<uint32_t> counter{0};
-  return fmt::format("{:08x}{:08x}", prefix, counter.fetch_add(1, std::memory_order_relaxed));
-}
-
-// The error code of a refused request, for foryou_http_rejections_total;
-// nullptr for an answer that is not a refusal.
-const char* RejectionReason(int status, bool routed) {
-  switch (status) {
-    case 400: return "invalid_argument";
-    case 401: return "unauthenticated";
-    case 403: return "forbidden";
-    case 404: return routed ? "not_found" : "no_route";
-    case 405: return "method_not_allowed";
-    case 409: return "conflict";
-    case 413: return "too_large";
-    case 421: return "misdirected";
-    case 503: return "unavailable";
-    default: return nullptr;
-  }
-}
-
-}  // namespace
-
 RouteReply HttpServer::ServeStarting(std::string_view raw_path) const {
   if (raw_path == "/livez") return Reply{200, R"({"status":"alive"})"};
   if (raw_path == "/readyz" || raw_path == "/healthz") {
@@ -269,7 +274,7 @@ std::string HttpServer::NotReadyReason() const {
 HttpResponse HttpServer::Dispatch(HttpRequest& req) {
   const auto start = std::chrono::steady_clock::now();
   const std::string_view raw_path = std::string_view(req.target).substr(0, req.target.find('?'));
-  const std::string request_id = RequestIdFor(req);
+  const std::string request_id = RequestIdFor(req.get_header_value("X-Request-Id"));
   const Route* found = nullptr;
   const Route* same_path = nullptr;  // a route of this path, any method
   std::string allow;

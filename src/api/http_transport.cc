@@ -238,14 +238,18 @@ class Session {
       return t_.handler(req);
     } catch (const std::exception& e) {
       spdlog::error("{} {}: unhandled exception: {}", req.method, req.path, e.what());
-      return t_.on_error(500, "internal error");
+      return t_.on_error(500, "internal error", req.get_header_value("X-Request-Id"));
     }
   }
 
   void Fail(int status, const std::string& message) {
-    const unsigned version = parser_ && parser_->is_header_done() ? parser_->get().version() : 11;
+    const bool headers = parser_ && parser_->is_header_done();
+    const unsigned version = headers ? parser_->get().version() : 11;
+    // The fields read so far (a body over the limit is refused as soon as
+    // its Content-Length is seen, before the header is "done").
+    const std::string request_id = parser_ ? std::string(parser_->get()["X-Request-Id"]) : std::string();
     parser_.reset();
-    Write(t_.on_error(status, message), /*keep_alive=*/false, version, /*linger=*/true);
+    Write(t_.on_error(status, message, request_id), /*keep_alive=*/false, version, /*linger=*/true);
   }
 
   // After an error answer to a request whose body may still be arriving:

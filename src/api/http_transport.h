@@ -104,8 +104,10 @@ class HttpTransport {
   // True if the request may wait (disk, fsync, another server): it then runs
   // on the blocking pool. Null: every request runs on the event loop.
   using MayBlock = std::function<bool(const HttpRequest&)>;
-  // Shapes the errors the transport produces itself.
-  using ErrorResponder = std::function<HttpResponse(int status, const std::string& message)>;
+  // Shapes the errors the transport produces itself. `request_id` is the
+  // client's X-Request-Id when the headers were read ("" otherwise).
+  using ErrorResponder =
+      std::function<HttpResponse(int status, const std::string& message, const std::string& request_id)>;
 
   HttpTransport(const TransportOptions& options, Handler handler, ErrorResponder on_error, MayBlock may_block = nullptr);
   ~HttpTransport();
