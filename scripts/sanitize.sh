@@ -24,7 +24,7 @@ export LSAN_OPTIONS=suppressions=$PWD/fuzz/lsan.supp:print_suppressions=0
 # EvalTest and SovereignDemoScript replay datasets (the demo world) through
 # the engine code the unit and sovereignty tests cover, and take minutes
 # instrumented.
-# PythonClientTest and PackagingCheck test the client and the install
-# rules, not the server's memory safety (ContractTest and HostileInput do).
+# PythonClientTest, PackagingCheck and DocCommands test the client, the
+# install rules and the docs, not the server's memory safety (ContractTest and HostileInput do).
 cd "$BUILD" && ctest -j 1 --output-on-failure --timeout 600 \
-  -E '^(BenchTest|EvalTest)\.|^(SovereignDemoScript|PythonClientTest|PackagingCheck)$'
+  -E '^(BenchTest|EvalTest)\.|^(SovereignDemoScript|PythonClientTest|PackagingCheck|DocCommands)$'

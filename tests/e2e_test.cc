@@ -233,6 +233,36 @@ TEST_F(E2ETest, BadInputGets4xxAndLosesNothing) {
   EXPECT_NE(metrics->body.find("foryou_ann_index_size 60"), std::string::npos);
 }
 
+// The README's session: a new user plays and likes cat1 (creator mia, tag
+// cats); cat2, same creator and tag, added the same minute and watched by
+// nobody yet, is on the very next page of 10 (issue 12, in-session response).
+TEST_F(E2ETest, ALikeShowsOnTheNextPage) {
+  server_ = ServerProcess::Start(FORYOU_BINARY, dir_.Sub("data"), dir_.path(), {"--demo"}, 300);
+  ASSERT_NE(server_, nullptr);
+  client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+  client_->set_read_timeout(30, 0);
+  PostOk("/v1/videos", {{"videos",
+                         {{{"id", "cat1"}, {"creator_id", "mia"}, {"duration_ms", 15000}, {"tags", {"cats"}}, {"language", "en"}},
+                          {{"id", "cat2"}, {"creator_id", "mia"}, {"duration_ms", 21000}, {"tags", {"cats"}}, {"language", "en"}}}}});
+  auto before = Feed("newbie", 10);
+  EXPECT_EQ(std::count(before.begin(), before.end(), "cat2"), 0) << "nothing to lean on yet";
+  PostOk("/v1/events", {{"events", {Event("newbie", "cat1", "play", 1.0), Event("newbie", "cat1", "like")}}});
+  json page = GetJson("/v1/feed?user_id=newbie&n=10");
+  bool found = false;
+  for (const auto& item : page["items"]) {
+    if (item["video_id"] != "cat2") continue;
+    found = true;
+    EXPECT_NE(std::find(item["sources"].begin(), item["sources"].end(), "session"), item["sources"].end());
+    EXPECT_EQ(item["reasons"][0], "more from @mia: you just liked cat1") << item.dump();
+  }
+  EXPECT_TRUE(found) << page.dump();
+  std::set<std::string> creators;
+  for (const auto& item : page["items"]) {
+    creators.insert(GetJson("/v1/videos/" + item["video_id"].get<std::string>())["creator_id"].get<std::string>());
+  }
+  EXPECT_GE(creators.size(), 8u) << "the lean does not cost diversity";
+}
+
 TEST_F(E2ETest, DemoWorldServesAFeed) {
   server_ = ServerProcess::Start(FORYOU_BINARY, dir_.Sub("data"), dir_.path(), {"--demo"}, 300);
   ASSERT_NE(server_, nullptr);

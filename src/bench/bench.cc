@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <charconv>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -16,6 +17,7 @@
 #include "bench/load.h"
 #include "bench/server_process.h"
 #include "bench/world.h"
+#include "eval/session_lean.h"
 #include "engine/engine.h"
 #include "eval/progress.h"
 #include "util/clock.h"
@@ -313,6 +315,60 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     rep.freshness_ms_p99 = Percentile(*fresh, 0.99);
   }
 
+  // In-session response: a user likes a video; does the next page lean
+  // toward it (same creator or tag), and how much more than the page before?
+  {
+    httplib::Client c("127.0.0.1", port);
+    c.set_default_headers(headers);
+    c.set_read_timeout(10, 0);
+    const size_t users = std::min<size_t>(o.freshness_probes, o.users);
+    std::vector<std::string> ids;
+    std::vector<Video> targets;
+    for (size_t k = 0; k < users; ++k) ids.push_back(World::UserId(Mix64(k + 101) % o.users));
+    for (size_t k = 0; k < std::min<size_t>(2000, o.videos); ++k) targets.push_back(world.MakeVideo(Mix64(k + 202) % o.videos));
+    ProgressBar bar("session", users);
+    size_t done = 0;
+    SessionLeanIo io;
+    io.feed = [&](const std::string& user, size_t n) -> Result<std::vector<std::string>> {
+      auto r = c.Get(fmt::format("/v1/feed?user_id={}&n={}", user, n).c_str());
+      if (!r || r->status != 200) return Status::Unavailable("session: feed failed");
+      std::vector<std::string> out;
+      auto j = nlohmann::json::parse(r->body, nullptr, false);
+      if (j.is_object() && j["items"].is_array()) {
+        for (const auto& item : j["items"]) out.push_back(item.value("video_id", ""));
+      }
+      return out;
+    };
+    io.like = [&](const std::string& user, const std::string& video) -> Status {
+      Event play, like;
+      play.user_id = like.user_id = user;
+      play.video_id = like.video_id = video;
+      play.type = EventType::kPlay;
+      play.watch_ratio = 1.0;
+      like.type = EventType::kLike;
+      play.ts = like.ts = SystemClock().NowMs();
+      Status s = PostJson(c, "/v1/events", nlohmann::json{{"events", {EventJson(play), EventJson(like)}}}.dump());
+      bar.Update(++done);
+      return s;
+    };
+    io.lookup = [&](const std::string& id) -> std::optional<Video> {
+      size_t i = 0;
+      if (id.size() < 2 || id[0] != 'v' || std::from_chars(id.data() + 1, id.data() + id.size(), i).ec != std::errc() ||
+          i >= o.videos) {
+        return std::nullopt;
+      }
+      return world.MakeVideo(i);
+    };
+    auto lean = MeasureSessionLean(targets, ids, 10, o.seed, io);
+    if (!lean.ok()) return lean.status();
+    rep.session_users = lean->users;
+    rep.session_related_before = lean->related_before;
+    rep.session_related_after = lean->related_after;
+    rep.session_lean_at_10 = lean->lean;
+    rep.session_same_creator_after = lean->same_creator_after;
+    rep.session_creators_after = lean->creators_after;
+  }
+
   // Restart on the full store: SIGTERM (the server writes a snapshot as it
   // stops), then start again until the first feed is served.
   auto first_feed = [&](ServerProcess& s) -> Status {
@@ -422,6 +478,12 @@ std::string BenchToJson(const BenchReport& r) {
                       {"freshness_ms_p99", r.freshness_ms_p99},
                       {"freshness_probes", r.freshness_probes},
                       {"freshness_failures", r.freshness_failures},
+                      {"session_users", r.session_users},
+                      {"session_related_before", r.session_related_before},
+                      {"session_related_after", r.session_related_after},
+                      {"session_lean_at_10", r.session_lean_at_10},
+                      {"session_same_creator_after", r.session_same_creator_after},
+                      {"session_creators_after", r.session_creators_after},
                       {"http_ceiling_qps", r.http_ceiling_qps},
                       {"feed_vs_ceiling", r.feed_vs_ceiling},
                       {"ann_recall_at_100", r.ann_recall_at_100},
@@ -482,6 +544,10 @@ std::string BenchToTable(const BenchReport& r) {
   row("ingest_events_per_s", r.ingest_events_per_s, "{:.0f}");
   row("freshness_ms_p50", r.freshness_ms_p50, "{:.2f}");
   row("freshness_ms_p99", r.freshness_ms_p99, "{:.2f}");
+  row("session_related_before", r.session_related_before, "{:.3f}");
+  row("session_related_after", r.session_related_after, "{:.3f}");
+  row("session_lean_at_10", r.session_lean_at_10, "{:.3f}");
+  row("session_same_creator_after", r.session_same_creator_after, "{:.3f}");
   if (r.ann_measured) {
     row("ann_recall_at_100", r.ann_recall_at_100, "{:.3f}");
     row("ann_query_us", r.ann_query_us, "{:.0f}");

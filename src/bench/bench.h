@@ -12,6 +12,10 @@
 //                 wrk_feed_vs_healthz
 //   freshness     follow a creator, then poll the feed until it shows that
 //                 creator's videos                   -> freshness_ms_p99
+//   session       a user likes a video; how much of the next page of 10
+//                 shares its creator or a tag, against the page before
+//                 (eval/session_lean.h)              -> session_lean_at_10,
+//                 session_related_before/after, session_same_creator_after
 //   restart       SIGTERM (the server writes a snapshot as it stops) -> stop_s;
 //                 start again on the same store, until a feed is served
 //                                                    -> restart_s
@@ -64,6 +68,9 @@ struct BenchReport {
   double feed_qps = 0, feed_p50_ms = 0, feed_p99_ms = 0, feed_p999_ms = 0;
   double ingest_events_per_s = 0;
   double freshness_ms_p99 = 0, freshness_ms_p50 = 0;
+  size_t session_users = 0;
+  double session_related_before = 0, session_related_after = 0, session_lean_at_10 = 0;
+  double session_same_creator_after = 0, session_creators_after = 0;
   size_t freshness_probes = 0, freshness_failures = 0;
   double http_ceiling_qps = 0, feed_vs_ceiling = 0;
   bool wrk_measured = false;  // wrk was installed and ran

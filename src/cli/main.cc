@@ -950,7 +950,10 @@ int RestoreCmd(const RestoreFlags& f) {
   // A restore is complete or not there: an unfinished one (killed midway)
   // is started over, and a failed one leaves nothing behind.
   std::error_code ec;
-  bool existed = std::filesystem::exists(f.data_dir, ec) && !std::filesystem::is_empty(f.data_dir, ec);
+  // A directory the user made (empty) stays; only what the restore wrote
+  // into it goes.
+  const bool dir_was_there = std::filesystem::exists(f.data_dir, ec);
+  bool existed = dir_was_there && !std::filesystem::is_empty(f.data_dir, ec);
   if (existed && std::filesystem::exists(f.data_dir + "/CURRENT", ec)) {
     bool unfinished = false;
     {
@@ -967,7 +970,15 @@ int RestoreCmd(const RestoreFlags& f) {
   }
   auto r = Restore(o);
   if (!r.ok()) {
-    if (!existed) std::filesystem::remove_all(f.data_dir, ec);
+    if (!existed) {
+      if (dir_was_there) {
+        for (const auto& entry : std::filesystem::directory_iterator(f.data_dir, ec)) {
+          std::filesystem::remove_all(entry.path(), ec);
+        }
+      } else {
+        std::filesystem::remove_all(f.data_dir, ec);
+      }
+    }
     return Fail(r.status());
   }
   {

@@ -87,6 +87,8 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"retrieval.ann_reindex_drift", Bind(&r.ann_reindex_drift)},
       {"retrieval.co_engagement", Bind(&r.co_engagement)},
       {"retrieval.co_seeds", Bind(&r.co_seeds)},
+      {"retrieval.session", Bind(&r.session)},
+      {"retrieval.session_seeds", Bind(&r.session_seeds)},
       {"retrieval.followed", Bind(&r.followed)},
       {"retrieval.trending", Bind(&r.trending)},
       {"retrieval.fresh", Bind(&r.fresh)},
@@ -98,6 +100,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"snapshot.keep", Bind(&e.snapshot.keep)},
       {"snapshot.load", Bind(&e.snapshot.load)},
       {"rerank.explore_every", Bind(&rr.explore_every)},
+      {"rerank.session_every", Bind(&rr.session_every)},
       {"rerank.tag_penalty", Bind(&rr.tag_penalty)},
       {"rerank.no_adjacent_creator", Bind(&rr.no_adjacent_creator)},
   };
@@ -136,6 +139,10 @@ Status ValidateConfig(const Config& c) {
   if (e.learning.recent_positives < 1 || e.learning.recent_positives > 1000) return bad("learning.recent_positives must be in [1, 1000]");
   if (e.retrieval.ann_m < 2 || e.retrieval.ann_m > 128) return bad("retrieval.ann_m must be in [2, 128]");
   if (e.retrieval.trending_half_life_hours <= 0) return bad("retrieval.trending_half_life_hours must be > 0");
+  if (e.retrieval.session < 0 || e.retrieval.session > 10000) return bad("retrieval.session must be in [0, 10000]");
+  if (e.retrieval.session_seeds < 0 || e.retrieval.session_seeds > 100) {
+    return bad("retrieval.session_seeds must be in [0, 100]");
+  }
   if (e.max_feed_items < 1 || e.max_feed_items > 10000) return bad("engine.max_feed_items must be in [1, 10000]");
   if (e.default_feed_items < 1 || e.default_feed_items > e.max_feed_items) return bad("engine.default_feed_items must be in [1, max_feed_items]");
   if (e.max_batch < 1) return bad("engine.max_batch must be >= 1");
@@ -152,6 +159,7 @@ Status ValidateConfig(const Config& c) {
     return bad("server.tls_client_ca_file (mutual TLS) needs server.tls_cert_file and server.tls_key_file");
   }
   if (e.rerank.explore_every < 0) return bad("rerank.explore_every must be >= 0");
+  if (e.rerank.session_every < 0) return bad("rerank.session_every must be >= 0");
   return Status::OK();
 }
 

@@ -69,6 +69,12 @@ struct RetrievalOptions {
   int followed = 60;        // recent videos of followed creators
   int trending = 150;       // trending in the user's language, then globally
   int fresh = 60;           // new videos still short of impressions
+  // In-session response: the newest videos of the creator and of each tag
+  // of the user's session_seeds most recent positives, at most `session`
+  // in all, so that a like makes its creator's and its topic's videos
+  // candidates on the very next page.
+  int session = 40;
+  int session_seeds = 3;
   // Trending decays with this half-life (hours of event time).
   double trending_half_life_hours = 6.0;
   // A video is "fresh" for this long after created_at and until it has this
@@ -81,6 +87,10 @@ struct RetrievalOptions {
 struct RerankOptions {
   // Every explore_every-th slot goes to the best fresh candidate (0 disables).
   int explore_every = 5;
+  // Every session_every-th other slot goes to the best candidate sharing a
+  // creator or a tag with the user's latest positives (retrieval.session;
+  // 0 disables): the in-session response.
+  int session_every = 4;
   // Score penalty per already-shown tag the candidate repeats (fraction of score).
   double tag_penalty = 0.15;
   // Two consecutive items never share a creator (unless nothing else is left).

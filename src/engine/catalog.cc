@@ -71,6 +71,7 @@ Catalog::UpsertResult Catalog::Upsert(const Video& v) {
     r.content_changed = old.tags != v.tags || old.creator_id != v.creator_id || old.embedding != v.embedding;
     r.language_changed = old.language != v.language;
     by_created_.erase({old.created_at, r.idx});
+    UnindexTags(r.idx);
     auto& old_videos = creators_[videos_[r.idx].creator].videos;
     old_videos.erase(std::remove(old_videos.begin(), old_videos.end(), r.idx), old_videos.end());
   }
@@ -89,7 +90,30 @@ Catalog::UpsertResult Catalog::Upsert(const Video& v) {
   auto pos = std::upper_bound(cr.videos.begin(), cr.videos.end(), v.created_at,
                               [this](int64_t t, uint32_t idx) { return t < videos_[idx].video.created_at; });
   cr.videos.insert(pos, r.idx);
+  IndexTags(r.idx);
   return r;
+}
+
+void Catalog::IndexTags(uint32_t idx) {
+  const int64_t at = videos_[idx].video.created_at;
+  const std::vector<uint32_t>& tags = videos_[idx].tags;
+  for (size_t i = 0; i < tags.size(); ++i) {
+    const uint32_t t = tags[i];
+    if (std::find(tags.begin(), tags.begin() + i, t) != tags.begin() + i) continue;  // a tag given twice
+    if (t >= tag_videos_.size()) tag_videos_.resize(t + 1);
+    auto& list = tag_videos_[t];
+    auto pos = std::upper_bound(list.begin(), list.end(), at,
+                                [this](int64_t t0, uint32_t v) { return t0 < videos_[v].video.created_at; });
+    list.insert(pos, idx);
+  }
+}
+
+void Catalog::UnindexTags(uint32_t idx) {
+  for (uint32_t t : videos_[idx].tags) {
+    if (t >= tag_videos_.size()) continue;
+    auto& list = tag_videos_[t];
+    list.erase(std::remove(list.begin(), list.end(), idx), list.end());
+  }
 }
 
 void Catalog::EncodeTo(std::string* out) const {
@@ -174,6 +198,13 @@ bool Catalog::DecodeFrom(std::string_view* in) {
       if (!get32(&v, n)) return false;
     }
     if (!GetVarsint64(in, &cr.first_video_at)) return false;
+  }
+  c.tag_videos_.assign(c.tags_.size(), {});
+  for (const auto& [at, v] : c.by_created_) {
+    for (uint32_t t : c.videos_[v].tags) {
+      auto& list = c.tag_videos_[t];
+      if (list.empty() || list.back() != v) list.push_back(v);
+    }
   }
   *this = std::move(c);
   return true;

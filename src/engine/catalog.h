@@ -81,6 +81,12 @@ class Catalog {
   size_t num_creators() const { return creators_.size(); }
   std::optional<uint32_t> FindCreator(std::string_view id) const { return creator_ids_.Find(id); }
   const Interner& tags() const { return tags_; }
+  // The videos with a tag, ordered by created_at, oldest first (derived:
+  // rebuilt on decode, never encoded).
+  const std::vector<uint32_t>& tag_videos(uint32_t tag) const {
+    static const std::vector<uint32_t> kNone;
+    return tag < tag_videos_.size() ? tag_videos_[tag] : kNone;
+  }
   const Interner& languages() const { return languages_; }
 
   // Snapshot (engine/snapshot.h): everything above, ids and counters
@@ -108,6 +114,9 @@ class Catalog {
   Interner tags_;
   Interner languages_;
   std::set<std::pair<int64_t, uint32_t>> by_created_;
+  std::vector<std::vector<uint32_t>> tag_videos_;  // tag -> videos, by created_at
+  void IndexTags(uint32_t idx);    // adds idx to its tags' lists
+  void UnindexTags(uint32_t idx);  // removes idx from them
 };
 
 }  // namespace foryou

@@ -27,12 +27,14 @@ enum Source : uint8_t {
   kSrcTrending = 8,
   kSrcFresh = 16,
   kSrcCatalog = 32,
+  kSrcSession = 64,
 };
 
 std::vector<std::string> SourceNames(uint8_t s) {
   std::vector<std::string> out;
   if (s & kSrcCoEngagement) out.emplace_back("co_engagement");
   if (s & kSrcAnn) out.emplace_back("ann");
+  if (s & kSrcSession) out.emplace_back("session");
   if (s & kSrcFollowed) out.emplace_back("followed");
   if (s & kSrcTrending) out.emplace_back("trending");
   if (s & kSrcFresh) out.emplace_back("fresh");
@@ -137,6 +139,28 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
       if (!u->recent.empty()) {
         for (const auto& [v, dot] : s.ann.Search(s.embeddings.user(*uidx), r.ann)) add(v, kSrcAnn);
       }
+      // In-session response: the newest videos of the creator and of each
+      // tag of the latest positives.
+      size_t session = 0;
+      const size_t session_budget = static_cast<size_t>(r.session);
+      const size_t seeds = std::min(u->recent.size(), static_cast<size_t>(r.session_seeds));
+      const size_t per_list = seeds == 0 ? 0 : std::max<size_t>(2, session_budget / (seeds * 3));
+      auto take_newest = [&](const std::vector<uint32_t>& vids) {
+        size_t got = 0, scanned = 0;
+        for (auto it = vids.rbegin(); it != vids.rend() && got < per_list && session < session_budget &&
+                                      scanned < per_list * 8;
+             ++it, ++scanned) {
+          if (add(*it, kSrcSession)) {
+            ++got;
+            ++session;
+          }
+        }
+      };
+      for (size_t i = 0; i < seeds && session < session_budget; ++i) {
+        const VideoRecord& seed = s.catalog.at(u->recent[i].video);
+        take_newest(s.catalog.creator(seed.creator).videos);
+        for (uint32_t tag : seed.tags) take_newest(s.catalog.tag_videos(tag));
+      }
       size_t followed = 0;
       for (uint32_t c : u->follows) {
         const auto& vids = s.catalog.creator(c).videos;
@@ -208,6 +232,24 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
       c.creator = vr.creator;
       c.tags = &vr.tags;
       c.explore = (sc.sources.get(v) & kSrcFresh) != 0 || s.catalog.creator(vr.creator).first_video_at >= new_creator_since;
+      c.session = (sc.sources.get(v) & kSrcSession) != 0;
+      if (c.session) {
+        // Per latest positive i (decayed kSeedDecay^i): 1 for its creator,
+        // plus the share of this video's tags it has; the model's score
+        // breaks ties.
+        double follow = 0, decay = 1.0;
+        for (size_t k = 0; k < u->recent.size() && k < static_cast<size_t>(r.session_seeds); ++k, decay *= kSeedDecay) {
+          const VideoRecord& seed = s.catalog.at(u->recent[k].video);
+          double m = seed.creator == vr.creator ? 1.0 : 0.0;
+          if (!vr.tags.empty()) {
+            size_t shared = 0;
+            for (uint32_t t : vr.tags) shared += std::find(seed.tags.begin(), seed.tags.end(), t) != seed.tags.end();
+            m += static_cast<double>(shared) / static_cast<double>(vr.tags.size());
+          }
+          follow = std::max(follow, decay * m);
+        }
+        c.session_score = follow + 0.1 * std::tanh(c.score);
+      }
       c.served = sc.served.contains(v);
     }
     resp.candidates = ids.size();
@@ -244,6 +286,22 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
         }
         if (best != nullptr) {
           why.push_back(fmt::format("because you {} {}", PositiveVerb(best->kind), s.catalog.at(best->video).video.id));
+        }
+      }
+      if ((sources & kSrcSession) && u != nullptr) {
+        // The latest positive it shares a creator or a tag with.
+        for (size_t i = 0; i < u->recent.size() && i < static_cast<size_t>(r.session_seeds); ++i) {
+          const VideoRecord& seed = s.catalog.at(u->recent[i].video);
+          const char* verb = PositiveVerb(u->recent[i].kind);
+          if (seed.creator == vr.creator) {
+            why.push_back(fmt::format("more from @{}: you just {} {}", creator, verb, seed.video.id));
+            break;
+          }
+          const auto shared = std::find_first_of(vr.tags.begin(), vr.tags.end(), seed.tags.begin(), seed.tags.end());
+          if (shared != vr.tags.end()) {
+            why.push_back(fmt::format("more #{}: you just {} {}", s.catalog.tags().Name(*shared), verb, seed.video.id));
+            break;
+          }
         }
       }
       if (sources & kSrcFollowed) why.push_back(fmt::format("from @{}, whom you follow", creator));

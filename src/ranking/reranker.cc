@@ -33,11 +33,28 @@ std::vector<RerankPick> Rerank(const std::vector<RerankCandidate>& cands, size_t
   while (page.size() < n) {
     const size_t pos = page.size();
     const bool explore_slot = options.explore_every > 0 && (pos + 1) % options.explore_every == 0;
+    const bool session_slot = !explore_slot && options.session_every > 0 && (pos + 1) % options.session_every == 0;
     // Pass 0 honours every constraint; later passes relax them one by one.
     size_t best = cands.size();
-    bool best_explored = false;
+    bool best_explored = false, best_session = false;
+    if (session_slot) {
+      // By session_score, not score: the slot is for what follows the
+      // latest positives most closely.
+      double best_s = -std::numeric_limits<double>::infinity();
+      for (size_t i = 0; i < cands.size(); ++i) {
+        const RerankCandidate& c = cands[i];
+        if (used[i] || !c.session || c.served) continue;
+        if (options.no_adjacent_creator && have_prev && c.creator == prev_creator) continue;
+        if (c.session_score > best_s) {
+          best_s = c.session_score;
+          best = i;
+          best_session = true;
+        }
+      }
+    }
     for (int pass = 0; pass < 4 && best == cands.size(); ++pass) {
       const bool want_explore = explore_slot && pass == 0;
+
       const bool allow_served = pass >= 2;
       const bool allow_adjacent = pass >= 3 || !options.no_adjacent_creator;
       double best_score = -std::numeric_limits<double>::infinity();
@@ -61,7 +78,7 @@ std::vector<RerankPick> Rerank(const std::vector<RerankCandidate>& cands, size_t
     }
     if (best == cands.size()) break;  // nothing left
     used[best] = true;
-    page.push_back({best, best_explored});
+    page.push_back({best, best_explored, best_session});
     have_prev = true;
     prev_creator = cands[best].creator;
     if (cands[best].tags != nullptr) {

@@ -55,6 +55,27 @@ TEST(RerankTest, ExplorationSlotTakesTheBestExploreCandidate) {
   EXPECT_FALSE(page[0].explored);
 }
 
+TEST(RerankTest, SessionSlotTakesTheVideoThatFollowsTheLatestPositiveMost) {
+  RerankOptions o = NoExplore();
+  o.session_every = 2;
+  std::vector<RerankCandidate> c = {C(10, 1), C(9, 2), C(8, 3), C(0.2, 4), C(0.1, 5)};
+  c[3].session = true;  // shares a tag with the like
+  c[3].session_score = 0.5;
+  c[4].session = true;  // same creator and tag: follows it most, scored lowest by the model
+  c[4].session_score = 1.8;
+  auto page = Rerank(c, 4, o);
+  ASSERT_EQ(page.size(), 4u);
+  EXPECT_EQ(page[0].candidate, 0u);
+  EXPECT_EQ(page[1].candidate, 4u) << "the session slot goes by session_score, not score";
+  EXPECT_TRUE(page[1].session);
+  EXPECT_EQ(page[2].candidate, 1u);
+  EXPECT_EQ(page[3].candidate, 3u) << "the next session slot: the next closest";
+  o.session_every = 0;
+  page = Rerank(c, 4, o);
+  for (const auto& p : page) EXPECT_FALSE(p.session) << "0 disables the slots";
+  EXPECT_EQ(page[1].candidate, 1u);
+}
+
 TEST(RerankTest, TagPenaltyDiversifies) {
   std::vector<uint32_t> cats{1}, dogs{2};
   RerankOptions o = NoExplore();
