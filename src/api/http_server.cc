@@ -70,7 +70,18 @@ namespace {
 
 using Reply = RouteReply;
 
-Reply Error(const Status& s) { return Reply{HttpStatusFor(s.code()), ErrorToJson(s)}; }
+Reply Error(const Status& s) {
+  const int status = HttpStatusFor(s.code());
+  if (status == 500) {
+    // The details (file names, RocksDB's words) go to the log, not to clients.
+    spdlog::error("{}", s.ToString());
+    const char* what = s.code() == StatusCode::kIOError      ? "the server could not write or read its store"
+                       : s.code() == StatusCode::kCorruption ? "the server found damaged data"
+                                                             : "internal error";
+    return Reply{status, ErrorToJson(StatusCodeName(s.code()), fmt::format("{}; nothing was acknowledged (see the server log)", what))};
+  }
+  return Reply{status, ErrorToJson(s)};
+}
 
 const char* DefaultErrorCode(int status) {
   switch (status) {
@@ -133,15 +144,15 @@ namespace {
 
 // The client's X-Request-Id when it is safe to log and echo (1 to 64
 // characters of A-Z a-z 0-9 . _ -), else a new one: 16 hex digits from a
-// per-process random prefix and a counter.
+// random 64-bit number.
 std::string RequestIdFor(const std::string& id) {
   const bool safe = !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
   });
   if (safe) return id;
-  static const uint32_t prefix = static_cast<uint32_t>(std::random_device{}());
-  static std::atomic<uint32_t> counter{0};
-  return fmt::format("{:08x}{:08x}", prefix, counter.fetch_add(1, std::memory_order_relaxed));
+  // Random, so that ids say nothing about how many requests came before.
+  thread_local std::mt19937_64 rng{(static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}()};
+  return fmt::format("{:016x}", rng());
 }
 
 // The error code of a refused request, for foryou_http_rejections_total;
@@ -237,7 +248,7 @@ HttpServer::~HttpServer() = default;
 
 bool HttpServer::MayBlock(const HttpRequest& req) const {
   if (!ready_.load(std::memory_order_acquire)) return false;  // answered at once
-  if (req.method != "GET") return true;  // writes wait for their fsync
+  if (req.method != "GET" && req.method != "HEAD") return true;  // writes wait for their fsync
   const std::string_view raw_path = std::string_view(req.target).substr(0, req.target.find('?'));
   for (const Route& r : routes_) {
     if (r.method != "GET") continue;
@@ -253,20 +264,41 @@ bool HttpServer::MayBlock(const HttpRequest& req) const {
   return false;  // 404 or 405: answered at once
 }
 
-RouteReply HttpServer::ServeStarting(std::string_view raw_path) const {
-  if (raw_path == "/livez") return Reply{200, R"({"status":"alive"})"};
-  if (raw_path == "/readyz" || raw_path == "/healthz") {
-    return Reply{503, R"({"status":"starting","reason":"opening the store and replaying its log"})"};
+RouteReply HttpServer::ServeStarting(std::string_view method, std::string_view raw_path) const {
+  const bool get = method == "GET" || method == "HEAD";
+  if (get && raw_path == "/livez") return Reply{200, R"({"status":"alive"})"};
+  if (get && (raw_path == "/readyz" || raw_path == "/healthz")) {
+    return Reply{503, R"({"status":"starting","reason":"opening the store, replaying its log and loading what it was asked to"})"};
   }
-  if (raw_path == "/metrics") return Reply{200, Metrics::RenderProcess(), "text/plain; version=0.0.4"};
+  if (get && raw_path == "/metrics") {
+    return Reply{200,
+                 Metrics::RenderProcess() +
+                     fmt::format("# HELP foryou_ready 1 when /readyz answers 200.\n# TYPE foryou_ready gauge\n"
+                                 "foryou_ready 0\n# HELP foryou_http_connections Open HTTP connections.\n"
+                                 "# TYPE foryou_http_connections gauge\nforyou_http_connections {}\n",
+                                 transport_->open_connections()),
+                 "text/plain; version=0.0.4"};
+  }
   return Reply{503, ErrorToJson("unavailable", "the server is starting: opening the store and replaying its log")};
 }
 
-std::string HttpServer::NotReadyReason() const {
+std::string HttpServer::NotReadyReason() {
   std::string failure = engine_->WriteFailure();
   if (!failure.empty()) return failure;
-  if (audit_failing_.load(std::memory_order_relaxed)) {
-    return "the audit log cannot be written: personal-data requests are refused";
+  if (store_failing_.load(std::memory_order_relaxed)) {
+    if (Status s = engine_->ResumeWrites(); !s.ok()) {
+      return "the store cannot be written (a full disk?): writes are refused";
+    }
+    store_failing_.store(false, std::memory_order_relaxed);
+    spdlog::info("the store takes writes again");
+  }
+  if (audit_ != nullptr) {
+    // Checked on every probe: a log deleted, made read-only or out of room
+    // shows before a request fails on it, and its recovery shows without one.
+    if (Status s = audit_->CheckWritable(); !s.ok()) {
+      return fmt::format("{}: personal-data requests are refused", s.message());
+    }
+    audit_failing_.store(false, std::memory_order_relaxed);
   }
   return "";
 }
@@ -282,7 +314,7 @@ HttpResponse HttpServer::Dispatch(HttpRequest& req) {
   const char* endpoint = "no_route";
   if (!ready_.load(std::memory_order_acquire)) {
     endpoint = "starting";
-    reply = ServeStarting(raw_path);
+    reply = ServeStarting(req.method, raw_path);
   } else {
     std::match_results<std::string_view::const_iterator> m;
     for (const Route& r : routes_) {
@@ -291,7 +323,7 @@ HttpResponse HttpServer::Dispatch(HttpRequest& req) {
         continue;
       }
       if (same_path == nullptr) same_path = &r;
-      if (r.method == req.method) {
+      if (r.method == req.method || (req.method == "HEAD" && r.method == "GET")) {
         found = &r;
         break;
       }
@@ -307,9 +339,11 @@ HttpResponse HttpServer::Dispatch(HttpRequest& req) {
         }
       }
       reply = Serve(*found, req, request_id);
+      if (reply.status == 500 && found->method != "GET") store_failing_.store(true, std::memory_order_relaxed);
     } else if (!allow.empty()) {
       reply = Reply{405, ErrorToJson("method_not_allowed", fmt::format("{} is not allowed on {}; allowed: {}",
-                                                                       req.method, req.path, allow))};
+                                                                       std::string_view(req.method).substr(0, 32),
+                                                                       req.path, allow))};
       reply.allow = allow;
     } else {
       reply = Reply{404, ErrorToJson("not_found", fmt::format("no route for {} {}", req.method, req.path))};
@@ -320,7 +354,8 @@ HttpResponse HttpServer::Dispatch(HttpRequest& req) {
   if (const char* reason = RejectionReason(reply.status, found != nullptr)) metrics_.ObserveRejection(reason);
   if (options_.access_log && spdlog::should_log(spdlog::level::info)) {
     // The route's template, never the path: a path may carry a user id.
-    spdlog::info("access method={} route={} status={} ms={:.3f} request_id={} principal={}", req.method,
+    spdlog::info("access method={} route={} status={} ms={:.3f} request_id={} principal={}",
+                 std::string_view(req.method).substr(0, 32),
                  same_path != nullptr ? same_path->templ : std::string("-"),
                  reply.status, seconds * 1e3, request_id, reply.principal);
   }

@@ -113,10 +113,12 @@ class HttpServer {
   // The request's route, authorized, audited, run, and acknowledged.
   RouteReply Serve(const Route& route, const HttpRequest& req, const std::string& request_id);
   // The answer to every request before Attach.
-  RouteReply ServeStarting(std::string_view raw_path) const;
+  RouteReply ServeStarting(std::string_view method, std::string_view raw_path) const;
   // Why the server should not take traffic now ("" when it should): a
   // stored record that failed to apply, an audit log that cannot be written.
-  std::string NotReadyReason() const;
+  // Probes the audit log and the store while they are failing, so that
+  // readiness comes back without client traffic.
+  std::string NotReadyReason();
   // Authentication and authorization, in one place: nullopt to go on, or
   // the refusal to send.
   std::optional<RouteReply> Authorize(const Route& route, const HttpRequest& req, Authorized* out) const;
@@ -134,6 +136,9 @@ class HttpServer {
   // The last audit append failed (cleared by the next that succeeds): the
   // server refuses personal-data requests, so it is not ready.
   std::atomic<bool> audit_failing_{false};
+  // The last write failed on I/O (a full disk): not ready until the store
+  // takes writes again (each /readyz tries Engine::ResumeWrites).
+  std::atomic<bool> store_failing_{false};
   ServerOptions options_;
   Metrics metrics_;
   std::vector<Route> routes_;

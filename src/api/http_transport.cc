@@ -204,23 +204,25 @@ class Session {
     req.peer_verified = peer_verified_;
     const bool keep_alive = msg.keep_alive();
     const unsigned version = msg.version();
+    const bool head = req.method == "HEAD";
     parser_.reset();  // the body's memory goes now, not at the next request
     if (t_.pool && MayBlock(req)) {
       // Nothing else happens on this connection until the answer is written
       // (no read is pending), so the session only needs to stay alive.
-      asio::post(*t_.pool, [self = derived().shared_from_this(), req = std::move(req), keep_alive, version]() mutable {
+      asio::post(*t_.pool, [self = derived().shared_from_this(), req = std::move(req), keep_alive, version,
+                            head]() mutable {
         // Stopping: a request still queued is not started (its answer could
         // no longer be sent, and a client retrying a write it never saw
         // answered would apply it twice). One already running finishes.
         if (self->t_.stopped.load()) return;
         HttpResponse res = self->Call(req);
-        asio::post(self->lowest().get_executor(), [self, res = std::move(res), keep_alive, version]() mutable {
-          self->Write(std::move(res), keep_alive, version);
+        asio::post(self->lowest().get_executor(), [self, res = std::move(res), keep_alive, version, head]() mutable {
+          self->Write(std::move(res), keep_alive, version, /*linger=*/false, head);
         });
       });
       return;
     }
-    Write(Call(req), keep_alive, version);
+    Write(Call(req), keep_alive, version, /*linger=*/false, head);
   }
 
   // The server's MayBlock; an exception counts as "may block".
@@ -272,13 +274,16 @@ class Session {
                              });
   }
 
-  void Write(HttpResponse r, bool keep_alive, unsigned version, bool linger = false) {
+  // `head`: the answer to a HEAD request: the GET's headers (its
+  // Content-Length included), no body (RFC 9110, 9.3.2).
+  void Write(HttpResponse r, bool keep_alive, unsigned version, bool linger = false, bool head = false) {
     res_.emplace(static_cast<http::status>(r.status), version);
     res_->set(http::field::content_type, r.content_type);
     for (auto& [k, v] : r.headers) res_->set(k, v);
     res_->body() = std::move(r.body);
     res_->keep_alive(keep_alive);
     res_->prepare_payload();
+    if (head) res_->body().clear();
     lowest().expires_after(t_.options.write_timeout);
     http::async_write(derived().stream(), *res_,
                       [self = derived().shared_from_this(), keep_alive, linger](beast::error_code ec, size_t) {

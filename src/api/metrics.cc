@@ -98,7 +98,7 @@ std::string Metrics::Render(const EngineStats& st) const {
   };
   gauge("foryou_videos", "Videos in the catalog.", "gauge", static_cast<double>(st.videos));
   gauge("foryou_users", "Users with at least one event.", "gauge", static_cast<double>(st.users));
-  gauge("foryou_events_stored", "Events in the store's model state (an erasure removes its user's).", "gauge",
+  gauge("foryou_events_stored", "Events the model learned from since the store was created (a gauge, not a counter).", "gauge",
         static_cast<double>(st.events));
   gauge("foryou_events_ingested_total", "Events accepted through this server's API since it started.", "counter",
         static_cast<double>(events_ingested_.load(std::memory_order_relaxed)));

@@ -7,8 +7,8 @@
 // foryou_build_info.
 //
 // Every *_total is a true counter: it starts at 0 when the process starts and
-// never goes down (an erasure lowers foryou_events_stored, not
-// foryou_events_ingested_total).
+// never goes down (foryou_events_stored, the model's count since the store
+// was created, is a gauge).
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once

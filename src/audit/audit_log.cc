@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -254,6 +255,7 @@ Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
     log->head_ = {0, 0, log->tree_.Root(), ""};
   }
   const uint64_t valid_end = reader.valid_end();
+  log->path_ = path;
   log->fd_ = ::open(path.c_str(), O_WRONLY);
   if (log->fd_ < 0) return Status::IOError(fmt::format("cannot open {}", path));
   if (reader.torn()) {
@@ -330,6 +332,24 @@ SignedTreeHead AuditLog::Head() const {
 }
 
 std::string AuditLog::Sign(const std::string& message) const { return Ed25519Sign(seed_, message); }
+
+Status AuditLog::CheckWritable() const {
+  struct stat open_st {}, path_st {};
+  if (::fstat(fd_, &open_st) != 0 || ::stat(path_.c_str(), &path_st) != 0 || open_st.st_ino != path_st.st_ino ||
+      open_st.st_dev != path_st.st_dev) {
+    return Status::IOError("the audit log was deleted or replaced");
+  }
+  const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND);
+  if (fd < 0) return Status::IOError("the audit log cannot be opened for writing");
+  struct statvfs fs {};
+  const int rc = ::fstatvfs(fd, &fs);
+  ::close(fd);
+  constexpr uint64_t kMinFreeBytes = 1 << 20;
+  if (rc == 0 && static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize < kMinFreeBytes) {
+    return Status::IOError("the file system of the audit log is full");
+  }
+  return Status::OK();
+}
 
 std::string AuditLog::PublicKeyHex() const { return HexEncode(public_key_); }
 

@@ -65,6 +65,10 @@ class AuditLog {
   // (concurrent appends share one fdatasync: group commit).
   Status Append(AuditEntry entry, bool sync);
   SignedTreeHead Head() const;
+  // Whether the next Append can succeed, without appending: the log file is
+  // still there (not deleted or replaced), can be opened for writing, and
+  // its file system has room. For readiness probes.
+  Status CheckWritable() const;
   std::string Pseudonym(const std::string& user_id) const;
   // Replaces the log's own pseudonyms ("p:" + 32 hex digits of an HMAC) by
   // `fn`'s, e.g. the pseudonyms the encrypted store and its backups use, so
@@ -96,6 +100,7 @@ class AuditLog {
   Status AppendLocked(AuditEntry e);
   mutable std::mutex mu_;
   int fd_ = -1;
+  std::string path_;  // the log file
   // Group commit: appends write under mu_ and fsync under sync_mu_, outside
   // mu_; one fdatasync covers every record written before it.
   std::mutex sync_mu_;

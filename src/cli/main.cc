@@ -136,8 +136,15 @@ foryou::Result<std::string> ReadSecretFile(const std::string& path, const char* 
 }
 
 
+// `serve --log-format json`: the last words are a JSON log line too.
+bool g_json_logs = false;
+
 int Fail(const foryou::Status& s) {
-  std::fprintf(stderr, "foryou: %s\n", s.ToString().c_str());
+  if (g_json_logs) {
+    spdlog::error("{}", s.ToString());
+  } else {
+    std::fprintf(stderr, "foryou: %s\n", s.ToString().c_str());
+  }
   return 1;
 }
 
@@ -179,7 +186,10 @@ int Serve(const ServeFlags& flags) {
   // Logs go to stderr; stdout carries only what a user reads ("listening on").
   spdlog::set_default_logger(spdlog::stderr_color_mt("foryou"));
   spdlog::set_level(spdlog::level::from_str(flags.log_level));
-  if (flags.log_format == "json") UseJsonLogs();
+  if (flags.log_format == "json") {
+    UseJsonLogs();
+    g_json_logs = true;
+  }
   Config config;
   if (!flags.config_file.empty()) {
     Status s = LoadConfigFile(flags.config_file, &config);
@@ -250,21 +260,23 @@ int Serve(const ServeFlags& flags) {
     HttpServer& server;
     std::thread run, stopper;
     Status result;
+    std::atomic<bool> exiting{false};  // the stopper is woken by us, not by a signal
     ~Running() {
       server.Stop();
       if (run.joinable()) run.join();
       if (stopper.joinable()) {
+        exiting = true;
         pthread_kill(stopper.native_handle(), SIGTERM);
         stopper.join();
       }
     }
   } running{server, {}, {}, Status::OK()};
   running.run = std::thread([&running] { running.result = running.server.Run(); });
-  running.stopper = std::thread([&server, stop_signals] {
+  running.stopper = std::thread([&running, stop_signals] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    spdlog::info("signal {}: stopping", sig);
-    server.Stop();
+    if (!running.exiting) spdlog::info("signal {}: stopping", sig);
+    running.server.Stop();
   });
   const std::string url = fmt::format("{}://{}:{}", tls ? "https" : "http",
                                       host.find(':') != std::string::npos ? "[" + host + "]" : host, *bound);
@@ -373,8 +385,8 @@ int Serve(const ServeFlags& flags) {
     const std::string home = region != nullptr && !region->primary_for.empty() ? *region->primary_for.begin() : "";
     auto loaded = LoadDemoWorld(
         *engine, file, clock.NowMs(),
-        [json = flags.log_format == "json"](size_t done, size_t total) {
-          if (json) return;  // log lines only
+        [quiet = flags.log_format == "json" || !isatty(STDERR_FILENO)](size_t done, size_t total) {
+          if (quiet) return;  // a progress meter only on a terminal; log lines otherwise
           std::fprintf(stderr, "\rdemo world: %zu / %zu records", done, total);
           if (done == total) std::fprintf(stderr, "\n");
         },

@@ -961,6 +961,8 @@ std::string Engine::WriteFailure() const {
   return failed_.load(std::memory_order_acquire) ? write_failure_ : std::string();
 }
 
+Status Engine::ResumeWrites() { return store_->Resume(); }
+
 // Caller holds write_mu_, so the next sequence number is known and the chain
 // MAC can be computed for it.
 Status Engine::AppendRecord(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys,

@@ -218,6 +218,9 @@ class Engine {
   // "" while writes are taken; otherwise why not: a stored record failed to
   // apply, and every write is refused (Unavailable) until a restart.
   std::string WriteFailure() const;
+  // After an append failed on I/O (a full disk): OK once the store takes
+  // writes again (Store::Resume). Cheap when nothing failed.
+  Status ResumeWrites();
 
   // The arriving side of a migration: all of a user's events as ONE record
   // (no max_batch split), so that a crash leaves the user wholly imported or

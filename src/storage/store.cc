@@ -318,3 +318,13 @@ uint64_t Store::ApproximateBytes() const {
 }
 
 }  // namespace foryou
+
+namespace foryou {
+
+Status Store::Resume() {
+  rocksdb::Status s = db_->Resume();
+  if (!s.ok()) return Status::IOError(s.ToString());
+  return Status::OK();
+}
+
+}  // namespace foryou

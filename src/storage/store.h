@@ -88,6 +88,9 @@ class Store {
   // Small named values ("M/" + name), durable on return: the wrapped store key.
   Result<std::optional<std::string>> GetMeta(std::string_view name) const;
   Status PutMeta(std::string_view name, std::string_view value);
+  // After a write failed (a full disk): asks RocksDB to leave its read-only
+  // background-error state. OK when writes can go on.
+  Status Resume();
   Status DeleteMeta(std::string_view name);  // durable on return
   // Calls fn(name, value) for every meta value whose name starts with `prefix`.
   Status ForEachMeta(std::string_view prefix,

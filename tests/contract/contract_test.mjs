@@ -40,7 +40,7 @@ const ROOT = path.resolve(HERE, '../..');
 const SPEC_FILE = path.join(ROOT, 'docs/openapi.yaml');
 const FORYOU = path.resolve(process.env.FORYOU || path.join(ROOT, 'build/release/foryou'));
 // Statuses the connection layer may give any request (docs/openapi.yaml, info).
-const TRANSPORT_STATUSES = new Set(['400', '408', '413', '431', '503']);
+const TRANSPORT_STATUSES = new Set(['400', '413', '431', '503']);
 
 const failures = [];
 const fail = (what) => { failures.push(what); console.log(`FAIL ${what}`); };

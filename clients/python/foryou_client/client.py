@@ -108,10 +108,15 @@ class ForyouError(Exception):
         """Build the error from a response, reading ``{"error": {"code", "message"}}``."""
         code, message = "unknown", ""
         try:
-            err = json.loads(body).get("error")
+            doc = json.loads(body)
+            err = doc.get("error")
             if isinstance(err, dict):
                 code = str(err.get("code", code))
                 message = str(err.get("message", ""))
+            elif isinstance(doc.get("status"), str):
+                # A probe's answer: {"status": "starting" | "failing", "reason"}.
+                code = doc["status"]
+                message = str(doc.get("reason", ""))
         except (ValueError, UnicodeDecodeError, AttributeError):
             pass
         if not message:
@@ -130,6 +135,11 @@ class Answer(dict):
         super().__init__(data)
         self.status = status
         self.headers = headers
+
+    @property
+    def request_id(self) -> Optional[str]:
+        """``X-Request-Id`` of the answer: in the server's access log and audit entries."""
+        return _header(self.headers, "X-Request-Id")
 
     @property
     def backup(self) -> Optional[str]:
@@ -193,6 +203,10 @@ class Client:
         self.api_key = api_key
         self.jurisdiction = jurisdiction
         self.timeout = timeout
+        # Sent as X-Request-Id with every request while set (1 to 64
+        # characters of A-Z a-z 0-9 . _ -), so that the server's access log
+        # and audit entries carry the caller's own trace id.
+        self.request_id: Optional[str] = None
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
@@ -275,6 +289,8 @@ class Client:
             headers["Authorization"] = f"Bearer {self.api_key}"
         if self.jurisdiction is not None:
             headers["X-Foryou-Jurisdiction"] = self.jurisdiction
+        if self.request_id is not None:
+            headers["X-Request-Id"] = self.request_id
         if content_type is not None:
             headers["Content-Type"] = content_type
         with self._lock:
@@ -454,6 +470,14 @@ class Client:
                           raw=bytes(batch), content_type="application/octet-stream")
 
     # ---------------------------------------------------------------- operational
+
+    def livez(self) -> Answer:
+        """``GET /livez``: ``{"status": "alive"}`` while the process serves HTTP, also while starting."""
+        return self._json("GET", "/livez")
+
+    def readyz(self) -> Answer:
+        """``GET /readyz``: ``{"status": "ok"}``; raises ForyouError (503, code ``starting`` or ``failing``)."""
+        return self._json("GET", "/readyz")
 
     def healthz(self) -> Answer:
         """``GET /healthz``: ``{"status": "ok"}``; raises ForyouError (503) when unhealthy."""

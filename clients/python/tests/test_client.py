@@ -149,6 +149,21 @@ class OpenModeTest(ServerTestCase):
         self.assertGreater(int(m.group(1)), 1000)   # the demo world's catalog
         self.assertIn("foryou_http_requests_total", text)
 
+    def test_probes_and_request_ids(self) -> None:
+        self.assertEqual(self.fy.livez(), {"status": "alive"})
+        self.assertEqual(self.fy.readyz(), {"status": "ok"})
+        made = self.fy.get_video("v1305").request_id
+        self.assertRegex(made, r"^[0-9a-f]{16}$")   # one the server made
+        traced = Client(self.fy.base_url)
+        traced.request_id = "trace-7"
+        try:
+            self.assertEqual(traced.get_video("v1305").request_id, "trace-7")
+            with self.assertRaises(ForyouError) as e:
+                traced.get_video("no-such-video")
+            self.assertEqual(e.exception.headers.get("X-Request-Id"), "trace-7")
+        finally:
+            traced.close()
+
     # --- feed
 
     def test_feed_returns_items_with_reasons(self) -> None:
