@@ -345,6 +345,7 @@ class Engine {
   // the newest snapshot that verifies (damaged ones skipped and logged);
   // *seq = its sequence number, 0 if none.
   Status LoadSnapshot(uint64_t* seq);
+  Status WriteSnapshotLocked();  // WriteSnapshot's work; caller holds snapshot_mu_
   Status TryLoadSnapshot(uint64_t seq);
   void MaybeRebuildAnnInBackground();
   Result<SnapshotAnchor> Anchor(uint64_t seq) const;

@@ -440,6 +440,21 @@ void Engine::SnapshotLoop() {
 
 Status Engine::WriteSnapshot() {
   std::lock_guard snap(snapshot_mu_);
+  // A write that fails (a full disk) leaves no temporaries behind.
+  struct Cleanup {
+    SnapshotFiles* files;
+    bool done = false;
+    ~Cleanup() {
+      if (!done) (void)files->RemoveTemporaries();
+    }
+  } cleanup{snapshots_.get()};
+  Status s = WriteSnapshotLocked();
+  cleanup.done = s.ok();
+  return s;
+}
+
+// Caller holds snapshot_mu_.
+Status Engine::WriteSnapshotLocked() {
   const auto t0 = std::chrono::steady_clock::now();
   std::string body;
   uint64_t seq;
@@ -568,6 +583,8 @@ Result<SnapshotAnchor> Engine::Anchor(uint64_t seq) const {
 
 Status Engine::LoadSnapshot(uint64_t* seq) {
   *seq = 0;
+  // What a write cut short by a crash or a full disk left (nothing writes now).
+  if (Status s = snapshots_->RemoveTemporaries(); !s.ok()) spdlog::warn("snapshots: {}", s.ToString());
   const uint64_t last = store_->last_seq();
   for (uint64_t candidate : snapshots_->List()) {
     Status s = candidate > last ? Status::Corruption(fmt::format("snapshot {} is ahead of the log, whose last record is "

@@ -180,6 +180,24 @@ TEST_P(SnapshotTest, DamagedSnapshotIsSkippedAndReportedNeverHalfLoaded) {
   ExpectSameState(*e, *full);
 }
 
+// A write cut short (a crash, a full disk) leaves temporaries that may be
+// as large as a snapshot: the next start removes them, and the snapshot
+// beside them still loads.
+TEST_P(SnapshotTest, TemporariesOfAWriteCutShortAreRemovedAtStart) {
+  Build(dir_.path(), 1);
+  SnapshotFiles files(dir_.path() + "/snapshots");
+  ASSERT_EQ(files.List().size(), 1u);
+  const uint64_t seq = files.List()[0];
+  std::ofstream(files.StatePath(seq + 7) + ".tmp") << std::string(4096, 'x');
+  std::ofstream(files.AnnPath(seq + 7) + ".tmp") << std::string(4096, 'y');
+  std::unique_ptr<Engine> e;
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  EXPECT_EQ(e->Stats().snapshot_seq, seq);
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path() + "/snapshots")) {
+    EXPECT_NE(entry.path().extension(), ".tmp") << entry.path();
+  }
+}
+
 TEST_P(SnapshotTest, ErasureReachesEverySnapshot) {
   Build(dir_.path(), 3);
   const std::string victim = "user-3";  // in every part

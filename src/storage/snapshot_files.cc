@@ -228,6 +228,20 @@ Status SnapshotFiles::Read(uint64_t seq, std::string* body, std::string* ann_pat
   return Status::OK();
 }
 
+Status SnapshotFiles::RemoveTemporaries() {
+  std::error_code ec;
+  std::vector<std::filesystem::path> doomed;
+  for (std::filesystem::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) doomed.push_back(it->path());
+  }
+  for (const auto& p : doomed) {
+    std::filesystem::remove(p, ec);
+    if (ec) return Status::IOError(fmt::format("removing {}: {}", p.string(), ec.message()));
+  }
+  return Status::OK();
+}
+
 Status SnapshotFiles::Prune(size_t keep) {
   std::vector<uint64_t> all = List();
   std::vector<uint64_t> kept(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(std::min(keep, all.size())));

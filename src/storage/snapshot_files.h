@@ -64,6 +64,9 @@ class SnapshotFiles {
 
   // Keeps the newest `keep` snapshots; removes the rest, temporaries and
   // .ann files without their .state.
+  // Removes the temporaries of writes that failed or were cut short (a full
+  // disk, a crash): they hold no snapshot and may hold gigabytes.
+  Status RemoveTemporaries();
   Status Prune(size_t keep);
   // Removes every snapshot (open-mode erasure: docs/SOVEREIGNTY.md).
   Status RemoveAll();
