@@ -25,6 +25,8 @@ export LSAN_OPTIONS=suppressions=$PWD/fuzz/lsan.supp:print_suppressions=0
 # the engine code the unit and sovereignty tests cover, and take minutes
 # instrumented.
 # PythonClientTest, PackagingCheck and DocCommands test the client, the
-# install rules and the docs, not the server's memory safety (ContractTest and HostileInput do).
+# install rules and the docs, not the server's memory safety (ContractTest and HostileInput do);
+# ALikeShowsOnTheNextPage loads the demo world (35 s instrumented) for feed logic
+# that RerankTest and CatalogTest cover.
 cd "$BUILD" && ctest -j 1 --output-on-failure --timeout 600 \
-  -E '^(BenchTest|EvalTest)\.|^(SovereignDemoScript|PythonClientTest|PackagingCheck|DocCommands)$'
+  -E '^(BenchTest|EvalTest)\.|^(SovereignDemoScript|PythonClientTest|PackagingCheck|DocCommands)$|^E2ETest\.ALikeShowsOnTheNextPage$'
