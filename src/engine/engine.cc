@@ -1029,14 +1029,14 @@ Status Engine::ImportModel(std::string_view payload) {
 // ---------------------------------------------------------------- Reads
 
 Status Engine::ScoreVideos(const std::string& user_id, int64_t now_ms, const std::vector<uint32_t>* videos,
-                           std::vector<float>* scores) const {
+                           std::vector<float>* scores, const ObjectiveWeights* objective_weights) const {
   std::shared_lock lock(mu_);
   const State& s = *state_;
   const auto uidx = s.FindUserIdx(user_id);
   const std::optional<uint32_t> lang = uidx ? s.users[*uidx].TopLanguage() : std::nullopt;
   thread_local VideoScratch<float> co_scratch;
   const UserContext ctx = s.MakeContext(uidx, lang, &co_scratch, options_);
-  const auto objectives = ObjectiveArray(options_.objectives);
+  const auto objectives = ObjectiveArray(objective_weights != nullptr ? *objective_weights : options_.objectives);
   const size_t n = videos ? videos->size() : s.catalog.size();
   scores->resize(n);
   for (size_t i = 0; i < n; ++i) {

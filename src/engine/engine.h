@@ -289,7 +289,8 @@ class Engine {
   // reranking. `videos` are catalog indexes (VideoIndex); null means every
   // video, in index order. For offline evaluation (foryou eval).
   Status ScoreVideos(const std::string& user_id, int64_t now_ms, const std::vector<uint32_t>* videos,
-                     std::vector<float>* scores) const;
+                     std::vector<float>* scores,
+                     const ObjectiveWeights* objectives = nullptr) const;
   // Dense index of a video: the order in which videos were first upserted.
   std::optional<uint32_t> VideoIndex(const std::string& video_id) const;
 

@@ -34,7 +34,8 @@ struct EvalReport {
   size_t users = 0, items = 0, train_events = 0;
   std::map<std::string, double> metrics;                          // the engine's
   std::map<std::string, std::map<std::string, double>> baselines;  // name -> metrics
-  std::map<std::string, double> validation;  // s3rec: the engine on the validation item
+  std::map<std::string, double> validation;  // s3rec: the engine on the validation item; kuairec: on the validation split
+  std::string objectives;  // kuairec: the objective weights chosen on validation
   std::vector<CurvePoint> curve;             // s3rec: prequential next-item metrics during training
   double train_seconds = 0, eval_seconds = 0, peak_rss_mb = 0;
 };

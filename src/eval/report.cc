@@ -28,6 +28,7 @@ std::string ReportToJson(const EvalReport& r) {
   j["baselines"] = nlohmann::json::object();
   for (const auto& [name, m] : r.baselines) j["baselines"][name] = m;
   if (!r.validation.empty()) j["validation"] = r.validation;
+  if (!r.objectives.empty()) j["objectives"] = r.objectives;
   if (!r.curve.empty()) {
     auto& c = j["curve"] = nlohmann::json::array();
     for (const auto& p : r.curve) {
@@ -56,6 +57,7 @@ std::string ReportToTable(const EvalReport& r) {
   row("foryou", r.metrics);
   for (const auto& [name, m] : r.baselines) row(name, m);
   if (!r.validation.empty()) row("(valid)", r.validation);
+  if (!r.objectives.empty()) out += fmt::format("objectives (chosen on validation): {}\n", r.objectives);
   out += fmt::format("train {:.1f} s, eval {:.1f} s, peak RSS {:.0f} MB\n", r.train_seconds, r.eval_seconds,
                      r.peak_rss_mb);
   return out;
