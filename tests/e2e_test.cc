@@ -430,6 +430,18 @@ TEST_F(E2ETest, ASecondServerOnAPortInUseFailsToStart) {
   EXPECT_EQ(h->status, 200);
 }
 
+// A typo in --backup-to must not start a region that backs up nowhere.
+TEST(CliTest, AMalformedBackupTargetRefusesTheStart) {
+  TempDir dir;
+  for (const char* target : {"sg=http://127.0.0.1:", "sg=http://127.0.0.1:70000", "sg=ftp://x", "sg=http://"}) {
+    CommandResult r = RunCommand({"sh", "-c", "exec \"$0\" serve --data-dir \"$1\" --listen 127.0.0.1:0 --backup-to \"$2\" 2>&1",
+                                  FORYOU_BINARY, dir.Sub("d"), target});
+    EXPECT_NE(r.exit_code, 0) << target << ": " << r.out;
+    EXPECT_NE(r.out.find("expected REGION=http[s]://HOST[:PORT]"), std::string::npos) << target << ": " << r.out;
+    EXPECT_FALSE(std::filesystem::exists(dir.Sub("d"))) << "no store is created";
+  }
+}
+
 TEST(CliTest, ToolsRefuseADirectoryWithoutAStoreAndCreateNothing) {
   TempDir dir;
   const std::string typo = dir.Sub("no-such-store");

@@ -91,6 +91,7 @@ const char* DefaultErrorCode(int status) {
     case 408: return "timeout";
     case 413: return "too_large";
     case 431: return "too_large";
+    case 501: return "not_implemented";
     default: return status >= 500 ? "internal" : "bad_request";
   }
 }

@@ -150,6 +150,13 @@ class Session {
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     auto& msg = parser_->get();
+    // Chunked is the only transfer coding read here: a body in another
+    // (gzip, deflate) would be parsed as if it were plain.
+    const auto te = msg[http::field::transfer_encoding];
+    if (!te.empty() && !IEquals(std::string_view(te.data(), te.size()), "chunked")) {
+      return Fail(501, fmt::format("Transfer-Encoding '{}' is not supported (only chunked)",
+                                   std::string_view(te.data(), std::min<size_t>(te.size(), 64))));
+    }
     const auto expect = msg[http::field::expect];
     if (IEquals(std::string_view(expect.data(), expect.size()), "100-continue")) {
       continue_.emplace(http::status::continue_, msg.version());

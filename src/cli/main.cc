@@ -12,6 +12,7 @@
 #include <csignal>
 #include <map>
 #include <optional>
+#include <regex>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -304,6 +305,18 @@ int Serve(const ServeFlags& flags) {
     }
     targets.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
     const std::string& url = targets.back().url;
+    {
+      // scheme://host[:port][/], the port (when given) 1..65535: a typo
+      // must not start a region that backs up nowhere.
+      static const std::regex kUrl(R"(^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?/?$)");
+      std::smatch m;
+      const bool shaped = std::regex_match(url, m, kUrl);
+      const int port = shaped && m[3].matched ? std::stoi(m[3].str()) : 80;
+      if (!shaped || port < 1 || port > 65535) {
+        return Fail(Status::InvalidArgument(
+            fmt::format("--backup-to '{}': expected REGION=http[s]://HOST[:PORT] with a port in 1..65535", spec)));
+      }
+    }
     if (!IsLoopbackHost(UrlHost(url)) && (url.rfind("https://", 0) != 0 || flags.backup_cert_file.empty())) {
       const std::string what = fmt::format(
           "--backup-to {}: region-to-region traffic beyond loopback needs https:// and this region's client "

@@ -40,7 +40,7 @@ const ROOT = path.resolve(HERE, '../..');
 const SPEC_FILE = path.join(ROOT, 'docs/openapi.yaml');
 const FORYOU = path.resolve(process.env.FORYOU || path.join(ROOT, 'build/release/foryou'));
 // Statuses the connection layer may give any request (docs/openapi.yaml, info).
-const TRANSPORT_STATUSES = new Set(['400', '413', '431', '503']);
+const TRANSPORT_STATUSES = new Set(['400', '413', '431', '501', '503']);
 
 const failures = [];
 const fail = (what) => { failures.push(what); console.log(`FAIL ${what}`); };
@@ -323,6 +323,12 @@ async function openMode() {
   const rawBody = raw.slice(raw.indexOf('\r\n\r\n') + 4);
   if (rawStatus !== '400') fail(`malformed request: status ${rawStatus}`);
   checkError({ get: (n) => (raw.match(new RegExp(`^${n}: (.*)$`, 'mi')) || [])[1] || null }, Buffer.from(rawBody), 'malformed request');
+
+  // A transfer coding other than chunked: 501, the body not read as plain.
+  const gz = await rawRequest(s, 'POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\nX-Request-Id: ct-gzip\r\n\r\n0\r\n\r\n');
+  if (gz.split(' ')[1] !== '501') fail(`Transfer-Encoding gzip: status ${gz.split(' ')[1]}`);
+  checkError({ get: (n) => (gz.match(new RegExp(`^${n}: (.*)$`, 'mi')) || [])[1]?.trim() || null },
+    Buffer.from(gz.slice(gz.indexOf('\r\n\r\n') + 4)), 'Transfer-Encoding gzip', 'not_implemented');
 
   promtool(metrics.body.toString(), 'open mode');
   const after = await call(s, 'GET', '/metrics', { want: 200 });
