@@ -72,13 +72,14 @@ using Reply = RouteReply;
 
 Reply Error(const Status& s) {
   const int status = HttpStatusFor(s.code());
-  if (status == 500) {
-    // The details (file names, RocksDB's words) go to the log, not to clients.
+  if (s.code() == StatusCode::kIOError || s.code() == StatusCode::kCorruption) {
+    // The details (file names, RocksDB's words) go to the log, not to
+    // clients. (kInternal messages are foryou's own words, and some say
+    // what a client must know: "stored but failed to apply".)
     spdlog::error("{}", s.ToString());
-    const char* what = s.code() == StatusCode::kIOError      ? "the server could not write or read its store"
-                       : s.code() == StatusCode::kCorruption ? "the server found damaged data"
-                                                             : "internal error";
-    return Reply{status, ErrorToJson(StatusCodeName(s.code()), fmt::format("{}; nothing was acknowledged (see the server log)", what))};
+    const char* what = s.code() == StatusCode::kIOError ? "the server could not write or read its store"
+                                                        : "the server found damaged data";
+    return Reply{status, ErrorToJson(StatusCodeName(s.code()), fmt::format("{} (details in the server log)", what))};
   }
   return Reply{status, ErrorToJson(s)};
 }
