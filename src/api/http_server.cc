@@ -84,15 +84,22 @@ Reply Error(const Status& s) {
   return Reply{status, ErrorToJson(s)};
 }
 
+// The error code of a status, for the errors the transport makes itself and
+// for foryou_http_rejections_total.
 const char* DefaultErrorCode(int status) {
   switch (status) {
     case 400: return "invalid_argument";
+    case 401: return "unauthenticated";
+    case 403: return "forbidden";
     case 404: return "not_found";
     case 405: return "method_not_allowed";
     case 408: return "timeout";
+    case 409: return "conflict";
     case 413: return "too_large";
+    case 421: return "misdirected";
     case 431: return "too_large";
     case 501: return "not_implemented";
+    case 503: return "unavailable";
     default: return status >= 500 ? "internal" : "bad_request";
   }
 }
@@ -157,21 +164,11 @@ std::string RequestIdFor(const std::string& id) {
   return fmt::format("{:016x}", rng());
 }
 
-// The error code of a refused request, for foryou_http_rejections_total;
-// nullptr for an answer that is not a refusal.
+// The reason a refused request (any 4xx, or 503) is counted under in
+// foryou_http_rejections_total; nullptr for an answer that is not a refusal.
 const char* RejectionReason(int status, bool routed) {
-  switch (status) {
-    case 400: return "invalid_argument";
-    case 401: return "unauthenticated";
-    case 403: return "forbidden";
-    case 404: return routed ? "not_found" : "no_route";
-    case 405: return "method_not_allowed";
-    case 409: return "conflict";
-    case 413: return "too_large";
-    case 421: return "misdirected";
-    case 503: return "unavailable";
-    default: return nullptr;
-  }
+  if (status == 404 && !routed) return "no_route";
+  return (status >= 400 && status < 500) || status == 503 ? DefaultErrorCode(status) : nullptr;
 }
 
 }  // namespace
@@ -266,6 +263,14 @@ bool HttpServer::MayBlock(const HttpRequest& req) const {
   return false;  // 404 or 405: answered at once
 }
 
+std::string HttpServer::ServingMetrics(bool ready) const {
+  return fmt::format(
+      "# HELP foryou_ready 1 when /readyz answers 200.\n# TYPE foryou_ready gauge\nforyou_ready {}\n"
+      "# HELP foryou_http_connections Open HTTP connections.\n# TYPE foryou_http_connections gauge\n"
+      "foryou_http_connections {}\n",
+      ready ? 1 : 0, transport_->open_connections());
+}
+
 RouteReply HttpServer::ServeStarting(std::string_view method, std::string_view raw_path) const {
   const bool get = method == "GET" || method == "HEAD";
   if (get && raw_path == "/livez") return Reply{200, R"({"status":"alive"})"};
@@ -275,10 +280,7 @@ RouteReply HttpServer::ServeStarting(std::string_view method, std::string_view r
   if (get && raw_path == "/metrics") {
     return Reply{200,
                  Metrics::RenderProcess() +
-                     fmt::format("# HELP foryou_ready 1 when /readyz answers 200.\n# TYPE foryou_ready gauge\n"
-                                 "foryou_ready 0\n# HELP foryou_http_connections Open HTTP connections.\n"
-                                 "# TYPE foryou_http_connections gauge\nforyou_http_connections {}\n",
-                                 transport_->open_connections()),
+                     ServingMetrics(/*ready=*/false),
                  "text/plain; version=0.0.4"};
   }
   return Reply{503, ErrorToJson("unavailable", "the server is starting: opening the store and replaying its log")};
@@ -300,7 +302,6 @@ std::string HttpServer::NotReadyReason() {
     if (Status s = audit_->CheckWritable(); !s.ok()) {
       return fmt::format("{}: personal-data requests are refused", s.message());
     }
-    audit_failing_.store(false, std::memory_order_relaxed);
   }
   return "";
 }
@@ -454,7 +455,6 @@ Status HttpServer::Audit(const Route& route, const Authorized& who, const std::s
     // One fsync per request: the last entry's covers the ones before.
     Status s = audit_->Append(std::move(e), sync && i + 1 == subjects.size());
     metrics_.ObserveAuditAppend(s.ok());
-    audit_failing_.store(!s.ok(), std::memory_order_relaxed);
     FORYOU_RETURN_IF_ERROR(s);
   }
   return Status::OK();
@@ -567,11 +567,7 @@ void HttpServer::InstallRoutes() {
                           "# TYPE foryou_audit_entries gauge\nforyou_audit_entries {}\n",
                           audit_->Head().tree_size);
     }
-    text += fmt::format("# HELP foryou_ready 1 when /readyz answers 200.\n# TYPE foryou_ready gauge\nforyou_ready {}\n",
-                        NotReadyReason().empty() ? 1 : 0);
-    text += fmt::format("# HELP foryou_http_connections Open HTTP connections.\n# TYPE foryou_http_connections gauge\n"
-                        "foryou_http_connections {}\n",
-                        transport_->open_connections());
+    text += ServingMetrics(NotReadyReason().empty());
     return Reply{200, std::move(text), "text/plain; version=0.0.4"};
   });
 

@@ -114,8 +114,11 @@ class HttpServer {
   RouteReply Serve(const Route& route, const HttpRequest& req, const std::string& request_id);
   // The answer to every request before Attach.
   RouteReply ServeStarting(std::string_view method, std::string_view raw_path) const;
+  // foryou_ready and foryou_http_connections, starting or not.
+  std::string ServingMetrics(bool ready) const;
   // Why the server should not take traffic now ("" when it should): a
-  // stored record that failed to apply, an audit log that cannot be written.
+  // stored record that failed to apply, a store that refuses writes, an
+  // audit log that cannot be written (AuditLog::CheckWritable).
   // Probes the audit log and the store while they are failing, so that
   // readiness comes back without client traffic.
   std::string NotReadyReason();
@@ -133,9 +136,6 @@ class HttpServer {
   const Policy* policy_ = nullptr;  // may be null: open mode
   const PolicyRegion* region_ = nullptr;
   std::atomic<bool> ready_{false};
-  // The last audit append failed (cleared by the next that succeeds): the
-  // server refuses personal-data requests, so it is not ready.
-  std::atomic<bool> audit_failing_{false};
   // The last write failed on I/O (a full disk): not ready until the store
   // takes writes again (each /readyz tries Engine::ResumeWrites).
   std::atomic<bool> store_failing_{false};

@@ -8,17 +8,6 @@
 
 namespace foryou {
 
-namespace {
-
-uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
-
 Result<SessionLean> MeasureSessionLean(const std::vector<Video>& catalog, const std::vector<std::string>& users,
                                        size_t n, uint64_t seed, const SessionLeanIo& io) {
   SessionLean out;
@@ -37,7 +26,7 @@ Result<SessionLean> MeasureSessionLean(const std::vector<Video>& catalog, const 
     // A target that can have related videos, not on the page just shown.
     const Video* target = nullptr;
     for (uint64_t k = 0; k < 64 && target == nullptr; ++k) {
-      const Video& v = catalog[Mix(seed ^ (u * 131 + k)) % catalog.size()];
+      const Video& v = catalog[Mix64(seed ^ (u * 131 + k)) % catalog.size()];
       if (!shown.count(v.id) && (per_creator[v.creator_id] > 1 || !v.tags.empty())) target = &v;
     }
     if (target == nullptr) continue;
