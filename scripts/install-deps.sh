@@ -7,7 +7,8 @@ PKGS=(build-essential cmake ninja-build pkg-config curl
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libxxhash-dev libssl-dev libsodium-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3
   libnats-dev nats-server libjemalloc-dev wrk prometheus
-  clang-14 libclang-rt-14-dev)
+  clang-14 libclang-rt-14-dev
+  chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,10 +24,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   # prometheus: for promtool (tests/contract checks /metrics with it).
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# The contract test's npm packages, at the versions package-lock.json pins.
-CONTRACT="$(cd "$(dirname "$0")/.." && pwd)/tests/contract"
-if [ ! -f "$CONTRACT/node_modules/.package-lock.json" ] || \
-   [ "$CONTRACT/package-lock.json" -nt "$CONTRACT/node_modules/.package-lock.json" ]; then
-  echo "install-deps: npm ci in tests/contract" >&2
-  (cd "$CONTRACT" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# The npm packages of the contract test and of the console's browser test
+# (puppeteer-core; the browser is Debian's chromium, above), at the versions
+# their package-lock.json pins.
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+for dir in "$ROOT/tests/contract" "$ROOT/tests/console"; do
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || \
+     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "install-deps: npm ci in ${dir#"$ROOT"/}" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done

@@ -601,8 +601,8 @@ TEST_F(SovereigntyTest, RolesTableInTheDocsIsWhatTheServerEnforces) {
     rows.push_back(cells);
   }
   ASSERT_EQ(rows.size(), 6u) << "a header and one row per role";
-  const std::vector<std::string> columns = {"role", "personal data", "user import", "catalog write", "backups",
-                                            "open endpoints"};
+  const std::vector<std::string> columns = {"role",    "personal data", "user import", "catalog write",
+                                            "backups", "region view",   "audit log",   "open endpoints"};
   ASSERT_EQ(rows[0], columns) << "a new column needs requests in this test";
   auto served = [](const httplib::Result& r) { return r && r->status != 401 && r->status != 403; };
   std::set<std::string> roles;
@@ -632,8 +632,14 @@ TEST_F(SovereigntyTest, RolesTableInTheDocsIsWhatTheServerEnforces) {
         tries.emplace_back("GET status", Call(1, "GET", "/v1/backup/us/status", key, ""));
         tries.emplace_back("GET records", Call(1, "GET", "/v1/backup/us/records?from=1", key, ""));
         tries.emplace_back("POST records", Call(1, "POST", "/v1/backup/us/records", key, "", "not a batch"));
+      } else if (columns[c] == "region view") {
+        tries.emplace_back("GET /v1/region", Call(0, "GET", "/v1/region", key, ""));
+      } else if (columns[c] == "audit log") {
+        for (const char* path : {"/v1/audit/head", "/v1/audit/entries?from=0&limit=3", "/v1/residency"}) {
+          tries.emplace_back(std::string("GET ") + path, Call(0, "GET", path, key, ""));
+        }
       } else {
-        for (const char* path : {"/healthz", "/metrics", "/v1/videos/v1"}) {
+        for (const char* path : {"/healthz", "/metrics", "/v1/videos/v1", "/console/"}) {
           tries.emplace_back(std::string("GET ") + path, Call(0, "GET", path, key, ""));
         }
       }

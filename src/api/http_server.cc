@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "api/json_codec.h"
+#include "api/route.h"
 #include "audit/audit_log.h"
 #include "policy/policy.h"
 #include "replication/backup_store.h"
@@ -55,22 +56,8 @@ Status ParseListenAddress(const std::string& listen, std::string* host, int* por
   return Status::OK();
 }
 
-struct RouteReply {
-  RouteReply(int s = 200, std::string b = "", const char* type = "application/json")
-      : status(s), body(std::move(b)), content_type(type) {}
-  int status;
-  std::string body;
-  const char* content_type;
-  std::string backup_state;           // X-Foryou-Backup, for writes with a shipper
-  std::string allow;                  // Allow, for 405
-  std::string principal = "-";        // who asked, for the access log
-};
 
-namespace {
-
-using Reply = RouteReply;
-
-Reply Error(const Status& s) {
+RouteReply ErrorReply(const Status& s) {
   const int status = HttpStatusFor(s.code());
   if (s.code() == StatusCode::kIOError || s.code() == StatusCode::kCorruption) {
     // The details (file names, RocksDB's words) go to the log, not to
@@ -83,6 +70,10 @@ Reply Error(const Status& s) {
   }
   return Reply{status, ErrorToJson(s)};
 }
+
+namespace {
+
+
 
 // The error code of a status, for the errors the transport makes itself and
 // for foryou_http_rejections_total.
@@ -111,9 +102,9 @@ Reply BackupHandler(BackupStores& backups, const HttpRequest& req, std::string_v
   if (action == "backup.status") {
     uint64_t last = 0;
     std::string hash;
-    if (Status s = backups.Tip(source, &last, &hash); !s.ok()) return Error(s);
+    if (Status s = backups.Tip(source, &last, &hash); !s.ok()) return ErrorReply(s);
     auto fingerprint = backups.StoreKeyFingerprint(source);
-    if (!fingerprint.ok()) return Error(fingerprint.status());
+    if (!fingerprint.ok()) return ErrorReply(fingerprint.status());
     return Reply{200, fmt::format(R"({{"source":"{}","last_seq":{},"last_hash":"{}","store_key_sha256":"{}"}})", source,
                                   last, hash, *fingerprint)};
   }
@@ -124,21 +115,21 @@ Reply BackupHandler(BackupStores& backups, const HttpRequest& req, std::string_v
       const std::string v = req.get_param_value(name);
       auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), *value);
       if (ec != std::errc() || ptr != v.data() + v.size() || *value == 0) {
-        return Error(Status::InvalidArgument(fmt::format("{}: must be a positive integer", name)));
+        return ErrorReply(Status::InvalidArgument(fmt::format("{}: must be a positive integer", name)));
       }
     }
     LogBatch batch;
     if (Status s = backups.Read(source, from, std::min<uint64_t>(max_bytes, 64 << 20), &batch); !s.ok()) {
-      return Error(s);
+      return ErrorReply(s);
     }
     return Reply{200, EncodeLogBatch(batch), "application/octet-stream"};
   }
   LogBatch batch;
-  if (Status s = DecodeLogBatch(req.body, &batch); !s.ok()) return Error(s);
+  if (Status s = DecodeLogBatch(req.body, &batch); !s.ok()) return ErrorReply(s);
   uint64_t last = 0;
   Status s = backups.Receive(source, batch, allowed, &last);
   if (s.code() == StatusCode::kConflict) return Reply{409, ConflictToJson(s.message(), last)};
-  if (!s.ok()) return Error(s);
+  if (!s.ok()) return ErrorReply(s);
   return Reply{200, fmt::format(R"({{"source":"{}","last_seq":{}}})", source, last)};
 }
 
@@ -173,25 +164,6 @@ const char* RejectionReason(int status, bool routed) {
 
 }  // namespace
 
-// One row of the route table: everything the wrapper needs to know about an
-// endpoint, declared once (InstallRoutes).
-struct HttpServer::Route {
-  std::string method;
-  std::regex pattern;  // matched against the raw path; captures are percent-decoded
-  // The pattern itself when it has no regex syntax ("/v1/feed"): matched by
-  // comparing strings, far cheaper than std::regex on the hottest routes.
-  std::string literal;
-  std::string templ;  // the path template, "/v1/users/{id}": the access log's route
-  // Reads the log (an export, a backup read): slow even as a GET.
-  bool reads_log = false;
-  const char* endpoint;  // metrics label
-  // Non-null marks an endpoint of personal data ("feed.read", ...) or of
-  // backups ("backup.write", ...): authorized (with a policy) and audited.
-  const char* action;
-  // The users a request touches, known before it runs.
-  std::function<std::vector<std::string>(const HttpRequest&)> users;
-  std::function<RouteReply(const HttpRequest&)> handler;
-};
 
 // What the wrapper learned about one request while authorizing it.
 struct HttpServer::Authorized {
@@ -369,6 +341,7 @@ HttpResponse HttpServer::Dispatch(HttpRequest& req) {
   res.headers.emplace_back("X-Request-Id", request_id);
   if (!reply.backup_state.empty()) res.headers.emplace_back("X-Foryou-Backup", reply.backup_state);
   if (!reply.allow.empty()) res.headers.emplace_back("Allow", reply.allow);
+  for (auto& h : reply.headers) res.headers.push_back(std::move(h));
   // Every 503 is a "not now" (a migrating user, an audit log that cannot be
   // written, a server still starting): say when to try again.
   if (reply.status == 503) res.headers.emplace_back("Retry-After", "5");
@@ -425,6 +398,15 @@ std::optional<RouteReply> HttpServer::Authorize(const Route& route, const HttpRe
     }
     return std::nullopt;
   }
+  if (route.capability) {
+    // Region, audit log, residency: no personal data, but not for everyone.
+    if (p == nullptr) return Reply{401, ErrorToJson("unauthenticated", "a valid API key is required")};
+    if (!RoleMay(p->role, *route.capability)) {
+      return Reply{403, ErrorToJson("forbidden", fmt::format("principal {} ({}) may not read {}", p->name,
+                                                             RoleName(p->role), route.templ))};
+    }
+    return std::nullopt;
+  }
   if (route.method == "POST") {
     // Catalog writes are not personal data but still need a principal.
     if (p == nullptr) return Reply{401, ErrorToJson("unauthenticated", "a valid API key is required")};
@@ -475,7 +457,7 @@ RouteReply HttpServer::Serve(const Route& route, const HttpRequest& req, const s
   if (!refusal && write && audit_ != nullptr) {
     if (Status s = Audit(route, who, "attempt", /*sync=*/true, request_id); !s.ok()) {
       spdlog::error("audit append failed: {}", s.ToString());
-      refusal = Error(Status::Unavailable("audit log unavailable; write refused"));
+      refusal = ErrorReply(Status::Unavailable("audit log unavailable; write refused"));
     }
   }
   Reply reply;
@@ -486,7 +468,7 @@ RouteReply HttpServer::Serve(const Route& route, const HttpRequest& req, const s
       reply = backup ? BackupHandler(*sov_.backups, req, act, who.backup_jurisdictions) : route.handler(req);
     } catch (const std::exception& e) {
       spdlog::error("{}: unhandled exception: {}", route.endpoint, e.what());
-      reply = Error(Status::Internal("internal error"));
+      reply = ErrorReply(Status::Internal("internal error"));
     }
     // An accepted write is acknowledged once the backup regions hold it.
     const bool changed = write || (!personal && !backup && route.method == "POST");
@@ -503,24 +485,34 @@ RouteReply HttpServer::Serve(const Route& route, const HttpRequest& req, const s
       // A read is withheld when it cannot be audited. A write is already
       // committed (and its attempt audited): reporting failure would only
       // make the client send it twice.
-      if (!write) reply = Error(Status::Unavailable("audit log unavailable; request refused"));
+      if (!write) reply = ErrorReply(Status::Unavailable("audit log unavailable; request refused"));
     }
   }
   reply.principal = who.principal;
   return reply;
 }
 
+void HttpServer::AddRoute(const char* method, const char* pattern, const char* endpoint,
+                          std::function<RouteReply(const HttpRequest&)> handler, const char* action,
+                          std::function<std::vector<std::string>(const HttpRequest&)> users) {
+  const std::string p = pattern;
+  const bool is_literal = p.find_first_of("()[]{}\\.*+?^$|") == std::string::npos;
+  std::string templ = std::regex_replace(p, std::regex(R"(\(\[\^/\]\+\))"), "{id}");
+  templ = std::regex_replace(templ, std::regex(R"(\(\[A-Za-z0-9_-\]\+\))"), "{region}");
+  Route r;
+  r.method = method;
+  r.pattern = std::regex(pattern);
+  r.literal = is_literal ? p : std::string();
+  r.templ = std::move(templ);
+  r.endpoint = endpoint;
+  r.action = action;
+  r.users = std::move(users);
+  r.handler = std::move(handler);
+  routes_.push_back(std::move(r));
+}
+
 void HttpServer::InstallRoutes() {
-  auto route = [this](const char* method, const char* pattern, const char* endpoint,
-                      std::function<RouteReply(const HttpRequest&)> handler, const char* action = nullptr,
-                      std::function<std::vector<std::string>(const HttpRequest&)> users = nullptr) {
-    const std::string p = pattern;
-    const bool is_literal = p.find_first_of("()[]{}\\.*+?^$|") == std::string::npos;
-    std::string templ = std::regex_replace(p, std::regex(R"(\(\[\^/\]\+\))"), "{id}");
-    templ = std::regex_replace(templ, std::regex(R"(\(\[A-Za-z0-9_-\]\+\))"), "{region}");
-    routes_.push_back(Route{method, std::regex(pattern), is_literal ? p : std::string(), std::move(templ), false,
-                            endpoint, action, std::move(users), std::move(handler)});
-  };
+  auto route = [this](auto&&... args) { AddRoute(std::forward<decltype(args)>(args)...); };
 
   // Probes (docs/API.md, "Probes"): /livez says the process serves HTTP;
   // /readyz (and /healthz, its older name) that it should take traffic.
@@ -579,21 +571,21 @@ void HttpServer::InstallRoutes() {
 
   route("POST", "/v1/videos", "videos_upsert", [this](const HttpRequest& req) {
     auto videos = ParseVideos(req.body);
-    if (!videos.ok()) return Error(videos.status());
+    if (!videos.ok()) return ErrorReply(videos.status());
     const size_t n = videos->size();
     Status s = engine_->UpsertVideos(std::move(videos).value());
-    if (!s.ok()) return Error(s);
+    if (!s.ok()) return ErrorReply(s);
     return Reply{200, fmt::format(R"({{"upserted":{}}})", n)};
   });
 
   route("POST", "/v1/events", "events", [this](const HttpRequest& req) {
     auto events = ParseEvents(req.body);
-    if (!events.ok()) return Error(events.status());
+    if (!events.ok()) return ErrorReply(events.status());
     // With a policy the wrapper checked X-Foryou-Jurisdiction: it is the home
     // of users seen for the first time.
     auto accepted = engine_->IngestEvents(std::move(events).value(),
                                          policy_ != nullptr ? req.get_header_value("X-Foryou-Jurisdiction") : "");
-    if (!accepted.ok()) return Error(accepted.status());
+    if (!accepted.ok()) return ErrorReply(accepted.status());
     metrics_.AddEventsIngested(*accepted);
     return Reply{200, fmt::format(R"({{"accepted":{}}})", *accepted)};
   }, "events.write", [](const HttpRequest& req) {
@@ -610,19 +602,24 @@ void HttpServer::InstallRoutes() {
   route("GET", "/v1/feed", "feed", [this](const HttpRequest& req) {
     FeedRequest fr;
     fr.user_id = req.get_param_value("user_id");
-    if (fr.user_id.empty()) return Error(Status::InvalidArgument("user_id: query parameter is required"));
+    if (fr.user_id.empty()) return ErrorReply(Status::InvalidArgument("user_id: query parameter is required"));
     fr.n = engine_->options().default_feed_items;
     if (req.has_param("n")) {
       const std::string n = req.get_param_value("n");
       auto [ptr, ec] = std::from_chars(n.data(), n.data() + n.size(), fr.n);
       if (ec != std::errc() || ptr != n.data() + n.size()) {
-        return Error(Status::InvalidArgument(
+        return ErrorReply(Status::InvalidArgument(
             fmt::format("n: must be an integer between 1 and {}", engine_->options().max_feed_items)));
       }
     }
     fr.language = req.get_param_value("language");
+    if (req.has_param("explain")) {
+      const std::string e = req.get_param_value("explain");
+      if (e != "true" && e != "false") return ErrorReply(Status::InvalidArgument("explain: must be true or false"));
+      fr.explain = e == "true";
+    }
     auto feed = engine_->Feed(fr);
-    return feed.ok() ? Reply{200, FeedToJson(*feed)} : Error(feed.status());
+    return feed.ok() ? Reply{200, FeedToJson(*feed)} : ErrorReply(feed.status());
   }, "feed.read", [](const HttpRequest& req) { return std::vector<std::string>{req.get_param_value("user_id")}; });
 
   // Path ids may hold any character, percent-encoded: a user written before
@@ -630,18 +627,18 @@ void HttpServer::InstallRoutes() {
   // exported and erased.
   route("GET", R"(/v1/users/([^/]+))", "users_get", [this](const HttpRequest& req) {
     auto user = engine_->GetUser(req.matches[1]);
-    return user.ok() ? Reply{200, UserToJson(*user)} : Error(user.status());
+    return user.ok() ? Reply{200, UserToJson(*user)} : ErrorReply(user.status());
   }, "user.read", PathUser);
 
   route("GET", R"(/v1/users/([^/]+)/export)", "users_export", [this](const HttpRequest& req) {
     auto x = engine_->ExportUser(req.matches[1]);
-    return x.ok() ? Reply{200, UserExportToJson(*x)} : Error(x.status());
+    return x.ok() ? Reply{200, UserExportToJson(*x)} : ErrorReply(x.status());
   }, "user.export", PathUser);
 
   route("DELETE", R"(/v1/users/([^/]+))", "users_erase", [this](const HttpRequest& req) {
     const std::string& user = req.matches[1];
     Status s = engine_->EraseUser(user);
-    return s.ok() ? Reply{200, ErasedToJson(user)} : Error(s);
+    return s.ok() ? Reply{200, ErasedToJson(user)} : ErrorReply(s);
   }, "user.erase", PathUser);
 
   // Migration, arriving side: the user's export from their old home region
@@ -650,37 +647,37 @@ void HttpServer::InstallRoutes() {
   route("POST", R"(/v1/users/([^/]+)/import)", "users_import", [this](const HttpRequest& req) {
     const std::string& user = req.matches[1];
     if (!IsValidId(user)) {
-      return Error(Status::InvalidArgument(
+      return ErrorReply(Status::InvalidArgument(
           fmt::format("user id: must be 1 to {} characters from {}", kMaxIdBytes, kIdCharacters)));
     }
     if (engine_->GetUser(user).ok()) {
       return Reply{409, ErrorToJson("conflict", fmt::format("user '{}' already exists here; import only into a region "
                                                             "that does not know the user", user))};
     }
-    if (Status s = CheckJsonDepth(req.body); !s.ok()) return Error(s);
+    if (Status s = CheckJsonDepth(req.body); !s.ok()) return ErrorReply(s);
     auto doc = nlohmann::json::parse(req.body, nullptr, false);
     if (!doc.is_object() || !doc.contains("events") || !doc["events"].is_array()) {
-      return Error(Status::InvalidArgument("body: expected a user export, {\"events\": [...]}"));
+      return ErrorReply(Status::InvalidArgument("body: expected a user export, {\"events\": [...]}"));
     }
     if (doc.contains("user_id") && doc["user_id"] != user) {
-      return Error(Status::InvalidArgument("user_id: the export is of another user"));
+      return ErrorReply(Status::InvalidArgument("user_id: the export is of another user"));
     }
     nlohmann::json events = nlohmann::json::array();
     for (auto& e : doc["events"]) {
-      if (!e.is_object()) return Error(Status::InvalidArgument("events: each must be an object"));
+      if (!e.is_object()) return ErrorReply(Status::InvalidArgument("events: each must be an object"));
       if (e.contains("user_id") && e["user_id"] != user) {
-        return Error(Status::InvalidArgument("events: every event must be of the user being imported"));
+        return ErrorReply(Status::InvalidArgument("events: every event must be of the user being imported"));
       }
       e["user_id"] = user;
       events.push_back(std::move(e));
     }
     auto parsed = ParseEvents(nlohmann::json{{"events", std::move(events)}}.dump());
-    if (!parsed.ok()) return Error(parsed.status());
+    if (!parsed.ok()) return ErrorReply(parsed.status());
     // Every video must be here before anything is imported: a migration
     // that stops halfway would leave the user in two regions.
     for (size_t i = 0; i < parsed->size(); ++i) {
       if (!engine_->VideoIndex((*parsed)[i].video_id)) {
-        return Error(Status::InvalidArgument(fmt::format(
+        return ErrorReply(Status::InvalidArgument(fmt::format(
             "events[{}].video_id: unknown video '{}' (import the catalog first: foryou model import)", i,
             (*parsed)[i].video_id)));
       }
@@ -688,7 +685,7 @@ void HttpServer::InstallRoutes() {
     const std::string jurisdiction = policy_ != nullptr ? req.get_header_value("X-Foryou-Jurisdiction") : "";
     // One record: a crash leaves the user wholly imported or not at all.
     auto imported = engine_->ImportUserEvents(std::move(parsed).value(), jurisdiction);
-    if (!imported.ok()) return Error(imported.status());
+    if (!imported.ok()) return ErrorReply(imported.status());
     metrics_.AddEventsIngested(*imported);
     return Reply{200, fmt::format(R"({{"imported":{},"user_id":{},"home_jurisdiction":{}}})", *imported,
                                   nlohmann::json(user).dump(), nlohmann::json(jurisdiction).dump())};
@@ -699,24 +696,27 @@ void HttpServer::InstallRoutes() {
   route("POST", R"(/v1/users/([^/]+)/fence)", "users_fence", [this](const HttpRequest& req) {
     Status s = engine_->FenceUser(req.matches[1], true);
     return s.ok() ? Reply{200, fmt::format(R"({{"user_id":{},"fenced":true}})", nlohmann::json(req.matches[1]).dump())}
-                  : Error(s);
+                  : ErrorReply(s);
   }, "user.fence", PathUser);
   route("DELETE", R"(/v1/users/([^/]+)/fence)", "users_unfence", [this](const HttpRequest& req) {
     Status s = engine_->FenceUser(req.matches[1], false);
     return s.ok() ? Reply{200, fmt::format(R"({{"user_id":{},"fenced":false}})", nlohmann::json(req.matches[1]).dump())}
-                  : Error(s);
+                  : ErrorReply(s);
   }, "user.fence", PathUser);
 
   route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const HttpRequest& req) {
     auto video = engine_->GetVideo(req.matches[1]);
-    if (!video.ok()) return Error(video.status());
+    if (!video.ok()) return ErrorReply(video.status());
     return Reply{200, VideoToJson(*video)};
   });
+
+  InstallRegionRoutes();
+  InstallConsoleRoutes();
 
   // GETs that read the log rather than the in-memory state (MayBlock).
   for (Route& r : routes_) {
     const std::string_view e = r.endpoint;
-    if (e == "users_export" || e.starts_with("backup_")) r.reads_log = true;
+    if (e == "users_export" || e.starts_with("backup_") || e == "residency" || e == "audit_entries") r.reads_log = true;
   }
 }
 

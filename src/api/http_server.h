@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +56,9 @@ struct Sovereignty {
   std::chrono::milliseconds backup_wait{2000};
   // Holds other regions' backups: POST/GET /v1/backup/{region}/...
   BackupStores* backups = nullptr;
+  // RegionKeyFingerprint of the region key in use ("" without one), for
+  // GET /v1/region.
+  std::string region_key_fingerprint;
 };
 
 // The one mapping from error codes to HTTP statuses.
@@ -105,6 +109,11 @@ class HttpServer {
   struct Route;
   struct Authorized;
   void InstallRoutes();
+  void InstallRegionRoutes();   // region_routes.cc
+  void InstallConsoleRoutes();  // console_routes.cc
+  void AddRoute(const char* method, const char* pattern, const char* endpoint,
+                std::function<RouteReply(const HttpRequest&)> handler, const char* action = nullptr,
+                std::function<std::vector<std::string>(const HttpRequest&)> users = nullptr);
   HttpResponse Dispatch(HttpRequest& req);
   // The transport's MayBlock: writes (fsync), audited reads (the audit log's
   // fsync) and reads of the log (export, backup) run on its blocking pool;

@@ -256,6 +256,32 @@ std::string FeedToJson(const FeedResponse& feed) {
     }
     out.append(",\"sources\":");
     AppendJsonStrings(&out, it.sources);
+    if (!it.components.empty()) {
+      out.append(",\"creator_id\":");
+      AppendJsonString(&out, it.creator_id);
+      out.append(",\"tags\":");
+      AppendJsonStrings(&out, it.tags);
+      out.append(",\"components\":[");
+      for (size_t k = 0; k < it.components.size(); ++k) {
+        const ScoreComponent& c = it.components[k];
+        fmt::format_to(std::back_inserter(out), "{}{{\"head\":\"{}\",\"probability\":{},\"weight\":{}}}",
+                       k > 0 ? "," : "", c.head, c.probability, c.weight);
+      }
+      out.push_back(']');
+    }
+    if (!it.components.empty()) {
+      out.append(",\"creator_id\":");
+      AppendJsonString(&out, it.creator_id);
+      out.append(",\"tags\":");
+      AppendJsonStrings(&out, it.tags);
+      out.append(",\"components\":[");
+      for (size_t k = 0; k < it.components.size(); ++k) {
+        const ScoreComponent& c = it.components[k];
+        fmt::format_to(std::back_inserter(out), "{}{{\"head\":\"{}\",\"probability\":{},\"weight\":{}}}",
+                       k > 0 ? "," : "", c.head, c.probability, c.weight);
+      }
+      out.push_back(']');
+    }
     out.append(",\"video_id\":");
     AppendJsonString(&out, it.video_id);
     out.push_back('}');
@@ -274,6 +300,7 @@ std::string UserToJson(const UserProfile& u) {
   json recent = json::array();
   for (const auto& [video, verb] : u.recent_positives) recent.push_back({{"video_id", video}, {"how", verb}});
   return json{{"id", u.id},
+              {"home_jurisdiction", u.home},
               {"first_seen", u.first_seen},
               {"last_seen", u.last_seen},
               {"event_counts", counts},

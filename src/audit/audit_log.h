@@ -92,6 +92,15 @@ class AuditLog {
   // dropped. A log with no damage is left as it is.
   static Status Repair(const std::string& dir, std::string* report);
 
+  // The current head and entries [from, from + limit) of the log it signs
+  // (fewer at its end), each with its bytes as hashed into the tree (the
+  // `entry` of docs/FORMATS.md), so that a reader can recompute the root and
+  // check the signature itself (GET /v1/audit/entries, the console). One
+  // pass from the start of the file, one record in memory at a time; may
+  // run alongside Append.
+  Status ReadEntries(uint64_t from, size_t limit, SignedTreeHead* head, std::vector<AuditEntry>* entries,
+                     std::vector<std::string>* encoded) const;
+
   // Reads every entry and its leaf hash (for proofs and tools).
   static Status ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaf_hashes);
 

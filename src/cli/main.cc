@@ -34,6 +34,7 @@
 #include "learning/signals.h"
 #include "ranking/features.h"
 #include "policy/policy.h"
+#include "policy/residency.h"
 #include "crypto/keyring.h"
 #include "replication/backup_store.h"
 #include "replication/migrate.h"
@@ -471,6 +472,7 @@ int Serve(const ServeFlags& flags) {
   sov.shipper = shipper.get();
   sov.backup_wait = std::chrono::milliseconds(flags.backup_wait_ms);
   sov.backups = backups.get();
+  if (!region_key->empty()) sov.region_key_fingerprint = RegionKeyFingerprint(*region_key);
   server.Attach(*engine, sov);
   std::printf("listening on %s\n", url.c_str());
   if (flags.demo) {
@@ -794,56 +796,16 @@ int ResidencyReport(const ResidencyFlags& f) {
   std::unique_ptr<AuditLog> audit;  // for pseudonyms: the report names no user
   if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
   if (engine->encrypted()) audit->UsePseudonyms([e = engine.get()](const std::string& id) { return e->Pseudonym(id); });
-  struct Row {
-    uint64_t users = 0, events = 0;
-  };
-  std::map<std::string, Row> rows;
-  nlohmann::json flagged = nlohmann::json::array();
-  for (const UserSummary& u : engine->Users()) {
-    const std::string j = u.home.empty() ? "(none)" : u.home;
-    rows[j].users++;
-    rows[j].events += u.events;
-    std::string problem;
-    if (u.home.empty()) problem = "no home jurisdiction recorded";
-    else if (!region->primary_for.count(u.home)) problem = "this region is not primary for " + u.home;
-    if (!problem.empty()) {
-      flagged.push_back({{"user", audit->Pseudonym(u.id)}, {"home", u.home}, {"events", u.events}, {"problem", problem}});
-    }
-  }
-  nlohmann::json by_j = nlohmann::json::array();
-  for (const auto& [j, r] : rows) {
-    const char* role = region->primary_for.count(j) ? "primary" : region->backup_for.count(j) ? "backup" : "not allowed";
-    by_j.push_back({{"jurisdiction", j}, {"held_as", role}, {"users", r.users}, {"events", r.events}});
-  }
   // Other regions' backups held here: counted from the sealed records'
   // headers, without opening any.
   BackupStores backups(f.data_dir + "/backups");
   auto holdings = backups.Holdings();
   if (!holdings.ok()) return Fail(holdings.status());
-  nlohmann::json backups_held = nlohmann::json::array();
-  for (const BackupHolding& h : *holdings) {
-    const bool allowed = region->backup_for.count(h.jurisdiction) > 0;
-    backups_held.push_back({{"source_region", h.source},
-                            {"jurisdiction", h.jurisdiction},
-                            {"held_as", allowed ? "backup" : "not allowed"},
-                            {"users", h.users},
-                            {"shredded_users", h.shredded_users},
-                            {"event_groups", h.event_groups},
-                            {"records", h.records},
-                            {"shredded", h.shredded}});
-    if (!allowed) {
-      flagged.push_back({{"backup_of", h.source}, {"home", h.jurisdiction}, {"users", h.users + h.shredded_users},
-                         {"problem", "this region may not hold backups of " + h.jurisdiction}});
-    }
-  }
-  const nlohmann::json report = {{"region", region->name},
-                                 {"operator", region->operator_name},
-                                 {"jurisdiction", region->jurisdiction},
-                                 {"primary_for", region->primary_for},
-                                 {"backup_for", region->backup_for},
-                                 {"held", by_j},
-                                 {"backups_held", backups_held},
-                                 {"violations", flagged}};
+  const nlohmann::json report = ResidencyReport(*region, engine->Users(), *holdings,
+                                                [&](const std::string& id) { return audit->Pseudonym(id); });
+  const nlohmann::json& by_j = report["held"];
+  const nlohmann::json& backups_held = report["backups_held"];
+  const nlohmann::json& flagged = report["violations"];
   if (f.json) {
     std::printf("%s\n", report.dump().c_str());
   } else {

@@ -1059,6 +1059,7 @@ Result<UserProfile> Engine::GetUser(const std::string& user_id) const {
   if (u == nullptr) return Status::NotFound(fmt::format("user '{}' not found", user_id));
   UserProfile p;
   p.id = u->id;
+  p.home = u->home;
   p.first_seen = u->first_seen;
   p.last_seen = u->last_seen;
   for (int t = 0; t < kNumEventTypes; ++t) {

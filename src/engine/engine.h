@@ -53,6 +53,18 @@ struct FeedRequest {
   std::string user_id;
   int n = 20;
   std::string language;  // optional: overrides the user's inferred language
+  // Also say what each item is (creator, tags) and what its score is made
+  // of (FeedItem::components). Off on the hot path: it copies strings.
+  bool explain = false;
+};
+
+// One term of a feed item's score: the ranker head's predicted probability
+// of the outcome times the objective weight it is ranked by
+// (score = sum of weight * probability over the heads).
+struct ScoreComponent {
+  const char* head = "";  // HeadName: complete, replay, like, ...
+  double probability = 0;
+  double weight = 0;
 };
 
 struct FeedItem {
@@ -60,6 +72,10 @@ struct FeedItem {
   double score = 0;  // the model's value of this video to this user
   std::vector<std::string> reasons;
   std::vector<std::string> sources;  // candidate sources: ann, co_engagement, followed, trending, fresh, catalog
+  // Only with FeedRequest::explain.
+  std::string creator_id;
+  std::vector<std::string> tags;
+  std::vector<ScoreComponent> components;
 };
 
 struct FeedResponse {
@@ -82,6 +98,7 @@ struct FeedTrace {
 
 struct UserProfile {
   std::string id;
+  std::string home;  // home jurisdiction, "" when none is recorded (open mode)
   int64_t first_seen = 0;
   int64_t last_seen = 0;
   std::vector<std::pair<std::string, uint64_t>> event_counts;  // type name -> count

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "learning/signals.h"
 #include "storage/log_format.h"
 #include "util/temp_dir.h"
 
@@ -105,6 +106,35 @@ TEST_F(EngineTest, ColdStartUserGetsAFullFeedWithReasons) {
   ASSERT_TRUE(feed.ok());
   ASSERT_EQ(feed->items.size(), 10u);
   for (const auto& item : feed->items) EXPECT_FALSE(item.reasons.empty()) << item.video_id;
+}
+
+// FeedRequest::explain (GET /v1/feed?explain=true, the console's cards):
+// what each item is, and the score as the sum of its components.
+TEST_F(EngineTest, AnExplainedFeedSaysWhatTheScoreIsMadeOf) {
+  LoadWorld();
+  FeedRequest req{"bg1", 8, ""};
+  req.explain = true;
+  auto feed = engine_->Feed(req);
+  ASSERT_TRUE(feed.ok());
+  ASSERT_EQ(feed->items.size(), 8u);
+  for (const FeedItem& item : feed->items) {
+    auto video = engine_->GetVideo(item.video_id);
+    ASSERT_TRUE(video.ok());
+    EXPECT_EQ(item.creator_id, video->video.creator_id);
+    EXPECT_EQ(item.tags, video->video.tags);
+    ASSERT_EQ(item.components.size(), static_cast<size_t>(kNumHeads));
+    double sum = 0;
+    for (const ScoreComponent& c : item.components) {
+      EXPECT_GE(c.probability, 0);
+      EXPECT_LE(c.probability, 1);
+      sum += c.weight * c.probability;
+    }
+    EXPECT_NEAR(sum, item.score, 1e-4) << item.video_id;
+  }
+  // Off by default: the hot path copies nothing.
+  auto plain = engine_->Feed(FeedRequest{"bg2", 3, ""});
+  ASSERT_TRUE(plain.ok());
+  for (const FeedItem& item : plain->items) EXPECT_TRUE(item.components.empty() && item.creator_id.empty());
 }
 
 TEST_F(EngineTest, FeedHasNoDuplicatesAndNoAdjacentCreator) {

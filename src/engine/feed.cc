@@ -270,6 +270,12 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
       item.video_id = vr.video.id;
       item.score = rc[pick.candidate].score;
       item.sources = SourceNames(sources);
+      if (req.explain) {
+        item.creator_id = creator;
+        for (uint32_t t : vr.tags) item.tags.push_back(s.catalog.tags().Name(t));
+        const auto& p = sc.probs[pick.candidate];
+        for (int h = 0; h < kNumHeads; ++h) item.components.push_back({HeadName(h), p[h], objectives[h]});
+      }
       auto& why = item.reasons;
       if (pick.explored) why.push_back(new_creator ? fmt::format("exploration: new creator @{}", creator)
                                                    : "exploration: a new video looking for its first viewers");

@@ -18,11 +18,24 @@ const char* RoleName(Role r) {
   return "service";
 }
 
+const char* CapabilityName(Capability c) {
+  switch (c) {
+    case Capability::kPersonalData: return "personal_data";
+    case Capability::kImport: return "user_import";
+    case Capability::kCatalogWrite: return "catalog_write";
+    case Capability::kBackup: return "backups";
+    case Capability::kRegionRead: return "region_read";
+    case Capability::kAuditRead: return "audit_read";
+  }
+  return "";
+}
+
 bool RoleMay(Role role, Capability c) {
   switch (role) {
-    case Role::kService: return c == Capability::kPersonalData || c == Capability::kCatalogWrite;
-    case Role::kOperator: return c == Capability::kCatalogWrite;
-    case Role::kAuditor: return false;
+    case Role::kService:
+      return c == Capability::kPersonalData || c == Capability::kCatalogWrite || c == Capability::kRegionRead;
+    case Role::kOperator: return c == Capability::kCatalogWrite || c == Capability::kRegionRead;
+    case Role::kAuditor: return c == Capability::kAuditRead || c == Capability::kRegionRead;
     case Role::kAdmin: return c != Capability::kBackup;
     case Role::kReplication: return c == Capability::kBackup;
   }

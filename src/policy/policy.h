@@ -39,17 +39,23 @@ struct PolicyRegion {
 // docs/SOVEREIGNTY.md ("Roles") states the same and is what
 // SovereigntyTest.RolesTableInTheDocsIsWhatTheServerEnforces checks against a
 // real server.
-//   service      personal data (per read/write), catalog writes
-//   operator     catalog writes; no personal data, no backups
-//   auditor      nothing but the open endpoints (audit log is read offline)
-//   admin        personal data (per read/write), user import, catalog writes
+//   service      personal data (per read/write), catalog writes, region view
+//   operator     catalog writes, region view; no personal data, no backups
+//   auditor      the audit log and the residency report, region view; no
+//                personal data
+//   admin        personal data (per read/write), user import, catalog
+//                writes, audit log and residency, region view
 //   replication  a region's key at its backup regions: ships, fetches and
 //                reads the status of that region's backups, nothing else
 //                (least privilege: a stolen or captured key opens no user)
 enum class Role { kService, kOperator, kAuditor, kAdmin, kReplication };
 const char* RoleName(Role role);
 
-enum class Capability { kPersonalData, kImport, kCatalogWrite, kBackup };
+// kRegionRead: GET /v1/region (the policy in words, backup status, key
+// fingerprints, who is asking). kAuditRead: GET /v1/audit/head,
+// /v1/audit/entries (pseudonyms, never user ids) and /v1/residency.
+enum class Capability { kPersonalData, kImport, kCatalogWrite, kBackup, kRegionRead, kAuditRead };
+const char* CapabilityName(Capability capability);
 // The one table of roles and capabilities (see above).
 bool RoleMay(Role role, Capability capability);
 
