@@ -119,6 +119,17 @@ curl -sf "${AUTH[@]}" -H 'Content-Type: application/json' -X POST "http://127.0.
 sleep 0.2
 feed "$P1" demo-new-user 3 | python3 -c "import json,sys; print('replica 1: ' + ', '.join(i['video_id'] + ' (' + '; '.join(i['reasons'][:1]) + ')' for i in json.load(sys.stdin)['items']))"
 
+say "each replica serves the console; its region view says it is a cluster replica"
+curl -sf "http://127.0.0.1:$P2/console/" | grep -q '<title>foryou console</title>' || fail "the console of replica 2"
+curl -sf -H "Authorization: Bearer us-admin-secret" "http://127.0.0.1:$P2/v1/region" | python3 -c "
+import json, sys
+r = json.load(sys.stdin)
+if not r['cluster'] or r['region']['name'] != 'us':
+    sys.exit('replica 2 does not report itself as a replica of us: ' + json.dumps(r)[:300])
+print(f\"replica 2: region {r['region']['name']}, cluster mode, log applied to record {r['log']['last_seq']} \"
+      f\"({r['log']['followed_records']} written by the other replica)\")
+" || fail "region view of replica 2"
+
 say "where the data lives (JetStream streams, from the us cluster)"
 python3 - "$ROOT" "$DIR/topology.json" <<'PY'
 import json, sys
@@ -142,6 +153,8 @@ if [ "$KEEP" = "--keep" ]; then
   cat <<EOF2
 
 Try, while it runs:
+  the console of each replica: http://127.0.0.1:$P1/console/ and http://127.0.0.1:$P2/console/
+      (sign in with us-admin-secret or us-service-secret, users of US)
   curl -H 'Authorization: Bearer us-service-secret' -H 'X-Foryou-Jurisdiction: US' 'http://127.0.0.1:$P1/v1/feed?user_id=u14&n=5'
   curl -H 'Authorization: Bearer us-service-secret' -H 'X-Foryou-Jurisdiction: US' 'http://127.0.0.1:$P2/v1/feed?user_id=u14&n=5'
   curl -H 'Authorization: Bearer us-admin-secret' 'http://127.0.0.1:$P2/metrics' | grep -E 'applied_sequence|followed'
