@@ -383,17 +383,22 @@ class Client:
         """
         return self._json("POST", "/v1/events", {"events": self._batch(events, "events")})
 
-    def feed(self, user_id: str, n: Optional[int] = None, language: Optional[str] = None) -> Answer:
+    def feed(self, user_id: str, n: Optional[int] = None, language: Optional[str] = None,
+             explain: bool = False) -> Answer:
         """``GET /v1/feed``: the next feed page, ``{"user_id", "candidates", "items"}``.
 
         Each item has ``video_id``, ``score``, ``sources`` and human ``reasons``.
         ``n``: 1 to 100 (server default 20). ``language`` overrides the one
-        inferred from the user's history. An unknown user gets a cold-start feed.
+        inferred from the user's history. ``explain``: each item also has
+        ``creator_id``, ``tags`` and ``components`` (per ranker head,
+        ``probability`` and ``weight``; the score is the sum of their
+        products). An unknown user gets a cold-start feed.
         """
         if not isinstance(user_id, str) or not user_id:
             raise ValueError("user_id must be a non-empty str")
         return self._json("GET", "/v1/feed",
-                          query={"user_id": user_id, "n": n, "language": language})
+                          query={"user_id": user_id, "n": n, "language": language,
+                                 "explain": "true" if explain else None})
 
     def get_user(self, user_id: str) -> Answer:
         """``GET /v1/users/{id}``: the user's profile. 404 for a user with no events."""
@@ -468,6 +473,29 @@ class Client:
         """
         return self._json("POST", f"/v1/backup/{self._id(region, 'region')}/records",
                           raw=bytes(batch), content_type="application/octet-stream")
+
+    # ---------------------------------------------------------------- region and audit log
+
+    def region(self) -> Answer:
+        """``GET /v1/region``: the policy, who is asking (``principal.may``), backup
+        status and key fingerprints. Any key but a replication key."""
+        return self._json("GET", "/v1/region")
+
+    def audit_head(self) -> Answer:
+        """``GET /v1/audit/head``: the audit log's signed tree head and public key
+        (auditors and admins)."""
+        return self._json("GET", "/v1/audit/head")
+
+    def audit_entries(self, start: int = 0, limit: int = 100) -> Answer:
+        """``GET /v1/audit/entries``: entries ``[start, start + limit)`` (``limit`` at
+        most 10,000) with their hashed bytes (``encoded``), and the head they
+        belong to (auditors and admins)."""
+        return self._json("GET", "/v1/audit/entries", query={"from": start, "limit": limit})
+
+    def residency(self) -> Answer:
+        """``GET /v1/residency``: per jurisdiction, the users and events held and as
+        what; backups held; violations (auditors and admins; 404 in open mode)."""
+        return self._json("GET", "/v1/residency")
 
     # ---------------------------------------------------------------- operational
 

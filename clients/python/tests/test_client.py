@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import json
 import subprocess
 import sys
 import tempfile
@@ -180,6 +181,14 @@ class OpenModeTest(ServerTestCase):
             self.assertTrue(item["reasons"], item)
             self.assertTrue(all(isinstance(r, str) and r for r in item["reasons"]), item)
         self.assertEqual(len({i["video_id"] for i in items}), len(items))
+
+    def test_explained_feed_has_the_score_components(self) -> None:
+        items = self.fy.feed("u14", n=3, explain=True)["items"]
+        self.assertEqual(len(items), 3)
+        for it in items:
+            total = sum(c["weight"] * c["probability"] for c in it["components"])
+            self.assertAlmostEqual(total, it["score"], places=3)
+            self.assertTrue(it["creator_id"])
 
     def test_feed_language_and_cold_start(self) -> None:
         page = self.fy.feed("py-never-seen", n=3, language="en")
@@ -448,6 +457,26 @@ class PolicyModeTest(ServerTestCase):
                 call()
             self.assertError(ctx, 403, "forbidden", "auditor")
         self.assertEqual(self.auditor.get_video("pv2")["stats"]["likes"], 1)
+
+    def test_region_audit_log_and_residency_follow_the_roles(self) -> None:
+        self.svc.ingest_events([event("pu-region", "pv3", "like")])
+        region = self.svc.region()
+        self.assertEqual(region["region"]["name"], "us")
+        self.assertEqual(region["principal"]["role"], "service")
+        self.assertNotIn("audit_read", region["principal"]["may"])
+        with self.assertRaises(ForyouError) as ctx:
+            self.svc.audit_head()
+        self.assertError(ctx, 403, "forbidden")
+        head = self.auditor.audit_head()
+        page = self.auditor.audit_entries(0, 10_000)
+        self.assertGreaterEqual(page["tree_size"], head["tree_size"])
+        self.assertEqual(len(page["entries"]), page["tree_size"])
+        self.assertIn("events.write", {e["action"] for e in page["entries"]})
+        self.assertNotIn("pu-region", json.dumps(page))   # users by pseudonym only
+        self.assertTrue(any(e["subject"].startswith("p:") for e in page["entries"]))
+        held = {h["jurisdiction"]: h for h in self.admin.residency()["held"]}
+        self.assertEqual(held["US"]["held_as"], "primary")
+        self.assertNotIn("pu-region", json.dumps(self.auditor.residency()))
 
     def test_wrong_jurisdiction_is_421_with_home_region(self) -> None:
         sg = self.svc.with_options(jurisdiction="SG")
