@@ -145,17 +145,10 @@ async function signIn(ev) {
   applyPrincipal();
 }
 
+// A fresh page: the key and everything the last principal saw are gone.
 function signOut() {
-  Object.assign(state, { key: '', jurisdiction: '', region: null, user: '', current: null, previous: null,
-    lastAction: null, recentUsers: [] });
-  $('feed-current').replaceChildren();
-  $('feed-previous').replaceChildren();
-  $('recent-users').replaceChildren();
-  $('user-body').hidden = true;
-  showMessage(null);
-  for (const b of document.querySelectorAll('nav button')) b.disabled = true;
-  $('session').hidden = true;
-  show('signin');
+  state.key = '';
+  location.reload();
 }
 
 // ---- Feed explorer.
@@ -493,35 +486,60 @@ async function loadRegion() {
   if (r.mode === 'policy' && may('audit_read')) await loadResidency();
 }
 
-async function loadAudit() {
-  const head = await api('GET', '/v1/audit/head');
-  if (head.status !== 200) { showMessage(head); return; }
-  const h = head.json;
+function renderAuditHead(h, verified) {
   const dl = $('audit-head');
   dl.replaceChildren();
   for (const [k, v] of [['Entries (tree size)', String(h.tree_size)],
     ['Signed at', h.tree_size ? new Date(h.timestamp_ms).toISOString() : '–'],
-    ['Root hash', h.root_hash], ['Signature', h.signature || '–']]) {
+    ['Root hash', h.root_hash], ['Signature', h.signature || '–'],
+    ['Shown', verified ? 'as verified in this browser' : 'as the server sent it (not verified yet)']]) {
     const dt = document.createElement('dt'); dt.textContent = k;
     const dd = document.createElement('dd'); dd.textContent = v; dd.className = 'mono';
     dl.append(dt, dd);
   }
-  const from = Math.max(0, h.tree_size - 20);
-  const page = await api('GET', `/v1/audit/entries?from=${from}&limit=20`);
-  if (page.status !== 200) { showMessage(page); return; }
-  const rows = page.json.entries.slice().reverse().map((e) => [String(e.seq), new Date(e.ts_ms).toISOString().slice(0, 19),
+}
+
+function renderAuditEntries(entries) {
+  const rows = entries.slice(-20).reverse().map((e) => [String(e.seq), new Date(e.ts_ms).toISOString().slice(0, 19),
     e.principal, e.action, e.subject, e.outcome, e.request_id || '–']);
   $('audit-entries').replaceChildren(table(['#', 'time (UTC)', 'principal', 'action', 'subject (pseudonym)', 'outcome', 'request id'], rows, [0]));
 }
 
+async function loadAudit() {
+  // One request: the latest entries and the head they belong to.
+  const head = await api('GET', '/v1/audit/head');
+  if (head.status !== 200) { showMessage(head); return; }
+  const from = Math.max(0, head.json.tree_size - 20);
+  const page = await api('GET', `/v1/audit/entries?from=${from}&limit=20`);
+  if (page.status !== 200) { showMessage(page); return; }
+  renderAuditHead(page.json, false);
+  renderAuditEntries(page.json.entries.filter((e) => e.seq < page.json.tree_size));
+}
+
 async function runVerify() {
   setStatus('audit-verify-result', 'Verifying…');
+  delete $('audit-verify-result').dataset.verified;
+  let savedHead = null;
+  const savedText = $('audit-saved-head').value.trim();
+  if (savedText) {
+    try { savedHead = JSON.parse(savedText); } catch {
+      setStatus('audit-verify-result', '✘ the saved head is not JSON', 'bad');
+      $('audit-verify-result').dataset.verified = 'false';
+      return;
+    }
+  }
   const result = await verifyAuditLog(async (from, limit) => {
     const res = await api('GET', `/v1/audit/entries?from=${from}&limit=${limit}`);
     if (res.status !== 200) throw new Error(explain(res).join(': '));
     return res.json;
-  }, (done, total) => setStatus('audit-verify-result', `Verifying… ${done} of ${total} entries`)).catch((err) => ({ ok: false, message: err.message }));
+  }, (done, total) => setStatus('audit-verify-result', `Verifying… ${done} of ${total} entries`),
+  { expectedKey: $('audit-expected-key').value.trim(), savedHead }).catch((err) => ({ ok: false, message: err.message }));
   setStatus('audit-verify-result', `${result.ok ? '✔ ' : '✘ '}${result.message}`, result.ok ? 'ok' : 'bad');
+  if (result.ok) {
+    // What is on screen is now what was verified.
+    renderAuditHead(result.head, true);
+    renderAuditEntries(result.entries);
+  }
   $('audit-verify-result').dataset.verified = String(result.ok);
 }
 
@@ -537,9 +555,10 @@ async function loadResidency() {
       [3, 4, 5]));
   }
   const v = document.createElement('p');
-  v.textContent = r.violations.length ? `${r.violations.length} violations: ${r.violations.map((x) => x.problem).join('; ')}`
+  v.textContent = r.violation_count
+    ? `${r.violation_count} violations: ${Object.entries(r.violations_by_problem).map(([p, n]) => `${p} (${n})`).join('; ')}`
     : 'No violations: every user held here lives in a jurisdiction this region is primary for, and every backup held is approved.';
-  v.className = r.violations.length ? 'status bad' : 'status ok';
+  v.className = r.violation_count ? 'status bad' : 'status ok';
   out.push(v);
   $('residency').replaceChildren(...out);
 }

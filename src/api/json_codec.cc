@@ -269,19 +269,6 @@ std::string FeedToJson(const FeedResponse& feed) {
       }
       out.push_back(']');
     }
-    if (!it.components.empty()) {
-      out.append(",\"creator_id\":");
-      AppendJsonString(&out, it.creator_id);
-      out.append(",\"tags\":");
-      AppendJsonStrings(&out, it.tags);
-      out.append(",\"components\":[");
-      for (size_t k = 0; k < it.components.size(); ++k) {
-        const ScoreComponent& c = it.components[k];
-        fmt::format_to(std::back_inserter(out), "{}{{\"head\":\"{}\",\"probability\":{},\"weight\":{}}}",
-                       k > 0 ? "," : "", c.head, c.probability, c.weight);
-      }
-      out.push_back(']');
-    }
     out.append(",\"video_id\":");
     AppendJsonString(&out, it.video_id);
     out.push_back('}');

@@ -126,5 +126,31 @@ TEST(JsonCodecTest, FeedJsonMatchesTheJsonTree) {
   EXPECT_NE(got.find("\\u0001"), std::string::npos);
 }
 
+// explain=true: each item once more says what it is and what its score is
+// made of, each field once (a parser may refuse duplicate keys).
+TEST(JsonCodecTest, AnExplainedFeedItemHasEachFieldOnce) {
+  FeedResponse f;
+  f.user_id = "u1";
+  for (int i = 0; i < 3; ++i) {
+    FeedItem it;
+    it.video_id = "v" + std::to_string(i);
+    it.score = 0.5 * i;
+    it.creator_id = "mia";
+    it.tags = {"cats", "pets"};
+    it.components = {{"complete", 0.25, 1.0}, {"skip", 0.5, -0.5}};
+    f.items.push_back(it);
+  }
+  const std::string got = FeedToJson(f);
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = got.find(needle); at != std::string::npos; at = got.find(needle, at + 1)) ++n;
+    return n;
+  };
+  for (const char* field : {"\"creator_id\"", "\"tags\"", "\"components\"", "\"video_id\""}) EXPECT_EQ(count(field), 3u) << field;
+  const nlohmann::json j = nlohmann::json::parse(got);
+  EXPECT_EQ(j["items"][1]["components"][1], (nlohmann::json{{"head", "skip"}, {"probability", 0.5}, {"weight", -0.5}}));
+  EXPECT_EQ(j["items"][2]["tags"], (nlohmann::json{"cats", "pets"}));
+}
+
 }  // namespace
 }  // namespace foryou

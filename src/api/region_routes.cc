@@ -48,6 +48,7 @@ Result<uint64_t> UintParam(const HttpRequest& req, const char* name, uint64_t fa
 }
 
 constexpr uint64_t kMaxAuditPage = 10000;
+constexpr size_t kMaxViolationsListed = 100;  // GET /v1/residency; the counts are whole
 
 }  // namespace
 
@@ -173,7 +174,7 @@ void HttpServer::InstallRegionRoutes() {
     const nlohmann::json report =
         ResidencyReport(*region_, engine_->Users(), holdings, [this](const std::string& id) {
           return audit_ != nullptr ? audit_->Pseudonym(id) : engine_->Pseudonym(id);
-        });
+        }, kMaxViolationsListed);
     return Reply{200, report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
   });
   routes_.back().capability = Capability::kAuditRead;

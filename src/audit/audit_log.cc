@@ -122,6 +122,16 @@ class RecordReader {
     offset_ = kMagicLen;
     return Status::OK();
   }
+  // Opens at the record that starts at byte `offset`, entry number `index`
+  // (an offset AuditLog recorded: see checkpoints_).
+  Status OpenAt(const std::string& path, uint64_t offset, uint64_t index) {
+    FORYOU_RETURN_IF_ERROR(Open(path));
+    if (offset < kMagicLen || offset > size_) return Status::Internal("audit log: bad checkpoint offset");
+    in_.seekg(static_cast<std::streamoff>(offset));
+    offset_ = offset;
+    count_ = index;
+    return Status::OK();
+  }
 
   // The next record into *r: true, or false at the end (torn() says whether
   // a partial record ends the file). Corruption for damage.
@@ -228,9 +238,11 @@ Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
   FORYOU_RETURN_IF_ERROR(reader.Open(path));
   Record record, last_record;
   for (;;) {
+    const uint64_t at = reader.valid_end(), index = reader.count();
     auto more = reader.Next(&record);
     if (!more.ok()) return more.status();
     if (!*more) break;
+    if (index % kCheckpointEvery == 0) log->checkpoints_.push_back(at);
     log->tree_.Add(LeafHash(record.entry));
     std::swap(last_record, record);
   }
@@ -309,6 +321,7 @@ Status AuditLog::AppendLocked(AuditEntry e) {
   for (int i = 0; i < 4; ++i) rec.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
   rec += payload;
   const off_t start = ::lseek(fd_, 0, SEEK_CUR);
+  if (start < 0) return Status::IOError("audit log: cannot find its end");
   size_t written = 0;
   while (written < rec.size()) {
     const ssize_t n = ::write(fd_, rec.data() + written, rec.size() - written);
@@ -320,6 +333,7 @@ Status AuditLog::AppendLocked(AuditEntry e) {
     }
     written += static_cast<size_t>(n);
   }
+  if (e.seq % kCheckpointEvery == 0) checkpoints_.push_back(static_cast<uint64_t>(start));
   tree_ = std::move(tree);
   head_ = {tree_.size(), e.ts_ms, root, sig};
   ++written_;
@@ -364,11 +378,18 @@ std::string AuditLog::Pseudonym(const std::string& user_id) const {
 
 Status AuditLog::ReadEntries(uint64_t from, size_t limit, SignedTreeHead* head, std::vector<AuditEntry>* entries,
                              std::vector<std::string>* encoded) const {
-  *head = Head();  // every entry it covers is in the file already (AppendLocked)
+  uint64_t offset = 0, first = 0;
+  {
+    std::lock_guard lock(mu_);
+    *head = head_;  // every entry it covers is in the file already (AppendLocked)
+    if (from >= head->tree_size || limit == 0) return Status::OK();
+    first = from / kCheckpointEvery * kCheckpointEvery;
+    offset = checkpoints_.at(from / kCheckpointEvery);
+  }
   RecordReader reader;
-  FORYOU_RETURN_IF_ERROR(reader.Open(path_));
+  FORYOU_RETURN_IF_ERROR(reader.OpenAt(path_, offset, first));
   Record r;
-  for (uint64_t i = 0; i < head->tree_size && i < from + limit; ++i) {
+  for (uint64_t i = first; i < head->tree_size && i < from + limit; ++i) {
     auto more = reader.Next(&r);
     if (!more.ok()) return more.status();
     if (!*more) return Status::Corruption(fmt::format("audit log: ends at entry {}, its head says {}", i, head->tree_size));

@@ -97,7 +97,9 @@ class AuditLog {
   // `entry` of docs/FORMATS.md), so that a reader can recompute the root and
   // check the signature itself (GET /v1/audit/entries, the console). One
   // pass from the start of the file, one record in memory at a time; may
-  // run alongside Append.
+  // run alongside Append. Starts reading at the nearest checkpoint (one
+  // every kCheckpointEvery entries), so a page costs its own length plus at
+  // most kCheckpointEvery entries, however long the log.
   Status ReadEntries(uint64_t from, size_t limit, SignedTreeHead* head, std::vector<AuditEntry>* entries,
                      std::vector<std::string>* encoded) const;
 
@@ -120,6 +122,10 @@ class AuditLog {
   std::string pseudonym_key_; // 32 bytes
   std::function<std::string(const std::string&)> pseudonymizer_;  // may be empty
   MerkleBuilder tree_;        // guarded by mu_
+  // The file offset of entries 0, kCheckpointEvery, 2 kCheckpointEvery, ...
+  // (8 bytes per 1,024 entries), for ReadEntries. Guarded by mu_.
+  static constexpr uint64_t kCheckpointEvery = 1024;
+  std::vector<uint64_t> checkpoints_;
   SignedTreeHead head_;       // guarded by mu_
 };
 

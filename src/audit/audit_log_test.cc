@@ -75,6 +75,33 @@ TEST(AuditLogTest, ReadEntriesGivesTheBytesThatHashToItsHead) {
   EXPECT_TRUE(encoded.empty());
 }
 
+// Pages start at the checkpoint before them (one per 1,024 entries), both
+// for entries appended since the open and for those found at it.
+TEST(AuditLogTest, ReadEntriesFindsEveryPageOfALongLog) {
+  TempDir dir;
+  Fill(dir.path(), 0, 1500);
+  std::vector<AuditEntry> all;
+  std::vector<Hash> leaves;
+  ASSERT_TRUE(AuditLog::ReadAll(dir.path(), &all, &leaves).ok());
+  std::unique_ptr<AuditLog> log;
+  ASSERT_TRUE(AuditLog::Open(dir.path(), &log).ok());  // checkpoints from the file
+  for (int i = 1500; i < 2600; ++i) ASSERT_TRUE(log->Append(Entry(i), false).ok());  // and from appends
+  for (uint64_t from : {0ull, 1023ull, 1024ull, 1025ull, 1499ull, 2047ull, 2048ull, 2595ull}) {
+    SignedTreeHead head;
+    std::vector<AuditEntry> entries;
+    std::vector<std::string> encoded;
+    ASSERT_TRUE(log->ReadEntries(from, 7, &head, &entries, &encoded).ok()) << from;
+    ASSERT_EQ(entries.size(), std::min<uint64_t>(7, 2600 - from)) << from;
+    for (size_t k = 0; k < entries.size(); ++k) {
+      EXPECT_EQ(entries[k].seq, from + k);
+      EXPECT_EQ(entries[k].subject, "p:" + std::to_string(from + k));
+      if (from + k < all.size()) {
+        EXPECT_EQ(LeafHash(encoded[k]), leaves[from + k]);
+      }
+    }
+  }
+}
+
 TEST(AuditLogTest, FlippingAnyByteIsDetectedAndNamesTheEntry) {
   TempDir dir;
   Fill(dir.path(), 0, 6);

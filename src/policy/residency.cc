@@ -6,12 +6,20 @@ namespace foryou {
 
 nlohmann::json ResidencyReport(const PolicyRegion& region, const std::vector<UserSummary>& users,
                                const std::vector<BackupHolding>& holdings,
-                               const std::function<std::string(const std::string&)>& pseudonym) {
+                               const std::function<std::string(const std::string&)>& pseudonym,
+                               size_t max_violations) {
   struct Row {
     uint64_t users = 0, events = 0;
   };
   std::map<std::string, Row> rows;
   nlohmann::json flagged = nlohmann::json::array();
+  std::map<std::string, uint64_t> by_problem;
+  uint64_t violations = 0;
+  auto flag = [&](nlohmann::json v) {
+    ++violations;
+    by_problem[v["problem"].get<std::string>()]++;
+    if (flagged.size() < max_violations) flagged.push_back(std::move(v));
+  };
   for (const UserSummary& u : users) {
     const std::string j = u.home.empty() ? "(none)" : u.home;
     rows[j].users++;
@@ -20,7 +28,7 @@ nlohmann::json ResidencyReport(const PolicyRegion& region, const std::vector<Use
     if (u.home.empty()) problem = "no home jurisdiction recorded";
     else if (!region.primary_for.count(u.home)) problem = "this region is not primary for " + u.home;
     if (!problem.empty()) {
-      flagged.push_back({{"user", pseudonym(u.id)}, {"home", u.home}, {"events", u.events}, {"problem", problem}});
+      flag({{"user", pseudonym(u.id)}, {"home", u.home}, {"events", u.events}, {"problem", problem}});
     }
   }
   nlohmann::json by_j = nlohmann::json::array();
@@ -40,7 +48,7 @@ nlohmann::json ResidencyReport(const PolicyRegion& region, const std::vector<Use
                             {"records", h.records},
                             {"shredded", h.shredded}});
     if (!allowed) {
-      flagged.push_back({{"backup_of", h.source}, {"home", h.jurisdiction}, {"users", h.users + h.shredded_users},
+      flag({{"backup_of", h.source}, {"home", h.jurisdiction}, {"users", h.users + h.shredded_users},
                          {"problem", "this region may not hold backups of " + h.jurisdiction}});
     }
   }
@@ -51,6 +59,8 @@ nlohmann::json ResidencyReport(const PolicyRegion& region, const std::vector<Use
           {"backup_for", region.backup_for},
           {"held", by_j},
           {"backups_held", backups_held},
+          {"violation_count", violations},
+          {"violations_by_problem", by_problem},
           {"violations", flagged}};
 }
 

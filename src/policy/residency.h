@@ -10,6 +10,7 @@
 // are named only by pseudonym (`pseudonym`, the audit log's), never by id.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -26,9 +27,14 @@ namespace foryou {
 //  "held": [{"jurisdiction", "held_as", "users", "events"}],
 //  "backups_held": [{"source_region", "jurisdiction", "held_as", "users",
 //                    "shredded_users", "event_groups", "records", "shredded"}],
+//  "violation_count": N, "violations_by_problem": {"<problem>": count},
 //  "violations": [{"user" | "backup_of", "home", ..., "problem"}]}
+// `violations` lists at most `max_violations` of them (a store restarted
+// under a policy after running open may flag every user); the counts are
+// always whole.
 nlohmann::json ResidencyReport(const PolicyRegion& region, const std::vector<UserSummary>& users,
                                const std::vector<BackupHolding>& backups_held,
-                               const std::function<std::string(const std::string&)>& pseudonym);
+                               const std::function<std::string(const std::string&)>& pseudonym,
+                               size_t max_violations = SIZE_MAX);
 
 }  // namespace foryou

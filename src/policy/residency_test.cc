@@ -36,6 +36,11 @@ TEST(ResidencyTest, CountsPerJurisdictionAndFlagsWhatThePolicyDoesNotAllow) {
   // cid (no home), dee (SG is not this region's) and the EU backup.
   ASSERT_EQ(r["violations"].size(), 3u);
   EXPECT_EQ(r["violations"][2]["backup_of"], "eu");
+  EXPECT_EQ(r["violation_count"], 3);
+  EXPECT_EQ(r["violations_by_problem"]["no home jurisdiction recorded"], 1);
+  const nlohmann::json capped = ResidencyReport(us, users, {ca, eu}, [](const std::string& id) { return id; }, 1);
+  EXPECT_EQ(capped["violations"].size(), 1u);
+  EXPECT_EQ(capped["violation_count"], 3);
   // Users appear by pseudonym only.
   const std::string text = r.dump();
   for (const char* id : {"amy", "bob", "cid", "dee"}) EXPECT_EQ(text.find(id), std::string::npos) << id;

@@ -113,7 +113,16 @@ void Shipper::Run(size_t index) {
   bool known = false;
   uint64_t shipped = 0;
 
-  auto fail = [&](const std::string& why) {
+  auto fail = [&](const std::string& raw) {
+    // A backup region's answer may be anything (a proxy's 3 MB error page):
+    // what is kept, logged and shown on GET /v1/region is its first line,
+    // printable, at most 200 characters.
+    std::string why;
+    for (char c : raw) {
+      if (c == '\n' || c == '\r' || why.size() >= 200) break;
+      why.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+    }
+    if (why.size() < raw.size()) why += "...";
     {
       std::lock_guard lock(mu_);
       Target& t = targets_[index];

@@ -305,7 +305,9 @@ region = "us"
   for (let i = 0; i < 40; i++) videos.push({ id: `clip${i}`, creator_id: `maker${i % 5}`, duration_ms: 20000, tags: [`t${i % 4}`], language: 'en' });
   check((await api(us, 'POST', '/v1/videos', { body: { videos }, key: keys.operator })).status === 200, 'policy: catalog write');
   const users = ['zed-alpha', 'zed-bravo', 'zed-charlie'];
+  let saved = null;  // a tree head an auditor saved early on
   for (const [n, u] of users.entries()) {
+    if (n === 1) saved = (await api(us, 'GET', '/v1/audit/head', { key: keys.auditor })).json;
     const events = [0, 1, 2, 3].map((k) => ({ user_id: u, video_id: `clip${n * 4 + k}`, type: 'play', watch_ratio: 1.0 }));
     check((await api(us, 'POST', '/v1/events', { body: { events }, key: keys.service, jurisdiction: 'US' })).status === 200, `policy: events of ${u}`);
     check((await api(us, 'GET', `/v1/feed?user_id=${u}&n=5`, { key: keys.service, jurisdiction: 'US' })).status === 200, `policy: feed of ${u}`);
@@ -331,13 +333,28 @@ region = "us"
   check(await page.$eval('nav button[data-view="user"]', (b) => b.disabled), 'policy: nor the user view');
   await page.waitForSelector('#audit-entries table');
   await page.waitForSelector('#residency table');
-  await page.click('#audit-verify');
-  await page.waitForFunction(() => document.querySelector('#audit-verify-result').dataset.verified !== undefined, { timeout: 30000 });
-  const verdict = await text(page, '#audit-verify-result');
-  check(await page.$eval('#audit-verify-result', (e) => e.dataset.verified === 'true'), `policy: the auditor verifies the signed tree head (${verdict})`);
+  const verify = async (expectedKey, savedHead) => {
+    await page.$eval('#audit-bring', (d) => { d.open = true; });
+    await page.$eval('#audit-expected-key', (e, v) => { e.value = v; }, expectedKey);
+    await page.$eval('#audit-saved-head', (e, v) => { e.value = v; }, savedHead);
+    await page.click('#audit-verify');
+    await page.waitForFunction(() => document.querySelector('#audit-verify-result').dataset.verified !== undefined, { timeout: 30000 });
+    return { ok: await page.$eval('#audit-verify-result', (e) => e.dataset.verified === 'true'), text: await text(page, '#audit-verify-result') };
+  };
   const head = await api(us, 'GET', '/v1/audit/head', { key: keys.auditor });
-  check(head.status === 200 && head.json.tree_size > 0 && verdict.includes(`${head.json.tree_size} entries`),
-    `policy: the verified head is the log's (${verdict}; head ${head.text})`);
+  let v = await verify('', '');
+  check(v.ok && v.text.includes(`${head.json.tree_size} entries`) && /paste the key you recorded/.test(v.text),
+    `policy: the auditor verifies the signed tree head, and is told it is bound to no recorded key (${v.text})`);
+  v = await verify('ab'.repeat(32), '');
+  check(!v.ok && /not by the key you recorded/.test(v.text), `policy: a log under another key than the one recorded fails (${v.text})`);
+  v = await verify(head.json.public_key, JSON.stringify({ ...saved, root_hash: 'cd'.repeat(32) }));
+  check(!v.ok && /rewritten/.test(v.text), `policy: a saved head the log does not extend fails (${v.text})`);
+  v = await verify(head.json.public_key, JSON.stringify(saved));
+  check(v.ok && /extend the head you saved/.test(v.text) && /the key you recorded/.test(v.text),
+    `policy: the log is signed by the recorded key and extends the saved head (${v.text})`);
+  check(saved.tree_size > 0 && saved.tree_size < head.json.tree_size, `policy: the saved head is an earlier one (${saved.tree_size} < ${head.json.tree_size})`);
+  const shown = await text(page, '#audit-head');
+  check(shown.includes(head.json.root_hash) && /verified in this browser/.test(shown), 'policy: the head on screen is the verified one');
   const policyText = await text(page, '#region-policy');
   check(/backed up only to sg/.test(policyText), `policy: the policy in words names the backup region (${policyText})`);
   const residency = await text(page, '#residency');
@@ -346,7 +363,7 @@ region = "us"
   check(!users.some((u) => body.includes(u)), 'policy: no user id anywhere on the auditor\'s page');
   const entries = await text(page, '#audit-entries');
   check(/p:[0-9a-f]{8}/.test(entries) && /feed\.read/.test(entries), 'policy: the entries show actions and pseudonyms');
-  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.$eval('#audit-bring', (e) => e.scrollIntoView({ block: 'start' }));
   await shot(page, 'region-auditor');
   for (const p of ['/v1/feed?user_id=zed-alpha', '/v1/users/zed-alpha']) {
     const r = await api(us, 'GET', p, { key: keys.auditor, jurisdiction: 'US' });
@@ -405,6 +422,11 @@ region = "us"
   const recent = await page.$$eval('#recent-users option', (os) => os.map((o) => o.value));
   check(!recent.includes('zed-bravo'), `policy: the erased user is gone from the console's user list (${recent})`);
   await noStorage(page, 'policy service');
+  // Signing out forgets the key and everything the principal saw.
+  await Promise.all([page.waitForNavigation({ waitUntil: 'networkidle0' }), page.click('#signout')]);
+  check(await visible(page, '#view-signin'), 'policy: signing out asks for a key again');
+  const after = await page.evaluate(() => document.body.innerText + [...document.querySelectorAll('input')].map((i) => i.value).join(' '));
+  check(!users.some((u) => after.includes(u)), 'policy: nothing of the last principal\'s users is left on the page');
   await page.close();
 
   await Promise.all([stopServer(us), stopServer(sg)]);
