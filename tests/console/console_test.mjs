@@ -363,8 +363,10 @@ region = "us"
   check(!users.some((u) => body.includes(u)), 'policy: no user id anywhere on the auditor\'s page');
   const entries = await text(page, '#audit-entries');
   check(/p:[0-9a-f]{8}/.test(entries) && /feed\.read/.test(entries), 'policy: the entries show actions and pseudonyms');
-  await page.$eval('#audit-bring', (e) => e.scrollIntoView({ block: 'start' }));
+  await page.evaluate(() => window.scrollTo(0, 0));
   await shot(page, 'region-auditor');
+  await page.$eval('#audit-bring', (e) => e.scrollIntoView({ block: 'start' }));
+  await shot(page, 'audit-verified');
   for (const p of ['/v1/feed?user_id=zed-alpha', '/v1/users/zed-alpha']) {
     const r = await api(us, 'GET', p, { key: keys.auditor, jurisdiction: 'US' });
     check(r.status === 403, `policy: the API refuses the auditor ${p} too (${r.status})`);
