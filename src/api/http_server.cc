@@ -383,7 +383,7 @@ std::optional<RouteReply> HttpServer::Authorize(const Route& route, const HttpRe
                                              ? MisdirectedToJson(refusal->message, refusal->home_region)
                                              : ErrorToJson(refusal->code, refusal->message)};
     }
-    if ((act == "user.import" || act == "user.fence") && !RoleMay(p->role, Capability::kImport)) {
+    if (route.capability == Capability::kImport && !RoleMay(p->role, Capability::kImport)) {
       // A user arriving with their data from another region is a
       // migration: an admin's act, never a service's.
       return Reply{403, ErrorToJson("forbidden", fmt::format("principal {} is not an admin: only admins migrate users",
@@ -690,6 +690,7 @@ void HttpServer::InstallRoutes() {
     return Reply{200, fmt::format(R"({{"imported":{},"user_id":{},"home_jurisdiction":{}}})", *imported,
                                   nlohmann::json(user).dump(), nlohmann::json(jurisdiction).dump())};
   }, "user.import", PathUser);
+  routes_.back().capability = Capability::kImport;  // a migration: admins only
 
   // Migration, leaving side: the user's writes are refused here while they
   // move (engine/user_fences.h); the erasure that ends the move lifts it.
@@ -698,11 +699,13 @@ void HttpServer::InstallRoutes() {
     return s.ok() ? Reply{200, fmt::format(R"({{"user_id":{},"fenced":true}})", nlohmann::json(req.matches[1]).dump())}
                   : ErrorReply(s);
   }, "user.fence", PathUser);
+  routes_.back().capability = Capability::kImport;
   route("DELETE", R"(/v1/users/([^/]+)/fence)", "users_unfence", [this](const HttpRequest& req) {
     Status s = engine_->FenceUser(req.matches[1], false);
     return s.ok() ? Reply{200, fmt::format(R"({{"user_id":{},"fenced":false}})", nlohmann::json(req.matches[1]).dump())}
                   : ErrorReply(s);
   }, "user.fence", PathUser);
+  routes_.back().capability = Capability::kImport;
 
   route("GET", R"(/v1/videos/([^/]+))", "videos_get", [this](const HttpRequest& req) {
     auto video = engine_->GetVideo(req.matches[1]);

@@ -53,8 +53,11 @@ struct HttpServer::Route {
   // Non-null marks an endpoint of personal data ("feed.read", ...) or of
   // backups ("backup.write", ...): authorized (with a policy) and audited.
   const char* action = nullptr;
-  // Under a policy, a route that is not personal data but still needs a
-  // principal with this capability (GET /v1/region, /v1/audit/...).
+  // Under a policy, the capability the principal needs besides what
+  // `action` implies: a route that is not personal data but still needs a
+  // principal (GET /v1/region: kRegionRead, /v1/audit/...: kAuditRead), or
+  // a personal-data route only some roles may use (import and fence, the
+  // two ends of a migration: kImport).
   std::optional<Capability> capability;
   // The users a request touches, known before it runs.
   std::function<std::vector<std::string>(const HttpRequest&)> users;
