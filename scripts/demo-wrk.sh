@@ -5,7 +5,9 @@
 # ratio (docs/PERFORMANCE.md, issue 11's first target). Feeds never repeat
 # a video to a user, so as a round goes on the demo users' best candidates
 # are used up and later feeds score fewer of them: round 1 starts from a
-# fresh server (nothing served yet) and is reported on its own.
+# fresh server (nothing served yet) and is reported on its own. The last
+# column is the same feed with explain=true (what the console asks for: each
+# item's creator, tags and score components), for its cost.
 #
 #   scripts/demo-wrk.sh [ROUNDS] [SECS]       # default 3 rounds of 8 s
 #
@@ -35,10 +37,12 @@ done
 cat > "$DIR/feed.lua" <<'EOF'
 request = function() return wrk.format("GET", "/v1/feed?user_id=u" .. math.random(0, 1410) .. "&n=20") end
 EOF
+sed 's/&n=20/\&n=20\&explain=true/' "$DIR/feed.lua" > "$DIR/explain.lua"
 rps() { wrk -t2 -c8 -d"${SECS}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
-echo "round  healthz/s   feed/s   feed/healthz"
+echo "round  healthz/s   feed/s   feed/healthz   explained/s"
 for r in $(seq "$ROUNDS"); do
   f=$(rps -s "$DIR/feed.lua" "http://127.0.0.1:$PORT")
   h=$(rps "http://127.0.0.1:$PORT/healthz")
-  awk -v r="$r" -v h="$h" -v f="$f" 'BEGIN { printf "%5d %10.0f %8.0f %14.3f\n", r, h, f, f / h }'
+  x=$(rps -s "$DIR/explain.lua" "http://127.0.0.1:$PORT")
+  awk -v r="$r" -v h="$h" -v f="$f" -v x="$x" 'BEGIN { printf "%5d %10.0f %8.0f %14.3f %13.0f\n", r, h, f, f / h, x }'
 done
