@@ -618,13 +618,21 @@ async function pollHealth() {
     .filter((b) => b.value > 0).sort((a, b) => b.value - a.value);
   $('health-rates').replaceChildren(bars.length ? barChart({ title: prev ? 'requests/s by endpoint' : 'requests since start',
     bars }) : document.createTextNode('No requests yet.'));
-  // Feed latency: the histogram's buckets, as counts per bucket.
-  const buckets = ms.filter((m) => m.name === 'foryou_http_request_duration_seconds_bucket' && m.labels.endpoint === 'feed')
+  // Feed latency: the histogram's buckets, as feeds per bucket over the
+  // last interval (since start until there is one with feeds in it).
+  const buckets = (list) => list.filter((m) => m.name === 'foryou_http_request_duration_seconds_bucket' && m.labels.endpoint === 'feed')
     .map((m) => ({ le: m.labels.le === '+Inf' ? Infinity : Number(m.labels.le), n: m.value })).sort((a, b) => a.le - b.le);
-  const hist = buckets.map((b, i) => ({ label: b.le === Infinity ? `> ${formatNumber(buckets[i - 1].le * 1000)} ms`
-    : `≤ ${formatNumber(b.le * 1000)} ms`, value: b.n - (i ? buckets[i - 1].n : 0) }));
+  const histogram = (bs) => bs.map((b, i) => ({ label: b.le === Infinity ? `> ${formatNumber(bs[i - 1].le * 1000)} ms`
+    : `≤ ${formatNumber(b.le * 1000)} ms`, value: b.n - (i ? bs[i - 1].n : 0) }));
+  const now_ = histogram(buckets(ms));
+  let hist = now_, span = 'since start';
+  if (prev) {
+    const before = histogram(buckets(prev.ms));
+    const recent = now_.map((h, i) => ({ label: h.label, value: h.value - (before[i] ? before[i].value : 0) }));
+    if (recent.some((h) => h.value > 0)) { hist = recent; span = `in the last ${formatNumber(dt, 2)} s`; }
+  }
   $('health-latency').replaceChildren(hist.some((h) => h.value > 0)
-    ? barChart({ title: 'feeds per latency bucket, since start', bars: hist })
+    ? barChart({ title: `feeds per latency bucket, ${span}`, bars: hist })
     : document.createTextNode('No feeds served yet.'));
 }
 

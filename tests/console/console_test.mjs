@@ -226,7 +226,9 @@ async function openMode() {
   // Health and results draw from /metrics and the built-in results.
   await clickNav(page, 'health');
   await page.waitForFunction(() => document.querySelectorAll('#health-latency svg').length > 0, { timeout: 15000 });
-  await new Promise((r) => setTimeout(r, 2300));  // a second sample: rates
+  for (let i = 0; i < 5; i++) await api(s, 'GET', `/v1/feed?user_id=u${20 + i}&n=5`);
+  await page.waitForFunction(() => /in the last/.test(document.querySelector('#health-latency').textContent), { timeout: 10000 })
+    .catch(() => check(false, 'open: the latency histogram shows the feeds of the last interval'));
   const tiles = await text(page, '#health-summary');
   check(/videos/.test(tiles) && /2,52\d/.test(tiles), `open: health shows the catalog's size (${tiles.replace(/\n/g, ' ')})`);
   await shot(page, 'health');
