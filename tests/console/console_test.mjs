@@ -34,14 +34,12 @@
 // does both). Prints one line per failed check; exits 1 on failure. Stops
 // every server and the browser it started, by PID.
 
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import puppeteer from 'puppeteer-core';
+import { KEYS, startServer as startServerIn, startTwoRegions, stopServer, track } from '../lib/servers.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
@@ -58,44 +56,11 @@ const check = (ok, what) => {
   if (!ok) { failures.push(what); console.log(`FAIL ${what}`); }
   return ok;
 };
-const sha = (s) => createHash('sha256').update(s).digest('hex');
 
-// ---- servers and the browser, stopped by PID at exit --------------------------
+// ---- servers (tests/lib/servers.mjs) and the browser, stopped by PID --------
 
-const children = [];
-process.on('exit', () => {
-  for (const c of children) { try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
-  fs.rmSync(TMP, { recursive: true, force: true });
-});
-
-function startServer(name, args, timeoutMs = 120000) {
-  const errFile = path.join(TMP, `${name}.err`);
-  const proc = spawn(FORYOU, ['serve', '--listen', '127.0.0.1:0', '--log-level', 'warn', ...args],
-    { stdio: ['ignore', 'pipe', fs.openSync(errFile, 'w')] });
-  children.push(proc);
-  const rl = readline.createInterface({ input: proc.stdout });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name}: not listening within ${timeoutMs} ms`)), timeoutMs);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${code}): ${fs.readFileSync(errFile, 'utf8').slice(-2000)}`));
-    });
-    rl.on('line', (line) => {
-      const m = line.match(/^listening on (https?:\/\/[^ ]+)/);
-      if (m) { clearTimeout(timer); resolve({ proc, name, url: m[1] }); }
-    });
-  });
-}
-
-function stopServer(server) {
-  return new Promise((resolve) => {
-    if (server.proc.exitCode !== null) return resolve();
-    server.proc.removeAllListeners('exit');
-    server.proc.on('exit', () => resolve());
-    process.kill(server.proc.pid, 'SIGTERM');
-    setTimeout(() => { try { process.kill(server.proc.pid, 'SIGKILL'); } catch { /* gone */ } }, 10000);
-  });
-}
+process.on('exit', () => fs.rmSync(TMP, { recursive: true, force: true }));
+const startServer = (name, args) => startServerIn(FORYOU, TMP, name, args);
 
 async function api(server, method, target, { body, key, jurisdiction } = {}) {
   const headers = { 'Content-Type': 'application/json' };
@@ -120,7 +85,7 @@ const browser = await puppeteer.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--font-render-hinting=none'],
   defaultViewport: { width: 1360, height: 900 },
 });
-children.push(browser.process());
+track(browser.process());
 
 async function openConsole(server, label) {
   const page = await browser.newPage();
@@ -245,62 +210,8 @@ async function openMode() {
 // ---- policy mode: two regions ---------------------------------------------------
 
 async function policyMode() {
-  const keys = { service: 'svc-key', admin: 'admin-key', auditor: 'audit-key', operator: 'ops-key', replication: 'repl-key' };
-  fs.writeFileSync(path.join(TMP, 'policy.toml'), `
-[[regions]]
-name = "us"
-jurisdiction = "US"
-operator = "Trusted Operator Inc."
-primary_for = ["US"]
-
-[[regions]]
-name = "sg"
-jurisdiction = "SG"
-operator = "Trusted Operator Inc."
-primary_for = ["SG"]
-backup_for = ["US"]
-
-[[principals]]
-name = "us-feed-service"
-key_sha256 = "${sha(keys.service)}"
-role = "service"
-read = ["US"]
-write = ["US"]
-
-[[principals]]
-name = "us-admin"
-key_sha256 = "${sha(keys.admin)}"
-role = "admin"
-read = ["*"]
-write = ["*"]
-
-[[principals]]
-name = "outside-auditor"
-key_sha256 = "${sha(keys.auditor)}"
-role = "auditor"
-
-[[principals]]
-name = "us-ops"
-key_sha256 = "${sha(keys.operator)}"
-role = "operator"
-
-[[principals]]
-name = "us-replication"
-key_sha256 = "${sha(keys.replication)}"
-role = "replication"
-read = ["US"]
-write = ["US"]
-region = "us"
-`);
-  fs.writeFileSync(path.join(TMP, 'repl.key'), keys.replication);
-  for (const r of ['us', 'sg']) {
-    fs.writeFileSync(path.join(TMP, `${r}.region-key`), spawnSync(FORYOU, ['keygen']).stdout, { mode: 0o600 });
-  }
-  const common = (r) => ['--policy', path.join(TMP, 'policy.toml'), '--region', r,
-    '--region-key-file', path.join(TMP, `${r}.region-key`), '--data-dir', path.join(TMP, r)];
-  const sg = await startServer('sg', common('sg'));
-  const us = await startServer('us', [...common('us'), '--backup-to', `sg=${sg.url}`,
-    '--backup-api-key-file', path.join(TMP, 'repl.key')]);
+  const keys = KEYS;
+  const { us, sg } = await startTwoRegions(FORYOU, TMP);
 
   // A small world, written through the API.
   const videos = [];

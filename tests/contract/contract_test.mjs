@@ -24,15 +24,14 @@
 // Prints one line per failed check and a coverage table; exits 1 on failure.
 // Stops every server it started, by PID.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import Ajv from 'ajv';
+import { KEYS, startServer as startServerIn, startTwoRegions, stopServer } from '../lib/servers.mjs';
 import YAML from 'yaml';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -87,47 +86,9 @@ const routes = Object.entries(spec.paths).map(([template, item]) => ({
 }));
 const routeOf = (p) => routes.find((r) => r.regex.test(p));
 
-// ---- servers ----------------------------------------------------------------
+// ---- servers: tests/lib/servers.mjs ----------------------------------------
 
-const children = [];
-process.on('exit', () => { for (const c of children) { try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } } });
-
-// Starts `foryou serve ARGS`; resolves with {proc, url, lines} at the first
-// stdout line that starts with `until` ("starting on" or "listening on").
-function startServer(name, args, until = 'listening on', timeoutMs = 120000) {
-  const errFile = path.join(TMP, `${name}.err`);
-  const proc = spawn(FORYOU, ['serve', '--listen', '127.0.0.1:0', '--log-level', 'warn', ...args],
-    { stdio: ['ignore', 'pipe', fs.openSync(errFile, 'w')] });
-  children.push(proc);
-  const server = { proc, name, url: null, listening: null };
-  const rl = readline.createInterface({ input: proc.stdout });
-  let resolveListening;
-  server.listening = new Promise((r) => { resolveListening = r; });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name}: no "${until}" within ${timeoutMs} ms`)), timeoutMs);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${code}): ${fs.readFileSync(errFile, 'utf8').slice(-2000)}`));
-    });
-    rl.on('line', (line) => {
-      const m = line.match(/^(starting on|listening on) (https?:\/\/[^ ]+)/);
-      if (!m) return;
-      server.url = m[2];
-      if (m[1] === 'listening on') resolveListening();
-      if (m[1] === until) { clearTimeout(timer); resolve(server); }
-    });
-  });
-}
-
-function stopServer(server) {
-  return new Promise((resolve) => {
-    if (server.proc.exitCode !== null) return resolve();
-    server.proc.removeAllListeners('exit');
-    server.proc.on('exit', () => resolve());
-    process.kill(server.proc.pid, 'SIGTERM');
-    setTimeout(() => { try { process.kill(server.proc.pid, 'SIGKILL'); } catch { /* gone */ } }, 10000);
-  });
-}
+const startServer = (name, args, until, timeoutMs) => startServerIn(FORYOU, TMP, name, args, until, timeoutMs);
 
 // ---- requests, checked ------------------------------------------------------
 
@@ -244,7 +205,6 @@ function rawRequest(server, text) {
 // ---- the scenario -----------------------------------------------------------
 
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'foryou-contract-'));
-const sha = (s) => createHash('sha256').update(s).digest('hex');
 const video = (id, extra = {}) => ({ id, creator_id: 'mia', duration_ms: 15000, tags: ['cats'], language: 'en', ...extra });
 
 async function openMode() {
@@ -361,62 +321,8 @@ async function openMode() {
 }
 
 async function policyMode() {
-  const keys = { service: 'svc-key', admin: 'admin-key', auditor: 'audit-key', operator: 'ops-key', replication: 'repl-key', sgsvc: 'sg-svc-key' };
-  const policy = `
-[[regions]]
-name = "us"
-jurisdiction = "US"
-operator = "Trusted Operator Inc."
-primary_for = ["US"]
-
-[[regions]]
-name = "sg"
-jurisdiction = "SG"
-operator = "Trusted Operator Inc."
-primary_for = ["SG"]
-backup_for = ["US"]
-
-[[principals]]
-name = "us-feed-service"
-key_sha256 = "${sha(keys.service)}"
-role = "service"
-read = ["US"]
-write = ["US"]
-
-[[principals]]
-name = "migrations"
-key_sha256 = "${sha(keys.admin)}"
-role = "admin"
-read = ["*"]
-write = ["*"]
-
-[[principals]]
-name = "outside-auditor"
-key_sha256 = "${sha(keys.auditor)}"
-role = "auditor"
-
-[[principals]]
-name = "us-ops"
-key_sha256 = "${sha(keys.operator)}"
-role = "operator"
-
-[[principals]]
-name = "us-replication"
-key_sha256 = "${sha(keys.replication)}"
-role = "replication"
-read = ["US"]
-write = ["US"]
-region = "us"
-`;
-  fs.writeFileSync(path.join(TMP, 'policy.toml'), policy);
-  fs.writeFileSync(path.join(TMP, 'repl.key'), keys.replication);
-  for (const r of ['us', 'sg']) {
-    const out = spawnSync(FORYOU, ['keygen']);
-    fs.writeFileSync(path.join(TMP, `${r}.region-key`), out.stdout, { mode: 0o600 });
-  }
-  const common = (r) => ['--policy', path.join(TMP, 'policy.toml'), '--region', r, '--region-key-file', path.join(TMP, `${r}.region-key`), '--data-dir', path.join(TMP, r)];
-  const sg = await startServer('sg', common('sg'));
-  const us = await startServer('us', [...common('us'), '--backup-to', `sg=${sg.url}`, '--backup-api-key-file', path.join(TMP, 'repl.key')]);
+  const keys = KEYS;
+  const { us, sg } = await startTwoRegions(FORYOU, TMP);
   const as = (key, jurisdiction = 'US') => ({ Authorization: `Bearer ${key}`, ...(jurisdiction ? { 'X-Foryou-Jurisdiction': jurisdiction } : {}) });
 
   await call(us, 'POST', '/v1/videos', { body: [video('cat1'), video('cat2')], want: 401, note: 'no key' });
@@ -540,7 +446,6 @@ try {
 } catch (e) {
   fail(`error: ${e.stack || e}`);
 } finally {
-  for (const c of children) { try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
 }
 console.log(`${requestCounter} requests checked against docs/openapi.yaml; ${failures.length} failure(s)`);
 if (failures.length === 0) fs.rmSync(TMP, { recursive: true, force: true });
