@@ -198,7 +198,7 @@ function followsAction(item) {
   return '';
 }
 
-function card(item, rank, { live, previousIds }) {
+function card(item, rank, { live }) {
   const li = document.createElement('li');
   li.className = 'card';
   li.dataset.video = item.video_id;
@@ -260,7 +260,6 @@ function card(item, rank, { live, previousIds }) {
     }
     li.appendChild(actions);
   }
-  if (previousIds && previousIds.has(item.video_id)) li.dataset.repeat = 'true';
   return li;
 }
 
@@ -506,7 +505,8 @@ function renderAuditEntries(entries) {
 }
 
 async function loadAudit() {
-  // One request: the latest entries and the head they belong to.
+  // The head's size says where the latest 20 start; the page carries the
+  // head its entries belong to, and that is what is shown.
   const head = await api('GET', '/v1/audit/head');
   if (head.status !== 200) { showMessage(head); return; }
   const from = Math.max(0, head.json.tree_size - 20);

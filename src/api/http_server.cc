@@ -56,6 +56,11 @@ Status ParseListenAddress(const std::string& listen, std::string* host, int* por
   return Status::OK();
 }
 
+std::string BearerKey(const HttpRequest& req) {
+  std::string key = req.get_header_value("Authorization");
+  if (key.rfind("Bearer ", 0) == 0) key = key.substr(7);
+  return key;
+}
 
 RouteReply ErrorReply(const Status& s) {
   const int status = HttpStatusFor(s.code());
@@ -72,8 +77,6 @@ RouteReply ErrorReply(const Status& s) {
 }
 
 namespace {
-
-
 
 // The error code of a status, for the errors the transport makes itself and
 // for foryou_http_rejections_total.
@@ -163,7 +166,6 @@ const char* RejectionReason(int status, bool routed) {
 }
 
 }  // namespace
-
 
 // What the wrapper learned about one request while authorizing it.
 struct HttpServer::Authorized {
@@ -356,8 +358,7 @@ std::optional<RouteReply> HttpServer::Authorize(const Route& route, const HttpRe
     return Reply{403, ErrorToJson("forbidden", "backups need a policy: this server runs in open mode")};
   }
   if (policy_ == nullptr) return std::nullopt;
-  std::string key = req.get_header_value("Authorization");
-  if (key.rfind("Bearer ", 0) == 0) key = key.substr(7);
+  const std::string key = BearerKey(req);
   const Principal* p = policy_->Authenticate(key);
   out->principal = p != nullptr ? p->name : "unauthenticated";
   if (backup) {
@@ -719,7 +720,7 @@ void HttpServer::InstallRoutes() {
   // GETs that read the log rather than the in-memory state (MayBlock).
   for (Route& r : routes_) {
     const std::string_view e = r.endpoint;
-    if (e == "users_export" || e.starts_with("backup_") || e == "residency" || e == "audit_entries") r.reads_log = true;
+    if (e == "users_export" || e.starts_with("backup_")) r.reads_log = true;
   }
 }
 

@@ -68,9 +68,7 @@ void HttpServer::InstallRegionRoutes() {
     nlohmann::json may = nlohmann::json::array();
     const Principal* p = nullptr;
     if (policy_ != nullptr) {
-      std::string key = req.get_header_value("Authorization");
-      if (key.rfind("Bearer ", 0) == 0) key = key.substr(7);
-      p = policy_->Authenticate(key);
+      p = policy_->Authenticate(BearerKey(req));
     }
     for (Capability c : {Capability::kPersonalData, Capability::kImport, Capability::kCatalogWrite,
                          Capability::kBackup, Capability::kRegionRead, Capability::kAuditRead}) {
@@ -160,6 +158,7 @@ void HttpServer::InstallRegionRoutes() {
     return Reply{200, out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
   });
   routes_.back().capability = Capability::kAuditRead;
+  routes_.back().reads_log = true;  // reads the audit log file: the blocking pool
 
   AddRoute("GET", "/v1/residency", "residency", [this](const HttpRequest&) {
     if (region_ == nullptr) {
@@ -178,6 +177,7 @@ void HttpServer::InstallRegionRoutes() {
     return Reply{200, report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
   });
   routes_.back().capability = Capability::kAuditRead;
+  routes_.back().reads_log = true;  // replays the backups held (Holdings)
 }
 
 }  // namespace foryou

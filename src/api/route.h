@@ -37,6 +37,10 @@ using Reply = RouteReply;
 // names) go to the server log, not to the client.
 RouteReply ErrorReply(const Status& s);
 
+// The API key of `Authorization: Bearer KEY` (the header's whole value
+// without the prefix), "" without one.
+std::string BearerKey(const HttpRequest& req);
+
 // One row of the route table: everything the wrapper needs to know about an
 // endpoint, declared once (HttpServer::AddRoute).
 struct HttpServer::Route {
