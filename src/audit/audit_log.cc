@@ -1,6 +1,8 @@
 #include "audit/audit_log.h"
 
 #include <errno.h>
+#include <cstdio>
+#include <algorithm>
 #include <fcntl.h>
 #include <sys/statvfs.h>
 #include <openssl/evp.h>
@@ -17,7 +19,9 @@
 #include <sstream>
 
 #include "audit/signing.h"
+#include "crypto/keyring.h"
 #include "util/coding.h"
+#include "util/crash_point.h"
 
 #include "util/clock.h"
 
@@ -25,8 +29,10 @@ namespace foryou {
 
 namespace {
 
-constexpr char kMagic[] = "FYAUDIT1";
+constexpr char kMagic[] = "FYAUDIT1";   // the first segment: starts at entry 0
+constexpr char kMagic2[] = "FYAUDIT2";  // a later segment: starts from a signed tree state
 constexpr size_t kMagicLen = 8;
+constexpr char kSealedKeysContext[] = "foryou audit keys v1";
 // No record is near this long (ids are at most 256 bytes); a length field
 // beyond it is damage, never a record.
 constexpr uint32_t kMaxRecordBytes = 64 << 10;
@@ -116,17 +122,47 @@ class RecordReader {
     size_ = static_cast<uint64_t>(in_.tellg());
     in_.seekg(0);
     char magic[kMagicLen];
-    if (size_ < kMagicLen || !in_.read(magic, kMagicLen) || std::string_view(magic, kMagicLen) != kMagic) {
-      return Status::Corruption("audit log: missing FYAUDIT1 header (unknown format or version)");
+    if (size_ < kMagicLen || !in_.read(magic, kMagicLen)) {
+      return Status::Corruption(fmt::format("{}: missing FYAUDIT header (unknown format or version)", path));
     }
-    offset_ = kMagicLen;
+    const std::string_view m(magic, kMagicLen);
+    offset_ = header_end_ = kMagicLen;
+    if (m == kMagic) return Status::OK();
+    if (m != kMagic2) return Status::Corruption(fmt::format("{}: missing FYAUDIT header (unknown format or version)", path));
+    // first (8) | k (1) | k frontier hashes (32 each) | ts (8) | signature (64)
+    char fixed[9];
+    if (size_ < kMagicLen + 9 || !in_.read(fixed, 9)) return Status::Corruption(fmt::format("{}: short segment header", path));
+    std::string_view f(fixed, 8);
+    start_.first = DecodeFixed64BE(f.data());
+    const size_t k = static_cast<uint8_t>(fixed[8]);
+    const uint64_t rest = 32 * k + 8 + 64;
+    if (k > 64 || size_ < kMagicLen + 9 + rest) return Status::Corruption(fmt::format("{}: short segment header", path));
+    std::string buf(rest, '\0');
+    if (!in_.read(buf.data(), static_cast<std::streamsize>(rest))) return Status::IOError("audit log: read failed");
+    start_.frontier.resize(k);
+    for (size_t i = 0; i < k; ++i) std::copy(buf.begin() + 32 * i, buf.begin() + 32 * (i + 1), start_.frontier[i].begin());
+    start_.ts_ms = static_cast<int64_t>(DecodeFixed64BE(buf.data() + 32 * k));
+    start_.sig = buf.substr(32 * k + 8);
+    offset_ = header_end_ = kMagicLen + 9 + rest;
+    count_ = start_.first;
     return Status::OK();
   }
+  // Where the file's segment starts: entry `first` after the tree whose
+  // frontier and signed head the header holds (all empty for the first).
+  struct Start {
+    uint64_t first = 0;
+    std::vector<Hash> frontier;
+    int64_t ts_ms = 0;
+    std::string sig;
+  };
+  const Start& start() const { return start_; }
+  uint64_t header_end() const { return header_end_; }
+
   // Opens at the record that starts at byte `offset`, entry number `index`
   // (an offset AuditLog recorded: see checkpoints_).
   Status OpenAt(const std::string& path, uint64_t offset, uint64_t index) {
     FORYOU_RETURN_IF_ERROR(Open(path));
-    if (offset < kMagicLen || offset > size_) return Status::Internal("audit log: bad checkpoint offset");
+    if (offset < header_end_ || offset > size_) return Status::Internal("audit log: bad checkpoint offset");
     in_.seekg(static_cast<std::streamoff>(offset));
     offset_ = offset;
     count_ = index;
@@ -174,8 +210,119 @@ class RecordReader {
   std::ifstream in_;
   std::string buf_;
   uint64_t size_ = 0, offset_ = 0, count_ = 0;
+  uint64_t header_end_ = 0;
+  Start start_;
   bool torn_ = false;
 };
+
+
+std::string SegmentHeader(uint64_t first, const std::vector<Hash>& frontier, int64_t ts_ms, const std::string& sig) {
+  std::string h(kMagic2, kMagicLen);
+  PutFixed64BE(&h, first);
+  h.push_back(static_cast<char>(frontier.size()));
+  for (const Hash& x : frontier) h.append(reinterpret_cast<const char*>(x.data()), x.size());
+  PutFixed64BE(&h, static_cast<uint64_t>(ts_ms));
+  h += sig;
+  return h;
+}
+
+std::string SegmentName(uint64_t first, uint64_t last) { return fmt::format("segment-{:016d}-{:016d}", first, last); }
+
+// The closed segments in `dir`, oldest first. Corruption when one is
+// missing: the oldest must hold entry 0, and each the entry after its
+// predecessor's last.
+Result<std::vector<std::pair<uint64_t, uint64_t>>> ListSegments(const std::string& dir) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  std::error_code ec;
+  for (const auto& de : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = de.path().filename().string();
+    unsigned long long first = 0, last = 0;
+    char tail = 0;
+    if (name.size() == 8 + 16 + 1 + 16 && name.rfind("segment-", 0) == 0 &&
+        std::sscanf(name.c_str(), "segment-%16llu-%16llu%c", &first, &last, &tail) == 2 && first <= last) {
+      out.emplace_back(first, last);
+    }
+  }
+  if (ec) return Status::IOError(fmt::format("cannot list {}: {}", dir, ec.message()));
+  std::sort(out.begin(), out.end());
+  uint64_t next = 0;
+  for (const auto& [first, last] : out) {
+    if (first != next) {
+      return Status::Corruption(fmt::format("audit log in {}: entries {}..{} are missing (no segment-{:016d}-...)", dir,
+                                            next, first - 1, next));
+    }
+    next = last + 1;
+  }
+  return out;
+}
+
+// Splits a record's payload into the entry, the tree root and the signature.
+bool SplitPayload(std::string_view payload, Record* r) {
+  if (!GetString(&payload, &r->entry) || payload.size() != 32 + 64) return false;
+  std::copy(payload.begin(), payload.begin() + 32, r->root.begin());
+  r->sig.assign(payload.data() + 32, 64);
+  return true;
+}
+
+std::string JoinPayload(const std::string& entry, const Hash& root, const std::string& sig) {
+  std::string payload;
+  PutString(&payload, entry);
+  payload.append(reinterpret_cast<const char*>(root.data()), root.size());
+  payload += sig;
+  return payload;
+}
+
+Status SyncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return Status::IOError(fmt::format("cannot open {}", dir));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  return rc == 0 ? Status::OK() : Status::IOError(fmt::format("cannot sync {}", dir));
+}
+
+// Checks a segment header's tree state against the log's key: the frontier
+// fits its size and its root is the one the header's signature covers.
+Result<MerkleBuilder> CheckStart(const std::string& path, const std::string& public_key,
+                                 uint64_t first, const std::vector<Hash>& frontier, int64_t ts_ms,
+                                 const std::string& sig) {
+  auto tree = MerkleBuilder::FromFrontier(first, frontier);
+  if (!tree || !Ed25519Verify(public_key, SthMessage(first, ts_ms, tree->Root()), sig)) {
+    return Status::Corruption(fmt::format("{}: its header is not a tree head signed by this log's key", path));
+  }
+  return *tree;
+}
+
+// The log's Ed25519 public key, from public.key in `dir` (hex).
+Result<std::string> ReadPublicKey(const std::string& dir) {
+  auto pub_hex = ReadFile(dir + "/public.key");
+  if (!pub_hex.ok()) return pub_hex.status();
+  std::string trimmed = *pub_hex;
+  while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
+  auto pub = HexDecode(trimmed);
+  if (!pub || pub->size() != 32) return Status::Corruption("audit log: public.key is not a 32-byte hex key");
+  return *pub;
+}
+
+// Every file of the log in `dir`, oldest first: the closed segments, then
+// the active one.
+Result<std::vector<std::string>> SegmentFiles(const std::string& dir) {
+  auto segs = ListSegments(dir);
+  if (!segs.ok()) return segs.status();
+  std::vector<std::string> files;
+  for (const auto& [first, last] : *segs) files.push_back(dir + "/" + SegmentName(first, last));
+  files.push_back(dir + "/log");
+  return files;
+}
+
+Status WriteKeyFile(const std::string& path, const std::string& bytes) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0 || ::write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()) || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    return Status::IOError(fmt::format("cannot write {}", path));
+  }
+  ::close(fd);
+  return Status::OK();
+}
 
 }  // namespace
 
@@ -206,27 +353,89 @@ Result<SignedTreeHead> SignedTreeHead::FromJson(const std::string& text) {
 
 AuditLog::~AuditLog() {
   if (fd_ >= 0) ::close(fd_);
+  for (int fd : retired_fds_) ::close(fd);
 }
 
-Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
+Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out, AuditLogOptions options) {
+  return OpenImpl(dir, /*copy=*/false, "", options, out);
+}
+
+Status AuditLog::OpenCopy(const std::string& dir, const std::string& public_key, std::unique_ptr<AuditLog>* out,
+                          AuditLogOptions options) {
+  if (public_key.size() != 32) return Status::InvalidArgument("audit log copy: the public key must be 32 bytes");
+  return OpenImpl(dir, /*copy=*/true, public_key, options, out);
+}
+
+Status AuditLog::OpenImpl(const std::string& dir, bool copy, const std::string& public_key, AuditLogOptions options,
+                          std::unique_ptr<AuditLog>* out) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::IOError(fmt::format("cannot create {}: {}", dir, ec.message()));
   std::unique_ptr<AuditLog> log(new AuditLog());
-  auto seed = KeyFile(dir + "/signing.key", 32);
-  if (!seed.ok()) return seed.status();
-  auto pkey = KeyFile(dir + "/pseudonym.key", 32);
-  if (!pkey.ok()) return pkey.status();
-  log->seed_ = *seed;
-  log->pseudonym_key_ = *pkey;
-  log->public_key_ = Ed25519PublicKey(log->seed_);
-  if (log->public_key_.empty()) return Status::Internal("Ed25519 is not available");
-  {
+  log->options_ = options;
+  log->dir_ = dir;
+  const bool has_public = std::filesystem::exists(dir + "/public.key");
+  std::string recorded;  // the key public.key names, if any
+  if (has_public) {
+    auto pub = ReadPublicKey(dir);
+    if (!pub.ok()) return pub.status();
+    recorded = *pub;
+  }
+  if (copy) {
+    if (has_public && recorded != public_key) {
+      return Status::Corruption(fmt::format("{} holds a copy of the audit log of another key ({}, not {})", dir,
+                                            HexEncode(recorded), HexEncode(public_key)));
+    }
+    log->public_key_ = public_key;
+  } else {
+    // A directory with a log and a public key but no signing key is a copy
+    // (or lost its key): a new random key would sign entries no auditor's
+    // recorded key checks.
+    if (has_public && !std::filesystem::exists(dir + "/signing.key")) {
+      return Status::Corruption(fmt::format("{} has public.key but no signing.key: the log's signing key is missing "
+                                            "(a backup's copy is opened by `foryou restore`, which installs it)",
+                                            dir));
+    }
+    auto seed = KeyFile(dir + "/signing.key", 32);
+    if (!seed.ok()) return seed.status();
+    auto pkey = KeyFile(dir + "/pseudonym.key", 32);
+    if (!pkey.ok()) return pkey.status();
+    log->seed_ = *seed;
+    log->pseudonym_key_ = *pkey;
+    log->public_key_ = Ed25519PublicKey(log->seed_);
+    if (log->public_key_.empty()) return Status::Internal("Ed25519 is not available");
+    if (has_public && recorded != log->public_key_) {
+      return Status::Corruption(fmt::format("{}: signing.key is not the key public.key names ({}): the signing key was "
+                                            "replaced",
+                                            dir, HexEncode(recorded)));
+    }
+  }
+  if (!has_public) {
     std::ofstream pub(dir + "/public.key");
     pub << HexEncode(log->public_key_) << "\n";
+    if (!pub.flush()) return Status::IOError(fmt::format("cannot write {}/public.key", dir));
   }
-  const std::string path = dir + "/log";
+  const std::string path = dir + "/log", next = dir + "/log.next";
+  // A rotation cut short (RotateLocked): the new segment is complete once
+  // the old one is renamed; before that, it is dropped and redone later.
+  if (std::filesystem::exists(next)) {
+    if (!std::filesystem::exists(path)) {
+      std::filesystem::rename(next, path, ec);
+      if (ec) return Status::IOError(fmt::format("cannot finish the rotation of {}: {}", path, ec.message()));
+      spdlog::warn("audit log: finished a segment rotation cut short by a crash");
+    } else {
+      std::filesystem::remove(next, ec);
+    }
+  }
+  auto segs = ListSegments(dir);
+  if (!segs.ok()) return segs.status();
+  for (const auto& [first, last] : *segs) log->segments_.push_back({first, last, dir + "/" + SegmentName(first, last)});
   if (!std::filesystem::exists(path)) {
+    if (!segs->empty()) {
+      return Status::Corruption(fmt::format("audit log in {}: the active segment `log` is missing (the closed segments "
+                                            "end at entry {})",
+                                            dir, segs->back().second));
+    }
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0 || ::write(fd, kMagic, kMagicLen) != static_cast<ssize_t>(kMagicLen) || ::fsync(fd) != 0) {
       if (fd >= 0) ::close(fd);
@@ -236,22 +445,35 @@ Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
   }
   RecordReader reader;
   FORYOU_RETURN_IF_ERROR(reader.Open(path));
+  const auto& start = reader.start();
+  const uint64_t expected_first = segs->empty() ? 0 : segs->back().second + 1;
+  if (start.first != expected_first) {
+    return Status::Corruption(fmt::format("audit log in {}: the active segment starts at entry {}, the closed segments "
+                                          "end before entry {}: a segment is missing",
+                                          dir, start.first, expected_first));
+  }
+  if (start.first > 0) {
+    auto tree = CheckStart(path, log->public_key_, start.first, start.frontier, start.ts_ms, start.sig);
+    if (!tree.ok()) return tree.status();
+    log->tree_ = *tree;
+  }
+  log->active_first_ = start.first;
   Record record, last_record;
   for (;;) {
     const uint64_t at = reader.valid_end(), index = reader.count();
     auto more = reader.Next(&record);
     if (!more.ok()) return more.status();
     if (!*more) break;
-    if (index % kCheckpointEvery == 0) log->checkpoints_.push_back(at);
+    if ((index - start.first) % kCheckpointEvery == 0) log->checkpoints_.push_back(at);
     log->tree_.Add(LeafHash(record.entry));
     std::swap(last_record, record);
   }
   const uint64_t n = reader.count();
-  if (n > 0) {
+  if (n > start.first) {
     // Checked at every start: the tree over all entries must be the one the
     // last entry signed, so an altered, inserted or removed entry anywhere
-    // refuses the start (foryou audit verify names which). One signature
-    // check, however long the log.
+    // in this segment refuses the start (foryou audit verify names which).
+    // One signature check, however long the log.
     AuditEntry last;
     if (!DecodeEntry(last_record.entry, &last)) return Status::Corruption("audit log: last entry unreadable");
     const Hash root = log->tree_.Root();
@@ -263,6 +485,8 @@ Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
           dir, n));
     }
     log->head_ = {log->tree_.size(), last.ts_ms, root, last_record.sig};
+  } else if (start.first > 0) {
+    log->head_ = {start.first, start.ts_ms, log->tree_.Root(), start.sig};
   } else {
     log->head_ = {0, 0, log->tree_.Root(), ""};
   }
@@ -278,6 +502,8 @@ Status AuditLog::Open(const std::string& dir, std::unique_ptr<AuditLog>* out) {
     }
   }
   if (::lseek(log->fd_, static_cast<off_t>(valid_end), SEEK_SET) < 0) return Status::IOError("seek audit log");
+  log->active_bytes_ = valid_end;
+  log->written_ = log->synced_ = n;
   *out = std::move(log);
   return Status::OK();
 }
@@ -286,18 +512,29 @@ Status AuditLog::Append(AuditEntry e, bool sync) {
   uint64_t mine;
   {
     std::lock_guard lock(mu_);
+    if (seed_.empty()) return Status::Internal("a copy of another region's audit log is not appended to");
     FORYOU_RETURN_IF_ERROR(AppendLocked(std::move(e)));
     mine = written_;
   }
-  if (!sync) return Status::OK();
+  return sync ? SyncUpTo(mine) : Status::OK();
+}
+
+Status AuditLog::SyncUpTo(uint64_t mine) {
   std::lock_guard lock(sync_mu_);
   if (synced_ >= mine) return Status::OK();  // an fsync since our write covered it
   uint64_t upto;
+  int fd;
   {
     std::lock_guard l(mu_);
     upto = written_;
+    fd = fd_;
+    if (durable_ >= mine) {  // a rotation synced it
+      synced_ = std::max(synced_, durable_);
+      return Status::OK();
+    }
   }
-  if (::fdatasync(fd_) != 0) return Status::IOError("audit log: fsync failed");
+  // `fd` stays open even if a rotation retires it meanwhile (retired_fds_).
+  if (::fdatasync(fd) != 0) return Status::IOError("audit log: fsync failed");
   synced_ = upto;
   return Status::OK();
 }
@@ -312,32 +549,110 @@ Status AuditLog::AppendLocked(AuditEntry e) {
   const Hash root = tree.Root();
   const std::string sig = Ed25519Sign(seed_, SthMessage(tree.size(), e.ts_ms, root));
   if (sig.size() != 64) return Status::Internal("audit log: signing failed");
-  std::string payload;
-  PutString(&payload, entry);
-  payload.append(reinterpret_cast<const char*>(root.data()), root.size());
-  payload += sig;
+  return WriteRecordLocked(JoinPayload(entry, root, sig), e.seq, std::move(tree), {tree.size(), e.ts_ms, root, sig});
+}
+
+// Caller holds mu_.
+Status AuditLog::WriteRecordLocked(const std::string& payload, uint64_t seq, MerkleBuilder tree, SignedTreeHead head) {
   std::string rec;
   const uint32_t len = static_cast<uint32_t>(payload.size());
   for (int i = 0; i < 4; ++i) rec.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
   rec += payload;
-  const off_t start = ::lseek(fd_, 0, SEEK_CUR);
-  if (start < 0) return Status::IOError("audit log: cannot find its end");
+  const off_t start = static_cast<off_t>(active_bytes_);
   size_t written = 0;
   while (written < rec.size()) {
     const ssize_t n = ::write(fd_, rec.data() + written, rec.size() - written);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       // Leave no partial record behind: the next append starts clean.
-      if (start >= 0 && ::ftruncate(fd_, start) == 0) ::lseek(fd_, start, SEEK_SET);
+      if (::ftruncate(fd_, start) == 0) ::lseek(fd_, start, SEEK_SET);
       return Status::IOError("audit log: write failed");
     }
     written += static_cast<size_t>(n);
   }
-  if (e.seq % kCheckpointEvery == 0) checkpoints_.push_back(static_cast<uint64_t>(start));
+  if ((seq - active_first_) % kCheckpointEvery == 0) checkpoints_.push_back(static_cast<uint64_t>(start));
   tree_ = std::move(tree);
-  head_ = {tree_.size(), e.ts_ms, root, sig};
+  head_ = std::move(head);
+  active_bytes_ += rec.size();
   ++written_;
+  if (active_bytes_ >= options_.segment_bytes) {
+    // The record is written; a rotation that fails is retried on the next
+    // append, and the log stays whole either way.
+    if (Status s = RotateLocked(); !s.ok()) spdlog::error("audit log: segment rotation failed: {}", s.ToString());
+  }
   return Status::OK();
+}
+
+// Caller holds mu_. Closes the active segment: (1) makes it durable, (2)
+// writes the next segment's header to log.next, (3) renames log to
+// segment-FIRST-LAST, (4) renames log.next to log. A crash before (3) leaves
+// log.next, dropped at the next open; after (3), Open finishes (4).
+Status AuditLog::RotateLocked() {
+  const uint64_t first = active_first_, last = tree_.size() - 1;
+  if (::fdatasync(fd_) != 0) return Status::IOError("audit log: fsync failed");
+  durable_ = written_;
+  const std::string next = dir_ + "/log.next", closed = dir_ + "/" + SegmentName(first, last);
+  const std::string header = SegmentHeader(tree_.size(), tree_.Frontier(), head_.timestamp_ms, head_.signature);
+  const int nfd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (nfd < 0 || ::write(nfd, header.data(), header.size()) != static_cast<ssize_t>(header.size()) ||
+      ::fsync(nfd) != 0) {
+    if (nfd >= 0) ::close(nfd);
+    std::error_code ec;
+    std::filesystem::remove(next, ec);
+    return Status::IOError(fmt::format("cannot write {}", next));
+  }
+  CrashPoint("audit.rotate.next_written");
+  if (::rename(path_.c_str(), closed.c_str()) != 0) {
+    ::close(nfd);
+    std::error_code ec;
+    std::filesystem::remove(next, ec);
+    return Status::IOError(fmt::format("cannot close segment {}", closed));
+  }
+  CrashPoint("audit.rotate.closed");
+  if (::rename(next.c_str(), path_.c_str()) != 0) {
+    ::close(nfd);
+    return Status::IOError(fmt::format("cannot start the new segment {} (Open finishes it)", path_));
+  }
+  FORYOU_RETURN_IF_ERROR(SyncDir(dir_));
+  retired_fds_.push_back(fd_);
+  fd_ = nfd;
+  segments_.push_back({first, last, closed});
+  closed_checkpoints_[first] = std::move(checkpoints_);
+  checkpoints_.clear();
+  active_first_ = tree_.size();
+  active_bytes_ = header.size();
+  spdlog::info("audit log: closed segment {} (entries {}..{})", closed, first, last);
+  return Status::OK();
+}
+
+Status AuditLog::AppendRecords(uint64_t first, const std::vector<std::string>& records, bool sync) {
+  uint64_t mine;
+  {
+    std::lock_guard lock(mu_);
+    if (first > tree_.size()) {
+      return Status::Conflict(fmt::format("audit log copy holds {} entries; records from {} do not follow",
+                                          tree_.size(), first));
+    }
+    for (size_t i = 0; i < records.size(); ++i) {
+      const uint64_t index = first + i;
+      if (index < tree_.size()) continue;  // held already (a resend)
+      Record r;
+      AuditEntry e;
+      if (!SplitPayload(records[i], &r) || !DecodeEntry(r.entry, &e) || e.seq != index) {
+        return Status::Corruption(fmt::format("audit record {}: malformed", index));
+      }
+      MerkleBuilder tree = tree_;
+      tree.Add(LeafHash(r.entry));
+      const Hash root = tree.Root();
+      if (root != r.root || !Ed25519Verify(public_key_, SthMessage(index + 1, e.ts_ms, root), r.sig)) {
+        return Status::Corruption(fmt::format("audit record {}: its tree head does not check under the log's key",
+                                              index));
+      }
+      FORYOU_RETURN_IF_ERROR(WriteRecordLocked(records[i], index, std::move(tree), {index + 1, e.ts_ms, root, r.sig}));
+    }
+    mine = written_;
+  }
+  return sync ? SyncUpTo(mine) : Status::OK();
 }
 
 SignedTreeHead AuditLog::Head() const {
@@ -348,6 +663,7 @@ SignedTreeHead AuditLog::Head() const {
 std::string AuditLog::Sign(const std::string& message) const { return Ed25519Sign(seed_, message); }
 
 Status AuditLog::CheckWritable() const {
+  std::lock_guard lock(mu_);
   struct stat open_st {}, path_st {};
   if (::fstat(fd_, &open_st) != 0 || ::stat(path_.c_str(), &path_st) != 0 || open_st.st_ino != path_st.st_ino ||
       open_st.st_dev != path_st.st_dev) {
@@ -376,62 +692,154 @@ std::string AuditLog::Pseudonym(const std::string& user_id) const {
   return "p:" + HexEncode(std::string(reinterpret_cast<char*>(mac), 16));
 }
 
-Status AuditLog::ReadEntries(uint64_t from, size_t limit, SignedTreeHead* head, std::vector<AuditEntry>* entries,
-                             std::vector<std::string>* encoded) const {
-  uint64_t offset = 0, first = 0;
+Status AuditLog::Scan(uint64_t from, uint64_t end, const std::function<bool(uint64_t, const std::string&)>& fn) const {
+  if (from >= end) return Status::OK();
+  // The files that hold [from, end), each with where to start reading.
+  struct Part {
+    std::string path;
+    uint64_t offset = 0, index = 0;  // 0 offset: from the header on
+  };
+  std::vector<Part> parts;
+  std::vector<Segment> closed;
   {
     std::lock_guard lock(mu_);
-    *head = head_;  // every entry it covers is in the file already (AppendLocked)
-    if (from >= head->tree_size || limit == 0) return Status::OK();
-    first = from / kCheckpointEvery * kCheckpointEvery;
-    offset = checkpoints_.at(from / kCheckpointEvery);
+    closed = segments_;
+    if (from >= active_first_) {
+      const uint64_t base = active_first_ + (from - active_first_) / kCheckpointEvery * kCheckpointEvery;
+      parts.push_back({path_, checkpoints_.at((from - active_first_) / kCheckpointEvery), base});
+    }
   }
-  RecordReader reader;
-  FORYOU_RETURN_IF_ERROR(reader.OpenAt(path_, offset, first));
-  Record r;
-  for (uint64_t i = first; i < head->tree_size && i < from + limit; ++i) {
-    auto more = reader.Next(&r);
-    if (!more.ok()) return more.status();
-    if (!*more) return Status::Corruption(fmt::format("audit log: ends at entry {}, its head says {}", i, head->tree_size));
-    if (i < from) continue;
+  if (parts.empty()) {
+    // A closed segment: from its checkpoints, found by one pass on its
+    // first read and kept.
+    for (size_t i = 0; i < closed.size(); ++i) {
+      const Segment& seg = closed[i];
+      if (seg.last < from) continue;
+      uint64_t offset = 0, index = seg.first;
+      if (seg.first <= from) {
+        std::vector<uint64_t> cps;
+        {
+          std::lock_guard lock(mu_);
+          auto it = closed_checkpoints_.find(seg.first);
+          if (it != closed_checkpoints_.end()) cps = it->second;
+        }
+        if (cps.empty()) {
+          RecordReader r;
+          FORYOU_RETURN_IF_ERROR(r.Open(seg.path));
+          Record rec;
+          for (;;) {
+            const uint64_t at = r.valid_end(), idx = r.count();
+            auto more = r.Next(&rec);
+            if (!more.ok()) return more.status();
+            if (!*more) break;
+            if ((idx - seg.first) % kCheckpointEvery == 0) cps.push_back(at);
+          }
+          std::lock_guard lock(mu_);
+          closed_checkpoints_[seg.first] = cps;
+        }
+        const size_t k = (from - seg.first) / kCheckpointEvery;
+        if (k < cps.size()) {
+          offset = cps[k];
+          index = seg.first + k * kCheckpointEvery;
+        }
+      }
+      parts.push_back({seg.path, offset, index});
+    }
+    std::lock_guard lock(mu_);
+    parts.push_back({path_, 0, active_first_});
+  }
+  uint64_t i = 0;
+  for (const Part& part : parts) {
+    RecordReader reader;
+    FORYOU_RETURN_IF_ERROR(part.offset == 0 ? reader.Open(part.path) : reader.OpenAt(part.path, part.offset, part.index));
+    i = reader.count();
+    std::string payload;
+    for (; i < end; ++i) {
+      Record r;
+      auto more = reader.Next(&r);
+      if (!more.ok()) return more.status();
+      if (!*more) break;  // the next file goes on
+      if (i < from) continue;
+      if (!fn(i, JoinPayload(r.entry, r.root, r.sig))) return Status::OK();
+    }
+    if (i >= end) return Status::OK();
+  }
+  return Status::Corruption(fmt::format("audit log: ends at entry {}, its head says {}", i, end));
+}
+
+Status AuditLog::ReadEntries(uint64_t from, size_t limit, SignedTreeHead* head, std::vector<AuditEntry>* entries,
+                             std::vector<std::string>* encoded) const {
+  *head = Head();  // every entry it covers is in a file already (WriteRecordLocked)
+  if (from >= head->tree_size || limit == 0) return Status::OK();
+  const uint64_t end = std::min<uint64_t>(head->tree_size, from + limit);
+  Status bad;
+  FORYOU_RETURN_IF_ERROR(Scan(from, end, [&](uint64_t i, const std::string& payload) {
+    Record r;
     AuditEntry e;
-    if (!DecodeEntry(r.entry, &e)) return Status::Corruption(fmt::format("audit log: entry {}: unreadable", i));
+    if (!SplitPayload(payload, &r) || !DecodeEntry(r.entry, &e)) {
+      bad = Status::Corruption(fmt::format("audit log: entry {}: unreadable", i));
+      return false;
+    }
     entries->push_back(std::move(e));
     encoded->push_back(r.entry);
+    return true;
+  }));
+  return bad;
+}
+
+Status AuditLog::ReadRecords(uint64_t from, size_t max_bytes, std::vector<std::string>* records) const {
+  const uint64_t end = Head().tree_size;
+  size_t bytes = 0;
+  return Scan(from, end, [&](uint64_t, const std::string& payload) {
+    bytes += payload.size();
+    records->push_back(payload);
+    return bytes < max_bytes;
+  });
+}
+
+std::string AuditLog::SealKeys(std::string_view region_key) const {
+  if (seed_.empty()) return "";
+  return SealUnderRegionKey(region_key, kSealedKeysContext, seed_ + pseudonym_key_);
+}
+
+Status AuditLog::InstallKeys(const std::string& dir, std::string_view region_key, std::string_view sealed) {
+  auto keys = OpenUnderRegionKey(region_key, kSealedKeysContext, sealed);
+  if (!keys.ok()) return keys.status();
+  if (keys->size() != 64) return Status::Corruption("sealed audit keys: expected 64 bytes");
+  const std::string seed = keys->substr(0, 32), pseudonym_key = keys->substr(32);
+  auto pub = ReadPublicKey(dir);
+  if (!pub.ok()) return pub.status();
+  if (Ed25519PublicKey(seed) != *pub) {
+    return Status::Corruption(fmt::format("the sealed audit signing key is not the key of the log in {}", dir));
   }
-  return Status::OK();
+  FORYOU_RETURN_IF_ERROR(WriteKeyFile(dir + "/pseudonym.key", pseudonym_key));
+  return WriteKeyFile(dir + "/signing.key", seed);
 }
 
 Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaves) {
-  RecordReader reader;
-  FORYOU_RETURN_IF_ERROR(reader.Open(dir + "/log"));
-  Record r;
-  for (;;) {
-    auto more = reader.Next(&r);
-    if (!more.ok()) return more.status();
-    if (!*more) break;
-    AuditEntry e;
-    if (!DecodeEntry(r.entry, &e)) {
-      return Status::Corruption(fmt::format("audit log: entry {}: unreadable", reader.count() - 1));
+  auto files = SegmentFiles(dir);
+  if (!files.ok()) return files.status();
+  for (const std::string& file : *files) {
+    RecordReader reader;
+    FORYOU_RETURN_IF_ERROR(reader.Open(file));
+    if (reader.start().first != entries->size()) {
+      return Status::Corruption(fmt::format("{}: starts at entry {}, not {}", file, reader.start().first, entries->size()));
     }
-    entries->push_back(e);
-    leaves->push_back(LeafHash(r.entry));
+    Record r;
+    for (;;) {
+      auto more = reader.Next(&r);
+      if (!more.ok()) return more.status();
+      if (!*more) break;
+      AuditEntry e;
+      if (!DecodeEntry(r.entry, &e)) {
+        return Status::Corruption(fmt::format("audit log: entry {}: unreadable", reader.count() - 1));
+      }
+      entries->push_back(e);
+      leaves->push_back(LeafHash(r.entry));
+    }
   }
   return Status::OK();
 }
-
-namespace {
-// The log's Ed25519 public key, from public.key in `dir` (hex).
-Result<std::string> ReadPublicKey(const std::string& dir) {
-  auto pub_hex = ReadFile(dir + "/public.key");
-  if (!pub_hex.ok()) return pub_hex.status();
-  std::string trimmed = *pub_hex;
-  while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
-  auto pub = HexDecode(trimmed);
-  if (!pub || pub->size() != 32) return Status::Corruption("audit log: public.key is not a 32-byte hex key");
-  return *pub;
-}
-}  // namespace
 
 Status AuditLog::Repair(const std::string& dir, std::string* report) {
   const std::string path = dir + "/log";
@@ -439,11 +847,18 @@ Status AuditLog::Repair(const std::string& dir, std::string* report) {
   if (!pub.ok()) return pub.status();
   RecordReader reader;
   if (Status s = reader.Open(path); !s.ok()) return Status::Corruption(s.message() + "; nothing to keep");
-  // Read and verify record by record, up to the first that fails.
+  // The active segment goes on from the tree state its header signs.
   MerkleBuilder tree;
+  const auto& start = reader.start();
+  if (start.first > 0) {
+    auto t = CheckStart(path, *pub, start.first, start.frontier, start.ts_ms, start.sig);
+    if (!t.ok()) return Status::Corruption(t.status().message() + "; the segment cannot be repaired");
+    tree = *t;
+  }
+  // Read and verify record by record, up to the first that fails.
   Record r;
   std::string problem;
-  uint64_t kept = 0, kept_end = reader.valid_end();
+  uint64_t kept = start.first, kept_end = reader.valid_end();
   for (;;) {
     auto more = reader.Next(&r);
     if (!more.ok()) {
@@ -482,8 +897,8 @@ Status AuditLog::Repair(const std::string& dir, std::string* report) {
   }
   ::close(fd);
   *report = fmt::format(
-      "audit log: kept entries 0..{} ({} entries, {} bytes); dropped everything from byte {} on ({} bytes), where "
-      "entry {} begins with {}; the damaged file is kept as {}",
+      "audit log: kept entries 0..{} ({} entries; {} bytes of the active segment); dropped everything from byte {} on "
+      "({} bytes), where entry {} begins with {}; the damaged file is kept as {}",
       kept == 0 ? 0 : kept - 1, kept, kept_end, kept_end, reader.size() - kept_end, kept, problem, aside);
   return Status::OK();
 }
@@ -495,38 +910,55 @@ Status AuditLog::Verify(const std::string& dir, const SignedTreeHead* saved, Sig
       !Ed25519Verify(*pub, SthMessage(saved->tree_size, saved->timestamp_ms, saved->root), saved->signature)) {
     return Status::Corruption("saved tree head: not signed by this log's key");
   }
+  auto files = SegmentFiles(dir);
+  if (!files.ok()) return files.status();
   // One pass, one record in memory at a time: every entry's tree root and
-  // signature, and the root at the saved head's size against the saved root.
-  RecordReader reader;
-  FORYOU_RETURN_IF_ERROR(reader.Open(dir + "/log"));
+  // signature, each segment's header against the head before it, and the
+  // root at the saved head's size against the saved root.
   MerkleBuilder tree;
   SignedTreeHead current{0, 0, tree.Root(), ""};
   if (saved != nullptr && saved->tree_size == 0 && saved->root != current.root) {
     return Status::Corruption("saved tree head of an empty log has another root");
   }
-  Record r;
-  for (uint64_t i = 0;; ++i) {
-    auto more = reader.Next(&r);
-    if (!more.ok()) return more.status();
-    if (!*more) break;
-    AuditEntry e;
-    if (!DecodeEntry(r.entry, &e)) return Status::Corruption(fmt::format("audit log: entry {}: unreadable", i));
-    if (e.seq != i) return Status::Corruption(fmt::format("audit log: entry {}: says it is entry {}", i, e.seq));
-    tree.Add(LeafHash(r.entry));
-    const Hash root = tree.Root();
-    if (root != r.root) return Status::Corruption(fmt::format("audit log: entry {}: tree root does not match", i));
-    if (!Ed25519Verify(*pub, SthMessage(i + 1, e.ts_ms, root), r.sig)) {
-      return Status::Corruption(fmt::format("audit log: entry {}: bad signature on the tree head", i));
+  uint64_t i = 0;
+  for (const std::string& file : *files) {
+    RecordReader reader;
+    FORYOU_RETURN_IF_ERROR(reader.Open(file));
+    const auto& start = reader.start();
+    if (start.first != i) {
+      return Status::Corruption(fmt::format("{}: starts at entry {}, but the segments before it end before entry {}",
+                                            file, start.first, i));
     }
-    if (saved != nullptr && saved->tree_size == i + 1 && saved->root != root) {
-      return Status::Corruption(fmt::format(
-          "saved tree head (size {}) is not a prefix of the log: history before entry {} was rewritten",
-          saved->tree_size, saved->tree_size));
+    if (i > 0) {
+      // The header must be the head the previous segment ended at.
+      if (start.frontier != tree.Frontier() || start.ts_ms != current.timestamp_ms || start.sig != current.signature) {
+        return Status::Corruption(fmt::format("{}: its header is not the tree head entry {} signed", file, i - 1));
+      }
     }
-    current = {i + 1, e.ts_ms, root, r.sig};
-  }
-  if (reader.torn()) {
-    return Status::Corruption(fmt::format("audit log: entry {}: truncated record", reader.count()));
+    Record r;
+    for (;; ++i) {
+      auto more = reader.Next(&r);
+      if (!more.ok()) return more.status();
+      if (!*more) break;
+      AuditEntry e;
+      if (!DecodeEntry(r.entry, &e)) return Status::Corruption(fmt::format("audit log: entry {}: unreadable", i));
+      if (e.seq != i) return Status::Corruption(fmt::format("audit log: entry {}: says it is entry {}", i, e.seq));
+      tree.Add(LeafHash(r.entry));
+      const Hash root = tree.Root();
+      if (root != r.root) return Status::Corruption(fmt::format("audit log: entry {}: tree root does not match", i));
+      if (!Ed25519Verify(*pub, SthMessage(i + 1, e.ts_ms, root), r.sig)) {
+        return Status::Corruption(fmt::format("audit log: entry {}: bad signature on the tree head", i));
+      }
+      if (saved != nullptr && saved->tree_size == i + 1 && saved->root != root) {
+        return Status::Corruption(fmt::format(
+            "saved tree head (size {}) is not a prefix of the log: history before entry {} was rewritten",
+            saved->tree_size, saved->tree_size));
+      }
+      current = {i + 1, e.ts_ms, root, r.sig};
+    }
+    if (reader.torn()) {
+      return Status::Corruption(fmt::format("audit log: entry {}: truncated record ({})", reader.count(), file));
+    }
   }
   if (saved != nullptr && saved->tree_size > current.tree_size) {
     return Status::Corruption(fmt::format("saved tree head has {} entries but the log only {}: entries were removed",

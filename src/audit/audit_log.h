@@ -12,14 +12,32 @@
 //    log extends it (a consistency proof) rather than rewriting history;
 //  - anyone can check one entry against a head (an inclusion proof).
 //
-// Files in `dir` (docs/FORMATS.md): `log` (header "FYAUDIT1", then records),
-// `signing.key` (Ed25519 seed, 0600), `public.key` (hex), `pseudonym.key`.
+// Files in `dir` (docs/FORMATS.md): the active segment `log` (header
+// "FYAUDIT1" when it is the first, "FYAUDIT2" with the tree state it starts
+// from otherwise, then records), closed segments `segment-FIRST-LAST` (the
+// entries they hold, 16 digits each), `signing.key` (Ed25519 seed, 0600),
+// `public.key` (hex), `pseudonym.key`.
+//
+// Segments: once the active segment reaches AuditLogOptions::segment_bytes,
+// it is closed (renamed to segment-FIRST-LAST) and a new one begins. A start
+// reads only the active segment (its header carries the Merkle frontier and
+// the signed tree head it continues), and checks that the segments' names
+// leave no gap; `foryou audit verify` reads them all, one record at a time.
+//
+// Copies: the backup region keeps a copy of a region's log (OpenCopy): the
+// same files, records appended as shipped (AppendRecords checks each against
+// the region's public key), and the region's keys only sealed under its
+// region key (SealKeys), which the backup region does not have. `foryou
+// restore` installs them (InstallKeys), so the restored region goes on with
+// the same log under the same signing key.
 //
 // Thread safety: Append, Head and Pseudonym may be called from any thread.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string_view>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -52,18 +70,50 @@ struct SignedTreeHead {
   static Result<SignedTreeHead> FromJson(const std::string& json);
 };
 
+struct AuditLogOptions {
+  // The active segment is closed, and a new one begun, once it holds this
+  // many bytes (64 MiB: about 400,000 entries).
+  uint64_t segment_bytes = 64 << 20;
+};
+
 class AuditLog {
  public:
   // Opens or creates the log in `dir`. A torn last record (a crash during
-  // an append that was never acknowledged) is cut off, with a warning. Any
-  // other damage is Corruption: a record length that cannot be, or entries
-  // that do not hash to the last signed tree head (checked at every open).
-  static Status Open(const std::string& dir, std::unique_ptr<AuditLog>* out);
+  // an append that was never acknowledged) is cut off, with a warning, and
+  // a rotation cut short by a crash is finished. Any other damage is
+  // Corruption: a record length that cannot be, entries that do not hash to
+  // the last signed tree head, a segment missing, or a signing key that is
+  // not the one public.key names (checked at every open).
+  static Status Open(const std::string& dir, std::unique_ptr<AuditLog>* out, AuditLogOptions options = {});
+  // Opens or creates a copy of another region's log in `dir` (a backup):
+  // no signing key, only that log's `public_key` (32 bytes; a copy that
+  // already names another key is Corruption). Append is refused;
+  // AppendRecords adds what the region shipped.
+  static Status OpenCopy(const std::string& dir, const std::string& public_key, std::unique_ptr<AuditLog>* out,
+                         AuditLogOptions options = {});
   ~AuditLog();
 
   // Appends and signs; `sync` returns only once the entry is on disk
   // (concurrent appends share one fdatasync: group commit).
   Status Append(AuditEntry entry, bool sync);
+  // Records as ReadRecords gave them, the first being entry `first`. Each
+  // is checked before it is written: it is the next entry, its tree root is
+  // the tree's, and its tree head is signed by this log's key; Conflict if
+  // `first` is not the next entry (records before it are skipped: a resend),
+  // Corruption for a record that does not check.
+  Status AppendRecords(uint64_t first, const std::vector<std::string>& records, bool sync);
+  // Records of entries [from, ...), each as stored (the entry's bytes, the
+  // tree root after it, the signature), at least one and then up to about
+  // `max_bytes`; none when `from` is the log's size.
+  Status ReadRecords(uint64_t from, size_t max_bytes, std::vector<std::string>* records) const;
+  // This log's signing and pseudonym keys, sealed under `region_key` (so
+  // that only the region's own operator can open them: the backup region
+  // cannot sign in the region's name). Empty for a copy.
+  std::string SealKeys(std::string_view region_key) const;
+  // `foryou restore`: writes into the copy in `dir` the keys `sealed` holds
+  // (opened with `region_key`), after checking that they are the keys of
+  // the log's public.key; Open then continues that log.
+  static Status InstallKeys(const std::string& dir, std::string_view region_key, std::string_view sealed);
   SignedTreeHead Head() const;
   // Whether the next Append can succeed, without appending: the log file is
   // still there (not deleted or replaced), can be opened for writing, and
@@ -82,14 +132,16 @@ class AuditLog {
   // Checks every record of the log in `dir` against its hashes and
   // signatures (with the public key in `dir`), and, if `saved` is given, that
   // the log is consistent with that earlier head. On success *head is the
-  // current head; on failure the message names the first bad entry. One
-  // pass over the file, one record in memory at a time.
+  // current head; on failure the message names the first bad entry (or the
+  // missing segment). One pass over every segment, one record in memory at
+  // a time; each segment's header must be the head its predecessor ends at.
   static Status Verify(const std::string& dir, const SignedTreeHead* saved, SignedTreeHead* head);
 
-  // `foryou repair`: keeps the longest prefix of the log in `dir` whose
-  // every entry verifies (hash chain and signature), moves the damaged file
-  // aside to log.damaged-<unix seconds> and says in *report exactly what was
-  // dropped. A log with no damage is left as it is.
+  // `foryou repair`: keeps the longest prefix of the active segment in
+  // `dir` whose every entry verifies (hash chain and signature), moves the
+  // damaged file aside to log.damaged-<unix seconds> and says in *report
+  // exactly what was dropped. A log with no damage is left as it is. (A
+  // closed segment is never cut: its damage is reported, not repaired.)
   static Status Repair(const std::string& dir, std::string* report);
 
   // The current head and entries [from, from + limit) of the log it signs
@@ -107,25 +159,49 @@ class AuditLog {
   static Status ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaf_hashes);
 
  private:
+  struct Segment {
+    uint64_t first = 0, last = 0;  // the entries it holds
+    std::string path;
+  };
   AuditLog() = default;
+  static Status OpenImpl(const std::string& dir, bool copy, const std::string& public_key, AuditLogOptions options,
+                         std::unique_ptr<AuditLog>* out);
   Status AppendLocked(AuditEntry e);
+  // Writes one record (payload: entry, root, signature) whose tree and head
+  // are `tree` and `head`, then rotates if the segment is full.
+  Status WriteRecordLocked(const std::string& payload, uint64_t seq, MerkleBuilder tree, SignedTreeHead head);
+  Status RotateLocked();
+  Status SyncUpTo(uint64_t mine);
+  // Calls fn(index, payload) for entries [from, end) in order, across
+  // segments; stops early when fn returns false.
+  Status Scan(uint64_t from, uint64_t end, const std::function<bool(uint64_t, const std::string&)>& fn) const;
   mutable std::mutex mu_;
-  int fd_ = -1;
-  std::string path_;  // the log file
+  AuditLogOptions options_;
+  std::string dir_;
+  int fd_ = -1;       // the active segment, opened for writing; guarded by mu_
+  std::vector<int> retired_fds_;  // of closed segments, closed at destruction (a sync may still use one)
+  std::string path_;  // the active segment
+  uint64_t active_first_ = 0;     // its first entry; guarded by mu_
+  uint64_t active_bytes_ = 0;     // its length; guarded by mu_
+  std::vector<Segment> segments_; // closed, oldest first; guarded by mu_
   // Group commit: appends write under mu_ and fsync under sync_mu_, outside
   // mu_; one fdatasync covers every record written before it.
   std::mutex sync_mu_;
   uint64_t written_ = 0;  // records written; guarded by mu_
   uint64_t synced_ = 0;   // records known durable; guarded by sync_mu_
+  uint64_t durable_ = 0;  // records a rotation made durable; guarded by mu_
   std::string seed_;          // Ed25519 private seed (32 bytes)
   std::string public_key_;    // 32 bytes
   std::string pseudonym_key_; // 32 bytes
   std::function<std::string(const std::string&)> pseudonymizer_;  // may be empty
   MerkleBuilder tree_;        // guarded by mu_
-  // The file offset of entries 0, kCheckpointEvery, 2 kCheckpointEvery, ...
-  // (8 bytes per 1,024 entries), for ReadEntries. Guarded by mu_.
+  // The file offset in the active segment of its entries active_first_,
+  // active_first_ + kCheckpointEvery, ... (8 bytes per 1,024 entries), for
+  // ReadEntries; those of a closed segment are found on its first read.
+  // Guarded by mu_.
   static constexpr uint64_t kCheckpointEvery = 1024;
   std::vector<uint64_t> checkpoints_;
+  mutable std::map<uint64_t, std::vector<uint64_t>> closed_checkpoints_;  // by segment first; guarded by mu_
   SignedTreeHead head_;       // guarded by mu_
 };
 

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
+#include "util/coding.h"
 #include "util/temp_dir.h"
 
 namespace foryou {
@@ -197,4 +199,195 @@ TEST(AuditLogTest, TornTailIsCutOnOpen) {
 }
 
 }  // namespace
+
+// Segments: a small segment size makes many; the log reads, verifies and
+// reopens across them as if it were one file.
+constexpr uint64_t kSmallSegment = 2048;  // about 15 entries
+
+std::vector<std::string> Files(const std::string& dir, const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) == 0) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(AuditLogTest, RotatesIntoSegmentsThatReadVerifyAndReopenAsOneLog) {
+  TempDir dir;
+  SignedTreeHead early;
+  {
+    std::unique_ptr<AuditLog> log;
+    ASSERT_TRUE(AuditLog::Open(dir.path(), &log, {kSmallSegment}).ok());
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_TRUE(log->Append(Entry(i), i % 7 == 0).ok());
+      if (i == 20) early = log->Head();
+    }
+  }
+  const auto segments = Files(dir.path(), "segment-");
+  ASSERT_GE(segments.size(), 8u);
+  EXPECT_EQ(segments.front().substr(0, 25), "segment-0000000000000000-");
+  // Reopened: it goes on from the active segment's header.
+  std::unique_ptr<AuditLog> log;
+  ASSERT_TRUE(AuditLog::Open(dir.path(), &log, {kSmallSegment}).ok());
+  EXPECT_EQ(log->Head().tree_size, 200u);
+  for (int i = 200; i < 230; ++i) ASSERT_TRUE(log->Append(Entry(i), false).ok());
+  SignedTreeHead head;
+  Status s = AuditLog::Verify(dir.path(), &early, &head);  // and extends a head saved in the first segment
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(head.tree_size, 230u);
+  EXPECT_EQ(head.root, log->Head().root);
+  std::vector<AuditEntry> all;
+  std::vector<Hash> leaves;
+  ASSERT_TRUE(AuditLog::ReadAll(dir.path(), &all, &leaves).ok());
+  ASSERT_EQ(all.size(), 230u);
+  // Pages across segment boundaries give the same entries as one pass.
+  for (uint64_t from : {0u, 13u, 14u, 15u, 99u, 190u, 229u}) {
+    SignedTreeHead h;
+    std::vector<AuditEntry> page;
+    std::vector<std::string> encoded;
+    ASSERT_TRUE(log->ReadEntries(from, 37, &h, &page, &encoded).ok()) << from;
+    ASSERT_EQ(page.size(), std::min<uint64_t>(37, 230 - from)) << from;
+    for (size_t k = 0; k < page.size(); ++k) {
+      EXPECT_EQ(page[k].seq, from + k);
+      EXPECT_EQ(LeafHash(encoded[k]), leaves[from + k]);
+    }
+  }
+}
+
+TEST(AuditLogTest, AMissingOrDamagedSegmentIsLoud) {
+  TempDir dir;
+  {
+    std::unique_ptr<AuditLog> log;
+    ASSERT_TRUE(AuditLog::Open(dir.path(), &log, {kSmallSegment}).ok());
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(log->Append(Entry(i), false).ok());
+  }
+  auto segments = Files(dir.path(), "segment-");
+  ASSERT_GE(segments.size(), 3u);
+  const std::string middle = dir.path() + "/" + segments[1];
+  // A flipped byte inside a closed segment: verify names the entry.
+  std::string bytes;
+  {
+    std::ifstream in(middle, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::string flipped = bytes;
+  flipped[flipped.size() - 100] ^= 0x01;
+  { std::ofstream(middle, std::ios::binary | std::ios::trunc) << flipped; }
+  SignedTreeHead head;
+  Status s = AuditLog::Verify(dir.path(), nullptr, &head);
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find("entry"), std::string::npos) << s.message();
+  { std::ofstream(middle, std::ios::binary | std::ios::trunc) << bytes; }
+  ASSERT_TRUE(AuditLog::Verify(dir.path(), nullptr, &head).ok());
+  // A segment removed: the start refuses and says which entries are gone.
+  std::filesystem::rename(middle, dir.path() + "/aside");
+  std::unique_ptr<AuditLog> log;
+  s = AuditLog::Open(dir.path(), &log);
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find("missing"), std::string::npos) << s.message();
+  EXPECT_EQ(AuditLog::Verify(dir.path(), nullptr, &head).code(), StatusCode::kCorruption);
+  std::filesystem::rename(dir.path() + "/aside", middle);
+  // The oldest segment removed: the same.
+  std::filesystem::remove(dir.path() + "/" + segments[0]);
+  EXPECT_EQ(AuditLog::Open(dir.path(), &log).code(), StatusCode::kCorruption);
+}
+
+// A rotation killed between its steps (RotateLocked): before the old
+// segment is renamed, the next one is dropped; after, it is finished.
+TEST(AuditLogTest, ARotationCutShortIsFinishedOrUndoneAtOpen) {
+  TempDir dir;
+  SignedTreeHead head_at_rotation;
+  {
+    std::unique_ptr<AuditLog> log;
+    ASSERT_TRUE(AuditLog::Open(dir.path(), &log, {kSmallSegment}).ok());
+    size_t segments = 0;
+    for (int i = 0; segments == 0; ++i) {
+      ASSERT_TRUE(log->Append(Entry(i), true).ok());
+      segments = Files(dir.path(), "segment-").size();
+    }
+    head_at_rotation = log->Head();
+  }
+  // Crash after `log` became a segment, before log.next became `log`.
+  std::filesystem::rename(dir.path() + "/log", dir.path() + "/log.next");
+  {
+    std::unique_ptr<AuditLog> log;
+    Status s = AuditLog::Open(dir.path(), &log, {kSmallSegment});
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(log->Head().tree_size, head_at_rotation.tree_size);
+    EXPECT_EQ(log->Head().root, head_at_rotation.root);
+    ASSERT_TRUE(log->Append(Entry(1000), true).ok());
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/log.next"));
+  // Crash after log.next was written, before `log` was renamed: a stale
+  // log.next beside a whole `log` is dropped.
+  { std::ofstream(dir.path() + "/log.next", std::ios::binary) << "FYAUDIT2 half a header"; }
+  std::unique_ptr<AuditLog> log;
+  ASSERT_TRUE(AuditLog::Open(dir.path(), &log, {kSmallSegment}).ok());
+  EXPECT_EQ(log->Head().tree_size, head_at_rotation.tree_size + 1);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/log.next"));
+  SignedTreeHead head;
+  EXPECT_TRUE(AuditLog::Verify(dir.path(), &head_at_rotation, &head).ok());
+}
+
+// The backup region's copy: records as shipped, checked one by one; the
+// keys only sealed; a restore installs them and the same log goes on.
+TEST(AuditLogTest, ACopyChecksWhatArrivesAndARestoreContinuesTheSameLog) {
+  TempDir primary, copy;
+  const std::string region_key(32, '\x42');
+  std::unique_ptr<AuditLog> log;
+  ASSERT_TRUE(AuditLog::Open(primary.path(), &log, {kSmallSegment}).ok());
+  for (int i = 0; i < 120; ++i) ASSERT_TRUE(log->Append(Entry(i), false).ok());
+  const SignedTreeHead saved = log->Head();  // an auditor keeps this
+  std::string public_key;
+  {
+    std::ifstream in(primary.path() + "/public.key");
+    std::string hex;
+    in >> hex;
+    public_key = *HexDecode(hex);
+  }
+  std::unique_ptr<AuditLog> backup;
+  ASSERT_TRUE(AuditLog::OpenCopy(copy.path(), public_key, &backup, {kSmallSegment}).ok());
+  EXPECT_FALSE(backup->Append(Entry(0), false).ok());  // a copy signs nothing
+  uint64_t next = 0;
+  while (next < saved.tree_size) {
+    std::vector<std::string> records;
+    ASSERT_TRUE(log->ReadRecords(next, 1500, &records).ok());
+    ASSERT_FALSE(records.empty());
+    if (next == 40) {
+      // A record altered on the way is refused, and nothing after it taken.
+      std::vector<std::string> bad = records;
+      bad[0][5] ^= 0x01;
+      EXPECT_EQ(backup->AppendRecords(next, bad, false).code(), StatusCode::kCorruption);
+      EXPECT_EQ(backup->Head().tree_size, 40u);
+      // Records that do not follow are a conflict.
+      EXPECT_EQ(backup->AppendRecords(next + 1, records, false).code(), StatusCode::kConflict);
+    }
+    ASSERT_TRUE(backup->AppendRecords(next, records, true).ok());
+    next += records.size();
+  }
+  EXPECT_EQ(backup->Head().root, saved.root);
+  EXPECT_TRUE(backup->AppendRecords(0, {}, false).ok());  // a resend of nothing
+  SignedTreeHead head;
+  ASSERT_TRUE(AuditLog::Verify(copy.path(), &saved, &head).ok());  // the backup region can check it
+  const std::string sealed = log->SealKeys(region_key);
+  EXPECT_EQ(sealed.find(std::string(32, '\0')), std::string::npos);
+  backup.reset();
+  // Without its keys, the copy is not a log anyone can append to.
+  std::unique_ptr<AuditLog> reopened;
+  EXPECT_EQ(AuditLog::Open(copy.path(), &reopened).code(), StatusCode::kCorruption);
+  // Another region key opens nothing.
+  EXPECT_EQ(AuditLog::InstallKeys(copy.path(), std::string(32, '\x43'), sealed).code(), StatusCode::kCorruption);
+  ASSERT_TRUE(AuditLog::InstallKeys(copy.path(), region_key, sealed).ok());
+  ASSERT_TRUE(AuditLog::Open(copy.path(), &reopened, {kSmallSegment}).ok());
+  EXPECT_EQ(reopened->PublicKeyHex(), log->PublicKeyHex());
+  EXPECT_EQ(reopened->Pseudonym("u1"), log->Pseudonym("u1"));
+  ASSERT_TRUE(reopened->Append(Entry(500), true).ok());
+  // The auditor's saved head still verifies against the restored log.
+  Status s = AuditLog::Verify(copy.path(), &saved, &head);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(head.tree_size, saved.tree_size + 1);
+}
+
 }  // namespace foryou

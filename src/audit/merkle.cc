@@ -63,6 +63,26 @@ Hash MerkleBuilder::Root() const {
   return acc;
 }
 
+std::vector<Hash> MerkleBuilder::Frontier() const {
+  std::vector<Hash> out;
+  for (const auto& [n, h] : stack_) out.push_back(h);
+  return out;
+}
+
+std::optional<MerkleBuilder> MerkleBuilder::FromFrontier(uint64_t size, const std::vector<Hash>& frontier) {
+  MerkleBuilder b;
+  size_t next = 0;
+  for (int bit = 63; bit >= 0; --bit) {
+    const uint64_t n = uint64_t{1} << bit;
+    if ((size & n) == 0) continue;
+    if (next == frontier.size()) return std::nullopt;
+    b.stack_.emplace_back(n, frontier[next++]);
+  }
+  if (next != frontier.size()) return std::nullopt;
+  b.size_ = size;
+  return b;
+}
+
 namespace {
 uint64_t LargestPowerOfTwoBelow(uint64_t n) {  // n >= 2
   uint64_t k = 1;

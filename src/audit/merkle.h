@@ -31,6 +31,13 @@ class MerkleBuilder {
   void Add(const Hash& leaf_hash);
   uint64_t size() const { return size_; }
   Hash Root() const;  // SHA-256("") for the empty tree
+  // The roots of the perfect subtrees of the binary decomposition of size(),
+  // largest first (one per bit set in size()): with size(), all a builder
+  // needs to go on (an audit log segment's header stores them).
+  std::vector<Hash> Frontier() const;
+  // The builder whose size() is `size` and whose Frontier() is `frontier`;
+  // nullopt when `frontier` does not have one hash per bit set in `size`.
+  static std::optional<MerkleBuilder> FromFrontier(uint64_t size, const std::vector<Hash>& frontier);
 
  private:
   std::vector<std::pair<uint64_t, Hash>> stack_;  // (subtree size, root), sizes decreasing

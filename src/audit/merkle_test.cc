@@ -33,6 +33,23 @@ TEST(MerkleTest, IncrementalRootEqualsRecursiveRootForEverySize) {
   EXPECT_EQ(SubtreeRoot(d, 0, 3), NodeHash(NodeHash(d[0], d[1]), d[2]));
 }
 
+TEST(MerkleTest, ABuilderResumedFromItsFrontierGoesOnLikeTheOriginal) {
+  auto d = Leaves(70);
+  for (size_t cut = 0; cut <= d.size(); ++cut) {
+    MerkleBuilder b;
+    for (size_t i = 0; i < cut; ++i) b.Add(d[i]);
+    auto resumed = MerkleBuilder::FromFrontier(b.size(), b.Frontier());
+    ASSERT_TRUE(resumed.has_value()) << cut;
+    for (size_t i = cut; i < d.size(); ++i) resumed->Add(d[i]);
+    EXPECT_EQ(resumed->Root(), SubtreeRoot(d, 0, d.size())) << cut;
+  }
+  // A frontier that does not fit the size is refused.
+  MerkleBuilder b;
+  for (size_t i = 0; i < 5; ++i) b.Add(d[i]);  // 5 = 4 + 1: two subtrees
+  EXPECT_FALSE(MerkleBuilder::FromFrontier(7, b.Frontier()).has_value());  // 4 + 2 + 1: three
+  EXPECT_FALSE(MerkleBuilder::FromFrontier(4, b.Frontier()).has_value());
+}
+
 TEST(MerkleTest, InclusionProofsVerifyAndDetectTampering) {
   auto d = Leaves(37);
   for (uint64_t n = 1; n <= d.size(); ++n) {

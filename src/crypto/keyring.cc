@@ -130,6 +130,21 @@ Result<std::string> UnwrapStoreKey(std::string_view region_key, std::string_view
   return key;
 }
 
+std::string SealUnderRegionKey(std::string_view region_key, std::string_view context, std::string_view secret) {
+  InitSodium();
+  return SealWith(std::string(region_key), context, secret);
+}
+
+Result<std::string> OpenUnderRegionKey(std::string_view region_key, std::string_view context, std::string_view sealed) {
+  InitSodium();
+  std::string secret;
+  if (!OpenWith(std::string(region_key), context, sealed, &secret).ok()) {
+    return Status::Corruption(fmt::format("sealed {} does not open under this region key (wrong --region-key-file?)",
+                                          context));
+  }
+  return secret;
+}
+
 Keyring::Keyring(std::string root_key)
     : root_key_(std::move(root_key)), pseudonym_key_(32, '\0'), log_mac_key_(32, '\0') {
   crypto_kdf_derive_from_key(reinterpret_cast<unsigned char*>(pseudonym_key_.data()), pseudonym_key_.size(), 1,

@@ -58,6 +58,13 @@ std::string NewStoreKey();
 std::string WrapStoreKey(std::string_view region_key, std::string_view store_key);
 Result<std::string> UnwrapStoreKey(std::string_view region_key, std::string_view wrapped);
 
+// Any other secret of a region sealed under its region key, bound to
+// `context` (e.g. the audit log's signing key, shipped to the backup region,
+// which cannot open it). Open fails with Corruption under another key or
+// context.
+std::string SealUnderRegionKey(std::string_view region_key, std::string_view context, std::string_view secret);
+Result<std::string> OpenUnderRegionKey(std::string_view region_key, std::string_view context, std::string_view sealed);
+
 // The name of one data key in the key table: pseudonym + key id (24 bytes).
 struct KeyName {
   std::string pseudonym;  // kPseudonymBytes
