@@ -181,5 +181,45 @@ TEST(CrashPointsTest, ASnapshotKilledBeforeItsCommitLeavesTheLogInCharge) {
   }
 }
 
+
+// The audit log's segment rotation (AuditLog::RotateLocked), killed after
+// each of its steps: the next start finishes or undoes it, the log verifies,
+// and every acknowledged request's entries are there.
+TEST(CrashPointsTest, AnAuditSegmentRotationKilledMidwayIsFinishedOrUndone) {
+  for (const char* point : {"audit.rotate.next_written", "audit.rotate.closed"}) {
+    SCOPED_TRACE(point);
+    TempDir dir;
+    const std::string data = dir.Sub("data");
+    std::ofstream(dir.Sub("small-segments.toml")) << "[server]\naudit_segment_bytes = 2048\n";
+    const std::vector<std::string> args = {"--audit", "--config", dir.Sub("small-segments.toml")};
+    uint64_t acked = 0;
+    {
+      auto server = StartArmed(point, data, dir.path(), args);
+      ASSERT_NE(server, nullptr);
+      httplib::Client c("127.0.0.1", server->port());
+      ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
+                       "application/json")->status, 200);
+      // Each answered feed has its entry in the log (audited before it is answered).
+      for (int i = 0; i < 100; ++i) {
+        auto r = c.Get(("/v1/feed?user_id=u" + std::to_string(i)).c_str());
+        if (!r) break;
+        ASSERT_EQ(r->status, 200);
+        ++acked;
+      }
+      EXPECT_NE(server->Terminate(), 0) << "the server was to die rotating a segment";
+    }
+    ASSERT_LT(acked, 100u) << "no rotation happened";
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
+    ASSERT_NE(server, nullptr) << "the start after the crash refused";
+    httplib::Client c("127.0.0.1", server->port());
+    ASSERT_EQ(c.Get("/v1/feed?user_id=after")->status, 200);
+    ASSERT_EQ(server->Terminate(), 0);
+    EXPECT_FALSE(std::filesystem::exists(data + "/audit/log.next"));
+    CommandResult verify = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", data});
+    ASSERT_EQ(verify.exit_code, 0) << verify.out;
+    EXPECT_GE(json::parse(verify.out)["tree_size"].get<uint64_t>(), acked + 1);
+  }
+}
+
 }  // namespace
 }  // namespace foryou

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <chrono>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -302,6 +303,102 @@ TEST_F(SovereigntyTest, KillingTheUsPrimaryAndRestoringFromSgLosesNothingAcknowl
   auto more = Call(0, "POST", "/v1/events", "us-key", "US", Events("user3"));
   ASSERT_EQ(more->status, 200);
   EXPECT_EQ(more->get_header_value("X-Foryou-Backup"), "confirmed") << "and it ships on from where sg is";
+}
+
+// Issue 9: the audit log lasts. It is shipped to sg with the data (its
+// signing key sealed under us's region key, which sg lacks); a restored us
+// goes on with the same log under the same key, so that a tree head an
+// auditor saved before the loss still verifies; and a log whose tail was
+// cut is caught by the copy sg holds.
+TEST_F(SovereigntyTest, TheAuditLogShipsWithTheBackupAndARestoredRegionContinuesIt) {
+  for (int b = 0; b < 5; ++b) {
+    ASSERT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("user" + std::to_string(b)))->status, 200);
+    ASSERT_EQ(Call(0, "GET", "/v1/feed?user_id=user" + std::to_string(b), "us-key", "US")->status, 200);
+  }
+  // What an outside auditor records: the log's public key and a signed head.
+  auto head_reply = Call(0, "GET", "/v1/audit/head", "auditor-key", "");
+  ASSERT_EQ(head_reply->status, 200);
+  const json saved = json::parse(head_reply->body);
+  const std::string public_key = saved["public_key"];
+  std::ofstream(dir_.Sub("saved-head.json")) << json{{"tree_size", saved["tree_size"]},
+                                                     {"timestamp_ms", saved["timestamp_ms"]},
+                                                     {"root_hash", saved["root_hash"]},
+                                                     {"signature", saved["signature"]}}
+                                                    .dump();
+  // sg takes the audit log within moments (it is shipped asynchronously).
+  uint64_t shipped = 0;
+  for (int i = 0; i < 200 && shipped < saved["tree_size"].get<uint64_t>(); ++i) {
+    auto region = Call(0, "GET", "/v1/region", "us-key", "");
+    ASSERT_EQ(region->status, 200);
+    const json backups = json::parse(region->body)["backups"];
+    ASSERT_EQ(backups.size(), 1u);
+    EXPECT_EQ(backups[0]["audit_error"], "");
+    shipped = backups[0]["audit_entries"];
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GE(shipped, saved["tree_size"].get<uint64_t>());
+  // sg can check the copy, but holds no key that signs in us's name.
+  const std::string copy = dir_.Sub("data-sg/backups/us/audit");
+  ASSERT_TRUE(std::filesystem::exists(copy + "/log"));
+  EXPECT_FALSE(std::filesystem::exists(copy + "/signing.key"));
+  std::string seed;
+  {
+    std::ifstream in(dir_.Sub("data-us/audit/signing.key"), std::ios::binary);
+    seed.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_EQ(seed.size(), 32u);
+  EXPECT_TRUE(FilesContaining(dir_.Sub("data-sg"), seed).empty()) << "the signing key reaches sg sealed only";
+  CommandResult at_sg = RunWithStderr({FORYOU_BINARY, "audit", "verify", "--data-dir", dir_.Sub("data-sg/backups/us"),
+                                       "--sth", dir_.Sub("saved-head.json")});
+  EXPECT_EQ(at_sg.exit_code, 0) << at_sg.out;
+
+  servers_[0]->Kill9();
+  const std::string sg_url = "http://127.0.0.1:" + std::to_string(servers_[1]->port());
+  CommandResult restored = RunCommand({FORYOU_BINARY, "restore", "--from", sg_url, "--source-region", "us", "--data-dir",
+                                       dir_.Sub("data-us-restored"), "--api-key-file", dir_.Sub("us-operator.key"),
+                                       "--region-key-file", dir_.Sub("us.region-key"), "--json"});
+  ASSERT_EQ(restored.exit_code, 0) << restored.out;
+  const json report = json::parse(restored.out);
+  EXPECT_GE(report["audit_entries"].get<uint64_t>(), saved["tree_size"].get<uint64_t>());
+  // The auditor's saved head verifies against the restored log.
+  CommandResult verified = RunWithStderr({FORYOU_BINARY, "audit", "verify", "--data-dir", dir_.Sub("data-us-restored"),
+                                          "--sth", dir_.Sub("saved-head.json")});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out;
+
+  // The restored us signs on with the key the auditor recorded.
+  StartRegion(0, dir_.Sub("data-us-restored"));
+  ASSERT_EQ(Call(0, "GET", "/v1/users/user3", "us-key", "US")->status, 200);
+  auto after = json::parse(Call(0, "GET", "/v1/audit/head", "auditor-key", "")->body);
+  EXPECT_EQ(after["public_key"], public_key);
+  EXPECT_GT(after["tree_size"].get<uint64_t>(), report["audit_entries"].get<uint64_t>());
+  auto entries = json::parse(Call(0, "GET", "/v1/audit/entries?from=" + report["audit_entries"].dump() + "&limit=5",
+                                  "auditor-key", "")->body)["entries"];
+  ASSERT_FALSE(entries.empty());
+  EXPECT_EQ(entries[0]["action"], "store.restore") << "the restore is the entry after the last one sg received";
+
+  // A tail cut off the audit log (here: the directory as it was a few
+  // entries ago) is caught by the copy at sg, which holds more.
+  const std::string audit_dir = dir_.Sub("data-us-restored/audit");
+  std::filesystem::copy(audit_dir, dir_.Sub("audit-earlier"), std::filesystem::copy_options::recursive);
+  for (int b = 0; b < 3; ++b) ASSERT_EQ(Call(0, "GET", "/v1/users/user1", "us-key", "US")->status, 200);
+  const uint64_t longer = json::parse(Call(0, "GET", "/v1/audit/head", "auditor-key", "")->body)["tree_size"];
+  for (int i = 0; i < 200; ++i) {
+    const json backups = json::parse(Call(0, "GET", "/v1/region", "us-key", "")->body)["backups"];
+    if (backups[0]["audit_entries"].get<uint64_t>() >= longer) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  servers_[0]->Kill9();
+  std::filesystem::remove_all(audit_dir);
+  std::filesystem::rename(dir_.Sub("audit-earlier"), audit_dir);
+  StartRegion(0, dir_.Sub("data-us-restored"));
+  std::string audit_error;
+  for (int i = 0; i < 200 && audit_error.empty(); ++i) {
+    audit_error = json::parse(Call(0, "GET", "/v1/region", "us-key", "")->body)["backups"][0]["audit_error"];
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(audit_error.find("audit log diverged"), std::string::npos) << audit_error;
+  auto metrics = Call(0, "GET", "/metrics", "", "");
+  EXPECT_NE(metrics->body.find("foryou_backup_audit_lag_entries{region=\"sg\"}"), std::string::npos);
 }
 
 TEST_F(SovereigntyTest, NoBackupByteReachesTheUnapprovedRegion) {

@@ -108,8 +108,24 @@ Reply BackupHandler(BackupStores& backups, const HttpRequest& req, std::string_v
     if (Status s = backups.Tip(source, &last, &hash); !s.ok()) return ErrorReply(s);
     auto fingerprint = backups.StoreKeyFingerprint(source);
     if (!fingerprint.ok()) return ErrorReply(fingerprint.status());
-    return Reply{200, fmt::format(R"({{"source":"{}","last_seq":{},"last_hash":"{}","store_key_sha256":"{}"}})", source,
-                                  last, hash, *fingerprint)};
+    uint64_t audit_size = 0;
+    std::string audit_hash;
+    if (Status s = backups.AuditTip(source, &audit_size, &audit_hash); !s.ok()) return ErrorReply(s);
+    return Reply{200, fmt::format(R"({{"source":"{}","last_seq":{},"last_hash":"{}","store_key_sha256":"{}",)"
+                                  R"("audit_size":{},"audit_last_hash":"{}"}})",
+                                  source, last, hash, *fingerprint, audit_size, audit_hash)};
+  }
+  if (action == "backup.audit.write") {
+    AuditBatch batch;
+    if (Status s = DecodeAuditBatch(req.body, &batch); !s.ok()) return ErrorReply(s);
+    uint64_t size = 0;
+    Status s = backups.ReceiveAudit(source, batch, &size);
+    if (s.code() == StatusCode::kConflict) {
+      return Reply{409, nlohmann::json{{"error", {{"code", "conflict"}, {"message", s.message()}, {"audit_size", size}}}}.dump(
+                            -1, ' ', false, nlohmann::json::error_handler_t::replace)};
+    }
+    if (!s.ok()) return ErrorReply(s);
+    return Reply{200, fmt::format(R"({{"source":"{}","audit_size":{}}})", source, size)};
   }
   if (action == "backup.read") {
     uint64_t from = 1, max_bytes = 8 << 20;
@@ -126,6 +142,23 @@ Reply BackupHandler(BackupStores& backups, const HttpRequest& req, std::string_v
       return ErrorReply(s);
     }
     return Reply{200, EncodeLogBatch(batch), "application/octet-stream"};
+  }
+  if (action == "backup.audit.read") {
+    uint64_t from = 0, max_bytes = 8 << 20;
+    for (auto [name, value] : {std::pair{"from", &from}, std::pair{"max_bytes", &max_bytes}}) {
+      if (!req.has_param(name)) continue;
+      const std::string v = req.get_param_value(name);
+      auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), *value);
+      if (ec != std::errc() || ptr != v.data() + v.size() || (*value == 0 && value == &max_bytes)) {
+        return ErrorReply(Status::InvalidArgument(fmt::format("{}: must be a {} integer", name,
+                                                              value == &from ? "non-negative" : "positive")));
+      }
+    }
+    AuditBatch batch;
+    if (Status s = backups.ReadAudit(source, from, std::min<uint64_t>(max_bytes, 64 << 20), &batch); !s.ok()) {
+      return ErrorReply(s);
+    }
+    return Reply{200, EncodeAuditBatch(batch), "application/octet-stream"};
   }
   LogBatch batch;
   if (Status s = DecodeLogBatch(req.body, &batch); !s.ok()) return ErrorReply(s);
@@ -363,7 +396,7 @@ std::optional<RouteReply> HttpServer::Authorize(const Route& route, const HttpRe
   out->principal = p != nullptr ? p->name : "unauthenticated";
   if (backup) {
     const std::string& source = req.matches[1];
-    if (auto refusal = policy_->CheckBackup(*region_, key, source, act == "backup.write" ? Access::kWrite : Access::kRead,
+    if (auto refusal = policy_->CheckBackup(*region_, key, source, act.ends_with(".write") ? Access::kWrite : Access::kRead,
                                             &out->backup_jurisdictions)) {
       return Reply{refusal->http_status, ErrorToJson(refusal->code, refusal->message)};
     }
@@ -479,7 +512,7 @@ RouteReply HttpServer::Serve(const Route& route, const HttpRequest& req, const s
   }
   // Backups: reads (a restore) and refusals are audited; shipped batches
   // of ciphertext are not, one entry each would double every write.
-  const bool audited = personal || (backup && (refusal.has_value() || act == "backup.read"));
+  const bool audited = personal || (backup && (refusal.has_value() || act.ends_with(".read")));
   if (audit_ != nullptr && audited) {
     if (Status s = Audit(route, who, std::to_string(reply.status), /*sync=*/write, request_id); !s.ok()) {
       spdlog::error("audit append failed: {}", s.ToString());
@@ -541,14 +574,19 @@ void HttpServer::InstallRoutes() {
                           "# TYPE foryou_backup_failures_total counter\n";
       std::string lag_s = "# HELP foryou_backup_lag_seconds Seconds since a backup region last held every record written here (0: it holds them all).\n"
                           "# TYPE foryou_backup_lag_seconds gauge\n";
+      std::string audit_lag = "# HELP foryou_backup_audit_lag_entries Audit log entries written here that a backup region does not hold yet.\n"
+                              "# TYPE foryou_backup_audit_lag_entries gauge\n";
+      const uint64_t audit_size = audit_ != nullptr ? audit_->Head().tree_size : 0;
       for (const ShipperTargetStats& t : sov_.shipper->Stats()) {
+        audit_lag += fmt::format("foryou_backup_audit_lag_entries{{region=\"{}\"}} {}\n", t.region,
+                                 audit_size > t.audit_entries ? audit_size - t.audit_entries : 0);
         text += fmt::format("foryou_backup_shipped_seq{{region=\"{}\"}} {}\n", t.region, t.shipped_seq);
         lag += fmt::format("foryou_backup_lag_records{{region=\"{}\"}} {}\n", t.region,
                            last > t.shipped_seq ? last - t.shipped_seq : 0);
         fails += fmt::format("foryou_backup_failures_total{{region=\"{}\"}} {}\n", t.region, t.failures);
         lag_s += fmt::format("foryou_backup_lag_seconds{{region=\"{}\"}} {:.3f}\n", t.region, t.lag_seconds);
       }
-      text += lag + lag_s + fails;
+      text += lag + lag_s + fails + audit_lag;
     }
     if (sov_.backups != nullptr) {
       text += fmt::format("# HELP foryou_backup_received_bytes_total Bytes of other regions' records stored here.\n"
@@ -569,6 +607,8 @@ void HttpServer::InstallRoutes() {
   route("POST", R"(/v1/backup/([A-Za-z0-9_-]+)/records)", "backup_receive", nullptr, "backup.write");
   route("GET", R"(/v1/backup/([A-Za-z0-9_-]+)/records)", "backup_read", nullptr, "backup.read");
   route("GET", R"(/v1/backup/([A-Za-z0-9_-]+)/status)", "backup_status", nullptr, "backup.status");
+  route("POST", R"(/v1/backup/([A-Za-z0-9_-]+)/audit)", "backup_audit_receive", nullptr, "backup.audit.write");
+  route("GET", R"(/v1/backup/([A-Za-z0-9_-]+)/audit)", "backup_audit_read", nullptr, "backup.audit.read");
 
   route("POST", "/v1/videos", "videos_upsert", [this](const HttpRequest& req) {
     auto videos = ParseVideos(req.body);

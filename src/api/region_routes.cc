@@ -94,7 +94,9 @@ void HttpServer::InstallRegionRoutes() {
                            {"lag_records", last > t.shipped_seq ? last - t.shipped_seq : 0},
                            {"lag_seconds", t.lag_seconds},
                            {"failures", t.failures},
-                           {"last_error", t.last_error}});
+                           {"last_error", t.last_error},
+                           {"audit_entries", t.audit_entries},
+                           {"audit_error", t.audit_error}});
       }
     }
     out["log"] = {{"last_seq", last}, {"followed_records", engine_->FollowedRecords()}};

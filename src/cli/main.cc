@@ -424,7 +424,10 @@ int Serve(const ServeFlags& flags) {
         config.server.data_dir, st.records_at_open, config.server.data_dir)));
   }
   if (flags.audit || policy) {
-    if (Status s = AuditLog::Open(config.server.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
+    if (Status s = AuditLog::Open(config.server.data_dir + "/audit", &audit, {config.server.audit_segment_bytes});
+        !s.ok()) {
+      return Fail(s);
+    }
     spdlog::info("audit log: {} entries, public key {}", audit->Head().tree_size, audit->PublicKeyHex());
     if (engine->encrypted()) {
       // The store's pseudonyms, so that entries match Shred records and backups.
@@ -463,6 +466,9 @@ int Serve(const ServeFlags& flags) {
     so.cert_file = flags.backup_cert_file;
     so.key_file = flags.backup_key_file;
     shipper = std::make_unique<Shipper>(*engine, region->name, targets, backup_api_key, so);
+    // The audit log goes with the data, its keys sealed under the region
+    // key: a restored region continues the same log under the same key.
+    if (audit != nullptr && !region_key->empty()) shipper->ShipAuditLog(audit.get(), audit->SealKeys(*region_key));
     shipper->Start();
   }
   Sovereignty sov;
@@ -969,10 +975,15 @@ int RestoreCmd(const RestoreFlags& f) {
     return Fail(r.status());
   }
   {
-    // The restored store starts its own audit log with the restore as its
-    // first entry, so that a server under a policy finds one (it refuses a
-    // store with records and no audit log). The region's earlier audit
-    // history is not in the backup (docs/SOVEREIGNTY.md, known limits).
+    // The restore is the next entry of the region's audit log, restored
+    // from the backup under its own signing key (Restore); a backup that
+    // holds no audit log (taken by an older foryou) gives a new log that
+    // starts with the restore, so that a server under a policy finds one
+    // (it refuses a store with records and no audit log).
+    if (r->audit_entries == 0) {
+      std::fprintf(stderr, "restore: the backup holds no audit log of %s; starting a new one\n",
+                   f.source_region.c_str());
+    }
     std::unique_ptr<AuditLog> audit;
     if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
     AuditEntry e;
@@ -986,7 +997,8 @@ int RestoreCmd(const RestoreFlags& f) {
   const nlohmann::json j = {{"source_region", f.source_region}, {"from", from},   {"data_dir", f.data_dir},
                             {"records", r->records},           {"keys", r->keys},   {"bytes", r->bytes},
                             {"last_seq", r->last_seq},         {"videos", r->videos}, {"users", r->users},
-                            {"events", r->events},             {"fetch_seconds", r->fetch_seconds},
+                            {"events", r->events},             {"audit_entries", r->audit_entries},
+                            {"fetch_seconds", r->fetch_seconds},
                             {"replay_seconds", r->replay_seconds},
                             {"rto_seconds", r->fetch_seconds + r->replay_seconds}};
   if (f.json) {
@@ -998,6 +1010,10 @@ int RestoreCmd(const RestoreFlags& f) {
     std::printf("  %llu videos, %llu users, %llu events readable with the region key\n",
                 static_cast<unsigned long long>(r->videos), static_cast<unsigned long long>(r->users),
                 static_cast<unsigned long long>(r->events));
+    if (r->audit_entries > 0) {
+      std::printf("  audit log: %llu entries restored, continued under the same signing key (public key %s)\n",
+                  static_cast<unsigned long long>(r->audit_entries), r->audit_public_key.c_str());
+    }
     std::printf("  fetch %.2f s + replay %.2f s = %.2f s\n", r->fetch_seconds, r->replay_seconds,
                 r->fetch_seconds + r->replay_seconds);
     if (f.from_cluster.empty()) {

@@ -57,6 +57,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"server.tls_cert_file", Bind(&s.tls_cert_file)},
       {"server.tls_key_file", Bind(&s.tls_key_file)},
       {"server.tls_client_ca_file", Bind(&s.tls_client_ca_file)},
+      {"server.audit_segment_bytes", Bind(&s.audit_segment_bytes)},
       {"engine.max_feed_items", Bind(&e.max_feed_items)},
       {"engine.default_feed_items", Bind(&e.default_feed_items)},
       {"engine.max_batch", Bind(&e.max_batch)},
@@ -152,6 +153,7 @@ Status ValidateConfig(const Config& c) {
     return bad("server.idle_timeout_ms must be in [100, 3600000]");
   }
   if (c.server.max_body_bytes < 1024) return bad("server.max_body_bytes must be >= 1024");
+  if (c.server.audit_segment_bytes < 1024) return bad("server.audit_segment_bytes must be >= 1024");
   if (c.server.tls_cert_file.empty() != c.server.tls_key_file.empty()) {
     return bad("server.tls_cert_file and server.tls_key_file go together");
   }

@@ -154,6 +154,9 @@ struct ServerOptions {
   // source region's certificate (common name = region name); other routes
   // accept clients without one. Empty: no client certificates.
   std::string tls_client_ca_file;
+  // The audit log's active segment is closed, and a new one begun, at this
+  // many bytes (audit/audit_log.h; 64 MiB is about 400,000 entries).
+  uint64_t audit_segment_bytes = 64 << 20;
 };
 
 struct Config {

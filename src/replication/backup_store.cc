@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "crypto/keyring.h"
 #include "policy/policy.h"
@@ -238,6 +240,110 @@ Result<std::vector<BackupHolding>> BackupStores::Holdings() {
     }
   }
   return out;
+}
+
+namespace {
+constexpr char kSealedAuditKeys[] = "sealed.keys";
+
+Result<std::string> ReadWhole(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+}  // namespace
+
+Result<AuditLog*> BackupStores::GetAudit(const std::string& source, const std::string& public_key) {
+  if (!ValidRegionName(source)) return Status::InvalidArgument(fmt::format("region name '{}' is not valid", source));
+  auto it = audits_.find(source);
+  if (it != audits_.end()) return it->second.get();
+  const std::string dir = dir_ + "/" + source + "/audit";
+  std::string key = public_key;
+  if (std::filesystem::exists(dir + "/public.key")) {
+    auto hex = ReadWhole(dir + "/public.key");
+    if (!hex.ok()) return hex.status();
+    std::string trimmed = *hex;
+    while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) trimmed.pop_back();
+    auto held = HexDecode(trimmed);
+    if (!held || held->size() != 32) return Status::Corruption(fmt::format("{}/public.key is damaged", dir));
+    key = *held;
+  }
+  if (key.empty()) return static_cast<AuditLog*>(nullptr);
+  if (auto store = Get(source, /*create=*/true); !store.ok()) return store.status();
+  std::unique_ptr<AuditLog> log;
+  FORYOU_RETURN_IF_ERROR(AuditLog::OpenCopy(dir, key, &log));
+  AuditLog* raw = log.get();
+  audits_[source] = std::move(log);
+  return raw;
+}
+
+Status BackupStores::ReceiveAudit(const std::string& source, const AuditBatch& batch, uint64_t* size) {
+  std::lock_guard lock(mu_);
+  *size = 0;
+  auto got = GetAudit(source, batch.public_key);
+  if (!got.ok()) return got.status();
+  if (*got == nullptr) {
+    return Status::InvalidArgument(fmt::format("audit batch: the first batch of {}'s audit log must carry its public "
+                                               "key",
+                                               source));
+  }
+  AuditLog& log = **got;
+  if (!batch.public_key.empty() && HexEncode(batch.public_key) != log.PublicKeyHex()) {
+    *size = log.Head().tree_size;
+    return Status::Conflict(fmt::format("audit batch: {}'s audit log here is signed by key {}, not {}: diverged",
+                                        source, log.PublicKeyHex(), HexEncode(batch.public_key)));
+  }
+  Status s = log.AppendRecords(batch.first, batch.records, /*sync=*/true);
+  *size = log.Head().tree_size;
+  if (!s.ok()) return s.code() == StatusCode::kCorruption ? Status::InvalidArgument(s.message()) : s;
+  if (!batch.sealed_keys.empty()) {
+    const std::string dir = dir_ + "/" + source + "/audit", tmp = dir + "/" + kSealedAuditKeys + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out << batch.sealed_keys;
+      if (!out.flush()) return Status::IOError(fmt::format("cannot write {}", tmp));
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, dir + "/" + kSealedAuditKeys, ec);
+    if (ec) return Status::IOError(fmt::format("cannot store {}'s sealed audit keys: {}", source, ec.message()));
+  }
+  received_bytes_ += batch.sealed_keys.size();
+  for (const std::string& r : batch.records) received_bytes_ += r.size();
+  return Status::OK();
+}
+
+Status BackupStores::AuditTip(const std::string& source, uint64_t* size, std::string* last_hash) {
+  std::lock_guard lock(mu_);
+  *size = 0;
+  last_hash->clear();
+  auto got = GetAudit(source, "");
+  if (!got.ok()) return got.status();
+  if (*got == nullptr) return Status::OK();
+  *size = (*got)->Head().tree_size;
+  if (*size == 0) return Status::OK();
+  std::vector<std::string> last;
+  FORYOU_RETURN_IF_ERROR((*got)->ReadRecords(*size - 1, 1, &last));
+  if (last.empty()) return Status::Corruption(fmt::format("{}'s audit copy lacks its entry {}", source, *size - 1));
+  *last_hash = Sha256Hex(last[0]);
+  return Status::OK();
+}
+
+Status BackupStores::ReadAudit(const std::string& source, uint64_t from, size_t max_bytes, AuditBatch* out) {
+  AuditLog* log;
+  {
+    std::lock_guard lock(mu_);
+    auto got = GetAudit(source, "");
+    if (!got.ok()) return got.status();
+    if (*got == nullptr) return Status::NotFound(fmt::format("no audit log of region {} is held here", source));
+    log = *got;
+  }
+  *out = AuditBatch{};
+  out->first = from;
+  FORYOU_RETURN_IF_ERROR(log->ReadRecords(from, max_bytes, &out->records));
+  auto pub = HexDecode(log->PublicKeyHex());
+  out->public_key = pub ? *pub : std::string();
+  auto sealed = ReadWhole(dir_ + "/" + source + "/audit/" + kSealedAuditKeys);
+  if (sealed.ok()) out->sealed_keys = *sealed;
+  return Status::OK();
 }
 
 uint64_t BackupStores::received_bytes() const {

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "audit/audit_log.h"
+#include "replication/wire.h"
 #include "storage/store.h"
 #include "util/status.h"
 
@@ -61,6 +63,18 @@ class BackupStores {
   Result<std::string> StoreKeyFingerprint(const std::string& source);
   // For restore: records from `from_seq` on, with their keys.
   Status Read(const std::string& source, uint64_t from_seq, size_t max_bytes, LogBatch* out);
+  // The source's audit log, as shipped: a copy (audit/audit_log.h) in
+  // <dir>/<source>/audit that checks every record against the source's
+  // public key (which the first batch must carry, and no later batch may
+  // change), and the log's keys sealed under the source's region key, which
+  // this region cannot open. Conflict when the records do not follow what
+  // is held; *size is always the number of entries held.
+  Status ReceiveAudit(const std::string& source, const AuditBatch& batch, uint64_t* size);
+  // The entries held of the source's audit log, and the SHA-256 (hex) of
+  // the last record ("" if none).
+  Status AuditTip(const std::string& source, uint64_t* size, std::string* last_hash);
+  // For restore: records from entry `from` on, the public key, the sealed keys.
+  Status ReadAudit(const std::string& source, uint64_t from, size_t max_bytes, AuditBatch* out);
   // Per (source, jurisdiction): what is held.
   Result<std::vector<BackupHolding>> Holdings();
   // Sources with a backup here.
@@ -69,9 +83,13 @@ class BackupStores {
 
  private:
   Result<Store*> Get(const std::string& source, bool create);
+  // The source's audit copy; nullptr when none is held and `public_key` is
+  // empty. Caller holds mu_.
+  Result<AuditLog*> GetAudit(const std::string& source, const std::string& public_key);
   const std::string dir_;
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Store>> stores_;  // guarded by mu_
+  std::map<std::string, std::unique_ptr<AuditLog>> audits_;  // guarded by mu_
   uint64_t received_bytes_ = 0;                           // guarded by mu_
 };
 

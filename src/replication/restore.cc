@@ -7,18 +7,21 @@
 #include <chrono>
 #include <unordered_set>
 
+#include "audit/audit_log.h"
 #include "engine/engine.h"
 #include "replication/region_client.h"
 #include "replication/wire.h"
 #include "storage/log_format.h"
 #include "storage/store.h"
 #include "util/clock.h"
+#include "util/coding.h"
 #include "util/crash_point.h"
 
 namespace foryou {
 
 namespace {
 Status FetchOverHttp(Store& store, const RestoreOptions& o, RestoreReport* report);
+Status FetchAuditOverHttp(const RestoreOptions& o, RestoreReport* report);
 Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o, RestoreReport* report);
 }
 
@@ -45,6 +48,7 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
       FORYOU_RETURN_IF_ERROR(FetchFromMirror(*o.mirror, *store, o, &report));
     } else {
       FORYOU_RETURN_IF_ERROR(FetchOverHttp(*store, o, &report));
+      FORYOU_RETURN_IF_ERROR(FetchAuditOverHttp(o, &report));
     }
     CrashPoint("restore.before_done");
     // Every record is in: the replay below checks them all (the chain).
@@ -145,6 +149,63 @@ Status FetchOverHttp(Store& store_ref, const RestoreOptions& o, RestoreReport* r
       if (o.progress) o.progress(next - 1, last);
     }
     if (next <= last) return Status::Corruption(fmt::format("backup ended at {} of {}", next - 1, last));
+  }
+  return Status::OK();
+}
+
+// The region's audit log as the backup holds it: into a copy that checks
+// every record under the log's public key, then the log's keys (sealed
+// under the region key) installed, so that Open continues it.
+Status FetchAuditOverHttp(const RestoreOptions& o, RestoreReport* report) {
+  auto client_ptr = RegionClient(o.from_url, {o.ca_file, o.api_key, 10, 120, o.cert_file, o.key_file});
+  httplib::Client& client = *client_ptr;
+  uint64_t size = 0;
+  {
+    auto r = client.Get(fmt::format("/v1/backup/{}/status", o.source_region).c_str());
+    if (!r) return Status::Unavailable(fmt::format("{} unreachable ({})", o.from_url, httplib::to_string(r.error())));
+    if (r->status != 200) return Status::Unavailable(fmt::format("backup status: HTTP {}: {}", r->status, r->body));
+    auto j = nlohmann::json::parse(r->body, nullptr, false);
+    if (!j.is_object() || !j.contains("audit_size") || !j["audit_size"].is_number_unsigned()) return Status::OK();
+    size = j["audit_size"].get<uint64_t>();
+  }
+  if (size == 0) return Status::OK();  // a backup without the audit log: Restore's caller starts a new one
+  const std::string dir = o.data_dir + "/audit";
+  std::unique_ptr<AuditLog> copy;
+  std::string sealed;
+  uint64_t next = 0;
+  while (next < size) {
+    auto r = client.Get(fmt::format("/v1/backup/{}/audit?from={}&max_bytes={}", o.source_region, next, o.page_bytes)
+                            .c_str());
+    if (!r) return Status::Unavailable(fmt::format("{} unreachable ({})", o.from_url, httplib::to_string(r.error())));
+    if (r->status != 200) return Status::Unavailable(fmt::format("backup audit log: HTTP {}: {}", r->status, r->body));
+    AuditBatch batch;
+    FORYOU_RETURN_IF_ERROR(DecodeAuditBatch(r->body, &batch));
+    if (batch.records.empty()) break;
+    if (copy == nullptr) {
+      if (batch.public_key.empty()) return Status::Corruption("backup audit log: no public key");
+      FORYOU_RETURN_IF_ERROR(AuditLog::OpenCopy(dir, batch.public_key, &copy));
+      report->audit_public_key = HexEncode(batch.public_key);
+    }
+    if (batch.first != next) {
+      return Status::Corruption(fmt::format("backup audit log: entries from {} where {} was asked", batch.first, next));
+    }
+    FORYOU_RETURN_IF_ERROR(copy->AppendRecords(batch.first, batch.records, /*sync=*/false));
+    next += batch.records.size();
+    sealed = batch.sealed_keys;
+  }
+  if (next < size) return Status::Corruption(fmt::format("backup audit log ended at entry {} of {}", next, size));
+  if (sealed.empty()) {
+    return Status::Corruption("the backup holds the audit log but not its sealed keys: the restored region could not "
+                              "continue it");
+  }
+  {
+    // Durable before the keys that make it a log again.
+    SignedTreeHead head;
+    FORYOU_RETURN_IF_ERROR(copy->AppendRecords(next, {}, /*sync=*/true));
+    head = copy->Head();
+    copy.reset();
+    FORYOU_RETURN_IF_ERROR(AuditLog::InstallKeys(dir, o.region_key, sealed));
+    report->audit_entries = head.tree_size;
   }
   return Status::OK();
 }

@@ -7,6 +7,13 @@
 // proves the key opens the data and measures how long a restarted primary
 // takes to come back (the RTO's second half). Users whose keys were shredded
 // stay unreadable: erasure survives a restore.
+//
+// Over HTTP it also fetches the region's audit log as the backup holds it
+// (GET /v1/backup/{source}/audit), checking every record against the log's
+// public key, into <data_dir>/audit, and installs the log's signing key
+// (sealed under the region key in the backup), so that the restored region
+// goes on with the same log under the same key: a tree head an auditor
+// saved verifies against it, up to the last entry the backup received.
 #pragma once
 
 #include <functional>
@@ -41,6 +48,8 @@ struct RestoreReport {
   uint64_t last_seq = 0;
   double fetch_seconds = 0, replay_seconds = 0;
   uint64_t users = 0, events = 0, videos = 0;
+  uint64_t audit_entries = 0;    // of the audit log, restored (0: the backup held none)
+  std::string audit_public_key;  // hex
 };
 
 Result<RestoreReport> Restore(const RestoreOptions& options);

@@ -10,6 +10,7 @@
 #include "policy/policy.h"
 #include "replication/region_client.h"
 #include "replication/wire.h"
+#include "util/coding.h"
 
 namespace foryou {
 
@@ -32,6 +33,11 @@ Shipper::~Shipper() {
   wake_.notify_all();
   shipped_.notify_all();
   for (auto& t : threads_) t.join();
+}
+
+void Shipper::ShipAuditLog(const AuditLog* audit, std::string sealed_keys) {
+  audit_ = audit;
+  sealed_audit_keys_ = std::move(sealed_keys);
 }
 
 void Shipper::Start() {
@@ -97,6 +103,25 @@ Status Shipper::CheckSameHistory(uint64_t target_seq, const std::string& target_
   return Status::OK();
 }
 
+Status Shipper::CheckSameAuditHistory(uint64_t target_size, const std::string& target_hash) const {
+  const uint64_t here = audit_->Head().tree_size;
+  if (target_size > here) {
+    return Status::Conflict(fmt::format("audit log diverged: the backup holds {} entries of this region's audit log, "
+                                        "this log only {} (entries were cut off here, or the region was restored from "
+                                        "an older backup); audit shipping to it stopped",
+                                        target_size, here));
+  }
+  if (target_size == 0) return Status::OK();
+  std::vector<std::string> last;
+  FORYOU_RETURN_IF_ERROR(audit_->ReadRecords(target_size - 1, 1, &last));
+  if (last.empty() || Sha256Hex(last[0]) != target_hash) {
+    return Status::Conflict(fmt::format("audit log diverged: the backup's audit entry {} differs from this log's; audit "
+                                        "shipping to it stopped",
+                                        target_size - 1));
+  }
+  return Status::OK();
+}
+
 void Shipper::Run(size_t index) {
   std::string url, region;
   {
@@ -109,9 +134,20 @@ void Shipper::Run(size_t index) {
   httplib::Client& client = *client_ptr;
   const std::string status_path = fmt::format("/v1/backup/{}/status", source_);
   const std::string records_path = fmt::format("/v1/backup/{}/records", source_);
+  const std::string audit_path = fmt::format("/v1/backup/{}/audit", source_);
   int backoff = options_.retry_ms;
   bool known = false;
   uint64_t shipped = 0;
+  // The audit log: shipped while audit_on; audit_keys_sent once per connection.
+  bool audit_on = false, audit_keys_sent = false;
+  uint64_t audit_shipped = 0;
+  auto set_audit = [&](uint64_t entries, const std::string& error) {
+    std::lock_guard lock(mu_);
+    Target& t = targets_[index];
+    if (!error.empty() && t.stats.audit_error != error) spdlog::error("backup to {}: {}", region, error);
+    t.stats.audit_entries = entries;
+    t.stats.audit_error = error;
+  };
 
   auto fail = [&](const std::string& raw) {
     // A backup region's answer may be anything (a proxy's 3 MB error page):
@@ -203,6 +239,52 @@ void Shipper::Run(size_t index) {
       known = true;
       shipped = *seq;
       advance(shipped);
+      if (audit_ != nullptr) {
+        auto j = nlohmann::json::parse(r->body, nullptr, false);
+        audit_on = false;
+        audit_keys_sent = false;
+        if (!j.contains("audit_size") || !j["audit_size"].is_number_unsigned() || !j.contains("audit_last_hash") ||
+            !j["audit_last_hash"].is_string()) {
+          set_audit(0, "the backup region does not take audit logs (an older foryou?); audit log not shipped");
+        } else if (Status s = CheckSameAuditHistory(j["audit_size"].get<uint64_t>(), j["audit_last_hash"].get<std::string>());
+                   !s.ok()) {
+          set_audit(j["audit_size"].get<uint64_t>(), s.message());
+        } else {
+          audit_on = true;
+          audit_shipped = j["audit_size"].get<uint64_t>();
+          set_audit(audit_shipped, "");
+        }
+      }
+    }
+    if (engine_.LastSeq() <= shipped && audit_on &&
+        (!audit_keys_sent || audit_->Head().tree_size > audit_shipped)) {
+      // The data is caught up: the audit log's turn.
+      AuditBatch batch;
+      batch.first = audit_shipped;
+      if (Status s = audit_->ReadRecords(audit_shipped, options_.max_batch_bytes, &batch.records); !s.ok()) {
+        fail("reading the audit log: " + s.ToString());
+        continue;
+      }
+      if (!audit_keys_sent) {
+        batch.public_key = *HexDecode(audit_->PublicKeyHex());
+        batch.sealed_keys = sealed_audit_keys_;
+      }
+      auto r = client.Post(audit_path.c_str(), EncodeAuditBatch(batch), "application/octet-stream");
+      if (!r) {
+        fail(fmt::format("{} unreachable ({})", url, httplib::to_string(r.error())));
+        continue;
+      }
+      auto j = nlohmann::json::parse(r->body, nullptr, false);
+      if (r->status == 200 && j.is_object() && j.contains("audit_size") && j["audit_size"].is_number_unsigned()) {
+        audit_shipped = j["audit_size"].get<uint64_t>();
+        audit_keys_sent = true;
+        set_audit(audit_shipped, "");
+      } else if (r->status == 409) {
+        known = false;  // ask where the target's copy ends, and check it is this log
+      } else {
+        fail(fmt::format("audit log: HTTP {}: {}", r->status, r->body));
+      }
+      continue;
     }
     if (engine_.LastSeq() <= shipped) {
       std::unique_lock lock(mu_);

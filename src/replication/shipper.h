@@ -19,6 +19,15 @@
 // at all: writes are acknowledged as pending at once instead of each paying
 // the timeout, and become synchronous again when the target has caught up.
 //
+// With ShipAuditLog, each thread also ships the region's audit log (its
+// records as stored, and its keys sealed under the region key) once the
+// data records are caught up: asynchronously, so an entry reaches the backup
+// within about poll_ms of being written, and writes never wait on it. On
+// connecting it checks that the target's copy is a prefix of the log here;
+// a copy that is longer or differs (this log lost its tail, or was restored
+// from an older backup) stops the audit shipping to that target, loudly
+// (audit_error), while the data goes on.
+//
 // Thread safety: all methods may be called from any thread.
 #pragma once
 
@@ -31,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "audit/audit_log.h"
 #include "engine/engine.h"
 
 namespace foryou {
@@ -60,6 +70,10 @@ struct ShipperTargetStats {
   // Seconds since the target last held everything this region had written
   // (0 while it does): the age of the oldest write it still lacks, at most.
   double lag_seconds = 0;
+  // The audit log (with ShipAuditLog): entries the target holds, and why
+  // shipping it stopped ("" while it goes on).
+  uint64_t audit_entries = 0;
+  std::string audit_error;
 };
 
 class Shipper {
@@ -72,6 +86,9 @@ class Shipper {
   Shipper(const Shipper&) = delete;
   Shipper& operator=(const Shipper&) = delete;
 
+  // Ships `audit` (borrowed; must outlive the Shipper) as well, with
+  // `sealed_keys` (AuditLog::SealKeys under this region's key). Before Start.
+  void ShipAuditLog(const AuditLog* audit, std::string sealed_keys);
   void Start();
   // New records were appended.
   void Notify();
@@ -93,7 +110,13 @@ class Shipper {
   // prefix of this region's log; Conflict ("diverged") otherwise.
   Status CheckSameHistory(uint64_t target_seq, const std::string& target_hash) const;
 
+  // OK when a target whose copy of the audit log ends at (size, SHA-256 of
+  // its last record) holds a prefix of the audit log here.
+  Status CheckSameAuditHistory(uint64_t target_size, const std::string& target_hash) const;
+
   Engine& engine_;
+  const AuditLog* audit_ = nullptr;
+  std::string sealed_audit_keys_;
   const std::string source_;
   const std::string api_key_;
   const ShipperOptions options_;

@@ -56,4 +56,42 @@ Status DecodeLogBatch(std::string_view in, LogBatch* out) {
   return Status::OK();
 }
 
+std::string EncodeAuditBatch(const AuditBatch& batch) {
+  std::string out;
+  out.push_back(static_cast<char>(kAuditWireFormatVersion));
+  PutVarint64(&out, batch.first);
+  PutVarint64(&out, batch.records.size());
+  for (const std::string& r : batch.records) PutString(&out, r);
+  PutString(&out, batch.public_key);
+  PutString(&out, batch.sealed_keys);
+  return out;
+}
+
+Status DecodeAuditBatch(std::string_view in, AuditBatch* out) {
+  *out = AuditBatch{};
+  uint8_t version;
+  if (!GetByte(&in, &version)) return Status::InvalidArgument("audit batch: empty body");
+  if (version != kAuditWireFormatVersion) {
+    return Status::InvalidArgument(fmt::format("audit batch: wire format version {} is not supported", version));
+  }
+  uint64_t n;
+  // A record takes at least one byte (its length): a hostile count cannot
+  // make us allocate more than the body could hold.
+  if (!GetVarint64(&in, &out->first) || !GetVarint64(&in, &n) || n > in.size()) {
+    return Status::InvalidArgument("audit batch: bad record count");
+  }
+  out->records.resize(n);
+  for (std::string& r : out->records) {
+    if (!GetString(&in, &r)) return Status::InvalidArgument("audit batch: truncated record");
+  }
+  if (!GetString(&in, &out->public_key) || !GetString(&in, &out->sealed_keys)) {
+    return Status::InvalidArgument("audit batch: truncated keys");
+  }
+  if (!out->public_key.empty() && out->public_key.size() != 32) {
+    return Status::InvalidArgument("audit batch: the public key must be 32 bytes");
+  }
+  if (!in.empty()) return Status::InvalidArgument("audit batch: trailing bytes");
+  return Status::OK();
+}
+
 }  // namespace foryou

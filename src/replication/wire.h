@@ -10,6 +10,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "storage/store.h"
 #include "util/status.h"
@@ -20,5 +21,26 @@ constexpr uint8_t kWireFormatVersion = 3;  // 2: no store key at the end; still 
 
 std::string EncodeLogBatch(const LogBatch& batch);
 Status DecodeLogBatch(std::string_view data, LogBatch* out);
+
+// The audit log's part of a backup: the body of POST
+// /v1/backup/{region}/audit and of its GET (docs/FORMATS.md):
+//   [u8 version = kAuditWireFormatVersion]
+//   varint first, varint n, then n x string record (audit/audit_log.h: the
+//   entry, the tree root after it, the signature, as stored)
+//   string public key (32 bytes, or "" when the receiver has it already)
+//   string the log's keys sealed under the source's region key ("" = none)
+// Entries name users only by pseudonym; the keys are sealed under a key the
+// backup region does not have.
+constexpr uint8_t kAuditWireFormatVersion = 1;
+
+struct AuditBatch {
+  uint64_t first = 0;                // the entry index of records[0]
+  std::vector<std::string> records;
+  std::string public_key;
+  std::string sealed_keys;
+};
+
+std::string EncodeAuditBatch(const AuditBatch& batch);
+Status DecodeAuditBatch(std::string_view data, AuditBatch* out);
 
 }  // namespace foryou

@@ -377,6 +377,19 @@ async function policyMode() {
   await call(sg, 'POST', '/v1/backup/us/records', { body: new Uint8Array(batch.body), headers: { ...as(keys.replication, ''), 'Content-Type': 'application/octet-stream' }, want: 200, note: 'a batch sg holds' });
   await call(sg, 'GET', '/v1/backup/us/records?from=abc', { headers: as(keys.replication, ''), want: 400 });
   await call(sg, 'POST', '/v1/backup/us/records', { body: new Uint8Array([1, 2, 3]), headers: { ...as(keys.replication, ''), 'Content-Type': 'application/octet-stream' }, want: 400, note: 'garbage batch' });
+  // The audit log's copy at sg (shipped asynchronously: wait for it).
+  for (let i = 0; i < 100; i++) {
+    const st = await fetch(`${sg.url}/v1/backup/us/status`, { headers: as(keys.replication, '') }).then((r) => r.json());
+    if (st.audit_size > 0) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const auditBatch = await call(sg, 'GET', '/v1/backup/us/audit?from=0', { headers: as(keys.replication, ''), want: 200 });
+  await call(sg, 'POST', '/v1/backup/us/audit', { body: new Uint8Array(auditBatch.body), headers: { ...as(keys.replication, ''), 'Content-Type': 'application/octet-stream' }, want: 200, note: 'records sg holds: a resend' });
+  await call(sg, 'POST', '/v1/backup/us/audit', { body: new Uint8Array([1, 2, 3]), headers: { ...as(keys.replication, ''), 'Content-Type': 'application/octet-stream' }, want: 400, note: 'garbage audit batch' });
+  await call(sg, 'POST', '/v1/backup/us/audit', { body: new Uint8Array([1, 200, 1, 0, 0, 0]), headers: { ...as(keys.replication, ''), 'Content-Type': 'application/octet-stream' }, want: 409, note: 'entries that do not follow' });
+  await call(sg, 'GET', '/v1/backup/us/audit?from=-1', { headers: as(keys.replication, ''), want: 400 });
+  await call(sg, 'GET', '/v1/backup/us/audit', { headers: as(keys.service, ''), want: 403, note: 'service key' });
+  await call(sg, 'GET', '/v1/backup/us/audit', { want: 401, note: 'no key' });
   await call(sg, 'GET', '/v1/backup/eu/status', { headers: as(keys.replication, ''), want: 403, note: 'another region' });
   await call(sg, 'DELETE', '/v1/backup/us/status', { want: 405 });
 
