@@ -4,7 +4,7 @@ JOBS ?= 2
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 
-.PHONY: deps build run test install sanitize fuzz crash-campaign clean
+.PHONY: deps build run test install sanitize tsan fuzz crash-campaign clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -31,6 +31,9 @@ install: build
 # ASan+UBSan build (clang-14) of the server and every test, run through ctest.
 sanitize: deps
 	bash scripts/sanitize.sh
+
+tsan: deps
+	bash scripts/tsan.sh
 
 # Each libFuzzer harness of fuzz/ for FUZZ_SECONDS (default 30).
 FUZZ_SECONDS ?= 30

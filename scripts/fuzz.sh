@@ -15,7 +15,7 @@ bash scripts/install-deps.sh
 if [ ! -f build/asan/build.ninja ]; then
   cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" \
     -DCMAKE_CXX_COMPILER=clang++-14 \
-    -DFORYOU_FUZZ=ON -DFORYOU_WERROR=OFF > /dev/null
+    -DFORYOU_FUZZ=ON -DFORYOU_WERROR=OFF -DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=16 > /dev/null
 fi
 targets=()
 for h in "${HARNESSES[@]}"; do targets+=("fuzz_$h"); done

@@ -221,5 +221,40 @@ TEST(CrashPointsTest, AnAuditSegmentRotationKilledMidwayIsFinishedOrUndone) {
   }
 }
 
+
+// An erasure that ends a migration lifts the user's fence after its commit;
+// killed in between, the next start lifts it (the user is gone), so a new
+// user with the same id is not refused forever.
+TEST(CrashPointsTest, AFenceLeftByAnErasureKilledBeforeLiftingItIsLiftedAtTheNextStart) {
+  for (bool encrypted : {true, false}) {
+    SCOPED_TRACE(encrypted ? "encrypted" : "plaintext");
+    TempDir dir;
+    const std::string data = dir.Sub("data");
+    std::ofstream(dir.Sub("region.key")) << std::string(64, 'a');
+    std::vector<std::string> args;
+    if (encrypted) args = {"--region-key-file", dir.Sub("region.key")};
+    const std::string ev = json{{"events", {{{"user_id", "mover"}, {"video_id", "v1"}, {"type", "like"}}}}}.dump();
+    {
+      auto server = StartArmed("erase.before_unfence", data, dir.path(), args);
+      ASSERT_NE(server, nullptr);
+      httplib::Client c("127.0.0.1", server->port());
+      ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
+                       "application/json")->status, 200);
+      ASSERT_EQ(c.Post("/v1/events", ev, "application/json")->status, 200);
+      ASSERT_EQ(c.Post("/v1/users/mover/fence", "", "application/json")->status, 200);
+      EXPECT_EQ(c.Post("/v1/events", ev, "application/json")->status, 503) << "fenced while it moves";
+      auto r = c.Delete("/v1/users/mover");
+      EXPECT_TRUE(!r || r->status != 200) << "the server was to die before answering";
+      server->Kill9();
+    }
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    EXPECT_EQ(c.Get("/v1/users/mover")->status, 404) << "the erasure committed";
+    EXPECT_EQ(c.Post("/v1/events", ev, "application/json")->status, 200) << "and its fence is gone";
+    ASSERT_EQ(server->Terminate(), 0);
+  }
+}
+
 }  // namespace
 }  // namespace foryou

@@ -158,10 +158,9 @@ class RecordReader {
   const Start& start() const { return start_; }
   uint64_t header_end() const { return header_end_; }
 
-  // Opens at the record that starts at byte `offset`, entry number `index`
-  // (an offset AuditLog recorded: see checkpoints_).
-  Status OpenAt(const std::string& path, uint64_t offset, uint64_t index) {
-    FORYOU_RETURN_IF_ERROR(Open(path));
+  // After Open: moves to the record that starts at byte `offset`, entry
+  // number `index` (an offset AuditLog recorded: see checkpoints_).
+  Status SeekTo(uint64_t offset, uint64_t index) {
     if (offset < header_end_ || offset > size_) return Status::Internal("audit log: bad checkpoint offset");
     in_.seekg(static_cast<std::streamoff>(offset));
     offset_ = offset;
@@ -609,11 +608,9 @@ Status AuditLog::RotateLocked() {
     return Status::IOError(fmt::format("cannot close segment {}", closed));
   }
   CrashPoint("audit.rotate.closed");
-  if (::rename(next.c_str(), path_.c_str()) != 0) {
-    ::close(nfd);
-    return Status::IOError(fmt::format("cannot start the new segment {} (Open finishes it)", path_));
-  }
-  FORYOU_RETURN_IF_ERROR(SyncDir(dir_));
+  const bool renamed = ::rename(next.c_str(), path_.c_str()) == 0;
+  // From here the old file is a closed segment: appends go to the new one
+  // (through nfd, whatever its name until Open finishes the rename).
   retired_fds_.push_back(fd_);
   fd_ = nfd;
   segments_.push_back({first, last, closed});
@@ -621,6 +618,8 @@ Status AuditLog::RotateLocked() {
   checkpoints_.clear();
   active_first_ = tree_.size();
   active_bytes_ = header.size();
+  if (!renamed) return Status::IOError(fmt::format("cannot rename {} to {} (the next open finishes it)", next, path_));
+  FORYOU_RETURN_IF_ERROR(SyncDir(dir_));
   spdlog::info("audit log: closed segment {} (entries {}..{})", closed, first, last);
   return Status::OK();
 }
@@ -694,77 +693,90 @@ std::string AuditLog::Pseudonym(const std::string& user_id) const {
 
 Status AuditLog::Scan(uint64_t from, uint64_t end, const std::function<bool(uint64_t, const std::string&)>& fn) const {
   if (from >= end) return Status::OK();
-  // The files that hold [from, end), each with where to start reading.
+  // The files that hold [from, end), each with the entry its segment starts
+  // at and where to start reading. A rotation between taking this list and
+  // opening a file shows as a file that starts elsewhere: the list is taken
+  // again (rotations are 64 MiB apart).
   struct Part {
     std::string path;
-    uint64_t offset = 0, index = 0;  // 0 offset: from the header on
+    uint64_t segment_first = 0;
+    uint64_t offset = 0, index = 0;  // offset 0: from the header on
   };
-  std::vector<Part> parts;
-  std::vector<Segment> closed;
-  {
-    std::lock_guard lock(mu_);
-    closed = segments_;
-    if (from >= active_first_) {
-      const uint64_t base = active_first_ + (from - active_first_) / kCheckpointEvery * kCheckpointEvery;
-      parts.push_back({path_, checkpoints_.at((from - active_first_) / kCheckpointEvery), base});
-    }
-  }
-  if (parts.empty()) {
-    // A closed segment: from its checkpoints, found by one pass on its
-    // first read and kept.
-    for (size_t i = 0; i < closed.size(); ++i) {
-      const Segment& seg = closed[i];
-      if (seg.last < from) continue;
-      uint64_t offset = 0, index = seg.first;
-      if (seg.first <= from) {
-        std::vector<uint64_t> cps;
-        {
-          std::lock_guard lock(mu_);
-          auto it = closed_checkpoints_.find(seg.first);
-          if (it != closed_checkpoints_.end()) cps = it->second;
-        }
-        if (cps.empty()) {
-          RecordReader r;
-          FORYOU_RETURN_IF_ERROR(r.Open(seg.path));
-          Record rec;
-          for (;;) {
-            const uint64_t at = r.valid_end(), idx = r.count();
-            auto more = r.Next(&rec);
-            if (!more.ok()) return more.status();
-            if (!*more) break;
-            if ((idx - seg.first) % kCheckpointEvery == 0) cps.push_back(at);
-          }
-          std::lock_guard lock(mu_);
-          closed_checkpoints_[seg.first] = cps;
-        }
-        const size_t k = (from - seg.first) / kCheckpointEvery;
-        if (k < cps.size()) {
-          offset = cps[k];
-          index = seg.first + k * kCheckpointEvery;
-        }
+  for (int attempt = 0;; ++attempt) {
+    std::vector<Part> parts;
+    std::vector<Segment> closed;
+    uint64_t active_first;
+    {
+      std::lock_guard lock(mu_);
+      closed = segments_;
+      active_first = active_first_;
+      if (from >= active_first_) {
+        const size_t k = (from - active_first_) / kCheckpointEvery;
+        parts.push_back({path_, active_first_, checkpoints_.at(k), active_first_ + k * kCheckpointEvery});
       }
-      parts.push_back({seg.path, offset, index});
     }
-    std::lock_guard lock(mu_);
-    parts.push_back({path_, 0, active_first_});
-  }
-  uint64_t i = 0;
-  for (const Part& part : parts) {
-    RecordReader reader;
-    FORYOU_RETURN_IF_ERROR(part.offset == 0 ? reader.Open(part.path) : reader.OpenAt(part.path, part.offset, part.index));
-    i = reader.count();
-    std::string payload;
-    for (; i < end; ++i) {
-      Record r;
-      auto more = reader.Next(&r);
-      if (!more.ok()) return more.status();
-      if (!*more) break;  // the next file goes on
-      if (i < from) continue;
-      if (!fn(i, JoinPayload(r.entry, r.root, r.sig))) return Status::OK();
+    if (parts.empty()) {
+      for (const Segment& seg : closed) {
+        if (seg.last < from) continue;
+        Part part{seg.path, seg.first, 0, seg.first};
+        if (seg.first <= from) {
+          // From its checkpoints, found by one pass on its first read and kept.
+          std::vector<uint64_t> cps;
+          {
+            std::lock_guard lock(mu_);
+            auto it = closed_checkpoints_.find(seg.first);
+            if (it != closed_checkpoints_.end()) cps = it->second;
+          }
+          if (cps.empty()) {
+            RecordReader r;
+            FORYOU_RETURN_IF_ERROR(r.Open(seg.path));
+            Record rec;
+            for (;;) {
+              const uint64_t at = r.valid_end(), idx = r.count();
+              auto more = r.Next(&rec);
+              if (!more.ok()) return more.status();
+              if (!*more) break;
+              if ((idx - seg.first) % kCheckpointEvery == 0) cps.push_back(at);
+            }
+            std::lock_guard lock(mu_);
+            closed_checkpoints_[seg.first] = cps;
+          }
+          const size_t k = (from - seg.first) / kCheckpointEvery;
+          if (k < cps.size()) {
+            part.offset = cps[k];
+            part.index = seg.first + k * kCheckpointEvery;
+          }
+        }
+        parts.push_back(part);
+      }
+      parts.push_back({dir_ + "/log", active_first, 0, active_first});
     }
-    if (i >= end) return Status::OK();
+    uint64_t i = 0;
+    bool moved = false;
+    for (const Part& part : parts) {
+      RecordReader reader;
+      FORYOU_RETURN_IF_ERROR(reader.Open(part.path));
+      if (reader.start().first != part.segment_first) {
+        moved = true;  // `log` was rotated meanwhile
+        break;
+      }
+      if (part.offset != 0) FORYOU_RETURN_IF_ERROR(reader.SeekTo(part.offset, part.index));
+      i = reader.count();
+      for (; i < end; ++i) {
+        Record r;
+        auto more = reader.Next(&r);
+        if (!more.ok()) return more.status();
+        if (!*more) break;  // the next file goes on
+        if (i < from) continue;
+        if (!fn(i, JoinPayload(r.entry, r.root, r.sig))) return Status::OK();
+      }
+      if (i >= end) return Status::OK();
+    }
+    if (!moved) return Status::Corruption(fmt::format("audit log: ends at entry {}, its head says {}", i, end));
+    if (attempt == 3) return Status::Unavailable("audit log: rotating; try again");
+    // Entries already passed to fn are not passed again.
+    from = std::max(from, i);
   }
-  return Status::Corruption(fmt::format("audit log: ends at entry {}, its head says {}", i, end));
 }
 
 Status AuditLog::ReadEntries(uint64_t from, size_t limit, SignedTreeHead* head, std::vector<AuditEntry>* entries,

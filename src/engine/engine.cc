@@ -379,6 +379,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   }
   engine->unreadable_.clear();
   engine->shredded_.clear();
+  FORYOU_RETURN_IF_ERROR(engine->LiftStaleFences());
   engine->recovery_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (options.snapshot.every_updates > 0) {
@@ -455,6 +456,24 @@ Result<size_t> Engine::IngestClustered(const std::vector<Event>& events, const s
 
 std::string Engine::FenceName(const std::string& user_id) const {
   return keyring_ != nullptr ? Pseudonym(user_id) : user_id;
+}
+
+// A fence whose user is not here any more: the erasure that ended the move
+// committed, and a crash came before it lifted the fence (Erase). Fences are
+// set only on users who exist (FenceUser), so such a fence can only be that.
+Status Engine::LiftStaleFences() {
+  if (fences_.size() == 0) return Status::OK();
+  std::set<std::string> live;
+  for (const UserRecord& u : state_->users) {
+    if (!u.id.empty()) live.insert(FenceName(u.id));
+  }
+  for (const std::string& name : fences_.Names()) {
+    if (live.count(name) > 0) continue;
+    spdlog::warn("lifting the fence of a user erased here (the erasure ended a migration; a crash came before it "
+                 "lifted the fence)");
+    FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, name, false));
+  }
+  return Status::OK();
 }
 
 Status Engine::FenceUser(const std::string& user_id, bool fenced) {
@@ -813,7 +832,9 @@ Status Engine::Erase(const std::string& user_id) {
       FORYOU_RETURN_IF_ERROR(ApplyLive(seq, record));
       ResetUser(*idx);
     }
-    // The move (if this erasure ends one) is over.
+    // The move (if this erasure ends one) is over. (A crash here leaves the
+    // fence; the next Open lifts it: LiftStaleFences.)
+    CrashPoint("erase.before_unfence");
     if (Status s = fences_.Set(*store_, FenceName(user_id), false); !s.ok()) return s;
     // In cluster mode the keys also leave the region's log and its mirrors
     // (intent recorded here; the erasure itself runs below, unlocked).
@@ -857,6 +878,7 @@ Status Engine::Erase(const std::string& user_id) {
     return Status::OK();
   }));
   FORYOU_RETURN_IF_ERROR(store_->Rewrite(rewrites));
+  CrashPoint("erase.before_unfence");
   FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, FenceName(user_id), false));
   // 2. Live state.
   std::unique_lock lock(mu_);

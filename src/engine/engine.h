@@ -395,6 +395,9 @@ class Engine {
   std::atomic<bool> failed_{false};  // set once, after write_failure_
   std::string write_failure_;        // written once, holding write_mu_
   std::string FenceName(const std::string& user_id) const;
+  // At Open: lifts fences whose user is gone (an erasure that ended a move,
+  // then a crash before it lifted the fence).
+  Status LiftStaleFences();
   Result<size_t> Ingest(std::vector<Event> events, const std::string& jurisdiction, bool batch_limit);
   mutable std::shared_mutex mu_;
   std::unique_ptr<State> state_;  // guarded by mu_

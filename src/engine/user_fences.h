@@ -16,6 +16,7 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
 #include "storage/store.h"
 #include "util/status.h"
@@ -30,6 +31,7 @@ class UserFences {
   // Sets or lifts a fence, durably.
   Status Set(Store& store, const std::string& name, bool fenced);
   size_t size() const { return names_.size(); }
+  std::vector<std::string> Names() const { return {names_.begin(), names_.end()}; }
 
  private:
   std::set<std::string> names_;
