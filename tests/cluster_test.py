@@ -24,7 +24,8 @@ JetStream cluster, sg (the approved backup region) and eu (not approved) as
                         streams and from sg's raw files, both replicas 404
   restore_from_sg       the region's streams and replicas are lost; `foryou
                         restore --from-cluster` rebuilds the store from sg's
-                        mirrors (the erased user stays erased); a replica
+                        mirrors, replaying only what follows the snapshot sg
+                        mirrored (the erased user stays erased); a replica
                         started on it is refused without --cluster-seed, and
                         with it seeds a new region log; a new replica joins it
                         with the same scores
@@ -471,7 +472,18 @@ def main() -> int:
             acked_user = f"{USERS_PREFIX}-w1-3"
             want = exported_pairs(a, {acked_user})
             a.stop()
-            b.stop()
+            b.stop()   # each publishes a snapshot as it stops; sg mirrors it
+            deadline = time.time() + 20
+            while True:
+                st = {n: js.js("STREAM.INFO." + n).get("state", {}) for n in ("FORYOU_SNAP_us", "FORYOU_SNAP_us_AT_sg")}
+                if st["FORYOU_SNAP_us"].get("last_seq", 0) > 0 and \
+                        st["FORYOU_SNAP_us_AT_sg"].get("last_seq") == st["FORYOU_SNAP_us"].get("last_seq"):
+                    break
+                assert time.time() < deadline, f"sg does not mirror the snapshots: {st}"
+                time.sleep(0.2)
+            # Older snapshots are purged from the mirror as from the region
+            # (what reached it before the newest one was published).
+            assert st["FORYOU_SNAP_us_AT_sg"].get("first_seq", 0) > 1, st
             for s in ("FORYOU_LOG_us", "FORYOU_KEYS_us", "FORYOU_SNAP_us"):  # the region's data is lost
                 r = js.js("STREAM.DELETE." + s)
                 assert r.get("success"), r
@@ -482,6 +494,9 @@ def main() -> int:
             assert out.returncode == 0, out.stderr[-1500:]
             rep = json.loads(out.stdout)
             assert rep["last_seq"] == seq and rep["records"] == seq, rep
+            # The replay starts from the snapshot sg mirrored, not from record 1.
+            assert 0 < rep["snapshot_seq"] <= seq, rep
+            assert rep["replayed_records"] == seq - rep["snapshot_seq"], rep
             shutil.move(str(rd), str(d / "a2"))
             # A store with history meeting an empty log is refused unless told to seed it.
             text = Replica("a2", d, urls).start(expect_fail=True, timeout=30)
@@ -506,7 +521,8 @@ def main() -> int:
                 assert time.time() < deadline, f"sg does not mirror the rebuilt log: {st}"
                 time.sleep(0.2)
             print(f"   restored {rep['records']} records ({rep['keys']} keys) from sg in "
-                  f"{rep['fetch_seconds'] + rep['replay_seconds']:.2f} s", flush=True)
+                  f"{rep['fetch_seconds'] + rep['replay_seconds']:.2f} s (from the mirrored snapshot at "
+                  f"{rep['snapshot_seq']}, {rep['replayed_records']} replayed)", flush=True)
 
         case("replicas_agree", replicas_agree)
         case("read_your_write", read_your_write)

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <charconv>
 #include <chrono>
+#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -127,16 +128,23 @@ Reply BackupHandler(BackupStores& backups, const HttpRequest& req, std::string_v
     if (!s.ok()) return ErrorReply(s);
     return Reply{200, fmt::format(R"({{"source":"{}","audit_size":{}}})", source, size)};
   }
-  if (action == "backup.read") {
-    uint64_t from = 1, max_bytes = 8 << 20;
+  // ?from=N&max_bytes=B of the reads: from at least `min_from`, max_bytes positive.
+  uint64_t from = 0, max_bytes = 8 << 20;
+  auto page = [&](uint64_t min_from) -> std::optional<Reply> {
+    from = min_from;
     for (auto [name, value] : {std::pair{"from", &from}, std::pair{"max_bytes", &max_bytes}}) {
       if (!req.has_param(name)) continue;
       const std::string v = req.get_param_value(name);
       auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), *value);
-      if (ec != std::errc() || ptr != v.data() + v.size() || *value == 0) {
-        return ErrorReply(Status::InvalidArgument(fmt::format("{}: must be a positive integer", name)));
+      const uint64_t least = value == &from ? min_from : 1;
+      if (ec != std::errc() || ptr != v.data() + v.size() || *value < least) {
+        return ErrorReply(Status::InvalidArgument(fmt::format("{}: must be an integer of at least {}", name, least)));
       }
     }
+    return std::nullopt;
+  };
+  if (action == "backup.read") {
+    if (auto bad = page(1)) return *bad;
     LogBatch batch;
     if (Status s = backups.Read(source, from, std::min<uint64_t>(max_bytes, 64 << 20), &batch); !s.ok()) {
       return ErrorReply(s);
@@ -144,16 +152,7 @@ Reply BackupHandler(BackupStores& backups, const HttpRequest& req, std::string_v
     return Reply{200, EncodeLogBatch(batch), "application/octet-stream"};
   }
   if (action == "backup.audit.read") {
-    uint64_t from = 0, max_bytes = 8 << 20;
-    for (auto [name, value] : {std::pair{"from", &from}, std::pair{"max_bytes", &max_bytes}}) {
-      if (!req.has_param(name)) continue;
-      const std::string v = req.get_param_value(name);
-      auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), *value);
-      if (ec != std::errc() || ptr != v.data() + v.size() || (*value == 0 && value == &max_bytes)) {
-        return ErrorReply(Status::InvalidArgument(fmt::format("{}: must be a {} integer", name,
-                                                              value == &from ? "non-negative" : "positive")));
-      }
-    }
+    if (auto bad = page(0)) return *bad;
     AuditBatch batch;
     if (Status s = backups.ReadAudit(source, from, std::min<uint64_t>(max_bytes, 64 << 20), &batch); !s.ok()) {
       return ErrorReply(s);

@@ -828,6 +828,8 @@ Status AuditLog::InstallKeys(const std::string& dir, std::string_view region_key
   return WriteKeyFile(dir + "/signing.key", seed);
 }
 
+Result<std::string> AuditLog::PublicKeyIn(const std::string& dir) { return ReadPublicKey(dir); }
+
 Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaves) {
   auto files = SegmentFiles(dir);
   if (!files.ok()) return files.status();

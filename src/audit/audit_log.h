@@ -155,6 +155,9 @@ class AuditLog {
   Status ReadEntries(uint64_t from, size_t limit, SignedTreeHead* head, std::vector<AuditEntry>* entries,
                      std::vector<std::string>* encoded) const;
 
+  // The public key (32 bytes) public.key in `dir` names.
+  static Result<std::string> PublicKeyIn(const std::string& dir);
+
   // Reads every entry and its leaf hash (for proofs and tools).
   static Status ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaf_hashes);
 

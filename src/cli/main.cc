@@ -998,6 +998,7 @@ int RestoreCmd(const RestoreFlags& f) {
                             {"records", r->records},           {"keys", r->keys},   {"bytes", r->bytes},
                             {"last_seq", r->last_seq},         {"videos", r->videos}, {"users", r->users},
                             {"events", r->events},             {"audit_entries", r->audit_entries},
+                            {"snapshot_seq", r->snapshot_seq}, {"replayed_records", r->replayed_records},
                             {"fetch_seconds", r->fetch_seconds},
                             {"replay_seconds", r->replay_seconds},
                             {"rto_seconds", r->fetch_seconds + r->replay_seconds}};
@@ -1013,6 +1014,11 @@ int RestoreCmd(const RestoreFlags& f) {
     if (r->audit_entries > 0) {
       std::printf("  audit log: %llu entries restored, continued under the same signing key (public key %s)\n",
                   static_cast<unsigned long long>(r->audit_entries), r->audit_public_key.c_str());
+    }
+    if (r->snapshot_seq > 0) {
+      std::printf("  replayed %llu records after the mirrored snapshot at record %llu\n",
+                  static_cast<unsigned long long>(r->replayed_records),
+                  static_cast<unsigned long long>(r->snapshot_seq));
     }
     std::printf("  fetch %.2f s + replay %.2f s = %.2f s\n", r->fetch_seconds, r->replay_seconds,
                 r->fetch_seconds + r->replay_seconds);

@@ -50,6 +50,10 @@ struct ClusterSnapshot {
   uint64_t state_bytes = 0, ann_bytes = 0;
   std::string id;    // which publication
   std::string mac;   // Keyring::SnapshotMac of the two files: checked before a joining replica uses them
+  // The stream sequence numbers of its first and last chunk (0: unknown, a
+  // manifest written before they were recorded), so that it can be read
+  // message by message, also from a mirror.
+  uint64_t first_msg = 0, last_msg = 0;
 };
 
 struct ClusterRecord {

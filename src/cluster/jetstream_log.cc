@@ -1,6 +1,7 @@
 #include "cluster/jetstream_log.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <nats/nats.h>
 
 #include <algorithm>
@@ -80,7 +81,11 @@ void JetStreamLog::BindMirrors(const std::string& source_region, const std::stri
   log_subject_ = "foryou." + source_region + ".log";
   key_prefix_ = "foryou." + source_region + ".key.";
   store_key_subject_ = "foryou." + source_region + ".storekey";
+  snap_stream_ = MirrorName(SnapshotStreamName(source_region), backup_region);
+  snap_prefix_ = "foryou." + source_region + ".snap.";
   key_mirrors_.clear();
+  snap_mirrors_.clear();
+  bound_to_mirrors_ = true;
 }
 
 Status JetStreamLog::EnsureStream(const std::string& name, const std::string& subject_or_source, bool mirror,
@@ -213,7 +218,8 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
     for (const std::string& origin : origins) {
       bool ours = origin == log_stream_ || origin == keys_stream_ || origin == snap_stream_;
       for (const std::string& b : plan.backups) {
-        ours = ours || origin == MirrorName(log_stream_, b) || origin == MirrorName(keys_stream_, b);
+        ours = ours || origin == MirrorName(log_stream_, b) || origin == MirrorName(keys_stream_, b) ||
+               origin == MirrorName(snap_stream_, b);
       }
       if (!ours) continue;
       if (std::find(plan.backups.begin(), plan.backups.end(), cluster) == plan.backups.end()) {
@@ -229,14 +235,16 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
   // 2. The region's own streams, then one mirror of each per backup region.
   FORYOU_RETURN_IF_ERROR(EnsureStream(log_stream_, log_subject_, false, plan.region, plan.replicas, true));
   FORYOU_RETURN_IF_ERROR(EnsureStream(keys_stream_, key_prefix_, false, plan.region, plan.replicas, false));
-  // Snapshots stay in the region (no mirror: a restore replays the mirrored
-  // log); purged as newer ones arrive.
+  // Snapshots: purged as newer ones arrive, here and in the mirrors.
   FORYOU_RETURN_IF_ERROR(EnsureStream(snap_stream_, snap_prefix_ + ">", false, plan.region, plan.replicas, false));
   key_mirrors_.clear();
+  snap_mirrors_.clear();
   for (const std::string& b : plan.backups) {
     FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(log_stream_, b), log_stream_, true, b, plan.backup_replicas, false));
     FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(keys_stream_, b), keys_stream_, true, b, plan.backup_replicas, false));
+    FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(snap_stream_, b), snap_stream_, true, b, plan.backup_replicas, false));
     key_mirrors_.push_back(MirrorName(keys_stream_, b));
+    snap_mirrors_.push_back(MirrorName(snap_stream_, b));
   }
   return Status::OK();
 }
@@ -460,7 +468,7 @@ Result<std::string> JetStreamLog::StoreKey(std::string_view proposed) {
 
 Status JetStreamLog::ResetMirrors() {
   for (const std::string& b : plan_.backups) {
-    for (const std::string& origin : {log_stream_, keys_stream_}) {
+    for (const std::string& origin : {log_stream_, keys_stream_, snap_stream_}) {
       const std::string name = MirrorName(origin, b);
       jsErrCode jerr = static_cast<jsErrCode>(0);
       natsStatus s = js_DeleteStream(js_, name.c_str(), nullptr, &jerr);
@@ -530,7 +538,7 @@ Status JetStreamLog::ReadAll(const std::string& stream, const std::string& subje
 
 Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, const std::string& ann_path,
                                  const std::string& mac) {
-  if (snap_stream_.empty()) return Status::OK();  // bound to mirrors (restore): nothing to publish
+  if (snap_stream_.empty() || bound_to_mirrors_) return Status::OK();  // a restore's: nothing to publish
   char rnd[8];
   for (char& c : rnd) c = static_cast<char>(Mix64(static_cast<uint64_t>(
                                std::chrono::steady_clock::now().time_since_epoch().count()) + (&c - rnd)));
@@ -538,6 +546,7 @@ Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, co
   const std::string subject = fmt::format("{}{}.{}", snap_prefix_, seq, id);
   auto previous = NewestSnapshot();
   uint64_t sizes[2] = {0, 0};
+  uint64_t first_msg = 0, last_msg = 0;  // stream sequence numbers of the chunks
   std::string buf(kSnapshotChunk, '\0');
   const std::string* paths[2] = {&state_path, &ann_path};
   for (int f = 0; f < 2; ++f) {
@@ -553,6 +562,10 @@ Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, co
       jsPubOptions_Init(&po);
       po.MaxWait = options_.request_timeout_ms;
       natsStatus s = js_Publish(&pa, js_, subject.c_str(), buf.data(), static_cast<int>(n), &po, &jerr);
+      if (s == NATS_OK && pa != nullptr) {
+        if (first_msg == 0) first_msg = pa->Sequence;
+        last_msg = pa->Sequence;
+      }
       jsPubAck_Destroy(pa);
       if (s != NATS_OK) {
         std::fclose(in);
@@ -561,7 +574,8 @@ Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, co
     }
     std::fclose(in);
   }
-  const std::string manifest = fmt::format("{} {} {} {} {}", seq, sizes[0], sizes[1], id, HexEncode(mac));
+  const std::string manifest =
+      fmt::format("{} {} {} {} {} {} {}", seq, sizes[0], sizes[1], id, HexEncode(mac), first_msg, last_msg);
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_Publish(nullptr, js_, (snap_prefix_ + "latest").c_str(), manifest.data(),
                             static_cast<int>(manifest.size()), nullptr, &jerr);
@@ -581,6 +595,20 @@ Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, co
   o.Stream.Purge.Subject = latest.c_str();
   o.Stream.Purge.Keep = 1;
   (void)js_PurgeStream(js_, snap_stream_.c_str(), &o, nullptr);
+  // A mirror copies messages, not purges: everything before this snapshot's
+  // first chunk goes from each mirror too (no subject filter: see above). A
+  // backup region that does not answer keeps an older, sealed snapshot
+  // until the next one.
+  for (const std::string& mirror : snap_mirrors_) {
+    if (first_msg == 0) break;
+    jsOptions_Init(&o);
+    o.Stream.Purge.Sequence = first_msg;
+    jsErrCode perr = static_cast<jsErrCode>(0);
+    if (js_PurgeStream(js_, mirror.c_str(), &o, &perr) != NATS_OK) {
+      spdlog::warn("cluster: purging older snapshots from {} failed (error {}); they go with the next snapshot",
+                   mirror, static_cast<int>(perr));
+    }
+  }
   return Status::OK();
 }
 
@@ -596,10 +624,11 @@ Result<ClusterSnapshot> JetStreamLog::NewestSnapshot() {
   }
   const std::string text(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m)));
   char id[64] = {0}, mac[129] = {0};
-  unsigned long long seq = 0, state = 0, ann = 0;
+  unsigned long long seq = 0, state = 0, ann = 0, first_msg = 0, last_msg = 0;
   auto mac_bytes = std::optional<std::string>();
-  if (std::sscanf(text.c_str(), "%llu %llu %llu %63s %128s", &seq, &state, &ann, id, mac) != 5 ||
-      !(mac_bytes = HexDecode(mac))) {
+  const int fields =
+      std::sscanf(text.c_str(), "%llu %llu %llu %63s %128s %llu %llu", &seq, &state, &ann, id, mac, &first_msg, &last_msg);
+  if ((fields != 5 && fields != 7) || !(mac_bytes = HexDecode(mac)) || first_msg > last_msg) {
     return Status::Corruption(fmt::format("cluster: snapshot manifest '{}' does not parse", text));
   }
   out.mac = std::move(*mac_bytes);
@@ -607,6 +636,8 @@ Result<ClusterSnapshot> JetStreamLog::NewestSnapshot() {
   out.state_bytes = state;
   out.ann_bytes = ann;
   out.id = id;
+  out.first_msg = first_msg;
+  out.last_msg = last_msg;
   return out;
 }
 
@@ -615,7 +646,11 @@ Status JetStreamLog::FetchSnapshot(const ClusterSnapshot& snap, const std::strin
   const std::string subject = fmt::format("{}{}.{}", snap_prefix_, snap.seq, snap.id);
   natsSubscription* sub = nullptr;
   natsStatus s = NATS_OK;
-  FORYOU_RETURN_IF_ERROR(ReadAll(snap_stream_, subject, &sub));
+  // Message by message when the manifest says where its chunks are (a
+  // mirror keeps the stream's sequence numbers); else an ordered consumer.
+  const bool by_seq = snap.first_msg > 0;
+  uint64_t next_msg = snap.first_msg;
+  if (!by_seq) FORYOU_RETURN_IF_ERROR(ReadAll(snap_stream_, subject, &sub));
   Status result;
   FILE* out[2] = {std::fopen(state_path.c_str(), "wb"), std::fopen(ann_path.c_str(), "wb")};
   const uint64_t want[2] = {snap.state_bytes, snap.ann_bytes};
@@ -624,10 +659,26 @@ Status JetStreamLog::FetchSnapshot(const ClusterSnapshot& snap, const std::strin
   if (out[0] == nullptr || out[1] == nullptr) result = Status::IOError("cluster: writing a fetched snapshot");
   while (result.ok() && (got[0] < want[0] || got[1] < want[1])) {
     MsgGuard m;
-    s = natsSubscription_NextMsg(&m.m, sub, options_.request_timeout_ms);
-    if (s != NATS_OK) {
-      result = NatsError(fmt::format("reading snapshot {} (purged by a newer one?)", snap.seq), s);
-      break;
+    if (by_seq) {
+      if (next_msg > snap.last_msg) {
+        result = Status::Corruption(fmt::format("cluster: snapshot {} is shorter than its manifest", snap.seq));
+        break;
+      }
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      s = js_GetMsg(&m.m, js_, snap_stream_.c_str(), next_msg++, nullptr, &jerr);
+      if (s != NATS_OK && jerr == JSNoMessageFoundErr && next_msg <= snap.last_msg) continue;  // another's, purged
+      if (s != NATS_OK) {
+        result = NatsError(fmt::format("reading snapshot {} from {} (purged by a newer one?)", snap.seq, snap_stream_),
+                           s, jerr);
+        break;
+      }
+      if (subject != natsMsg_GetSubject(m.m)) continue;  // another replica's publication in between
+    } else {
+      s = natsSubscription_NextMsg(&m.m, sub, options_.request_timeout_ms);
+      if (s != NATS_OK) {
+        result = NatsError(fmt::format("reading snapshot {} (purged by a newer one?)", snap.seq), s);
+        break;
+      }
     }
     std::string_view data(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m)));
     while (!data.empty() && f < 2) {
@@ -645,7 +696,7 @@ Status JetStreamLog::FetchSnapshot(const ClusterSnapshot& snap, const std::strin
   for (FILE* file : out) {
     if (file != nullptr && std::fclose(file) != 0 && result.ok()) result = Status::IOError("cluster: writing a fetched snapshot");
   }
-  natsSubscription_Destroy(sub);
+  if (sub != nullptr) natsSubscription_Destroy(sub);
   return result;
 }
 

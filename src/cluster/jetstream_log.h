@@ -6,9 +6,14 @@
 //   FORYOU_KEYS_R      subjects foryou.R.key.<hex pseudonym>.<hex key id>,
 //                      foryou.R.storekey: one message per wrapped key
 //                      (erasure overwrites every key of the pseudonym)
-// both on file storage with `replicas` replicas, placed in the JetStream
+//   FORYOU_SNAP_R      subjects foryou.R.snap.>: the newest snapshot's
+//                      chunks and its manifest (older ones purged)
+// all on file storage with `replicas` replicas, placed in the JetStream
 // cluster named R. For every backup region B the policy approves, a mirror
-// of each, FORYOU_LOG_R_AT_B and FORYOU_KEYS_R_AT_B, placed in cluster B.
+// of each, FORYOU_LOG_R_AT_B, FORYOU_KEYS_R_AT_B and FORYOU_SNAP_R_AT_B,
+// placed in cluster B (snapshot user entries are sealed with the users'
+// keys, so erasure reaches the mirrored snapshots as it reaches the
+// mirrored log; a new snapshot purges the older ones from the mirrors too).
 //
 // Ensure (at start) creates what is missing and refuses, naming the stream
 // and the rule, what contradicts the plan: a stream of R placed outside
@@ -120,6 +125,8 @@ class JetStreamLog : public ClusterLog {
   std::string log_stream_, keys_stream_, log_subject_, key_prefix_, store_key_subject_;
   std::string snap_stream_, snap_prefix_;  // snapshots: chunks on <prefix><seq>.<id>, manifests on <prefix>latest
   std::vector<std::string> key_mirrors_;  // the keys streams' mirrors, for EraseKeys
+  std::vector<std::string> snap_mirrors_;  // the snapshot stream's mirrors, purged as it is
+  bool bound_to_mirrors_ = false;          // BindMirrors: read-only
   ClusterPlan plan_;                      // as given to Ensure
 };
 

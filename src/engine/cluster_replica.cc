@@ -241,7 +241,14 @@ Status Engine::SeedCluster(uint64_t from_seq) {
     if (mac->empty()) return Status::Corruption(fmt::format("--cluster-seed: record {} has no chain MAC", seq));
     return cluster_->Publish(seq, record, *mac);
   }));
-  return cluster_->SetSeeding(0);
+  FORYOU_RETURN_IF_ERROR(cluster_->SetSeeding(0));
+  // Replicas that join the new log start from this replica's snapshot (a
+  // restored one, say), not from a full replay: a replay of a log after an
+  // erasure leaves out the erased user's share of the shared model, which
+  // the snapshot keeps, and the replicas would not agree.
+  std::lock_guard snap(snapshot_mu_);
+  if (const uint64_t seq = snapshot_seq_.load(); seq > 0 && seq <= local) PublishSnapshot(seq);
+  return Status::OK();
 }
 
 // Caller holds write_mu_.

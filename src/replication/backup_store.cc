@@ -259,12 +259,8 @@ Result<AuditLog*> BackupStores::GetAudit(const std::string& source, const std::s
   const std::string dir = dir_ + "/" + source + "/audit";
   std::string key = public_key;
   if (std::filesystem::exists(dir + "/public.key")) {
-    auto hex = ReadWhole(dir + "/public.key");
-    if (!hex.ok()) return hex.status();
-    std::string trimmed = *hex;
-    while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) trimmed.pop_back();
-    auto held = HexDecode(trimmed);
-    if (!held || held->size() != 32) return Status::Corruption(fmt::format("{}/public.key is damaged", dir));
+    auto held = AuditLog::PublicKeyIn(dir);
+    if (!held.ok()) return held.status();
     key = *held;
   }
   if (key.empty()) return static_cast<AuditLog*>(nullptr);

@@ -5,13 +5,16 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <unordered_set>
 
 #include "audit/audit_log.h"
 #include "engine/engine.h"
 #include "replication/region_client.h"
 #include "replication/wire.h"
+#include "crypto/keyring.h"
 #include "storage/log_format.h"
+#include "storage/snapshot_files.h"
 #include "storage/store.h"
 #include "util/clock.h"
 #include "util/coding.h"
@@ -64,6 +67,8 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
   report.users = st.users;
   report.events = st.events;
   report.videos = st.videos;
+  report.snapshot_seq = st.snapshot_seq;
+  report.replayed_records = st.replayed_records;
   return report;
 }
 
@@ -104,7 +109,29 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
     report->bytes += r.record.size();
     if (o.progress && (next % 64 == 0 || next == *last)) o.progress(next, *last);
   }
-  return Status::OK();
+  // The newest mirrored snapshot, if the region key vouches for it: the
+  // replay then starts there (Engine::Open loads it).
+  auto snap = mirror.NewestSnapshot();
+  if (!snap.ok() || snap->seq == 0 || snap->seq > *last) return Status::OK();
+  auto root = UnwrapStoreKey(o.region_key, *store_key);
+  if (!root.ok()) return root.status();
+  auto keyring = Keyring::Create(*root);
+  if (!keyring.ok()) return keyring.status();
+  SnapshotFiles files(o.data_dir + "/snapshots");
+  auto state_tmp = files.StateTempPath(snap->seq);
+  if (!state_tmp.ok()) return state_tmp.status();
+  auto ann_tmp = files.AnnTempPath(snap->seq);
+  if (!ann_tmp.ok()) return ann_tmp.status();
+  Status got = mirror.FetchSnapshot(*snap, *state_tmp, *ann_tmp);
+  auto mac = got.ok() ? (*keyring)->SnapshotMac(snap->seq, {*state_tmp, *ann_tmp}) : Result<std::string>(got);
+  if (!mac.ok() || *mac != snap->mac) {
+    (void)files.Prune(0);
+    std::fprintf(stderr, "restore: the mirrored snapshot at record %llu is not usable (%s); replaying the whole log\n",
+                 static_cast<unsigned long long>(snap->seq),
+                 mac.ok() ? "fails its MAC" : mac.status().ToString().c_str());
+    return Status::OK();
+  }
+  return files.Install(snap->seq);
 }
 
 // The backup region's server (the embedded shipper's backups), page by page.

@@ -8,6 +8,10 @@
 // takes to come back (the RTO's second half). Users whose keys were shredded
 // stay unreadable: erasure survives a restore.
 //
+// From a cluster's mirrors it also fetches the newest mirrored snapshot and
+// checks its MAC under the region's store key, so that the replay covers
+// only the records after it (one that fails is dropped: a full replay).
+//
 // Over HTTP it also fetches the region's audit log as the backup holds it
 // (GET /v1/backup/{source}/audit), checking every record against the log's
 // public key, into <data_dir>/audit, and installs the log's signing key
@@ -49,6 +53,9 @@ struct RestoreReport {
   double fetch_seconds = 0, replay_seconds = 0;
   uint64_t users = 0, events = 0, videos = 0;
   uint64_t audit_entries = 0;    // of the audit log, restored (0: the backup held none)
+  // From a cluster's mirrors: the snapshot the replay started from (0: none,
+  // the whole log was replayed), and the records replayed after it.
+  uint64_t snapshot_seq = 0, replayed_records = 0;
   std::string audit_public_key;  // hex
 };
 
