@@ -497,6 +497,7 @@ int Serve(const ServeFlags& flags) {
 struct EvalFlags {
   std::string file;
   std::string attributes;
+  std::string validation = "learn";
   std::string config_file;
   std::string plot;
   bool json = false;
@@ -518,6 +519,7 @@ int Eval(const std::string& protocol, const EvalFlags& flags) {
   opt.max_users = flags.max_users;
   opt.threads = flags.threads;
   opt.attributes_file = flags.attributes;
+  opt.validation = flags.validation;
   opt.engine = config.engine;
   auto report = protocol == "s3rec" ? RunS3RecEval(flags.file, opt) : RunKuaiRecEval(flags.file, opt);
   if (!report.ok()) return Fail(report.status());
@@ -1171,6 +1173,10 @@ int main(int argc, char** argv) {
       p->add_option("--attributes", eval.attributes, "Optional item2attributes.json; attributes become tags")
           ->check(CLI::ExistingFile);
       p->add_option("--plot", eval.plot, "Write the training curve as an SVG line chart");
+      p->add_option("--validation", eval.validation,
+                    "learn: the validation item is an event learned from (online, the default); context: it only "
+                    "extends the user's history, no model parameter moves (the offline papers' protocol)")
+          ->check(CLI::IsMember({"learn", "context"}));
     }
     p->add_flag("--json", eval.json, "Print exactly one JSON object on stdout");
     p->add_option("--seed", eval.seed, "Seed for splits, replay order and tie-breaking [default: 42]");

@@ -621,6 +621,45 @@ Status Engine::IndexNewVideos(const std::vector<uint32_t>& fresh) {
 // Applies one log record to the state. Caller holds mu_ exclusively.
 // Everything here must be a deterministic function of (state, seq, record):
 // replay relies on it.
+namespace {
+
+// What one event adds to its user's own history: the seen set, recent
+// positives, tag, creator and language affinities, likes, follows, blocks
+// and watch statistics, from which the user's features are computed. Not
+// the shared model (ranker, embeddings, co-engagement, video statistics,
+// trending). Returns the change to the video's like count (+1, -1 or 0).
+int ExtendUserHistory(UserRecord& u, const VideoRecord& vr, uint32_t video, const Event& e, const Signals& sig,
+                      const LearningOptions& lo) {
+  u.last_seen = std::max(u.last_seen, e.ts);
+  u.event_counts[static_cast<size_t>(e.type)]++;
+  u.seen.insert(video);
+  if (sig.strength != 0) {
+    for (uint32_t t : vr.tags) u.tag_affinity[t] = std::clamp(u.tag_affinity[t] + 0.5f * sig.strength, -5.0f, 5.0f);
+    u.creator_affinity[vr.creator] = std::clamp(u.creator_affinity[vr.creator] + 0.8f * sig.strength, -5.0f, 5.0f);
+  }
+  if (sig.strength > 0) {
+    u.language_weight[vr.lang] += sig.strength;
+    auto it = std::find_if(u.recent.begin(), u.recent.end(), [&](const RecentPositive& r) { return r.video == video; });
+    if (it != u.recent.end()) u.recent.erase(it);
+    u.recent.insert(u.recent.begin(), {video, sig.kind});
+    if (u.recent.size() > static_cast<size_t>(lo.recent_positives)) u.recent.pop_back();
+  }
+  switch (e.type) {
+    case EventType::kPlay:
+      u.watch_ratio_sum += e.watch_ratio;
+      u.plays++;
+      break;
+    case EventType::kLike: return u.liked.insert(video).second ? 1 : 0;
+    case EventType::kUnlike: return u.liked.erase(video) ? -1 : 0;
+    case EventType::kFollow: u.follows.insert(vr.creator); break;
+    case EventType::kNotInterested: u.blocked.insert(video); break;
+    default: break;
+  }
+  return 0;
+}
+
+}  // namespace
+
 Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) {
   LogRecord rec;
   if (keyring_ == nullptr && static_cast<uint8_t>(data.size() > 1 ? data[1] : 0) ==
@@ -730,47 +769,25 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       std::vector<uint32_t> recent = u.RecentVideos(static_cast<size_t>(lo.recent_positives));
       s.co.Record(recent, video, sig.strength);
     }
-    // 3. The user's state.
-    u.last_seen = std::max(u.last_seen, e.ts);
-    u.event_counts[static_cast<size_t>(e.type)]++;
-    u.seen.insert(video);
-    if (sig.strength != 0) {
-      for (uint32_t t : vr.tags) u.tag_affinity[t] = std::clamp(u.tag_affinity[t] + 0.5f * sig.strength, -5.0f, 5.0f);
-      u.creator_affinity[vr.creator] = std::clamp(u.creator_affinity[vr.creator] + 0.8f * sig.strength, -5.0f, 5.0f);
-    }
-    if (sig.strength > 0) {
-      vr.stats.positives++;
-      u.language_weight[vr.lang] += sig.strength;
-      auto it = std::find_if(u.recent.begin(), u.recent.end(), [&](const RecentPositive& r) { return r.video == video; });
-      if (it != u.recent.end()) u.recent.erase(it);
-      u.recent.insert(u.recent.begin(), {video, sig.kind});
-      if (u.recent.size() > static_cast<size_t>(lo.recent_positives)) u.recent.pop_back();
-    }
+    // 3. The user's history, then the video's statistics.
+    const int like_delta = ExtendUserHistory(u, vr, video, e, sig, lo);
     VideoStats& st = vr.stats;
+    if (sig.strength > 0) st.positives++;
     switch (e.type) {
       case EventType::kImpression: st.impressions++; break;
       case EventType::kPlay:
         st.impressions++;
         st.plays++;
         st.watch_ratio_sum += e.watch_ratio;
-        u.watch_ratio_sum += e.watch_ratio;
-        u.plays++;
         if (e.watch_ratio >= lo.complete_watch_ratio) st.completes++;
         if (e.watch_ratio < lo.skip_watch_ratio) st.skips++;
         break;
       case EventType::kLike:
-        if (u.liked.insert(video).second) st.likes++;
-        break;
-      case EventType::kUnlike:
-        if (u.liked.erase(video)) st.likes--;
-        break;
+      case EventType::kUnlike: st.likes += like_delta; break;
       case EventType::kShare: st.shares++; break;
       case EventType::kComment: st.comments++; break;
-      case EventType::kFollow: u.follows.insert(vr.creator); break;
-      case EventType::kNotInterested:
-        st.not_interested++;
-        u.blocked.insert(video);
-        break;
+      case EventType::kFollow: break;
+      case EventType::kNotInterested: st.not_interested++; break;
       case EventType::kSkip: st.skips++; break;
     }
     s.trending.Record(video, sig.trending_weight, e.ts);
@@ -1049,6 +1066,21 @@ Status Engine::ImportModel(std::string_view payload) {
 }
 
 // ---------------------------------------------------------------- Reads
+
+Status Engine::ExtendHistory(const std::vector<Event>& events) {
+  std::unique_lock write(write_mu_);
+  std::unique_lock lock(mu_);
+  State& s = *state_;
+  for (const Event& e : events) {
+    auto video = s.catalog.Find(e.video_id);
+    auto user = s.FindUserIdx(e.user_id);
+    if (!video || !user) return Status::NotFound(fmt::format("user '{}' or video '{}' not found", e.user_id, e.video_id));
+    if (e.type == EventType::kPlay && e.watch_ratio < 0) return Status::InvalidArgument("a play needs its watch_ratio");
+    (void)ExtendUserHistory(s.users[*user], s.catalog.at(*video), *video, e,
+                            SignalsFor(e.type, e.watch_ratio, options_.learning), options_.learning);
+  }
+  return Status::OK();
+}
 
 Status Engine::ScoreVideos(const std::string& user_id, int64_t now_ms, const std::vector<uint32_t>* videos,
                            std::vector<float>* scores, const ObjectiveWeights* objective_weights) const {

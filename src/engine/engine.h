@@ -301,6 +301,14 @@ class Engine {
   // Loads an exported model, durably (a log record): upserts its catalog and
   // sets those parameters. Users and their data are untouched.
   Status ImportModel(std::string_view payload);
+  // For offline evaluation protocols that show an interaction to a model as
+  // context only (foryou eval s3rec --validation context): extends each
+  // event's user history (seen, recent positives, affinities: what the
+  // user's features are computed from) and trains nothing: no ranker,
+  // embedding, co-engagement, video statistic or trending update. Not
+  // written to the log (lost on restart). NotFound for an unknown user or
+  // video.
+  Status ExtendHistory(const std::vector<Event>& events);
   // Scores videos for `user_id` exactly as Feed scores its candidates (same
   // user context, features and model) but without retrieval, exclusion or
   // reranking. `videos` are catalog indexes (VideoIndex); null means every

@@ -391,6 +391,25 @@ TEST_F(EngineTest, ModelExportCarriesNoUserDataAndReproducesTheAlgorithmElsewher
 namespace foryou {
 namespace {
 
+// The offline protocol's "context only" (foryou eval s3rec --validation
+// context): the user's history grows, and no model parameter moves.
+TEST_F(EngineTest, ExtendingAHistoryMovesNoModelParameter) {
+  LoadWorld();
+  const std::string before = engine_->ExportModel();
+  const Event e = Play("bg0", "chess-1-3", 1.0, kNow - kDay);
+  ASSERT_TRUE(engine_->ExtendHistory({e}).ok());
+  EXPECT_EQ(engine_->ExportModel(), before) << "ranker, embeddings, co-engagement and video counters stay";
+  auto profile = engine_->GetUser("bg0");
+  ASSERT_TRUE(profile.ok());
+  ASSERT_FALSE(profile->recent_positives.empty());
+  EXPECT_EQ(profile->recent_positives.front().first, "chess-1-3") << "the history has it";
+  for (const std::string& id : FeedIds("bg0", 30)) EXPECT_NE(id, "chess-1-3") << "and it counts as seen";
+  EXPECT_EQ(engine_->ExtendHistory({Play("nobody", "chess-1-3", 1.0, kNow)}).code(), StatusCode::kNotFound);
+  // The same event learned from does move the model.
+  ASSERT_TRUE(engine_->IngestEvents({Play("bg1", "chess-1-3", 1.0, kNow - kDay)}).ok());
+  EXPECT_NE(engine_->ExportModel(), before);
+}
+
 TEST_F(EngineTest, EraseRemovesTheUserFromStateLogAndRestart) {
   LoadWorld();
   ASSERT_TRUE(engine_->IngestEvents({Ev("erase-me-7f3a", "cats-0-1", EventType::kLike, kNow),

@@ -19,6 +19,12 @@ struct EvalOptions {
   size_t max_users = 0;  // 0: every user; else the first N users of the file
   int threads = 2;       // scoring threads
   std::string attributes_file;  // s3rec: optional item2attributes.json, used as tags
+  // s3rec: what the engine does with each user's validation item before the
+  // test item is ranked. "learn" (the default): it is an event like any
+  // other, learned from as an online system does. "context": it only
+  // extends the user's history (Engine::ExtendHistory), no model parameter
+  // moves, as the offline papers (S3-Rec, ICLRec, BSARec) use it.
+  std::string validation = "learn";
   EngineOptions engine;  // the engine configuration under test
 };
 
@@ -36,6 +42,7 @@ struct EvalReport {
   std::map<std::string, std::map<std::string, double>> baselines;  // name -> metrics
   std::map<std::string, double> validation;  // s3rec: the engine on the validation item; kuairec: on the validation split
   std::string objectives;  // kuairec: the objective weights chosen on validation
+  std::string validation_use;  // s3rec: "learn" or "context" (EvalOptions::validation)
   std::vector<CurvePoint> curve;             // s3rec: prequential next-item metrics during training
   double train_seconds = 0, eval_seconds = 0, peak_rss_mb = 0;
 };

@@ -29,6 +29,7 @@ std::string ReportToJson(const EvalReport& r) {
   for (const auto& [name, m] : r.baselines) j["baselines"][name] = m;
   if (!r.validation.empty()) j["validation"] = r.validation;
   if (!r.objectives.empty()) j["objectives"] = r.objectives;
+  if (!r.validation_use.empty()) j["validation_use"] = r.validation_use;
   if (!r.curve.empty()) {
     auto& c = j["curve"] = nlohmann::json::array();
     for (const auto& p : r.curve) {
@@ -58,6 +59,11 @@ std::string ReportToTable(const EvalReport& r) {
   for (const auto& [name, m] : r.baselines) row(name, m);
   if (!r.validation.empty()) row("(valid)", r.validation);
   if (!r.objectives.empty()) out += fmt::format("objectives (chosen on validation): {}\n", r.objectives);
+  if (r.validation_use == "context") {
+    out += "validation items: history only (no model parameter learned from them; --validation context)\n";
+  } else if (!r.validation_use.empty()) {
+    out += "validation items: learned from, as events (online; --validation context for the offline protocol)\n";
+  }
   out += fmt::format("train {:.1f} s, eval {:.1f} s, peak RSS {:.0f} MB\n", r.train_seconds, r.eval_seconds,
                      r.peak_rss_mb);
   return out;

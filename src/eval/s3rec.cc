@@ -261,12 +261,18 @@ Result<EvalReport> RunS3RecEval(const std::string& file, const EvalOptions& opt)
     report.validation = ToMap(val.Mean());
   }
 
-  // The validation interactions are observed events too.
+  // The validation interactions are observed events too: learned from
+  // (online), or only the users' history (context, as the offline papers).
   {
     std::vector<Event> val_events;
     size_t k = steps.size();
     for (uint32_t u : order) val_events.push_back(make_event(u, static_cast<uint32_t>(d.seqs[u].size() - 2), k++));
-    FORYOU_RETURN_IF_ERROR(ReplayEvents(*engine, val_events, "train (valid)"));
+    report.validation_use = opt.validation;
+    if (opt.validation == "context") {
+      FORYOU_RETURN_IF_ERROR(engine->ExtendHistory(val_events));
+    } else {
+      FORYOU_RETURN_IF_ERROR(ReplayEvents(*engine, val_events, "train (valid)"));
+    }
     now = kBaseTs + static_cast<int64_t>(k) * kStepMs;
   }
   report.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
