@@ -392,7 +392,7 @@ TEST_F(SovereigntyTest, TheAuditLogShipsWithTheBackupAndARestoredRegionContinues
   std::filesystem::rename(dir_.Sub("audit-earlier"), audit_dir);
   StartRegion(0, dir_.Sub("data-us-restored"));
   std::string audit_error;
-  for (int i = 0; i < 200 && audit_error.empty(); ++i) {
+  for (int i = 0; i < 200 && audit_error.find("diverged") == std::string::npos; ++i) {
     audit_error = json::parse(Call(0, "GET", "/v1/region", "us-key", "")->body)["backups"][0]["audit_error"];
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -661,7 +661,12 @@ TEST_F(SovereigntyTest, HostileInputToTheNewEndpointsIsA4xxAndChangesNothing) {
   EXPECT_EQ(Call(2, "GET", "/v1/users/amy", "admin-key", "EU")->status, 404) << "nothing was imported";
   httplib::Client sg("127.0.0.1", servers_[1]->port());
   sg.set_bearer_token_auth("us-operator-key");
-  const std::string before = sg.Get("/v1/backup/us/status")->body;
+  // The data backup's tip (the audit log's copy grows on its own meanwhile).
+  auto tip = [&] {
+    const json st = json::parse(sg.Get("/v1/backup/us/status")->body);
+    return std::make_pair(st["last_seq"], st["last_hash"]);
+  };
+  const auto before = tip();
   for (const std::string& body : {std::string(), std::string("\x02\xff\xff\xff\xff\x0f", 6), std::string(1000, '\x02'),
                                  std::string("\x09rest")}) {
     auto r = sg.Post("/v1/backup/us/records", body, "application/octet-stream");
@@ -670,7 +675,7 @@ TEST_F(SovereigntyTest, HostileInputToTheNewEndpointsIsA4xxAndChangesNothing) {
   }
   EXPECT_EQ(sg.Get("/v1/backup/us/records?from=abc")->status, 400);
   EXPECT_EQ(sg.Get("/v1/backup/us/records?from=0")->status, 400);
-  EXPECT_EQ(sg.Get("/v1/backup/us/status")->body, before) << "the backup is untouched";
+  EXPECT_EQ(tip(), before) << "the backup is untouched";
   EXPECT_EQ(Call(0, "POST", "/v1/events", "us-key", "US", Events("amy"))->get_header_value("X-Foryou-Backup"),
             "confirmed") << "and still takes the real stream";
 }

@@ -246,6 +246,11 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> ListSegments(const std::strin
   std::sort(out.begin(), out.end());
   uint64_t next = 0;
   for (const auto& [first, last] : out) {
+    if (first < next) {
+      return Status::Corruption(fmt::format("audit log in {}: segment-{:016d}-{:016d} overlaps the segment before it "
+                                            "(which ends at entry {}): a segment was copied or renamed",
+                                            dir, first, last, next - 1));
+    }
     if (first != next) {
       return Status::Corruption(fmt::format("audit log in {}: entries {}..{} are missing (no segment-{:016d}-...)", dir,
                                             next, first - 1, next));
@@ -417,15 +422,8 @@ Status AuditLog::OpenImpl(const std::string& dir, bool copy, const std::string& 
   const std::string path = dir + "/log", next = dir + "/log.next";
   // A rotation cut short (RotateLocked): the new segment is complete once
   // the old one is renamed; before that, it is dropped and redone later.
-  if (std::filesystem::exists(next)) {
-    if (!std::filesystem::exists(path)) {
-      std::filesystem::rename(next, path, ec);
-      if (ec) return Status::IOError(fmt::format("cannot finish the rotation of {}: {}", path, ec.message()));
-      spdlog::warn("audit log: finished a segment rotation cut short by a crash");
-    } else {
-      std::filesystem::remove(next, ec);
-    }
-  }
+  FORYOU_RETURN_IF_ERROR(FinishRotation(dir));
+  if (std::filesystem::exists(next)) std::filesystem::remove(next, ec);
   auto segs = ListSegments(dir);
   if (!segs.ok()) return segs.status();
   for (const auto& [first, last] : *segs) log->segments_.push_back({first, last, dir + "/" + SegmentName(first, last)});
@@ -625,16 +623,30 @@ Status AuditLog::RotateLocked() {
 }
 
 Status AuditLog::AppendRecords(uint64_t first, const std::vector<std::string>& records, bool sync) {
+  // Records held already (a resend) must be the ones held. (One caller
+  // appends to a copy at a time: BackupStores, restore.)
+  const uint64_t size = Head().tree_size;
+  if (first > size) {
+    return Status::Conflict(fmt::format("audit log copy holds {} entries; records from {} do not follow", size, first));
+  }
+  if (const uint64_t held = std::min<uint64_t>(size - first, records.size()); held > 0) {
+    size_t i = 0;
+    Status differs;
+    FORYOU_RETURN_IF_ERROR(Scan(first, first + held, [&](uint64_t index, const std::string& payload) {
+      if (payload != records[i++]) {
+        differs = Status::Conflict(fmt::format("audit record {} differs from the one held: another history", index));
+        return false;
+      }
+      return true;
+    }));
+    FORYOU_RETURN_IF_ERROR(differs);
+  }
   uint64_t mine;
   {
     std::lock_guard lock(mu_);
-    if (first > tree_.size()) {
-      return Status::Conflict(fmt::format("audit log copy holds {} entries; records from {} do not follow",
-                                          tree_.size(), first));
-    }
     for (size_t i = 0; i < records.size(); ++i) {
       const uint64_t index = first + i;
-      if (index < tree_.size()) continue;  // held already (a resend)
+      if (index < tree_.size()) continue;  // held, and the same
       Record r;
       AuditEntry e;
       if (!SplitPayload(records[i], &r) || !DecodeEntry(r.entry, &e) || e.seq != index) {
@@ -830,6 +842,16 @@ Status AuditLog::InstallKeys(const std::string& dir, std::string_view region_key
 
 Result<std::string> AuditLog::PublicKeyIn(const std::string& dir) { return ReadPublicKey(dir); }
 
+Status AuditLog::FinishRotation(const std::string& dir) {
+  const std::string path = dir + "/log", next = dir + "/log.next";
+  std::error_code ec;
+  if (!std::filesystem::exists(next, ec) || std::filesystem::exists(path, ec)) return Status::OK();
+  std::filesystem::rename(next, path, ec);
+  if (ec) return Status::IOError(fmt::format("cannot finish the rotation of {}: {}", path, ec.message()));
+  spdlog::warn("audit log in {}: finished a segment rotation cut short by a crash", dir);
+  return Status::OK();
+}
+
 Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaves) {
   auto files = SegmentFiles(dir);
   if (!files.ok()) return files.status();
@@ -856,6 +878,7 @@ Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entrie
 }
 
 Status AuditLog::Repair(const std::string& dir, std::string* report) {
+  FORYOU_RETURN_IF_ERROR(FinishRotation(dir));
   const std::string path = dir + "/log";
   auto pub = ReadPublicKey(dir);
   if (!pub.ok()) return pub.status();
@@ -895,6 +918,15 @@ Status AuditLog::Repair(const std::string& dir, std::string* report) {
     kept_end = reader.valid_end();
   }
   if (problem.empty()) {
+    // The active segment is whole; damage in a closed one is reported, never
+    // cut (the entries after it are in later segments).
+    SignedTreeHead head;
+    if (Status s = Verify(dir, nullptr, &head); !s.ok()) {
+      return Status::Corruption(fmt::format("audit log: the active segment is whole, but {}; repair does not cut "
+                                            "closed segments: restore that file from a copy (the backup region "
+                                            "holds one)",
+                                            s.message()));
+    }
     *report = fmt::format("audit log: {} entries, no damage; nothing changed", kept);
     return Status::OK();
   }

@@ -155,6 +155,12 @@ class AuditLog {
   Status ReadEntries(uint64_t from, size_t limit, SignedTreeHead* head, std::vector<AuditEntry>* entries,
                      std::vector<std::string>* encoded) const;
 
+  // A rotation cut short by a crash after it closed the old segment leaves
+  // `log.next` and no `log`: renames it (what Open does first). OK when
+  // there is nothing to finish. Tools and the server's check for a missing
+  // log call it before they look for `log`.
+  static Status FinishRotation(const std::string& dir);
+
   // The public key (32 bytes) public.key in `dir` names.
   static Result<std::string> PublicKeyIn(const std::string& dir);
 

@@ -371,6 +371,15 @@ TEST(AuditLogTest, ACopyChecksWhatArrivesAndARestoreContinuesTheSameLog) {
   }
   EXPECT_EQ(backup->Head().root, saved.root);
   EXPECT_TRUE(backup->AppendRecords(0, {}, false).ok());  // a resend of nothing
+  {
+    // A resend must be what is held: another record at a held position is refused.
+    std::vector<std::string> held;
+    ASSERT_TRUE(log->ReadRecords(3, 2000, &held).ok());
+    EXPECT_TRUE(backup->AppendRecords(3, held, false).ok());
+    held[1] = "junk";
+    EXPECT_EQ(backup->AppendRecords(3, held, false).code(), StatusCode::kConflict);
+    EXPECT_EQ(backup->Head().root, saved.root);
+  }
   SignedTreeHead head;
   ASSERT_TRUE(AuditLog::Verify(copy.path(), &saved, &head).ok());  // the backup region can check it
   const std::string sealed = log->SealKeys(region_key);

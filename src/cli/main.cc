@@ -108,6 +108,9 @@ foryou::Status RequireStore(const std::string& data_dir) {
 // The audit tools work on a store or on a copy of its audit/ directory alone
 // (an auditor's), but not on a directory with no audit log.
 foryou::Status RequireAuditLog(const std::string& data_dir) {
+  if (std::filesystem::exists(data_dir + "/audit")) {
+    FORYOU_RETURN_IF_ERROR(foryou::AuditLog::FinishRotation(data_dir + "/audit"));
+  }
   if (std::filesystem::exists(data_dir + "/audit/log")) return foryou::Status::OK();
   return foryou::Status::NotFound(fmt::format("{} holds no audit log (no {}/audit/log): check --data-dir", data_dir,
                                               data_dir));
@@ -413,6 +416,9 @@ int Serve(const ServeFlags& flags) {
   }
 
   std::unique_ptr<AuditLog> audit;
+  if (std::filesystem::exists(config.server.data_dir + "/audit")) {
+    if (Status s = AuditLog::FinishRotation(config.server.data_dir + "/audit"); !s.ok()) return Fail(s);
+  }
   if (policy && st.records_at_open > 0 && !std::filesystem::exists(config.server.data_dir + "/audit/log")) {
     // Damage is loud: a store under a policy always has its audit log (a
     // restore starts one), so a missing one was lost or removed. (A cluster
@@ -983,8 +989,8 @@ int RestoreCmd(const RestoreFlags& f) {
     // starts with the restore, so that a server under a policy finds one
     // (it refuses a store with records and no audit log).
     if (r->audit_entries == 0) {
-      std::fprintf(stderr, "restore: the backup holds no audit log of %s; starting a new one\n",
-                   f.source_region.c_str());
+      std::fprintf(stderr, "restore: WARNING: the backup holds no audit log of %s; starting a NEW one under a new "
+                   "signing key (tree heads saved before will not verify against it)\n", f.source_region.c_str());
     }
     std::unique_ptr<AuditLog> audit;
     if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
@@ -1000,6 +1006,7 @@ int RestoreCmd(const RestoreFlags& f) {
                             {"records", r->records},           {"keys", r->keys},   {"bytes", r->bytes},
                             {"last_seq", r->last_seq},         {"videos", r->videos}, {"users", r->users},
                             {"events", r->events},             {"audit_entries", r->audit_entries},
+                            {"audit_log", r->audit_entries > 0 ? "continued" : "new: the backup held none"},
                             {"snapshot_seq", r->snapshot_seq}, {"replayed_records", r->replayed_records},
                             {"fetch_seconds", r->fetch_seconds},
                             {"replay_seconds", r->replay_seconds},
@@ -1016,6 +1023,9 @@ int RestoreCmd(const RestoreFlags& f) {
     if (r->audit_entries > 0) {
       std::printf("  audit log: %llu entries restored, continued under the same signing key (public key %s)\n",
                   static_cast<unsigned long long>(r->audit_entries), r->audit_public_key.c_str());
+    } else {
+      std::printf("  audit log: NEW, under a new signing key: the backup held none of this region's audit log; "
+                  "tree heads saved before will not verify against it\n");
     }
     if (r->snapshot_seq > 0) {
       std::printf("  replayed %llu records after the mirrored snapshot at record %llu\n",
@@ -1072,7 +1082,7 @@ int RepairCmd(const std::string& data_dir) {
                 static_cast<unsigned long long>(store->last_seq()), aside.c_str(), wals.size());
     store.reset();
   }
-  if (std::filesystem::exists(data_dir + "/audit/log")) {
+  if (std::filesystem::exists(data_dir + "/audit/log") || std::filesystem::exists(data_dir + "/audit/log.next")) {
     std::string report;
     if (Status s = AuditLog::Repair(data_dir + "/audit", &report); !s.ok()) return Fail(s);
     std::printf("%s\n", report.c_str());

@@ -43,6 +43,10 @@ struct EvalReport {
   std::map<std::string, double> validation;  // s3rec: the engine on the validation item; kuairec: on the validation split
   std::string objectives;  // kuairec: the objective weights chosen on validation
   std::string validation_use;  // s3rec: "learn" or "context" (EvalOptions::validation)
+  // s3rec with --attributes: the in-session response (eval/session_lean.h)
+  // after the test ranking, on up to 500 users: users, related_before,
+  // related_after, lean, same_creator_after, creators_after.
+  std::map<std::string, double> session;
   std::vector<CurvePoint> curve;             // s3rec: prequential next-item metrics during training
   double train_seconds = 0, eval_seconds = 0, peak_rss_mb = 0;
 };

@@ -30,6 +30,7 @@ std::string ReportToJson(const EvalReport& r) {
   if (!r.validation.empty()) j["validation"] = r.validation;
   if (!r.objectives.empty()) j["objectives"] = r.objectives;
   if (!r.validation_use.empty()) j["validation_use"] = r.validation_use;
+  if (!r.session.empty()) j["session"] = r.session;
   if (!r.curve.empty()) {
     auto& c = j["curve"] = nlohmann::json::array();
     for (const auto& p : r.curve) {
@@ -59,6 +60,12 @@ std::string ReportToTable(const EvalReport& r) {
   for (const auto& [name, m] : r.baselines) row(name, m);
   if (!r.validation.empty()) row("(valid)", r.validation);
   if (!r.objectives.empty()) out += fmt::format("objectives (chosen on validation): {}\n", r.objectives);
+  if (!r.session.empty()) {
+    out += fmt::format("session (a like, then the next 10 items; {:.0f} users): related before {:.3f}, after {:.3f}, "
+                       "lean {:+.3f}; distinct creators per item after {:.3f}\n",
+                       r.session.at("users"), r.session.at("related_before"), r.session.at("related_after"),
+                       r.session.at("lean"), r.session.at("creators_after"));
+  }
   if (r.validation_use == "context") {
     out += "validation items: history only (no model parameter learned from them; --validation context)\n";
   } else if (!r.validation_use.empty()) {

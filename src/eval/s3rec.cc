@@ -31,6 +31,7 @@
 #include "eval/metrics.h"
 #include "eval/progress.h"
 #include "eval/replay.h"
+#include "eval/session_lean.h"
 #include "util/clock.h"
 #include "util/coding.h"
 #include "util/temp_dir.h"
@@ -314,6 +315,54 @@ Result<EvalReport> RunS3RecEval(const std::string& file, const EvalOptions& opt)
   report.metrics = ToMap(ours.Mean());
   report.baselines["pop"] = ToMap(pop_m.Mean());
   report.baselines["itemknn"] = ToMap(knn_m.Mean());
+
+  // In-session response (issue 12), once every number above is taken: it
+  // changes the engine. Items are related by their attributes (as tags), so
+  // only with --attributes.
+  if (!opt.attributes_file.empty()) {
+    std::vector<Video> targets;
+    std::vector<std::string> users;
+    for (size_t i = 0; i < std::min<size_t>(500, num_users); ++i) users.push_back(d.user_ids[order[i]]);
+    for (size_t i = 0; i < num_items && targets.size() < 2000; ++i) {
+      if (tags[i].empty()) continue;
+      Video v;
+      v.id = fmt::format("i{}", d.item_ids[i]);
+      v.creator_id = v.id;
+      v.tags = tags[i];
+      targets.push_back(std::move(v));
+    }
+    ProgressBar bar("session", users.size());
+    size_t done = 0;
+    SessionLeanIo io;
+    io.feed = [&](const std::string& user, size_t n) -> Result<std::vector<std::string>> {
+      auto feed = engine->Feed(FeedRequest{user, static_cast<int>(n), ""});
+      if (!feed.ok()) return feed.status();
+      std::vector<std::string> ids;
+      for (const auto& item : feed->items) ids.push_back(item.video_id);
+      return ids;
+    };
+    io.like = [&](const std::string& user, const std::string& video) -> Status {
+      Event play, like;
+      play.user_id = like.user_id = user;
+      play.video_id = like.video_id = video;
+      play.type = EventType::kPlay;
+      play.watch_ratio = 1.0;
+      like.type = EventType::kLike;
+      play.ts = like.ts = clock.NowMs();
+      bar.Update(++done);
+      return engine->IngestEvents({play, like}).status();
+    };
+    io.lookup = [&](const std::string& id) -> std::optional<Video> {
+      auto info = engine->GetVideo(id);
+      if (!info.ok()) return std::nullopt;
+      return info->video;
+    };
+    auto lean = MeasureSessionLean(targets, users, 10, opt.seed, io);
+    if (!lean.ok()) return lean.status();
+    report.session = {{"users", static_cast<double>(lean->users)}, {"related_before", lean->related_before},
+                      {"related_after", lean->related_after},   {"lean", lean->lean},
+                      {"same_creator_after", lean->same_creator_after}, {"creators_after", lean->creators_after}};
+  }
   report.eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   report.peak_rss_mb = PeakRssMb();
   return report;

@@ -275,6 +275,11 @@ Result<AuditLog*> BackupStores::GetAudit(const std::string& source, const std::s
 Status BackupStores::ReceiveAudit(const std::string& source, const AuditBatch& batch, uint64_t* size) {
   std::lock_guard lock(mu_);
   *size = 0;
+  // The sealed keys travel with the public key, in the batch a primary
+  // sends first on each connection; anything else keeps what is held.
+  if (!batch.sealed_keys.empty() && batch.public_key.empty()) {
+    return Status::InvalidArgument("audit batch: sealed keys come with the log's public key");
+  }
   auto got = GetAudit(source, batch.public_key);
   if (!got.ok()) return got.status();
   if (*got == nullptr) {

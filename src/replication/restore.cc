@@ -231,7 +231,12 @@ Status FetchAuditOverHttp(const RestoreOptions& o, RestoreReport* report) {
     FORYOU_RETURN_IF_ERROR(copy->AppendRecords(next, {}, /*sync=*/true));
     head = copy->Head();
     copy.reset();
-    FORYOU_RETURN_IF_ERROR(AuditLog::InstallKeys(dir, o.region_key, sealed));
+    if (Status s = AuditLog::InstallKeys(dir, o.region_key, sealed); !s.ok()) {
+      return Status::Corruption(fmt::format("the audit log's keys held by the backup region do not open under this "
+                                            "region key, or are not that log's keys ({}): check --region-key-file; if "
+                                            "it is right, the backup region's copy of the sealed keys was replaced",
+                                            s.message()));
+    }
     report->audit_entries = head.tree_size;
   }
   return Status::OK();

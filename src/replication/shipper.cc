@@ -14,6 +14,21 @@
 
 namespace foryou {
 
+namespace {
+// A backup region's answer may be anything (a proxy's 3 MB error page): what
+// is kept, logged and shown on GET /v1/region is its first line, printable,
+// at most 200 characters.
+std::string FirstLine(const std::string& raw) {
+  std::string why;
+  for (char c : raw) {
+    if (c == '\n' || c == '\r' || why.size() >= 200) break;
+    why.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  }
+  if (why.size() < raw.size()) why += "...";
+  return why;
+}
+}  // namespace
+
 Shipper::Shipper(Engine& engine, std::string source_region, std::vector<BackupTarget> targets, std::string api_key,
                  ShipperOptions options)
     : engine_(engine), source_(std::move(source_region)), api_key_(std::move(api_key)), options_(options) {
@@ -41,7 +56,10 @@ void Shipper::ShipAuditLog(const AuditLog* audit, std::string sealed_keys) {
 }
 
 void Shipper::Start() {
-  for (size_t i = 0; i < targets_.size(); ++i) threads_.emplace_back([this, i] { Run(i); });
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    threads_.emplace_back([this, i] { Run(i); });
+    if (audit_ != nullptr) threads_.emplace_back([this, i] { RunAudit(i); });
+  }
 }
 
 void Shipper::Notify() {
@@ -134,31 +152,11 @@ void Shipper::Run(size_t index) {
   httplib::Client& client = *client_ptr;
   const std::string status_path = fmt::format("/v1/backup/{}/status", source_);
   const std::string records_path = fmt::format("/v1/backup/{}/records", source_);
-  const std::string audit_path = fmt::format("/v1/backup/{}/audit", source_);
   int backoff = options_.retry_ms;
   bool known = false;
   uint64_t shipped = 0;
-  // The audit log: shipped while audit_on; audit_keys_sent once per connection.
-  bool audit_on = false, audit_keys_sent = false;
-  uint64_t audit_shipped = 0;
-  auto set_audit = [&](uint64_t entries, const std::string& error) {
-    std::lock_guard lock(mu_);
-    Target& t = targets_[index];
-    if (!error.empty() && t.stats.audit_error != error) spdlog::error("backup to {}: {}", region, error);
-    t.stats.audit_entries = entries;
-    t.stats.audit_error = error;
-  };
-
   auto fail = [&](const std::string& raw) {
-    // A backup region's answer may be anything (a proxy's 3 MB error page):
-    // what is kept, logged and shown on GET /v1/region is its first line,
-    // printable, at most 200 characters.
-    std::string why;
-    for (char c : raw) {
-      if (c == '\n' || c == '\r' || why.size() >= 200) break;
-      why.push_back(c >= 0x20 && c < 0x7f ? c : '?');
-    }
-    if (why.size() < raw.size()) why += "...";
+    const std::string why = FirstLine(raw);
     {
       std::lock_guard lock(mu_);
       Target& t = targets_[index];
@@ -239,52 +237,6 @@ void Shipper::Run(size_t index) {
       known = true;
       shipped = *seq;
       advance(shipped);
-      if (audit_ != nullptr) {
-        auto j = nlohmann::json::parse(r->body, nullptr, false);
-        audit_on = false;
-        audit_keys_sent = false;
-        if (!j.contains("audit_size") || !j["audit_size"].is_number_unsigned() || !j.contains("audit_last_hash") ||
-            !j["audit_last_hash"].is_string()) {
-          set_audit(0, "the backup region does not take audit logs (an older foryou?); audit log not shipped");
-        } else if (Status s = CheckSameAuditHistory(j["audit_size"].get<uint64_t>(), j["audit_last_hash"].get<std::string>());
-                   !s.ok()) {
-          set_audit(j["audit_size"].get<uint64_t>(), s.message());
-        } else {
-          audit_on = true;
-          audit_shipped = j["audit_size"].get<uint64_t>();
-          set_audit(audit_shipped, "");
-        }
-      }
-    }
-    if (engine_.LastSeq() <= shipped && audit_on &&
-        (!audit_keys_sent || audit_->Head().tree_size > audit_shipped)) {
-      // The data is caught up: the audit log's turn.
-      AuditBatch batch;
-      batch.first = audit_shipped;
-      if (Status s = audit_->ReadRecords(audit_shipped, options_.max_batch_bytes, &batch.records); !s.ok()) {
-        fail("reading the audit log: " + s.ToString());
-        continue;
-      }
-      if (!audit_keys_sent) {
-        batch.public_key = *HexDecode(audit_->PublicKeyHex());
-        batch.sealed_keys = sealed_audit_keys_;
-      }
-      auto r = client.Post(audit_path.c_str(), EncodeAuditBatch(batch), "application/octet-stream");
-      if (!r) {
-        fail(fmt::format("{} unreachable ({})", url, httplib::to_string(r.error())));
-        continue;
-      }
-      auto j = nlohmann::json::parse(r->body, nullptr, false);
-      if (r->status == 200 && j.is_object() && j.contains("audit_size") && j["audit_size"].is_number_unsigned()) {
-        audit_shipped = j["audit_size"].get<uint64_t>();
-        audit_keys_sent = true;
-        set_audit(audit_shipped, "");
-      } else if (r->status == 409) {
-        known = false;  // ask where the target's copy ends, and check it is this log
-      } else {
-        fail(fmt::format("audit log: HTTP {}: {}", r->status, r->body));
-      }
-      continue;
     }
     if (engine_.LastSeq() <= shipped) {
       std::unique_lock lock(mu_);
@@ -312,6 +264,124 @@ void Shipper::Run(size_t index) {
       known = false;  // the target is elsewhere in the log: ask where, and check it is this log
     } else {
       fail(fmt::format("HTTP {}: {}", r->status, r->body));
+    }
+  }
+}
+
+// The audit log to one target, on its own thread and connection, so that a
+// slow or hostile audit endpoint never holds back the data (Run). Every
+// failure waits (doubling up to 2 s); a target whose copy is not a prefix of
+// this log, or that refuses this log's key, stops the audit shipping to it
+// (audit_error) until the server restarts.
+void Shipper::RunAudit(size_t index) {
+  std::string url, region;
+  {
+    std::lock_guard lock(mu_);
+    url = targets_[index].where.url;
+    region = targets_[index].where.region;
+  }
+  auto client_ptr = RegionClient(url, {options_.ca_file, api_key_, options_.timeout_s, options_.timeout_s,
+                                          options_.cert_file, options_.key_file});
+  httplib::Client& client = *client_ptr;
+  const std::string status_path = fmt::format("/v1/backup/{}/status", source_);
+  const std::string audit_path = fmt::format("/v1/backup/{}/audit", source_);
+  const std::string public_key = *HexDecode(audit_->PublicKeyHex());
+  int backoff = options_.retry_ms;
+  bool known = false, keys_sent = false;
+  uint64_t shipped = 0;
+  auto set = [&](uint64_t entries, const std::string& error) {
+    std::lock_guard lock(mu_);
+    Target& t = targets_[index];
+    if (!error.empty() && t.stats.audit_error != error) spdlog::error("backup to {}: {}", region, error);
+    t.stats.audit_entries = entries;
+    t.stats.audit_error = error;
+  };
+  // Waits `ms` or until stopped; false when stopped.
+  auto pause = [&](int ms) {
+    std::unique_lock lock(mu_);
+    wake_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stop_; });
+    return !stop_;
+  };
+  auto fail = [&](const std::string& raw) {
+    {
+      std::lock_guard lock(mu_);
+      targets_[index].stats.audit_error = "retrying: " + FirstLine(raw);
+    }
+    const bool go_on = pause(backoff);
+    backoff = std::min(backoff * 2, 2000);
+    return go_on;
+  };
+  auto stopped_for_good = [&](const std::string& why) {
+    set(shipped, why);
+    while (pause(60'000)) {
+    }
+  };
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) return;
+    }
+    if (!known) {
+      auto r = client.Get(status_path.c_str());
+      if (!r) {
+        if (!fail(fmt::format("{} unreachable ({})", url, httplib::to_string(r.error())))) return;
+        continue;
+      }
+      auto j = nlohmann::json::parse(r->body, nullptr, false);
+      if (r->status != 200 || !j.is_object()) {
+        if (!fail(fmt::format("status: HTTP {}: {}", r->status, r->body))) return;
+        continue;
+      }
+      if (!j.contains("audit_size") || !j["audit_size"].is_number_unsigned() || !j.contains("audit_last_hash") ||
+          !j["audit_last_hash"].is_string()) {
+        return stopped_for_good("the backup region does not take audit logs (an older foryou?); audit log not shipped");
+      }
+      const uint64_t size = j["audit_size"].get<uint64_t>();
+      if (Status s = CheckSameAuditHistory(size, j["audit_last_hash"].get<std::string>()); !s.ok()) {
+        shipped = size;
+        return stopped_for_good(s.message());
+      }
+      shipped = size;
+      known = true;
+      keys_sent = false;
+      set(shipped, "");
+    }
+    if (keys_sent && audit_->Head().tree_size <= shipped) {
+      if (!pause(options_.poll_ms)) return;
+      continue;
+    }
+    AuditBatch batch;
+    batch.first = shipped;
+    if (Status s = audit_->ReadRecords(shipped, options_.max_batch_bytes, &batch.records); !s.ok()) {
+      if (!fail("reading the audit log: " + s.ToString())) return;
+      continue;
+    }
+    if (!keys_sent) {
+      batch.public_key = public_key;
+      batch.sealed_keys = sealed_audit_keys_;
+    }
+    auto r = client.Post(audit_path.c_str(), EncodeAuditBatch(batch), "application/octet-stream");
+    if (!r) {
+      if (!fail(fmt::format("{} unreachable ({})", url, httplib::to_string(r.error())))) return;
+      continue;
+    }
+    auto j = nlohmann::json::parse(r->body, nullptr, false);
+    const bool sized = j.is_object() && j.contains("audit_size") && j["audit_size"].is_number_unsigned();
+    const uint64_t size = sized ? j["audit_size"].get<uint64_t>() : 0;
+    if (r->status == 200 && sized && size >= batch.first + batch.records.size()) {
+      // It holds what was sent (a copy that says it holds more than that is
+      // checked on the next connection, not believed).
+      shipped = batch.first + batch.records.size();
+      keys_sent = true;
+      backoff = options_.retry_ms;
+      set(shipped, "");
+    } else if (r->status == 409) {
+      // Its copy ends elsewhere, or is another key's: ask where, after a
+      // pause; a copy that is not a prefix of this log stops the shipping.
+      known = false;
+      if (!fail(fmt::format("audit log: HTTP 409: {}", r->body))) return;
+    } else {
+      if (!fail(fmt::format("audit log: HTTP {}: {}", r->status, r->body))) return;
     }
   }
 }

@@ -19,14 +19,14 @@
 // at all: writes are acknowledged as pending at once instead of each paying
 // the timeout, and become synchronous again when the target has caught up.
 //
-// With ShipAuditLog, each thread also ships the region's audit log (its
-// records as stored, and its keys sealed under the region key) once the
-// data records are caught up: asynchronously, so an entry reaches the backup
-// within about poll_ms of being written, and writes never wait on it. On
-// connecting it checks that the target's copy is a prefix of the log here;
-// a copy that is longer or differs (this log lost its tail, or was restored
-// from an older backup) stops the audit shipping to that target, loudly
-// (audit_error), while the data goes on.
+// With ShipAuditLog, a second thread per target ships the region's audit log
+// (its records as stored, and its keys sealed under the region key) on its
+// own connection: asynchronously, so an entry reaches the backup within
+// about poll_ms of being written, and neither writes nor the data shipping
+// ever wait on it. On connecting it checks that the target's copy is a
+// prefix of the log here; a copy that is longer or differs (this log lost
+// its tail, or was restored from an older backup) stops the audit shipping
+// to that target, loudly (audit_error), while the data goes on.
 //
 // Thread safety: all methods may be called from any thread.
 #pragma once
@@ -106,6 +106,7 @@ class Shipper {
     std::chrono::steady_clock::time_point caught_up = std::chrono::steady_clock::now();
   };
   void Run(size_t target);
+  void RunAudit(size_t target);
   // OK when a target whose log ends at (seq, SHA-256 of that record) holds a
   // prefix of this region's log; Conflict ("diverged") otherwise.
   Status CheckSameHistory(uint64_t target_seq, const std::string& target_hash) const;
