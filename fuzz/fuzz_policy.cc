@@ -7,9 +7,10 @@
 #include <string>
 
 #include "policy/policy.h"
+#include "scratch.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string path = "/tmp/foryou-fuzz-policy-" + std::to_string(getpid()) + ".toml";
+  static const std::string path = foryou_fuzz::ScratchPath("policy") + ".toml";
   {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));

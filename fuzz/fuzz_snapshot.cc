@@ -17,10 +17,11 @@
 #include "config/options.h"
 #include "engine/engine.h"
 #include "storage/snapshot_files.h"
+#include "scratch.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string dir = [] {
-    const std::string d = "/tmp/foryou-fuzz-snapshot-" + std::to_string(getpid());
+    const std::string d = foryou_fuzz::ScratchPath("snapshot");
     std::filesystem::remove_all(d);
     std::filesystem::create_directories(d + "/snapshots");
     return d;

@@ -14,10 +14,11 @@
 #include "audit/audit_log.h"
 #include "replication/wire.h"
 #include "storage/store.h"
+#include "scratch.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static foryou::AuditLog* copy = [] {
-    const std::string d = "/tmp/foryou-fuzz-wire-" + std::to_string(getpid());
+    const std::string d = foryou_fuzz::ScratchPath("wire");
     std::filesystem::remove_all(d);
     std::unique_ptr<foryou::AuditLog> log;
     (void)foryou::AuditLog::OpenCopy(d, std::string(32, '\x01'), &log);

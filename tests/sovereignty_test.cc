@@ -19,7 +19,9 @@
 
 #include "bench/server_process.h"
 #include "policy/policy.h"
+#include "crypto/keyring.h"
 #include "replication/wire.h"
+#include "util/coding.h"
 #include "util/temp_dir.h"
 
 namespace foryou {
@@ -351,6 +353,22 @@ TEST_F(SovereigntyTest, TheAuditLogShipsWithTheBackupAndARestoredRegionContinues
   CommandResult at_sg = RunWithStderr({FORYOU_BINARY, "audit", "verify", "--data-dir", dir_.Sub("data-sg/backups/us"),
                                        "--sth", dir_.Sub("saved-head.json")});
   EXPECT_EQ(at_sg.exit_code, 0) << at_sg.out;
+  // The replication credential can post audit batches, but keys it sealed
+  // itself (which a restore would install, or fail on) are refused: they are
+  // not signed by us's audit log key. Nothing it sends pushes the real ones out.
+  {
+    httplib::Client c("127.0.0.1", servers_[1]->port());
+    c.set_bearer_token_auth("us-operator-key");
+    AuditBatch forged;
+    forged.first = shipped;
+    forged.public_key = *HexDecode(public_key);
+    forged.sealed_keys = {{SealUnderRegionKey(std::string(32, 'x'), "foryou audit keys v1", std::string(64, 'k')),
+                           std::string(64, 's')}};
+    auto r = c.Post("/v1/backup/us/audit", EncodeAuditBatch(forged), "application/octet-stream");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_NE(r->body.find("not signed"), std::string::npos) << r->body;
+  }
 
   servers_[0]->Kill9();
   const std::string sg_url = "http://127.0.0.1:" + std::to_string(servers_[1]->port());

@@ -821,9 +821,23 @@ Status AuditLog::ReadRecords(uint64_t from, size_t max_bytes, std::vector<std::s
   });
 }
 
-std::string AuditLog::SealKeys(std::string_view region_key) const {
-  if (seed_.empty()) return "";
-  return SealUnderRegionKey(region_key, kSealedKeysContext, seed_ + pseudonym_key_);
+namespace {
+std::string SealedKeysMessage(const std::string& sealed) {
+  return std::string(kSealedKeysContext) + '\0' + sealed;
+}
+}  // namespace
+
+SealedAuditKeys AuditLog::SealKeys(std::string_view region_key) const {
+  if (seed_.empty()) return {};
+  SealedAuditKeys out;
+  out.sealed = SealUnderRegionKey(region_key, kSealedKeysContext, seed_ + pseudonym_key_);
+  out.signature = Ed25519Sign(seed_, SealedKeysMessage(out.sealed));
+  return out;
+}
+
+bool AuditLog::VerifySealedKeys(const std::string& public_key, const SealedAuditKeys& keys) {
+  return !keys.sealed.empty() && keys.signature.size() == 64 &&
+         Ed25519Verify(public_key, SealedKeysMessage(keys.sealed), keys.signature);
 }
 
 Status AuditLog::InstallKeys(const std::string& dir, std::string_view region_key, std::string_view sealed) {

@@ -70,6 +70,14 @@ struct SignedTreeHead {
   static Result<SignedTreeHead> FromJson(const std::string& json);
 };
 
+// An audit log's keys sealed under its region's key, and the log's
+// signature over the sealed bytes (AuditLog::SealKeys).
+struct SealedAuditKeys {
+  std::string sealed;
+  std::string signature;  // 64 bytes, Ed25519
+  bool operator==(const SealedAuditKeys&) const = default;
+};
+
 struct AuditLogOptions {
   // The active segment is closed, and a new one begun, once it holds this
   // many bytes (64 MiB: about 400,000 entries).
@@ -108,8 +116,13 @@ class AuditLog {
   Status ReadRecords(uint64_t from, size_t max_bytes, std::vector<std::string>* records) const;
   // This log's signing and pseudonym keys, sealed under `region_key` (so
   // that only the region's own operator can open them: the backup region
-  // cannot sign in the region's name). Empty for a copy.
-  std::string SealKeys(std::string_view region_key) const;
+  // cannot sign in the region's name), and signed with the log's key, so
+  // that the backup region, which cannot open them, can still refuse a
+  // forgery (VerifySealedKeys). Both empty for a copy.
+  SealedAuditKeys SealKeys(std::string_view region_key) const;
+  // Whether `keys.signature` is the signature of the log with `public_key`
+  // (32 bytes) over `keys.sealed`.
+  static bool VerifySealedKeys(const std::string& public_key, const SealedAuditKeys& keys);
   // `foryou restore`: writes into the copy in `dir` the keys `sealed` holds
   // (opened with `region_key`), after checking that they are the keys of
   // the log's public.key; Open then continues that log.

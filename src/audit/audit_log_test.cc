@@ -382,8 +382,18 @@ TEST(AuditLogTest, ACopyChecksWhatArrivesAndARestoreContinuesTheSameLog) {
   }
   SignedTreeHead head;
   ASSERT_TRUE(AuditLog::Verify(copy.path(), &saved, &head).ok());  // the backup region can check it
-  const std::string sealed = log->SealKeys(region_key);
+  const SealedAuditKeys sealed_keys = log->SealKeys(region_key);
+  const std::string& sealed = sealed_keys.sealed;
   EXPECT_EQ(sealed.find(std::string(32, '\0')), std::string::npos);
+  // The backup, which cannot open them, can tell them from a forgery.
+  ASSERT_EQ(public_key, *HexDecode(log->PublicKeyHex()));
+  EXPECT_TRUE(AuditLog::VerifySealedKeys(public_key, sealed_keys));
+  SealedAuditKeys forged = sealed_keys;
+  forged.sealed[forged.sealed.size() / 2] ^= 1;
+  EXPECT_FALSE(AuditLog::VerifySealedKeys(public_key, forged));
+  forged = sealed_keys;
+  forged.signature = "";
+  EXPECT_FALSE(AuditLog::VerifySealedKeys(public_key, forged));
   backup.reset();
   // Without its keys, the copy is not a log anyone can append to.
   std::unique_ptr<AuditLog> reopened;

@@ -1,7 +1,10 @@
 #include "replication/backup_store.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -243,12 +246,60 @@ Result<std::vector<BackupHolding>> BackupStores::Holdings() {
 }
 
 namespace {
-constexpr char kSealedAuditKeys[] = "sealed.keys";
+// Every distinct version of the source's sealed audit keys that came signed
+// by its log's key, newest first (docs/FORMATS.md, "Sealed audit keys"):
+//   [u8 version = 1] varint n, then n x (string sealed, string signature)
+// All are kept (up to kMaxSealedVersions): each primary connection seals
+// afresh, and after a rotation of the region key only the newer ones open,
+// so a restore tries each. Only the primary can sign one, so a holder of the
+// replication credential can neither forge a version nor push the real ones
+// out. (Version 1 of the audit wire format kept one unsigned `sealed.keys`,
+// which is ignored: the primary sends its keys again on connecting.)
+constexpr char kSealedAuditKeys[] = "sealed-keys";
+constexpr uint8_t kSealedKeysFormatVersion = 1;
+constexpr size_t kMaxSealedVersions = 32;
 
-Result<std::string> ReadWhole(const std::string& path) {
+Result<std::vector<SealedAuditKeys>> ReadSealedVersions(const std::string& path) {
+  std::vector<SealedAuditKeys> out;
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  if (!in) return out;
+  const std::string bytes(std::istreambuf_iterator<char>(in), {});
+  std::string_view rest(bytes);
+  uint8_t version;
+  uint64_t n;
+  if (!GetByte(&rest, &version) || version != kSealedKeysFormatVersion || !GetVarint64(&rest, &n) ||
+      n > rest.size() / 2) {
+    return Status::Corruption(fmt::format("{}: not a sealed-keys file of format version {}", path,
+                                          kSealedKeysFormatVersion));
+  }
+  out.resize(n);
+  for (SealedAuditKeys& k : out) {
+    if (!GetString(&rest, &k.sealed) || !GetString(&rest, &k.signature)) {
+      return Status::Corruption(fmt::format("{}: truncated", path));
+    }
+  }
+  return out;
+}
+
+Status WriteSealedVersions(const std::string& path, const std::vector<SealedAuditKeys>& versions) {
+  std::string bytes;
+  bytes.push_back(static_cast<char>(kSealedKeysFormatVersion));
+  PutVarint64(&bytes, versions.size());
+  for (const SealedAuditKeys& k : versions) {
+    PutString(&bytes, k.sealed);
+    PutString(&bytes, k.signature);
+  }
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0 || ::write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()) || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    return Status::IOError(fmt::format("cannot write {}", tmp));
+  }
+  ::close(fd);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Status::IOError(fmt::format("cannot store {}: {}", path, ec.message()));
+  return Status::OK();
 }
 }  // namespace
 
@@ -280,6 +331,9 @@ Status BackupStores::ReceiveAudit(const std::string& source, const AuditBatch& b
   if (!batch.sealed_keys.empty() && batch.public_key.empty()) {
     return Status::InvalidArgument("audit batch: sealed keys come with the log's public key");
   }
+  if (batch.sealed_keys.size() > 1) {
+    return Status::InvalidArgument("audit batch: a region sends one version of its sealed keys at a time");
+  }
   auto got = GetAudit(source, batch.public_key);
   if (!got.ok()) return got.status();
   if (*got == nullptr) {
@@ -293,21 +347,25 @@ Status BackupStores::ReceiveAudit(const std::string& source, const AuditBatch& b
     return Status::Conflict(fmt::format("audit batch: {}'s audit log here is signed by key {}, not {}: diverged",
                                         source, log.PublicKeyHex(), HexEncode(batch.public_key)));
   }
+  // Checked before any record is taken: a batch with forged keys changes nothing.
+  if (!batch.sealed_keys.empty() && !AuditLog::VerifySealedKeys(batch.public_key, batch.sealed_keys[0])) {
+    return Status::InvalidArgument(fmt::format("audit batch: the sealed keys are not signed by {}'s audit log key",
+                                               source));
+  }
   Status s = log.AppendRecords(batch.first, batch.records, /*sync=*/true);
   *size = log.Head().tree_size;
   if (!s.ok()) return s.code() == StatusCode::kCorruption ? Status::InvalidArgument(s.message()) : s;
   if (!batch.sealed_keys.empty()) {
-    const std::string dir = dir_ + "/" + source + "/audit", tmp = dir + "/" + kSealedAuditKeys + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << batch.sealed_keys;
-      if (!out.flush()) return Status::IOError(fmt::format("cannot write {}", tmp));
+    const std::string path = dir_ + "/" + source + "/audit/" + kSealedAuditKeys;
+    auto versions = ReadSealedVersions(path);
+    if (!versions.ok()) return versions.status();
+    if (std::find(versions->begin(), versions->end(), batch.sealed_keys[0]) == versions->end()) {
+      versions->insert(versions->begin(), batch.sealed_keys[0]);
+      if (versions->size() > kMaxSealedVersions) versions->resize(kMaxSealedVersions);
+      FORYOU_RETURN_IF_ERROR(WriteSealedVersions(path, *versions));
     }
-    std::error_code ec;
-    std::filesystem::rename(tmp, dir + "/" + kSealedAuditKeys, ec);
-    if (ec) return Status::IOError(fmt::format("cannot store {}'s sealed audit keys: {}", source, ec.message()));
+    received_bytes_ += batch.sealed_keys[0].sealed.size() + batch.sealed_keys[0].signature.size();
   }
-  received_bytes_ += batch.sealed_keys.size();
   for (const std::string& r : batch.records) received_bytes_ += r.size();
   return Status::OK();
 }
@@ -342,8 +400,9 @@ Status BackupStores::ReadAudit(const std::string& source, uint64_t from, size_t 
   FORYOU_RETURN_IF_ERROR(log->ReadRecords(from, max_bytes, &out->records));
   auto pub = HexDecode(log->PublicKeyHex());
   out->public_key = pub ? *pub : std::string();
-  auto sealed = ReadWhole(dir_ + "/" + source + "/audit/" + kSealedAuditKeys);
-  if (sealed.ok()) out->sealed_keys = *sealed;
+  auto sealed = ReadSealedVersions(dir_ + "/" + source + "/audit/" + kSealedAuditKeys);
+  if (!sealed.ok()) return sealed.status();
+  out->sealed_keys = std::move(*sealed);
   return Status::OK();
 }
 

@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
+#include "audit/audit_log.h"
 #include "crypto/keyring.h"
 #include "replication/backup_store.h"
 #include "replication/wire.h"
 #include "storage/log_format.h"
+#include "util/coding.h"
 #include "util/temp_dir.h"
 
 namespace foryou {
@@ -109,6 +111,72 @@ TEST(BackupStoresTest, HoldsOnlySealedDataOfAllowedJurisdictionsInOrder) {
   EXPECT_EQ((*h)[0].jurisdiction, "US");
   EXPECT_EQ((*h)[0].users, 1u);
   EXPECT_EQ((*h)[0].shredded_users, 1u);
+}
+
+
+// The audit log's part of a backup: a holder of the replication credential
+// (which can POST audit batches) can neither forge the sealed keys a restore
+// installs nor push the real ones out; every version signed by the log's key
+// is kept, newest first, and the wire format refuses truncations.
+TEST(BackupStoresTest, KeepsEveryVersionOfTheSealedAuditKeysAndRefusesForgedOnes) {
+  TempDir dir;
+  std::unique_ptr<AuditLog> log;
+  ASSERT_TRUE(AuditLog::Open(dir.Sub("us-audit"), &log).ok());
+  AuditEntry e;
+  e.action = "events.write";
+  e.outcome = "200";
+  ASSERT_TRUE(log->Append(e, true).ok());
+  const std::string public_key = *HexDecode(log->PublicKeyHex());
+  const std::string region_key(32, 'r');
+  AuditBatch batch;
+  ASSERT_TRUE(log->ReadRecords(0, 1 << 20, &batch.records).ok());
+  batch.public_key = public_key;
+  batch.sealed_keys = {log->SealKeys(region_key)};
+
+  const std::string bytes = EncodeAuditBatch(batch);
+  AuditBatch back;
+  ASSERT_TRUE(DecodeAuditBatch(bytes, &back).ok());
+  EXPECT_EQ(back.records, batch.records);
+  EXPECT_EQ(back.sealed_keys, batch.sealed_keys);
+  for (size_t cut = 0; cut < bytes.size(); ++cut) {
+    EXPECT_EQ(DecodeAuditBatch(bytes.substr(0, cut), &back).code(), StatusCode::kInvalidArgument) << cut;
+  }
+  std::string v1 = bytes;
+  v1[0] = 1;
+  EXPECT_EQ(DecodeAuditBatch(v1, &back).code(), StatusCode::kInvalidArgument) << "version 1 sealed keys were unsigned";
+
+  BackupStores backups(dir.Sub("backups"));
+  uint64_t size = 0;
+  ASSERT_TRUE(backups.ReceiveAudit("us", batch, &size).ok());
+  EXPECT_EQ(size, 1u);
+  // The attacker's keys: sealed under a key they know, signed by no one or by another log.
+  AuditBatch forged = batch;
+  forged.first = 1;
+  forged.records.clear();
+  forged.sealed_keys[0].sealed = SealUnderRegionKey(std::string(32, 'x'), "foryou audit keys v1", std::string(64, 'k'));
+  EXPECT_EQ(backups.ReceiveAudit("us", forged, &size).code(), StatusCode::kInvalidArgument);
+  std::unique_ptr<AuditLog> other;
+  ASSERT_TRUE(AuditLog::Open(dir.Sub("other-audit"), &other).ok());
+  forged.sealed_keys = {other->SealKeys(region_key)};
+  EXPECT_EQ(backups.ReceiveAudit("us", forged, &size).code(), StatusCode::kInvalidArgument);
+  forged.sealed_keys = {batch.sealed_keys[0], batch.sealed_keys[0]};
+  EXPECT_EQ(backups.ReceiveAudit("us", forged, &size).code(), StatusCode::kInvalidArgument) << "one at a time";
+
+  // A reconnect seals afresh: both versions are held, newest first; a resend adds none.
+  AuditBatch reconnect = batch;
+  reconnect.first = 1;
+  reconnect.records.clear();
+  reconnect.sealed_keys = {log->SealKeys(region_key)};
+  ASSERT_NE(reconnect.sealed_keys[0], batch.sealed_keys[0]);
+  ASSERT_TRUE(backups.ReceiveAudit("us", reconnect, &size).ok());
+  ASSERT_TRUE(backups.ReceiveAudit("us", reconnect, &size).ok());
+  AuditBatch read;
+  ASSERT_TRUE(backups.ReadAudit("us", 0, 1 << 20, &read).ok());
+  ASSERT_EQ(read.sealed_keys.size(), 2u);
+  EXPECT_EQ(read.sealed_keys[0], reconnect.sealed_keys[0]);
+  EXPECT_EQ(read.sealed_keys[1], batch.sealed_keys[0]);
+  EXPECT_EQ(read.records, batch.records);
+  EXPECT_EQ(read.public_key, public_key);
 }
 
 }  // namespace

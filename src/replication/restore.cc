@@ -198,7 +198,8 @@ Status FetchAuditOverHttp(const RestoreOptions& o, RestoreReport* report) {
   if (size == 0) return Status::OK();  // a backup without the audit log: Restore's caller starts a new one
   const std::string dir = o.data_dir + "/audit";
   std::unique_ptr<AuditLog> copy;
-  std::string sealed;
+  std::vector<SealedAuditKeys> sealed;  // every version the backup holds, newest first
+  std::string public_key;
   uint64_t next = 0;
   while (next < size) {
     auto r = client.Get(fmt::format("/v1/backup/{}/audit?from={}&max_bytes={}", o.source_region, next, o.page_bytes)
@@ -211,6 +212,7 @@ Status FetchAuditOverHttp(const RestoreOptions& o, RestoreReport* report) {
     if (copy == nullptr) {
       if (batch.public_key.empty()) return Status::Corruption("backup audit log: no public key");
       FORYOU_RETURN_IF_ERROR(AuditLog::OpenCopy(dir, batch.public_key, &copy));
+      public_key = batch.public_key;
       report->audit_public_key = HexEncode(batch.public_key);
     }
     if (batch.first != next) {
@@ -218,7 +220,7 @@ Status FetchAuditOverHttp(const RestoreOptions& o, RestoreReport* report) {
     }
     FORYOU_RETURN_IF_ERROR(copy->AppendRecords(batch.first, batch.records, /*sync=*/false));
     next += batch.records.size();
-    sealed = batch.sealed_keys;
+    sealed = std::move(batch.sealed_keys);
   }
   if (next < size) return Status::Corruption(fmt::format("backup audit log ended at entry {} of {}", next, size));
   if (sealed.empty()) {
@@ -231,11 +233,27 @@ Status FetchAuditOverHttp(const RestoreOptions& o, RestoreReport* report) {
     FORYOU_RETURN_IF_ERROR(copy->AppendRecords(next, {}, /*sync=*/true));
     head = copy->Head();
     copy.reset();
-    if (Status s = AuditLog::InstallKeys(dir, o.region_key, sealed); !s.ok()) {
-      return Status::Corruption(fmt::format("the audit log's keys held by the backup region do not open under this "
-                                            "region key, or are not that log's keys ({}): check --region-key-file; if "
-                                            "it is right, the backup region's copy of the sealed keys was replaced",
-                                            s.message()));
+    // Each connection of the primary sealed its keys afresh, and a rotation
+    // of the region key leaves older versions that this key does not open:
+    // the first that opens and names the log's key is installed.
+    Status last;
+    bool installed = false;
+    for (const SealedAuditKeys& version : sealed) {
+      if (!AuditLog::VerifySealedKeys(public_key, version)) {
+        last = Status::Corruption("a version not signed by the log's key");
+        continue;
+      }
+      last = AuditLog::InstallKeys(dir, o.region_key, version.sealed);
+      if (last.ok()) {
+        installed = true;
+        break;
+      }
+    }
+    if (!installed) {
+      return Status::Corruption(fmt::format("none of the {} versions of the audit log's keys held by the backup region "
+                                            "opens under this region key (last: {}): check --region-key-file (after "
+                                            "`foryou rekey`, the key the primary ran with last)",
+                                            sealed.size(), last.message()));
     }
     report->audit_entries = head.tree_size;
   }

@@ -50,7 +50,7 @@ Shipper::~Shipper() {
   for (auto& t : threads_) t.join();
 }
 
-void Shipper::ShipAuditLog(const AuditLog* audit, std::string sealed_keys) {
+void Shipper::ShipAuditLog(const AuditLog* audit, SealedAuditKeys sealed_keys) {
   audit_ = audit;
   sealed_audit_keys_ = std::move(sealed_keys);
 }
@@ -358,7 +358,7 @@ void Shipper::RunAudit(size_t index) {
     }
     if (!keys_sent) {
       batch.public_key = public_key;
-      batch.sealed_keys = sealed_audit_keys_;
+      if (!sealed_audit_keys_.sealed.empty()) batch.sealed_keys = {sealed_audit_keys_};
     }
     auto r = client.Post(audit_path.c_str(), EncodeAuditBatch(batch), "application/octet-stream");
     if (!r) {

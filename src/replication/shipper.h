@@ -88,7 +88,7 @@ class Shipper {
 
   // Ships `audit` (borrowed; must outlive the Shipper) as well, with
   // `sealed_keys` (AuditLog::SealKeys under this region's key). Before Start.
-  void ShipAuditLog(const AuditLog* audit, std::string sealed_keys);
+  void ShipAuditLog(const AuditLog* audit, SealedAuditKeys sealed_keys);
   void Start();
   // New records were appended.
   void Notify();
@@ -117,7 +117,7 @@ class Shipper {
 
   Engine& engine_;
   const AuditLog* audit_ = nullptr;
-  std::string sealed_audit_keys_;
+  SealedAuditKeys sealed_audit_keys_;
   const std::string source_;
   const std::string api_key_;
   const ShipperOptions options_;

@@ -63,7 +63,11 @@ std::string EncodeAuditBatch(const AuditBatch& batch) {
   PutVarint64(&out, batch.records.size());
   for (const std::string& r : batch.records) PutString(&out, r);
   PutString(&out, batch.public_key);
-  PutString(&out, batch.sealed_keys);
+  PutVarint64(&out, batch.sealed_keys.size());
+  for (const SealedAuditKeys& k : batch.sealed_keys) {
+    PutString(&out, k.sealed);
+    PutString(&out, k.signature);
+  }
   return out;
 }
 
@@ -84,8 +88,16 @@ Status DecodeAuditBatch(std::string_view in, AuditBatch* out) {
   for (std::string& r : out->records) {
     if (!GetString(&in, &r)) return Status::InvalidArgument("audit batch: truncated record");
   }
-  if (!GetString(&in, &out->public_key) || !GetString(&in, &out->sealed_keys)) {
+  uint64_t m;
+  // Each version takes at least two bytes: a count no body can hold is refused before allocating.
+  if (!GetString(&in, &out->public_key) || !GetVarint64(&in, &m) || m > in.size() / 2) {
     return Status::InvalidArgument("audit batch: truncated keys");
+  }
+  out->sealed_keys.resize(m);
+  for (SealedAuditKeys& k : out->sealed_keys) {
+    if (!GetString(&in, &k.sealed) || !GetString(&in, &k.signature)) {
+      return Status::InvalidArgument("audit batch: truncated sealed keys");
+    }
   }
   if (!out->public_key.empty() && out->public_key.size() != 32) {
     return Status::InvalidArgument("audit batch: the public key must be 32 bytes");

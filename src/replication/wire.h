@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "audit/audit_log.h"
 #include "storage/store.h"
 #include "util/status.h"
 
@@ -28,16 +29,19 @@ Status DecodeLogBatch(std::string_view data, LogBatch* out);
 //   varint first, varint n, then n x string record (audit/audit_log.h: the
 //   entry, the tree root after it, the signature, as stored)
 //   string public key (32 bytes, or "" when the receiver has it already)
-//   string the log's keys sealed under the source's region key ("" = none)
+//   varint m, then m x (string sealed keys, string signature): the log's
+//   keys sealed under the source's region key, each signed with the log's
+//   key (AuditLog::SealKeys). A primary sends at most one; a backup answers
+//   with every version it holds, newest first.
 // Entries name users only by pseudonym; the keys are sealed under a key the
-// backup region does not have.
-constexpr uint8_t kAuditWireFormatVersion = 1;
+// backup region does not have. Version 1 carried one unsigned sealed string.
+constexpr uint8_t kAuditWireFormatVersion = 2;
 
 struct AuditBatch {
   uint64_t first = 0;                // the entry index of records[0]
   std::vector<std::string> records;
   std::string public_key;
-  std::string sealed_keys;
+  std::vector<SealedAuditKeys> sealed_keys;
 };
 
 std::string EncodeAuditBatch(const AuditBatch& batch);
