@@ -80,6 +80,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"learning.replay_watch_ratio", Bind(&l.replay_watch_ratio)},
       {"learning.skip_watch_ratio", Bind(&l.skip_watch_ratio)},
       {"learning.recent_positives", Bind(&l.recent_positives)},
+      {"learning.watch_norm", Bind(&l.watch_norm)},
       {"learning.seed", Bind(&l.seed)},
       {"retrieval.ann", Bind(&r.ann)},
       {"retrieval.ann_ef", Bind(&r.ann_ef)},

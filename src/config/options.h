@@ -51,6 +51,10 @@ struct LearningOptions {
   double skip_watch_ratio = 0.2;      // a play shorter than this is a skip
   // How many recent positive videos per user feed co-engagement retrieval.
   int recent_positives = 50;
+  // Rank with the viewer-normalised watch (the `watch_z` feature:
+  // learning/watch_norm.h): how much longer than usual people watch a video.
+  // false sets the feature to 0, to measure what it adds (issue 12).
+  bool watch_norm = true;
   uint64_t seed = 42;                 // all learning randomness derives from it
 };
 

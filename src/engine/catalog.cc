@@ -1,6 +1,7 @@
 #include "engine/catalog.h"
 
 #include <algorithm>
+#include <cmath>
 #include <bit>
 
 #include "storage/log_format.h"
@@ -135,6 +136,7 @@ void Catalog::EncodeTo(std::string* out) const {
       PutVarint64(out, c);
     }
     PutFixed64BE(out, std::bit_cast<uint64_t>(st.watch_ratio_sum));
+    PutFixed64BE(out, std::bit_cast<uint64_t>(st.watch_z_sum));
   }
   for (const CreatorRecord& c : creators_) {
     PutVarint64(out, c.videos.size());
@@ -178,9 +180,11 @@ bool Catalog::DecodeFrom(std::string_view* in) {
     for (uint32_t* x : counters) {
       if (!get32(x, UINT32_MAX + size_t{1})) return false;
     }
-    if (in->size() < 8) return false;
+    if (in->size() < 16) return false;
     r.stats.watch_ratio_sum = std::bit_cast<double>(DecodeFixed64BE(in->data()));
-    in->remove_prefix(8);
+    r.stats.watch_z_sum = std::bit_cast<double>(DecodeFixed64BE(in->data() + 8));
+    if (!std::isfinite(r.stats.watch_z_sum)) return false;
+    in->remove_prefix(16);
   }
   // In the set's order, so that each insert goes at the end.
   std::vector<std::pair<int64_t, uint32_t>> by_created(n);

@@ -45,6 +45,7 @@ struct VideoStats {
   uint32_t not_interested = 0;
   uint32_t positives = 0;  // events with a positive learning signal
   double watch_ratio_sum = 0;  // over plays
+  double watch_z_sum = 0;      // over plays, of WatchNorm::Z (learning/watch_norm.h)
 };
 
 struct VideoRecord {

@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "engine/engine_state.h"
+#include "learning/watch_norm.h"
 #include "storage/snapshot_files.h"
 #include "crypto/keyring.h"
 #include "engine/model_payload.h"
@@ -116,6 +117,8 @@ FeatureVector Engine::State::Features(const UserContext& ctx, uint32_t video, in
   x[kFeatMeanWatch] = static_cast<float>(mw / (1.0 + mw));
   const double uw = user == nullptr ? 0.8 : (user->watch_ratio_sum + 4.0) / (user->plays + 5.0);
   x[kFeatUserWatch] = static_cast<float>(uw / (1.0 + uw));
+  // Shrunk toward 0 (a usual watch) with the weight of 5 plays.
+  if (o.learning.watch_norm) x[kFeatWatchZ] = static_cast<float>(std::tanh(st.watch_z_sum / (plays + 5.0)));
   return x;
 }
 
@@ -647,6 +650,8 @@ int ExtendUserHistory(UserRecord& u, const VideoRecord& vr, uint32_t video, cons
   switch (e.type) {
     case EventType::kPlay:
       u.watch_ratio_sum += e.watch_ratio;
+      u.watch_log_sum += std::log1p(e.watch_ratio);
+      u.watch_log_sq += std::log1p(e.watch_ratio) * std::log1p(e.watch_ratio);
       u.plays++;
       break;
     case EventType::kLike: return u.liked.insert(video).second ? 1 : 0;
@@ -769,7 +774,11 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       std::vector<uint32_t> recent = u.RecentVideos(static_cast<size_t>(lo.recent_positives));
       s.co.Record(recent, video, sig.strength);
     }
-    // 3. The user's history, then the video's statistics.
+    // 3. The user's history, then the video's statistics (the watch measured
+    // against the viewer's plays before this one).
+    const double watch_z = e.type == EventType::kPlay
+                               ? WatchNorm::Z(u.watch_log_sum, u.watch_log_sq, u.plays, e.watch_ratio)
+                               : 0.0;
     const int like_delta = ExtendUserHistory(u, vr, video, e, sig, lo);
     VideoStats& st = vr.stats;
     if (sig.strength > 0) st.positives++;
@@ -779,6 +788,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
         st.impressions++;
         st.plays++;
         st.watch_ratio_sum += e.watch_ratio;
+        st.watch_z_sum += watch_z;
         if (e.watch_ratio >= lo.complete_watch_ratio) st.completes++;
         if (e.watch_ratio < lo.skip_watch_ratio) st.skips++;
         break;

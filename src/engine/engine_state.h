@@ -52,6 +52,8 @@ struct UserRecord {
   WeightMap language_weight;
   std::array<uint64_t, kNumEventTypes> event_counts{};
   double watch_ratio_sum = 0;  // over plays
+  double watch_log_sum = 0;    // over plays, of log(1 + watch_ratio)
+  double watch_log_sq = 0;     // over plays, of its square
   uint32_t plays = 0;
 
   // The language the user engages with most; nullopt if none yet.

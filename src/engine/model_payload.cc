@@ -1,8 +1,10 @@
 #include "engine/model_payload.h"
 
 #include <bit>
+#include <cmath>
 #include <fmt/format.h>
 
+#include "learning/ranker_model.h"
 #include "storage/log_format.h"
 #include "util/coding.h"
 
@@ -31,6 +33,7 @@ std::string EncodeModelPayload(const ModelPayload& m) {
       PutVarint64(&out, c);
     }
     PutDouble(&out, s.watch_ratio_sum);
+    PutDouble(&out, s.watch_z_sum);
     PutDouble(&out, m.trending[i]);
   }
   PutVarint64(&out, kNumHeads);
@@ -53,9 +56,9 @@ Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
   uint64_t dim, heads, features;
   std::string videos_record;
   if (!GetByte(&in, &version)) return Bad("empty");
-  if (version != kModelPayloadVersion) {
-    return Status::Corruption(fmt::format("model payload: version {} is not supported (this build reads {})", version,
-                                          kModelPayloadVersion));
+  if (version != kModelPayloadVersion && version != 1) {
+    return Status::Corruption(fmt::format("model payload: version {} is not supported (this build reads 1 and {})",
+                                          version, kModelPayloadVersion));
   }
   if (!GetVarint64(&in, &dim) || dim == 0 || dim > 1024 || !GetString(&in, &videos_record)) return Bad("header");
   m->dim = static_cast<int>(dim);
@@ -85,14 +88,21 @@ Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
     s.skips = static_cast<uint32_t>(c[6]);
     s.not_interested = static_cast<uint32_t>(c[7]);
     s.positives = static_cast<uint32_t>(c[8]);
-    if (!GetDouble(&in, &s.watch_ratio_sum) || !GetDouble(&in, &m->trending[i])) return Bad("counters");
+    if (!GetDouble(&in, &s.watch_ratio_sum) || (version >= 2 && !GetDouble(&in, &s.watch_z_sum)) ||
+        !GetDouble(&in, &m->trending[i]) || !std::isfinite(s.watch_z_sum)) {
+      return Bad("counters");
+    }
   }
-  if (!GetVarint64(&in, &heads) || !GetVarint64(&in, &features) || heads != kNumHeads || features != kNumFeatures) {
+  // Version 1 predates the watch_z feature: its weights keep their priors.
+  const uint64_t want_features = version >= 2 ? kNumFeatures : kFeatWatchZ;
+  if (!GetVarint64(&in, &heads) || !GetVarint64(&in, &features) || heads != kNumHeads || features != want_features) {
     return Bad("ranker shape differs from this build's");
   }
-  for (auto& head : m->ranker) {
-    for (float& w : head) {
-      if (!GetFloat(&in, &w)) return Bad("ranker");
+  const RankerModel priors;
+  for (int h = 0; h < kNumHeads; ++h) {
+    m->ranker[h] = priors.weights(h);
+    for (uint64_t f = 0; f < features; ++f) {
+      if (!GetFloat(&in, &m->ranker[h][f])) return Bad("ranker");
     }
   }
   m->edges.assign(n, {});

@@ -20,7 +20,10 @@
 
 namespace foryou {
 
-constexpr uint8_t kModelPayloadVersion = 1;
+// Version 2 (issue 12): per video the sum of the viewer-normalised watch,
+// and the ranker's watch_z weights. Version 1 is still read (the sums start
+// at 0, the weights at their priors).
+constexpr uint8_t kModelPayloadVersion = 2;
 
 struct ModelPayload {
   int dim = 0;

@@ -30,7 +30,8 @@
 //     varint n + n (varint video, u8 kind) recent positives,
 //     tag, creator and language affinities (each varint n + n (varint key,
 //     f32) by ascending key), kNumEventTypes varint counts, f64 watch ratio
-//     sum, varint plays, dim f32 user vector.
+//     sum, f64 sums of log(1 + watch ratio) and of its square (version 2),
+//     varint plays, dim f32 user vector.
 //
 // Erasure reaches snapshots through the seal: a Shred record destroys the
 // keys that open a user's entries, in every snapshot that holds them.
@@ -135,6 +136,8 @@ std::string EncodeUser(const UserRecord& u, const float* vec, int dim) {
   for (const auto* m : {&u.tag_affinity, &u.creator_affinity, &u.language_weight}) PutWeights(&out, *m);
   for (uint64_t c : u.event_counts) PutVarint64(&out, c);
   PutDouble(&out, u.watch_ratio_sum);
+  PutDouble(&out, u.watch_log_sum);
+  PutDouble(&out, u.watch_log_sq);
   PutVarint64(&out, u.plays);
   for (int d = 0; d < dim; ++d) PutFloat(&out, vec[d]);
   return out;
@@ -175,7 +178,11 @@ bool DecodeUser(std::string_view in, const Limits& lim, UserRecord* u, float* ve
     if (!GetVarint64(&in, &c)) return false;
   }
   uint64_t plays;
-  if (!GetDouble(&in, &u->watch_ratio_sum) || !GetVarint64(&in, &plays) || plays > UINT32_MAX) return false;
+  if (!GetDouble(&in, &u->watch_ratio_sum) || !GetDouble(&in, &u->watch_log_sum) ||
+      !GetDouble(&in, &u->watch_log_sq) || !std::isfinite(u->watch_log_sum) || !std::isfinite(u->watch_log_sq) ||
+      !GetVarint64(&in, &plays) || plays > UINT32_MAX) {
+    return false;
+  }
   u->plays = static_cast<uint32_t>(plays);
   for (int d = 0; d < dim; ++d) {
     if (!GetFloat(&in, &vec[d])) return false;
@@ -574,10 +581,10 @@ Result<SnapshotAnchor> Engine::Anchor(uint64_t seq) const {
   const auto& l = options_.learning;
   const auto& r = options_.retrieval;
   const std::string settings = fmt::format(
-      "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", l.embedding_dim, l.embedding_lr, l.embedding_reg, l.negatives,
-      l.ranker_lr, l.ranker_negatives, l.positive_watch_ratio, l.complete_watch_ratio, l.replay_watch_ratio,
-      l.skip_watch_ratio, l.recent_positives, l.seed, r.ann_m, r.ann_ef_construction, r.ann_reindex_drift,
-      r.trending_half_life_hours);
+      "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", l.embedding_dim, l.embedding_lr, l.embedding_reg,
+      l.negatives, l.ranker_lr, l.ranker_negatives, l.positive_watch_ratio, l.complete_watch_ratio,
+      l.replay_watch_ratio, l.skip_watch_ratio, l.recent_positives, l.seed, r.ann_m, r.ann_ef_construction,
+      r.ann_reindex_drift, r.trending_half_life_hours, l.watch_norm);
   return SnapshotAnchor{Hash64(**record), std::move(mac).value(), Hash64(settings)};
 }
 

@@ -3,6 +3,9 @@
 #include "learning/embedding_model.h"
 #include "learning/ranker_model.h"
 #include "learning/signals.h"
+#include "learning/watch_norm.h"
+
+#include <cmath>
 
 namespace foryou {
 namespace {
@@ -20,6 +23,30 @@ TEST(SignalsTest, PlaysAreGradedByWatchRatio) {
   EXPECT_LT(SignalsFor(EventType::kNotInterested, 0, o).strength, 0.0f);
   EXPECT_EQ(SignalsFor(EventType::kNotInterested, 0, o).labels[kHeadNotInterested], 1);
   EXPECT_EQ(SignalsFor(EventType::kImpression, 0, o).strength, 0.0f);
+}
+
+// One watch is measured against its viewer's own history: a full watch from
+// a viewer who usually skips says more than one from a viewer who watches
+// everything twice, and a hundredfold loop counts only as much as kMaxZ.
+TEST(WatchNormTest, AWatchCountsAgainstItsViewersOwnHistory) {
+  auto history = [](double ratio, int plays, double* sum, double* sq) {
+    *sum = *sq = 0;
+    for (int i = 0; i < plays; ++i) {
+      *sum += std::log1p(ratio);
+      *sq += std::log1p(ratio) * std::log1p(ratio);
+    }
+  };
+  double picky_sum, picky_sq, binge_sum, binge_sq;
+  history(0.3, 40, &picky_sum, &picky_sq);
+  history(2.0, 40, &binge_sum, &binge_sq);
+  const double from_picky = WatchNorm::Z(picky_sum, picky_sq, 40, 1.0);
+  const double from_binger = WatchNorm::Z(binge_sum, binge_sq, 40, 1.0);
+  EXPECT_GT(from_picky, 1.0);
+  EXPECT_LT(from_binger, -1.0);
+  EXPECT_EQ(WatchNorm::Z(picky_sum, picky_sq, 40, 100.0), WatchNorm::kMaxZ);
+  // A viewer with no history is measured against the priors, finitely.
+  EXPECT_NEAR(WatchNorm::Z(0, 0, 0, std::expm1(WatchNorm::kPriorMean)), 0.0, 1e-9);
+  EXPECT_TRUE(std::isfinite(WatchNorm::Z(0, 0, 0, 0.0)));
 }
 
 TEST(RankerModelTest, UpdatesMoveThePredictionTowardsTheLabel) {

@@ -26,6 +26,7 @@ enum Feature : int {
   kFeatLanguageMatch,  // 1 if the video is in the user's language
   kFeatMeanWatch,      // the video's smoothed mean watch ratio, m / (1 + m)
   kFeatUserWatch,      // the user's smoothed mean watch ratio, m / (1 + m)
+  kFeatWatchZ,         // tanh of the video's mean watch normalised by each viewer (learning/watch_norm.h), shrunk by 5 plays
   kNumFeatures
 };
 

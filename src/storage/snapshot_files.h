@@ -34,7 +34,11 @@
 
 namespace foryou {
 
-constexpr uint8_t kSnapshotFormatVersion = 1;
+// Version 2 (issue 12): the body's video statistics and user entries carry
+// the sums of the viewer-normalised watch (learning/watch_norm.h). A
+// version 1 snapshot is skipped like any unreadable one: the start replays
+// the log (and writes a version 2 snapshot in time).
+constexpr uint8_t kSnapshotFormatVersion = 2;
 
 class SnapshotFiles {
  public:
