@@ -52,6 +52,7 @@ std::string EncodeModelPayload(const ModelPayload& m) {
 }
 
 Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
+  *m = ModelPayload{};  // nothing of what *m held before survives into the result
   uint8_t version;
   uint64_t dim, heads, features;
   std::string videos_record;

@@ -386,7 +386,7 @@ async function policyMode() {
   const auditBatch = await call(sg, 'GET', '/v1/backup/us/audit?from=0', { headers: as(keys.replication, ''), want: 200 });
   await call(sg, 'POST', '/v1/backup/us/audit', { body: new Uint8Array(auditBatch.body), headers: { ...as(keys.replication, ''), 'Content-Type': 'application/octet-stream' }, want: 200, note: 'records sg holds: a resend' });
   await call(sg, 'POST', '/v1/backup/us/audit', { body: new Uint8Array([1, 2, 3]), headers: { ...as(keys.replication, ''), 'Content-Type': 'application/octet-stream' }, want: 400, note: 'garbage audit batch' });
-  await call(sg, 'POST', '/v1/backup/us/audit', { body: new Uint8Array([1, 200, 1, 0, 0, 0]), headers: { ...as(keys.replication, ''), 'Content-Type': 'application/octet-stream' }, want: 409, note: 'entries that do not follow' });
+  await call(sg, 'POST', '/v1/backup/us/audit', { body: new Uint8Array([2, 200, 1, 0, 0, 0]), headers: { ...as(keys.replication, ''), 'Content-Type': 'application/octet-stream' }, want: 409, note: 'entries that do not follow' });
   await call(sg, 'GET', '/v1/backup/us/audit?from=-1', { headers: as(keys.replication, ''), want: 400 });
   await call(sg, 'GET', '/v1/backup/us/audit', { headers: as(keys.service, ''), want: 403, note: 'service key' });
   await call(sg, 'GET', '/v1/backup/us/audit', { want: 401, note: 'no key' });
