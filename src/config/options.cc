@@ -81,6 +81,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"learning.skip_watch_ratio", Bind(&l.skip_watch_ratio)},
       {"learning.recent_positives", Bind(&l.recent_positives)},
       {"learning.watch_norm", Bind(&l.watch_norm)},
+      {"learning.co_backward_weight", Bind(&l.co_backward_weight)},
       {"learning.seed", Bind(&l.seed)},
       {"retrieval.ann", Bind(&r.ann)},
       {"retrieval.ann_ef", Bind(&r.ann_ef)},
@@ -139,6 +140,9 @@ Status ValidateConfig(const Config& c) {
   if (e.learning.embedding_dim < 2 || e.learning.embedding_dim > 1024) return bad("learning.embedding_dim must be in [2, 1024]");
   if (e.learning.negatives < 0 || e.learning.negatives > 100) return bad("learning.negatives must be in [0, 100]");
   if (e.learning.recent_positives < 1 || e.learning.recent_positives > 1000) return bad("learning.recent_positives must be in [1, 1000]");
+  if (!(e.learning.co_backward_weight >= 0 && e.learning.co_backward_weight <= 1)) {
+    return bad("learning.co_backward_weight must be in [0, 1]");
+  }
   if (e.retrieval.ann_m < 2 || e.retrieval.ann_m > 128) return bad("retrieval.ann_m must be in [2, 128]");
   if (e.retrieval.trending_half_life_hours <= 0) return bad("retrieval.trending_half_life_hours must be > 0");
   if (e.retrieval.session < 0 || e.retrieval.session > 10000) return bad("retrieval.session must be in [0, 10000]");

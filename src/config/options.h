@@ -55,6 +55,12 @@ struct LearningOptions {
   // learning/watch_norm.h): how much longer than usual people watch a video.
   // false sets the feature to 0, to measure what it adds (issue 12).
   bool watch_norm = true;
+  // Co-engagement links a new positive with the user's recent positives in
+  // both directions: from each of them to it (what people went on to) with
+  // full weight, and back with this share (retrieval/co_engagement.h).
+  // Chosen on Beauty's validation split among 0, 0.1, 0.2, 0.35, 0.5 and 1
+  // (docs/EVALUATION.md); 1 is the symmetric graph of earlier versions.
+  double co_backward_weight = 0.35;
   uint64_t seed = 42;                 // all learning randomness derives from it
 };
 

@@ -776,9 +776,11 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     }
     // 3. The user's history, then the video's statistics (the watch measured
     // against the viewer's plays before this one).
-    const double watch_z = e.type == EventType::kPlay
-                               ? WatchNorm::Z(u.watch_log_sum, u.watch_log_sq, u.plays, e.watch_ratio)
-                               : 0.0;
+    double watch_z = 0;
+    if (e.type == EventType::kPlay) {
+      watch_z = WatchNorm::Z(u.watch_log_sum, u.watch_log_sq, u.plays, s.watch_population, e.watch_ratio);
+      s.watch_population.Add(e.watch_ratio);
+    }
     const int like_delta = ExtendUserHistory(u, vr, video, e, sig, lo);
     VideoStats& st = vr.stats;
     if (sig.strength > 0) st.positives++;

@@ -13,6 +13,7 @@
 #include "engine/catalog.h"
 #include "engine/engine.h"
 #include "engine/video_scratch.h"
+#include "learning/watch_norm.h"
 #include "learning/embedding_model.h"
 #include "learning/ranker_model.h"
 #include "learning/signals.h"
@@ -93,6 +94,7 @@ struct Engine::State {
   explicit State(const EngineOptions& o)
       : embeddings(o.learning.embedding_dim, o.learning),
         ann(o.learning.embedding_dim, o.retrieval),
+        co(/*max_neighbors=*/200, /*decay=*/0.85f, /*window=*/20, static_cast<float>(o.learning.co_backward_weight)),
         trending(o.retrieval.trending_half_life_hours) {}
 
   Catalog catalog;
@@ -107,6 +109,8 @@ struct Engine::State {
   // re-indexed once it drifts more than retrieval.ann_reindex_drift from it.
   std::vector<float> ann_vectors;
   uint64_t events = 0;
+  // Every play's watch so far, the prior of each viewer's (learning/watch_norm.h).
+  WatchSums watch_population;
 
   const UserRecord* FindUser(std::string_view id) const {
     auto it = user_index.find(std::string(id));

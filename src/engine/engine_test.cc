@@ -201,6 +201,43 @@ TEST_F(EngineTest, LikeRaisesTheScoreOfSimilarVideos) {
   EXPECT_GT(after, before);
 }
 
+// Issue 12, the sequence: people watch chess-0-0, then chess-0-1, then
+// chess-0-2. After chess-0-1, what they went on to (chess-0-2) must rank
+// above what they came from (chess-0-0); with the co-engagement graph made
+// symmetric again (learning.co_backward_weight = 1) the two are alike.
+TEST_F(EngineTest, WhatPeopleWentOnToRanksAboveWhatTheyCameFrom) {
+  auto gap = [&](double backward) {
+    TempDir dir;
+    EngineOptions o = options_;
+    o.learning.co_backward_weight = backward;
+    std::unique_ptr<Engine> engine;
+    EXPECT_TRUE(Engine::Open(o, dir.path(), clock_, &engine).ok());
+    EXPECT_TRUE(engine->UpsertVideos(Catalog()).ok());
+    std::vector<Event> events;
+    int64_t ts = kNow - kDay;
+    for (int u = 0; u < 20; ++u) {
+      for (const char* v : {"chess-0-0", "chess-0-1", "chess-0-2"}) {
+        events.push_back(Play("seq" + std::to_string(u), v, 1.0, ts += 1000));
+      }
+    }
+    events.push_back(Play("dee", "chess-0-1", 1.0, ts += 1000));
+    EXPECT_TRUE(engine->IngestEvents(events).ok());
+    auto feed = engine->Feed(FeedRequest{"dee", 48, ""});
+    EXPECT_TRUE(feed.ok());
+    double next = 0, before = 0;
+    for (const auto& item : feed->items) {
+      if (item.video_id == "chess-0-2") next = item.score;
+      if (item.video_id == "chess-0-0") before = item.score;
+    }
+    EXPECT_NE(next, 0.0);
+    EXPECT_NE(before, 0.0);
+    return next - before;
+  };
+  const double directed = gap(options_.learning.co_backward_weight), symmetric = gap(1.0);
+  EXPECT_GT(directed, 0.0) << "what came next ranks first";
+  EXPECT_GT(directed, symmetric + 0.01) << directed << " vs " << symmetric;
+}
+
 TEST_F(EngineTest, NotInterestedIsNeverShownAgainAndDemotesTheCreator) {
   LoadWorld();
   auto first = FeedIds("carol", 5);

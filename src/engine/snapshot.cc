@@ -7,7 +7,9 @@
 //   1 catalog (Catalog::EncodeTo)
 //   2 model: video vectors, ranker, f32 ANN norm bound, varint ANN clamped
 //     count, varint n + n f32 (the vectors as last written to the ANN
-//     index, videos x dim), varint events, varint plaintext personal records,
+//     index, videos x dim), varint events, the population's watch sums
+//     (f64 log sum, f64 square sum, varint plays: learning/watch_norm.h,
+//     version 2), varint plaintext personal records,
 //     the log anchor: fixed64 xxHash64 of the log record at the snapshot's
 //     seq and string its chain MAC ("" if the log has no chain), so that a
 //     snapshot is only ever loaded over the log it was taken from; fixed64
@@ -272,6 +274,9 @@ void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_re
     PutVarint64(&model_s, ann_vectors.size());
     model_s.append(reinterpret_cast<const char*>(ann_vectors.data()), ann_vectors.size() * sizeof(float));
     PutVarint64(&model_s, events);
+    PutDouble(&model_s, watch_population.log_sum);
+    PutDouble(&model_s, watch_population.log_sq);
+    PutVarint64(&model_s, watch_population.plays);
     PutVarint64(&model_s, plaintext_records);
     PutFixed64BE(&model_s, anchor.record_hash);
     PutString(&model_s, anchor.mac);
@@ -386,7 +391,10 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
         ann_vectors.resize(nvectors);
         std::memcpy(ann_vectors.data(), model_s.data(), nvectors * sizeof(float));
         model_s.remove_prefix(nvectors * sizeof(float));
-        if (!GetVarint64(&model_s, &events) || !GetVarint64(&model_s, plaintext_records) || model_s.size() < 8) {
+        if (!GetVarint64(&model_s, &events) || !GetDouble(&model_s, &watch_population.log_sum) ||
+            !GetDouble(&model_s, &watch_population.log_sq) || !GetVarint64(&model_s, &watch_population.plays) ||
+            !std::isfinite(watch_population.log_sum) || !std::isfinite(watch_population.log_sq) ||
+            !GetVarint64(&model_s, plaintext_records) || model_s.size() < 8) {
           return Bad("counters");
         }
         anchor->record_hash = DecodeFixed64BE(model_s.data());
@@ -581,10 +589,10 @@ Result<SnapshotAnchor> Engine::Anchor(uint64_t seq) const {
   const auto& l = options_.learning;
   const auto& r = options_.retrieval;
   const std::string settings = fmt::format(
-      "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", l.embedding_dim, l.embedding_lr, l.embedding_reg,
+      "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", l.embedding_dim, l.embedding_lr, l.embedding_reg,
       l.negatives, l.ranker_lr, l.ranker_negatives, l.positive_watch_ratio, l.complete_watch_ratio,
       l.replay_watch_ratio, l.skip_watch_ratio, l.recent_positives, l.seed, r.ann_m, r.ann_ef_construction,
-      r.ann_reindex_drift, r.trending_half_life_hours, l.watch_norm);
+      r.ann_reindex_drift, r.trending_half_life_hours, l.watch_norm, l.co_backward_weight);
   return SnapshotAnchor{Hash64(**record), std::move(mac).value(), Hash64(settings)};
 }
 

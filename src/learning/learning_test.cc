@@ -39,14 +39,26 @@ TEST(WatchNormTest, AWatchCountsAgainstItsViewersOwnHistory) {
   double picky_sum, picky_sq, binge_sum, binge_sq;
   history(0.3, 40, &picky_sum, &picky_sq);
   history(2.0, 40, &binge_sum, &binge_sq);
-  const double from_picky = WatchNorm::Z(picky_sum, picky_sq, 40, 1.0);
-  const double from_binger = WatchNorm::Z(binge_sum, binge_sq, 40, 1.0);
+  WatchSums population;  // half picky, half bingers
+  for (int i = 0; i < 40; ++i) population.Add(0.3), population.Add(2.0);
+  const double from_picky = WatchNorm::Z(picky_sum, picky_sq, 40, population, 1.0);
+  const double from_binger = WatchNorm::Z(binge_sum, binge_sq, 40, population, 1.0);
   EXPECT_GT(from_picky, 1.0);
   EXPECT_LT(from_binger, -1.0);
-  EXPECT_EQ(WatchNorm::Z(picky_sum, picky_sq, 40, 100.0), WatchNorm::kMaxZ);
-  // A viewer with no history is measured against the priors, finitely.
-  EXPECT_NEAR(WatchNorm::Z(0, 0, 0, std::expm1(WatchNorm::kPriorMean)), 0.0, 1e-9);
-  EXPECT_TRUE(std::isfinite(WatchNorm::Z(0, 0, 0, 0.0)));
+  EXPECT_EQ(WatchNorm::Z(picky_sum, picky_sq, 40, population, 100.0), WatchNorm::kMaxZ);
+  // A first play is measured against the population, finitely.
+  EXPECT_GT(WatchNorm::Z(0, 0, 0, population, 2.0), 0.0);
+  EXPECT_LT(WatchNorm::Z(0, 0, 0, population, 0.3), 0.0);
+  EXPECT_TRUE(std::isfinite(WatchNorm::Z(0, 0, 0, WatchSums{}, 0.0)));
+  // Where every play is alike (a log of purchases), no play says anything.
+  WatchSums alike;
+  double sum = 0, sq = 0;
+  for (int i = 0; i < 100; ++i) alike.Add(1.0);
+  for (int plays = 0; plays < 20; ++plays) {
+    EXPECT_EQ(WatchNorm::Z(sum, sq, plays, alike, 1.0), 0.0) << plays;
+    sum += std::log1p(1.0);
+    sq += std::log1p(1.0) * std::log1p(1.0);
+  }
 }
 
 TEST(RankerModelTest, UpdatesMoveThePredictionTowardsTheLabel) {

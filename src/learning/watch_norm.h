@@ -3,16 +3,19 @@
 // What a short-video ranker must predict best is how long people watch, and
 // a plain mean watch ratio of a video is a poor estimate of it: a few
 // viewers looping a video a hundred times dominate it, and viewers who
-// watch everything long count as much as picky ones. NormalizedWatch
+// watch everything long count as much as picky ones. WatchNorm::Z
 // measures one watch against its viewer's own history: how far
 // log(1 + watch_ratio) lies from the viewer's mean, in units of the
-// viewer's spread, both smoothed toward priors with the weight of
-// kPriorPlays plays, clamped to [-kMaxZ, kMaxZ]. The mean of it over a
-// video's plays (VideoStats::watch_z_sum, the `watch_z` ranking feature)
-// says how much more than usual people watch that video.
+// viewer's spread, both smoothed with the weight of kPriorPlays plays toward
+// the population's (every play so far), clamped to [-kMaxZ, kMaxZ]. The
+// mean of it over a video's plays (VideoStats::watch_z_sum, the `watch_z`
+// ranking feature) says how much more than usual people watch that video.
+// Where every play has the same watch ratio (a catalogue of purchases, say)
+// it is 0 for every play: it says nothing rather than something spurious.
 //
 // Online: each play is measured against the plays before it (the viewer's
-// sums are updated after), so replaying the log gives the same numbers.
+// and the population's sums are updated after), so replaying the log gives
+// the same numbers.
 #pragma once
 
 #include <algorithm>
@@ -21,19 +24,44 @@
 
 namespace foryou {
 
+// Sums of log(1 + watch_ratio) and of its square over `plays` plays.
+struct WatchSums {
+  double log_sum = 0;
+  double log_sq = 0;
+  uint64_t plays = 0;
+
+  void Add(double watch_ratio) {
+    const double x = std::log1p(std::max(0.0, watch_ratio));
+    log_sum += x;
+    log_sq += x * x;
+    ++plays;
+  }
+};
+
 struct WatchNorm {
   static constexpr double kPriorPlays = 3;
-  static constexpr double kPriorMean = 0.6;      // log(1 + r) of a typical watch
-  static constexpr double kPriorVariance = 0.15;
   static constexpr double kMaxZ = 4;
+  static constexpr double kMinVariance = 1e-3;
+  // Before the population has a play: log(1 + r) of a typical watch.
+  static constexpr double kDefaultMean = 0.6;
+  static constexpr double kDefaultVariance = 0.15;
 
-  // The viewer's sums of log(1 + watch_ratio) and of its square over `plays`.
-  static double Z(double log_sum, double log_sq, uint32_t plays, double watch_ratio) {
+  // The viewer's sums (`log_sum`, `log_sq` over `plays`) and the population's.
+  static double Z(double log_sum, double log_sq, uint64_t plays, const WatchSums& population, double watch_ratio) {
+    double prior_mean = kDefaultMean, prior_var = kDefaultVariance;
+    if (population.plays > 0) {
+      const double np = static_cast<double>(population.plays);
+      prior_mean = population.log_sum / np;
+      prior_var = std::max(population.log_sq / np - prior_mean * prior_mean, 0.0);
+    }
     const double n = static_cast<double>(plays) + kPriorPlays;
-    const double mean = (log_sum + kPriorPlays * kPriorMean) / n;
-    const double second = (log_sq + kPriorPlays * (kPriorVariance + kPriorMean * kPriorMean)) / n;
-    const double sd = std::sqrt(std::max(second - mean * mean, 1e-3));
-    return std::clamp((std::log1p(std::max(0.0, watch_ratio)) - mean) / sd, -kMaxZ, kMaxZ);
+    const double mean = (log_sum + kPriorPlays * prior_mean) / n;
+    const double second = (log_sq + kPriorPlays * (prior_var + prior_mean * prior_mean)) / n;
+    const double sd = std::sqrt(std::max(second - mean * mean, kMinVariance));
+    const double x = std::log1p(std::max(0.0, watch_ratio));
+    // Rounding must not turn "the same as always" into a signal.
+    if (std::abs(x - mean) < 1e-9) return 0.0;
+    return std::clamp((x - mean) / sd, -kMaxZ, kMaxZ);
   }
 };
 

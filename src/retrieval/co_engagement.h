@@ -2,8 +2,12 @@
 // close together in time ("people who watched X to the end also liked Y").
 //
 // When a user has a positive on video j, every video i among that user's
-// recent positives gets weight strength * decay^rank added to the edges i->j
-// and j->i (rank 0 = most recent). Each video keeps at most `max_neighbors`
+// recent positives gets weight strength * decay^rank added to the edge i->j
+// (what came next: rank 0 = most recent) and `backward` times that to j->i
+// (what came before). Retrieval and the co-engagement feature follow edges
+// out of the user's recent positives, so `backward` < 1 leans them toward
+// what people went on to, as sequential recommenders do (issue 12:
+// learning.co_backward_weight). Each video keeps at most `max_neighbors`
 // strongest edges; weaker ones are pruned in bulk.
 //
 // Thread safety: const methods may run concurrently; AddItem, Record and
@@ -23,8 +27,8 @@ namespace foryou {
 
 class CoEngagement {
  public:
-  explicit CoEngagement(size_t max_neighbors = 200, float decay = 0.85f, size_t window = 20)
-      : max_neighbors_(max_neighbors), decay_(decay), window_(window) {}
+  explicit CoEngagement(size_t max_neighbors = 200, float decay = 0.85f, size_t window = 20, float backward = 1.0f)
+      : max_neighbors_(max_neighbors), decay_(decay), window_(window), backward_(backward) {}
 
   void AddItem() { edges_.emplace_back(); }
   // recent: the user's recent positive videos, most recent first, not
@@ -57,6 +61,7 @@ class CoEngagement {
   size_t max_neighbors_;
   float decay_;
   size_t window_;
+  float backward_;
   // Each video's edges, sorted by neighbour (at most 2 x max_neighbors_):
   // 8 bytes an edge where a hash map took about 40.
   std::vector<boost::container::flat_map<uint32_t, float>> edges_;

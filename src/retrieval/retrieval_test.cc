@@ -94,6 +94,20 @@ TEST(CoEngagementTest, RecentPositivesBecomeNeighboursWithRecencyDecay) {
   EXPECT_EQ(nb[1].first, 2u);
 }
 
+// Issue 12: what people went on to weighs more than what they came from.
+TEST(CoEngagementTest, WhatCameNextOutweighsWhatCameBefore) {
+  CoEngagement co(/*max_neighbors=*/10, /*decay=*/0.5f, /*window=*/3, /*backward=*/0.25f);
+  for (int i = 0; i < 4; ++i) co.AddItem();
+  co.Record({1, 2}, 0, 1.0f);  // 0 came after 1 (just before) and 2
+  EXPECT_FLOAT_EQ(co.Weight(1, 0), 1.0f) << "from 1 people went on to 0";
+  EXPECT_FLOAT_EQ(co.Weight(0, 1), 0.25f);
+  EXPECT_FLOAT_EQ(co.Weight(2, 0), 0.5f);
+  EXPECT_FLOAT_EQ(co.Weight(0, 2), 0.125f);
+  // From 1, the strongest neighbour is what followed it.
+  co.Record({1}, 3, 0.5f);  // 3 came after 1 too, more weakly
+  EXPECT_EQ(co.Neighbors(1, 1)[0].first, 0u);
+}
+
 TEST(CoEngagementTest, PrunesToTheStrongestEdges) {
   CoEngagement co(/*max_neighbors=*/4, 1.0f, 1);
   for (int i = 0; i < 20; ++i) co.AddItem();
