@@ -120,7 +120,10 @@ sleep 0.2
 feed "$P1" demo-new-user 3 | python3 -c "import json,sys; print('replica 1: ' + ', '.join(i['video_id'] + ' (' + '; '.join(i['reasons'][:1]) + ')' for i in json.load(sys.stdin)['items']))"
 
 say "each replica serves the console; its region view says it is a cluster replica"
-curl -sf "http://127.0.0.1:$P2/console/" | grep -q '<title>foryou console</title>' || fail "the console of replica 2"
+# Read whole, then searched: `curl | grep -q` under pipefail fails whenever
+# grep stops reading before curl has written the page (curl exits 23).
+console_page=$(curl -sf "http://127.0.0.1:$P2/console/") || fail "the console of replica 2 (no page)"
+grep -q '<title>foryou console</title>' <<<"$console_page" || fail "the console of replica 2 (not the console)"
 curl -sf -H "Authorization: Bearer us-admin-secret" "http://127.0.0.1:$P2/v1/region" | python3 -c "
 import json, sys
 r = json.load(sys.stdin)
