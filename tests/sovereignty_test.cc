@@ -363,7 +363,7 @@ TEST_F(SovereigntyTest, TheAuditLogShipsWithTheBackupAndARestoredRegionContinues
     forged.first = shipped;
     forged.public_key = *HexDecode(public_key);
     forged.sealed_keys = {{SealUnderRegionKey(std::string(32, 'x'), "foryou audit keys v1", std::string(64, 'k')),
-                           std::string(64, 's')}};
+                           std::string(16, 'f'), std::string(64, 's')}};
     auto r = c.Post("/v1/backup/us/audit", EncodeAuditBatch(forged), "application/octet-stream");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400) << r->body;

@@ -822,22 +822,29 @@ Status AuditLog::ReadRecords(uint64_t from, size_t max_bytes, std::vector<std::s
 }
 
 namespace {
-std::string SealedKeysMessage(const std::string& sealed) {
-  return std::string(kSealedKeysContext) + '\0' + sealed;
+constexpr size_t kKeyFingerprintBytes = 16;  // crypto/keyring.h RegionKeyFingerprint: 16 hex digits
+
+std::string SealedKeysMessage(const SealedAuditKeys& k) {
+  std::string m = std::string(kSealedKeysContext) + '\0';
+  PutString(&m, k.key_fingerprint);
+  m += k.sealed;
+  return m;
 }
+
 }  // namespace
 
 SealedAuditKeys AuditLog::SealKeys(std::string_view region_key) const {
   if (seed_.empty()) return {};
   SealedAuditKeys out;
   out.sealed = SealUnderRegionKey(region_key, kSealedKeysContext, seed_ + pseudonym_key_);
-  out.signature = Ed25519Sign(seed_, SealedKeysMessage(out.sealed));
+  out.key_fingerprint = RegionKeyFingerprint(region_key);
+  out.signature = Ed25519Sign(seed_, SealedKeysMessage(out));
   return out;
 }
 
 bool AuditLog::VerifySealedKeys(const std::string& public_key, const SealedAuditKeys& keys) {
-  return !keys.sealed.empty() && keys.signature.size() == 64 &&
-         Ed25519Verify(public_key, SealedKeysMessage(keys.sealed), keys.signature);
+  return !keys.sealed.empty() && keys.key_fingerprint.size() == kKeyFingerprintBytes && keys.signature.size() == 64 &&
+         Ed25519Verify(public_key, SealedKeysMessage(keys), keys.signature);
 }
 
 Status AuditLog::InstallKeys(const std::string& dir, std::string_view region_key, std::string_view sealed) {

@@ -70,10 +70,14 @@ struct SignedTreeHead {
   static Result<SignedTreeHead> FromJson(const std::string& json);
 };
 
-// An audit log's keys sealed under its region's key, and the log's
-// signature over the sealed bytes (AuditLog::SealKeys).
+// An audit log's keys sealed under its region's key, the fingerprint of
+// that region key (RegionKeyFingerprint, crypto/keyring.h: it names the key
+// without revealing it), and the log's signature over both (AuditLog::SealKeys). A
+// backup region keeps one version per fingerprint: an old version, resent,
+// can only stand in for the same region key, never push out another's.
 struct SealedAuditKeys {
   std::string sealed;
+  std::string key_fingerprint;
   std::string signature;  // 64 bytes, Ed25519
   bool operator==(const SealedAuditKeys&) const = default;
 };
@@ -121,7 +125,7 @@ class AuditLog {
   // forgery (VerifySealedKeys). Both empty for a copy.
   SealedAuditKeys SealKeys(std::string_view region_key) const;
   // Whether `keys.signature` is the signature of the log with `public_key`
-  // (32 bytes) over `keys.sealed`.
+  // (32 bytes) over `keys.key_fingerprint` and `keys.sealed`.
   static bool VerifySealedKeys(const std::string& public_key, const SealedAuditKeys& keys);
   // `foryou restore`: writes into the copy in `dir` the keys `sealed` holds
   // (opened with `region_key`), after checking that they are the keys of

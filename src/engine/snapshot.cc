@@ -589,10 +589,12 @@ Result<SnapshotAnchor> Engine::Anchor(uint64_t seq) const {
   const auto& l = options_.learning;
   const auto& r = options_.retrieval;
   const std::string settings = fmt::format(
-      "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", l.embedding_dim, l.embedding_lr, l.embedding_reg,
-      l.negatives, l.ranker_lr, l.ranker_negatives, l.positive_watch_ratio, l.complete_watch_ratio,
+      "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", l.embedding_dim, l.embedding_lr,
+      l.embedding_reg, l.negatives, l.ranker_lr, l.ranker_negatives, l.positive_watch_ratio, l.complete_watch_ratio,
       l.replay_watch_ratio, l.skip_watch_ratio, l.recent_positives, l.seed, r.ann_m, r.ann_ef_construction,
-      r.ann_reindex_drift, r.trending_half_life_hours, l.watch_norm, l.co_backward_weight);
+      r.ann_reindex_drift, r.trending_half_life_hours, l.watch_norm, l.co_backward_weight,
+      // Read by the features that training computes (engine.cc State::Features).
+      r.co_seeds, r.fresh_window_hours);
   return SnapshotAnchor{Hash64(**record), std::move(mac).value(), Hash64(settings)};
 }
 

@@ -49,7 +49,7 @@ TEST(WatchNormTest, AWatchCountsAgainstItsViewersOwnHistory) {
   // A first play is measured against the population, finitely.
   EXPECT_GT(WatchNorm::Z(0, 0, 0, population, 2.0), 0.0);
   EXPECT_LT(WatchNorm::Z(0, 0, 0, population, 0.3), 0.0);
-  EXPECT_TRUE(std::isfinite(WatchNorm::Z(0, 0, 0, WatchSums{}, 0.0)));
+  EXPECT_EQ(WatchNorm::Z(0, 0, 0, WatchSums{}, 2.0), 0.0) << "the first play of all says nothing";
   // Where every play is alike (a log of purchases), no play says anything.
   WatchSums alike;
   double sum = 0, sq = 0;

@@ -42,18 +42,14 @@ struct WatchNorm {
   static constexpr double kPriorPlays = 3;
   static constexpr double kMaxZ = 4;
   static constexpr double kMinVariance = 1e-3;
-  // Before the population has a play: log(1 + r) of a typical watch.
-  static constexpr double kDefaultMean = 0.6;
-  static constexpr double kDefaultVariance = 0.15;
 
   // The viewer's sums (`log_sum`, `log_sq` over `plays`) and the population's.
   static double Z(double log_sum, double log_sq, uint64_t plays, const WatchSums& population, double watch_ratio) {
-    double prior_mean = kDefaultMean, prior_var = kDefaultVariance;
-    if (population.plays > 0) {
-      const double np = static_cast<double>(population.plays);
-      prior_mean = population.log_sum / np;
-      prior_var = std::max(population.log_sq / np - prior_mean * prior_mean, 0.0);
-    }
+    // The first play of all has nothing to be measured against.
+    if (population.plays == 0) return 0.0;
+    const double np = static_cast<double>(population.plays);
+    const double prior_mean = population.log_sum / np;
+    const double prior_var = std::max(population.log_sq / np - prior_mean * prior_mean, 0.0);
     const double n = static_cast<double>(plays) + kPriorPlays;
     const double mean = (log_sum + kPriorPlays * prior_mean) / n;
     const double second = (log_sq + kPriorPlays * (prior_var + prior_mean * prior_mean)) / n;

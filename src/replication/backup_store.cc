@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -246,15 +247,20 @@ Result<std::vector<BackupHolding>> BackupStores::Holdings() {
 }
 
 namespace {
-// Every distinct version of the source's sealed audit keys that came signed
-// by its log's key, newest first (docs/FORMATS.md, "Sealed audit keys"):
-//   [u8 version = 1] varint n, then n x (string sealed, string signature)
-// All are kept (up to kMaxSealedVersions): each primary connection seals
-// afresh, and after a rotation of the region key only the newer ones open,
-// so a restore tries each. Only the primary can sign one, so a holder of the
-// replication credential can neither forge a version nor push the real ones
-// out. (Version 1 of the audit wire format kept one unsigned `sealed.keys`,
-// which is ignored: the primary sends its keys again on connecting.)
+// The source's sealed audit keys that came signed by its log's key: one
+// version per region key fingerprint, the latest received first
+// (docs/FORMATS.md, "Audit log wire format"):
+//   [u8 version = 1] varint n, then n x (string sealed, string fingerprint,
+//   string signature)
+// After a rotation of the region key (`foryou rekey`) only the newer keys'
+// versions open, so a restore tries each. Only the primary can sign a
+// version, so a holder of the replication credential can neither forge one
+// nor, by resending old ones, push out the version of another region key:
+// a resend replaces only the version of its own key, which opens the same.
+// At most kMaxSealedVersions region keys are remembered (the oldest
+// received is dropped first). (Version 1 of the audit wire format kept one
+// unsigned `sealed.keys`, which is ignored: the primary sends its keys again
+// on connecting.)
 constexpr char kSealedAuditKeys[] = "sealed-keys";
 constexpr uint8_t kSealedKeysFormatVersion = 1;
 constexpr size_t kMaxSealedVersions = 32;
@@ -268,16 +274,17 @@ Result<std::vector<SealedAuditKeys>> ReadSealedVersions(const std::string& path)
   uint8_t version;
   uint64_t n;
   if (!GetByte(&rest, &version) || version != kSealedKeysFormatVersion || !GetVarint64(&rest, &n) ||
-      n > rest.size() / 2) {
+      n > rest.size() / 3) {
     return Status::Corruption(fmt::format("{}: not a sealed-keys file of format version {}", path,
                                           kSealedKeysFormatVersion));
   }
   out.resize(n);
   for (SealedAuditKeys& k : out) {
-    if (!GetString(&rest, &k.sealed) || !GetString(&rest, &k.signature)) {
+    if (!GetString(&rest, &k.sealed) || !GetString(&rest, &k.key_fingerprint) || !GetString(&rest, &k.signature)) {
       return Status::Corruption(fmt::format("{}: truncated", path));
     }
   }
+  if (!rest.empty()) return Status::Corruption(fmt::format("{}: trailing bytes", path));
   return out;
 }
 
@@ -287,6 +294,7 @@ Status WriteSealedVersions(const std::string& path, const std::vector<SealedAudi
   PutVarint64(&bytes, versions.size());
   for (const SealedAuditKeys& k : versions) {
     PutString(&bytes, k.sealed);
+    PutString(&bytes, k.key_fingerprint);
     PutString(&bytes, k.signature);
   }
   const std::string tmp = path + ".tmp";
@@ -299,6 +307,12 @@ Status WriteSealedVersions(const std::string& path, const std::vector<SealedAudi
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) return Status::IOError(fmt::format("cannot store {}: {}", path, ec.message()));
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY); dfd >= 0) {
+    const int synced = ::fsync(dfd);
+    ::close(dfd);
+    if (synced != 0) return Status::IOError(fmt::format("cannot sync {}", dir));
+  }
   return Status::OK();
 }
 }  // namespace
@@ -357,10 +371,21 @@ Status BackupStores::ReceiveAudit(const std::string& source, const AuditBatch& b
   if (!s.ok()) return s.code() == StatusCode::kCorruption ? Status::InvalidArgument(s.message()) : s;
   if (!batch.sealed_keys.empty()) {
     const std::string path = dir_ + "/" + source + "/audit/" + kSealedAuditKeys;
+    const SealedAuditKeys& got_keys = batch.sealed_keys[0];
     auto versions = ReadSealedVersions(path);
-    if (!versions.ok()) return versions.status();
-    if (std::find(versions->begin(), versions->end(), batch.sealed_keys[0]) == versions->end()) {
-      versions->insert(versions->begin(), batch.sealed_keys[0]);
+    if (!versions.ok()) {
+      // Damage is reported and set aside, and the region's keys, which it
+      // has just sent signed, are kept from now on.
+      const std::string aside = path + ".damaged";
+      std::error_code ec;
+      std::filesystem::rename(path, aside, ec);
+      spdlog::error("{}; kept as {} and replaced by the keys {} just sent", versions.status().ToString(), aside,
+                    source);
+      versions = std::vector<SealedAuditKeys>{};
+    }
+    if (versions->empty() || versions->front() != got_keys) {
+      std::erase_if(*versions, [&](const SealedAuditKeys& k) { return k.key_fingerprint == got_keys.key_fingerprint; });
+      versions->insert(versions->begin(), got_keys);
       if (versions->size() > kMaxSealedVersions) versions->resize(kMaxSealedVersions);
       FORYOU_RETURN_IF_ERROR(WriteSealedVersions(path, *versions));
     }

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "audit/audit_log.h"
 #include "crypto/keyring.h"
 #include "replication/backup_store.h"
@@ -162,21 +164,44 @@ TEST(BackupStoresTest, KeepsEveryVersionOfTheSealedAuditKeysAndRefusesForgedOnes
   forged.sealed_keys = {batch.sealed_keys[0], batch.sealed_keys[0]};
   EXPECT_EQ(backups.ReceiveAudit("us", forged, &size).code(), StatusCode::kInvalidArgument) << "one at a time";
 
-  // A reconnect seals afresh: both versions are held, newest first; a resend adds none.
-  AuditBatch reconnect = batch;
-  reconnect.first = 1;
-  reconnect.records.clear();
-  reconnect.sealed_keys = {log->SealKeys(region_key)};
-  ASSERT_NE(reconnect.sealed_keys[0], batch.sealed_keys[0]);
-  ASSERT_TRUE(backups.ReceiveAudit("us", reconnect, &size).ok());
-  ASSERT_TRUE(backups.ReceiveAudit("us", reconnect, &size).ok());
+  // A restart of the primary seals afresh under the same region key: that
+  // version replaces the one of the same key. After a rekey both keys'
+  // versions are held, newest first.
+  auto send = [&](const SealedAuditKeys& k) {
+    AuditBatch b = batch;
+    b.first = 1;
+    b.records.clear();
+    b.sealed_keys = {k};
+    return backups.ReceiveAudit("us", b, &size);
+  };
+  const SealedAuditKeys restarted = log->SealKeys(region_key);
+  ASSERT_NE(restarted, batch.sealed_keys[0]);
+  ASSERT_EQ(restarted.key_fingerprint, batch.sealed_keys[0].key_fingerprint);
+  ASSERT_TRUE(send(restarted).ok());
+  const std::string new_region_key(32, 'n');
+  const SealedAuditKeys rekeyed = log->SealKeys(new_region_key);
+  ASSERT_NE(rekeyed.key_fingerprint, restarted.key_fingerprint);
+  ASSERT_TRUE(send(rekeyed).ok());
   AuditBatch read;
   ASSERT_TRUE(backups.ReadAudit("us", 0, 1 << 20, &read).ok());
   ASSERT_EQ(read.sealed_keys.size(), 2u);
-  EXPECT_EQ(read.sealed_keys[0], reconnect.sealed_keys[0]);
-  EXPECT_EQ(read.sealed_keys[1], batch.sealed_keys[0]);
+  EXPECT_EQ(read.sealed_keys[0], rekeyed);
+  EXPECT_EQ(read.sealed_keys[1], restarted);
   EXPECT_EQ(read.records, batch.records);
   EXPECT_EQ(read.public_key, public_key);
+  // An attacker resending every old version they ever saw, many times,
+  // cannot push the new key's version out: each stands only for its own key.
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(send(batch.sealed_keys[0]).ok());
+    ASSERT_TRUE(send(restarted).ok());
+  }
+  ASSERT_TRUE(backups.ReadAudit("us", 0, 1 << 20, &read).ok());
+  ASSERT_EQ(read.sealed_keys.size(), 2u);
+  EXPECT_NE(std::find(read.sealed_keys.begin(), read.sealed_keys.end(), rekeyed), read.sealed_keys.end());
+  // A fingerprint the signature does not cover is a forgery.
+  SealedAuditKeys relabelled = rekeyed;
+  relabelled.key_fingerprint = restarted.key_fingerprint;
+  EXPECT_EQ(send(relabelled).code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -66,6 +66,7 @@ std::string EncodeAuditBatch(const AuditBatch& batch) {
   PutVarint64(&out, batch.sealed_keys.size());
   for (const SealedAuditKeys& k : batch.sealed_keys) {
     PutString(&out, k.sealed);
+    PutString(&out, k.key_fingerprint);
     PutString(&out, k.signature);
   }
   return out;
@@ -89,13 +90,13 @@ Status DecodeAuditBatch(std::string_view in, AuditBatch* out) {
     if (!GetString(&in, &r)) return Status::InvalidArgument("audit batch: truncated record");
   }
   uint64_t m;
-  // Each version takes at least two bytes: a count no body can hold is refused before allocating.
-  if (!GetString(&in, &out->public_key) || !GetVarint64(&in, &m) || m > in.size() / 2) {
+  // Each version takes at least three bytes: a count no body can hold is refused before allocating.
+  if (!GetString(&in, &out->public_key) || !GetVarint64(&in, &m) || m > in.size() / 3) {
     return Status::InvalidArgument("audit batch: truncated keys");
   }
   out->sealed_keys.resize(m);
   for (SealedAuditKeys& k : out->sealed_keys) {
-    if (!GetString(&in, &k.sealed) || !GetString(&in, &k.signature)) {
+    if (!GetString(&in, &k.sealed) || !GetString(&in, &k.key_fingerprint) || !GetString(&in, &k.signature)) {
       return Status::InvalidArgument("audit batch: truncated sealed keys");
     }
   }

@@ -29,10 +29,11 @@ Status DecodeLogBatch(std::string_view data, LogBatch* out);
 //   varint first, varint n, then n x string record (audit/audit_log.h: the
 //   entry, the tree root after it, the signature, as stored)
 //   string public key (32 bytes, or "" when the receiver has it already)
-//   varint m, then m x (string sealed keys, string signature): the log's
-//   keys sealed under the source's region key, each signed with the log's
-//   key (AuditLog::SealKeys). A primary sends at most one; a backup answers
-//   with every version it holds, newest first.
+//   varint m, then m x (string sealed keys, string region key fingerprint,
+//   string signature): the log's keys sealed under the source's region key,
+//   each signed with the log's key (AuditLog::SealKeys). A primary sends at
+//   most one; a backup answers with the version it holds for each region
+//   key fingerprint, newest first.
 // Entries name users only by pseudonym; the keys are sealed under a key the
 // backup region does not have. Version 1 carried one unsigned sealed string.
 constexpr uint8_t kAuditWireFormatVersion = 2;

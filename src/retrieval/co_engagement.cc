@@ -26,8 +26,8 @@ void CoEngagement::Record(const std::vector<uint32_t>& recent, uint32_t item, fl
   size_t n = std::min(window_, recent.size());
   for (size_t r = 0; r < n; ++r, w *= decay_) {
     if (recent[r] == item) continue;
-    AddEdge(recent[r], item, w);              // what came next
-    AddEdge(item, recent[r], w * backward_);  // what came before
+    AddEdge(recent[r], item, w);                               // what came next
+    if (backward_ > 0) AddEdge(item, recent[r], w * backward_);  // what came before
   }
 }
 
