@@ -65,11 +65,7 @@ int WriteSeeds(const std::string& out) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  if (const char* out = std::getenv("FORYOU_FUZZ_WRITE_SEEDS")) {
-    const int n = WriteSeeds(out);
-    std::fprintf(stderr, "wrote %d seeds to %s\n", n, out);
-    std::exit(n > 0 ? 0 : 1);
-  }
+  foryou_fuzz::WriteSeedsIfAsked(WriteSeeds);
   return 0;
 }
 

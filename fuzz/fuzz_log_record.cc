@@ -16,6 +16,7 @@
 
 #include "crypto/keyring.h"
 #include "engine/model_payload.h"
+#include "scratch.h"
 #include "storage/log_format.h"
 
 namespace {
@@ -79,11 +80,7 @@ int WriteSeeds(const std::string& out) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  if (const char* out = std::getenv("FORYOU_FUZZ_WRITE_SEEDS")) {
-    const int n = WriteSeeds(out);
-    std::fprintf(stderr, "wrote %d seeds to %s\n", n, out);
-    std::exit(n > 0 ? 0 : 1);
-  }
+  foryou_fuzz::WriteSeedsIfAsked(WriteSeeds);
   return 0;
 }
 

@@ -9,6 +9,8 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 namespace foryou_fuzz {
@@ -17,6 +19,18 @@ namespace foryou_fuzz {
 inline std::string ScratchPath(const std::string& name) {
   const char* base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
   return std::string(base) + "/foryou-fuzz-" + name + "-" + std::to_string(getpid());
+}
+
+// For LLVMFuzzerInitialize: when FORYOU_FUZZ_WRITE_SEEDS names a directory,
+// writes the harness's seed corpus there with `write(dir)` (which returns how
+// many seeds it wrote) and exits, 0 if it wrote any.
+template <typename WriteFn>
+void WriteSeedsIfAsked(WriteFn write) {
+  const char* out = std::getenv("FORYOU_FUZZ_WRITE_SEEDS");
+  if (out == nullptr) return;
+  const int n = write(std::string(out));
+  std::fprintf(stderr, "wrote %d seeds to %s\n", n, out);
+  std::exit(n > 0 ? 0 : 1);
 }
 
 }  // namespace foryou_fuzz
