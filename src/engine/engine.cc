@@ -650,8 +650,8 @@ int ExtendUserHistory(UserRecord& u, const VideoRecord& vr, uint32_t video, cons
   switch (e.type) {
     case EventType::kPlay:
       u.watch_ratio_sum += e.watch_ratio;
-      u.watch_log_sum += std::log1p(e.watch_ratio);
-      u.watch_log_sq += std::log1p(e.watch_ratio) * std::log1p(e.watch_ratio);
+      u.watch_log_sum += WatchLog(e.watch_ratio);
+      u.watch_log_sq += WatchLog(e.watch_ratio) * WatchLog(e.watch_ratio);
       u.plays++;
       break;
     case EventType::kLike: return u.liked.insert(video).second ? 1 : 0;

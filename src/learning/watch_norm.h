@@ -24,14 +24,17 @@
 
 namespace foryou {
 
-// Sums of log(1 + watch_ratio) and of its square over `plays` plays.
+// The scale a watch is measured on: log(1 + watch_ratio).
+inline double WatchLog(double watch_ratio) { return std::log1p(std::max(0.0, watch_ratio)); }
+
+// Sums of WatchLog and of its square over `plays` plays.
 struct WatchSums {
   double log_sum = 0;
   double log_sq = 0;
   uint64_t plays = 0;
 
   void Add(double watch_ratio) {
-    const double x = std::log1p(std::max(0.0, watch_ratio));
+    const double x = WatchLog(watch_ratio);
     log_sum += x;
     log_sq += x * x;
     ++plays;
@@ -54,7 +57,7 @@ struct WatchNorm {
     const double mean = (log_sum + kPriorPlays * prior_mean) / n;
     const double second = (log_sq + kPriorPlays * (prior_var + prior_mean * prior_mean)) / n;
     const double sd = std::sqrt(std::max(second - mean * mean, kMinVariance));
-    const double x = std::log1p(std::max(0.0, watch_ratio));
+    const double x = WatchLog(watch_ratio);
     // Rounding must not turn "the same as always" into a signal.
     if (std::abs(x - mean) < 1e-9) return 0.0;
     return std::clamp((x - mean) / sd, -kMaxZ, kMaxZ);
