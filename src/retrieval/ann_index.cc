@@ -16,17 +16,25 @@ constexpr size_t kInitialCapacity = 1024;
 AnnIndex::AnnIndex(int dim, const RetrievalOptions& options)
     : dim_(dim),
       options_(options),
-      space_(std::make_unique<hnswlib::L2Space>(dim + 1)),
-      index_(std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), kInitialCapacity, options.ann_m,
-                                                               options.ann_ef_construction, /*random_seed=*/100)) {
-  index_->setEf(options.ann_ef);
-}
+      space_(std::make_unique<hnswlib::L2Space>(dim + 1)) {}
 
 AnnIndex::~AnnIndex() = default;
 
+// hnswlib's constructor allocates and zeroes 64Ki label locks (2.6 MB) and a
+// lock per point: made on the first point, not for every empty engine (a
+// fresh state that a snapshot then replaces, an index that stays empty).
+std::unique_ptr<hnswlib::HierarchicalNSW<float>> AnnIndex::NewIndex(size_t capacity) const {
+  auto index = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), capacity, options_.ann_m,
+                                                                 options_.ann_ef_construction, /*random_seed=*/100);
+  index->setEf(static_cast<size_t>(options_.ann_ef));
+  return index;
+}
+
 Status AnnIndex::Upsert(uint32_t label, const float* vec) {
   try {
-    if (index_->cur_element_count >= index_->max_elements_) {
+    if (index_ == nullptr) {
+      index_ = NewIndex(kInitialCapacity);
+    } else if (index_->cur_element_count >= index_->max_elements_) {
       index_->resizeIndex(std::max<size_t>(kInitialCapacity, index_->max_elements_ * 2));
     }
   } catch (const std::exception& e) {
@@ -36,6 +44,7 @@ Status AnnIndex::Upsert(uint32_t label, const float* vec) {
 }
 
 Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
+  if (index_ == nullptr) return Status::Internal(fmt::format("ann index upsert of {} before Reserve", label));
   try {
     std::vector<float> x(vec, vec + dim_);
     float norm2 = 0;
@@ -52,7 +61,11 @@ Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
 
 Status AnnIndex::Reserve(size_t n) {
   try {
-    if (n > index_->max_elements_) index_->resizeIndex(n);
+    if (index_ == nullptr) {
+      index_ = NewIndex(std::max(n, kInitialCapacity));
+    } else if (n > index_->max_elements_) {
+      index_->resizeIndex(n);
+    }
   } catch (const std::exception& e) {
     return Status::Internal(fmt::format("ann index reserve of {}: {}", n, e.what()));
   }
@@ -60,13 +73,18 @@ Status AnnIndex::Reserve(size_t n) {
 }
 
 Status AnnIndex::Grow(size_t n) {
+  if (index_ == nullptr) return Reserve(n);
   if (n <= index_->max_elements_) return Status::OK();
   return Reserve(std::max({n, index_->max_elements_ * 2, kInitialCapacity}));
 }
 
 Status AnnIndex::Save(const std::string& path) const {
   try {
-    index_->saveIndex(path);
+    if (index_ != nullptr) {
+      index_->saveIndex(path);
+    } else {
+      NewIndex(kInitialCapacity)->saveIndex(path);  // the same file an empty index always wrote
+    }
   } catch (const std::exception& e) {
     return Status::IOError(fmt::format("ann index: writing {}: {}", path, e.what()));
   }
@@ -100,11 +118,14 @@ void AnnIndex::Swap(AnnIndex& other) {
   other.clamped_.store(c);
 }
 
-void AnnIndex::SetEf(int ef) { index_->setEf(static_cast<size_t>(ef)); }
+void AnnIndex::SetEf(int ef) {
+  options_.ann_ef = ef;
+  if (index_ != nullptr) index_->setEf(static_cast<size_t>(ef));
+}
 
 std::vector<std::pair<uint32_t, float>> AnnIndex::Search(const float* query, int k) const {
   std::vector<std::pair<uint32_t, float>> out;
-  if (k <= 0 || index_->cur_element_count == 0) return out;
+  if (k <= 0 || index_ == nullptr || index_->cur_element_count == 0) return out;
   std::vector<float> q(query, query + dim_);
   float q2 = 0;
   for (float f : q) q2 += f * f;
@@ -120,6 +141,6 @@ std::vector<std::pair<uint32_t, float>> AnnIndex::Search(const float* query, int
   return out;
 }
 
-size_t AnnIndex::size() const { return index_->cur_element_count; }
+size_t AnnIndex::size() const { return index_ == nullptr ? 0 : index_->cur_element_count; }
 
 }  // namespace foryou

@@ -70,7 +70,8 @@ class AnnIndex {
   Status Load(const std::string& path, size_t capacity);
   // Exchanges two indexes whole (graph, norm bound, clamped count).
   void Swap(AnnIndex& other);
-  // Search breadth; affects every search, so only change it while none runs.
+  // Search breadth; affects every search, so only change it while none runs
+  // (it also applies to an index loaded later).
   void SetEf(int ef);
   // Up to k (label, inner product) pairs, best first.
   std::vector<std::pair<uint32_t, float>> Search(const float* query, int k) const;
@@ -80,9 +81,11 @@ class AnnIndex {
   int dim_;
   float norm_bound_ = 1.0f;
   std::atomic<uint64_t> clamped_{0};
+  std::unique_ptr<hnswlib::HierarchicalNSW<float>> NewIndex(size_t capacity) const;
+
   RetrievalOptions options_;
   std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
-  std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
+  std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;  // made by the first Upsert, Reserve or Load
 };
 
 }  // namespace foryou

@@ -10,6 +10,7 @@
 #include "retrieval/ann_index.h"
 #include "retrieval/co_engagement.h"
 #include "retrieval/trending.h"
+#include "util/temp_dir.h"
 
 namespace foryou {
 namespace {
@@ -78,6 +79,28 @@ TEST(AnnIndexTest, GrowsBeyondItsInitialCapacity) {
     ASSERT_TRUE(index.Upsert(i, v).ok());
   }
   EXPECT_EQ(index.size(), 5000u);
+}
+
+// The hnswlib index is made on the first point: an index that stays empty
+// still searches, saves a file an index loads, and refuses a parallel insert
+// nobody reserved room for.
+TEST(AnnIndexTest, AnEmptyIndexSearchesSavesAndLoads) {
+  TempDir dir;
+  AnnIndex empty(3, RetrievalOptions{});
+  const float q[] = {1, 0, 0};
+  EXPECT_TRUE(empty.Search(q, 5).empty());
+  EXPECT_EQ(empty.size(), 0u);
+  EXPECT_FALSE(empty.UpsertReserved(0, q).ok());
+  const std::string path = dir.path() + "/empty.ann";
+  ASSERT_TRUE(empty.Save(path).ok());
+  AnnIndex loaded(3, RetrievalOptions{});
+  ASSERT_TRUE(loaded.Load(path, 10).ok());
+  EXPECT_EQ(loaded.size(), 0u);
+  ASSERT_TRUE(loaded.UpsertReserved(0, q).ok()) << "the loaded index has room for 10";
+  EXPECT_EQ(loaded.Search(q, 1).at(0).first, 0u);
+  AnnIndex reserved(3, RetrievalOptions{});
+  ASSERT_TRUE(reserved.Reserve(0).ok());
+  EXPECT_TRUE(reserved.UpsertReserved(0, q).ok());
 }
 
 TEST(CoEngagementTest, RecentPositivesBecomeNeighboursWithRecencyDecay) {
