@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <fmt/format.h>
 
 #include "bench/server_process.h"
 #include "util/temp_dir.h"
@@ -126,6 +127,55 @@ TEST(DamageTest, ADamagedAuditLogRefusesTheStartUntilRepaired) {
   ASSERT_EQ(repaired.exit_code, 0) << repaired.out;
   EXPECT_NE(repaired.out.find("kept entries"), std::string::npos) << repaired.out;
   EXPECT_NE(repaired.out.find("dropped everything from byte 8"), std::string::npos) << repaired.out;
+  auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {"--audit"});
+  EXPECT_NE(server, nullptr) << "serves again after the repair";
+}
+
+// Whole entries cut off the end of the audit log (or the log replaced by an
+// older copy) leave a log that verifies by itself: the head the server keeps
+// beside it (DATA_DIR/audit-head) makes the start and `foryou audit verify`
+// refuse it, and the repair name the entries lost.
+TEST(DamageTest, EntriesCutOffTheEndOfTheAuditLogRefuseTheStart) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  {
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {"--audit"});
+    ASSERT_NE(server, nullptr);
+    Load(*server, 30);
+    ASSERT_EQ(server->Terminate(), 0);
+  }
+  const std::string log = data + "/audit/log";
+  std::string bytes;
+  {
+    std::ifstream in(log, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  // Record boundaries: "FYAUDIT1", then (4-byte little-endian length, payload)*.
+  std::vector<size_t> ends;
+  for (size_t at = 8; at + 4 <= bytes.size();) {
+    const uint32_t len = static_cast<unsigned char>(bytes[at]) | (static_cast<unsigned char>(bytes[at + 1]) << 8) |
+                         (static_cast<unsigned char>(bytes[at + 2]) << 16) |
+                         (static_cast<uint32_t>(static_cast<unsigned char>(bytes[at + 3])) << 24);
+    at += 4 + len;
+    ends.push_back(at);
+  }
+  ASSERT_GT(ends.size(), 20u);
+  ASSERT_EQ(ends.back(), bytes.size());
+  const size_t keep = ends.size() / 2;
+  std::filesystem::resize_file(log, ends[keep - 1]);
+  CommandResult start = TryServe(data, {"--audit"});
+  EXPECT_NE(start.exit_code, 0);
+  EXPECT_NE(start.exit_code, 124) << start.out;
+  EXPECT_NE(start.out.find(fmt::format("holds {} entries", keep)), std::string::npos) << start.out;
+  EXPECT_NE(start.out.find("were cut off"), std::string::npos) << start.out;
+  CommandResult verify = RunCommand({"sh", "-c", "exec \"$0\" \"$@\" 2>&1", FORYOU_BINARY, "audit", "verify",
+                                     "--data-dir", data});
+  EXPECT_NE(verify.exit_code, 0) << verify.out;
+  EXPECT_NE(verify.out.find("were cut off"), std::string::npos) << verify.out;
+  CommandResult repaired = Repair(data);
+  ASSERT_EQ(repaired.exit_code, 0) << repaired.out;
+  EXPECT_NE(repaired.out.find(fmt::format("the log now holds {}: entries {} to", keep, keep)), std::string::npos)
+      << repaired.out;
   auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {"--audit"});
   EXPECT_NE(server, nullptr) << "serves again after the repair";
 }

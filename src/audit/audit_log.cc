@@ -328,7 +328,62 @@ Status WriteKeyFile(const std::string& path, const std::string& bytes) {
   return Status::OK();
 }
 
+// The head file (AuditLogOptions::head_file): two slots of this many bytes.
+constexpr char kHeadMagic[] = "FYHEAD01";
+constexpr size_t kHeadSlot = 128;
+
+std::string EncodeHeadSlot(const SignedTreeHead& h) {
+  std::string slot(kHeadMagic, kMagicLen);
+  PutFixed64BE(&slot, h.tree_size);
+  PutFixed64BE(&slot, static_cast<uint64_t>(h.timestamp_ms));
+  slot.append(reinterpret_cast<const char*>(h.root.data()), h.root.size());
+  slot += h.signature;
+  slot.resize(kHeadSlot, '\0');
+  return slot;
+}
+
+std::optional<SignedTreeHead> DecodeHeadSlot(std::string_view slot, const std::string& public_key) {
+  if (slot.size() < kMagicLen + 16 + 32 + 64 || slot.substr(0, kMagicLen) != std::string_view(kHeadMagic, kMagicLen)) {
+    return std::nullopt;
+  }
+  SignedTreeHead h;
+  h.tree_size = DecodeFixed64BE(slot.data() + kMagicLen);
+  h.timestamp_ms = static_cast<int64_t>(DecodeFixed64BE(slot.data() + kMagicLen + 8));
+  std::copy(slot.begin() + kMagicLen + 16, slot.begin() + kMagicLen + 48, h.root.begin());
+  h.signature.assign(slot.data() + kMagicLen + 48, 64);
+  if (!Ed25519Verify(public_key, SthMessage(h.tree_size, h.timestamp_ms, h.root), h.signature)) return std::nullopt;
+  return h;
+}
+
 }  // namespace
+
+Result<std::optional<SignedTreeHead>> AuditLog::ReadHeadFile(const std::string& path, const std::string& public_key) {
+  if (!std::filesystem::exists(path)) return std::optional<SignedTreeHead>();
+  auto bytes = ReadFile(path);
+  if (!bytes.ok()) return bytes.status();
+  std::optional<SignedTreeHead> newest;
+  for (size_t at = 0; at + kHeadSlot <= bytes->size(); at += kHeadSlot) {
+    auto h = DecodeHeadSlot(std::string_view(*bytes).substr(at, kHeadSlot), public_key);
+    if (h && (!newest || h->tree_size > newest->tree_size)) newest = h;
+  }
+  if (!newest && !bytes->empty()) {
+    return Status::Corruption(fmt::format("{}: holds no tree head signed by the audit log's key ({} bytes): it was "
+                                          "damaged or belongs to another log",
+                                          path, bytes->size()));
+  }
+  return newest;
+}
+
+void AuditLog::WriteHeadFile(const SignedTreeHead& head) {
+  if (head_fd_ < 0 || head.signature.size() != 64) return;
+  const std::string slot = EncodeHeadSlot(head);
+  if (::pwrite(head_fd_, slot.data(), slot.size(), static_cast<off_t>(head_slot_ * kHeadSlot)) !=
+      static_cast<ssize_t>(slot.size())) {
+    spdlog::warn("audit log: cannot write {}: a start then checks against an older head", options_.head_file);
+    return;
+  }
+  head_slot_ ^= 1;
+}
 
 std::string SignedTreeHead::ToJson() const {
   return nlohmann::json{{"tree_size", tree_size},
@@ -356,7 +411,11 @@ Result<SignedTreeHead> SignedTreeHead::FromJson(const std::string& text) {
 }
 
 AuditLog::~AuditLog() {
+  // A clean close records the head of every entry written (a crash leaves
+  // the head of the last fdatasync, which the log extends).
+  if (fd_ >= 0 && head_fd_ >= 0 && written_ > synced_ && ::fdatasync(fd_) == 0) WriteHeadFile(head_);
   if (fd_ >= 0) ::close(fd_);
+  if (head_fd_ >= 0) ::close(head_fd_);
   for (int fd : retired_fds_) ::close(fd);
 }
 
@@ -440,6 +499,12 @@ Status AuditLog::OpenImpl(const std::string& dir, bool copy, const std::string& 
     }
     ::close(fd);
   }
+  std::optional<SignedTreeHead> saved;  // the head file's newest head
+  if (!options.head_file.empty()) {
+    auto h = ReadHeadFile(options.head_file, log->public_key_);
+    if (!h.ok()) return h.status();
+    saved = *h;
+  }
   RecordReader reader;
   FORYOU_RETURN_IF_ERROR(reader.Open(path));
   const auto& start = reader.start();
@@ -455,6 +520,9 @@ Status AuditLog::OpenImpl(const std::string& dir, bool copy, const std::string& 
     log->tree_ = *tree;
   }
   log->active_first_ = start.first;
+  // The root the log had at the saved head's size, where this segment shows it.
+  std::optional<Hash> root_at_saved;
+  if (saved && saved->tree_size == start.first) root_at_saved = log->tree_.Root();
   Record record, last_record;
   for (;;) {
     const uint64_t at = reader.valid_end(), index = reader.count();
@@ -463,9 +531,23 @@ Status AuditLog::OpenImpl(const std::string& dir, bool copy, const std::string& 
     if (!*more) break;
     if ((index - start.first) % kCheckpointEvery == 0) log->checkpoints_.push_back(at);
     log->tree_.Add(LeafHash(record.entry));
+    if (saved && saved->tree_size == index + 1) root_at_saved = record.root;
     std::swap(last_record, record);
   }
   const uint64_t n = reader.count();
+  if (saved && saved->tree_size > n) {
+    return Status::Corruption(fmt::format(
+        "audit log in {}: it holds {} entries, but {} recorded a signed tree head of {} entries (time {} ms): entries "
+        "{} to {} were cut off, or the log was replaced by an older copy; `foryou repair --data-dir DIR` keeps what is "
+        "left and reports what was lost (the backup region's copy may still hold them)",
+        dir, n, options.head_file, saved->tree_size, saved->timestamp_ms, n, saved->tree_size - 1));
+  }
+  if (saved && root_at_saved && *root_at_saved != saved->root && saved->tree_size > 0) {
+    return Status::Corruption(fmt::format(
+        "audit log in {}: its first {} entries are not the ones {} recorded (another tree root): the log was "
+        "rewritten; run `foryou audit verify --data-dir DIR`",
+        dir, saved->tree_size, options.head_file));
+  }
   if (n > start.first) {
     // Checked at every start: the tree over all entries must be the one the
     // last entry signed, so an altered, inserted or removed entry anywhere
@@ -501,6 +583,17 @@ Status AuditLog::OpenImpl(const std::string& dir, bool copy, const std::string& 
   if (::lseek(log->fd_, static_cast<off_t>(valid_end), SEEK_SET) < 0) return Status::IOError("seek audit log");
   log->active_bytes_ = valid_end;
   log->written_ = log->synced_ = n;
+  if (!options.head_file.empty()) {
+    log->head_fd_ = ::open(options.head_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (log->head_fd_ < 0) return Status::IOError(fmt::format("cannot open {}", options.head_file));
+    // Keep the newest head; the next write goes to the other slot.
+    auto bytes = ReadFile(options.head_file);
+    if (bytes.ok() && bytes->size() >= kHeadSlot && saved &&
+        DecodeHeadSlot(std::string_view(*bytes).substr(0, kHeadSlot), log->public_key_) == saved) {
+      log->head_slot_ = 1;
+    }
+    if (!saved || log->head_.tree_size > saved->tree_size) log->WriteHeadFile(log->head_);
+  }
   *out = std::move(log);
   return Status::OK();
 }
@@ -521,10 +614,12 @@ Status AuditLog::SyncUpTo(uint64_t mine) {
   if (synced_ >= mine) return Status::OK();  // an fsync since our write covered it
   uint64_t upto;
   int fd;
+  SignedTreeHead head;  // of entry `upto`
   {
     std::lock_guard l(mu_);
     upto = written_;
     fd = fd_;
+    if (head_fd_ >= 0) head = head_;
     if (durable_ >= mine) {  // a rotation synced it
       synced_ = std::max(synced_, durable_);
       return Status::OK();
@@ -533,6 +628,7 @@ Status AuditLog::SyncUpTo(uint64_t mine) {
   // `fd` stays open even if a rotation retires it meanwhile (retired_fds_).
   if (::fdatasync(fd) != 0) return Status::IOError("audit log: fsync failed");
   synced_ = upto;
+  WriteHeadFile(head);
   return Status::OK();
 }
 
@@ -898,7 +994,31 @@ Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entrie
   return Status::OK();
 }
 
-Status AuditLog::Repair(const std::string& dir, std::string* report) {
+Status AuditLog::Repair(const std::string& dir, std::string* report, const std::string& head_file) {
+  FORYOU_RETURN_IF_ERROR(RepairActiveSegment(dir, report));
+  if (head_file.empty() || !std::filesystem::exists(head_file)) return Status::OK();
+  std::unique_ptr<AuditLog> log;
+  FORYOU_RETURN_IF_ERROR(Open(dir, &log));
+  const uint64_t n = log->Head().tree_size;
+  auto saved = ReadHeadFile(head_file, log->public_key_);
+  log.reset();
+  if (!saved.ok()) {
+    *report += fmt::format("\naudit log: {}; it is reset to the log's {} entries", saved.status().message(), n);
+  } else if (*saved && (*saved)->tree_size > n) {
+    *report += fmt::format(
+        "\naudit log: {} recorded a signed tree head of {} entries (time {} ms); the log now holds {}: entries {} to "
+        "{} are lost (the backup region's copy may hold them); the head file is reset to the log as it is",
+        head_file, (*saved)->tree_size, (*saved)->timestamp_ms, n, n, (*saved)->tree_size - 1);
+  } else {
+    return Status::OK();  // the log extends the recorded head
+  }
+  std::error_code ec;
+  std::filesystem::remove(head_file, ec);  // the next Open writes the log's head
+  if (ec) return Status::IOError(fmt::format("cannot reset {}: {}", head_file, ec.message()));
+  return Status::OK();
+}
+
+Status AuditLog::RepairActiveSegment(const std::string& dir, std::string* report) {
   FORYOU_RETURN_IF_ERROR(FinishRotation(dir));
   const std::string path = dir + "/log";
   auto pub = ReadPublicKey(dir);

@@ -40,6 +40,7 @@
 #include <string_view>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,7 @@ struct SignedTreeHead {
   int64_t timestamp_ms = 0;
   Hash root{};
   std::string signature;  // 64 bytes, Ed25519 over the bytes of SthMessage
+  bool operator==(const SignedTreeHead&) const = default;
   std::string ToJson() const;
   static Result<SignedTreeHead> FromJson(const std::string& json);
 };
@@ -86,6 +88,15 @@ struct AuditLogOptions {
   // The active segment is closed, and a new one begun, once it holds this
   // many bytes (64 MiB: about 400,000 entries).
   uint64_t segment_bytes = 64 << 20;
+  // A file outside the log's directory (the server's: DATA_DIR/audit-head)
+  // where the log keeps the newest signed tree head it made durable, so that
+  // a start notices entries cut off the end of the log, or the log replaced
+  // by an older copy, which leave a shorter log that verifies by itself.
+  // Two slots of 128 bytes, "FYHEAD01" | tree size | time | root |
+  // signature, written in turn after each fdatasync of the log (not synced
+  // themselves: a torn or lost write leaves an older head, which a log
+  // always extends). Empty: none.
+  std::string head_file;
 };
 
 class AuditLog {
@@ -94,8 +105,10 @@ class AuditLog {
   // an append that was never acknowledged) is cut off, with a warning, and
   // a rotation cut short by a crash is finished. Any other damage is
   // Corruption: a record length that cannot be, entries that do not hash to
-  // the last signed tree head, a segment missing, or a signing key that is
-  // not the one public.key names (checked at every open).
+  // the last signed tree head, a segment missing, a signing key that is
+  // not the one public.key names (checked at every open), and, with
+  // options.head_file, a log shorter than the head that file recorded, or
+  // whose root at that size (in the active segment) is another.
   static Status Open(const std::string& dir, std::unique_ptr<AuditLog>* out, AuditLogOptions options = {});
   // Opens or creates a copy of another region's log in `dir` (a backup):
   // no signing key, only that log's `public_key` (32 bytes; a copy that
@@ -159,7 +172,15 @@ class AuditLog {
   // damaged file aside to log.damaged-<unix seconds> and says in *report
   // exactly what was dropped. A log with no damage is left as it is. (A
   // closed segment is never cut: its damage is reported, not repaired.)
-  static Status Repair(const std::string& dir, std::string* report);
+  // With `head_file` (AuditLogOptions::head_file), also compares the log
+  // with the head that file recorded: entries cut off before the repair are
+  // reported as lost, and the file is reset to the log as it now is.
+  static Status Repair(const std::string& dir, std::string* report, const std::string& head_file = "");
+
+  // The newest head in a head file (AuditLogOptions::head_file) that is
+  // signed by `public_key`: nullopt if there is no such file, Corruption if
+  // it holds no signed head.
+  static Result<std::optional<SignedTreeHead>> ReadHeadFile(const std::string& path, const std::string& public_key);
 
   // The current head and entries [from, from + limit) of the log it signs
   // (fewer at its end), each with its bytes as hashed into the tree (the
@@ -198,6 +219,10 @@ class AuditLog {
   Status WriteRecordLocked(const std::string& payload, uint64_t seq, MerkleBuilder tree, SignedTreeHead head);
   Status RotateLocked();
   Status SyncUpTo(uint64_t mine);
+  static Status RepairActiveSegment(const std::string& dir, std::string* report);
+  // Writes `head` into the head file's older slot; caller holds sync_mu_
+  // (or is Open). No-op without a head file.
+  void WriteHeadFile(const SignedTreeHead& head);
   // Calls fn(index, payload) for entries [from, end) in order, across
   // segments; stops early when fn returns false.
   Status Scan(uint64_t from, uint64_t end, const std::function<bool(uint64_t, const std::string&)>& fn) const;
@@ -216,6 +241,8 @@ class AuditLog {
   uint64_t written_ = 0;  // records written; guarded by mu_
   uint64_t synced_ = 0;   // records known durable; guarded by sync_mu_
   uint64_t durable_ = 0;  // records a rotation made durable; guarded by mu_
+  int head_fd_ = -1;       // options_.head_file; written under sync_mu_
+  int head_slot_ = 0;      // the slot the next head goes to; guarded by sync_mu_
   std::string seed_;          // Ed25519 private seed (32 bytes)
   std::string public_key_;    // 32 bytes
   std::string pseudonym_key_; // 32 bytes

@@ -206,6 +206,12 @@ TEST(AuditLogTest, TornTailIsCutOnOpen) {
 // reopens across them as if it were one file.
 constexpr uint64_t kSmallSegment = 2048;  // about 15 entries
 
+AuditLogOptions SmallSegments() {
+  AuditLogOptions o;
+  o.segment_bytes = kSmallSegment;
+  return o;
+}
+
 std::vector<std::string> Files(const std::string& dir, const std::string& prefix) {
   std::vector<std::string> out;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
@@ -216,12 +222,116 @@ std::vector<std::string> Files(const std::string& dir, const std::string& prefix
   return out;
 }
 
+// A log cut at an entry boundary, or replaced by an older copy of itself,
+// verifies by itself; the head the log keeps outside its directory
+// (AuditLogOptions::head_file) is what makes a start refuse it, and repair
+// say what was lost.
+TEST(AuditLogTest, AStartRefusesALogShorterThanTheHeadItRecorded) {
+  TempDir dir;
+  const std::string logdir = dir.path() + "/audit";
+  AuditLogOptions options;
+  options.head_file = dir.path() + "/audit-head";
+  std::string older_copy;
+  {
+    std::unique_ptr<AuditLog> log;
+    ASSERT_TRUE(AuditLog::Open(logdir, &log, options).ok());
+    for (int i = 0; i < 12; ++i) ASSERT_TRUE(log->Append(Entry(i), /*sync=*/true).ok());
+    std::ifstream in(logdir + "/log", std::ios::binary);
+    older_copy.assign(std::istreambuf_iterator<char>(in), {});
+    for (int i = 12; i < 20; ++i) ASSERT_TRUE(log->Append(Entry(i), /*sync=*/i % 3 == 0).ok());
+  }
+  {
+    std::unique_ptr<AuditLog> log;
+    ASSERT_TRUE(AuditLog::Open(logdir, &log, options).ok()) << "an intact log opens";
+    EXPECT_EQ(log->Head().tree_size, 20u);
+  }
+  {
+    std::ofstream out(logdir + "/log", std::ios::binary | std::ios::trunc);
+    out << older_copy;  // 12 entries, each signed: a log that verifies by itself
+  }
+  SignedTreeHead head;
+  ASSERT_TRUE(AuditLog::Verify(logdir, nullptr, &head).ok());
+  EXPECT_EQ(head.tree_size, 12u);
+  std::unique_ptr<AuditLog> log;
+  EXPECT_TRUE(AuditLog::Open(logdir, &log).ok()) << "without the head file nothing tells";
+  log.reset();
+  Status s = AuditLog::Open(logdir, &log, options);
+  ASSERT_EQ(s.code(), StatusCode::kCorruption) << s.ToString();
+  EXPECT_NE(s.message().find("holds 12 entries"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("head of 20 entries"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("entries 12 to 19 were cut off"), std::string::npos) << s.message();
+
+  // Repair keeps the log, says what is lost, and lets the next start go on.
+  std::string report;
+  ASSERT_TRUE(AuditLog::Repair(logdir, &report, options.head_file).ok());
+  EXPECT_NE(report.find("entries 12 to 19 are lost"), std::string::npos) << report;
+  ASSERT_TRUE(AuditLog::Open(logdir, &log, options).ok());
+  EXPECT_EQ(log->Head().tree_size, 12u);
+  ASSERT_TRUE(log->Append(Entry(12), true).ok());
+  auto recorded = AuditLog::ReadHeadFile(options.head_file, *AuditLog::PublicKeyIn(logdir));
+  ASSERT_TRUE(recorded.ok() && recorded->has_value());
+  EXPECT_EQ((*recorded)->tree_size, 13u) << "the head file follows the log again";
+  log.reset();
+  report.clear();
+  ASSERT_TRUE(AuditLog::Repair(logdir, &report, options.head_file).ok());
+  EXPECT_EQ(report.find("lost"), std::string::npos) << report;
+}
+
+// Each head goes to the slot that does not hold the newest, so a write torn
+// by a crash leaves the one before it; a file with no signed head at all is
+// damage, named.
+TEST(AuditLogTest, TheHeadFileSurvivesATornSlotAndReportsDamage) {
+  TempDir dir;
+  const std::string logdir = dir.path() + "/audit";
+  AuditLogOptions options;
+  options.head_file = dir.path() + "/audit-head";
+  std::string key;
+  {
+    std::unique_ptr<AuditLog> log;
+    ASSERT_TRUE(AuditLog::Open(logdir, &log, options).ok());
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(log->Append(Entry(i), true).ok());
+    key = *AuditLog::PublicKeyIn(logdir);
+  }
+  auto before = AuditLog::ReadHeadFile(options.head_file, key);
+  ASSERT_TRUE(before.ok() && before->has_value());
+  EXPECT_EQ((*before)->tree_size, 5u);
+  std::string bytes;
+  {
+    std::ifstream in(options.head_file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_EQ(bytes.size(), 256u);
+  // Tear whichever slot holds the newest head: the other, older one stands.
+  for (size_t slot : {0u, 1u}) {
+    std::string torn = bytes;
+    torn[slot * 128 + 20] ^= 0x01;
+    {
+      std::ofstream out(options.head_file, std::ios::binary | std::ios::trunc);
+      out << torn;
+    }
+    auto h = AuditLog::ReadHeadFile(options.head_file, key);
+    ASSERT_TRUE(h.ok()) << h.status().ToString();
+    ASSERT_TRUE(h->has_value());
+    EXPECT_LE((*h)->tree_size, 5u);
+    std::unique_ptr<AuditLog> log;
+    EXPECT_TRUE(AuditLog::Open(logdir, &log, options).ok());
+  }
+  {
+    std::ofstream out(options.head_file, std::ios::binary | std::ios::trunc);
+    out << std::string(256, 'x');
+  }
+  std::unique_ptr<AuditLog> log;
+  Status s = AuditLog::Open(logdir, &log, options);
+  ASSERT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find("audit-head: holds no tree head signed"), std::string::npos) << s.message();
+}
+
 TEST(AuditLogTest, RotatesIntoSegmentsThatReadVerifyAndReopenAsOneLog) {
   TempDir dir;
   SignedTreeHead early;
   {
     std::unique_ptr<AuditLog> log;
-    ASSERT_TRUE(AuditLog::Open(dir.path(), &log, {kSmallSegment}).ok());
+    ASSERT_TRUE(AuditLog::Open(dir.path(), &log, SmallSegments()).ok());
     for (int i = 0; i < 200; ++i) {
       ASSERT_TRUE(log->Append(Entry(i), i % 7 == 0).ok());
       if (i == 20) early = log->Head();
@@ -232,7 +342,7 @@ TEST(AuditLogTest, RotatesIntoSegmentsThatReadVerifyAndReopenAsOneLog) {
   EXPECT_EQ(segments.front().substr(0, 25), "segment-0000000000000000-");
   // Reopened: it goes on from the active segment's header.
   std::unique_ptr<AuditLog> log;
-  ASSERT_TRUE(AuditLog::Open(dir.path(), &log, {kSmallSegment}).ok());
+  ASSERT_TRUE(AuditLog::Open(dir.path(), &log, SmallSegments()).ok());
   EXPECT_EQ(log->Head().tree_size, 200u);
   for (int i = 200; i < 230; ++i) ASSERT_TRUE(log->Append(Entry(i), false).ok());
   SignedTreeHead head;
@@ -262,7 +372,7 @@ TEST(AuditLogTest, AMissingOrDamagedSegmentIsLoud) {
   TempDir dir;
   {
     std::unique_ptr<AuditLog> log;
-    ASSERT_TRUE(AuditLog::Open(dir.path(), &log, {kSmallSegment}).ok());
+    ASSERT_TRUE(AuditLog::Open(dir.path(), &log, SmallSegments()).ok());
     for (int i = 0; i < 100; ++i) ASSERT_TRUE(log->Append(Entry(i), false).ok());
   }
   auto segments = Files(dir.path(), "segment-");
@@ -303,7 +413,7 @@ TEST(AuditLogTest, ARotationCutShortIsFinishedOrUndoneAtOpen) {
   SignedTreeHead head_at_rotation;
   {
     std::unique_ptr<AuditLog> log;
-    ASSERT_TRUE(AuditLog::Open(dir.path(), &log, {kSmallSegment}).ok());
+    ASSERT_TRUE(AuditLog::Open(dir.path(), &log, SmallSegments()).ok());
     size_t segments = 0;
     for (int i = 0; segments == 0; ++i) {
       ASSERT_TRUE(log->Append(Entry(i), true).ok());
@@ -315,7 +425,7 @@ TEST(AuditLogTest, ARotationCutShortIsFinishedOrUndoneAtOpen) {
   std::filesystem::rename(dir.path() + "/log", dir.path() + "/log.next");
   {
     std::unique_ptr<AuditLog> log;
-    Status s = AuditLog::Open(dir.path(), &log, {kSmallSegment});
+    Status s = AuditLog::Open(dir.path(), &log, SmallSegments());
     ASSERT_TRUE(s.ok()) << s.ToString();
     EXPECT_EQ(log->Head().tree_size, head_at_rotation.tree_size);
     EXPECT_EQ(log->Head().root, head_at_rotation.root);
@@ -326,7 +436,7 @@ TEST(AuditLogTest, ARotationCutShortIsFinishedOrUndoneAtOpen) {
   // log.next beside a whole `log` is dropped.
   { std::ofstream(dir.path() + "/log.next", std::ios::binary) << "FYAUDIT2 half a header"; }
   std::unique_ptr<AuditLog> log;
-  ASSERT_TRUE(AuditLog::Open(dir.path(), &log, {kSmallSegment}).ok());
+  ASSERT_TRUE(AuditLog::Open(dir.path(), &log, SmallSegments()).ok());
   EXPECT_EQ(log->Head().tree_size, head_at_rotation.tree_size + 1);
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/log.next"));
   SignedTreeHead head;
@@ -339,7 +449,7 @@ TEST(AuditLogTest, ACopyChecksWhatArrivesAndARestoreContinuesTheSameLog) {
   TempDir primary, copy;
   const std::string region_key(32, '\x42');
   std::unique_ptr<AuditLog> log;
-  ASSERT_TRUE(AuditLog::Open(primary.path(), &log, {kSmallSegment}).ok());
+  ASSERT_TRUE(AuditLog::Open(primary.path(), &log, SmallSegments()).ok());
   for (int i = 0; i < 120; ++i) ASSERT_TRUE(log->Append(Entry(i), false).ok());
   const SignedTreeHead saved = log->Head();  // an auditor keeps this
   std::string public_key;
@@ -350,7 +460,7 @@ TEST(AuditLogTest, ACopyChecksWhatArrivesAndARestoreContinuesTheSameLog) {
     public_key = *HexDecode(hex);
   }
   std::unique_ptr<AuditLog> backup;
-  ASSERT_TRUE(AuditLog::OpenCopy(copy.path(), public_key, &backup, {kSmallSegment}).ok());
+  ASSERT_TRUE(AuditLog::OpenCopy(copy.path(), public_key, &backup, SmallSegments()).ok());
   EXPECT_FALSE(backup->Append(Entry(0), false).ok());  // a copy signs nothing
   uint64_t next = 0;
   while (next < saved.tree_size) {
@@ -401,7 +511,7 @@ TEST(AuditLogTest, ACopyChecksWhatArrivesAndARestoreContinuesTheSameLog) {
   // Another region key opens nothing.
   EXPECT_EQ(AuditLog::InstallKeys(copy.path(), std::string(32, '\x43'), sealed).code(), StatusCode::kCorruption);
   ASSERT_TRUE(AuditLog::InstallKeys(copy.path(), region_key, sealed).ok());
-  ASSERT_TRUE(AuditLog::Open(copy.path(), &reopened, {kSmallSegment}).ok());
+  ASSERT_TRUE(AuditLog::Open(copy.path(), &reopened, SmallSegments()).ok());
   EXPECT_EQ(reopened->PublicKeyHex(), log->PublicKeyHex());
   EXPECT_EQ(reopened->Pseudonym("u1"), log->Pseudonym("u1"));
   ASSERT_TRUE(reopened->Append(Entry(500), true).ok());
@@ -417,7 +527,7 @@ TEST(AuditLogTest, ACopyChecksWhatArrivesAndARestoreContinuesTheSameLog) {
 TEST(AuditLogTest, ReadsBesideRotatingAppendsSeeEveryEntryInPlace) {
   TempDir dir;
   std::unique_ptr<AuditLog> log;
-  ASSERT_TRUE(AuditLog::Open(dir.path(), &log, {kSmallSegment}).ok());
+  ASSERT_TRUE(AuditLog::Open(dir.path(), &log, SmallSegments()).ok());
   std::atomic<bool> done{false};
   std::thread writer([&] {
     for (int i = 0; i < 600; ++i) ASSERT_TRUE(log->Append(Entry(i), i % 50 == 0).ok());

@@ -48,6 +48,17 @@
 
 namespace {
 
+// The audit log of a store, DATA_DIR/audit, with its head file beside it
+// (AuditLogOptions::head_file): every command that opens it checks it
+// against that head and moves the head on as it appends.
+foryou::AuditLogOptions AuditOptions(const std::string& data_dir,
+                                     uint64_t segment_bytes = foryou::AuditLogOptions{}.segment_bytes) {
+  foryou::AuditLogOptions o;
+  o.segment_bytes = segment_bytes;
+  o.head_file = data_dir + "/audit-head";
+  return o;
+}
+
 struct ServeFlags {
   std::string config_file;
   std::string data_dir;
@@ -430,7 +441,8 @@ int Serve(const ServeFlags& flags) {
         config.server.data_dir, st.records_at_open, config.server.data_dir)));
   }
   if (flags.audit || policy) {
-    if (Status s = AuditLog::Open(config.server.data_dir + "/audit", &audit, {config.server.audit_segment_bytes});
+    if (Status s = AuditLog::Open(config.server.data_dir + "/audit", &audit,
+                                  AuditOptions(config.server.data_dir, config.server.audit_segment_bytes));
         !s.ok()) {
       return Fail(s);
     }
@@ -668,9 +680,29 @@ int AuditVerify(const AuditFlags& f) {
   SignedTreeHead head;
   Status s = AuditLog::Verify(dir, saved_ptr, &head);
   if (!s.ok()) return Fail(s);
+  // And against the head the store recorded (AuditLogOptions::head_file):
+  // entries cut off the end leave a log that verifies by itself.
+  const std::string head_file = AuditOptions(f.data_dir).head_file;
+  auto pub = AuditLog::PublicKeyIn(dir);
+  if (!pub.ok()) return Fail(pub.status());
+  auto recorded = AuditLog::ReadHeadFile(head_file, *pub);
+  if (!recorded.ok()) return Fail(recorded.status());
+  if (*recorded) {
+    if ((*recorded)->tree_size > head.tree_size) {
+      return Fail(Status::Corruption(fmt::format("the log holds {} entries, but {} recorded a signed tree head of {}: "
+                                                 "entries {} to {} were cut off",
+                                                 head.tree_size, head_file, (*recorded)->tree_size, head.tree_size,
+                                                 (*recorded)->tree_size - 1)));
+    }
+    SignedTreeHead again;
+    if (Status c = AuditLog::Verify(dir, &**recorded, &again); !c.ok()) {
+      return Fail(Status::Corruption(fmt::format("against {}: {}", head_file, c.message())));
+    }
+  }
   std::printf("%s\n", head.ToJson().c_str());
-  std::fprintf(stderr, "audit log OK: %llu entries%s\n", static_cast<unsigned long long>(head.tree_size),
-               saved_ptr ? ", consistent with the saved tree head" : "");
+  std::fprintf(stderr, "audit log OK: %llu entries%s%s\n", static_cast<unsigned long long>(head.tree_size),
+               saved_ptr ? ", consistent with the saved tree head" : "",
+               *recorded ? ", and with the head the store recorded" : "");
   return 0;
 }
 
@@ -745,7 +777,7 @@ int ModelExport(const ModelFlags& f) {
   std::unique_ptr<Engine> engine;
   if (Status s = OpenStoppedStore(config.engine, f.data_dir, f.region_key_file, clock, &engine); !s.ok()) return Fail(s);
   std::unique_ptr<AuditLog> keys;
-  if (Status s = AuditLog::Open(f.data_dir + "/audit", &keys); !s.ok()) return Fail(s);
+  if (Status s = AuditLog::Open(f.data_dir + "/audit", &keys, AuditOptions(f.data_dir)); !s.ok()) return Fail(s);
   const std::string payload = engine->ExportModel();
   nlohmann::json features = nlohmann::json::array(), heads = nlohmann::json::array();
   for (int i = 0; i < kNumFeatures; ++i) features.push_back(FeatureName(i));
@@ -808,7 +840,7 @@ int ResidencyReport(const ResidencyFlags& f) {
   std::unique_ptr<Engine> engine;
   if (Status s = OpenStoppedStore(EngineOptions{}, f.data_dir, f.region_key_file, clock, &engine); !s.ok()) return Fail(s);
   std::unique_ptr<AuditLog> audit;  // for pseudonyms: the report names no user
-  if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
+  if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit, AuditOptions(f.data_dir)); !s.ok()) return Fail(s);
   if (engine->encrypted()) audit->UsePseudonyms([e = engine.get()](const std::string& id) { return e->Pseudonym(id); });
   // Other regions' backups held here: counted from the sealed records'
   // headers, without opening any.
@@ -864,7 +896,7 @@ int Rekey(const RekeyFlags& f) {
   // Audited first (attempt), then done, then audited again (outcome): no
   // rotation exists without its entry.
   std::unique_ptr<AuditLog> audit;
-  if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
+  if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit, AuditOptions(f.data_dir)); !s.ok()) return Fail(s);
   auto entry = [&](const std::string& outcome) {
     AuditEntry e;
     e.ts_ms = SystemClock().NowMs();
@@ -993,7 +1025,7 @@ int RestoreCmd(const RestoreFlags& f) {
                    "signing key (tree heads saved before will not verify against it)\n", f.source_region.c_str());
     }
     std::unique_ptr<AuditLog> audit;
-    if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit); !s.ok()) return Fail(s);
+    if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit, AuditOptions(f.data_dir)); !s.ok()) return Fail(s);
     AuditEntry e;
     e.ts_ms = SystemClock().NowMs();
     e.principal = "restore";
@@ -1084,7 +1116,7 @@ int RepairCmd(const std::string& data_dir) {
   }
   if (std::filesystem::exists(data_dir + "/audit/log") || std::filesystem::exists(data_dir + "/audit/log.next")) {
     std::string report;
-    if (Status s = AuditLog::Repair(data_dir + "/audit", &report); !s.ok()) return Fail(s);
+    if (Status s = AuditLog::Repair(data_dir + "/audit", &report, AuditOptions(data_dir).head_file); !s.ok()) return Fail(s);
     std::printf("%s\n", report.c_str());
   }
   return 0;
