@@ -389,7 +389,7 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
           return Bad("model");
         }
         ann_vectors.resize(nvectors);
-        std::memcpy(ann_vectors.data(), model_s.data(), nvectors * sizeof(float));
+        if (nvectors > 0) std::memcpy(ann_vectors.data(), model_s.data(), nvectors * sizeof(float));
         model_s.remove_prefix(nvectors * sizeof(float));
         if (!GetVarint64(&model_s, &events) || !GetDouble(&model_s, &watch_population.log_sum) ||
             !GetDouble(&model_s, &watch_population.log_sq) || !GetVarint64(&model_s, &watch_population.plays) ||

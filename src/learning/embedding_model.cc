@@ -82,7 +82,7 @@ bool EmbeddingModel::DecodeItemsFrom(std::string_view* in) {
   if (n > in->size() / (sizeof(float) * dim)) return false;
   const size_t bytes = n * dim * sizeof(float);
   items_.resize(n * dim);
-  std::memcpy(items_.data(), in->data(), bytes);
+  if (bytes > 0) std::memcpy(items_.data(), in->data(), bytes);  // an empty vector's data() may be null
   in->remove_prefix(bytes);
   return true;
 }
