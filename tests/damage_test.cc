@@ -5,7 +5,10 @@
 #include <httplib.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -178,6 +181,57 @@ TEST(DamageTest, EntriesCutOffTheEndOfTheAuditLogRefuseTheStart) {
       << repaired.out;
   auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {"--audit"});
   EXPECT_NE(server, nullptr) << "serves again after the repair";
+}
+
+// A start reads only the audit log's active segment; the closed ones are
+// checked while the server serves, and damage there makes it not ready and
+// refuse personal-data requests, naming the segment.
+TEST(DamageTest, ADamagedClosedAuditSegmentIsFoundWhileServing) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  const std::string config = dir.path() + "/small-segments.toml";
+  { std::ofstream(config) << "[server]\naudit_segment_bytes = 4096\n"; }
+  {
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {"--audit", "--config", config});
+    ASSERT_NE(server, nullptr);
+    Load(*server, 30);
+    ASSERT_EQ(server->Terminate(), 0);
+  }
+  std::vector<std::string> segments;
+  for (const auto& e : std::filesystem::directory_iterator(data + "/audit")) {
+    if (e.path().filename().string().rfind("segment-", 0) == 0) segments.push_back(e.path().string());
+  }
+  std::sort(segments.begin(), segments.end());
+  ASSERT_GE(segments.size(), 2u);
+  const std::string closed = segments[segments.size() / 2];
+  std::ifstream in(closed, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t action = bytes.find("events.write");
+  ASSERT_NE(action, std::string::npos);
+  FlipByte(closed, action, 0x01);
+  auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {"--audit", "--config", config});
+  ASSERT_NE(server, nullptr) << "the start reads only the active segment";
+  httplib::Client c("127.0.0.1", server->port());
+  int status = 0;
+  std::string body;
+  for (int i = 0; i < 100; ++i) {  // the check runs beside the serving
+    auto ready = c.Get("/readyz");
+    ASSERT_TRUE(ready);
+    status = ready->status;
+    body = ready->body;
+    if (status == 503) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(status, 503) << body;
+  const std::string name = std::filesystem::path(closed).filename().string();
+  EXPECT_NE(body.find(name + " is damaged"), std::string::npos) << body;
+  auto feed = c.Get("/v1/feed?user_id=user1&n=5");
+  ASSERT_TRUE(feed);
+  EXPECT_EQ(feed->status, 503) << "a read that cannot be audited is withheld: " << feed->body;
+  auto write = c.Post("/v1/events", R"({"events":[{"user_id":"user1","video_id":"v1","type":"like"}]})",
+                      "application/json");
+  ASSERT_TRUE(write);
+  EXPECT_EQ(write->status, 503) << write->body;
 }
 
 }  // namespace

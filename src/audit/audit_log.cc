@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -411,6 +412,8 @@ Result<SignedTreeHead> SignedTreeHead::FromJson(const std::string& text) {
 }
 
 AuditLog::~AuditLog() {
+  stopping_.store(true);
+  if (closed_check_.joinable()) closed_check_.join();
   // A clean close records the head of every entry written (a crash leaves
   // the head of the last fdatasync, which the log extends).
   if (fd_ >= 0 && head_fd_ >= 0 && written_ > synced_ && ::fdatasync(fd_) == 0) WriteHeadFile(head_);
@@ -599,6 +602,12 @@ Status AuditLog::OpenImpl(const std::string& dir, bool copy, const std::string& 
 }
 
 Status AuditLog::Append(AuditEntry e, bool sync) {
+  {
+    // A log found damaged takes no more entries: what depends on them (every
+    // personal-data request) is refused until the log is restored.
+    std::lock_guard d(damage_mu_);
+    if (!damage_.ok()) return damage_;
+  }
   uint64_t mine;
   {
     std::lock_guard lock(mu_);
@@ -770,6 +779,10 @@ SignedTreeHead AuditLog::Head() const {
 std::string AuditLog::Sign(const std::string& message) const { return Ed25519Sign(seed_, message); }
 
 Status AuditLog::CheckWritable() const {
+  {
+    std::lock_guard d(damage_mu_);
+    if (!damage_.ok()) return damage_;
+  }
   std::lock_guard lock(mu_);
   struct stat open_st {}, path_st {};
   if (::fstat(fd_, &open_st) != 0 || ::stat(path_.c_str(), &path_st) != 0 || open_st.st_ino != path_st.st_ino ||
@@ -1153,6 +1166,87 @@ Status AuditLog::Verify(const std::string& dir, const SignedTreeHead* saved, Sig
   }
   *head = current;
   return Status::OK();
+}
+
+Status AuditLog::VerifyClosedSegments() const {
+  std::vector<Segment> segments;
+  std::string active;
+  {
+    std::lock_guard lock(mu_);
+    segments = segments_;
+    active = path_;
+  }
+  MerkleBuilder tree;
+  int64_t ts = 0;
+  std::string sig;
+  uint64_t i = 0;
+  for (const Segment& seg : segments) {
+    RecordReader reader;
+    FORYOU_RETURN_IF_ERROR(reader.Open(seg.path));
+    const auto& start = reader.start();
+    if (start.first != i || (i > 0 && (start.frontier != tree.Frontier() || start.ts_ms != ts || start.sig != sig))) {
+      return Status::Corruption(fmt::format("audit log: {}: its header is not the tree head entry {} signed", seg.path,
+                                            i == 0 ? 0 : i - 1));
+    }
+    Record r, last;
+    for (;;) {
+      if (stopping_.load(std::memory_order_relaxed)) return Status::OK();
+      auto more = reader.Next(&r);
+      if (!more.ok()) return Status::Corruption(fmt::format("{} ({})", more.status().message(), seg.path));
+      if (!*more) break;
+      tree.Add(LeafHash(r.entry));
+      std::swap(last, r);
+      ++i;
+    }
+    AuditEntry e;
+    if (reader.torn() || i != seg.last + 1 || !DecodeEntry(last.entry, &e) || e.seq + 1 != i ||
+        last.root != tree.Root() || !Ed25519Verify(public_key_, SthMessage(i, e.ts_ms, last.root), last.sig)) {
+      return Status::Corruption(fmt::format(
+          "audit log: the closed segment {} is damaged: its entries do not hash to the tree head its last entry signed "
+          "(run `foryou audit verify --data-dir DIR` to find which entry; the backup region holds a copy)",
+          seg.path));
+    }
+    ts = e.ts_ms;
+    sig = last.sig;
+  }
+  if (segments.empty()) return Status::OK();
+  // The active segment (unless a rotation since made another) goes on from there.
+  RecordReader reader;
+  FORYOU_RETURN_IF_ERROR(reader.Open(active));
+  const auto& start = reader.start();
+  if (start.first == i && (start.frontier != tree.Frontier() || start.ts_ms != ts || start.sig != sig)) {
+    return Status::Corruption(fmt::format("audit log: {}: its header is not the tree head entry {} signed", active, i - 1));
+  }
+  return Status::OK();
+}
+
+void AuditLog::StartClosedSegmentCheck() {
+  if (closed_check_.joinable()) return;
+  closed_check_ = std::thread([this] {
+    const auto t0 = std::chrono::steady_clock::now();
+    Status s = VerifyClosedSegments();
+    if (!s.ok()) {
+      spdlog::error("{}: personal-data requests are refused until it is restored", s.message());
+      std::lock_guard d(damage_mu_);
+      damage_ = s;
+      return;
+    }
+    bool any;
+    {
+      std::lock_guard lock(mu_);
+      any = !segments_.empty();
+    }
+    if (any && !stopping_.load()) {
+      spdlog::info("audit log: the closed segments verified in {:.2f} s",
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  });
+}
+
+Status AuditLog::WaitForClosedSegmentCheck() {
+  if (closed_check_.joinable()) closed_check_.join();
+  std::lock_guard d(damage_mu_);
+  return damage_;
 }
 
 }  // namespace foryou

@@ -22,7 +22,9 @@
 // it is closed (renamed to segment-FIRST-LAST) and a new one begins. A start
 // reads only the active segment (its header carries the Merkle frontier and
 // the signed tree head it continues), and checks that the segments' names
-// leave no gap; `foryou audit verify` reads them all, one record at a time.
+// leave no gap; the server then checks the closed ones while it serves
+// (StartClosedSegmentCheck); `foryou audit verify` reads them all, one
+// record at a time, checking every entry's signature.
 //
 // Copies: the backup region keeps a copy of a region's log (OpenCopy): the
 // same files, records appended as shipped (AppendRecords checks each against
@@ -40,6 +42,8 @@
 #include <string_view>
 #include <memory>
 #include <mutex>
+#include <thread>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <vector>
@@ -147,8 +151,24 @@ class AuditLog {
   SignedTreeHead Head() const;
   // Whether the next Append can succeed, without appending: the log file is
   // still there (not deleted or replaced), can be opened for writing, and
-  // its file system has room. For readiness probes.
+  // its file system has room; and whether the check of the closed segments
+  // (StartClosedSegmentCheck) found damage. For readiness probes.
   Status CheckWritable() const;
+  // The closed segments as they were when called: each one's entries must
+  // hash to the tree head its last entry signed (one signature check per
+  // segment), and each segment must start at the head the one before it
+  // ended at, the active segment too. Open checks only the active segment,
+  // so that a start does not read the whole history; this finds damage in
+  // the rest (foryou audit verify then names the entry). Reads one record at
+  // a time; may run alongside Append.
+  Status VerifyClosedSegments() const;
+  // Runs VerifyClosedSegments on a thread of its own (the server, after a
+  // start); damage it finds is logged as an error and from then on returned
+  // by CheckWritable and Append, so the server is not ready and refuses
+  // personal-data requests (503).
+  void StartClosedSegmentCheck();
+  // Waits for that check: its result (OK when none was started).
+  Status WaitForClosedSegmentCheck();
   std::string Pseudonym(const std::string& user_id) const;
   // Replaces the log's own pseudonyms ("p:" + 32 hex digits of an HMAC) by
   // `fn`'s, e.g. the pseudonyms the encrypted store and its backups use, so
@@ -241,6 +261,10 @@ class AuditLog {
   uint64_t written_ = 0;  // records written; guarded by mu_
   uint64_t synced_ = 0;   // records known durable; guarded by sync_mu_
   uint64_t durable_ = 0;  // records a rotation made durable; guarded by mu_
+  std::thread closed_check_;
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex damage_mu_;
+  Status damage_;          // found by the closed segments' check; guarded by damage_mu_
   int head_fd_ = -1;       // options_.head_file; written under sync_mu_
   int head_slot_ = 0;      // the slot the next head goes to; guarded by sync_mu_
   std::string seed_;          // Ed25519 private seed (32 bytes)

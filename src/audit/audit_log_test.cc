@@ -391,8 +391,27 @@ TEST(AuditLogTest, AMissingOrDamagedSegmentIsLoud) {
   Status s = AuditLog::Verify(dir.path(), nullptr, &head);
   EXPECT_EQ(s.code(), StatusCode::kCorruption);
   EXPECT_NE(s.message().find("entry"), std::string::npos) << s.message();
+  {
+    // The start reads only the active segment and opens; the check of the
+    // closed ones it starts finds the damage, names the segment, and makes
+    // the log report it to readiness probes from then on.
+    std::unique_ptr<AuditLog> log;
+    ASSERT_TRUE(AuditLog::Open(dir.path(), &log).ok());
+    EXPECT_TRUE(log->CheckWritable().ok());
+    log->StartClosedSegmentCheck();
+    Status found = log->WaitForClosedSegmentCheck();
+    EXPECT_EQ(found.code(), StatusCode::kCorruption);
+    EXPECT_NE(found.message().find(segments[1] + " is damaged"), std::string::npos) << found.message();
+    EXPECT_EQ(log->CheckWritable().code(), StatusCode::kCorruption);
+    EXPECT_EQ(log->Append(Entry(100), true).code(), StatusCode::kCorruption) << "a damaged log takes no entries";
+  }
   { std::ofstream(middle, std::ios::binary | std::ios::trunc) << bytes; }
   ASSERT_TRUE(AuditLog::Verify(dir.path(), nullptr, &head).ok());
+  {
+    std::unique_ptr<AuditLog> log;
+    ASSERT_TRUE(AuditLog::Open(dir.path(), &log).ok());
+    EXPECT_TRUE(log->VerifyClosedSegments().ok()) << "an intact log passes";
+  }
   // A segment removed: the start refuses and says which entries are gone.
   std::filesystem::rename(middle, dir.path() + "/aside");
   std::unique_ptr<AuditLog> log;

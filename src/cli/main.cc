@@ -447,6 +447,9 @@ int Serve(const ServeFlags& flags) {
       return Fail(s);
     }
     spdlog::info("audit log: {} entries, public key {}", audit->Head().tree_size, audit->PublicKeyHex());
+    // The start read only the active segment; the closed ones are checked
+    // while the server serves (damage there refuses personal-data requests).
+    audit->StartClosedSegmentCheck();
     if (engine->encrypted()) {
       // The store's pseudonyms, so that entries match Shred records and backups.
       audit->UsePseudonyms([e = engine.get()](const std::string& id) { return e->Pseudonym(id); });
