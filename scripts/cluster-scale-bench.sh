@@ -7,7 +7,9 @@
 #      the approved backup's mirrors); one replica takes the whole bench
 #      (load, ingest, feeds, restart, crash restart), then a second replica
 #      joins with an empty data dir (the region's snapshot plus the tail),
-#      and the feed load is split over both, then replica lag is probed.
+#      and the feed load is split over both, then replica lag is probed;
+#   3. `foryou restore --from-cluster` rebuilds region us from sg's mirrors
+#      into an empty directory (restore_fetch_s, restore_replay_s).
 #
 #   scripts/cluster-scale-bench.sh [--quick | --videos N --users N ...]   # foryou bench's world options
 #   SKIP_EMBEDDED=1 scripts/cluster-scale-bench.sh ...                    # the cluster run only
@@ -65,16 +67,24 @@ URLS=$(python3 -c "import json,sys; print(','.join(json.load(open(sys.argv[1]))[
 echo "cluster-scale-bench: cluster mode (one replica, then a second joins)" >&2
 CLUSTER=$("$FORYOU" bench "$@" "${COMMON[@]}" --server-arg=--cluster "--server-arg=$URLS" --join | tail -1)
 du -sb "$DIR/nats" | cut -f1 > "$DIR/nats-bytes"
+SG=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['regions']['sg'][0])" "$DIR/topology.json")
+echo "cluster-scale-bench: restoring region us from sg's mirrors" >&2
+RESTORE=$("$FORYOU" restore --from-cluster "$SG" --backup-region sg --source-region us --data-dir "$DIR/restored" \
+          --region-key-file "$DIR/us.key" --json | tail -1)
 
-python3 - "$EMBEDDED" "$CLUSTER" "$(cat "$DIR/nats-bytes")" <<'PY'
+python3 - "$EMBEDDED" "$CLUSTER" "$(cat "$DIR/nats-bytes")" "$RESTORE" <<'PY'
 import json, sys
 emb, clu = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 clu["nats_store_bytes"] = int(sys.argv[3])
+rest = json.loads(sys.argv[4])
+clu.update({"restore_records": rest["records"], "restore_keys": rest["keys"],
+            "restore_fetch_s": rest["fetch_seconds"], "restore_replay_s": rest["replay_seconds"]})
 rows = [("events", "{:.0f}"), ("ingest_events_per_s", "{:.0f}"), ("feed_qps", "{:.0f}"), ("feed_p99_ms", "{:.2f}"),
         ("freshness_ms_p99", "{:.2f}"), ("rss_mb", "{:.0f}"), ("bytes_per_user", "{:.0f}"), ("stop_s", "{:.2f}"),
         ("restart_s", "{:.2f}"), ("crash_tail_events", "{:.0f}"), ("crash_restart_s", "{:.2f}"), ("join_s", "{:.2f}"),
         ("feed_two_replicas_qps", "{:.0f}"), ("feed_two_replicas_p99_ms", "{:.2f}"), ("replica_lag_ms_p50", "{:.2f}"),
-        ("replica_lag_ms_p99", "{:.2f}"), ("nats_store_bytes", "{:.0f}")]
+        ("replica_lag_ms_p99", "{:.2f}"), ("nats_store_bytes", "{:.0f}"), ("restore_records", "{:.0f}"),
+        ("restore_keys", "{:.0f}"), ("restore_fetch_s", "{:.2f}"), ("restore_replay_s", "{:.2f}")]
 print(f"{'metric (same run, this machine)':<34}{'embedded':>14}{'cluster':>14}")
 for k, f in rows:
     cell = lambda d: f.format(d[k]) if k in d else "-"

@@ -517,14 +517,67 @@ namespace {
 constexpr size_t kSnapshotChunk = 512 * 1024;  // under nats-server's default 1 MB max_payload
 }
 
+Status JetStreamLog::Unfiltered(const std::string& stream, uint64_t start_seq, natsSubscription** sub) {
+  natsInbox* inbox = nullptr;
+  natsStatus s = natsInbox_Create(&inbox);
+  if (s == NATS_OK) s = natsConnection_SubscribeSync(sub, nc_, inbox);
+  // Flow control bounds what is in flight (as ReadAll's).
+  if (s == NATS_OK) s = natsSubscription_SetPendingLimits(*sub, -1, -1);
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  if (s == NATS_OK) {
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.DeliverSubject = inbox;
+    cc.AckPolicy = js_AckNone;
+    cc.DeliverPolicy = start_seq > 1 ? js_DeliverByStartSequence : js_DeliverAll;
+    cc.OptStartSeq = start_seq > 1 ? start_seq : 0;
+    cc.FlowControl = true;
+    cc.Heartbeat = 1'000'000'000;  // required with flow control
+    jsConsumerInfo* ci = nullptr;
+    s = js_AddConsumer(&ci, js_, stream.c_str(), &cc, nullptr, &jerr);
+    jsConsumerInfo_Destroy(ci);  // ephemeral: the server drops it once nobody listens
+  }
+  natsInbox_Destroy(inbox);
+  if (s != NATS_OK) {
+    natsSubscription_Destroy(*sub);
+    *sub = nullptr;
+    return NatsError(fmt::format("reading {} from {}", stream, start_seq), s, jerr);
+  }
+  return Status::OK();
+}
+
+int JetStreamLog::NextMessage(natsSubscription* sub, int64_t timeout_ms, natsMsg** out) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    const int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             deadline - std::chrono::steady_clock::now()).count();
+    natsMsg* m = nullptr;
+    natsStatus s = natsSubscription_NextMsg(&m, sub, std::max<int64_t>(1, left));
+    if (s != NATS_OK) return s;
+    const char* status = nullptr;
+    if (natsMsg_GetDataLength(m) == 0 && natsMsgHeader_Get(m, "Status", &status) == NATS_OK && status != nullptr) {
+      // 100: a heartbeat, or a flow-control request that waits for an answer.
+      if (natsMsg_GetReply(m) != nullptr) (void)natsConnection_Publish(nc_, natsMsg_GetReply(m), nullptr, 0);
+      natsMsg_Destroy(m);
+      continue;
+    }
+    *out = m;
+    return NATS_OK;
+  }
+}
+
 Status JetStreamLog::ReadAll(const std::string& stream, const std::string& subject, natsSubscription** sub) {
+  if (bound_to_mirrors_) return Unfiltered(stream, 1, sub);
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = stream.c_str();
   so.Ordered = true;  // flow-controlled, in order, recreated by the library after a hiccup
   so.Config.DeliverPolicy = js_DeliverAll;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_SubscribeSync(sub, js_, subject.c_str(), nullptr, &so, &jerr);
+  // nats-server 2.9 refuses a consumer on a mirror with a subject filter (a
+  // mirror listens on no subject): there, every message; callers skip the
+  // subjects they do not want.
+  natsStatus s = js_SubscribeSync(sub, js_, bound_to_mirrors_ ? "" : subject.c_str(), nullptr, &so, &jerr);
   if (s != NATS_OK) return NatsError(fmt::format("reading {} from {}", subject, stream), s, jerr);
   // The library's default pending limits (65,536 messages, 64 MB) drop
   // messages as "slow consumer" when a region's keys (one small message per
@@ -709,10 +762,11 @@ Status JetStreamLog::ForEachKey(const std::function<Status(std::string_view, std
   natsStatus s = NATS_OK;
   natsSubscription* sub = nullptr;
   FORYOU_RETURN_IF_ERROR(ReadAll(keys_stream_, key_prefix_ + ">", &sub));
-  // Pushed already or still pending: together, every key message there is.
+  // Pushed already or still pending: together, every key message there is
+  // (a mirror's consumer takes every message: the store key is one).
   jsConsumerInfo* ci = nullptr;
-  s = natsSubscription_GetConsumerInfo(&ci, sub, nullptr, &jerr);
-  const uint64_t matching = s == NATS_OK ? ci->NumPending + ci->Delivered.Consumer : 1;
+  if (!bound_to_mirrors_) s = natsSubscription_GetConsumerInfo(&ci, sub, nullptr, &jerr);
+  const uint64_t matching = !bound_to_mirrors_ && s == NATS_OK ? ci->NumPending + ci->Delivered.Consumer : 1;
   if (ci != nullptr) jsConsumerInfo_Destroy(ci);
   if (matching == 0) {  // no key at all
     natsSubscription_Destroy(sub);
@@ -721,7 +775,7 @@ Status JetStreamLog::ForEachKey(const std::function<Status(std::string_view, std
   Status result;
   for (;;) {
     MsgGuard m;
-    s = natsSubscription_NextMsg(&m.m, sub, options_.request_timeout_ms);
+    s = static_cast<natsStatus>(NextMessage(sub, options_.request_timeout_ms, &m.m));
     if (s != NATS_OK) {
       result = NatsError("reading the region's keys", s);
       break;
@@ -736,9 +790,10 @@ Status JetStreamLog::ForEachKey(const std::function<Status(std::string_view, std
     // <prefix><hex pseudonym>.<hex key id>; other subjects (the seeding
     // marker) are not keys.
     std::string_view subj = natsMsg_GetSubject(m.m);
+    const bool key = subj.starts_with(key_prefix_);
     subj.remove_prefix(std::min(subj.size(), key_prefix_.size()));
     const size_t dot = subj.find('.');
-    if (dot != std::string_view::npos) {
+    if (key && dot != std::string_view::npos) {
       auto p = HexDecode(subj.substr(0, dot));
       auto k = HexDecode(subj.substr(dot + 1));
       if (p && k && !p->empty() && k->size() == kKeyIdBytesForSubjects) {
@@ -757,6 +812,7 @@ Status JetStreamLog::Follow(uint64_t from_seq) {
     natsSubscription_Destroy(sub_);
     sub_ = nullptr;
   }
+  if (bound_to_mirrors_) return Unfiltered(log_stream_, from_seq, &sub_);  // a restore's: the mirror holds only the log
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = log_stream_.c_str();
@@ -770,7 +826,7 @@ Status JetStreamLog::Follow(uint64_t from_seq) {
   // consumer times out: keep trying for about 30 s.
   for (int attempt = 0; attempt < 6; ++attempt) {
     jerr = static_cast<jsErrCode>(0);
-    s = js_SubscribeSync(&sub_, js_, log_subject_.c_str(), nullptr, &so, &jerr);
+    s = js_SubscribeSync(&sub_, js_, bound_to_mirrors_ ? "" : log_subject_.c_str(), nullptr, &so, &jerr);
     if (s != NATS_TIMEOUT) break;
   }
   if (s != NATS_OK) return NatsError(fmt::format("following {} from {}", log_stream_, from_seq), s, jerr);
@@ -782,7 +838,7 @@ Status JetStreamLog::Follow(uint64_t from_seq) {
 Status JetStreamLog::Next(int timeout_ms, ClusterRecord* out) {
   if (sub_ == nullptr) return Status::Internal("cluster: Next before Follow");
   MsgGuard m;
-  natsStatus s = natsSubscription_NextMsg(&m.m, sub_, timeout_ms);
+  natsStatus s = static_cast<natsStatus>(NextMessage(sub_, timeout_ms, &m.m));
   if (s == NATS_TIMEOUT) return Status::Unavailable(std::string(kClusterIdle));
   if (s != NATS_OK) return NatsError("following the log", s);
   jsMsgMetaData* meta = nullptr;

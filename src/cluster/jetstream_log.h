@@ -98,8 +98,19 @@ class JetStreamLog : public ClusterLog {
                       const std::string& cluster, int replicas, bool deny_delete);
   Status EraseFrom(const std::string& stream, const std::string& subject);
   Result<uint64_t> StreamLastSeq(const std::string& stream);
-  // An ordered consumer over every message of `stream` on `subject`.
+  // An ordered consumer over every message of `stream` on `subject`; on
+  // a mirror (BindMirrors), over every message of it (Unfiltered).
   Status ReadAll(const std::string& stream, const std::string& subject, __natsSubscription** sub);
+  // nats-server 2.9 refuses a consumer with a subject filter on a mirror (it
+  // listens on no subject), and the client library one without: an
+  // ephemeral push consumer over every message from `start_seq`, delivered
+  // to an inbox read by a plain subscription. NextMessage answers its flow
+  // control.
+  Status Unfiltered(const std::string& stream, uint64_t start_seq, __natsSubscription** sub);
+  // The next message with data of a subscription (skipping, and answering,
+  // the flow-control and heartbeat messages of an Unfiltered one).
+  // Returns a natsStatus (nats.h stays out of this header).
+  int NextMessage(__natsSubscription* sub, int64_t timeout_ms, ::__natsMsg** out);
   std::string KeySubject(std::string_view name) const;
   static constexpr size_t kKeyIdBytesForSubjects = 8;  // crypto/keyring.h kKeyIdBytes
 

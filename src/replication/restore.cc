@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "audit/audit_log.h"
@@ -85,30 +86,64 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
   if (!last.ok()) return last.status();
   report->last_seq = *last;
   if (*last == 0) return Status::OK();
+  // Every wrapped key in one pass over the keys mirror (an erased user's is
+  // gone there), then the records through one ordered consumer, stored in
+  // batches: not a request per record and per key.
+  std::unordered_map<std::string, std::string> wrapped_keys;
+  FORYOU_RETURN_IF_ERROR(mirror.ForEachKey([&](std::string_view name, std::string_view wrapped) {
+    wrapped_keys.insert_or_assign(std::string(name), std::string(wrapped));
+    return Status::OK();
+  }));
+  FORYOU_RETURN_IF_ERROR(mirror.Follow(1));
   std::unordered_set<std::string> fetched;
+  std::vector<std::pair<uint64_t, std::string>> records;
+  std::vector<std::string> macs;
+  Store::KeyEntries keys;
+  size_t batch_bytes = 0;
+  auto flush = [&]() -> Status {
+    if (records.empty()) return Status::OK();
+    FORYOU_RETURN_IF_ERROR(store.AppendReplicated(records, macs, keys));
+    report->records += records.size();
+    report->keys += keys.size();
+    const uint64_t done = records.back().first;
+    records.clear();
+    macs.clear();
+    keys.clear();
+    batch_bytes = 0;
+    if (o.progress) o.progress(done, *last);
+    return Status::OK();
+  };
+  constexpr size_t kBatchRecords = 512, kBatchBytes = 8 << 20;
   for (uint64_t next = 1; next <= *last; ++next) {
-    // One request per record (a mirror has no subjects to follow).
-    auto got = mirror.Get(next);
-    if (!got.ok()) return got.status();
-    const ClusterRecord& r = *got;
+    ClusterRecord r;
+    if (Status s = mirror.Next(o.mirror_timeout_ms, &r); !s.ok()) {
+      return Status::Unavailable(fmt::format("mirror: reading record {} of {}: {}", next, *last, s.message()));
+    }
     if (r.seq != next) return Status::Corruption(fmt::format("mirror: record {} where {} was expected", r.seq, next));
     if (r.mac.empty()) return Status::Corruption(fmt::format("mirror record {} has no integrity MAC", r.seq));
     LogRecord rec;
     FORYOU_RETURN_IF_ERROR(DecodeRecord(r.record, nullptr, &rec));
-    Store::KeyEntries keys;
     for (const SealedGroup& g : rec.groups) {
       std::string name = g.pseudonym + g.key_id;
       if (!fetched.insert(name).second) continue;
+      auto it = wrapped_keys.find(name);
+      if (it != wrapped_keys.end()) {
+        keys.emplace_back(std::move(name), std::move(it->second));
+        wrapped_keys.erase(it);
+        continue;
+      }
+      // Not in the pass above: erased, or mirrored since. Asked once.
       auto wrapped = mirror.GetKey(name);
       if (!wrapped.ok()) return wrapped.status();
       if (*wrapped) keys.emplace_back(std::move(name), std::move(**wrapped));
     }
-    FORYOU_RETURN_IF_ERROR(store.AppendReplicated({{r.seq, r.record}}, {r.mac}, keys));
-    report->records += 1;
-    report->keys += keys.size();
     report->bytes += r.record.size();
-    if (o.progress && (next % 64 == 0 || next == *last)) o.progress(next, *last);
+    batch_bytes += r.record.size();
+    records.emplace_back(r.seq, std::move(r.record));
+    macs.push_back(std::move(r.mac));
+    if (records.size() >= kBatchRecords || batch_bytes >= kBatchBytes) FORYOU_RETURN_IF_ERROR(flush());
   }
+  FORYOU_RETURN_IF_ERROR(flush());
   // The newest mirrored snapshot, if the region key vouches for it: the
   // replay then starts there (Engine::Open loads it).
   auto snap = mirror.NewestSnapshot();

@@ -44,6 +44,9 @@ struct RestoreOptions {
   std::string region_key;     // the source region's key, 32 bytes
   EngineOptions engine;
   size_t page_bytes = 8 << 20;
+  // From a mirror: how long to wait for the next record before giving up (a
+  // mirror that stopped delivering, or records it lost).
+  int mirror_timeout_ms = 30'000;
   std::function<void(uint64_t records, uint64_t last_seq)> progress;  // may be empty
 };
 
