@@ -39,19 +39,8 @@ echo "us: $US_URLS"
 
 say "policy and keys in $DIR"
 "$FORYOU" keygen > "$DIR/us.region-key"
-cat > "$DIR/policy.toml" <<EOF2
-[[regions]]
-name = "us"
-jurisdiction = "US"
-operator = "Trusted Operator Inc."
-primary_for = ["US"]
-
-[[regions]]
-name = "sg"
-jurisdiction = "SG"
-operator = "Trusted Operator Inc."
-primary_for = ["SG"]
-backup_for = ["US"]
+cat "$ROOT/scripts/policy-us-sg.toml" > "$DIR/policy.toml"
+cat >> "$DIR/policy.toml" <<EOF2
 
 [[regions]]
 name = "eu"

@@ -30,19 +30,8 @@ trap cleanup EXIT
 command -v nats-server > /dev/null || { echo "needs nats-server (scripts/install-deps.sh)" >&2; exit 1; }
 sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
 "$FORYOU" keygen > "$DIR/us.key"
-cat > "$DIR/policy.toml" <<EOF2
-[[regions]]
-name = "us"
-jurisdiction = "US"
-operator = "Trusted Operator Inc."
-primary_for = ["US"]
-
-[[regions]]
-name = "sg"
-jurisdiction = "SG"
-operator = "Trusted Operator Inc."
-primary_for = ["SG"]
-backup_for = ["US"]
+cat "$ROOT/scripts/policy-us-sg.toml" > "$DIR/policy.toml"
+cat >> "$DIR/policy.toml" <<EOF2
 
 [[principals]]
 name = "bench-service"

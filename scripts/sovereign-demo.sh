@@ -10,7 +10,8 @@
 # Exits non-zero as soon as something does not hold, so CI runs it too
 # (ctest: SovereignDemoScript). Uses build/release/foryou unless FORYOU is set.
 set -euo pipefail
-FORYOU=${FORYOU:-$(cd "$(dirname "$0")/.." && pwd)/build/release/foryou}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+FORYOU=${FORYOU:-$ROOT/build/release/foryou}
 KEEP=${1:-}
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/foryou-sovereign-XXXXXX")
 PIDS=()
@@ -31,19 +32,8 @@ say "keys and policy in $DIR"
 "$FORYOU" keygen > "$DIR/us.region-key"
 "$FORYOU" keygen > "$DIR/sg.region-key"
 echo "us-operator-secret" > "$DIR/us-operator.key"
-cat > "$DIR/policy.toml" <<EOF
-[[regions]]
-name = "us"
-jurisdiction = "US"
-operator = "Trusted Operator Inc."
-primary_for = ["US"]
-
-[[regions]]
-name = "sg"
-jurisdiction = "SG"
-operator = "Trusted Operator Inc."
-primary_for = ["SG"]
-backup_for = ["US"]
+cat "$ROOT/scripts/policy-us-sg.toml" > "$DIR/policy.toml"
+cat >> "$DIR/policy.toml" <<EOF
 
 [[principals]]
 name = "us-feed-service"
