@@ -409,10 +409,18 @@ TEST(AuditLogTest, AMissingOrDamagedSegmentIsLoud) {
   ASSERT_TRUE(AuditLog::Verify(dir.path(), nullptr, &head).ok());
   {
     std::unique_ptr<AuditLog> log;
-    ASSERT_TRUE(AuditLog::Open(dir.path(), &log).ok());
+    ASSERT_TRUE(AuditLog::Open(dir.path(), &log, SmallSegments()).ok());
     EXPECT_TRUE(log->VerifyClosedSegments().ok()) << "an intact log passes";
+    // The check runs beside appends and the rotations they cause.
+    log->StartClosedSegmentCheck();
+    for (int i = 100; i < 160; ++i) ASSERT_TRUE(log->Append(Entry(i), i % 5 == 0).ok());
+    EXPECT_TRUE(log->WaitForClosedSegmentCheck().ok());
+    EXPECT_TRUE(log->VerifyClosedSegments().ok());
+    EXPECT_TRUE(AuditLog::Verify(dir.path(), nullptr, &head).ok());
+    EXPECT_EQ(head.tree_size, 160u);
   }
   // A segment removed: the start refuses and says which entries are gone.
+  segments = Files(dir.path(), "segment-");
   std::filesystem::rename(middle, dir.path() + "/aside");
   std::unique_ptr<AuditLog> log;
   s = AuditLog::Open(dir.path(), &log);
