@@ -140,15 +140,19 @@ Status Shipper::CheckSameAuditHistory(uint64_t target_size, const std::string& t
   return Status::OK();
 }
 
-void Shipper::Run(size_t index) {
-  std::string url, region;
+std::unique_ptr<httplib::Client> Shipper::ConnectTo(size_t index, std::string* url, std::string* region) const {
   {
     std::lock_guard lock(mu_);
-    url = targets_[index].where.url;
-    region = targets_[index].where.region;
+    *url = targets_[index].where.url;
+    *region = targets_[index].where.region;
   }
-  auto client_ptr = RegionClient(url, {options_.ca_file, api_key_, options_.timeout_s, options_.timeout_s,
-                                          options_.cert_file, options_.key_file});
+  return RegionClient(*url, {options_.ca_file, api_key_, options_.timeout_s, options_.timeout_s, options_.cert_file,
+                            options_.key_file});
+}
+
+void Shipper::Run(size_t index) {
+  std::string url, region;
+  auto client_ptr = ConnectTo(index, &url, &region);
   httplib::Client& client = *client_ptr;
   const std::string status_path = fmt::format("/v1/backup/{}/status", source_);
   const std::string records_path = fmt::format("/v1/backup/{}/records", source_);
@@ -275,13 +279,7 @@ void Shipper::Run(size_t index) {
 // (audit_error) until the server restarts.
 void Shipper::RunAudit(size_t index) {
   std::string url, region;
-  {
-    std::lock_guard lock(mu_);
-    url = targets_[index].where.url;
-    region = targets_[index].where.region;
-  }
-  auto client_ptr = RegionClient(url, {options_.ca_file, api_key_, options_.timeout_s, options_.timeout_s,
-                                          options_.cert_file, options_.key_file});
+  auto client_ptr = ConnectTo(index, &url, &region);
   httplib::Client& client = *client_ptr;
   const std::string status_path = fmt::format("/v1/backup/{}/status", source_);
   const std::string audit_path = fmt::format("/v1/backup/{}/audit", source_);

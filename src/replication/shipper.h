@@ -39,6 +39,11 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include <memory>
+
+namespace httplib {
+class Client;
+}
 
 #include "audit/audit_log.h"
 #include "engine/engine.h"
@@ -107,6 +112,9 @@ class Shipper {
   };
   void Run(size_t target);
   void RunAudit(size_t target);
+  // A client for target `index` (its URL, the TLS and key options), with
+  // its URL and region's name; each shipping thread has its own connection.
+  std::unique_ptr<httplib::Client> ConnectTo(size_t index, std::string* url, std::string* region) const;
   // OK when a target whose log ends at (seq, SHA-256 of that record) holds a
   // prefix of this region's log; Conflict ("diverged") otherwise.
   Status CheckSameHistory(uint64_t target_seq, const std::string& target_hash) const;
