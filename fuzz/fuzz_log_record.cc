@@ -51,6 +51,7 @@ int WriteSeeds(const std::string& out) {
   put("videos", foryou::EncodeVideosRecord(videos));
   put("events", foryou::EncodeEventsRecord(events));
   put("shred", foryou::EncodeShredRecord(std::string(16, 'p'), "US", {std::string(8, 'k')}));
+  put("fence", foryou::EncodeFenceRecord("p:0123456789abcdef0123456789abcdef", true));
   auto ring = foryou::Keyring::Create(std::string(32, 'r'));
   if (!ring.ok()) return 0;
   std::string sealed;

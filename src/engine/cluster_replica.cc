@@ -185,6 +185,17 @@ Status Engine::JoinFromSnapshot() {
     macs.push_back(std::move(r.mac));
     if (bytes >= (16 << 20) || store_->last_seq() + records.size() == snap->seq) {
       FORYOU_RETURN_IF_ERROR(store_->AppendReplicated(records, macs, {}));
+      // The fences are not in the snapshot: those the copied records set or
+      // lift (migration fences, and the erasures that end them) apply now.
+      for (const auto& [seq, record] : records) {
+        const auto kind = static_cast<RecordKind>(record.size() > 1 ? record[1] : 0);
+        if (kind != RecordKind::kFence && kind != RecordKind::kShred) continue;
+        LogRecord rec;
+        FORYOU_RETURN_IF_ERROR(DecodeRecord(record, nullptr, &rec));
+        FORYOU_RETURN_IF_ERROR(kind == RecordKind::kFence
+                                   ? fences_.Set(*store_, rec.fence_name, rec.fenced)
+                                   : fences_.Set(*store_, "p:" + HexEncode(rec.pseudonym), false));
+      }
       records.clear();
       macs.clear();
       bytes = 0;

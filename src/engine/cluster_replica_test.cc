@@ -439,6 +439,48 @@ TEST_F(ClusterReplicaTest, ErasureOnOneReplicaReachesTheOtherAndTheKeysInTheLog)
   EXPECT_EQ(log_->keys_held(), 1u);  // only keep's key is left in the region's log
 }
 
+// A migration fences its user at the old home (foryou migrate): in cluster
+// mode the fence is a record of the region's log, so a write for the user
+// that reaches another replica is refused too (before, fences were per
+// replica and such a write would have been taken, then erased with the move).
+// A replica that joins later from a snapshot has it; lifting it, or the
+// erasure that ends the move, reaches every replica.
+TEST_F(ClusterReplicaTest, AMigrationFenceHoldsOnEveryReplica) {
+  TempDir da, db, dc, dd;
+  std::unique_ptr<Engine> a, b, c, d;
+  ASSERT_TRUE(OpenReplica(da, &a).ok());
+  ASSERT_TRUE(OpenReplica(db, &b).ok());
+  ASSERT_TRUE(a->UpsertVideos(World()).ok());
+  ASSERT_TRUE(a->IngestEvents({Play("mover", 1, 0.9)}, "US").ok());
+  ASSERT_TRUE(a->IngestEvents({Play("stayer", 2, 0.9)}, "US").ok());
+  ASSERT_TRUE(a->FenceUser("mover", true).ok());
+  // b takes the next write whether or not it has followed the fence yet: it
+  // cannot publish behind the log's end, catches up, and refuses.
+  auto r = b->IngestEvents({Play("mover", 3, 0.9)}, "US");
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_TRUE(b->IngestEvents({Play("stayer", 4, 0.9)}, "US").ok()) << "other users are not fenced";
+  // A replica that joins from a snapshot taken after the fence.
+  ASSERT_TRUE(a->WriteSnapshot().ok());
+  ASSERT_TRUE(OpenReplica(dc, &c).ok());
+  EXPECT_GT(c->Stats().snapshot_seq, 0u);
+  EXPECT_EQ(c->IngestEvents({Play("mover", 5, 0.9)}, "US").status().code(), StatusCode::kUnavailable);
+  // The migration gives up: lifted on every replica.
+  ASSERT_TRUE(b->FenceUser("mover", false).ok());
+  EXPECT_TRUE(a->IngestEvents({Play("mover", 6, 0.9)}, "US").ok());
+  EXPECT_TRUE(c->IngestEvents({Play("mover", 7, 0.9)}, "US").ok());
+  // Fenced again, then erased (the move is over): the fence goes everywhere,
+  // and the id can come back as a new user.
+  ASSERT_TRUE(c->FenceUser("mover", true).ok());
+  EXPECT_EQ(a->IngestEvents({Play("mover", 8, 0.9)}, "US").status().code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(a->EraseUser("mover").ok());
+  WaitForSeq(*b, a->LastSeq());
+  EXPECT_TRUE(b->IngestEvents({Play("mover", 9, 0.9)}, "US").ok());
+  // A replica joining now (the fence and its end both in the copied log).
+  ASSERT_TRUE(a->WriteSnapshot().ok());
+  ASSERT_TRUE(OpenReplica(dd, &d).ok());
+  EXPECT_TRUE(d->IngestEvents({Play("mover", 10, 0.9)}, "US").ok());
+}
+
 TEST_F(ClusterReplicaTest, AStoreAheadOfTheLogIsRefusedUnlessToldToSeedIt) {
   TempDir da;
   {

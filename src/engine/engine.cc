@@ -480,6 +480,24 @@ Status Engine::LiftStaleFences() {
 }
 
 Status Engine::FenceUser(const std::string& user_id, bool fenced) {
+  if (cluster_ != nullptr) {
+    // A record of the region's log, so that every replica refuses the
+    // user's writes, not only the one that took the fence. Written even when
+    // this replica already has it so: the log's last word on the user is
+    // this one.
+    return RetryOnClusterConflict([&]() -> Status {
+      std::lock_guard write(write_mu_);
+      if (fenced) {
+        std::shared_lock lock(mu_);
+        if (!state_->FindUserIdx(user_id)) return Status::NotFound(fmt::format("user '{}' not found", user_id));
+      }
+      const std::string record = EncodeFenceRecord(FenceName(user_id), fenced);
+      uint64_t seq;
+      FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
+      std::unique_lock lock(mu_);
+      return ApplyLive(seq, record);
+    });
+  }
   std::lock_guard write(write_mu_);
   if (fenced) {
     std::shared_lock lock(mu_);
@@ -517,6 +535,15 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
       }
       if (!homes.count(e.user_id)) {
         if (fences_.size() > 0 && fences_.Has(FenceName(e.user_id))) {
+          // In cluster mode, refuse only as of the log's end: a replica that
+          // has not yet applied the record lifting the fence catches up and
+          // validates again (RetryOnClusterConflict).
+          if (cluster_ != nullptr) {
+            auto end = cluster_->LastSeq();
+            if (end.ok() && *end > store_->last_seq()) {
+              return Status::Conflict(std::string(kClusterConflict) + " (catching up before refusing a fenced user)");
+            }
+          }
           return Status::Unavailable(fmt::format(
               "events[{}].user_id: the user is moving to another region; retry at their new home", i));
         }
@@ -701,7 +728,13 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     }
     return Status::OK();
   }
-  if (rec.kind == RecordKind::kShred) return ApplyShred(rec, replaying);
+  if (rec.kind == RecordKind::kFence) return fences_.Set(*store_, rec.fence_name, rec.fenced);
+  if (rec.kind == RecordKind::kShred) {
+    // An erasure ends a move: its fence goes on every replica (the one that
+    // took the DELETE lifts it itself too: Erase).
+    if (cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, "p:" + HexEncode(rec.pseudonym), false));
+    return ApplyShred(rec, replaying);
+  }
   if ((rec.kind == RecordKind::kEvents && !rec.events.empty()) || rec.kind == RecordKind::kUserHome) {
     ++plaintext_personal_records_;
   }

@@ -7,6 +7,8 @@
 // erasure that ends the move. The erasure lifts the fence; so does an
 // explicit unfence when a migration gives up. Fences are durable (store meta
 // "fence/<name>"), so a crash of the old home mid-move keeps the user fenced.
+// In cluster mode a fence is also a record of the region's log (kFence), so
+// that every replica applies it (Engine::FenceUser, ApplyRecord).
 //
 // Names: the user's pseudonym in an encrypted store (no user id in the
 // clear), the id itself otherwise; the engine chooses (Engine::FenceName).

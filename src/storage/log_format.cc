@@ -102,6 +102,15 @@ std::string EncodeShredRecord(std::string_view pseudonym, std::string_view juris
   return out;
 }
 
+std::string EncodeFenceRecord(std::string_view name, bool fenced) {
+  std::string out;
+  out.push_back(static_cast<char>(kLogFormatVersion));
+  out.push_back(static_cast<char>(RecordKind::kFence));
+  PutString(&out, name);
+  out.push_back(fenced ? 1 : 0);
+  return out;
+}
+
 std::string EncodeModelRecord(std::string_view payload) {
   std::string out;
   out.push_back(static_cast<char>(kLogFormatVersion));
@@ -282,6 +291,16 @@ Status DecodeRecord(std::string_view data, const Keyring* keyring, LogRecord* ou
         return Truncated("user home");
       }
       return Status::OK();
+    case RecordKind::kFence: {
+      out->kind = RecordKind::kFence;
+      uint8_t fenced;
+      if (!GetString(&data, &out->fence_name) || !GetByte(&data, &fenced) || fenced > 1 || !data.empty() ||
+          out->fence_name.empty()) {
+        return Truncated("fence");
+      }
+      out->fenced = fenced == 1;
+      return Status::OK();
+    }
   }
   return Status::Corruption(fmt::format("log record: unknown kind {}", kind));
 }

@@ -42,6 +42,11 @@ enum class RecordKind : uint8_t {
   kModel = 4,
   kSealedEvents = 5,
   kShred = 6,
+  // A migration fence set or lifted (engine/user_fences.h), cluster mode
+  // only: every replica of the region applies it, so a user moving away is
+  // fenced whichever replica a write reaches. Names a pseudonym, never a
+  // user id (cluster mode is always encrypted).
+  kFence = 7,
 };
 
 class Keyring;
@@ -64,6 +69,8 @@ struct LogRecord {
   std::string user_id, jurisdiction;  // kUserHome
   std::string pseudonym;              // kShred (and jurisdiction)
   std::vector<std::string> key_ids;   // kShred
+  std::string fence_name;             // kFence: UserFences name ("p:" + hex pseudonym)
+  bool fenced = false;                // kFence: set (true) or lifted
   std::string model;                  // kModel: an imported model payload
   std::vector<SealedGroup> groups;    // kSealedEvents
   // kSealedEvents, opened groups: (user id, jurisdiction).
@@ -72,6 +79,8 @@ struct LogRecord {
 
 std::string EncodeVideosRecord(const std::vector<Video>& videos);
 std::string EncodeEventsRecord(const std::vector<Event>& events);
+// A fence set or lifted (kFence).
+std::string EncodeFenceRecord(std::string_view name, bool fenced);
 // An imported model (Engine::ImportModel); the payload is opaque here.
 std::string EncodeModelRecord(std::string_view payload);
 // Seals a batch of events: one group per user, in order of first
