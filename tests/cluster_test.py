@@ -337,6 +337,19 @@ def main() -> int:
                   f"p50 {lags[len(lags) // 2]:.1f} ms, p99 {lags[int(len(lags) * 0.99) - 1]:.1f} ms "
                   f"(loopback, this machine; ratios only)", flush=True)
 
+        def fence_everywhere():
+            # A migration's fence taken by one replica holds on the other (a
+            # record of the region's log), and lifting it there too.
+            u = users[0]
+            code, body = a.call("POST", f"/v1/users/{u}/fence", key=ADMIN)
+            assert code == 200, (code, body)
+            code, body = b.call("POST", "/v1/events", {"events": [{"user_id": u, "video_id": "cv1", "type": "like"}]})
+            assert code == 503, f"a fenced user's write was taken by the other replica: {code} {body}"
+            code, body = b.call("DELETE", f"/v1/users/{u}/fence", key=ADMIN)
+            assert code == 200, (code, body)
+            code, body = a.call("POST", "/v1/events", {"events": [{"user_id": u, "video_id": "cv2", "type": "like"}]})
+            assert code == 200, f"the lifted fence still holds on {a.name}: {code} {body}"
+
         def kill9():
             w1, w2 = Writer([a, b], "w1"), Writer([b, a], "w2")
             w1.start()
@@ -526,6 +539,7 @@ def main() -> int:
 
         case("replicas_agree", replicas_agree)
         case("read_your_write", read_your_write)
+        case("fence_everywhere", fence_everywhere)
         case("kill9", kill9)
         case("new_replica", new_replica)
         case("mirror_sealed", mirror_sealed)
