@@ -22,8 +22,9 @@
 namespace {
 
 int WriteSeeds(const std::string& out) {
+  int written = 0;
   auto put = [&](const std::string& name, const std::string& bytes) {
-    std::ofstream(out + "/" + name, std::ios::binary) << bytes;
+    written += static_cast<bool>(std::ofstream(out + "/" + name, std::ios::binary) << bytes);
   };
   std::vector<foryou::Video> videos(2);
   videos[0].id = "cat1";
@@ -75,7 +76,7 @@ int WriteSeeds(const std::string& out) {
   const std::string payload = foryou::EncodeModelPayload(model);
   put("model-payload", payload);
   put("model-record", foryou::EncodeModelRecord(payload));
-  return 6;
+  return written;
 }
 
 }  // namespace
