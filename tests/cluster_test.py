@@ -481,6 +481,12 @@ def main() -> int:
                 js.js("STREAM.DELETE.EVIL_COPY")
 
         def restore_from_sg():
+            # A user mid-move: the fence is in the log before the snapshots
+            # the replicas publish as they stop, so the restore's replay
+            # starts after it; the restored region must still refuse them.
+            fenced_user = users[1]
+            code, body = a.call("POST", f"/v1/users/{fenced_user}/fence", key=ADMIN)
+            assert code == 200, (code, body)
             seq = wait_same_seq([a, b])
             acked_user = f"{USERS_PREFIX}-w1-3"
             want = exported_pairs(a, {acked_user})
@@ -523,6 +529,10 @@ def main() -> int:
                 code, _ = r.call("GET", f"/v1/users/{USERS_PREFIX}7", key=ADMIN)
                 assert code == 404, f"{r.name}: the erased user came back ({code})"
             same_scores(a2, b2, [f"{USERS_PREFIX}-w2-{i}" for i in range(0, 40, 6)])
+            for r in (a2, b2):
+                code, body = r.call("POST", "/v1/events",
+                                    {"events": [{"user_id": fenced_user, "video_id": "cv3", "type": "like"}]})
+                assert code == 503, f"{r.name}: the restored region lost a migration fence: {code} {body}"
             # sg mirrors the new log from its start (made anew by the seeding).
             deadline = time.time() + 20
             while True:

@@ -5,12 +5,14 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "audit/audit_log.h"
 #include "engine/engine.h"
+#include "engine/user_fences.h"
 #include "replication/region_client.h"
 #include "replication/wire.h"
 #include "crypto/keyring.h"
@@ -96,6 +98,7 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
   }));
   FORYOU_RETURN_IF_ERROR(mirror.Follow(1));
   std::unordered_set<std::string> fetched;
+  std::map<std::string, bool> fences;  // name -> fenced, as of the log's end
   std::vector<std::pair<uint64_t, std::string>> records;
   std::vector<std::string> macs;
   Store::KeyEntries keys;
@@ -123,6 +126,11 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
     if (r.mac.empty()) return Status::Corruption(fmt::format("mirror record {} has no integrity MAC", r.seq));
     LogRecord rec;
     FORYOU_RETURN_IF_ERROR(DecodeRecord(r.record, nullptr, &rec));
+    // Migration fences are records of a cluster's log (the erasure ending a
+    // move lifts its fence), and the replay may start at a snapshot after
+    // them: the restored store gets them as metadata, as a joining replica.
+    if (rec.kind == RecordKind::kFence) fences[rec.fence_name] = rec.fenced;
+    if (rec.kind == RecordKind::kShred) fences["p:" + HexEncode(rec.pseudonym)] = false;
     for (const SealedGroup& g : rec.groups) {
       std::string name = g.pseudonym + g.key_id;
       if (!fetched.insert(name).second) continue;
@@ -144,6 +152,10 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
     if (records.size() >= kBatchRecords || batch_bytes >= kBatchBytes) FORYOU_RETURN_IF_ERROR(flush());
   }
   FORYOU_RETURN_IF_ERROR(flush());
+  UserFences restored;
+  for (const auto& [name, fenced] : fences) {
+    if (fenced) FORYOU_RETURN_IF_ERROR(restored.Set(store, name, true));
+  }
   // The newest mirrored snapshot, if the region key vouches for it: the
   // replay then starts there (Engine::Open loads it).
   auto snap = mirror.NewestSnapshot();
