@@ -727,11 +727,12 @@ Status JetStreamLog::FetchSnapshot(const ClusterSnapshot& snap, const std::strin
       }
       if (subject != natsMsg_GetSubject(m.m)) continue;  // another replica's publication in between
     } else {
-      s = natsSubscription_NextMsg(&m.m, sub, options_.request_timeout_ms);
+      s = static_cast<natsStatus>(NextMessage(sub, options_.request_timeout_ms, &m.m));
       if (s != NATS_OK) {
         result = NatsError(fmt::format("reading snapshot {} (purged by a newer one?)", snap.seq), s);
         break;
       }
+      if (subject != natsMsg_GetSubject(m.m)) continue;  // a mirror's consumer takes every message
     }
     std::string_view data(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m)));
     while (!data.empty() && f < 2) {
