@@ -95,15 +95,18 @@ TEST(DamageTest, AFlippedBitInTheWalRefusesTheStartUntilRepaired) {
   EXPECT_EQ(c.Get("/v1/users/user0")->status, 200) << "what precedes the damage is kept";
 }
 
+// A server on `data` with `args` takes 30 users' events (audited), then stops.
+void LoadAndStop(const std::string& data, const std::string& scratch, const std::vector<std::string>& args) {
+  auto server = ServerProcess::Start(FORYOU_BINARY, data, scratch, args);
+  ASSERT_NE(server, nullptr);
+  Load(*server, 30);
+  ASSERT_EQ(server->Terminate(), 0);
+}
+
 TEST(DamageTest, ADamagedAuditLogRefusesTheStartUntilRepaired) {
   TempDir dir;
   const std::string data = dir.Sub("data");
-  {
-    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {"--audit"});
-    ASSERT_NE(server, nullptr);
-    Load(*server, 30);
-    ASSERT_EQ(server->Terminate(), 0);
-  }
+  ASSERT_NO_FATAL_FAILURE(LoadAndStop(data, dir.path(), {"--audit"}));
   const std::string log = data + "/audit/log";
   const auto size = std::filesystem::file_size(log);
   // 1. One byte of an entry in the middle (its action, not its length): the
@@ -141,12 +144,7 @@ TEST(DamageTest, ADamagedAuditLogRefusesTheStartUntilRepaired) {
 TEST(DamageTest, EntriesCutOffTheEndOfTheAuditLogRefuseTheStart) {
   TempDir dir;
   const std::string data = dir.Sub("data");
-  {
-    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {"--audit"});
-    ASSERT_NE(server, nullptr);
-    Load(*server, 30);
-    ASSERT_EQ(server->Terminate(), 0);
-  }
+  ASSERT_NO_FATAL_FAILURE(LoadAndStop(data, dir.path(), {"--audit"}));
   const std::string log = data + "/audit/log";
   std::string bytes;
   {
@@ -191,12 +189,7 @@ TEST(DamageTest, ADamagedClosedAuditSegmentIsFoundWhileServing) {
   const std::string data = dir.Sub("data");
   const std::string config = dir.path() + "/small-segments.toml";
   { std::ofstream(config) << "[server]\naudit_segment_bytes = 4096\n"; }
-  {
-    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {"--audit", "--config", config});
-    ASSERT_NE(server, nullptr);
-    Load(*server, 30);
-    ASSERT_EQ(server->Terminate(), 0);
-  }
+  ASSERT_NO_FATAL_FAILURE(LoadAndStop(data, dir.path(), {"--audit", "--config", config}));
   std::vector<std::string> segments;
   for (const auto& e : std::filesystem::directory_iterator(data + "/audit")) {
     if (e.path().filename().string().rfind("segment-", 0) == 0) segments.push_back(e.path().string());
