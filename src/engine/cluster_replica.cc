@@ -192,9 +192,8 @@ Status Engine::JoinFromSnapshot() {
         if (kind != RecordKind::kFence && kind != RecordKind::kShred) continue;
         LogRecord rec;
         FORYOU_RETURN_IF_ERROR(DecodeRecord(record, nullptr, &rec));
-        FORYOU_RETURN_IF_ERROR(kind == RecordKind::kFence
-                                   ? fences_.Set(*store_, rec.fence_name, rec.fenced)
-                                   : fences_.Set(*store_, "p:" + HexEncode(rec.pseudonym), false));
+        auto change = UserFences::ChangeIn(rec);
+        FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, change->first, change->second));
       }
       records.clear();
       macs.clear();

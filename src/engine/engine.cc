@@ -728,13 +728,13 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     }
     return Status::OK();
   }
-  if (rec.kind == RecordKind::kFence) return fences_.Set(*store_, rec.fence_name, rec.fenced);
-  if (rec.kind == RecordKind::kShred) {
-    // An erasure ends a move: its fence goes on every replica (the one that
-    // took the DELETE lifts it itself too: Erase).
-    if (cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, "p:" + HexEncode(rec.pseudonym), false));
-    return ApplyShred(rec, replaying);
+  // A fence record; and in cluster mode an erasure ends a move, so its fence
+  // goes on every replica (the one that took the DELETE lifts it too: Erase).
+  if (auto change = UserFences::ChangeIn(rec); change && (rec.kind == RecordKind::kFence || cluster_ != nullptr)) {
+    FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, change->first, change->second));
   }
+  if (rec.kind == RecordKind::kFence) return Status::OK();
+  if (rec.kind == RecordKind::kShred) return ApplyShred(rec, replaying);
   if ((rec.kind == RecordKind::kEvents && !rec.events.empty()) || rec.kind == RecordKind::kUserHome) {
     ++plaintext_personal_records_;
   }

@@ -1,5 +1,7 @@
 #include "engine/user_fences.h"
 
+#include "util/coding.h"
+
 namespace foryou {
 
 namespace {
@@ -24,6 +26,13 @@ Status UserFences::Set(Store& store, const std::string& name, bool fenced) {
     names_.erase(name);
   }
   return Status::OK();
+}
+
+std::optional<std::pair<std::string, bool>> UserFences::ChangeIn(const LogRecord& rec) {
+  if (rec.kind == RecordKind::kFence) return std::make_pair(rec.fence_name, rec.fenced);
+  // The name Engine::FenceName gives the user in an encrypted store.
+  if (rec.kind == RecordKind::kShred) return std::make_pair("p:" + HexEncode(rec.pseudonym), false);
+  return std::nullopt;
 }
 
 }  // namespace foryou

@@ -16,10 +16,12 @@
 // Thread safety: the engine calls it holding write_mu_ (all writes do).
 #pragma once
 
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "storage/log_format.h"
 #include "storage/store.h"
 #include "util/status.h"
 
@@ -34,6 +36,10 @@ class UserFences {
   Status Set(Store& store, const std::string& name, bool fenced);
   size_t size() const { return names_.size(); }
   std::vector<std::string> Names() const { return {names_.begin(), names_.end()}; }
+  // The fence a log record sets or lifts, as (name, fenced): a kFence
+  // record's, and the lifting an erasure (kShred) means for its pseudonym's
+  // fence; nullopt for other records. Replicas, joins and restores use it.
+  static std::optional<std::pair<std::string, bool>> ChangeIn(const LogRecord& rec);
 
  private:
   std::set<std::string> names_;

@@ -129,8 +129,7 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
     // Migration fences are records of a cluster's log (the erasure ending a
     // move lifts its fence), and the replay may start at a snapshot after
     // them: the restored store gets them as metadata, as a joining replica.
-    if (rec.kind == RecordKind::kFence) fences[rec.fence_name] = rec.fenced;
-    if (rec.kind == RecordKind::kShred) fences["p:" + HexEncode(rec.pseudonym)] = false;
+    if (auto change = UserFences::ChangeIn(rec)) fences[change->first] = change->second;
     for (const SealedGroup& g : rec.groups) {
       std::string name = g.pseudonym + g.key_id;
       if (!fetched.insert(name).second) continue;
