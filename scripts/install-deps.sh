@@ -3,7 +3,7 @@
 # Idempotent: does nothing (and needs no network) when everything is present.
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config curl
-  librocksdb-dev libhnswlib-dev libcpp-httplib-dev nlohmann-json3-dev
+  librocksdb-dev libhnswlib-dev libfaiss-dev libcpp-httplib-dev nlohmann-json3-dev
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libxxhash-dev libssl-dev libsodium-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3
   libnats-dev nats-server libjemalloc-dev wrk prometheus

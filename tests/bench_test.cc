@@ -6,12 +6,15 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/server_process.h"
+#include "util/temp_dir.h"
 
 namespace foryou {
 namespace {
 
 TEST(BenchTest, QuickRunsAndReportsEveryKey) {
-  CommandResult r = RunCommand({FORYOU_BINARY, "bench", "--quick", "--json", "--duration", "2"});
+  TempDir store;  // kept for the ANN comparison below
+  CommandResult r = RunCommand({FORYOU_BINARY, "bench", "--quick", "--json", "--duration", "2", "--data-dir",
+                                store.path() + "/store"});
   ASSERT_EQ(r.exit_code, 0);
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << r.out.substr(0, 300);
@@ -39,6 +42,34 @@ TEST(BenchTest, QuickRunsAndReportsEveryKey) {
     EXPECT_NEAR(j["wrk_feed_vs_healthz"].get<double>(),
                 j["wrk_feed_qps"].get<double>() / j["wrk_healthz_qps"].get<double>(), 1e-9);
   }
+
+  // foryou_ann_bench on the store the run left: the index foryou serves, at
+  // two graph degrees and four search breadths, against the exact top 100.
+  CommandResult a = RunCommand({FORYOU_ANN_BENCH, store.path() + "/store", "--queries", "50", "--json"});
+  ASSERT_EQ(a.exit_code, 0) << a.out.substr(0, 500);
+  auto aj = nlohmann::json::parse(a.out, nullptr, false);
+  ASSERT_TRUE(aj.is_object()) << a.out.substr(0, 300);
+  EXPECT_EQ(aj["videos"], 20000);
+  EXPECT_EQ(aj["queries"], 50);
+  int hnsw_rows = 0;
+  for (const auto& row : aj["rows"]) {
+    const double recall = row["recall_at_100"].get<double>();
+    EXPECT_GE(recall, 0.0);
+    EXPECT_LE(recall, 1.0);
+    if (row["index"] == "hnswlib-l2") {
+      ++hnsw_rows;
+      // ef 1024 over 20,000 videos is close to exhaustive.
+      if (row["value"] == 1024) {
+        EXPECT_GT(recall, 0.95) << row.dump();
+      }
+    }
+    // FAISS's exact search and the bench's own loop agree on the top 100
+    // (up to the order of float sums at the 100th place).
+    if (row["index"] == "faiss-flat") {
+      EXPECT_GT(recall, 0.99) << row.dump();
+    }
+  }
+  EXPECT_EQ(hnsw_rows, 8);
 }
 
 // `foryou bench --connections`, small: every idle connection is answered and

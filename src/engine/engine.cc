@@ -1251,6 +1251,39 @@ Result<VideoInfo> Engine::GetVideo(const std::string& video_id) const {
   return info;
 }
 
+namespace {
+
+// Up to `queries` users with recent positives, in an order fixed by a seed:
+// the queries of MeasureAnn and AnnVectors.
+std::vector<uint32_t> AnnQueryUsers(const std::vector<UserRecord>& all, size_t queries) {
+  std::vector<uint32_t> users;
+  for (uint32_t u = 0; u < all.size(); ++u) {
+    if (!all[u].recent.empty()) users.push_back(u);
+  }
+  uint64_t h = 12345;
+  for (size_t i = users.size(); i > 1; --i) {
+    h = Mix64(h);
+    std::swap(users[i - 1], users[h % i]);
+  }
+  users.resize(std::min(users.size(), queries));
+  return users;
+}
+
+}  // namespace
+
+AnnWorkload Engine::AnnVectors(size_t queries) const {
+  std::shared_lock lock(mu_);
+  const State& s = *state_;
+  AnnWorkload w;
+  w.dim = s.embeddings.dim();
+  const size_t n = s.catalog.size();
+  if (n > 0) w.items.assign(s.embeddings.item(0), s.embeddings.item(0) + n * static_cast<size_t>(w.dim));
+  for (uint32_t u : AnnQueryUsers(s.users, queries)) {
+    w.queries.insert(w.queries.end(), s.embeddings.user(u), s.embeddings.user(u) + w.dim);
+  }
+  return w;
+}
+
 AnnQuality Engine::MeasureAnn(size_t queries, int k, const std::vector<int>& ef_sweep) {
   std::unique_lock lock(mu_);  // exclusive: the sweep changes the index's ef
   State& s = *state_;
@@ -1259,16 +1292,7 @@ AnnQuality Engine::MeasureAnn(size_t queries, int k, const std::vector<int>& ef_
   const size_t n = s.catalog.size();
   const int dim = s.embeddings.dim();
   if (n == 0 || k <= 0) return q;
-  std::vector<uint32_t> users;
-  for (uint32_t u = 0; u < s.users.size(); ++u) {
-    if (!s.users[u].recent.empty()) users.push_back(u);
-  }
-  uint64_t h = 12345;
-  for (size_t i = users.size(); i > 1; --i) {
-    h = Mix64(h);
-    std::swap(users[i - 1], users[h % i]);
-  }
-  users.resize(std::min(users.size(), queries));
+  const std::vector<uint32_t> users = AnnQueryUsers(s.users, queries);
   q.queries = users.size();
   if (users.empty()) return q;
   // Exact top-k of every query, once.

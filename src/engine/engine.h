@@ -146,6 +146,12 @@ struct AnnQuality {
   std::vector<std::tuple<int, double, double>> ef_sweep;
 };
 
+struct AnnWorkload {
+  int dim = 0;
+  std::vector<float> items;    // videos x dim
+  std::vector<float> queries;  // queries x dim
+};
+
 struct EngineStats {
   uint64_t videos = 0;
   uint64_t users = 0;
@@ -329,6 +335,11 @@ class Engine {
   // query distribution), chosen with a fixed seed. Also sweeps `ef_sweep`
   // search breadths (under the write lock: ef is global to the index).
   AnnQuality MeasureAnn(size_t queries, int k, const std::vector<int>& ef_sweep = {});
+  // The vectors the ANN index is asked about: every video's learned vector
+  // (row i is video index i) and the queries MeasureAnn uses, for comparing
+  // index structures on them offline (bench/ann_bench.cc). Personal data (a
+  // user's learned vector): for the operator's own benchmarks, not an API.
+  AnnWorkload AnnVectors(size_t queries) const;
   const EngineOptions& options() const { return options_; }
   // Cluster mode: records this replica applied that another replica wrote
   // (0 in embedded mode).

@@ -519,7 +519,8 @@ void Engine::MaybeRebuildAnnInBackground() {
   if (ann_rebuilder_.joinable()) ann_rebuilder_.join();  // the last one, finished
   ann_rebuilder_ = std::thread([this] {
     // One core: the other keeps serving and taking writes meanwhile.
-    if (Status s = RebuildAnn(1); !s.ok()) spdlog::error("ann index rebuild: {}", s.ToString());
+    // Cut short by a stop: not an error, the next start builds what it needs.
+    if (Status s = RebuildAnn(1); !s.ok() && !stopping_.load()) spdlog::error("ann index rebuild: {}", s.ToString());
     ann_rebuilding_.store(false);
   });
 }
