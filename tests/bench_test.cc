@@ -26,6 +26,7 @@ TEST(BenchTest, QuickRunsAndReportsEveryKey) {
     EXPECT_TRUE(j[key].is_number()) << key;
   }
   EXPECT_EQ(j["videos"], 20000);
+  EXPECT_GE(j["load_indexed_s"].get<double>(), j["load_videos_s"].get<double>());
   EXPECT_GT(j["events"].get<double>(), 0);
   EXPECT_GT(j["feed_qps"].get<double>(), 0);
   EXPECT_EQ(j["feed_errors"], 0);

@@ -231,6 +231,7 @@ TEST_F(E2ETest, BadInputGets4xxAndLosesNothing) {
   EXPECT_NE(metrics->body.find("foryou_http_requests_total{endpoint=\"events\",status=\"400\"}"), std::string::npos);
   EXPECT_NE(metrics->body.find("foryou_events_ingested_total 1"), std::string::npos);
   EXPECT_NE(metrics->body.find("foryou_ann_index_size 60"), std::string::npos);
+  EXPECT_NE(metrics->body.find("foryou_ann_pending_videos 0"), std::string::npos);
 }
 
 // The README's session: a new user plays and likes cat1 (creator mia, tag

@@ -93,6 +93,9 @@ struct BenchReport {
   size_t replica_lag_probes = 0;
   bool ann_measured = false;
   double load_videos_s = 0, ingest_s = 0;
+  // From the first video POST until the ANN index holds every video (large
+  // batches are answered first and indexed in the background).
+  double load_indexed_s = 0;
   size_t feed_errors = 0;
   std::vector<double> feed_latencies_ms;  // every feed request, for the histogram
 };

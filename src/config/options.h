@@ -74,6 +74,12 @@ struct RetrievalOptions {
   // more than this fraction of its norm since it was last indexed. 0: after
   // every change (slow ingest); larger: cheaper ingest, staler ANN.
   double ann_reindex_drift = 0.1;
+  // A batch of at least this many new videos is acknowledged once it is
+  // durable and in the catalog, and its videos go into the ANN index in the
+  // background (engine/ann_indexer.cc): HNSW inserts are most of a catalog
+  // load's cost. Smaller batches are indexed before the answer. 0: always
+  // index before answering.
+  int ann_defer_from = 256;
   int co_engagement = 150;  // videos co-engaged with the user's recent positives
   int co_seeds = 10;        // how many recent positives seed co-engagement
   int followed = 60;        // recent videos of followed creators

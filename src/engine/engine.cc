@@ -174,6 +174,13 @@ Engine::~Engine() {
     std::lock_guard lock(ann_thread_mu_);
     if (ann_rebuilder_.joinable()) ann_rebuilder_.join();
   }
+  {
+    std::unique_lock lock(ann_indexer_mu_);
+    ann_indexer_cv_.notify_all();
+    std::thread indexer = std::move(ann_indexer_);
+    lock.unlock();
+    if (indexer.joinable()) indexer.join();
+  }
   if (follower_.joinable()) follower_.join();
   if (eraser_.joinable()) eraser_.join();
 }
@@ -364,6 +371,10 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     engine->recovered_records_ = snapshot_seq + records;
     engine->replayed_records_ = records;
     engine->applied_seq_.store(engine->store_->last_seq(), std::memory_order_release);
+  }
+  {
+    std::unique_lock lock(engine->mu_);
+    if (!engine->state_->ann_pending.empty()) engine->WakeAnnIndexer();
   }
   if (engine->cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(engine->OpenCluster(cluster_seed));
   // A sealed group (or a snapshot's user entry) may be unreadable only
@@ -606,6 +617,11 @@ Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
         ann_dirty_->forced.push_back(r.idx);
       }
     }
+  }
+  const int defer_from = options_.retrieval.ann_defer_from;
+  if (defer_from > 0 && fresh.size() >= static_cast<size_t>(defer_from)) {
+    QueueForAnn(fresh);
+    return Status::OK();
   }
   return IndexNewVideos(fresh);
 }
@@ -1358,6 +1374,7 @@ EngineStats Engine::Stats() const {
   st.events = s.events;
   st.model_updates = s.ranker.updates();
   st.ann_size = s.ann.size();
+  st.ann_pending = s.ann_pending.size();
   st.ann_clamped = s.ann.clamped();
   st.co_engagement_edges = s.co.num_edges();
   st.log_seq = store_->last_seq();

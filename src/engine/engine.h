@@ -158,6 +158,7 @@ struct EngineStats {
   uint64_t events = 0;         // events applied since the store was created
   uint64_t model_updates = 0;  // ranker SGD steps
   uint64_t ann_size = 0;
+  uint64_t ann_pending = 0;  // videos acknowledged but not yet in the ANN index (engine/ann_indexer.cc)
   uint64_t ann_clamped = 0;  // vectors longer than the ANN norm bound (see retrieval/ann_index.h)
   uint64_t co_engagement_edges = 0;
   uint64_t log_seq = 0;
@@ -340,6 +341,13 @@ class Engine {
   // index structures on them offline (bench/ann_bench.cc). Personal data (a
   // user's learned vector): for the operator's own benchmarks, not an API.
   AnnWorkload AnnVectors(size_t queries) const;
+  // Waits until the ANN index holds every video of the catalog: a large
+  // batch of new videos is acknowledged before it is indexed (see
+  // RetrievalOptions::ann_defer_from). False after `timeout`.
+  bool WaitForAnnIndex(std::chrono::milliseconds timeout) const;
+  // For tests: holds the background ANN indexer before its next chunk
+  // (videos stay pending) until called with false.
+  void PauseAnnIndexer(bool paused);
   const EngineOptions& options() const { return options_; }
   // Cluster mode: records this replica applied that another replica wrote
   // (0 in embedded mode).
@@ -390,6 +398,12 @@ class Engine {
   void NoteUpdates(uint64_t n);  // caller holds mu_; wakes SnapshotLoop when one is due
   void ResetUser(uint32_t idx);
   Status IndexNewVideos(const std::vector<uint32_t>& fresh);
+  // The background ANN indexer (engine/ann_indexer.cc). QueueForAnn: caller
+  // holds mu_ exclusively; the videos go to State::ann_pending and the
+  // indexer (started on first use) inserts them in chunks.
+  void QueueForAnn(const std::vector<uint32_t>& videos);
+  void WakeAnnIndexer();
+  void AnnIndexerLoop();
   Status ApplyVideos(const std::vector<Video>& videos, bool replaying);
   // walk_from: where the next catalog walk starts (nullopt: unchanged).
   void RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos,
@@ -451,6 +465,11 @@ class Engine {
   std::mutex ann_thread_mu_;  // guards ann_rebuilder_
   std::thread ann_rebuilder_;
   std::atomic<bool> ann_rebuilding_{false};
+  std::mutex ann_indexer_mu_;  // guards ann_indexer_, ann_indexer_due_ and ann_indexer_paused_
+  std::condition_variable ann_indexer_cv_;
+  std::thread ann_indexer_;
+  bool ann_indexer_due_ = false;
+  bool ann_indexer_paused_ = false;  // guarded by ann_indexer_mu_
   std::unique_ptr<class SnapshotFiles> snapshots_;
   std::mutex snapshot_mu_;  // one snapshot write (or removal) at a time; taken before mu_
   std::thread snapshotter_;

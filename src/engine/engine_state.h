@@ -8,6 +8,7 @@
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
+#include <deque>
 #include <vector>
 
 #include "engine/catalog.h"
@@ -108,6 +109,11 @@ struct Engine::State {
   // Each video's vector as last written to the ANN index; a video is
   // re-indexed once it drifts more than retrieval.ann_reindex_drift from it.
   std::vector<float> ann_vectors;
+  // Videos of the catalog the ANN index does not hold yet, oldest first: a
+  // large batch's new videos, inserted by the background indexer after the
+  // batch was acknowledged (engine/ann_indexer.cc). Until then feeds find
+  // them through the other sources (fresh, creator, tags, trending).
+  std::deque<uint32_t> ann_pending;
   uint64_t events = 0;
   // Every play's watch so far, the prior of each viewer's (learning/watch_norm.h).
   WatchSums watch_population;

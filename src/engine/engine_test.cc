@@ -333,6 +333,7 @@ TEST_F(EngineTest, LargeVideoBatchWithARepeatedIdIsIndexedOnce) {
   batch.push_back(Video{"bulk-5", "bulk-creator5", 20000, {"other"}, "en", kNow - 1000, {}});
   ASSERT_TRUE(engine_->UpsertVideos(batch).ok());
   EXPECT_EQ(engine_->Stats().videos, 600u);
+  ASSERT_TRUE(engine_->WaitForAnnIndex(std::chrono::seconds(60)));
   EXPECT_EQ(engine_->Stats().ann_size, 600u);
   auto v = engine_->GetVideo("bulk-5");
   ASSERT_TRUE(v.ok());
@@ -342,6 +343,42 @@ TEST_F(EngineTest, LargeVideoBatchWithARepeatedIdIsIndexedOnce) {
   auto feed = engine_->Feed(FeedRequest{"bulk-user", 10, ""});
   ASSERT_TRUE(feed.ok());
   EXPECT_EQ(feed->items.size(), 10u);
+}
+
+// A batch of at least retrieval.ann_defer_from new videos is answered once
+// it is durable and in the catalog; the background indexer then puts every
+// video into the ANN index.
+TEST_F(EngineTest, ALargeBatchIsAnsweredFirstAndIndexedInTheBackground) {
+  engine_->PauseAnnIndexer(true);
+  std::vector<Video> batch;
+  for (int i = 0; i < 300; ++i) {
+    batch.push_back(Video{"bg-" + std::to_string(i), "bg-creator" + std::to_string(i % 5), 20000,
+                          {"tag" + std::to_string(i % 11)}, "en", kNow - 1000, {}});
+  }
+  ASSERT_TRUE(engine_->UpsertVideos(batch).ok());
+  EngineStats st = engine_->Stats();
+  EXPECT_EQ(st.videos, 300u);
+  EXPECT_EQ(st.ann_pending, 300u);
+  EXPECT_EQ(st.ann_size, 0u);
+  ASSERT_TRUE(engine_->GetVideo("bg-7").ok());
+  auto feed = engine_->Feed(FeedRequest{"someone", 10, ""});
+  ASSERT_TRUE(feed.ok());
+  EXPECT_EQ(feed->items.size(), 10u);  // served from the other sources meanwhile
+  EXPECT_FALSE(engine_->WaitForAnnIndex(std::chrono::milliseconds(50)));
+
+  engine_->PauseAnnIndexer(false);
+  ASSERT_TRUE(engine_->WaitForAnnIndex(std::chrono::seconds(60)));
+  st = engine_->Stats();
+  EXPECT_EQ(st.ann_pending, 0u);
+  EXPECT_EQ(st.ann_size, 300u);
+
+  // Below the threshold a batch is indexed before the answer.
+  std::vector<Video> small(batch.begin(), batch.begin() + 10);
+  for (auto& v : small) v.id = "small-" + v.id;
+  ASSERT_TRUE(engine_->UpsertVideos(small).ok());
+  st = engine_->Stats();
+  EXPECT_EQ(st.ann_size, 310u);
+  EXPECT_EQ(st.ann_pending, 0u);
 }
 
 TEST_F(EngineTest, NewVideoGetsExplorationImpressions) {

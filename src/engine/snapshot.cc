@@ -414,8 +414,20 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
       trending.size() != catalog.size() || co.size() != catalog.size()) {
     return Bad("its sections disagree on the catalog's size");
   }
-  if (ann.size() != catalog.size()) {
-    return Bad(fmt::format("its ANN index holds {} videos, its catalog {}", ann.size(), catalog.size()));
+  // The graph may lack videos the background indexer had not reached when
+  // the snapshot was taken (engine/ann_indexer.cc): they are queued again.
+  // It may not hold anything else.
+  size_t indexed = 0;
+  for (uint32_t v = 0; v < catalog.size(); ++v) {
+    if (ann.Contains(v)) {
+      ++indexed;
+    } else {
+      ann_pending.push_back(v);
+    }
+  }
+  if (indexed != ann.size()) {
+    return Bad(fmt::format("its ANN index holds {} videos, {} of them in its catalog of {}", ann.size(), indexed,
+                           catalog.size()));
   }
   user_index.reserve(nusers);
   for (size_t i = 0; i < users.size(); ++i) {

@@ -118,6 +118,30 @@ class SnapshotTest : public ::testing::TestWithParam<bool> {  // param: encrypte
   std::string key_;
 };
 
+// Videos the background indexer had not reached when a snapshot was taken
+// are missing from its saved graph: the next start queues them again.
+TEST_P(SnapshotTest, VideosPendingForTheAnnIndexAtASnapshotAreIndexedAfterTheStart) {
+  std::unique_ptr<Engine> e;
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  e->PauseAnnIndexer(true);
+  std::vector<Video> batch;
+  for (int i = 0; i < 400; ++i) {
+    batch.push_back(Video{"p-" + std::to_string(i), "p-creator" + std::to_string(i % 9), 15000,
+                          {"t" + std::to_string(i % 7)}, "en", kNow - 1000, {}});
+  }
+  ASSERT_TRUE(e->UpsertVideos(batch).ok());
+  ASSERT_EQ(e->Stats().ann_pending, 400u);
+  ASSERT_TRUE(e->WriteSnapshot().ok());
+  e.reset();  // stops with the videos still pending
+
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  EXPECT_GT(e->Stats().snapshot_seq, 0u);
+  EXPECT_EQ(e->Stats().replayed_records, 0u);
+  ASSERT_TRUE(e->WaitForAnnIndex(std::chrono::seconds(60)));
+  EXPECT_EQ(e->Stats().ann_size, 400u);
+  EXPECT_EQ(e->Stats().ann_pending, 0u);
+}
+
 TEST_P(SnapshotTest, SnapshotPlusTailGivesTheStateOfAFullReplay) {
   Build(dir_.path(), /*snapshot_after=*/2);
   std::unique_ptr<Engine> from_snapshot, full;

@@ -107,6 +107,7 @@ Result<EvalReport> RunKuaiRecEval(const std::string& file, const EvalOptions& op
     EngineOptions eo = opt.engine;
     eo.sync_writes = false;
     eo.snapshot.every_updates = 0;  // nor its snapshots
+    eo.retrieval.ann_defer_from = 0;  // the catalog is in the ANN index before the first event, run after run
     FORYOU_RETURN_IF_ERROR(Engine::Open(eo, t->dir.path(), *t->clock, &t->engine));
     {
       std::vector<Video> videos;

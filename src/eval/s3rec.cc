@@ -124,6 +124,7 @@ Result<EvalReport> RunS3RecEval(const std::string& file, const EvalOptions& opt)
   EngineOptions eo = opt.engine;
   eo.sync_writes = false;  // a throwaway store; durability is not under test here
   eo.snapshot.every_updates = 0;  // nor its snapshots
+  eo.retrieval.ann_defer_from = 0;  // the catalog is in the ANN index before the first event, run after run
   std::unique_ptr<Engine> engine;
   FORYOU_RETURN_IF_ERROR(Engine::Open(eo, dir.path(), clock, &engine));
   const auto t0 = std::chrono::steady_clock::now();

@@ -143,4 +143,8 @@ std::vector<std::pair<uint32_t, float>> AnnIndex::Search(const float* query, int
 
 size_t AnnIndex::size() const { return index_ == nullptr ? 0 : index_->cur_element_count; }
 
+bool AnnIndex::Contains(uint32_t label) const {
+  return index_ != nullptr && index_->label_lookup_.count(label) > 0;
+}
+
 }  // namespace foryou

@@ -76,6 +76,8 @@ class AnnIndex {
   // Up to k (label, inner product) pairs, best first.
   std::vector<std::pair<uint32_t, float>> Search(const float* query, int k) const;
   size_t size() const;
+  // Whether `label` was ever inserted. Not concurrently with inserts.
+  bool Contains(uint32_t label) const;
 
  private:
   int dim_;
