@@ -7,8 +7,9 @@
 // RetrievalOptions::ann_defer_from new videos is therefore answered once it
 // is durable in the log and applied to the catalog, the embeddings and the
 // other sources; its videos wait in State::ann_pending (oldest first) and
-// this thread inserts them, a chunk at a time under the write lock (on every
-// core, Engine::IndexNewVideos), so feeds and writes interleave with it.
+// this thread inserts them, a chunk at a time under the write lock, so feeds
+// and writes interleave with it (and take precedence while writes flow:
+// kBusyChunk below).
 //
 // What holds meanwhile: a pending video is in the catalog and served through
 // every source but ANN retrieval; an event that moves its vector indexes it
@@ -29,9 +30,17 @@
 namespace foryou {
 
 namespace {
-// Videos per hold of the write lock: about 20 ms of inserts on 2 cores at
-// 1M videos, the longest a feed then waits behind the indexer.
-constexpr size_t kChunk = 256;
+// While writes are being applied, the indexer inserts kBusyChunk videos on
+// this one thread per hold of the write lock (about 10 ms at 1M videos), then
+// leaves the lock and the cores to the writers for as long as the chunk took:
+// with every core and the lock taken again at once, the writers waited behind
+// it and a 1M-video load was answered later than when every batch was
+// indexed before its answer (docs/PERFORMANCE.md). When no write came in
+// since its last chunk, it inserts kIdleChunk on every core
+// (Engine::IndexNewVideos) with only a short pause.
+constexpr size_t kBusyChunk = 64;
+constexpr size_t kIdleChunk = 512;
+constexpr auto kIdlePause = std::chrono::microseconds(200);
 }  // namespace
 
 void Engine::QueueForAnn(const std::vector<uint32_t>& videos) {
@@ -59,6 +68,7 @@ void Engine::AnnIndexerLoop() {
     }
     const auto t0 = std::chrono::steady_clock::now();
     size_t inserted = 0;
+    uint64_t last_applied = applied_seq_.load(std::memory_order_acquire);
     for (;;) {
       if (stopping_.load()) return;  // what is left is queued again at the next start
       {
@@ -68,22 +78,39 @@ void Engine::AnnIndexerLoop() {
           break;
         }
       }
+      const uint64_t applied = applied_seq_.load(std::memory_order_acquire);
+      const bool busy = applied != last_applied;
+      last_applied = applied;
+      const auto c0 = std::chrono::steady_clock::now();
       std::unique_lock lock(mu_);
       State& s = *state_;
       if (s.ann_pending.empty()) break;
       std::vector<uint32_t> chunk;
-      while (!s.ann_pending.empty() && chunk.size() < kChunk) {
+      while (!s.ann_pending.empty() && chunk.size() < (busy ? kBusyChunk : kIdleChunk)) {
         const uint32_t v = s.ann_pending.front();
         s.ann_pending.pop_front();
         if (!s.ann.Contains(v)) chunk.push_back(v);  // an event may have indexed it already
       }
-      if (Status st = IndexNewVideos(chunk); !st.ok()) {
-        // The videos stay out of ANN retrieval until the next start
-        // rebuilds or re-queues them; everything else about them holds.
-        spdlog::error("ann indexer: {} videos not indexed: {}", chunk.size(), st.ToString());
-        continue;
+      Status st = Status::OK();
+      if (busy) {
+        for (uint32_t v : chunk) {
+          st = s.Reindex(v, 0, /*force=*/true);
+          if (!st.ok()) break;
+        }
+      } else {
+        st = IndexNewVideos(chunk);
       }
-      inserted += chunk.size();
+      if (!st.ok()) {
+        // Those videos stay out of ANN retrieval until the next start
+        // rebuilds the index; everything else about them holds.
+        spdlog::error("ann indexer: a chunk of {} videos not indexed: {}", chunk.size(), st.ToString());
+      } else {
+        inserted += chunk.size();
+      }
+      lock.unlock();
+      std::this_thread::sleep_for(busy ? std::chrono::duration_cast<std::chrono::microseconds>(
+                                             std::chrono::steady_clock::now() - c0)
+                                       : kIdlePause);
     }
     if (inserted > 0) {
       spdlog::info("ann indexer: {} videos indexed in {:.1f} s", inserted,
