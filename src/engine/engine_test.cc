@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "learning/signals.h"
 #include "storage/log_format.h"
@@ -343,6 +345,41 @@ TEST_F(EngineTest, LargeVideoBatchWithARepeatedIdIsIndexedOnce) {
   auto feed = engine_->Feed(FeedRequest{"bulk-user", 10, ""});
   ASSERT_TRUE(feed.ok());
   EXPECT_EQ(feed->items.size(), 10u);
+}
+
+// Feeds and events go on beside the background indexer (a ThreadSanitizer
+// run of this test checks the locking), and it still indexes every video.
+TEST_F(EngineTest, FeedsAndEventsGoOnWhileTheAnnIndexerRuns) {
+  std::atomic<bool> done{false};
+  std::atomic<int> feeds{0}, failures{0};
+  std::thread reader([&] {
+    while (!done.load()) {
+      auto feed = engine_->Feed(FeedRequest{"reader", 10, ""});
+      if (!feed.ok()) failures++;
+      feeds++;
+    }
+  });
+  for (int b = 0; b < 4; ++b) {
+    std::vector<Video> batch;
+    for (int i = 0; i < 500; ++i) {
+      batch.push_back(Video{"c" + std::to_string(b) + "-" + std::to_string(i), "cc" + std::to_string(i % 13), 20000,
+                            {"t" + std::to_string(i % 17)}, "en", kNow - 1000, {}});
+    }
+    ASSERT_TRUE(engine_->UpsertVideos(batch).ok());
+    std::vector<Event> events;
+    for (int i = 0; i < 50; ++i) {
+      events.push_back(Play("w" + std::to_string(i), "c" + std::to_string(b) + "-" + std::to_string(i * 7), 1.0,
+                            kNow - 500 + i));
+    }
+    ASSERT_TRUE(engine_->IngestEvents(events).ok());
+  }
+  ASSERT_TRUE(engine_->WaitForAnnIndex(std::chrono::seconds(120)));
+  done.store(true);
+  reader.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_GT(feeds.load(), 0);
+  EXPECT_EQ(engine_->Stats().ann_size, 2000u);
+  EXPECT_EQ(engine_->Stats().ann_pending, 0u);
 }
 
 // A batch of at least retrieval.ann_defer_from new videos is answered once
