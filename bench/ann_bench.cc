@@ -168,6 +168,19 @@ void HnswL2(const Workload& wl, int m, int ef_construction, std::vector<Row>* ro
 }
 
 #ifdef FORYOU_HAVE_FAISS
+// One query at a time, as foryou would ask.
+void MeasureFaiss(const Workload& wl, const faiss::Index& index, Row row, std::vector<Row>* rows) {
+  std::vector<float> dist(kK);
+  std::vector<faiss::Index::idx_t> ids(kK);
+  Measure(wl, [&](const float* q, std::vector<uint32_t>* out) {
+    index.search(1, q, kK, dist.data(), ids.data());
+    for (auto id : ids) {
+      if (id >= 0) out->push_back(static_cast<uint32_t>(id));
+    }
+  }, &row);
+  rows->push_back(row);
+}
+
 void Faiss(const Workload& wl, std::vector<Row>* rows) {
   const int d = wl.w.dim;
   const long n = static_cast<long>(wl.n);
@@ -175,14 +188,7 @@ void Faiss(const Workload& wl, std::vector<Row>* rows) {
     faiss::IndexFlatIP flat(d);
     flat.add(n, wl.w.items.data());
     omp_set_num_threads(1);
-    Row r{"faiss-flat", "exact", 0, "-", 0};
-    std::vector<float> dist(kK);
-    std::vector<faiss::Index::idx_t> ids(kK);
-    Measure(wl, [&](const float* q, std::vector<uint32_t>* out) {
-      flat.search(1, q, kK, dist.data(), ids.data());
-      for (auto id : ids) if (id >= 0) out->push_back(static_cast<uint32_t>(id));
-    }, &r);
-    rows->push_back(r);
+    MeasureFaiss(wl, flat, Row{"faiss-flat", "exact", 0, "-", 0}, rows);
   }
   constexpr size_t kLists = 1024;
   if (wl.n < kLists * 39) return;  // FAISS wants 39 training points per list
@@ -197,14 +203,7 @@ void Faiss(const Workload& wl, std::vector<Row>* rows) {
   omp_set_num_threads(1);
   for (int nprobe : {16, 64, 128, 256}) {
     ivf.nprobe = static_cast<size_t>(nprobe);
-    Row r{"faiss-ivf", "IVF1024,Flat inner product", build, "nprobe", nprobe};
-    std::vector<float> dist(kK);
-    std::vector<faiss::Index::idx_t> ids(kK);
-    Measure(wl, [&](const float* q, std::vector<uint32_t>* out) {
-      ivf.search(1, q, kK, dist.data(), ids.data());
-      for (auto id : ids) if (id >= 0) out->push_back(static_cast<uint32_t>(id));
-    }, &r);
-    rows->push_back(r);
+    MeasureFaiss(wl, ivf, Row{"faiss-ivf", "IVF1024,Flat inner product", build, "nprobe", nprobe}, rows);
   }
 }
 #endif

@@ -16,7 +16,7 @@
 // at once (State::Reindex), and the indexer then skips it. Nothing pending
 // is lost by a stop or a crash: the log holds the videos, and a start that
 // loads a snapshot whose graph lacks some of the catalog's videos queues
-// them again (Engine::TryLoadSnapshot); a start without a snapshot builds
+// them again (State::DecodeSnapshot); a start without a snapshot builds
 // the index from every video.
 #include <chrono>
 #include <thread>
