@@ -17,18 +17,23 @@ JetStream cluster, sg (the approved backup region) and eu (not approved) as
                         region's data afterwards, also on the restarted replica
   new_replica           a replica with an empty data dir catches up from the
                         log and serves the same scores
-  mirror_sealed         sg's mirror holds every record of the us log; no file
-                        of any nats-server store holds a user id in the clear;
-                        eu holds no copy of any us stream
+  mirror_sealed         sg's mirror holds every record of the us log, and each
+                        replica's audit log as far as that replica signed it;
+                        no file of any nats-server store holds a user id in
+                        the clear; eu holds no copy of any us stream
   erasure_reaches_sg    after DELETE of a user, its key is gone from the us
-                        streams and from sg's raw files, both replicas 404
+                        streams and from sg's raw files (only the audit
+                        streams name its pseudonym: the erasure's own entry),
+                        both replicas 404
   restore_from_sg       the region's streams and replicas are lost; `foryou
                         restore --from-cluster` rebuilds the store from sg's
                         mirrors, replaying only what follows the snapshot sg
-                        mirrored (the erased user stays erased); a replica
+                        mirrored (the erased user stays erased), and every
+                        replica's audit log, head for head; a replica
                         started on it is refused without --cluster-seed, and
-                        with it seeds a new region log; a new replica joins it
-                        with the same scores
+                        with it seeds a new region log (and publishes the
+                        restored audit logs to the new audit stream); a new
+                        replica joins it with the same scores
   placement_refused     a mirror of the us log placed in eu (made behind
                         foryou's back) makes a replica refuse to start, naming
                         the stream and the rule
@@ -181,6 +186,21 @@ class Replica:
         if code != 200:
             raise RuntimeError(f"feed {user} on {self.name}: {code} {body}")
         return [(i["video_id"], i["score"]) for i in body["items"]]
+
+
+def audit_head(data_dir: Path) -> dict:
+    """The signed tree head `foryou audit verify` prints for a (stopped or
+    running) replica's audit log, after checking every entry."""
+    out = subprocess.run([FORYOU, "audit", "verify", "--data-dir", str(data_dir)], capture_output=True, text=True)
+    assert out.returncode == 0, f"audit verify {data_dir}: {out.stderr[-800:]}"
+    return json.loads(out.stdout)
+
+
+def audit_subjects(js, stream: str) -> dict:
+    """Messages per subject of an audit stream (one subject per replica log)."""
+    info = js.js("STREAM.INFO." + stream, {"subjects_filter": ">"})
+    assert "error" not in info, info
+    return info.get("state", {}).get("subjects") or {}
 
 
 def wait_same_seq(replicas: list[Replica], timeout: float = 20) -> int:
@@ -432,6 +452,25 @@ def main() -> int:
                 assert time.time() < deadline, f"sg mirror stuck at {info.get('state')} (us at {last})"
                 time.sleep(0.2)
             assert info["cluster"]["name"] == "sg", info["cluster"]
+            # Each replica's audit log reaches the region's stream and sg's
+            # mirror of it: one subject per replica, named by its log's key.
+            for r in (a, b):
+                code, region = r.call("GET", "/v1/region", key=ADMIN)
+                assert code == 200, (code, region)
+                subject = "foryou.us.audit." + region["keys"]["audit_public_key"]
+                deadline = time.time() + 20
+                while True:
+                    code, region = r.call("GET", "/v1/region", key=ADMIN)
+                    shipped = region["log"].get("audit_shipped_entries", 0)
+                    on_sg = audit_subjects(js, "FORYOU_AUDIT_us_AT_sg").get(subject, 0)
+                    if shipped > 100 and on_sg > 0 and region["log"]["audit_error"] == "":
+                        break
+                    assert time.time() < deadline, (f"{r.name}'s audit log: {shipped} entries shipped, "
+                                                    f"{on_sg} messages on sg, error {region['log'].get('audit_error')!r}")
+                    time.sleep(0.2)
+                code, text = r.call("GET", "/metrics", key=ADMIN)
+                assert re.search(r"^foryou_cluster_audit_lag_entries \d+$", text, re.M), "no audit lag metric"
+            assert js.js("STREAM.INFO.FORYOU_AUDIT_us_AT_sg")["cluster"]["name"] == "sg"
             needle = USERS_PREFIX.encode()
             for root, _, files in os.walk(nats_dir):
                 for f in files:
@@ -452,16 +491,19 @@ def main() -> int:
             p = pseudonyms.pop().encode()
             deadline = time.time() + 15
             while True:
-                holders = []
-                for root, _, files in os.walk(nats_dir / "sg-1"):
-                    holders += [str(Path(root, f)) for f in files if p in Path(root, f).read_bytes()]
-                for s in ("us-1", "us-2", "us-3"):
-                    streams = nats_dir / s / "jetstream" / "$G"
-                    for root, _, files in os.walk(streams):
-                        holders += [str(Path(root, f)) for f in files if p in Path(root, f).read_bytes()]
-                if not holders:
+                holders, in_audit = [], []
+                for top in ("sg-1", "us-1", "us-2", "us-3"):
+                    for root, _, files in os.walk(nats_dir / top / "jetstream"):
+                        for f in files:
+                            if p in Path(root, f).read_bytes():
+                                # The audit logs name the user by pseudonym (the
+                                # erasure's entry itself): what lets an auditor match
+                                # it with the shredded key. Nothing else may.
+                                (in_audit if "FORYOU_AUDIT_us" in root else holders).append(str(Path(root, f)))
+                if not holders and any("sg-1" in h for h in in_audit):
                     break
-                assert time.time() < deadline, f"the erased user's key is still in {holders}"
+                assert time.time() < deadline, \
+                    f"the erased user's key is still in {holders} (audit streams naming it: {in_audit})"
                 time.sleep(0.5)
             wait_same_seq([a, b])
             for r in (a, b):
@@ -503,7 +545,17 @@ def main() -> int:
             # Older snapshots are purged from the mirror as from the region
             # (what reached it before the newest one was published).
             assert st["FORYOU_SNAP_us_AT_sg"].get("first_seq", 0) > 1, st
-            for s in ("FORYOU_LOG_us", "FORYOU_KEYS_us", "FORYOU_SNAP_us"):  # the region's data is lost
+            heads = {}
+            for r in (a, b):  # stopped: each shipped its whole audit log as it stopped
+                heads[(r.dir / "audit" / "public.key").read_text().strip()] = audit_head(r.dir)
+            deadline = time.time() + 20
+            while True:
+                on_sg = audit_subjects(js, "FORYOU_AUDIT_us_AT_sg")
+                if on_sg == audit_subjects(js, "FORYOU_AUDIT_us"):
+                    break
+                assert time.time() < deadline, f"sg does not mirror the audit logs: {on_sg}"
+                time.sleep(0.2)
+            for s in ("FORYOU_LOG_us", "FORYOU_KEYS_us", "FORYOU_SNAP_us", "FORYOU_AUDIT_us"):  # the region is lost
                 r = js.js("STREAM.DELETE." + s)
                 assert r.get("success"), r
             rd = d / "restored"
@@ -516,6 +568,12 @@ def main() -> int:
             # The replay starts from the snapshot sg mirrored, not from record 1.
             assert 0 < rep["snapshot_seq"] <= seq, rep
             assert rep["replayed_records"] == seq - rep["snapshot_seq"], rep
+            # Every replica's audit log, as it was when it stopped: each entry
+            # checked against its key, and the same signed tree head.
+            assert rep["replica_audit_logs"] == len(on_sg) >= 3, (rep, on_sg)  # a, b and the new replica c
+            for pub, head in heads.items():
+                got = audit_head(rd / "replica-audit" / pub)
+                assert got == head, f"replica {pub[:16]}: restored {got} vs {head}"
             shutil.move(str(rd), str(d / "a2"))
             # A store with history meeting an empty log is refused unless told to seed it.
             text = Replica("a2", d, urls).start(expect_fail=True, timeout=30)
@@ -524,6 +582,16 @@ def main() -> int:
             a2.start()   # seeds the new, empty region log with the restored history
             b2.start()   # joins from that log
             assert wait_same_seq([a2, b2]) == seq
+            # The restored audit logs are in the new region's stream, and sg
+            # mirrors them again (its mirror was made anew with the log's).
+            deadline = time.time() + 20
+            while True:
+                now_sg = audit_subjects(js, "FORYOU_AUDIT_us_AT_sg")
+                # (in other batches: a copy is published in batches of its own)
+                if set(on_sg) < set(now_sg):
+                    break
+                assert time.time() < deadline, f"the rebuilt region's audit logs on sg: {now_sg} (before: {on_sg})"
+                time.sleep(0.2)
             assert exported_pairs(a2, {acked_user}) == want
             for r in (a2, b2):
                 code, _ = r.call("GET", f"/v1/users/{USERS_PREFIX}7", key=ADMIN)

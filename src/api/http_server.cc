@@ -18,6 +18,7 @@
 #include "audit/audit_log.h"
 #include "policy/policy.h"
 #include "replication/backup_store.h"
+#include "cluster/audit_streamer.h"
 #include "replication/shipper.h"
 #include "replication/wire.h"
 #include "util/clock.h"
@@ -586,6 +587,16 @@ void HttpServer::InstallRoutes() {
         lag_s += fmt::format("foryou_backup_lag_seconds{{region=\"{}\"}} {:.3f}\n", t.region, t.lag_seconds);
       }
       text += lag + lag_s + fails + audit_lag;
+    }
+    if (sov_.audit_streamer != nullptr && audit_ != nullptr) {
+      const AuditStreamerStats a = sov_.audit_streamer->Stats();
+      const uint64_t size = audit_->Head().tree_size;
+      text += fmt::format(
+          "# HELP foryou_cluster_audit_lag_entries Entries of this replica's audit log the region's stream does not hold yet.\n"
+          "# TYPE foryou_cluster_audit_lag_entries gauge\nforyou_cluster_audit_lag_entries {}\n"
+          "# HELP foryou_cluster_audit_failures_total Failed attempts to ship this replica's audit log since start.\n"
+          "# TYPE foryou_cluster_audit_failures_total counter\nforyou_cluster_audit_failures_total {}\n",
+          size > a.shipped ? size - a.shipped : 0, a.failures);
     }
     if (sov_.backups != nullptr) {
       text += fmt::format("# HELP foryou_backup_received_bytes_total Bytes of other regions' records stored here.\n"

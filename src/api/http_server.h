@@ -37,6 +37,7 @@
 namespace foryou {
 
 class AuditLog;
+class AuditStreamer;
 class BackupStores;
 class Policy;
 class Shipper;
@@ -59,6 +60,10 @@ struct Sovereignty {
   // RegionKeyFingerprint of the region key in use ("" without one), for
   // GET /v1/region.
   std::string region_key_fingerprint;
+  // Cluster mode: ships this replica's audit log to the region's stream
+  // (cluster/audit_streamer.h); its progress shows in /metrics and
+  // GET /v1/region.
+  const AuditStreamer* audit_streamer = nullptr;
 };
 
 // The one mapping from error codes to HTTP statuses.

@@ -20,6 +20,7 @@
 #include "audit/merkle.h"
 #include "policy/residency.h"
 #include "replication/backup_store.h"
+#include "cluster/audit_streamer.h"
 #include "replication/shipper.h"
 #include "util/coding.h"
 
@@ -100,6 +101,11 @@ void HttpServer::InstallRegionRoutes() {
       }
     }
     out["log"] = {{"last_seq", last}, {"followed_records", engine_->FollowedRecords()}};
+    if (sov_.audit_streamer != nullptr) {
+      const AuditStreamerStats a = sov_.audit_streamer->Stats();
+      out["log"]["audit_shipped_entries"] = a.shipped;
+      out["log"]["audit_error"] = a.error;
+    }
     out["backups"] = std::move(backups);
     out["backups_held"] = sov_.backups != nullptr ? nlohmann::json(sov_.backups->Sources()) : nlohmann::json::array();
     nlohmann::json keys = {{"encrypted", engine_->encrypted()}};

@@ -20,6 +20,7 @@
 #include <iostream>
 #include <thread>
 
+#include "cluster/audit_streamer.h"
 #include "cluster/jetstream_log.h"
 #include "api/http_server.h"
 #include "config/options.h"
@@ -474,6 +475,24 @@ int Serve(const ServeFlags& flags) {
       if (Status s = audit->Append(std::move(e), /*sync=*/true); !s.ok()) return Fail(s);
     }
   }
+  // Cluster mode: this replica's audit log goes to the region's stream too
+  // (and so to the approved backup regions' mirrors), so that a replica
+  // lost with its disk does not take its audit history with it. Audit logs
+  // a restore brought back (DATA_DIR/replica-audit) go first: a region
+  // rebuilt from its backup keeps its replicas' histories in its new stream.
+  std::unique_ptr<AuditStreamer> audit_streamer;
+  if (cluster != nullptr && audit != nullptr) {
+    uint64_t copies = 0, copied = 0;
+    if (Status s = PublishAuditCopies(config.server.data_dir, *cluster, &copies, &copied); !s.ok()) {
+      spdlog::error("cluster: {} (the copies stay in {}/{})", s.ToString(), config.server.data_dir, kReplicaAuditDir);
+    } else if (copies > 0) {
+      spdlog::info("cluster: the region's stream holds the {} restored replica audit log(s) ({} entries)", copies,
+                   copied);
+    }
+    audit_streamer = std::make_unique<AuditStreamer>(*audit, *cluster);
+    audit_streamer->Start();
+    spdlog::info("cluster: shipping this replica's audit log to {}", AuditStreamName(region->name));
+  }
   std::unique_ptr<BackupStores> backups;
   if (policy && !region->backup_for.empty()) {
     backups = std::make_unique<BackupStores>(config.server.data_dir + "/backups");
@@ -499,6 +518,7 @@ int Serve(const ServeFlags& flags) {
   sov.shipper = shipper.get();
   sov.backup_wait = std::chrono::milliseconds(flags.backup_wait_ms);
   sov.backups = backups.get();
+  sov.audit_streamer = audit_streamer.get();
   if (!region_key->empty()) sov.region_key_fingerprint = RegionKeyFingerprint(*region_key);
   server.Attach(*engine, sov);
   std::printf("listening on %s\n", url.c_str());
@@ -507,6 +527,15 @@ int Serve(const ServeFlags& flags) {
   }
   std::fflush(stdout);
   running.run.join();
+  if (audit_streamer != nullptr) {
+    // What the last requests added reaches the region before this replica goes.
+    if (Status s = audit_streamer->Stop(); !s.ok()) {
+      spdlog::error("cluster: shipping the audit log at stop: {}", s.ToString());
+    } else {
+      spdlog::info("cluster: the region's stream holds this replica's {} audit entries",
+                   audit_streamer->Stats().shipped);
+    }
+  }
   Status run = running.result;
   if (!run.ok()) return Fail(run);
   // A clean stop leaves a snapshot of everything applied: the next start
@@ -1023,9 +1052,12 @@ int RestoreCmd(const RestoreFlags& f) {
     // holds no audit log (taken by an older foryou) gives a new log that
     // starts with the restore, so that a server under a policy finds one
     // (it refuses a store with records and no audit log).
-    if (r->audit_entries == 0) {
+    if (r->audit_entries == 0 && f.from_cluster.empty()) {
       std::fprintf(stderr, "restore: WARNING: the backup holds no audit log of %s; starting a NEW one under a new "
                    "signing key (tree heads saved before will not verify against it)\n", f.source_region.c_str());
+    } else if (!f.from_cluster.empty() && r->replica_audit_logs == 0) {
+      std::fprintf(stderr, "restore: WARNING: %s's mirror holds no audit log of %s's replicas (a region from before "
+                   "audit logs were kept in the cluster)\n", f.backup_region.c_str(), f.source_region.c_str());
     }
     std::unique_ptr<AuditLog> audit;
     if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit, AuditOptions(f.data_dir)); !s.ok()) return Fail(s);
@@ -1041,7 +1073,11 @@ int RestoreCmd(const RestoreFlags& f) {
                             {"records", r->records},           {"keys", r->keys},   {"bytes", r->bytes},
                             {"last_seq", r->last_seq},         {"videos", r->videos}, {"users", r->users},
                             {"events", r->events},             {"audit_entries", r->audit_entries},
-                            {"audit_log", r->audit_entries > 0 ? "continued" : "new: the backup held none"},
+                            {"audit_log", r->audit_entries > 0          ? "continued"
+                                          : f.from_cluster.empty() ? "new: the backup held none"
+                                                                   : "new: each cluster replica signs its own"},
+                            {"replica_audit_logs", r->replica_audit_logs},
+                            {"replica_audit_entries", r->replica_audit_entries},
                             {"snapshot_seq", r->snapshot_seq}, {"replayed_records", r->replayed_records},
                             {"fetch_seconds", r->fetch_seconds},
                             {"replay_seconds", r->replay_seconds},
@@ -1058,6 +1094,12 @@ int RestoreCmd(const RestoreFlags& f) {
     if (r->audit_entries > 0) {
       std::printf("  audit log: %llu entries restored, continued under the same signing key (public key %s)\n",
                   static_cast<unsigned long long>(r->audit_entries), r->audit_public_key.c_str());
+    } else if (!f.from_cluster.empty()) {
+      std::printf("  audit logs: %llu of the region's replicas (%llu entries), each checked against its public key, "
+                  "in %s/%s/<public key>; check one with foryou audit verify --data-dir %s/%s/<public key>\n",
+                  static_cast<unsigned long long>(r->replica_audit_logs),
+                  static_cast<unsigned long long>(r->replica_audit_entries), f.data_dir.c_str(), kReplicaAuditDir,
+                  f.data_dir.c_str(), kReplicaAuditDir);
     } else {
       std::printf("  audit log: NEW, under a new signing key: the backup held none of this region's audit log; "
                   "tree heads saved before will not verify against it\n");

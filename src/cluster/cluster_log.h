@@ -33,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "replication/wire.h"
 #include "util/status.h"
 
 namespace foryou {
@@ -108,6 +109,25 @@ class ClusterLog {
   }
   // Every wrapped key the region's log holds, in bulk (a joining replica).
   virtual Status ForEachKey(const std::function<Status(std::string_view name, std::string_view wrapped)>& fn) = 0;
+
+  // Audit logs. Each replica signs an audit log of its own
+  // (audit/audit_log.h); it is kept here too, so that a replica lost with
+  // its disk does not take its audit history with it, and mirrored to the
+  // approved backup regions like the log. A batch is AuditBatch
+  // (replication/wire.h): consecutive records of the log whose key is
+  // `public_key`, from entry `first`. Entries name users by pseudonym only.
+  // PublishAudit: OK once kept at the log's replication; a batch published
+  // twice (a resend) is kept once.
+  virtual Status PublishAudit(const AuditBatch& batch) {
+    return Status::Unavailable("cluster: this log keeps no audit logs");
+  }
+  // The last batch kept of the audit log with `public_key` (32 bytes), or
+  // nullopt when none is.
+  virtual Result<std::optional<AuditBatch>> LastAudit(std::string_view public_key) {
+    return std::optional<AuditBatch>();
+  }
+  // Every batch of every replica's audit log, in the order they were kept.
+  virtual Status ForEachAudit(const std::function<Status(const AuditBatch&)>& fn) { return Status::OK(); }
 
   // Starts delivering records from `from_seq` on, in order (Next).
   virtual Status Follow(uint64_t from_seq) = 0;

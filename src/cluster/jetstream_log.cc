@@ -34,6 +34,7 @@ struct MsgGuard {
 std::string LogStreamName(const std::string& region) { return "FORYOU_LOG_" + region; }
 std::string KeysStreamName(const std::string& region) { return "FORYOU_KEYS_" + region; }
 std::string SnapshotStreamName(const std::string& region) { return "FORYOU_SNAP_" + region; }
+std::string AuditStreamName(const std::string& region) { return "FORYOU_AUDIT_" + region; }
 std::string MirrorName(const std::string& stream, const std::string& backup_region) {
   return stream + "_AT_" + backup_region;
 }
@@ -83,6 +84,8 @@ void JetStreamLog::BindMirrors(const std::string& source_region, const std::stri
   store_key_subject_ = "foryou." + source_region + ".storekey";
   snap_stream_ = MirrorName(SnapshotStreamName(source_region), backup_region);
   snap_prefix_ = "foryou." + source_region + ".snap.";
+  audit_stream_ = MirrorName(AuditStreamName(source_region), backup_region);
+  audit_prefix_ = "foryou." + source_region + ".audit.";
   key_mirrors_.clear();
   snap_mirrors_.clear();
   bound_to_mirrors_ = true;
@@ -192,6 +195,8 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
   store_key_subject_ = "foryou." + plan.region + ".storekey";
   snap_stream_ = SnapshotStreamName(plan.region);
   snap_prefix_ = "foryou." + plan.region + ".snap.";
+  audit_stream_ = AuditStreamName(plan.region);
+  audit_prefix_ = "foryou." + plan.region + ".audit.";
   // 1. Anything already in JetStream that copies this region's streams must
   //    sit in a region the policy approves for its backups.
   jsStreamInfoList* list = nullptr;
@@ -216,10 +221,10 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
       }
     }
     for (const std::string& origin : origins) {
-      bool ours = origin == log_stream_ || origin == keys_stream_ || origin == snap_stream_;
+      bool ours = origin == log_stream_ || origin == keys_stream_ || origin == snap_stream_ || origin == audit_stream_;
       for (const std::string& b : plan.backups) {
         ours = ours || origin == MirrorName(log_stream_, b) || origin == MirrorName(keys_stream_, b) ||
-               origin == MirrorName(snap_stream_, b);
+               origin == MirrorName(snap_stream_, b) || origin == MirrorName(audit_stream_, b);
       }
       if (!ours) continue;
       if (std::find(plan.backups.begin(), plan.backups.end(), cluster) == plan.backups.end()) {
@@ -237,12 +242,16 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
   FORYOU_RETURN_IF_ERROR(EnsureStream(keys_stream_, key_prefix_, false, plan.region, plan.replicas, false));
   // Snapshots: purged as newer ones arrive, here and in the mirrors.
   FORYOU_RETURN_IF_ERROR(EnsureStream(snap_stream_, snap_prefix_ + ">", false, plan.region, plan.replicas, false));
+  // Audit logs: kept like the log (nothing is ever deleted from them).
+  FORYOU_RETURN_IF_ERROR(EnsureStream(audit_stream_, audit_prefix_ + ">", false, plan.region, plan.replicas, true));
   key_mirrors_.clear();
   snap_mirrors_.clear();
   for (const std::string& b : plan.backups) {
     FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(log_stream_, b), log_stream_, true, b, plan.backup_replicas, false));
     FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(keys_stream_, b), keys_stream_, true, b, plan.backup_replicas, false));
     FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(snap_stream_, b), snap_stream_, true, b, plan.backup_replicas, false));
+    FORYOU_RETURN_IF_ERROR(
+        EnsureStream(MirrorName(audit_stream_, b), audit_stream_, true, b, plan.backup_replicas, false));
     key_mirrors_.push_back(MirrorName(keys_stream_, b));
     snap_mirrors_.push_back(MirrorName(snap_stream_, b));
   }
@@ -468,7 +477,10 @@ Result<std::string> JetStreamLog::StoreKey(std::string_view proposed) {
 
 Status JetStreamLog::ResetMirrors() {
   for (const std::string& b : plan_.backups) {
-    for (const std::string& origin : {log_stream_, keys_stream_, snap_stream_}) {
+    // The audit logs' mirror too: a seeding replica publishes the restored
+    // replicas' audit logs into a stream that may be new (the region's was
+    // lost with it), and a mirror follows its origin's sequence numbers.
+    for (const std::string& origin : {log_stream_, keys_stream_, snap_stream_, audit_stream_}) {
       const std::string name = MirrorName(origin, b);
       jsErrCode jerr = static_cast<jsErrCode>(0);
       natsStatus s = js_DeleteStream(js_, name.c_str(), nullptr, &jerr);
@@ -803,6 +815,95 @@ Status JetStreamLog::ForEachKey(const std::function<Status(std::string_view, std
       }
     }
     if (pending == 0 || stream_seq >= last) break;
+  }
+  natsSubscription_Destroy(sub);
+  return result;
+}
+
+// ---------------------------------------------------------------- Audit logs
+
+Status JetStreamLog::PublishAudit(const AuditBatch& batch) {
+  if (audit_stream_.empty() || bound_to_mirrors_) {
+    return Status::Unavailable("cluster: audit logs are published to a region's own stream only");
+  }
+  if (batch.records.empty()) return Status::OK();
+  const std::string data = EncodeAuditBatch(batch);
+  const std::string subject = audit_prefix_ + HexEncode(batch.public_key);
+  // A resend within JetStream's duplicate window is kept once; a later one
+  // is prevented by the caller, which resumes after LastAudit.
+  const std::string msg_id =
+      fmt::format("a.{}.{}.{}", HexEncode(batch.public_key).substr(0, 32), batch.first, batch.records.size());
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = options_.request_timeout_ms;
+  po.MsgId = msg_id.c_str();
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_Publish(nullptr, js_, subject.c_str(), data.data(), static_cast<int>(data.size()), &po, &jerr);
+  if (s != NATS_OK) {
+    return NatsError(fmt::format("publishing audit entries {}..{}", batch.first, batch.first + batch.records.size() - 1),
+                     s, jerr);
+  }
+  return Status::OK();
+}
+
+Result<std::optional<AuditBatch>> JetStreamLog::LastAudit(std::string_view public_key) {
+  if (audit_stream_.empty()) return std::optional<AuditBatch>();
+  const std::string subject = audit_prefix_ + HexEncode(public_key);
+  MsgGuard m;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetLastMsg(&m.m, js_, audit_stream_.c_str(), subject.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) {
+    if (jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND) return std::optional<AuditBatch>();
+    return NatsError("reading the last audit entries kept", s, jerr);
+  }
+  AuditBatch batch;
+  FORYOU_RETURN_IF_ERROR(DecodeAuditBatch(
+      std::string_view(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m))), &batch));
+  if (batch.public_key != public_key) {
+    return Status::Corruption(fmt::format("cluster: {} holds another log's audit entries", subject));
+  }
+  return std::optional<AuditBatch>(std::move(batch));
+}
+
+Status JetStreamLog::ForEachAudit(const std::function<Status(const AuditBatch&)>& fn) {
+  if (audit_stream_.empty()) return Status::OK();
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, js_, audit_stream_.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) {
+    // A region (or a mirror) from before audit logs were kept: none.
+    if (jerr == JSStreamNotFoundErr) return Status::OK();
+    return NatsError(fmt::format("stream {}", audit_stream_), s, jerr);
+  }
+  const uint64_t last = si->State.LastSeq, count = si->State.Msgs;
+  jsStreamInfo_Destroy(si);
+  if (count == 0) return Status::OK();
+  natsSubscription* sub = nullptr;
+  FORYOU_RETURN_IF_ERROR(Unfiltered(audit_stream_, 1, &sub));
+  Status result;
+  for (;;) {
+    MsgGuard m;
+    s = static_cast<natsStatus>(NextMessage(sub, options_.request_timeout_ms, &m.m));
+    if (s != NATS_OK) {
+      result = NatsError(fmt::format("reading {}", audit_stream_), s);
+      break;
+    }
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, m.m) != NATS_OK) {
+      result = Status::Unavailable("cluster: an audit message without metadata");
+      break;
+    }
+    const uint64_t stream_seq = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+    AuditBatch batch;
+    result = DecodeAuditBatch(std::string_view(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m))),
+                              &batch);
+    if (result.ok() && natsMsg_GetSubject(m.m) != audit_prefix_ + HexEncode(batch.public_key)) {
+      result = Status::Corruption(fmt::format("cluster: message {} of {} holds another log's audit entries", stream_seq,
+                                              audit_stream_));
+    }
+    if (result.ok()) result = fn(batch);
+    if (!result.ok() || stream_seq >= last) break;
   }
   natsSubscription_Destroy(sub);
   return result;

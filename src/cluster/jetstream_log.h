@@ -8,9 +8,13 @@
 //                      (erasure overwrites every key of the pseudonym)
 //   FORYOU_SNAP_R      subjects foryou.R.snap.>: the newest snapshot's
 //                      chunks and its manifest (older ones purged)
+//   FORYOU_AUDIT_R     subjects foryou.R.audit.<hex public key>: each
+//                      replica's audit log, in AuditBatch messages;
+//                      deletes and purges denied
 // all on file storage with `replicas` replicas, placed in the JetStream
 // cluster named R. For every backup region B the policy approves, a mirror
-// of each, FORYOU_LOG_R_AT_B, FORYOU_KEYS_R_AT_B and FORYOU_SNAP_R_AT_B,
+// of each, FORYOU_LOG_R_AT_B, FORYOU_KEYS_R_AT_B, FORYOU_SNAP_R_AT_B and
+// FORYOU_AUDIT_R_AT_B,
 // placed in cluster B (snapshot user entries are sealed with the users'
 // keys, so erasure reaches the mirrored snapshots as it reaches the
 // mirrored log; a new snapshot purges the older ones from the mirrors too).
@@ -58,6 +62,7 @@ struct JetStreamOptions {
 std::string LogStreamName(const std::string& region);
 std::string KeysStreamName(const std::string& region);
 std::string SnapshotStreamName(const std::string& region);
+std::string AuditStreamName(const std::string& region);
 std::string MirrorName(const std::string& stream, const std::string& backup_region);
 
 class JetStreamLog : public ClusterLog {
@@ -89,6 +94,9 @@ class JetStreamLog : public ClusterLog {
   Status FetchSnapshot(const ClusterSnapshot& snapshot, const std::string& state_path,
                        const std::string& ann_path) override;
   Status ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) override;
+  Status PublishAudit(const AuditBatch& batch) override;
+  Result<std::optional<AuditBatch>> LastAudit(std::string_view public_key) override;
+  Status ForEachAudit(const std::function<Status(const AuditBatch&)>& fn) override;
   Status Follow(uint64_t from_seq) override;
   Status Next(int timeout_ms, ClusterRecord* out) override;
 
@@ -134,6 +142,7 @@ class JetStreamLog : public ClusterLog {
   __natsSubscription* sub_ = nullptr;  // the follower's
   std::string region_;
   std::string log_stream_, keys_stream_, log_subject_, key_prefix_, store_key_subject_;
+  std::string audit_stream_, audit_prefix_;  // audit logs: <prefix><hex public key>
   std::string snap_stream_, snap_prefix_;  // snapshots: chunks on <prefix><seq>.<id>, manifests on <prefix>latest
   std::vector<std::string> key_mirrors_;  // the keys streams' mirrors, for EraseKeys
   std::vector<std::string> snap_mirrors_;  // the snapshot stream's mirrors, purged as it is

@@ -7,10 +7,12 @@
 #include <chrono>
 #include <map>
 #include <cstdio>
+#include <filesystem>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "audit/audit_log.h"
+#include "cluster/audit_streamer.h"
 #include "engine/engine.h"
 #include "engine/user_fences.h"
 #include "replication/region_client.h"
@@ -29,6 +31,7 @@ namespace {
 Status FetchOverHttp(Store& store, const RestoreOptions& o, RestoreReport* report);
 Status FetchAuditOverHttp(const RestoreOptions& o, RestoreReport* report);
 Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o, RestoreReport* report);
+Status FetchAuditFromMirror(ClusterLog& mirror, const RestoreOptions& o, RestoreReport* report);
 }
 
 Result<RestoreReport> Restore(const RestoreOptions& o) {
@@ -52,6 +55,7 @@ Result<RestoreReport> Restore(const RestoreOptions& o) {
                                           fmt::format("region {} from {}", o.source_region, o.from_url)));
     if (o.mirror != nullptr) {
       FORYOU_RETURN_IF_ERROR(FetchFromMirror(*o.mirror, *store, o, &report));
+      FORYOU_RETURN_IF_ERROR(FetchAuditFromMirror(*o.mirror, o, &report));
     } else {
       FORYOU_RETURN_IF_ERROR(FetchOverHttp(*store, o, &report));
       FORYOU_RETURN_IF_ERROR(FetchAuditOverHttp(o, &report));
@@ -178,6 +182,41 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
     return Status::OK();
   }
   return files.Install(snap->seq);
+}
+
+// Every replica's audit log as the mirror holds it (cluster/audit_streamer.h):
+// one copy per public key under DATA_DIR/replica-audit, each record checked
+// against that key as it is appended (AuditLog::AppendRecords). A batch that
+// does not follow the one before it of the same log is Corruption: the
+// mirror lost entries.
+Status FetchAuditFromMirror(ClusterLog& mirror, const RestoreOptions& o, RestoreReport* report) {
+  std::map<std::string, std::unique_ptr<AuditLog>> copies;  // by hex public key
+  FORYOU_RETURN_IF_ERROR(mirror.ForEachAudit([&](const AuditBatch& batch) -> Status {
+    if (batch.public_key.size() != 32) return Status::Corruption("mirror: an audit batch without its log's public key");
+    const std::string hex = HexEncode(batch.public_key);
+    auto it = copies.find(hex);
+    if (it == copies.end()) {
+      const std::string dir = fmt::format("{}/{}/{}/audit", o.data_dir, kReplicaAuditDir, hex);
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return Status::IOError(fmt::format("creating {}: {}", dir, ec.message()));
+      std::unique_ptr<AuditLog> copy;
+      FORYOU_RETURN_IF_ERROR(AuditLog::OpenCopy(dir, batch.public_key, &copy));
+      it = copies.emplace(hex, std::move(copy)).first;
+    }
+    Status s = it->second->AppendRecords(batch.first, batch.records, /*sync=*/false);
+    if (!s.ok()) {
+      return Status::Corruption(fmt::format("mirror: the audit log of replica {}: {}", hex.substr(0, 16), s.message()));
+    }
+    return Status::OK();
+  }));
+  for (auto& [hex, copy] : copies) {
+    // One fdatasync per copy: an empty append with sync.
+    FORYOU_RETURN_IF_ERROR(copy->AppendRecords(copy->Head().tree_size, {}, /*sync=*/true));
+    ++report->replica_audit_logs;
+    report->replica_audit_entries += copy->Head().tree_size;
+  }
+  return Status::OK();
 }
 
 // The backup region's server (the embedded shipper's backups), page by page.

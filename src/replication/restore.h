@@ -8,7 +8,10 @@
 // takes to come back (the RTO's second half). Users whose keys were shredded
 // stay unreadable: erasure survives a restore.
 //
-// From a cluster's mirrors it also fetches the newest mirrored snapshot and
+// From a cluster's mirrors it also fetches every replica's audit log into
+// DATA_DIR/replica-audit (each checked against its public key; a replica
+// that seeds the rebuilt region publishes them to its new stream), and the
+// newest mirrored snapshot, and
 // checks its MAC under the region's store key, so that the replay covers
 // only the records after it (one that fails is dropped: a full replay).
 //
@@ -60,6 +63,10 @@ struct RestoreReport {
   // the whole log was replayed), and the records replayed after it.
   uint64_t snapshot_seq = 0, replayed_records = 0;
   std::string audit_public_key;  // hex
+  // From a cluster's mirrors: the replicas' audit logs, restored as copies
+  // under DATA_DIR/replica-audit (cluster/audit_streamer.h), and the entries
+  // they hold together.
+  uint64_t replica_audit_logs = 0, replica_audit_entries = 0;
 };
 
 Result<RestoreReport> Restore(const RestoreOptions& options);
