@@ -504,9 +504,7 @@ def main() -> int:
                                 # The audit logs name the user by pseudonym (the
                                 # erasure's entry itself): what lets an auditor match
                                 # it with the shredded key. Nothing else may.
-                                audit = "FORYOU_AUDIT_us" in root or (b"foryou.us.audit." in data and
-                                                                      b"foryou.us.key." not in data)
-                                (in_audit if audit else holders).append(str(Path(root, f)))
+                                (in_audit if "FORYOU_AUDIT_us" in root else holders).append(str(Path(root, f)))
                 if not holders and any("sg-1" in h for h in in_audit):
                     break
                 if time.time() >= deadline:
@@ -557,6 +555,11 @@ def main() -> int:
             heads = {}
             for r in (a, b):  # stopped: each shipped its whole audit log as it stopped
                 heads[(r.dir / "audit" / "public.key").read_text().strip()] = audit_head(r.dir)
+            # A forged message under a's subject (whoever may publish to the
+            # region's JetStream could add one; deletes are denied, so it
+            # stays): the restore skips it, says so, and keeps the rest.
+            forged = js.request("foryou.us.audit." + next(iter(heads)), b"not an audit batch")
+            assert b"error" not in forged, forged
             deadline = time.time() + 20
             while True:
                 on_sg = audit_subjects(js, "FORYOU_AUDIT_us_AT_sg")
@@ -580,6 +583,7 @@ def main() -> int:
             # Every replica's audit log, as it was when it stopped: each entry
             # checked against its key, and the same signed tree head.
             assert rep["replica_audit_logs"] == len(on_sg) >= 3, (rep, on_sg)  # a, b and the new replica c
+            assert len(rep["replica_audit_errors"]) == 1 and "message" in rep["replica_audit_errors"][0], rep
             for pub, head in heads.items():
                 got = audit_head(rd / "replica-audit" / pub)
                 assert got == head, f"replica {pub[:16]}: restored {got} vs {head}"
@@ -597,10 +601,22 @@ def main() -> int:
             while True:
                 now_sg = audit_subjects(js, "FORYOU_AUDIT_us_AT_sg")
                 # (in other batches: a copy is published in batches of its own)
-                if set(on_sg) < set(now_sg):
+                if set(on_sg) < set(now_sg) and now_sg == audit_subjects(js, "FORYOU_AUDIT_us"):
                     break
                 assert time.time() < deadline, f"the rebuilt region's audit logs on sg: {now_sg} (before: {on_sg})"
                 time.sleep(0.2)
+            # And all of each: restored once more from sg, the lost replicas'
+            # logs give the same signed tree heads as before.
+            rd2 = d / "restored-again"
+            out = subprocess.run([FORYOU, "restore", "--from-cluster", topo["regions"]["sg"][0], "--backup-region", "sg",
+                                  "--source-region", "us", "--data-dir", str(rd2), "--region-key-file", str(d / "us.key"),
+                                  "--json"], capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, out.stderr[-1500:]
+            rep2 = json.loads(out.stdout)
+            assert rep2["replica_audit_errors"] == [], rep2
+            for pub, head in heads.items():
+                got = audit_head(rd2 / "replica-audit" / pub)
+                assert got == head, f"replica {pub[:16]} after the rebuild: {got} vs {head}"
             assert exported_pairs(a2, {acked_user}) == want
             for r in (a2, b2):
                 code, _ = r.call("GET", f"/v1/users/{USERS_PREFIX}7", key=ADMIN)

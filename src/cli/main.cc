@@ -376,6 +376,23 @@ int Serve(const ServeFlags& flags) {
     auto joined = JoinCluster(flags, policy ? &*policy : nullptr, region, !targets.empty());
     if (!joined.ok()) return Fail(joined.status());
     cluster = std::move(joined).value();
+    // Audit logs a restore brought back (DATA_DIR/replica-audit) go to the
+    // region's stream first, before a seeding start (Engine::Open) recreates
+    // the backup regions' mirrors of it: a region rebuilt from its backup
+    // keeps its lost replicas' histories in its new stream, and so again in
+    // the backup region.
+    uint64_t copies = 0, copied = 0;
+    if (Status s = PublishAuditCopies(config.server.data_dir, *cluster, &copies, &copied); !s.ok()) {
+      const std::string what = fmt::format("cluster: {} (the copies stay in {}/{})", s.ToString(),
+                                           config.server.data_dir, kReplicaAuditDir);
+      if (flags.cluster_seed) {
+        return Fail(Status::Unavailable(what + "; a seeding start would drop the backup region's mirror of them"));
+      }
+      spdlog::error("{}", what);
+    } else if (copies > 0) {
+      spdlog::info("cluster: the region's stream holds the {} restored replica audit log(s) ({} entries)", copies,
+                   copied);
+    }
   }
 
   SystemClock clock;
@@ -477,18 +494,9 @@ int Serve(const ServeFlags& flags) {
   }
   // Cluster mode: this replica's audit log goes to the region's stream too
   // (and so to the approved backup regions' mirrors), so that a replica
-  // lost with its disk does not take its audit history with it. Audit logs
-  // a restore brought back (DATA_DIR/replica-audit) go first: a region
-  // rebuilt from its backup keeps its replicas' histories in its new stream.
+  // lost with its disk does not take its audit history with it.
   std::unique_ptr<AuditStreamer> audit_streamer;
   if (cluster != nullptr && audit != nullptr) {
-    uint64_t copies = 0, copied = 0;
-    if (Status s = PublishAuditCopies(config.server.data_dir, *cluster, &copies, &copied); !s.ok()) {
-      spdlog::error("cluster: {} (the copies stay in {}/{})", s.ToString(), config.server.data_dir, kReplicaAuditDir);
-    } else if (copies > 0) {
-      spdlog::info("cluster: the region's stream holds the {} restored replica audit log(s) ({} entries)", copies,
-                   copied);
-    }
     audit_streamer = std::make_unique<AuditStreamer>(*audit, *cluster);
     audit_streamer->Start();
     spdlog::info("cluster: shipping this replica's audit log to {}", AuditStreamName(region->name));
@@ -1055,7 +1063,11 @@ int RestoreCmd(const RestoreFlags& f) {
     if (r->audit_entries == 0 && f.from_cluster.empty()) {
       std::fprintf(stderr, "restore: WARNING: the backup holds no audit log of %s; starting a NEW one under a new "
                    "signing key (tree heads saved before will not verify against it)\n", f.source_region.c_str());
-    } else if (!f.from_cluster.empty() && r->replica_audit_logs == 0) {
+    }
+    for (const std::string& why : r->replica_audit_errors) {
+      std::fprintf(stderr, "restore: WARNING: %s\n", why.c_str());
+    }
+    if (!f.from_cluster.empty() && r->replica_audit_logs == 0) {
       std::fprintf(stderr, "restore: WARNING: %s's mirror holds no audit log of %s's replicas (a region from before "
                    "audit logs were kept in the cluster)\n", f.backup_region.c_str(), f.source_region.c_str());
     }
@@ -1078,6 +1090,7 @@ int RestoreCmd(const RestoreFlags& f) {
                                                                    : "new: each cluster replica signs its own"},
                             {"replica_audit_logs", r->replica_audit_logs},
                             {"replica_audit_entries", r->replica_audit_entries},
+                            {"replica_audit_errors", r->replica_audit_errors},
                             {"snapshot_seq", r->snapshot_seq}, {"replayed_records", r->replayed_records},
                             {"fetch_seconds", r->fetch_seconds},
                             {"replay_seconds", r->replay_seconds},

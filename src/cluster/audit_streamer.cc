@@ -59,6 +59,7 @@ Status AuditStreamer::ShipAvailable() {
     FORYOU_RETURN_IF_ERROR(Resume());
     resumed_ = true;
   }
+  bool looked_again = false;
   for (;;) {
     uint64_t from;
     {
@@ -71,7 +72,17 @@ Status AuditStreamer::ShipAvailable() {
     batch.public_key = public_key_;
     FORYOU_RETURN_IF_ERROR(audit_.ReadRecords(from, options_.batch_bytes, &batch.records));
     if (batch.records.empty()) return Status::OK();
-    FORYOU_RETURN_IF_ERROR(log_.PublishAudit(batch));
+    Status published = log_.PublishAudit(batch);
+    if (published.code() == StatusCode::kConflict && !looked_again) {
+      // The stream holds this batch already: ours (a publish that timed out
+      // and was kept after the stream was last read), or another process's
+      // with the same key. Where the stream ends, checked against this log,
+      // tells which.
+      looked_again = true;
+      FORYOU_RETURN_IF_ERROR(Resume());
+      continue;
+    }
+    FORYOU_RETURN_IF_ERROR(published);
     std::lock_guard lock(mu_);
     stats_.shipped = from + batch.records.size();
   }

@@ -19,8 +19,14 @@
 //   replica goes on serving.
 // - Flush ships everything the log holds now; Stop flushes and joins.
 //
-// Thread safety: Stats may be called from any thread; Start, Flush and
-// Stop from one.
+// - The stream is trusted to hold what this log published: a process that
+//   can publish to the region's JetStream can add batches under another
+//   replica's subject (NATS permissions are where that is prevented); a
+//   restore checks every record against its log's key, so such a batch can
+//   end a restored copy early (reported) but never enter it.
+//
+// Thread safety: Stats may be called from any thread; Start, Flush and Stop
+// from one, and Flush only before Start.
 #pragma once
 
 #include <condition_variable>

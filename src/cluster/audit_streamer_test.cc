@@ -25,8 +25,20 @@ class AuditOnlyClusterLog : public ClusterLog {
       --publish_failures_;
       return Status::Unavailable("injected: no JetStream leader");
     }
+    // As JetStream's duplicate window: a batch with the same message id
+    // (key, first entry, count) is kept once.
+    for (const AuditBatch& b : batches_) {
+      if (b.public_key == batch.public_key && b.first == batch.first && b.records.size() == batch.records.size()) {
+        return Status::Conflict("duplicate");
+      }
+    }
     batches_.push_back(batch);
     return Status::OK();
+  }
+  // A publish that reached the stream late (after the streamer last read it).
+  void Inject(const AuditBatch& batch) {
+    std::lock_guard lock(mu_);
+    batches_.push_back(batch);
   }
   Result<std::optional<AuditBatch>> LastAudit(std::string_view public_key) override {
     std::lock_guard lock(mu_);
@@ -35,7 +47,8 @@ class AuditOnlyClusterLog : public ClusterLog {
     }
     return std::optional<AuditBatch>();
   }
-  Status ForEachAudit(const std::function<Status(const AuditBatch&)>& fn) override {
+  Status ForEachAudit(const std::function<Status(const AuditBatch&)>& fn,
+                      const std::function<void(const std::string&)>&) override {
     std::vector<AuditBatch> copy;
     {
       std::lock_guard lock(mu_);
@@ -179,6 +192,45 @@ TEST(AuditStreamerTest, ALogThatNoLongerExtendsTheStreamStopsShippingLoudly) {
   EXPECT_EQ(held, 100u);
 }
 
+TEST(AuditStreamerTest, ABatchKeptAlreadyIsOursOrAnotherWritersAndTheStreamTellsWhich) {
+  TempDir dir;
+  const std::string live = dir.path() + "/audit", clone = dir.path() + "/clone";
+  std::unique_ptr<AuditLog> log;
+  ASSERT_TRUE(AuditLog::Open(live, &log).ok());
+  AppendEntries(*log, 0, 50);
+  AuditOnlyClusterLog stream;
+  AuditStreamer streamer(*log, stream);
+  ASSERT_TRUE(streamer.Flush().ok());
+  // Ours: a publish that timed out reached the stream after all, later than
+  // the streamer last read where it ends.
+  AppendEntries(*log, 50, 60);
+  AuditBatch late;
+  late.first = 50;
+  late.public_key = stream.batches().at(0).public_key;
+  ASSERT_TRUE(log->ReadRecords(50, 1 << 20, &late.records).ok());
+  stream.Inject(late);
+  ASSERT_TRUE(streamer.Flush().ok());
+  EXPECT_EQ(streamer.Stats().shipped, 60u);
+  EXPECT_EQ(stream.batches().size(), 2u) << "the late batch was sent again";
+  // Another writer's: a copy of the data directory that went its own way.
+  std::filesystem::copy(live, clone, std::filesystem::copy_options::recursive);
+  std::unique_ptr<AuditLog> other;
+  ASSERT_TRUE(AuditLog::Open(clone, &other).ok());
+  AuditStreamer theirs(*other, stream);
+  ASSERT_TRUE(theirs.Flush().ok());  // nothing to send yet: the same 60 entries
+  AppendEntries(*log, 60, 70);
+  for (int i = 60; i < 70; ++i) {
+    AuditEntry e = StreamedEntry(i);
+    e.action = "user.erase";
+    ASSERT_TRUE(other->Append(e, false).ok());
+  }
+  ASSERT_TRUE(streamer.Flush().ok());
+  Status s = theirs.Flush();
+  EXPECT_EQ(s.code(), StatusCode::kConflict) << s.ToString();
+  EXPECT_NE(theirs.Stats().error, "");
+  EXPECT_EQ(RebuildCopy(stream.batches(), dir.path() + "/copy"), log->Head());
+}
+
 TEST(AuditStreamerTest, TheThreadRetriesUntilTheStreamTakesTheEntries) {
   TempDir dir;
   std::unique_ptr<AuditLog> log;
@@ -225,7 +277,7 @@ TEST(AuditStreamerTest, RestoredCopiesArePublishedToANewStream) {
   ASSERT_TRUE(old_region.ForEachAudit([&](const AuditBatch& b) {
     by_key[HexEncode(b.public_key)].push_back(b);
     return Status::OK();
-  }).ok());
+  }, [](const std::string&) {}).ok());
   ASSERT_EQ(by_key.size(), 2u);
   for (const auto& [hex, batches] : by_key) {
     RebuildCopy(batches, data_dir + "/" + kReplicaAuditDir + "/" + hex + "/audit");
@@ -243,7 +295,7 @@ TEST(AuditStreamerTest, RestoredCopiesArePublishedToANewStream) {
   ASSERT_TRUE(new_region.ForEachAudit([&](const AuditBatch& b) {
     again[HexEncode(b.public_key)].push_back(b);
     return Status::OK();
-  }).ok());
+  }, [](const std::string&) {}).ok());
   std::vector<SignedTreeHead> rebuilt;
   for (const auto& [hex, batches] : again) rebuilt.push_back(RebuildCopy(batches, dir.path() + "/again-" + hex));
   ASSERT_EQ(rebuilt.size(), 2u);

@@ -126,8 +126,13 @@ class ClusterLog {
   virtual Result<std::optional<AuditBatch>> LastAudit(std::string_view public_key) {
     return std::optional<AuditBatch>();
   }
-  // Every batch of every replica's audit log, in the order they were kept.
-  virtual Status ForEachAudit(const std::function<Status(const AuditBatch&)>& fn) { return Status::OK(); }
+  // Every batch of every replica's audit log, in the order they were kept;
+  // a message that is not a batch of the log its subject names goes to
+  // `skipped` (what and why) instead, and the reading goes on.
+  virtual Status ForEachAudit(const std::function<Status(const AuditBatch&)>& fn,
+                              const std::function<void(const std::string&)>& skipped) {
+    return Status::OK();
+  }
 
   // Starts delivering records from `from_seq` on, in order (Next).
   virtual Status Follow(uint64_t from_seq) = 0;

@@ -838,10 +838,21 @@ Status JetStreamLog::PublishAudit(const AuditBatch& batch) {
   po.MaxWait = options_.request_timeout_ms;
   po.MsgId = msg_id.c_str();
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_Publish(nullptr, js_, subject.c_str(), data.data(), static_cast<int>(data.size()), &po, &jerr);
+  jsPubAck* ack = nullptr;
+  natsStatus s = js_Publish(&ack, js_, subject.c_str(), data.data(), static_cast<int>(data.size()), &po, &jerr);
   if (s != NATS_OK) {
     return NatsError(fmt::format("publishing audit entries {}..{}", batch.first, batch.first + batch.records.size() - 1),
                      s, jerr);
+  }
+  const bool duplicate = ack != nullptr && ack->Duplicate;
+  jsPubAck_Destroy(ack);
+  // The streamer looks where the stream ends again after every failure, so
+  // it never resends a batch the stream holds: a duplicate is another
+  // process shipping a log with the same key (a copied data directory).
+  if (duplicate) {
+    return Status::Conflict(fmt::format("cluster: {} already holds audit entries {}.. of this log: another process "
+                                        "ships a log with the same key (a copied data directory?)",
+                                        audit_stream_, batch.first));
   }
   return Status::OK();
 }
@@ -865,7 +876,8 @@ Result<std::optional<AuditBatch>> JetStreamLog::LastAudit(std::string_view publi
   return std::optional<AuditBatch>(std::move(batch));
 }
 
-Status JetStreamLog::ForEachAudit(const std::function<Status(const AuditBatch&)>& fn) {
+Status JetStreamLog::ForEachAudit(const std::function<Status(const AuditBatch&)>& fn,
+                                  const std::function<void(const std::string&)>& skipped) {
   if (audit_stream_.empty()) return Status::OK();
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -896,13 +908,17 @@ Status JetStreamLog::ForEachAudit(const std::function<Status(const AuditBatch&)>
     const uint64_t stream_seq = meta->Sequence.Stream;
     jsMsgMetaData_Destroy(meta);
     AuditBatch batch;
-    result = DecodeAuditBatch(std::string_view(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m))),
-                              &batch);
-    if (result.ok() && natsMsg_GetSubject(m.m) != audit_prefix_ + HexEncode(batch.public_key)) {
-      result = Status::Corruption(fmt::format("cluster: message {} of {} holds another log's audit entries", stream_seq,
-                                              audit_stream_));
+    Status decoded = DecodeAuditBatch(
+        std::string_view(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m))), &batch);
+    if (decoded.ok() && natsMsg_GetSubject(m.m) != audit_prefix_ + HexEncode(batch.public_key)) {
+      decoded = Status::Corruption("it holds another log's audit entries than its subject names");
     }
-    if (result.ok()) result = fn(batch);
+    if (decoded.ok()) {
+      result = fn(batch);
+    } else {
+      skipped(fmt::format("message {} of {} ({}): {}", stream_seq, audit_stream_, natsMsg_GetSubject(m.m),
+                          decoded.message()));
+    }
     if (!result.ok() || stream_seq >= last) break;
   }
   natsSubscription_Destroy(sub);

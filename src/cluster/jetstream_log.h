@@ -96,7 +96,8 @@ class JetStreamLog : public ClusterLog {
   Status ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) override;
   Status PublishAudit(const AuditBatch& batch) override;
   Result<std::optional<AuditBatch>> LastAudit(std::string_view public_key) override;
-  Status ForEachAudit(const std::function<Status(const AuditBatch&)>& fn) override;
+  Status ForEachAudit(const std::function<Status(const AuditBatch&)>& fn,
+                      const std::function<void(const std::string&)>& skipped) override;
   Status Follow(uint64_t from_seq) override;
   Status Next(int timeout_ms, ClusterRecord* out) override;
 

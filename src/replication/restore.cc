@@ -186,30 +186,49 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
 
 // Every replica's audit log as the mirror holds it (cluster/audit_streamer.h):
 // one copy per public key under DATA_DIR/replica-audit, each record checked
-// against that key as it is appended (AuditLog::AppendRecords). A batch that
-// does not follow the one before it of the same log is Corruption: the
-// mirror lost entries.
+// against that key as it is appended (AuditLog::AppendRecords). A message
+// that is not a batch, or a batch that does not check or does not follow
+// the copy, is skipped and reported (report->replica_audit_errors), and the
+// reading goes on: a forged or damaged message in a stream that denies
+// deletes must not stand between a region and its data, nor keep the
+// genuine batches after it out of the copy. (Entries the mirror lost show as
+// every later batch of that log reported.)
 Status FetchAuditFromMirror(ClusterLog& mirror, const RestoreOptions& o, RestoreReport* report) {
   std::map<std::string, std::unique_ptr<AuditLog>> copies;  // by hex public key
-  FORYOU_RETURN_IF_ERROR(mirror.ForEachAudit([&](const AuditBatch& batch) -> Status {
-    if (batch.public_key.size() != 32) return Status::Corruption("mirror: an audit batch without its log's public key");
-    const std::string hex = HexEncode(batch.public_key);
-    auto it = copies.find(hex);
-    if (it == copies.end()) {
-      const std::string dir = fmt::format("{}/{}/{}/audit", o.data_dir, kReplicaAuditDir, hex);
-      std::error_code ec;
-      std::filesystem::create_directories(dir, ec);
-      if (ec) return Status::IOError(fmt::format("creating {}: {}", dir, ec.message()));
-      std::unique_ptr<AuditLog> copy;
-      FORYOU_RETURN_IF_ERROR(AuditLog::OpenCopy(dir, batch.public_key, &copy));
-      it = copies.emplace(hex, std::move(copy)).first;
+  auto skipped = [&](std::string why) {
+    constexpr size_t kMaxReported = 20;
+    if (report->replica_audit_errors.size() < kMaxReported) {
+      report->replica_audit_errors.push_back(std::move(why));
+    } else if (report->replica_audit_errors.size() == kMaxReported) {
+      report->replica_audit_errors.push_back("(more audit batches skipped; not listed)");
     }
-    Status s = it->second->AppendRecords(batch.first, batch.records, /*sync=*/false);
-    if (!s.ok()) {
-      return Status::Corruption(fmt::format("mirror: the audit log of replica {}: {}", hex.substr(0, 16), s.message()));
-    }
-    return Status::OK();
-  }));
+  };
+  FORYOU_RETURN_IF_ERROR(mirror.ForEachAudit(
+      [&](const AuditBatch& batch) -> Status {
+        const std::string hex = HexEncode(batch.public_key);
+        if (batch.public_key.size() != 32 || batch.records.empty()) {
+          skipped(fmt::format("an audit batch of log {} without records or a 32-byte key", hex.substr(0, 16)));
+          return Status::OK();
+        }
+        auto it = copies.find(hex);
+        if (it == copies.end()) {
+          const std::string dir = fmt::format("{}/{}/{}/audit", o.data_dir, kReplicaAuditDir, hex);
+          std::error_code ec;
+          std::filesystem::create_directories(dir, ec);
+          if (ec) return Status::IOError(fmt::format("creating {}: {}", dir, ec.message()));
+          std::unique_ptr<AuditLog> copy;
+          FORYOU_RETURN_IF_ERROR(AuditLog::OpenCopy(dir, batch.public_key, &copy));
+          it = copies.emplace(hex, std::move(copy)).first;
+        }
+        if (Status s = it->second->AppendRecords(batch.first, batch.records, /*sync=*/false); !s.ok()) {
+          if (s.code() == StatusCode::kIOError) return s;  // our disk, not the mirror
+          skipped(fmt::format("audit entries {}..{} of replica {} skipped (the copy holds {}): {}", batch.first,
+                              batch.first + batch.records.size() - 1, hex.substr(0, 16), it->second->Head().tree_size,
+                              s.message()));
+        }
+        return Status::OK();
+      },
+      [&](const std::string& why) { skipped(why); }));
   for (auto& [hex, copy] : copies) {
     // One fdatasync per copy: an empty append with sync.
     FORYOU_RETURN_IF_ERROR(copy->AppendRecords(copy->Head().tree_size, {}, /*sync=*/true));

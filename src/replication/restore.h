@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cluster/cluster_log.h"
 #include "config/options.h"
@@ -67,6 +68,10 @@ struct RestoreReport {
   // under DATA_DIR/replica-audit (cluster/audit_streamer.h), and the entries
   // they hold together.
   uint64_t replica_audit_logs = 0, replica_audit_entries = 0;
+  // Messages of the audit mirror skipped: not a batch, or a batch that did
+  // not check under its log's key or did not follow the copy (at most 20
+  // listed). The rest of the restore goes on.
+  std::vector<std::string> replica_audit_errors;
 };
 
 Result<RestoreReport> Restore(const RestoreOptions& options);
