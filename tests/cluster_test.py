@@ -471,6 +471,13 @@ def main() -> int:
                 code, text = r.call("GET", "/metrics", key=ADMIN)
                 assert re.search(r"^foryou_cluster_audit_lag_entries \d+$", text, re.M), "no audit lag metric"
             assert js.js("STREAM.INFO.FORYOU_AUDIT_us_AT_sg")["cluster"]["name"] == "sg"
+            # The backup region's copies of the log and the audit logs cannot be
+            # thinned out there: deletes and purges are denied, as at the origin.
+            for mirror in ("FORYOU_LOG_us_AT_sg", "FORYOU_AUDIT_us_AT_sg"):
+                r = js.js("STREAM.MSG.DELETE." + mirror, {"seq": 1})
+                assert "error" in r and not r.get("success"), f"{mirror}: a message was deleted: {r}"
+                r = js.js("STREAM.PURGE." + mirror, {})
+                assert "error" in r and not r.get("success"), f"{mirror}: purged: {r}"
             needle = USERS_PREFIX.encode()
             for root, _, files in os.walk(nats_dir):
                 for f in files:

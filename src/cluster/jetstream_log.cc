@@ -108,6 +108,22 @@ Status JetStreamLog::EnsureStream(const std::string& name, const std::string& su
     const int found_replicas = static_cast<int>(si->Config->Replicas);
     const std::string found_mirror =
         si->Config->Mirror != nullptr && si->Config->Mirror->Name != nullptr ? si->Config->Mirror->Name : "";
+    const bool open_to_deletes = deny_delete && !(si->Config->DenyDelete && si->Config->DenyPurge);
+    if (open_to_deletes && found_cluster == cluster && found_replicas == replicas) {
+      // Made by an older foryou, which left mirrors open to deletes and
+      // purges: close them (a stream's deny flags can be set, never unset).
+      si->Config->DenyDelete = true;
+      si->Config->DenyPurge = true;
+      jsStreamInfo* updated = nullptr;
+      jsErrCode uerr = static_cast<jsErrCode>(0);
+      natsStatus us = js_UpdateStream(&updated, js_, si->Config, nullptr, &uerr);
+      if (updated != nullptr) jsStreamInfo_Destroy(updated);
+      if (us != NATS_OK) {
+        jsStreamInfo_Destroy(si);
+        return NatsError(fmt::format("denying deletes and purges on stream {}", name), us, uerr);
+      }
+      spdlog::info("cluster: stream {} now denies deletes and purges", name);
+    }
     jsStreamInfo_Destroy(si);
     if (found_cluster != cluster) {
       return Status::Forbidden(fmt::format(
@@ -247,11 +263,15 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
   key_mirrors_.clear();
   snap_mirrors_.clear();
   for (const std::string& b : plan.backups) {
-    FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(log_stream_, b), log_stream_, true, b, plan.backup_replicas, false));
+    // The log's and the audit logs' mirrors deny deletes and purges, as
+    // their origins do: nothing in the backup region can thin out the copy
+    // a restore reads. (The keys mirror must allow erasure, the snapshot
+    // mirror the purge of older snapshots.)
+    FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(log_stream_, b), log_stream_, true, b, plan.backup_replicas, true));
     FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(keys_stream_, b), keys_stream_, true, b, plan.backup_replicas, false));
     FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(snap_stream_, b), snap_stream_, true, b, plan.backup_replicas, false));
     FORYOU_RETURN_IF_ERROR(
-        EnsureStream(MirrorName(audit_stream_, b), audit_stream_, true, b, plan.backup_replicas, false));
+        EnsureStream(MirrorName(audit_stream_, b), audit_stream_, true, b, plan.backup_replicas, true));
     key_mirrors_.push_back(MirrorName(keys_stream_, b));
     snap_mirrors_.push_back(MirrorName(snap_stream_, b));
   }
@@ -485,7 +505,8 @@ Status JetStreamLog::ResetMirrors() {
       jsErrCode jerr = static_cast<jsErrCode>(0);
       natsStatus s = js_DeleteStream(js_, name.c_str(), nullptr, &jerr);
       if (s != NATS_OK && jerr != JSStreamNotFoundErr) return NatsError(fmt::format("deleting mirror {}", name), s, jerr);
-      FORYOU_RETURN_IF_ERROR(EnsureStream(name, origin, true, b, plan_.backup_replicas, false));
+      FORYOU_RETURN_IF_ERROR(EnsureStream(name, origin, true, b, plan_.backup_replicas,
+                                          origin == log_stream_ || origin == audit_stream_));
     }
   }
   return Status::OK();
