@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "util/coding.h"
 
@@ -258,6 +259,45 @@ Status Keyring::Load(const KeyName& name, std::string_view wrapped) {
   std::lock_guard lock(mu_);
   keys_[name.bytes()] = std::move(key);
   current_[name.pseudonym] = name.key_id;
+  return Status::OK();
+}
+
+Status Keyring::LoadAll(const std::vector<std::pair<std::string, std::string>>& keys, int threads) {
+  const size_t n = keys.size();
+  std::vector<std::string> opened(n);
+  std::vector<Status> failed(static_cast<size_t>(std::max(1, threads)));
+  auto work = [&](size_t part, size_t parts) {
+    for (size_t i = part * n / parts; i < (part + 1) * n / parts; ++i) {
+      auto name = KeyName::FromBytes(keys[i].first);
+      if (!name) {
+        failed[part] = Status::Corruption("key table: malformed key name");
+        return;
+      }
+      if (!OpenWith(root_key_, std::string(kWrapContext) + keys[i].first, keys[i].second, &opened[i]).ok()) {
+        failed[part] =
+            Status::Corruption("a wrapped user key does not open under this store's key (wrong --region-key-file?)");
+        return;
+      }
+      if (opened[i].size() != kDataKeyBytes) {
+        failed[part] = Status::Corruption("a wrapped user key has the wrong length");
+        return;
+      }
+    }
+  };
+  const size_t parts = n < 4096 ? 1 : failed.size();
+  std::vector<std::thread> pool;
+  for (size_t p = 1; p < parts; ++p) pool.emplace_back(work, p, parts);
+  work(0, parts);
+  for (auto& t : pool) t.join();
+  for (const Status& s : failed) FORYOU_RETURN_IF_ERROR(s);
+  std::lock_guard lock(mu_);
+  keys_.reserve(keys_.size() + n);
+  current_.reserve(current_.size() + n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& name = keys[i].first;
+    current_[name.substr(0, kPseudonymBytes)] = name.substr(kPseudonymBytes);
+    keys_[name] = std::move(opened[i]);
+  }
   return Status::OK();
 }
 

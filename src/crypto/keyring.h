@@ -91,6 +91,11 @@ class Keyring {
   // Loads a stored wrapped key (at open, or replicated). Corruption if it
   // does not unwrap under this region key.
   Status Load(const KeyName& name, std::string_view wrapped);
+  // Loads many at once (a start: every key of the store), unwrapping on
+  // `threads` threads; (key name bytes, wrapped key) pairs, in the order the
+  // store holds them (a later key of a pseudonym becomes its current one, as
+  // with Load one by one). The same errors as Load.
+  Status LoadAll(const std::vector<std::pair<std::string, std::string>>& keys, int threads);
   // Forgets one key (the caller deletes it from disk).
   void Forget(const KeyName& name);
   bool Has(const KeyName& name) const;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <vector>
 
 #include "util/temp_dir.h"
 
@@ -63,6 +64,41 @@ TEST(KeyringTest, AWrappedKeyLoadsUnderItsRegionKeyOnlyAndShreddingIsFinal) {
   EXPECT_FALSE(wrapped.empty());
   EXPECT_NE(fresh.key_id, name.key_id);
   EXPECT_EQ(restarted->Open(fresh, "ctx", sealed, &plain).code(), StatusCode::kCorruption);
+}
+
+TEST(KeyringTest, LoadAllOnSeveralThreadsIsLoadOneByOne) {
+  // Enough keys for LoadAll to split them over threads; two users with a
+  // second key each (erased and created again), the later one current.
+  auto ring = Ring('a');
+  std::vector<std::pair<std::string, std::string>> stored;
+  std::vector<std::pair<KeyName, std::string>> sealed;  // one value sealed with each user's current key
+  for (int i = 0; i < 5000; ++i) {
+    KeyName name;
+    std::string wrapped, box;
+    ASSERT_TRUE(ring->KeyFor("user" + std::to_string(i), &name, &wrapped).ok());
+    stored.emplace_back(name.bytes(), wrapped);
+    if (i < 2) {
+      ring->Forget(name);
+      ASSERT_TRUE(ring->KeyFor("user" + std::to_string(i), &name, &wrapped).ok());
+      stored.emplace_back(name.bytes(), wrapped);
+    }
+    ASSERT_TRUE(ring->Seal(name, "ctx", "v" + std::to_string(i), &box).ok());
+    sealed.emplace_back(name, box);
+  }
+  auto restarted = Ring('a');
+  ASSERT_TRUE(restarted->LoadAll(stored, 3).ok());
+  for (int i = 0; i < 5000; ++i) {
+    std::string plain;
+    ASSERT_TRUE(restarted->Open(sealed[i].first, "ctx", sealed[i].second, &plain).ok()) << i;
+    EXPECT_EQ(plain, "v" + std::to_string(i));
+    auto current = restarted->CurrentKey("user" + std::to_string(i));
+    ASSERT_TRUE(current.has_value());
+    EXPECT_EQ(current->bytes(), sealed[i].first.bytes()) << "user " << i << ": not the later key";
+  }
+  // One key that does not open under this store's key fails them all.
+  EXPECT_EQ(Ring('b')->LoadAll(stored, 3).code(), StatusCode::kCorruption);
+  stored[4321].second[10] ^= 1;
+  EXPECT_EQ(Ring('a')->LoadAll(stored, 3).code(), StatusCode::kCorruption);
 }
 
 TEST(KeyringTest, PseudonymsAreStablePerRegionAndRevealNothing) {
