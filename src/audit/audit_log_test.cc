@@ -472,6 +472,50 @@ TEST(AuditLogTest, ARotationCutShortIsFinishedOrUndoneAtOpen) {
 
 // The backup region's copy: records as shipped, checked one by one; the
 // keys only sealed; a restore installs them and the same log goes on.
+TEST(AuditLogTest, ACopyMadeInBulkChecksEveryRootAndTheLastSignatureOfEachBatch) {
+  TempDir primary, copies;
+  std::unique_ptr<AuditLog> log;
+  ASSERT_TRUE(AuditLog::Open(primary.path(), &log).ok());
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(log->Append(Entry(i), false).ok());
+  std::vector<std::string> records;
+  ASSERT_TRUE(log->ReadRecords(0, 1 << 20, &records).ok());
+  ASSERT_EQ(records.size(), 50u);
+  const std::string public_key = *HexDecode(log->PublicKeyHex());
+  const auto bulk = AuditLog::SignatureCheck::kLastOfBatch;
+  auto fresh = [&](const std::string& name) {
+    std::unique_ptr<AuditLog> copy;
+    EXPECT_TRUE(AuditLog::OpenCopy(copies.path() + "/" + name, public_key, &copy).ok());
+    return copy;
+  };
+  {
+    auto copy = fresh("good");
+    ASSERT_TRUE(copy->AppendRecords(0, records, true, bulk).ok());
+    EXPECT_EQ(copy->Head(), log->Head());
+    SignedTreeHead head;
+    EXPECT_TRUE(AuditLog::Verify(copies.path() + "/good", nullptr, &head).ok());
+  }
+  {
+    // An entry altered in the middle: its root no longer checks; nothing of
+    // the batch is written.
+    auto bad = records;
+    bad[10][5] ^= 0x01;
+    auto copy = fresh("entry");
+    EXPECT_EQ(copy->AppendRecords(0, bad, false, bulk).code(), StatusCode::kCorruption);
+    EXPECT_EQ(copy->Head().tree_size, 0u);
+  }
+  {
+    // The last record's signature (its last bytes) altered.
+    auto bad = records;
+    bad.back().back() ^= 0x01;
+    auto copy = fresh("signature");
+    EXPECT_EQ(copy->AppendRecords(0, bad, false, bulk).code(), StatusCode::kCorruption);
+    EXPECT_EQ(copy->Head().tree_size, 0u);
+    // Checked record by record, the first 49 are taken in a batch of their own.
+    EXPECT_TRUE(copy->AppendRecords(0, std::vector<std::string>(bad.begin(), bad.end() - 1), false).ok());
+    EXPECT_EQ(copy->Head().tree_size, 49u);
+  }
+}
+
 TEST(AuditLogTest, ACopyChecksWhatArrivesAndARestoreContinuesTheSameLog) {
   TempDir primary, copy;
   const std::string region_key(32, '\x42');

@@ -220,7 +220,9 @@ Status FetchAuditFromMirror(ClusterLog& mirror, const RestoreOptions& o, Restore
           FORYOU_RETURN_IF_ERROR(AuditLog::OpenCopy(dir, batch.public_key, &copy));
           it = copies.emplace(hex, std::move(copy)).first;
         }
-        if (Status s = it->second->AppendRecords(batch.first, batch.records, /*sync=*/false); !s.ok()) {
+        if (Status s = it->second->AppendRecords(batch.first, batch.records, /*sync=*/false,
+                                                 AuditLog::SignatureCheck::kLastOfBatch);
+            !s.ok()) {
           if (s.code() == StatusCode::kIOError) return s;  // our disk, not the mirror
           skipped(fmt::format("audit entries {}..{} of replica {} skipped (the copy holds {}): {}", batch.first,
                               batch.first + batch.records.size() - 1, hex.substr(0, 16), it->second->Head().tree_size,
@@ -322,7 +324,8 @@ Status FetchAuditOverHttp(const RestoreOptions& o, RestoreReport* report) {
     if (batch.first != next) {
       return Status::Corruption(fmt::format("backup audit log: entries from {} where {} was asked", batch.first, next));
     }
-    FORYOU_RETURN_IF_ERROR(copy->AppendRecords(batch.first, batch.records, /*sync=*/false));
+    FORYOU_RETURN_IF_ERROR(
+        copy->AppendRecords(batch.first, batch.records, /*sync=*/false, AuditLog::SignatureCheck::kLastOfBatch));
     next += batch.records.size();
     sealed = std::move(batch.sealed_keys);
   }
