@@ -577,12 +577,15 @@ def main() -> int:
             for s in ("FORYOU_LOG_us", "FORYOU_KEYS_us", "FORYOU_SNAP_us", "FORYOU_AUDIT_us"):  # the region is lost
                 r = js.js("STREAM.DELETE." + s)
                 assert r.get("success"), r
+            def restore_from_sg_into(target: Path) -> dict:
+                out = subprocess.run([FORYOU, "restore", "--from-cluster", topo["regions"]["sg"][0], "--backup-region",
+                                      "sg", "--source-region", "us", "--data-dir", str(target), "--region-key-file",
+                                      str(d / "us.key"), "--json"], capture_output=True, text=True, timeout=120)
+                assert out.returncode == 0, out.stderr[-1500:]
+                return json.loads(out.stdout)
+
             rd = d / "restored"
-            out = subprocess.run([FORYOU, "restore", "--from-cluster", topo["regions"]["sg"][0], "--backup-region", "sg",
-                                  "--source-region", "us", "--data-dir", str(rd), "--region-key-file", str(d / "us.key"),
-                                  "--json"], capture_output=True, text=True, timeout=120)
-            assert out.returncode == 0, out.stderr[-1500:]
-            rep = json.loads(out.stdout)
+            rep = restore_from_sg_into(rd)
             assert rep["last_seq"] == seq and rep["records"] == seq, rep
             # The replay starts from the snapshot sg mirrored, not from record 1.
             assert 0 < rep["snapshot_seq"] <= seq, rep
@@ -615,11 +618,7 @@ def main() -> int:
             # And all of each: restored once more from sg, the lost replicas'
             # logs give the same signed tree heads as before.
             rd2 = d / "restored-again"
-            out = subprocess.run([FORYOU, "restore", "--from-cluster", topo["regions"]["sg"][0], "--backup-region", "sg",
-                                  "--source-region", "us", "--data-dir", str(rd2), "--region-key-file", str(d / "us.key"),
-                                  "--json"], capture_output=True, text=True, timeout=120)
-            assert out.returncode == 0, out.stderr[-1500:]
-            rep2 = json.loads(out.stdout)
+            rep2 = restore_from_sg_into(rd2)
             assert rep2["replica_audit_errors"] == [], rep2
             for pub, head in heads.items():
                 got = audit_head(rd2 / "replica-audit" / pub)
