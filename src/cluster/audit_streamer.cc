@@ -70,7 +70,10 @@ Status AuditStreamer::ShipAvailable() {
     AuditBatch batch;
     batch.first = from;
     batch.public_key = public_key_;
-    FORYOU_RETURN_IF_ERROR(audit_.ReadRecords(from, options_.batch_bytes, &batch.records));
+    // A batch may pass its limit by one record; half the server's largest
+    // message leaves room for that and the encoding.
+    const size_t limit = std::min(options_.batch_bytes, std::max<size_t>(1, log_.MaxMessageBytes() / 2));
+    FORYOU_RETURN_IF_ERROR(audit_.ReadRecords(from, limit, &batch.records));
     if (batch.records.empty()) return Status::OK();
     Status published = log_.PublishAudit(batch);
     if (published.code() == StatusCode::kConflict && !looked_again) {

@@ -42,8 +42,9 @@
 namespace foryou {
 
 struct AuditStreamerOptions {
-  // Bytes of records per batch (under nats-server's default 1 MB
-  // max_payload). Default 256 KiB, about 1,500 entries.
+  // Bytes of records per batch, at most half the ClusterLog's largest
+  // message (nats-server's max_payload, 1 MB by default). Default 256 KiB,
+  // about 1,500 entries.
   size_t batch_bytes = 256 << 10;
   // How often the thread looks for new entries. Default 50 ms.
   int idle_ms = 50;

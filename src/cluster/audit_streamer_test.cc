@@ -61,6 +61,8 @@ class AuditOnlyClusterLog : public ClusterLog {
     std::lock_guard lock(mu_);
     return batches_;
   }
+  size_t MaxMessageBytes() override { return max_message_bytes_; }
+  void SetMaxMessageBytes(size_t n) { max_message_bytes_ = n; }
   void FailPublishes(int n) {
     std::lock_guard lock(mu_);
     publish_failures_ = n;
@@ -86,6 +88,7 @@ class AuditOnlyClusterLog : public ClusterLog {
   std::mutex mu_;
   std::vector<AuditBatch> batches_;
   int publish_failures_ = 0;
+  size_t max_message_bytes_ = size_t{1} << 20;
 };
 
 AuditEntry StreamedEntry(int i) {
@@ -148,6 +151,20 @@ TEST(AuditStreamerTest, ShipsEveryEntryInOrderAndResumesWhereTheStreamEnds) {
   EXPECT_EQ(next, 350u);
   // What a restore rebuilds from the stream is the log, head for head.
   EXPECT_EQ(RebuildCopy(batches, dir.path() + "/copy"), log->Head());
+}
+
+TEST(AuditStreamerTest, BatchesStayUnderTheLargestMessageTheLogTakes) {
+  TempDir dir;
+  std::unique_ptr<AuditLog> log;
+  ASSERT_TRUE(AuditLog::Open(dir.path() + "/audit", &log).ok());
+  AppendEntries(*log, 0, 200);
+  AuditOnlyClusterLog stream;
+  stream.SetMaxMessageBytes(4096);  // a server with a small max_payload; the default batch is 256 KiB
+  AuditStreamer streamer(*log, stream);
+  ASSERT_TRUE(streamer.Flush().ok());
+  EXPECT_EQ(streamer.Stats().shipped, 200u);
+  for (const AuditBatch& b : stream.batches()) EXPECT_LE(EncodeAuditBatch(b).size(), 4096u);
+  EXPECT_EQ(RebuildCopy(stream.batches(), dir.path() + "/copy"), log->Head());
 }
 
 TEST(AuditStreamerTest, ALogThatNoLongerExtendsTheStreamStopsShippingLoudly) {

@@ -126,6 +126,9 @@ class ClusterLog {
   virtual Result<std::optional<AuditBatch>> LastAudit(std::string_view public_key) {
     return std::optional<AuditBatch>();
   }
+  // The largest message the log takes (bytes); an audit batch stays under
+  // half of it.
+  virtual size_t MaxMessageBytes() { return size_t{1} << 30; }
   // Every batch of every replica's audit log, in the order they were kept;
   // a message that is not a batch of the log its subject names goes to
   // `skipped` (what and why) instead, and the reading goes on.

@@ -878,6 +878,11 @@ Status JetStreamLog::PublishAudit(const AuditBatch& batch) {
   return Status::OK();
 }
 
+size_t JetStreamLog::MaxMessageBytes() {
+  const int64_t max = natsConnection_GetMaxPayload(nc_);  // the server's max_payload (1 MB by default)
+  return max > 0 ? static_cast<size_t>(max) : ClusterLog::MaxMessageBytes();
+}
+
 Result<std::optional<AuditBatch>> JetStreamLog::LastAudit(std::string_view public_key) {
   if (audit_stream_.empty()) return std::optional<AuditBatch>();
   const std::string subject = audit_prefix_ + HexEncode(public_key);

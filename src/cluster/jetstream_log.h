@@ -95,6 +95,7 @@ class JetStreamLog : public ClusterLog {
                        const std::string& ann_path) override;
   Status ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) override;
   Status PublishAudit(const AuditBatch& batch) override;
+  size_t MaxMessageBytes() override;
   Result<std::optional<AuditBatch>> LastAudit(std::string_view public_key) override;
   Status ForEachAudit(const std::function<Status(const AuditBatch&)>& fn,
                       const std::function<void(const std::string&)>& skipped) override;
