@@ -22,6 +22,18 @@ constexpr size_t kTag = crypto_aead_xchacha20poly1305_ietf_ABYTES;
 constexpr size_t kDataKeyBytes = crypto_aead_xchacha20poly1305_ietf_KEYBYTES;
 constexpr char kWrapContext[] = "foryou-wrapped-key-v1";
 constexpr char kStoreKeyContext[] = "foryou-store-key-v1";
+static_assert(kDataKeyBytes == 32, "Keyring::DataKey");
+
+template <size_t N>
+std::string_view View(const std::array<char, N>& a) {
+  return {a.data(), N};
+}
+template <size_t N>
+std::array<char, N> Array(std::string_view s) {
+  std::array<char, N> a;
+  std::memcpy(a.data(), s.data(), N);
+  return a;
+}
 
 bool InitSodium() {
   static const bool ok = sodium_init() >= 0;
@@ -43,7 +55,7 @@ Result<std::string> ParseKey(const std::string& text, const std::string& where) 
 }
 
 // [version][nonce][ciphertext+tag] under `key`, binding `ad`.
-std::string SealWith(const std::string& key, std::string_view ad, std::string_view plaintext) {
+std::string SealWith(std::string_view key, std::string_view ad, std::string_view plaintext) {
   std::string out(1 + kNonce + plaintext.size() + kTag, '\0');
   out[0] = static_cast<char>(kSealFormatVersion);
   auto* nonce = reinterpret_cast<unsigned char*>(out.data() + 1);
@@ -56,7 +68,7 @@ std::string SealWith(const std::string& key, std::string_view ad, std::string_vi
   return out;
 }
 
-Status OpenWith(const std::string& key, std::string_view ad, std::string_view sealed, std::string* out) {
+Status OpenWith(std::string_view key, std::string_view ad, std::string_view sealed, std::string* out) {
   if (sealed.size() < 1 + kNonce + kTag) return Status::Corruption("sealed data: too short");
   if (static_cast<uint8_t>(sealed[0]) != kSealFormatVersion) {
     return Status::Corruption(fmt::format("sealed data: unknown format version {}", static_cast<int>(sealed[0])));
@@ -204,6 +216,19 @@ Keyring::~Keyring() {
   for (auto& [name, key] : keys_) sodium_memzero(key.data(), key.size());
 }
 
+std::optional<Keyring::NameBytes> Keyring::Key(const KeyName& name) {
+  if (name.pseudonym.size() != kPseudonymBytes || name.key_id.size() != kKeyIdBytes) return std::nullopt;
+  NameBytes b;
+  std::memcpy(b.data(), name.pseudonym.data(), kPseudonymBytes);
+  std::memcpy(b.data() + kPseudonymBytes, name.key_id.data(), kKeyIdBytes);
+  return b;
+}
+
+std::optional<Keyring::NameBytes> Keyring::Key(std::string_view name_bytes) {
+  if (name_bytes.size() != kPseudonymBytes + kKeyIdBytes) return std::nullopt;
+  return Array<kPseudonymBytes + kKeyIdBytes>(name_bytes);
+}
+
 std::string Keyring::Pseudonym(std::string_view user_id) const {
   std::string out(kPseudonymBytes, '\0');
   crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(),
@@ -224,41 +249,46 @@ std::string RegionKeyFingerprint(std::string_view region_key) {
 Status Keyring::KeyFor(std::string_view user_id, KeyName* name, std::string* wrapped) {
   wrapped->clear();
   name->pseudonym = Pseudonym(user_id);
-  std::lock_guard lock(mu_);
-  auto it = current_.find(name->pseudonym);
+  const PseudonymBytes pseudonym = Array<kPseudonymBytes>(name->pseudonym);
+  std::unique_lock lock(mu_);
+  auto it = current_.find(pseudonym);
   if (it != current_.end()) {
-    name->key_id = it->second;
+    name->key_id.assign(View(it->second));
     return Status::OK();
   }
   name->key_id.assign(kKeyIdBytes, '\0');
   randombytes_buf(name->key_id.data(), name->key_id.size());
-  std::string key(kDataKeyBytes, '\0');
+  DataKey key;
   crypto_aead_xchacha20poly1305_ietf_keygen(reinterpret_cast<unsigned char*>(key.data()));
-  *wrapped = SealWith(root_key_, std::string(kWrapContext) + name->bytes(), key);
-  keys_[name->bytes()] = std::move(key);
-  current_[name->pseudonym] = name->key_id;
+  *wrapped = SealWith(root_key_, std::string(kWrapContext) + name->bytes(), View(key));
+  keys_[*Key(*name)] = key;
+  sodium_memzero(key.data(), key.size());
+  current_[pseudonym] = Array<kKeyIdBytes>(name->key_id);
   return Status::OK();
 }
 
 std::optional<KeyName> Keyring::CurrentKey(std::string_view user_id) const {
   KeyName name{Pseudonym(user_id), {}};
-  std::lock_guard lock(mu_);
-  auto it = current_.find(name.pseudonym);
+  std::shared_lock lock(mu_);
+  auto it = current_.find(Array<kPseudonymBytes>(name.pseudonym));
   if (it == current_.end()) return std::nullopt;
-  name.key_id = it->second;
+  name.key_id.assign(View(it->second));
   return name;
 }
 
 Status Keyring::Load(const KeyName& name, std::string_view wrapped) {
+  const std::optional<NameBytes> k = Key(name);
+  if (!k) return Status::Corruption("key table: malformed key name");
   std::string key;
   Status s = OpenWith(root_key_, std::string(kWrapContext) + name.bytes(), wrapped, &key);
   if (!s.ok()) {
     return Status::Corruption("a wrapped user key does not open under this store's key (wrong --region-key-file?)");
   }
   if (key.size() != kDataKeyBytes) return Status::Corruption("a wrapped user key has the wrong length");
-  std::lock_guard lock(mu_);
-  keys_[name.bytes()] = std::move(key);
-  current_[name.pseudonym] = name.key_id;
+  std::unique_lock lock(mu_);
+  keys_[*k] = Array<kDataKeyBytes>(key);
+  sodium_memzero(key.data(), key.size());
+  current_[Array<kPseudonymBytes>(name.pseudonym)] = Array<kKeyIdBytes>(name.key_id);
   return Status::OK();
 }
 
@@ -290,38 +320,44 @@ Status Keyring::LoadAll(const std::vector<std::pair<std::string, std::string>>& 
   work(0, parts);
   for (auto& t : pool) t.join();
   for (const Status& s : failed) FORYOU_RETURN_IF_ERROR(s);
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   keys_.reserve(keys_.size() + n);
   current_.reserve(current_.size() + n);
   for (size_t i = 0; i < n; ++i) {
-    const std::string& name = keys[i].first;
-    current_[name.substr(0, kPseudonymBytes)] = name.substr(kPseudonymBytes);
-    keys_[name] = std::move(opened[i]);
+    const std::string_view name = keys[i].first;  // checked by KeyName::FromBytes above
+    current_[Array<kPseudonymBytes>(name)] = Array<kKeyIdBytes>(name.substr(kPseudonymBytes));
+    keys_[Array<kPseudonymBytes + kKeyIdBytes>(name)] = Array<kDataKeyBytes>(opened[i]);
+    sodium_memzero(opened[i].data(), opened[i].size());
   }
   return Status::OK();
 }
 
 void Keyring::Forget(const KeyName& name) {
-  std::lock_guard lock(mu_);
-  auto it = keys_.find(name.bytes());
+  const std::optional<NameBytes> k = Key(name);
+  if (!k) return;
+  std::unique_lock lock(mu_);
+  auto it = keys_.find(*k);
   if (it != keys_.end()) {
     sodium_memzero(it->second.data(), it->second.size());
     keys_.erase(it);
   }
-  auto cur = current_.find(name.pseudonym);
-  if (cur != current_.end() && cur->second == name.key_id) current_.erase(cur);
+  auto cur = current_.find(Array<kPseudonymBytes>(name.pseudonym));
+  if (cur != current_.end() && View(cur->second) == name.key_id) current_.erase(cur);
 }
 
 bool Keyring::Has(const KeyName& name) const {
-  std::lock_guard lock(mu_);
-  return keys_.count(name.bytes()) > 0;
+  const std::optional<NameBytes> k = Key(name);
+  if (!k) return false;
+  std::shared_lock lock(mu_);
+  return keys_.count(*k) > 0;
 }
 
 std::vector<std::string> Keyring::KeyIds(std::string_view pseudonym) const {
-  std::lock_guard lock(mu_);
+  std::shared_lock lock(mu_);
   std::vector<std::string> ids;
   for (const auto& [name, key] : keys_) {
-    if (std::string_view(name).substr(0, kPseudonymBytes) == pseudonym) ids.push_back(name.substr(kPseudonymBytes));
+    const std::string_view n = View(name);
+    if (n.substr(0, kPseudonymBytes) == pseudonym) ids.emplace_back(n.substr(kPseudonymBytes));
   }
   std::sort(ids.begin(), ids.end());
   return ids;
@@ -329,28 +365,32 @@ std::vector<std::string> Keyring::KeyIds(std::string_view pseudonym) const {
 
 Status Keyring::Seal(const KeyName& name, std::string_view context, std::string_view plaintext,
                      std::string* out) const {
-  std::string key;
+  const std::optional<NameBytes> k = Key(name);
+  if (!k) return Status::NotFound("no data key for this pseudonym");
+  DataKey key;
   {
-    std::lock_guard lock(mu_);
-    auto it = keys_.find(name.bytes());
+    std::shared_lock lock(mu_);
+    auto it = keys_.find(*k);
     if (it == keys_.end()) return Status::NotFound("no data key for this pseudonym");
     key = it->second;
   }
-  *out = SealWith(key, std::string(context) + name.bytes(), plaintext);
+  *out = SealWith(View(key), std::string(context) + name.bytes(), plaintext);
   sodium_memzero(key.data(), key.size());
   return Status::OK();
 }
 
 Status Keyring::Open(const KeyName& name, std::string_view context, std::string_view sealed,
                      std::string* out) const {
-  std::string key;
+  const std::optional<NameBytes> k = Key(name);
+  if (!k) return Status::NotFound("the data key of this pseudonym is destroyed");
+  DataKey key;
   {
-    std::lock_guard lock(mu_);
-    auto it = keys_.find(name.bytes());
+    std::shared_lock lock(mu_);
+    auto it = keys_.find(*k);
     if (it == keys_.end()) return Status::NotFound("the data key of this pseudonym is destroyed");
     key = it->second;
   }
-  Status s = OpenWith(key, std::string(context) + name.bytes(), sealed, out);
+  Status s = OpenWith(View(key), std::string(context) + name.bytes(), sealed, out);
   sodium_memzero(key.data(), key.size());
   return s;
 }

@@ -18,13 +18,16 @@
 //   store key: stable within a store and its backups, meaningless without it.
 //
 // All primitives are libsodium's. Thread safety: all methods may be called
-// from any thread (an internal mutex guards the key cache).
+// from any thread (an internal reader-writer lock guards the key cache:
+// Open and Seal, the hot paths, share it).
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <cstring>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -127,9 +130,29 @@ class Keyring {
   std::string root_key_;  // the store key
   std::string pseudonym_key_;  // derived from region_key_
   std::string log_mac_key_;    // derived from region_key_
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, std::string> keys_;     // KeyName bytes -> data key; guarded by mu_
-  std::unordered_map<std::string, std::string> current_;  // pseudonym -> key id; guarded by mu_
+  // Fixed-size keys and values: one allocation per entry (a million users'
+  // keys are loaded at every start of an encrypted store).
+  using NameBytes = std::array<char, kPseudonymBytes + kKeyIdBytes>;
+  using PseudonymBytes = std::array<char, kPseudonymBytes>;
+  using KeyIdBytes = std::array<char, kKeyIdBytes>;
+  using DataKey = std::array<char, 32>;  // crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+  // Pseudonyms are keyed hashes and key ids random: their first 8 bytes are
+  // a hash already.
+  struct FirstBytesHash {
+    template <size_t N>
+    size_t operator()(const std::array<char, N>& a) const {
+      static_assert(N >= 8);
+      uint64_t h;
+      std::memcpy(&h, a.data(), sizeof h);
+      return static_cast<size_t>(h);
+    }
+  };
+  static std::optional<NameBytes> Key(const KeyName& name);
+  static std::optional<NameBytes> Key(std::string_view name_bytes);
+
+  mutable std::shared_mutex mu_;
+  std::unordered_map<NameBytes, DataKey, FirstBytesHash> keys_;         // name -> data key; guarded by mu_
+  std::unordered_map<PseudonymBytes, KeyIdBytes, FirstBytesHash> current_;  // pseudonym -> key id; guarded by mu_
 };
 
 }  // namespace foryou

@@ -138,19 +138,31 @@ double Engine::State::Score(const FeatureVector& x, const std::array<double, kNu
   return score;
 }
 
-Status Engine::State::Reindex(uint32_t video, double drift, bool force, bool reserved) {
+bool Engine::State::Drifted(uint32_t video, double drift) const {
   const int dim = embeddings.dim();
   const float* v = embeddings.item(video);
-  float* indexed = &ann_vectors[static_cast<size_t>(video) * dim];
-  if (!force) {
-    double diff = 0, norm = 0;
-    for (int d = 0; d < dim; ++d) {
-      diff += (v[d] - indexed[d]) * (v[d] - indexed[d]);
-      norm += indexed[d] * indexed[d];
-    }
-    if (diff <= drift * drift * std::max(norm, 1e-12)) return Status::OK();
+  const float* indexed = &ann_vectors[static_cast<size_t>(video) * dim];
+  double diff = 0, norm = 0;
+  for (int d = 0; d < dim; ++d) {
+    diff += (v[d] - indexed[d]) * (v[d] - indexed[d]);
+    norm += indexed[d] * indexed[d];
   }
-  std::copy(v, v + dim, indexed);
+  return diff > drift * drift * std::max(norm, 1e-12);
+}
+
+bool Engine::State::QueueMoved(uint32_t video) {
+  if (ann_moved_flag.size() <= video) ann_moved_flag.resize(std::max<size_t>(catalog.size(), video + 1));
+  if (ann_moved_flag[video]) return false;
+  ann_moved_flag[video] = true;
+  ann_moved.push_back(video);
+  return true;
+}
+
+Status Engine::State::Reindex(uint32_t video, double drift, bool force, bool reserved) {
+  if (!force && !Drifted(video, drift)) return Status::OK();
+  const int dim = embeddings.dim();
+  const float* v = embeddings.item(video);
+  std::copy(v, v + dim, &ann_vectors[static_cast<size_t>(video) * dim]);
   return reserved ? ann.UpsertReserved(video, v) : ann.Upsert(video, v);
 }
 
@@ -348,14 +360,25 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
       // The loaded index holds every video as of the snapshot: write only
       // those the replayed tail added or moved.
       // moved or forced.
+      // Moved: every indexed video is checked, which covers those the tail
+      // moved and those the snapshot's graph had not caught up with (queued
+      // for the background indexer when it was taken).
+      const double drift = engine->options_.retrieval.ann_reindex_drift;
+      const bool background = engine->options_.retrieval.ann_reindex_background;
       std::vector<std::pair<uint32_t, bool>> todo;  // (video, forced)
       for (uint32_t v : ann_dirty.forced) todo.emplace_back(v, true);
-      for (uint32_t v : ann_dirty.moved) todo.emplace_back(v, false);
+      for (uint32_t v = 0; v < n; ++v) {
+        if (!s.ann.Contains(v) || !s.Drifted(v, drift)) continue;
+        if (background) {
+          s.QueueMoved(v);  // moved by the background indexer once serving
+        } else {
+          todo.emplace_back(v, false);
+        }
+      }
       std::sort(todo.begin(), todo.end(), [](auto& a, auto& b) { return a.first < b.first || (a.first == b.first && a.second > b.second); });
       todo.erase(std::unique(todo.begin(), todo.end(), [](auto& a, auto& b) { return a.first == b.first; }), todo.end());
       // One thread: hnswlib updates an existing point drawing from an RNG
       // without a lock (the tail after a snapshot is short anyway).
-      const double drift = engine->options_.retrieval.ann_reindex_drift;
       for (const auto& [v, forced] : todo) FORYOU_RETURN_IF_ERROR(s.Reindex(v, drift, forced, /*reserved=*/true));
     } else {
       // Build the ANN index once, rather than once per event, on every core.
@@ -382,7 +405,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   }
   {
     std::unique_lock lock(engine->mu_);
-    if (!engine->state_->ann_pending.empty()) engine->WakeAnnIndexer();
+    if (!engine->state_->ann_pending.empty() || !engine->state_->ann_moved.empty()) engine->WakeAnnIndexer();
   }
   if (engine->cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(engine->OpenCluster(cluster_seed));
   // A sealed group (or a snapshot's user entry) may be unreadable only
@@ -867,15 +890,27 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     if (auto idx = s.FindUserIdx(user); idx && s.users[*idx].home.empty()) s.users[*idx].home = jurisdiction;
   }
   NoteUpdates(rec.events.size());
-  // 4. Move the touched videos in the ANN index (at once when serving; in one
-  // pass at the end of a replay).
+  // 4. Move the touched videos that drifted in the ANN index: when serving,
+  // through the background indexer (retrieval.ann_reindex_background) or at
+  // once; in one pass at the end of a replay.
   if (!replaying) {
     std::sort(touched.begin(), touched.end());
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-    for (uint32_t v : touched) FORYOU_RETURN_IF_ERROR(s.Reindex(v, options_.retrieval.ann_reindex_drift, false));
-  } else if (ann_dirty_ != nullptr) {
-    ann_dirty_->moved.insert(ann_dirty_->moved.end(), touched.begin(), touched.end());
+    const double drift = options_.retrieval.ann_reindex_drift;
+    bool queued = false;
+    for (uint32_t v : touched) {
+      // A video the index holds is moved by the background indexer, which
+      // re-writes it once however many events moved it meanwhile; one it
+      // does not hold yet (a large batch's, still pending) is inserted now.
+      if (options_.retrieval.ann_reindex_background && s.ann.Contains(v)) {
+        if (s.Drifted(v, drift)) queued |= s.QueueMoved(v);
+      } else {
+        FORYOU_RETURN_IF_ERROR(s.Reindex(v, drift, false));
+      }
+    }
+    if (queued) WakeAnnIndexer();
   }
+  // (A replay after a snapshot checks every video for drift once, at its end.)
   return Status::OK();
 }
 
@@ -1383,6 +1418,7 @@ EngineStats Engine::Stats() const {
   st.model_updates = s.ranker.updates();
   st.ann_size = s.ann.size();
   st.ann_pending = s.ann_pending.size();
+  st.ann_moved = s.ann_moved.size();
   st.ann_clamped = s.ann.clamped();
   st.co_engagement_edges = s.co.num_edges();
   st.log_seq = store_->last_seq();

@@ -159,6 +159,7 @@ struct EngineStats {
   uint64_t model_updates = 0;  // ranker SGD steps
   uint64_t ann_size = 0;
   uint64_t ann_pending = 0;  // videos acknowledged but not yet in the ANN index (engine/ann_indexer.cc)
+  uint64_t ann_moved = 0;    // indexed videos whose vectors drifted, waiting to be moved in it (ditto)
   uint64_t ann_clamped = 0;  // vectors longer than the ANN norm bound (see retrieval/ann_index.h)
   uint64_t co_engagement_edges = 0;
   uint64_t log_seq = 0;
@@ -341,10 +342,16 @@ class Engine {
   // index structures on them offline (bench/ann_bench.cc). Personal data (a
   // user's learned vector): for the operator's own benchmarks, not an API.
   AnnWorkload AnnVectors(size_t queries) const;
-  // Waits until the ANN index holds every video of the catalog: a large
-  // batch of new videos is acknowledged before it is indexed (see
-  // RetrievalOptions::ann_defer_from). False after `timeout`.
+  // Waits until the ANN index holds every video of the catalog, each where
+  // its vector is (within retrieval.ann_reindex_drift): a large batch of new
+  // videos is acknowledged before it is indexed (see
+  // RetrievalOptions::ann_defer_from), and a drifted video is moved in the
+  // background (ann_reindex_background). False after `timeout`.
   bool WaitForAnnIndex(std::chrono::milliseconds timeout) const;
+  // Indexed videos whose vectors drifted past retrieval.ann_reindex_drift
+  // from where the index has them (queued to be moved or not). A scan of
+  // every video: for tests and diagnostics, not for metrics.
+  uint64_t AnnDrifted() const;
   // For tests: holds the background ANN indexer before its next chunk
   // (videos stay pending) until called with false.
   void PauseAnnIndexer(bool paused);
@@ -478,12 +485,11 @@ class Engine {
   std::atomic<uint64_t> updates_since_snapshot_{0};
   std::atomic<uint64_t> snapshot_seq_{0}, snapshots_written_{0}, snapshots_skipped_{0}, snapshot_bytes_{0};
   std::atomic<double> snapshot_seconds_{0}, snapshot_pause_seconds_{0};
-  // During Open's replay after a snapshot: videos to write to the ANN index
-  // once it is over (the loaded index holds the others as of the snapshot):
-  // new or changed ones (forced), and those whose vector events moved
-  // (written if they drifted, as when serving).
+  // During Open's replay after a snapshot: new or changed videos to write
+  // to the ANN index once it is over (the loaded index holds the others as
+  // of the snapshot; those whose vectors drifted are found by a scan then).
   struct AnnDirty {
-    std::vector<uint32_t> forced, moved;
+    std::vector<uint32_t> forced;
   };
   AnnDirty* ann_dirty_ = nullptr;
 

@@ -114,6 +114,13 @@ struct Engine::State {
   // batch was acknowledged (engine/ann_indexer.cc). Until then feeds find
   // them through the other sources (fresh, creator, tags, trending).
   std::deque<uint32_t> ann_pending;
+  // Videos of the index whose vectors drifted past retrieval.ann_reindex_drift
+  // while serving, waiting for the background indexer to move them
+  // (retrieval.ann_reindex_background): a video that many events move in a
+  // short time is re-written once, not once per event. `ann_moved_flag`
+  // marks the queued ones (indexed by video, grown on demand).
+  std::deque<uint32_t> ann_moved;
+  std::vector<bool> ann_moved_flag;
   uint64_t events = 0;
   // Every play's watch so far, the prior of each viewer's (learning/watch_norm.h).
   WatchSums watch_population;
@@ -154,6 +161,10 @@ struct Engine::State {
   // `reserved`: the index has room for every video (AnnIndex::Reserve), so
   // distinct videos may be reindexed in parallel.
   Status Reindex(uint32_t video, double drift, bool force, bool reserved = false);
+  // Whether `video`'s vector moved more than `drift` of its indexed norm.
+  bool Drifted(uint32_t video, double drift) const;
+  // Queues `video` for the background indexer (once); true if it was not queued.
+  bool QueueMoved(uint32_t video);
 };
 
 }  // namespace foryou

@@ -39,11 +39,13 @@
 // keys that open a user's entries, in every snapshot that holds them.
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fmt/format.h>
 #include <atomic>
 #include <functional>
+#include <latch>
 #include <mutex>
 #include <thread>
 
@@ -73,12 +75,6 @@ bool GetU32(std::string_view* in, uint32_t* v) {
   uint64_t x;
   if (!GetVarint64(in, &x) || x > UINT32_MAX) return false;
   *v = static_cast<uint32_t>(x);
-  return true;
-}
-bool GetBytes(std::string_view* in, size_t n, std::string* out) {
-  if (in->size() < n) return false;
-  out->assign(in->data(), n);
-  in->remove_prefix(n);
   return true;
 }
 
@@ -206,11 +202,19 @@ std::string SlotContext(size_t idx) {
 Status Bad(std::string_view what) { return Status::Corruption(fmt::format("snapshot body: {}", what)); }
 
 // Runs tasks on `threads` threads; the first error wins.
-Status RunTasks(const std::vector<std::function<Status()>>& tasks, unsigned threads) {
+Status RunTasks(const std::vector<std::function<Status()>>& tasks, unsigned threads,
+                std::vector<double>* seconds = nullptr) {
   std::atomic<size_t> next{0};
   std::vector<Status> results(tasks.size());
+  if (seconds != nullptr) seconds->assign(tasks.size(), 0.0);
   auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < tasks.size();) results[i] = tasks[i]();
+    for (size_t i; (i = next.fetch_add(1)) < tasks.size();) {
+      const auto t0 = std::chrono::steady_clock::now();
+      results[i] = tasks[i]();
+      if (seconds != nullptr) {
+        (*seconds)[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
+    }
   };
   std::vector<std::thread> workers;
   for (unsigned t = 1; t < threads; ++t) workers.emplace_back(work);
@@ -324,7 +328,7 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
   // and chunks of users decode (and open) in parallel.
   struct Entry {
     uint8_t kind;
-    KeyName name;
+    std::string_view name;  // pseudonym + key id (kSealedUser)
     std::string_view bytes;
   };
   std::vector<Entry> entries(nusers);
@@ -333,10 +337,9 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
     if (!GetByte(&users_s, &e.kind) || e.kind > kSealedUser) return Bad("user entry");
     if (e.kind == kErasedSlot) continue;
     if (e.kind == kSealedUser) {
-      if (!GetBytes(&users_s, kPseudonymBytes, &e.name.pseudonym) ||
-          !GetBytes(&users_s, kKeyIdBytes, &e.name.key_id)) {
-        return Bad("user entry");
-      }
+      if (users_s.size() < kPseudonymBytes + kKeyIdBytes) return Bad("user entry");
+      e.name = users_s.substr(0, kPseudonymBytes + kKeyIdBytes);
+      users_s.remove_prefix(kPseudonymBytes + kKeyIdBytes);
     }
     if (!GetVarint64(&users_s, &len) || len > users_s.size()) return Bad("user entry");
     e.bytes = users_s.substr(0, len);
@@ -344,25 +347,38 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
   }
   if (!users_s.empty()) return Bad("trailing bytes after the users");
   const int dim = embeddings.dim();
-  users.assign(nusers, UserRecord{});
-  embeddings.SetUsers(nusers);
+  // The users' records and vectors are made (a first touch of some hundred
+  // MB) by the first task, beside the catalog's; the user chunks, queued
+  // last, wait for it.
+  std::latch users_made(1);
   std::vector<std::function<Status()>> tasks;
+  tasks.push_back([&]() -> Status {
+    users.clear();
+    users.resize(nusers);
+    embeddings.SetUsers(nusers);
+    users_made.count_down();
+    return Status::OK();
+  });
   std::mutex missing_mu;
   const size_t chunks = nusers < 1024 ? 1 : 16;
   for (size_t c = 0; c < chunks; ++c) {
     tasks.push_back([&, c]() -> Status {
+      users_made.wait();
       std::vector<float> vec(dim);
       std::string opened;
+      KeyName name;
       for (size_t i = nusers * c / chunks; i < nusers * (c + 1) / chunks; ++i) {
         const Entry& e = entries[i];
         if (e.kind == kErasedSlot) continue;
         std::string_view payload = e.bytes;
         if (e.kind == kSealedUser) {
           if (keyring == nullptr) return Status::InvalidArgument("the snapshot is encrypted: give the region key");
-          Status s = keyring->Open(e.name, SlotContext(i), e.bytes, &opened);
+          name.pseudonym.assign(e.name.substr(0, kPseudonymBytes));
+          name.key_id.assign(e.name.substr(kPseudonymBytes));
+          Status s = keyring->Open(name, SlotContext(i), e.bytes, &opened);
           if (s.code() == StatusCode::kNotFound) {  // key destroyed: an erased user
             std::lock_guard lock(missing_mu);
-            unreadable->push_back(e.name.bytes());
+            unreadable->push_back(std::string(e.name));
             continue;
           }
           if (!s.ok()) return Bad(fmt::format("user slot {} does not open ({})", i, s.message()));
@@ -374,7 +390,7 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
       return Status::OK();
     });
   }
-  tasks.insert(tasks.begin(), {
+  tasks.insert(tasks.begin() + 1, {
       [&] { return catalog.DecodeFrom(&catalog_s) && catalog_s.empty() ? Status::OK() : Bad("catalog"); },
       [&] { return co.DecodeFrom(&co_s) && co_s.empty() ? Status::OK() : Bad("co-engagement"); },
       [&] { return ann.Load(ann_path, lim.videos); },
@@ -406,7 +422,16 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
         ann.SetClamped(clamped);
         return Status::OK();
       }});
-  FORYOU_RETURN_IF_ERROR(RunTasks(tasks, Threads()));
+  std::vector<double> task_seconds;
+  FORYOU_RETURN_IF_ERROR(RunTasks(tasks, Threads(), &task_seconds));
+  if (spdlog::should_log(spdlog::level::debug)) {
+    double users_s = 0;
+    for (size_t i = 5; i < task_seconds.size(); ++i) users_s += task_seconds[i];
+    spdlog::debug("snapshot decode on {} threads, seconds per part: users allocated {:.2f}, catalog {:.2f}, "
+                  "co-engagement {:.2f}, ann graph {:.2f}, model {:.2f}, users opened and decoded {:.2f}",
+                  Threads(), task_seconds[0], task_seconds[1], task_seconds[2], task_seconds[3], task_seconds[4],
+                  users_s);
+  }
   // The users were checked against the limits the section states; those
   // must be the catalog's.
   if (lim.videos != catalog.size() || lim.creators != catalog.num_creators() || lim.tags != catalog.tags().size() ||
@@ -647,8 +672,10 @@ Status Engine::DecodeSnapshotBody(const EngineOptions& options, std::string_view
 Status Engine::TryLoadSnapshot(uint64_t seq) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
-  std::string body, ann_path;
-  FORYOU_RETURN_IF_ERROR(snapshots_->Read(seq, &body, &ann_path));
+  MappedFile mapping;
+  std::string_view body;
+  std::string ann_path;
+  FORYOU_RETURN_IF_ERROR(snapshots_->Read(seq, &mapping, &body, &ann_path));
   const auto t1 = Clock::now();
   auto fresh = std::make_unique<State>(options_);
   uint64_t plaintext = 0;
@@ -670,8 +697,7 @@ Status Engine::TryLoadSnapshot(uint64_t seq) {
                                           "replay retrains under these)",
                                           seq));
   }
-  body.clear();
-  body.shrink_to_fit();
+  mapping.Reset();
   const auto t2 = Clock::now();
   auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
   spdlog::info("snapshot at log record {} loaded: read and verified in {:.2f} s, decoded in {:.2f} s", seq,

@@ -4,8 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 #include <fmt/format.h>
+
+#include "util/mapped_file.h"
 
 namespace foryou {
 
@@ -91,11 +95,123 @@ Status AnnIndex::Save(const std::string& path) const {
   return Status::OK();
 }
 
+// hnswlib's file (HierarchicalNSW::saveIndex, 0.6.2): a header of
+//   size_t offsetLevel0, max_elements, cur_element_count, size_data_per_element,
+//   label_offset, offsetData; int maxlevel; u32 enterpoint_node; size_t maxM,
+//   maxM0, M; double mult; size_t ef_construction
+// then cur_element_count level-0 records of size_data_per_element bytes, then
+// per point a u32 byte count and its upper layers' link lists.
+//
+// Read here from a mapping rather than by hnswlib's loadIndex, which walks
+// the file through an ifstream with an lseek per point (tellg): 6-7 s of a
+// 1M-video start here (docs/PERFORMANCE.md, "Restart"). The result is the
+// index loadIndex builds (AnnIndexTest.LoadMatchesHnswlibsOwnLoader), and
+// every id in the graph is checked to be a point of it, which loadIndex
+// does not do.
 Status AnnIndex::Load(const std::string& path, size_t capacity) {
+  using hnswlib::tableint;
+  auto bad = [&](std::string_view what) { return Status::Corruption(fmt::format("ann index {}: {}", path, what)); };
+  MappedFile file;
+  FORYOU_RETURN_IF_ERROR(file.Open(path));
+  std::string_view in = file.view();
+  auto get = [&](auto* v) {
+    if (in.size() < sizeof(*v)) return false;
+    std::memcpy(v, in.data(), sizeof(*v));
+    in.remove_prefix(sizeof(*v));
+    return true;
+  };
+  size_t offset_level0, max_elements, count, size_per_element, label_offset, offset_data, max_m, max_m0, m,
+      ef_construction;
+  int max_level;
+  tableint enterpoint;
+  double mult;
+  if (!get(&offset_level0) || !get(&max_elements) || !get(&count) || !get(&size_per_element) ||
+      !get(&label_offset) || !get(&offset_data) || !get(&max_level) || !get(&enterpoint) || !get(&max_m) ||
+      !get(&max_m0) || !get(&m) || !get(&mult) || !get(&ef_construction)) {
+    return bad("truncated header");
+  }
+  if (m == 0 || m > 10000 || count > UINT32_MAX || !(mult > 0)) return bad("implausible header");
+  std::unique_ptr<hnswlib::HierarchicalNSW<float>> index;
+  try {
+    index = std::make_unique<hnswlib::HierarchicalNSW<float>>(
+        space_.get(), std::max({capacity, kInitialCapacity, count}), m, ef_construction, /*random_seed=*/100);
+  } catch (const std::exception& e) {
+    return Status::Internal(fmt::format("ann index {}: {}", path, e.what()));
+  }
+  // The layout follows from the dimension and M: it must be the one this
+  // build makes for them.
+  if (index->offsetLevel0_ != offset_level0 || index->size_data_per_element_ != size_per_element ||
+      index->label_offset_ != label_offset || index->offsetData_ != offset_data || index->maxM_ != max_m ||
+      index->maxM0_ != max_m0) {
+    return bad(fmt::format("its layout is not this build's for vectors of dimension {} (another dimension or format)",
+                           dim_));
+  }
+  // What loadIndex leaves: the file's ef_construction and mult, default RNGs.
+  index->ef_construction_ = ef_construction;
+  index->mult_ = mult;
+  index->revSize_ = 1.0 / mult;
+  index->level_generator_ = std::default_random_engine();
+  index->update_probability_generator_ = std::default_random_engine();
+  if (in.size() / size_per_element < count) return bad("truncated level 0");
+  std::memcpy(index->data_level0_memory_, in.data(), count * size_per_element);
+  in.remove_prefix(count * size_per_element);
+  const size_t layer_bytes = index->size_links_per_element_;
+  int top = -1;
+  index->label_lookup_.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    uint32_t bytes;
+    if (!get(&bytes)) return bad("truncated link lists");
+    if (bytes % layer_bytes != 0 || bytes > in.size()) return bad(fmt::format("point {}: bad link list size", i));
+    const int level = static_cast<int>(bytes / layer_bytes);
+    index->element_levels_[i] = level;
+    if (level == 0) {
+      index->linkLists_[i] = nullptr;
+    } else {
+      index->linkLists_[i] = static_cast<char*>(std::malloc(bytes));
+      if (index->linkLists_[i] == nullptr) return Status::Internal(fmt::format("ann index {}: out of memory", path));
+      std::memcpy(index->linkLists_[i], in.data(), bytes);
+      in.remove_prefix(bytes);
+    }
+    // From here the destructor frees what point i holds.
+    index->cur_element_count = i + 1;
+    top = std::max(top, level);
+    if (!index->label_lookup_.emplace(index->getExternalLabel(static_cast<tableint>(i)), static_cast<tableint>(i))
+             .second) {
+      return bad(fmt::format("label {} twice", index->getExternalLabel(static_cast<tableint>(i))));
+    }
+  }
+  if (!in.empty()) return bad("trailing bytes");
+  if (count == 0 ? max_level != -1 : (enterpoint >= count || max_level != top ||
+                                      index->element_levels_[enterpoint] != max_level)) {
+    return bad("bad entry point or top level");
+  }
+  // Every link names a point of the graph, and no list is longer than its layer allows.
+  for (size_t i = 0; i < count; ++i) {
+    const auto t = static_cast<tableint>(i);
+    for (int layer = 0; layer <= index->element_levels_[i]; ++layer) {
+      const hnswlib::linklistsizeint* list = layer == 0 ? index->get_linklist0(t) : index->get_linklist(t, layer);
+      const unsigned short n = index->getListCount(const_cast<hnswlib::linklistsizeint*>(list));
+      if (n > (layer == 0 ? max_m0 : max_m)) return bad(fmt::format("point {}: too many links", i));
+      const auto* ids = reinterpret_cast<const tableint*>(list + 1);
+      for (unsigned short j = 0; j < n; ++j) {
+        if (ids[j] >= count) return bad(fmt::format("point {} links to a point it does not hold", i));
+      }
+    }
+  }
+  index->maxlevel_ = max_level;
+  index->enterpoint_node_ = count == 0 ? static_cast<tableint>(-1) : enterpoint;
+  for (size_t i = 0; i < count; ++i) {
+    if (index->isMarkedDeleted(static_cast<tableint>(i))) index->num_deleted_ += 1;
+  }
+  index->setEf(static_cast<size_t>(options_.ann_ef));
+  index_ = std::move(index);
+  return Status::OK();
+}
+
+Status AnnIndex::LoadWithHnswlib(const std::string& path, size_t capacity) {
   try {
     auto loaded = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), path, /*nmslib=*/false,
                                                                       std::max(capacity, kInitialCapacity));
-    // The file names its own layout; it must be this build's for this dim.
     if (loaded->label_offset_ - loaded->offsetData_ != space_->get_data_size()) {
       return Status::Corruption(fmt::format("ann index {}: vectors of another dimension", path));
     }

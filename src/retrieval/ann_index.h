@@ -68,6 +68,9 @@ class AnnIndex {
   // The norm bound is not in the file: restore it with SetNormBound.
   Status Save(const std::string& path) const;
   Status Load(const std::string& path, size_t capacity);
+  // The same through hnswlib's own loader (an lseek per point: slow on
+  // large files); for tests that check Load builds the index it builds.
+  Status LoadWithHnswlib(const std::string& path, size_t capacity);
   // Exchanges two indexes whole (graph, norm bound, clamped count).
   void Swap(AnnIndex& other);
   // Search breadth; affects every search, so only change it while none runs

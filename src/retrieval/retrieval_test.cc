@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <set>
 
@@ -101,6 +104,89 @@ TEST(AnnIndexTest, AnEmptyIndexSearchesSavesAndLoads) {
   AnnIndex reserved(3, RetrievalOptions{});
   ASSERT_TRUE(reserved.Reserve(0).ok());
   EXPECT_TRUE(reserved.UpsertReserved(0, q).ok());
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+void WriteAll(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// AnnIndex::Load reads hnswlib's file itself (from a mapping, without
+// hnswlib's lseek per point): the index it builds must be the one hnswlib's
+// own loader builds. Saved again, it gives the same bytes; and the same
+// points inserted into both afterwards (levels drawn from the RNG as
+// loadIndex leaves it) give the same graph again.
+TEST(AnnIndexTest, LoadMatchesHnswlibsOwnLoader) {
+  TempDir dir;
+  const int dim = 8, n = 3000;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> g;
+  std::vector<float> data(static_cast<size_t>(n + 200) * dim);
+  for (float& x : data) x = g(rng);
+  const float bound = 10.0f;
+  AnnIndex built(dim, RetrievalOptions{});
+  built.SetNormBound(bound);
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(built.Upsert(i, &data[static_cast<size_t>(i) * dim]).ok());
+  const std::string path = dir.path() + "/a.ann", again = dir.path() + "/b.ann", ref_path = dir.path() + "/c.ann";
+  ASSERT_TRUE(built.Save(path).ok());
+  size_t capacity;
+  std::memcpy(&capacity, ReadAll(path).data() + 8, sizeof capacity);  // the header's max_elements
+
+  AnnIndex ours(dim, RetrievalOptions{});
+  ours.SetNormBound(bound);
+  ASSERT_TRUE(ours.Load(path, capacity).ok());
+  EXPECT_EQ(ours.size(), static_cast<size_t>(n));
+  ASSERT_TRUE(ours.Save(again).ok());
+  EXPECT_TRUE(ReadAll(again) == ReadAll(path)) << "saved again, the same file";
+
+  AnnIndex ref(dim, RetrievalOptions{});
+  ref.SetNormBound(bound);
+  ASSERT_TRUE(ref.LoadWithHnswlib(path, capacity).ok());
+  for (int i = n; i < n + 200; ++i) {
+    ASSERT_TRUE(ours.UpsertReserved(i, &data[static_cast<size_t>(i) * dim]).ok());
+    ASSERT_TRUE(ref.UpsertReserved(i, &data[static_cast<size_t>(i) * dim]).ok());
+  }
+  ASSERT_TRUE(ours.Save(again).ok());
+  ASSERT_TRUE(ref.Save(ref_path).ok());
+  EXPECT_TRUE(ReadAll(again) == ReadAll(ref_path)) << "the same graph after 200 more points";
+}
+
+// A file that does not hold a whole, consistent graph is refused, not half
+// loaded: cut short, with a byte too many, or with a link to a point the
+// graph does not hold (hnswlib's own loader would follow it).
+TEST(AnnIndexTest, LoadRefusesADamagedFile) {
+  TempDir dir;
+  const int dim = 4;
+  AnnIndex built(dim, RetrievalOptions{});
+  float v[dim] = {0.1f, 0.2f, 0.3f, 0.4f};
+  for (uint32_t i = 0; i < 500; ++i) {
+    v[i % dim] += 0.01f * static_cast<float>(i % 7);
+    ASSERT_TRUE(built.Upsert(i, v).ok());
+  }
+  const std::string path = dir.path() + "/a.ann";
+  ASSERT_TRUE(built.Save(path).ok());
+  const std::string good = ReadAll(path);
+  auto load = [&](const std::string& bytes) {
+    WriteAll(path, bytes);
+    AnnIndex index(dim, RetrievalOptions{});
+    return index.Load(path, 0);
+  };
+  ASSERT_TRUE(load(good).ok());
+  EXPECT_EQ(load(good.substr(0, good.size() - 1)).code(), StatusCode::kCorruption);
+  EXPECT_EQ(load(good.substr(0, 40)).code(), StatusCode::kCorruption);
+  EXPECT_EQ(load(good + "x").code(), StatusCode::kCorruption);
+  // Point 0's first level-0 link (after the header of 8 size_t, an int, a
+  // u32, 3 size_t, a double and a size_t, and the list's u32 count).
+  std::string bad = good;
+  const size_t first_link = 8 * 6 + 4 + 4 + 8 * 3 + 8 + 8 + 4;
+  const uint32_t far = 1u << 30;
+  std::memcpy(bad.data() + first_link, &far, sizeof far);
+  Status s = load(bad);
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find("does not hold"), std::string::npos) << s.ToString();
 }
 
 TEST(CoEngagementTest, RecentPositivesBecomeNeighboursWithRecencyDecay) {

@@ -181,29 +181,13 @@ Status SnapshotFiles::Install(uint64_t seq) {
   return FsyncPath(dir_, true);
 }
 
-Status SnapshotFiles::Read(uint64_t seq, std::string* body, std::string* ann_path) const {
+Status SnapshotFiles::Read(uint64_t seq, MappedFile* mapping, std::string_view* body, std::string* ann_path) const {
   const std::string path = StatePath(seq);
   auto bad = [&](std::string_view what) {
     return Status::Corruption(fmt::format("snapshot {}: {}", path, what));
   };
-  std::string data;
-  {
-    Fd f;
-    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (f.fd < 0) return Errno("opening " + path);
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    if (ec) return Status::IOError(fmt::format("{}: {}", path, ec.message()));
-    data.resize(size);
-    size_t done = 0;
-    while (done < data.size()) {
-      ssize_t n = ::read(f.fd, data.data() + done, data.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Errno("reading " + path);
-      if (n == 0) return bad("shorter than its size");
-      done += static_cast<size_t>(n);
-    }
-  }
+  FORYOU_RETURN_IF_ERROR(mapping->Open(path));
+  const std::string_view data = mapping->view();
   if (data.size() < kHeaderBytes + kFooterBytes) return bad("truncated");
   if (std::memcmp(data.data(), kMagic, sizeof(kMagic)) != 0) return bad("not a foryou snapshot (bad magic)");
   const uint8_t version = static_cast<uint8_t>(data[8]);
@@ -221,9 +205,7 @@ Status SnapshotFiles::Read(uint64_t seq, std::string* body, std::string* ann_pat
   Status s = HashFile(AnnPath(seq), &length, &hash);
   if (!s.ok()) return bad(fmt::format("its ANN file: {}", s.message()));
   if (length != ann_length || hash != ann_hash) return bad("its ANN file is damaged (length or checksum mismatch)");
-  data.erase(data.size() - kFooterBytes);
-  data.erase(0, kHeaderBytes);
-  *body = std::move(data);
+  *body = data.substr(kHeaderBytes, body_len);
   *ann_path = AnnPath(seq);
   return Status::OK();
 }

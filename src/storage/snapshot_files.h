@@ -30,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "util/mapped_file.h"
 #include "util/status.h"
 
 namespace foryou {
@@ -62,9 +63,11 @@ class SnapshotFiles {
   Result<std::string> StateTempPath(uint64_t seq) const;
   Status Install(uint64_t seq);
 
-  // Reads and verifies the snapshot of `seq`: its body, and the path of its
-  // verified ANN file. Corruption names what is wrong.
-  Status Read(uint64_t seq, std::string* body, std::string* ann_path) const;
+  // Reads and verifies the snapshot of `seq`: its body (a view into
+  // `mapping`, the .state file mapped into memory: valid while `mapping`
+  // lives), and the path of its verified ANN file. Corruption names what is
+  // wrong.
+  Status Read(uint64_t seq, MappedFile* mapping, std::string_view* body, std::string* ann_path) const;
 
   // Keeps the newest `keep` snapshots; removes the rest, temporaries and
   // .ann files without their .state.
