@@ -115,8 +115,6 @@ std::string Metrics::Render(const EngineStats& st) const {
   gauge("foryou_ann_index_size", "Videos in the ANN index.", "gauge", static_cast<double>(st.ann_size));
   gauge("foryou_ann_pending_videos", "Videos acknowledged in a large batch and not yet in the ANN index (the background indexer's queue).",
         "gauge", static_cast<double>(st.ann_pending));
-  gauge("foryou_ann_moved_videos", "Indexed videos whose vectors drifted past retrieval.ann_reindex_drift, waiting for the background indexer to move them in the ANN index.",
-        "gauge", static_cast<double>(st.ann_moved));
   gauge("foryou_ann_clamped_total", "Video vectors indexed beyond the ANN norm bound since start (ranked as if shorter).",
         "counter", static_cast<double>(st.ann_clamped));
   gauge("foryou_co_engagement_edges", "Edges in the item-to-item co-engagement graph.", "gauge", static_cast<double>(st.co_engagement_edges));

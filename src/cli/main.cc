@@ -49,11 +49,12 @@
 
 #ifdef FORYOU_JEMALLOC
 // jemalloc's options, read at its start (the MALLOC_CONF environment variable
-// still overrides them): transparent huge pages for the heap. Every page of a
-// start's 2.5 GB at 1M users is touched for the first time, and a 4 KiB page
-// fault is expensive under virtualisation: a 1M-user encrypted start took
-// 16.6 s with 4 KiB pages and 11.3 s with huge pages, same binary, back to
-// back, for 3.6% more resident memory (docs/PERFORMANCE.md, "Restart").
+// still overrides them): transparent huge pages for the heap. A start at 1M
+// users touches 2.5 GB for the first time, and under virtualisation a 4 KiB
+// page fault is expensive (about 16 us here: a first write to 400 MB took
+// 1.65 s with 4 KiB pages, 1.0 s with huge pages). A 1M-user encrypted start
+// took 16.6 s without and 11.3 s with them, same binary, back to back; the
+// resident memory after it grew by 2-4% (docs/PERFORMANCE.md, "Restart").
 extern "C" {
 const char* malloc_conf = "thp:always";
 }

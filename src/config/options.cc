@@ -88,7 +88,6 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"retrieval.ann_m", Bind(&r.ann_m)},
       {"retrieval.ann_ef_construction", Bind(&r.ann_ef_construction)},
       {"retrieval.ann_reindex_drift", Bind(&r.ann_reindex_drift)},
-      {"retrieval.ann_reindex_background", Bind(&r.ann_reindex_background)},
       {"retrieval.ann_defer_from", Bind(&r.ann_defer_from)},
       {"retrieval.co_engagement", Bind(&r.co_engagement)},
       {"retrieval.co_seeds", Bind(&r.co_seeds)},

@@ -74,12 +74,6 @@ struct RetrievalOptions {
   // more than this fraction of its norm since it was last indexed. 0: after
   // every change (slow ingest); larger: cheaper ingest, staler ANN.
   double ann_reindex_drift = 0.1;
-  // Where a drifted video is re-written while serving: true, by the
-  // background ANN indexer (engine/ann_indexer.cc), once however many
-  // events moved it since; false, at once by the write that moved it (each
-  // re-write is an HNSW update of 100-300 us at 1M videos, under the write
-  // lock).
-  bool ann_reindex_background = true;
   // A batch of at least this many new videos is acknowledged once it is
   // durable and in the catalog, and its videos go into the ANN index in the
   // background (engine/ann_indexer.cc): HNSW inserts are most of a catalog

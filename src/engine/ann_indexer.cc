@@ -67,7 +67,7 @@ void Engine::AnnIndexerLoop() {
       ann_indexer_due_ = false;
     }
     const auto t0 = std::chrono::steady_clock::now();
-    size_t inserted = 0, moved = 0;
+    size_t inserted = 0;
     uint64_t last_applied = applied_seq_.load(std::memory_order_acquire);
     for (;;) {
       if (stopping_.load()) return;  // what is left is queued again at the next start
@@ -84,37 +84,14 @@ void Engine::AnnIndexerLoop() {
       const auto c0 = std::chrono::steady_clock::now();
       std::unique_lock lock(mu_);
       State& s = *state_;
-      if (s.ann_pending.empty() && s.ann_moved.empty()) break;
+      if (s.ann_pending.empty()) break;
       std::vector<uint32_t> chunk;
-      Status st = Status::OK();
-      if (s.ann_pending.empty()) {
-        // Videos that moved: one thread (hnswlib's update of an existing
-        // point draws from an RNG without a lock), each re-written with its
-        // vector as it is now, unless it drifted back.
-        const double drift = options_.retrieval.ann_reindex_drift;
-        while (!s.ann_moved.empty() && chunk.size() < (busy ? kBusyChunk : kIdleChunk) && st.ok()) {
-          const uint32_t v = s.ann_moved.front();
-          s.ann_moved.pop_front();
-          s.ann_moved_flag[v] = false;
-          chunk.push_back(v);
-          st = s.Reindex(v, drift, /*force=*/false);
-        }
-        if (!st.ok()) {
-          spdlog::error("ann indexer: a moved video not re-indexed: {}", st.ToString());
-        } else {
-          moved += chunk.size();
-        }
-        lock.unlock();
-        std::this_thread::sleep_for(busy ? std::chrono::duration_cast<std::chrono::microseconds>(
-                                               std::chrono::steady_clock::now() - c0)
-                                         : kIdlePause);
-        continue;
-      }
       while (!s.ann_pending.empty() && chunk.size() < (busy ? kBusyChunk : kIdleChunk)) {
         const uint32_t v = s.ann_pending.front();
         s.ann_pending.pop_front();
         if (!s.ann.Contains(v)) chunk.push_back(v);  // an event may have indexed it already
       }
+      Status st = Status::OK();
       if (busy) {
         for (uint32_t v : chunk) {
           st = s.Reindex(v, 0, /*force=*/true);
@@ -139,10 +116,6 @@ void Engine::AnnIndexerLoop() {
       spdlog::info("ann indexer: {} videos indexed in {:.1f} s", inserted,
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    if (moved > 0) {
-      spdlog::debug("ann indexer: {} moved videos re-indexed in {:.3f} s", moved,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
   }
 }
 
@@ -157,21 +130,11 @@ bool Engine::WaitForAnnIndex(std::chrono::milliseconds timeout) const {
   for (;;) {
     {
       std::shared_lock lock(mu_);
-      if (state_->ann_pending.empty() && state_->ann_moved.empty()) return true;
+      if (state_->ann_pending.empty()) return true;
     }
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-}
-
-uint64_t Engine::AnnDrifted() const {
-  std::shared_lock lock(mu_);
-  const State& s = *state_;
-  uint64_t n = 0;
-  for (uint32_t v = 0; v < s.catalog.size(); ++v) {
-    if (s.ann.Contains(v) && s.Drifted(v, options_.retrieval.ann_reindex_drift)) ++n;
-  }
-  return n;
 }
 
 }  // namespace foryou

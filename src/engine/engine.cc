@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <chrono>
 #include <atomic>
 #include <system_error>
@@ -148,14 +149,6 @@ bool Engine::State::Drifted(uint32_t video, double drift) const {
     norm += indexed[d] * indexed[d];
   }
   return diff > drift * drift * std::max(norm, 1e-12);
-}
-
-bool Engine::State::QueueMoved(uint32_t video) {
-  if (ann_moved_flag.size() <= video) ann_moved_flag.resize(std::max<size_t>(catalog.size(), video + 1));
-  if (ann_moved_flag[video]) return false;
-  ann_moved_flag[video] = true;
-  ann_moved.push_back(video);
-  return true;
 }
 
 Status Engine::State::Reindex(uint32_t video, double drift, bool force, bool reserved) {
@@ -305,19 +298,25 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     FORYOU_RETURN_IF_ERROR(engine->JoinFromSnapshot());
   }
   if (engine->keyring_ != nullptr) {
-    // Every user's key, unwrapped on every core. (At 200k users, a start
-    // spends about 0.9 s here: 0.4 s reading the key table, 0.16 s
-    // unwrapping on 2 cores, the rest filling the keyring's maps.)
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::pair<std::string, std::string>> stored;
-    FORYOU_RETURN_IF_ERROR(engine->store_->ForEachKey([&](std::string_view name, std::string_view wrapped) {
-      stored.emplace_back(name, wrapped);
+    // Every user's key, unwrapped on every core, on a thread of its own:
+    // meanwhile the snapshot's catalog, models and graph decode, and only
+    // its user entries wait for the keys (State::DecodeSnapshot). At 1M
+    // users the keys take 2.7-4 s (reading the key table, unwrapping,
+    // filling the keyring's maps).
+    Engine* e = engine.get();
+    engine->keys_loaded_ = std::async(std::launch::async, [e]() -> Status {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<std::pair<std::string, std::string>> stored;
+      FORYOU_RETURN_IF_ERROR(e->store_->ForEachKey([&](std::string_view name, std::string_view wrapped) {
+        stored.emplace_back(name, wrapped);
+        return Status::OK();
+      }));
+      FORYOU_RETURN_IF_ERROR(
+          e->keyring_->LoadAll(stored, static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))));
+      spdlog::info("{} user keys loaded in {:.2f} s", stored.size(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       return Status::OK();
-    }));
-    FORYOU_RETURN_IF_ERROR(
-        engine->keyring_->LoadAll(stored, static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))));
-    spdlog::info("{} user keys loaded in {:.2f} s", stored.size(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }).share();
   }
 
   const auto start = std::chrono::steady_clock::now();
@@ -333,6 +332,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     std::unique_lock lock(engine->mu_);
     uint64_t snapshot_seq = 0;
     if (options.snapshot.load) FORYOU_RETURN_IF_ERROR(engine->LoadSnapshot(&snapshot_seq));
+    FORYOU_RETURN_IF_ERROR(engine->WaitForKeys());  // the replay opens sealed records
     AnnDirty ann_dirty;
     if (snapshot_seq > 0) engine->ann_dirty_ = &ann_dirty;
     uint64_t records = 0;
@@ -360,25 +360,14 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
       // The loaded index holds every video as of the snapshot: write only
       // those the replayed tail added or moved.
       // moved or forced.
-      // Moved: every indexed video is checked, which covers those the tail
-      // moved and those the snapshot's graph had not caught up with (queued
-      // for the background indexer when it was taken).
-      const double drift = engine->options_.retrieval.ann_reindex_drift;
-      const bool background = engine->options_.retrieval.ann_reindex_background;
       std::vector<std::pair<uint32_t, bool>> todo;  // (video, forced)
       for (uint32_t v : ann_dirty.forced) todo.emplace_back(v, true);
-      for (uint32_t v = 0; v < n; ++v) {
-        if (!s.ann.Contains(v) || !s.Drifted(v, drift)) continue;
-        if (background) {
-          s.QueueMoved(v);  // moved by the background indexer once serving
-        } else {
-          todo.emplace_back(v, false);
-        }
-      }
+      for (uint32_t v : ann_dirty.moved) todo.emplace_back(v, false);
       std::sort(todo.begin(), todo.end(), [](auto& a, auto& b) { return a.first < b.first || (a.first == b.first && a.second > b.second); });
       todo.erase(std::unique(todo.begin(), todo.end(), [](auto& a, auto& b) { return a.first == b.first; }), todo.end());
       // One thread: hnswlib updates an existing point drawing from an RNG
       // without a lock (the tail after a snapshot is short anyway).
+      const double drift = engine->options_.retrieval.ann_reindex_drift;
       for (const auto& [v, forced] : todo) FORYOU_RETURN_IF_ERROR(s.Reindex(v, drift, forced, /*reserved=*/true));
     } else {
       // Build the ANN index once, rather than once per event, on every core.
@@ -405,7 +394,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   }
   {
     std::unique_lock lock(engine->mu_);
-    if (!engine->state_->ann_pending.empty() || !engine->state_->ann_moved.empty()) engine->WakeAnnIndexer();
+    if (!engine->state_->ann_pending.empty()) engine->WakeAnnIndexer();
   }
   if (engine->cluster_ != nullptr) FORYOU_RETURN_IF_ERROR(engine->OpenCluster(cluster_seed));
   // A sealed group (or a snapshot's user entry) may be unreadable only
@@ -890,27 +879,15 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     if (auto idx = s.FindUserIdx(user); idx && s.users[*idx].home.empty()) s.users[*idx].home = jurisdiction;
   }
   NoteUpdates(rec.events.size());
-  // 4. Move the touched videos that drifted in the ANN index: when serving,
-  // through the background indexer (retrieval.ann_reindex_background) or at
-  // once; in one pass at the end of a replay.
+  // 4. Move the touched videos in the ANN index (at once when serving; in one
+  // pass at the end of a replay).
   if (!replaying) {
     std::sort(touched.begin(), touched.end());
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-    const double drift = options_.retrieval.ann_reindex_drift;
-    bool queued = false;
-    for (uint32_t v : touched) {
-      // A video the index holds is moved by the background indexer, which
-      // re-writes it once however many events moved it meanwhile; one it
-      // does not hold yet (a large batch's, still pending) is inserted now.
-      if (options_.retrieval.ann_reindex_background && s.ann.Contains(v)) {
-        if (s.Drifted(v, drift)) queued |= s.QueueMoved(v);
-      } else {
-        FORYOU_RETURN_IF_ERROR(s.Reindex(v, drift, false));
-      }
-    }
-    if (queued) WakeAnnIndexer();
+    for (uint32_t v : touched) FORYOU_RETURN_IF_ERROR(s.Reindex(v, options_.retrieval.ann_reindex_drift, false));
+  } else if (ann_dirty_ != nullptr) {
+    ann_dirty_->moved.insert(ann_dirty_->moved.end(), touched.begin(), touched.end());
   }
-  // (A replay after a snapshot checks every video for drift once, at its end.)
   return Status::OK();
 }
 
@@ -1418,7 +1395,6 @@ EngineStats Engine::Stats() const {
   st.model_updates = s.ranker.updates();
   st.ann_size = s.ann.size();
   st.ann_pending = s.ann_pending.size();
-  st.ann_moved = s.ann_moved.size();
   st.ann_clamped = s.ann.clamped();
   st.co_engagement_edges = s.co.num_edges();
   st.log_seq = store_->last_seq();

@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <deque>
 #include <cstdint>
+#include <future>
 #include <tuple>
 #include <memory>
 #include <mutex>
@@ -159,7 +160,6 @@ struct EngineStats {
   uint64_t model_updates = 0;  // ranker SGD steps
   uint64_t ann_size = 0;
   uint64_t ann_pending = 0;  // videos acknowledged but not yet in the ANN index (engine/ann_indexer.cc)
-  uint64_t ann_moved = 0;    // indexed videos whose vectors drifted, waiting to be moved in it (ditto)
   uint64_t ann_clamped = 0;  // vectors longer than the ANN norm bound (see retrieval/ann_index.h)
   uint64_t co_engagement_edges = 0;
   uint64_t log_seq = 0;
@@ -342,16 +342,10 @@ class Engine {
   // index structures on them offline (bench/ann_bench.cc). Personal data (a
   // user's learned vector): for the operator's own benchmarks, not an API.
   AnnWorkload AnnVectors(size_t queries) const;
-  // Waits until the ANN index holds every video of the catalog, each where
-  // its vector is (within retrieval.ann_reindex_drift): a large batch of new
-  // videos is acknowledged before it is indexed (see
-  // RetrievalOptions::ann_defer_from), and a drifted video is moved in the
-  // background (ann_reindex_background). False after `timeout`.
+  // Waits until the ANN index holds every video of the catalog: a large
+  // batch of new videos is acknowledged before it is indexed (see
+  // RetrievalOptions::ann_defer_from). False after `timeout`.
   bool WaitForAnnIndex(std::chrono::milliseconds timeout) const;
-  // Indexed videos whose vectors drifted past retrieval.ann_reindex_drift
-  // from where the index has them (queued to be moved or not). A scan of
-  // every video: for tests and diagnostics, not for metrics.
-  uint64_t AnnDrifted() const;
   // For tests: holds the background ANN indexer before its next chunk
   // (videos stay pending) until called with false.
   void PauseAnnIndexer(bool paused);
@@ -485,13 +479,20 @@ class Engine {
   std::atomic<uint64_t> updates_since_snapshot_{0};
   std::atomic<uint64_t> snapshot_seq_{0}, snapshots_written_{0}, snapshots_skipped_{0}, snapshot_bytes_{0};
   std::atomic<double> snapshot_seconds_{0}, snapshot_pause_seconds_{0};
-  // During Open's replay after a snapshot: new or changed videos to write
-  // to the ANN index once it is over (the loaded index holds the others as
-  // of the snapshot; those whose vectors drifted are found by a scan then).
+  // During Open's replay after a snapshot: videos to write to the ANN index
+  // once it is over (the loaded index holds the others as of the snapshot):
+  // new or changed ones (forced), and those whose vector events moved
+  // (written if they drifted, as when serving).
   struct AnnDirty {
-    std::vector<uint32_t> forced;
+    std::vector<uint32_t> forced, moved;
   };
   AnnDirty* ann_dirty_ = nullptr;
+
+  // During Open: the user keys, loading on a thread of their own while the
+  // snapshot decodes (WaitForKeys). Declared after keyring_ and store_, so
+  // destroyed (and waited for) before them.
+  std::shared_future<Status> keys_loaded_;
+  Status WaitForKeys() const { return keys_loaded_.valid() ? keys_loaded_.get() : Status::OK(); }
 
   double recovery_seconds_ = 0;
   uint64_t recovered_records_ = 0, replayed_records_ = 0, records_at_open_ = 0;

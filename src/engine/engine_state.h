@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <deque>
+#include <functional>
 #include <vector>
 
 #include "engine/catalog.h"
@@ -114,13 +115,6 @@ struct Engine::State {
   // batch was acknowledged (engine/ann_indexer.cc). Until then feeds find
   // them through the other sources (fresh, creator, tags, trending).
   std::deque<uint32_t> ann_pending;
-  // Videos of the index whose vectors drifted past retrieval.ann_reindex_drift
-  // while serving, waiting for the background indexer to move them
-  // (retrieval.ann_reindex_background): a video that many events move in a
-  // short time is re-written once, not once per event. `ann_moved_flag`
-  // marks the queued ones (indexed by video, grown on demand).
-  std::deque<uint32_t> ann_moved;
-  std::vector<bool> ann_moved_flag;
   uint64_t events = 0;
   // Every play's watch so far, the prior of each viewer's (learning/watch_norm.h).
   WatchSums watch_population;
@@ -143,9 +137,12 @@ struct Engine::State {
   // with the (verified) file at ann_path. Entries whose key is
   // destroyed are left as erased slots and their key names appended to
   // *unreadable (the caller checks them against the Shred records it
-  // replays). Corruption on anything malformed.
+  // replays). Corruption on anything malformed. `wait_for_keys`, if given,
+  // is called before the first sealed entry is opened (the keyring may
+  // still be loading meanwhile); its error is returned.
   Status DecodeSnapshot(std::string_view in, const std::string& ann_path, const Keyring* keyring,
-                        uint64_t* plaintext_records, SnapshotAnchor* anchor, std::vector<std::string>* unreadable);
+                        uint64_t* plaintext_records, SnapshotAnchor* anchor, std::vector<std::string>* unreadable,
+                        const std::function<Status()>& wait_for_keys = {});
 
   // co_scratch: non-null to precompute the co-engagement of every neighbour
   // of the recent positives into it (reset here); the context points at it.
@@ -163,8 +160,6 @@ struct Engine::State {
   Status Reindex(uint32_t video, double drift, bool force, bool reserved = false);
   // Whether `video`'s vector moved more than `drift` of its indexed norm.
   bool Drifted(uint32_t video, double drift) const;
-  // Queues `video` for the background indexer (once); true if it was not queued.
-  bool QueueMoved(uint32_t video);
 };
 
 }  // namespace foryou

@@ -382,47 +382,6 @@ TEST_F(EngineTest, FeedsAndEventsGoOnWhileTheAnnIndexerRuns) {
   EXPECT_EQ(engine_->Stats().ann_pending, 0u);
 }
 
-// A video that events move past retrieval.ann_reindex_drift is queued once
-// for the background indexer however many events move it (one HNSW update
-// instead of one per event), moved by it, and queued again by a start whose
-// snapshot was taken before the indexer reached it. With
-// ann_reindex_background off, the write that moves it re-writes it at once.
-TEST_F(EngineTest, DriftedVideosAreMovedOnceByTheBackgroundIndexer) {
-  options_.retrieval.ann_reindex_drift = 0.001;
-  Reopen();
-  LoadWorld();
-  ASSERT_TRUE(engine_->WaitForAnnIndex(std::chrono::seconds(60)));
-  engine_->PauseAnnIndexer(true);
-  std::vector<Event> events;
-  int64_t ts = kNow - kDay;
-  for (int round = 0; round < 20; ++round) {
-    for (int u = 0; u < 8; ++u) events.push_back(Play("mover" + std::to_string(u), "cats-0-1", 1.0, ts += 1000));
-  }
-  for (const Event& e : events) ASSERT_TRUE(engine_->IngestEvents({e}).ok());
-  const uint64_t queued = engine_->Stats().ann_moved;
-  // cats-0-1 moved with every event and is queued once (as is any other
-  // video the updates moved: the sampled negatives).
-  EXPECT_GE(queued, 1u);
-  EXPECT_LT(queued, events.size());
-  EXPECT_EQ(engine_->AnnDrifted(), queued) << "every drifted video is queued";
-  EXPECT_FALSE(engine_->WaitForAnnIndex(std::chrono::milliseconds(50)));
-  // Stopped before the indexer moved them: the snapshot's graph has them
-  // where they were, and the next start queues them again.
-  ASSERT_TRUE(engine_->WriteSnapshot().ok());
-  Reopen();
-  EXPECT_GT(engine_->Stats().snapshot_seq, 0u);
-  ASSERT_TRUE(engine_->WaitForAnnIndex(std::chrono::seconds(60)));
-  EXPECT_EQ(engine_->Stats().ann_moved, 0u);
-  EXPECT_EQ(engine_->AnnDrifted(), 0u);
-
-  options_.retrieval.ann_reindex_background = false;
-  Reopen();
-  engine_->PauseAnnIndexer(true);
-  for (int i = 0; i < 20; ++i) ASSERT_TRUE(engine_->IngestEvents({Play("mover0", "cats-0-2", 1.0, ts += 1000)}).ok());
-  EXPECT_EQ(engine_->Stats().ann_moved, 0u);
-  EXPECT_EQ(engine_->AnnDrifted(), 0u);
-}
-
 // A batch of at least retrieval.ann_defer_from new videos is answered once
 // it is durable and in the catalog; the background indexer then puts every
 // video into the ANN index.

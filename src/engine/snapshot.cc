@@ -305,7 +305,8 @@ void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_re
 
 Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann_path, const Keyring* keyring,
                                      uint64_t* plaintext_records, SnapshotAnchor* anchor,
-                                     std::vector<std::string>* unreadable) {
+                                     std::vector<std::string>* unreadable,
+                                     const std::function<Status()>& wait_for_keys) {
   std::string_view catalog_s, model_s, co_s, trending_s, users_s;
   for (std::string_view* sec : {&catalog_s, &model_s, &co_s, &trending_s, &users_s}) {
     uint64_t len;
@@ -367,12 +368,17 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
       std::vector<float> vec(dim);
       std::string opened;
       KeyName name;
+      bool keys_ready = !wait_for_keys;
       for (size_t i = nusers * c / chunks; i < nusers * (c + 1) / chunks; ++i) {
         const Entry& e = entries[i];
         if (e.kind == kErasedSlot) continue;
         std::string_view payload = e.bytes;
         if (e.kind == kSealedUser) {
           if (keyring == nullptr) return Status::InvalidArgument("the snapshot is encrypted: give the region key");
+          if (!keys_ready) {
+            FORYOU_RETURN_IF_ERROR(wait_for_keys());
+            keys_ready = true;
+          }
           name.pseudonym.assign(e.name.substr(0, kPseudonymBytes));
           name.key_id.assign(e.name.substr(kPseudonymBytes));
           Status s = keyring->Open(name, SlotContext(i), e.bytes, &opened);
@@ -653,6 +659,7 @@ Status Engine::LoadSnapshot(uint64_t* seq) {
       return Status::OK();
     }
     if (s.code() == StatusCode::kInvalidArgument) return s;  // needs the region key: not damage
+    if (Status k = WaitForKeys(); !k.ok()) return k;          // the keys failed to load, not the snapshot
     snapshots_skipped_.fetch_add(1);
     spdlog::warn("{}: skipped; the start uses an older snapshot or replays the log", s.ToString());
   }
@@ -681,7 +688,11 @@ Status Engine::TryLoadSnapshot(uint64_t seq) {
   uint64_t plaintext = 0;
   std::vector<std::string> unreadable;
   SnapshotAnchor anchor;
-  Status s = fresh->DecodeSnapshot(body, ann_path, keyring_.get(), &plaintext, &anchor, &unreadable);
+  Status s = fresh->DecodeSnapshot(body, ann_path, keyring_.get(), &plaintext, &anchor, &unreadable,
+                                   [this] { return WaitForKeys(); });
+  // The keys are needed from here on (the unreadable entries are checked
+  // against them), also when no entry was sealed.
+  if (Status k = WaitForKeys(); !k.ok()) return k;
   if (!s.ok()) {
     if (s.code() == StatusCode::kInvalidArgument) return s;
     return Status::Corruption(fmt::format("snapshot {}: {}", seq, s.message()));
