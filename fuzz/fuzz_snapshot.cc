@@ -2,9 +2,11 @@
 // the input as a whole .state file (framing, lengths and checksums:
 // storage/snapshot_files.h), and as a body decoded past its checksum
 // (Engine::DecodeSnapshotBody: every section, user entries, limits), since a
-// checksum only stops accidents. The ANN file is hnswlib's own format, not
-// parsed here: a start reads it only after its length and hash match the
-// .state file, and in cluster mode only after the snapshot's MAC verified.
+// checksum only stops accidents. The input is also read as an ANN graph
+// file (hnswlib's format, read by AnnIndex::Load itself, which checks every
+// link; seed: ann-file-dim8), although a start reads one only after its
+// length and hash match the .state file, and in cluster mode only after the
+// snapshot's MAC verified.
 #include <unistd.h>
 
 #include <cstddef>
@@ -16,6 +18,7 @@
 
 #include "config/options.h"
 #include "engine/engine.h"
+#include "retrieval/ann_index.h"
 #include "storage/snapshot_files.h"
 #include "scratch.h"
 
@@ -33,8 +36,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   }
   foryou::SnapshotFiles files(dir + "/snapshots");
-  std::string body, ann_path;
-  (void)files.Read(1, &body, &ann_path);
+  foryou::MappedFile mapping;
+  std::string_view body;
+  std::string ann_path;
+  (void)files.Read(1, &mapping, &body, &ann_path);
+  mapping.Reset();
   (void)foryou::Engine::DecodeSnapshotBody(options, bytes, dir + "/no-such.ann");
+  {
+    std::ofstream out(dir + "/graph.ann", std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  foryou::AnnIndex graph(8, options.retrieval);
+  if (graph.Load(dir + "/graph.ann", 0).ok()) {
+    const float q[8] = {0.1f, -0.2f, 0.3f, 0, 0.5f, -0.1f, 0, 0.2f};
+    (void)graph.Search(q, 10);
+    (void)graph.Upsert(static_cast<uint32_t>(graph.size()), q);
+  }
   return 0;
 }

@@ -7,9 +7,9 @@
 #
 #   scripts/start-time.sh DATA_DIR ROUNDS BINARY... [-- SERVE_ARGS...]
 #
-# Example, the 1M-user store under a policy with encryption at rest that
-# `foryou bench ... --data-dir DIR` with the policy arguments of
-# scripts/cluster-scale-bench.sh leaves behind (docs/PERFORMANCE.md, "Restart"):
+# Example, a 1M-user store under a policy with encryption at rest made by
+# scripts/encrypted-store.sh (docs/PERFORMANCE.md, "Restart under encryption
+# at rest"):
 #   scripts/start-time.sh /tmp/r1m/store 3 build/release/foryou /tmp/foryou-old -- \
 #       --policy /tmp/r1m/policy.toml --region us --region-key-file /tmp/r1m/us.key
 #
