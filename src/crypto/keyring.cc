@@ -224,11 +224,6 @@ std::optional<Keyring::NameBytes> Keyring::Key(const KeyName& name) {
   return b;
 }
 
-std::optional<Keyring::NameBytes> Keyring::Key(std::string_view name_bytes) {
-  if (name_bytes.size() != kPseudonymBytes + kKeyIdBytes) return std::nullopt;
-  return Array<kPseudonymBytes + kKeyIdBytes>(name_bytes);
-}
-
 std::string Keyring::Pseudonym(std::string_view user_id) const {
   std::string out(kPseudonymBytes, '\0');
   crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(),

@@ -147,8 +147,7 @@ class Keyring {
       return static_cast<size_t>(h);
     }
   };
-  static std::optional<NameBytes> Key(const KeyName& name);
-  static std::optional<NameBytes> Key(std::string_view name_bytes);
+  static std::optional<NameBytes> Key(const KeyName& name);  // nullopt: not a well-formed name
 
   mutable std::shared_mutex mu_;
   std::unordered_map<NameBytes, DataKey, FirstBytesHash> keys_;         // name -> data key; guarded by mu_
