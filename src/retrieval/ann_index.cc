@@ -131,6 +131,9 @@ Status AnnIndex::Load(const std::string& path, size_t capacity) {
     return bad("truncated header");
   }
   if (m == 0 || m > 10000 || count > UINT32_MAX || !(mult > 0)) return bad("implausible header");
+  // Before anything is allocated for `count` points: their level-0 records
+  // must be in the file.
+  if (size_per_element == 0 || in.size() / size_per_element < count) return bad("truncated level 0");
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index;
   try {
     index = std::make_unique<hnswlib::HierarchicalNSW<float>>(
@@ -152,7 +155,6 @@ Status AnnIndex::Load(const std::string& path, size_t capacity) {
   index->revSize_ = 1.0 / mult;
   index->level_generator_ = std::default_random_engine();
   index->update_probability_generator_ = std::default_random_engine();
-  if (in.size() / size_per_element < count) return bad("truncated level 0");
   std::memcpy(index->data_level0_memory_, in.data(), count * size_per_element);
   in.remove_prefix(count * size_per_element);
   const size_t layer_bytes = index->size_links_per_element_;

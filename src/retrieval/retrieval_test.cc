@@ -178,6 +178,12 @@ TEST(AnnIndexTest, LoadRefusesADamagedFile) {
   EXPECT_EQ(load(good.substr(0, good.size() - 1)).code(), StatusCode::kCorruption);
   EXPECT_EQ(load(good.substr(0, 40)).code(), StatusCode::kCorruption);
   EXPECT_EQ(load(good + "x").code(), StatusCode::kCorruption);
+  // A header claiming 2^31 points is refused before room for them is made.
+  std::string huge = good;
+  const size_t many = size_t{1} << 31;
+  std::memcpy(huge.data() + 16, &many, sizeof many);  // cur_element_count
+  Status h = load(huge);
+  EXPECT_EQ(h.code(), StatusCode::kCorruption) << h.ToString();
   // Point 0's first level-0 link (after the header of 8 size_t, an int, a
   // u32, 3 size_t, a double and a size_t, and the list's u32 count).
   std::string bad = good;
