@@ -3,6 +3,10 @@ BUILD_DIR ?= build/release
 JOBS ?= 2
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
+# Extra arguments for the first configure of BUILD_DIR. CI passes a unity
+# build (.ci/run): half the compile time of a clean build (185 s against
+# 338 s, one run each, same hour), at the cost of slower incremental builds.
+CMAKE_ARGS ?=
 
 .PHONY: deps build run test install sanitize tsan fuzz crash-campaign clean
 
@@ -10,7 +14,7 @@ deps:
 	@bash scripts/install-deps.sh
 
 $(BUILD_DIR)/build.ninja: CMakeLists.txt | deps
-	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 
 build: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
