@@ -117,6 +117,8 @@ std::string Metrics::Render(const EngineStats& st) const {
         "gauge", static_cast<double>(st.ann_pending));
   gauge("foryou_ann_clamped_total", "Video vectors indexed beyond the ANN norm bound since start (ranked as if shorter).",
         "counter", static_cast<double>(st.ann_clamped));
+  gauge("foryou_ann_moves", "Videos moved in place in the ANN index since it was last built (retrieval.ann_refit_moves rebuilds it).",
+        "gauge", static_cast<double>(st.ann_moves));
   gauge("foryou_co_engagement_edges", "Edges in the item-to-item co-engagement graph.", "gauge", static_cast<double>(st.co_engagement_edges));
   gauge("foryou_log_sequence", "Sequence number of the last durable log record.", "gauge", static_cast<double>(st.log_seq));
   gauge("foryou_applied_sequence",

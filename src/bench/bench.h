@@ -21,8 +21,11 @@
 //                                                    -> restart_s
 //   crash         5% more users' events after that snapshot, kill -9, start
 //                 again until a feed is served       -> crash_restart_s
-//   ann           in-process: HNSW vs brute force on the learned vectors
-//                                                    -> ann_recall_at_100, ann_query_us
+//   ann           in-process: HNSW vs brute force on the learned vectors,
+//                 the graph as the server served it (saved at its stop),
+//                 then rebuilt from scratch on the same vectors
+//                                                    -> ann_recall_at_100, ann_query_us,
+//                                                       ann_recall_rebuilt_at_100
 // The server is a separate `foryou serve` process on a free loopback port;
 // the load comes from this process over real HTTP.
 #pragma once
@@ -76,6 +79,10 @@ struct BenchReport {
   bool wrk_measured = false;  // wrk was installed and ran
   double wrk_healthz_qps = 0, wrk_feed_qps = 0, wrk_feed_p99_ms = 0, wrk_feed_vs_healthz = 0;
   double ann_recall_at_100 = 0, ann_query_us = 0, ann_exact_us = 0;
+  // Recall of the served graph against the vectors as it holds them (moved
+  // only once they drift), and of a graph rebuilt from the learned vectors.
+  double ann_recall_indexed_at_100 = 0, ann_recall_rebuilt_at_100 = 0, ann_rebuilt_query_us = 0;
+  uint64_t ann_moves = 0;  // in-place moves the served graph took since it was built (AnnIndex::moves)
   struct EfPoint {
     int ef;
     double recall_at_100, query_us;

@@ -1265,8 +1265,11 @@ int main(int argc, char** argv) {
                         "Replicas of the region's streams in JetStream [default: 3]")->check(CLI::Range(1, 5));
   serve_cmd->add_option("--cluster-backup-replicas", serve.cluster_backup_replicas,
                         "Replicas of each mirror in a backup region [default: 1]")->check(CLI::Range(1, 5));
+  // The last one given wins, so that `foryou bench --server-arg=--log-level
+  // --server-arg=info` overrides the bench's own "warn".
   serve_cmd->add_option("--log-level", serve.log_level, "trace, debug, info, warn, error or off [default: info]")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   serve_cmd->add_option("--log-format", serve.log_format,
                         "text, or json: one JSON object per line on stderr [default: text]")
       ->check(CLI::IsMember({"text", "json"}));

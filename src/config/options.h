@@ -74,6 +74,12 @@ struct RetrievalOptions {
   // more than this fraction of its norm since it was last indexed. 0: after
   // every change (slow ingest); larger: cheaper ingest, staler ANN.
   double ann_reindex_drift = 0.1;
+  // The ANN index is rebuilt from scratch in the background (one core, off
+  // the lock; Engine::RebuildAnn) once the videos moved in place since it
+  // was built reach this fraction of its size (AnnIndex::moves): hnswlib's
+  // in-place moves slowly wear the graph down. Checked after each snapshot.
+  // 0: never (only when vectors outgrow the index's norm bound).
+  double ann_refit_moves = 0.5;
   // A batch of at least this many new videos is acknowledged once it is
   // durable and in the catalog, and its videos go into the ANN index in the
   // background (engine/ann_indexer.cc): HNSW inserts are most of a catalog

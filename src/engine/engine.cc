@@ -749,12 +749,14 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     FORYOU_RETURN_IF_ERROR(ApplyVideos(m.videos, /*replaying=*/true));
     std::vector<uint32_t> idx(m.videos.size());
     for (size_t i = 0; i < m.videos.size(); ++i) idx[i] = *s.catalog.Find(m.videos[i].id);
+    std::vector<std::pair<uint32_t, double>> trending(m.videos.size());
     for (size_t i = 0; i < m.videos.size(); ++i) {
       s.embeddings.SetItem(idx[i], &m.vectors[i * m.dim]);
       s.catalog.mutable_at(idx[i]).stats = m.stats[i];
-      s.trending.SetRawScore(idx[i], m.trending[i]);
+      trending[i] = {idx[i], m.trending[i]};
       for (const auto& [to, w] : m.edges[i]) s.co.SetEdge(idx[i], idx[to], w);
     }
+    s.trending.SetRawScores(trending);
     for (int h = 0; h < kNumHeads; ++h) s.ranker.SetWeights(h, m.ranker[h]);
     NoteUpdates(idx.size());
     if (!replaying) {
@@ -1333,43 +1335,58 @@ AnnQuality Engine::MeasureAnn(size_t queries, int k, const std::vector<int>& ef_
   if (users.empty()) return q;
   // Exact top-k of every query, once.
   const size_t kk = std::min<size_t>(static_cast<size_t>(k), n);
-  std::vector<std::unordered_set<uint32_t>> truth(users.size());
+  // Against the vectors as learned (what a user should get), and against
+  // the vectors as the index holds them (a video is moved in the index only
+  // once it drifted ann_reindex_drift: what the graph could return at best).
+  std::vector<std::unordered_set<uint32_t>> truth(users.size()), truth_indexed(users.size());
   std::vector<std::pair<float, uint32_t>> exact(n);
   double exact_us = 0;
-  for (size_t qi = 0; qi < users.size(); ++qi) {
-    const float* query = s.embeddings.user(users[qi]);
-    const auto t0 = std::chrono::steady_clock::now();
+  auto exact_top = [&](const float* query, const float* items, std::unordered_set<uint32_t>* out) {
     for (uint32_t v = 0; v < n; ++v) {
-      const float* x = s.embeddings.item(v);
+      const float* x = items + static_cast<size_t>(v) * dim;
       float dot = 0;
       for (int d = 0; d < dim; ++d) dot += query[d] * x[d];
       exact[v] = {dot, v};
     }
     std::partial_sort(exact.begin(), exact.begin() + static_cast<long>(kk), exact.end(), std::greater<>());
+    for (size_t i = 0; i < kk; ++i) out->insert(exact[i].second);
+  };
+  for (size_t qi = 0; qi < users.size(); ++qi) {
+    const auto t0 = std::chrono::steady_clock::now();
+    exact_top(s.embeddings.user(users[qi]), s.embeddings.item(0), &truth[qi]);
     exact_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-    for (size_t i = 0; i < kk; ++i) truth[qi].insert(exact[i].second);
+    exact_top(s.embeddings.user(users[qi]), s.ann_vectors.data(), &truth_indexed[qi]);
   }
-  auto measure = [&](double* recall, double* us) {
-    double hits = 0, time = 0;
+  auto measure = [&](double* recall, double* us, double* recall_indexed) {
+    double hits = 0, hits_indexed = 0, time = 0;
     for (size_t qi = 0; qi < users.size(); ++qi) {
       const auto t0 = std::chrono::steady_clock::now();
       auto approx = s.ann.Search(s.embeddings.user(users[qi]), k);
       time += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-      for (const auto& [v, dot] : approx) hits += static_cast<double>(truth[qi].count(v));
+      for (const auto& [v, dot] : approx) {
+        hits += static_cast<double>(truth[qi].count(v));
+        hits_indexed += static_cast<double>(truth_indexed[qi].count(v));
+      }
     }
     *recall = hits / static_cast<double>(kk * users.size());
+    if (recall_indexed != nullptr) *recall_indexed = hits_indexed / static_cast<double>(kk * users.size());
     *us = time / static_cast<double>(users.size());
   };
-  measure(&q.recall, &q.query_us);
+  measure(&q.recall, &q.query_us, &q.recall_indexed);
   q.exact_us = exact_us / static_cast<double>(users.size());
   for (int ef : ef_sweep) {
     s.ann.SetEf(ef);
     double recall = 0, us = 0;
-    measure(&recall, &us);
+    measure(&recall, &us, nullptr);
     q.ef_sweep.emplace_back(ef, recall, us);
   }
   if (!ef_sweep.empty()) s.ann.SetEf(options_.retrieval.ann_ef);
   return q;
+}
+
+uint64_t Engine::AnnMoves() const {
+  std::shared_lock lock(mu_);
+  return state_->ann.moves();
 }
 
 std::vector<UserSummary> Engine::Users() const {
@@ -1396,6 +1413,7 @@ EngineStats Engine::Stats() const {
   st.ann_size = s.ann.size();
   st.ann_pending = s.ann_pending.size();
   st.ann_clamped = s.ann.clamped();
+  st.ann_moves = s.ann.moves();
   st.co_engagement_edges = s.co.num_edges();
   st.log_seq = store_->last_seq();
   st.applied_seq = AppliedSeq();

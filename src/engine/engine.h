@@ -141,6 +141,9 @@ struct AnnQuality {
   size_t queries = 0;
   int k = 0;
   double recall = 0;    // |ANN top-k ∩ exact top-k| / k, averaged
+  // The same against the exact top-k of the vectors as the index holds them
+  // (moved only once they drift: retrieval.ann_reindex_drift).
+  double recall_indexed = 0;
   double query_us = 0;  // mean ANN search time
   double exact_us = 0;  // mean brute-force time, for comparison
   // (ef, recall, query_us) for other search breadths, same queries.
@@ -161,6 +164,7 @@ struct EngineStats {
   uint64_t ann_size = 0;
   uint64_t ann_pending = 0;  // videos acknowledged but not yet in the ANN index (engine/ann_indexer.cc)
   uint64_t ann_clamped = 0;  // vectors longer than the ANN norm bound (see retrieval/ann_index.h)
+  uint64_t ann_moves = 0;    // videos moved in place in the ANN index since it was built (AnnIndex::moves)
   uint64_t co_engagement_edges = 0;
   uint64_t log_seq = 0;
   uint64_t applied_seq = 0;  // the last record applied to the in-memory state: what feeds reflect
@@ -296,12 +300,17 @@ class Engine {
 
   // Rebuilds the ANN index with a norm bound fitted to the current video
   // vectors (twice the longest), off the state lock, and swaps it in; OK at
-  // once if every vector fits the current bound. Vectors longer than the
+  // once if every vector fits the current bound and the index has not taken
+  // retrieval.ann_refit_moves in-place moves (AnnRefitDue). Vectors longer than the
   // bound rank as if shorter (retrieval/ann_index.h), as happens in a store
   // that started empty or loaded an index from a snapshot: Open and each
   // snapshot write start this in the background, on one thread, when it is
-  // due. `threads`: 0 = every core.
-  Status RebuildAnn(unsigned threads = 0);
+  // due. `threads`: 0 = every core. `force`: rebuild even if every vector
+  // fits (a graph that took many in-place moves: `foryou bench`'s ANN phase
+  // measures both).
+  Status RebuildAnn(unsigned threads = 0, bool force = false);
+  // AnnIndex::moves of the index being served.
+  uint64_t AnnMoves() const;
 
   // The trained algorithm without any user data (engine/model_payload.h):
   // catalog, video vectors and counters, ranker weights, co-engagement.
@@ -394,6 +403,9 @@ class Engine {
   Status WriteSnapshotLocked();  // WriteSnapshot's work; caller holds snapshot_mu_
   Status TryLoadSnapshot(uint64_t seq);
   void MaybeRebuildAnnInBackground();
+  // Whether the ANN index is due for a rebuild: vectors outgrew its norm
+  // bound, or retrieval.ann_refit_moves in-place moves. Caller holds mu_.
+  bool AnnRefitDue() const;
   Result<SnapshotAnchor> Anchor(uint64_t seq) const;
   void SnapshotLoop();
   void NoteUpdates(uint64_t n);  // caller holds mu_; wakes SnapshotLoop when one is due

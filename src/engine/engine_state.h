@@ -2,6 +2,7 @@
 // feature extraction shared by training (engine.cc) and serving (feed.cc).
 #pragma once
 
+#include <algorithm>
 #include <boost/container/flat_map.hpp>
 #include <boost/container/flat_set.hpp>
 #include <memory>
@@ -97,7 +98,9 @@ struct Engine::State {
       : embeddings(o.learning.embedding_dim, o.learning),
         ann(o.learning.embedding_dim, o.retrieval),
         co(/*max_neighbors=*/200, /*decay=*/0.85f, /*window=*/20, static_cast<float>(o.learning.co_backward_weight)),
-        trending(o.retrieval.trending_half_life_hours) {}
+        // A feed scans at most 10x its trending budget per ranking (feed.cc).
+        trending(o.retrieval.trending_half_life_hours,
+                 std::max<size_t>(Trending::kDefaultCapacity, 10 * static_cast<size_t>(std::max(o.retrieval.trending, 0)) + 1)) {}
 
   Catalog catalog;
   std::vector<UserRecord> users;

@@ -552,10 +552,19 @@ Status Engine::WriteSnapshotLocked() {
 
 // ---------------------------------------------------------------- ANN rebuild
 
+// Caller holds mu_ (shared is enough).
+bool Engine::AnnRefitDue() const {
+  const State& s = *state_;
+  if (s.embeddings.MaxItemNorm(s.catalog.size()) > s.ann.norm_bound()) return true;
+  const double moves = options_.retrieval.ann_refit_moves;
+  return moves > 0 && s.ann.size() > 0 &&
+         static_cast<double>(s.ann.moves()) >= moves * static_cast<double>(s.ann.size());
+}
+
 void Engine::MaybeRebuildAnnInBackground() {
   {
     std::shared_lock lock(mu_);
-    if (state_->embeddings.MaxItemNorm(state_->catalog.size()) <= state_->ann.norm_bound()) return;
+    if (!AnnRefitDue()) return;
   }
   std::lock_guard lock(ann_thread_mu_);
   if (stopping_.load() || ann_rebuilding_.exchange(true)) return;
@@ -568,7 +577,7 @@ void Engine::MaybeRebuildAnnInBackground() {
   });
 }
 
-Status Engine::RebuildAnn(unsigned threads) {
+Status Engine::RebuildAnn(unsigned threads, bool force) {
   std::lock_guard rebuild(ann_rebuild_mu_);
   if (threads == 0) threads = Threads();
   const auto t0 = std::chrono::steady_clock::now();
@@ -576,15 +585,17 @@ Status Engine::RebuildAnn(unsigned threads) {
   size_t n;
   int dim;
   float old_bound, bound;
+  uint64_t moves;
   {
     std::shared_lock lock(mu_);
     const State& s = *state_;
+    if (!force && !AnnRefitDue()) return Status::OK();
     n = s.catalog.size();
     dim = s.embeddings.dim();
     const float max_norm = s.embeddings.MaxItemNorm(n);
     old_bound = s.ann.norm_bound();
-    if (max_norm <= old_bound) return Status::OK();
-    bound = std::max(1.0f, 2.0f * max_norm);
+    moves = s.ann.moves();
+    bound = max_norm <= old_bound ? old_bound : std::max(1.0f, 2.0f * max_norm);
     if (n > 0) vectors.assign(s.embeddings.item(0), s.embeddings.item(0) + n * static_cast<size_t>(dim));
   }
   // Off the lock: writers and feeds go on with the old index.
@@ -619,8 +630,8 @@ Status Engine::RebuildAnn(unsigned threads) {
       FORYOU_RETURN_IF_ERROR(s.Reindex(static_cast<uint32_t>(v), drift, /*force=*/v >= n));
     }
   }
-  spdlog::info("ann index rebuilt for vectors up to norm {:.2f} (bound was {:.2f}): {} videos in {:.1f} s", bound / 2,
-               old_bound, n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  spdlog::info("ann index rebuilt for vectors up to norm {:.2f} (bound was {:.2f}; {} in-place moves): {} videos in {:.1f} s",
+               bound / 2, old_bound, moves, n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return Status::OK();
 }
 

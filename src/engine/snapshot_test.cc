@@ -289,6 +289,37 @@ TEST_P(SnapshotTest, WrittenInTheBackgroundAfterEveryUpdatesAndPruned) {
   }
 }
 
+// In-place moves wear an HNSW graph down (retrieval/ann_index.h,
+// AnnIndex::moves): once they reach retrieval.ann_refit_moves of the index,
+// a rebuild is due and starts a fresh graph; with the rule off, only a
+// vector outgrowing the norm bound makes one.
+TEST(AnnRefitTest, ARebuildIsDueOnceMovesReachTheirShareOfTheIndex) {
+  for (double refit_moves : {0.0, 0.01}) {
+    SCOPED_TRACE(refit_moves);
+    TempDir dir;
+    ManualClock clock(kNow);
+    EngineOptions o;
+    o.snapshot.every_updates = 0;
+    o.retrieval.ann_reindex_drift = 0;  // every change of a vector moves it
+    o.retrieval.ann_refit_moves = refit_moves;
+    std::unique_ptr<Engine> e;
+    ASSERT_TRUE(Engine::Open(o, dir.path(), clock, &e).ok());
+    ASSERT_TRUE(e->UpsertVideos(Videos(0, 40)).ok());
+    ASSERT_TRUE(e->IngestEvents(Events(0, 30, 40, kNow - 3'600'000)).ok());
+    ASSERT_TRUE(e->RebuildAnn(1, /*force=*/true).ok());  // fits the norm bound
+    EXPECT_EQ(e->AnnMoves(), 0u) << "a rebuilt index starts with no moves";
+    ASSERT_TRUE(e->IngestEvents(Events(30, 10, 40, kNow - 1'800'000)).ok());
+    const uint64_t moves = e->AnnMoves();
+    ASSERT_GT(moves, 0u) << "events moved videos in the index";
+    ASSERT_TRUE(e->RebuildAnn(1).ok());
+    if (refit_moves == 0) {
+      EXPECT_EQ(e->AnnMoves(), moves) << "no rebuild: the vectors fit the bound and the rule is off";
+    } else {
+      EXPECT_EQ(e->AnnMoves(), 0u) << moves << " moves in an index of 40 are over 1%: rebuilt";
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, SnapshotTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Encrypted" : "Open"; });
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <vector>
 #include <fmt/format.h>
 
@@ -56,6 +57,10 @@ Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
     const float m2 = norm_bound_ * norm_bound_;
     if (norm2 > m2) ++clamped_;
     x.push_back(std::sqrt(std::max(0.0f, m2 - norm2)));
+    {
+      std::lock_guard lock(index_->cur_element_count_guard_);  // hnswlib guards label_lookup_ with it
+      if (index_->label_lookup_.count(label) > 0) moves_.fetch_add(1, std::memory_order_relaxed);
+    }
     index_->addPoint(x.data(), label);  // updates in place when the label exists
   } catch (const std::exception& e) {
     return Status::Internal(fmt::format("ann index upsert of {}: {}", label, e.what()));
@@ -234,6 +239,9 @@ void AnnIndex::Swap(AnnIndex& other) {
   const uint64_t c = clamped_.load();
   clamped_.store(other.clamped_.load());
   other.clamped_.store(c);
+  const uint64_t m = moves_.load();
+  moves_.store(other.moves_.load());
+  other.moves_.store(m);
 }
 
 void AnnIndex::SetEf(int ef) {

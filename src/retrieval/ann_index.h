@@ -61,6 +61,13 @@ class AnnIndex {
   float norm_bound() const { return norm_bound_; }
   uint64_t clamped() const { return clamped_.load(); }
   void SetClamped(uint64_t n) { clamped_.store(n); }
+  // Points moved in place (an Upsert of a label already in the index) since
+  // this index was built or loaded. hnswlib repairs a moved point's
+  // neighbourhood locally, and many such moves leave a graph that finds
+  // less than a fresh one: at 1M videos after 10M events, recall@100 at ef
+  // 128 of 0.67 against 0.81 rebuilt from the same vectors (PERFORMANCE.md).
+  // The engine rebuilds the index once they reach retrieval.ann_refit_moves.
+  uint64_t moves() const { return moves_.load(std::memory_order_relaxed); }
   // Snapshot (engine/snapshot.h): the graph as hnswlib's own file format at
   // `path` (written whole or an error; the caller checksums it). Load
   // replaces the index with the file's, with room for `capacity` points;
@@ -86,6 +93,7 @@ class AnnIndex {
   int dim_;
   float norm_bound_ = 1.0f;
   std::atomic<uint64_t> clamped_{0};
+  std::atomic<uint64_t> moves_{0};
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> NewIndex(size_t capacity) const;
 
   RetrievalOptions options_;

@@ -7,8 +7,10 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <random>
 #include <set>
+#include <string>
 
 #include "retrieval/ann_index.h"
 #include "retrieval/co_engagement.h"
@@ -69,9 +71,11 @@ TEST(AnnIndexTest, UpsertMovesAPoint) {
   float q[] = {1, 0};
   EXPECT_EQ(index.Search(q, 1)[0].first, 0u);
   float a2[] = {-1, 0};
+  EXPECT_EQ(index.moves(), 0u) << "two new points, no move";
   ASSERT_TRUE(index.Upsert(0, a2).ok());
   EXPECT_EQ(index.Search(q, 1)[0].first, 1u);
   EXPECT_EQ(index.size(), 2u);
+  EXPECT_EQ(index.moves(), 1u);
 }
 
 TEST(AnnIndexTest, GrowsBeyondItsInitialCapacity) {
@@ -251,6 +255,69 @@ TEST(TrendingTest, RecentEngagementOutranksOldEngagement) {
   EXPECT_EQ(t.Top(-1, 5).size(), 3u);
   t.SetLanguage(2, 0);
   EXPECT_EQ(t.Top(0, 5).size(), 3u);
+}
+
+// Each ranking keeps only its best `capacity` videos: under random events,
+// language changes, imported scores (which may fall) and a snapshot round
+// trip, every ranking must be exactly the best `capacity` of a brute-force
+// ranking of every score, in the same order.
+TEST(TrendingTest, KeepsExactlyTheBestCapacityOfEveryRanking) {
+  constexpr size_t kCapacity = 8;
+  constexpr uint32_t kVideos = 200, kLangs = 3;
+  Trending t(/*half_life_hours=*/1.0, kCapacity);
+  std::vector<uint32_t> lang(kVideos);
+  std::mt19937_64 rng(7);
+  for (uint32_t v = 0; v < kVideos; ++v) {
+    lang[v] = static_cast<uint32_t>(rng() % kLangs);
+    t.AddItem(lang[v]);
+  }
+  auto expect_exact = [&](const Trending& tr, const std::string& when) {
+    for (int l = -1; l < static_cast<int>(kLangs); ++l) {
+      std::vector<std::pair<double, uint32_t>> all;
+      for (uint32_t v = 0; v < kVideos; ++v) {
+        const double sc = tr.RawScore(v);
+        if (sc != -std::numeric_limits<double>::infinity() && (l < 0 || lang[v] == static_cast<uint32_t>(l))) {
+          all.emplace_back(sc, v);
+        }
+      }
+      std::sort(all.begin(), all.end(), std::greater<>());
+      std::vector<uint32_t> want;
+      for (size_t i = 0; i < all.size() && i < kCapacity; ++i) want.push_back(all[i].second);
+      std::vector<uint32_t> got;
+      tr.ForEach(l, [&](uint32_t v) {
+        got.push_back(v);
+        return true;
+      });
+      ASSERT_EQ(got, want) << when << ", ranking " << l;
+      ASSERT_EQ(tr.Top(l, 3), std::vector<uint32_t>(want.begin(), want.begin() + std::min<size_t>(3, want.size())));
+    }
+  };
+  const int64_t hour = 3600 * 1000;
+  for (int step = 0; step < 3000; ++step) {
+    const uint32_t v = static_cast<uint32_t>(rng() % kVideos);
+    const int op = static_cast<int>(rng() % 100);
+    if (op < 90) {
+      t.Record(v, 0.5 + static_cast<double>(rng() % 4), static_cast<int64_t>(step) * hour / 100);
+    } else if (op < 96) {
+      lang[v] = static_cast<uint32_t>(rng() % kLangs);
+      t.SetLanguage(v, lang[v]);
+    } else {
+      // An import: some scores fall below videos that left the rankings.
+      std::vector<std::pair<uint32_t, double>> scores;
+      for (int k = 0; k < 5; ++k) {
+        scores.emplace_back(static_cast<uint32_t>(rng() % kVideos), static_cast<double>(rng() % 1000) / 10.0);
+      }
+      t.SetRawScores(scores);
+    }
+    expect_exact(t, "step " + std::to_string(step));
+  }
+  std::string bytes;
+  t.EncodeTo(&bytes);
+  Trending back(/*half_life_hours=*/1.0, kCapacity);
+  std::string_view in(bytes);
+  ASSERT_TRUE(back.DecodeFrom(&in));
+  expect_exact(back, "after a snapshot round trip");
+  EXPECT_EQ(back.capacity(), kCapacity);
 }
 
 }  // namespace

@@ -8,50 +8,82 @@
 
 namespace foryou {
 
-Trending::Trending(double half_life_hours) : tau_ms_(half_life_hours * 3600.0 * 1000.0 / std::log(2.0)) {}
+Trending::Trending(double half_life_hours, size_t capacity)
+    : tau_ms_(half_life_hours * 3600.0 * 1000.0 / std::log(2.0)), capacity_(std::max<size_t>(capacity, 1)) {}
 
 void Trending::AddItem(uint32_t lang) {
   score_.push_back(kNone);
   lang_.push_back(lang);
+  ranked_.push_back(0);
   if (by_lang_.size() <= lang) by_lang_.resize(lang + 1);
+}
+
+void Trending::Rank(Ranked* set, uint8_t bit, uint32_t item, double old) {
+  const std::pair<double, uint32_t> now{score_[item], item};
+  if (ranked_[item] & bit) {
+    set->erase({old, item});
+  } else if (set->size() >= capacity_) {
+    // Full: the item enters only by beating the worst, which leaves.
+    auto worst = std::prev(set->end());
+    if (!set->key_comp()(now, *worst)) return;
+    ranked_[worst->second] &= static_cast<uint8_t>(~bit);
+    set->erase(worst);
+  }
+  set->insert(now);
+  ranked_[item] |= bit;
+}
+
+void Trending::Unrank(Ranked* set, uint8_t bit, uint32_t item, double old, int lang) {
+  if (!(ranked_[item] & bit)) return;
+  const bool full = set->size() >= capacity_;
+  set->erase({old, item});
+  ranked_[item] &= static_cast<uint8_t>(~bit);
+  // A full ranking may have left out a video that now belongs in it.
+  if (full) Refill(set, bit, lang);
+}
+
+void Trending::Refill(Ranked* set, uint8_t bit, int lang) {
+  for (const auto& [score, item] : *set) ranked_[item] &= static_cast<uint8_t>(~bit);
+  set->clear();
+  std::vector<std::pair<double, uint32_t>> all;
+  for (size_t i = 0; i < score_.size(); ++i) {
+    if (score_[i] != kNone && (lang < 0 || lang_[i] == static_cast<uint32_t>(lang))) all.emplace_back(score_[i], i);
+  }
+  const size_t keep = std::min(all.size(), capacity_);
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(keep), all.end(), std::greater<>());
+  for (size_t i = 0; i < keep; ++i) {
+    set->emplace_hint(set->end(), all[i]);
+    ranked_[all[i].second] |= bit;
+  }
 }
 
 void Trending::Record(uint32_t item, double weight, int64_t ts_ms) {
   if (weight <= 0) return;
   double add = std::log(weight) + static_cast<double>(ts_ms) / tau_ms_;
   double old = score_[item];
-  double now = old == kNone ? add : std::max(old, add) + std::log1p(std::exp(-std::abs(old - add)));
-  Ranked& lang = by_lang_[lang_[item]];
-  if (old != kNone) {
-    lang.erase({old, item});
-    global_.erase({old, item});
-  }
-  score_[item] = now;
-  lang.insert({now, item});
-  global_.insert({now, item});
+  // Never lower than before: what Rank relies on.
+  score_[item] = old == kNone ? add : std::max(old, add) + std::log1p(std::exp(-std::abs(old - add)));
+  Rank(&by_lang_[lang_[item]], kInLang, item, old);
+  Rank(&global_, kInGlobal, item, old);
 }
 
-void Trending::SetRawScore(uint32_t item, double score) {
-  Ranked& lang = by_lang_[lang_[item]];
-  if (score_[item] != kNone) {
-    lang.erase({score_[item], item});
-    global_.erase({score_[item], item});
-  }
-  score_[item] = score;
-  if (score != kNone) {
-    lang.insert({score, item});
-    global_.insert({score, item});
+void Trending::SetRawScores(const std::vector<std::pair<uint32_t, double>>& scores) {
+  for (const auto& [item, score] : scores) score_[item] = score;
+  Refill(&global_, kInGlobal, -1);
+  std::vector<bool> touched(by_lang_.size());
+  for (const auto& [item, score] : scores) touched[lang_[item]] = true;
+  for (size_t l = 0; l < by_lang_.size(); ++l) {
+    if (touched[l]) Refill(&by_lang_[l], kInLang, static_cast<int>(l));
   }
 }
 
 void Trending::SetLanguage(uint32_t item, uint32_t lang) {
   if (lang_[item] == lang) return;
   if (by_lang_.size() <= lang) by_lang_.resize(lang + 1);
-  if (score_[item] != kNone) {
-    by_lang_[lang_[item]].erase({score_[item], item});
-    by_lang_[lang].insert({score_[item], item});
-  }
-  lang_[item] = lang;
+  const uint32_t from = lang_[item];
+  lang_[item] = lang;  // first, so that a refill of `from` leaves it out
+  Unrank(&by_lang_[from], kInLang, item, score_[item], static_cast<int>(from));
+  if (score_[item] != kNone) Rank(&by_lang_[lang], kInLang, item, score_[item]);
 }
 
 std::vector<uint32_t> Trending::Top(int lang, size_t k) const {
@@ -83,10 +115,11 @@ void Trending::EncodeTo(std::string* out) const {
 bool Trending::DecodeFrom(std::string_view* in) {
   uint64_t n;
   if (!GetVarint64(in, &n) || n > in->size()) return false;
-  Trending t(0);
+  Trending t(0, capacity_);
   t.tau_ms_ = tau_ms_;
   t.score_.resize(n);
   t.lang_.resize(n);
+  t.ranked_.resize(n);
   std::vector<std::pair<double, uint32_t>> ranked;  // in the sets' order, so each insert goes at the end
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t lang;
@@ -100,8 +133,15 @@ bool Trending::DecodeFrom(std::string_view* in) {
   }
   std::sort(ranked.begin(), ranked.end(), std::greater<>());
   for (const auto& r : ranked) {
-    t.by_lang_[t.lang_[r.second]].emplace_hint(t.by_lang_[t.lang_[r.second]].end(), r);
-    t.global_.emplace_hint(t.global_.end(), r);
+    Ranked& lang = t.by_lang_[t.lang_[r.second]];
+    if (lang.size() < t.capacity_) {
+      lang.emplace_hint(lang.end(), r);
+      t.ranked_[r.second] |= kInLang;
+    }
+    if (t.global_.size() < t.capacity_) {
+      t.global_.emplace_hint(t.global_.end(), r);
+      t.ranked_[r.second] |= kInGlobal;
+    }
   }
   *this = std::move(t);
   return true;
