@@ -76,10 +76,20 @@ struct RetrievalOptions {
   double ann_reindex_drift = 0.1;
   // The ANN index is rebuilt from scratch in the background (one core, off
   // the lock; Engine::RebuildAnn) once the videos moved in place since it
-  // was built reach this fraction of its size (AnnIndex::moves): hnswlib's
-  // in-place moves slowly wear the graph down. Checked after each snapshot.
-  // 0: never (only when vectors outgrow the index's norm bound).
+  // was built reach this fraction of its size (AnnIndex::moves), so that
+  // links chosen for where vectors were follow where they went (see
+  // ann_move_links). Checked after each snapshot. 0: never (only when
+  // vectors outgrow the index's norm bound).
   double ann_refit_moves = 0.5;
+  // How a video already in the ANN index moves: false (default), only its
+  // vector is overwritten and the graph's links stay as they were until the
+  // next rebuild (ann_refit_moves); true, hnswlib's updatePoint, which
+  // chooses the links of the point and of its neighbours again from its
+  // two-hop neighbourhood: costly, and each move loses long-range links. At
+  // 1M videos after 10M events the graph served recall@100 0.831 at ef 128
+  // with false and 0.433-0.673 with true, against 0.82-0.84 rebuilt
+  // (docs/PERFORMANCE.md, "The served ANN graph").
+  bool ann_move_links = false;
   // A batch of at least this many new videos is acknowledged once it is
   // durable and in the catalog, and its videos go into the ANN index in the
   // background (engine/ann_indexer.cc): HNSW inserts are most of a catalog

@@ -6,7 +6,7 @@
 // decode in parallel:
 //   1 catalog (Catalog::EncodeTo)
 //   2 model: video vectors, ranker, f32 ANN norm bound, varint ANN clamped
-//     count, varint n + n f32 (the vectors as last written to the ANN
+//     count, varint ANN in-place moves (version 3), varint n + n f32 (the vectors as last written to the ANN
 //     index, videos x dim), varint events, the population's watch sums
 //     (f64 log sum, f64 square sum, varint plays: learning/watch_norm.h,
 //     version 2), varint plaintext personal records,
@@ -275,6 +275,7 @@ void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_re
     ranker.EncodeTo(&model_s);
     PutFloat(&model_s, ann.norm_bound());
     PutVarint64(&model_s, ann.clamped());
+    PutVarint64(&model_s, ann.moves());
     PutVarint64(&model_s, ann_vectors.size());
     model_s.append(reinterpret_cast<const char*>(ann_vectors.data()), ann_vectors.size() * sizeof(float));
     PutVarint64(&model_s, events);
@@ -403,10 +404,10 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
       [&]() -> Status {
         if (!trending.DecodeFrom(&trending_s) || !trending_s.empty()) return Bad("trending");
         float norm_bound;
-        uint64_t clamped, nvectors;
+        uint64_t clamped, moves, nvectors;
         if (!embeddings.DecodeItemsFrom(&model_s) || !ranker.DecodeFrom(&model_s) ||
             !GetFloat(&model_s, &norm_bound) || !GetVarint64(&model_s, &clamped) ||
-            !GetVarint64(&model_s, &nvectors) || nvectors != lim.videos * static_cast<size_t>(dim) ||
+            !GetVarint64(&model_s, &moves) || !GetVarint64(&model_s, &nvectors) || nvectors != lim.videos * static_cast<size_t>(dim) ||
             model_s.size() < nvectors * sizeof(float)) {
           return Bad("model");
         }
@@ -426,6 +427,7 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
         model_s.remove_prefix(8);
         ann.SetNormBound(norm_bound);
         ann.SetClamped(clamped);
+        ann.SetMoves(moves);
         return Status::OK();
       }});
   std::vector<double> task_seconds;

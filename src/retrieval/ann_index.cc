@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <vector>
 #include <fmt/format.h>
 
@@ -57,9 +58,19 @@ Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
     const float m2 = norm_bound_ * norm_bound_;
     if (norm2 > m2) ++clamped_;
     x.push_back(std::sqrt(std::max(0.0f, m2 - norm2)));
+    std::optional<hnswlib::tableint> existing;
     {
       std::lock_guard lock(index_->cur_element_count_guard_);  // hnswlib guards label_lookup_ with it
-      if (index_->label_lookup_.count(label) > 0) moves_.fetch_add(1, std::memory_order_relaxed);
+      if (auto it = index_->label_lookup_.find(label); it != index_->label_lookup_.end()) existing = it->second;
+    }
+    if (existing) {
+      moves_.fetch_add(1, std::memory_order_relaxed);
+      if (!options_.ann_move_links) {
+        // Only the vector moves; the point keeps the links it has (see the
+        // header). Callers hold the index exclusively, so no search reads it.
+        std::memcpy(index_->getDataByInternalId(*existing), x.data(), x.size() * sizeof(float));
+        return Status::OK();
+      }
     }
     index_->addPoint(x.data(), label);  // updates in place when the label exists
   } catch (const std::exception& e) {

@@ -1,9 +1,14 @@
 // AnnIndex: approximate nearest videos by inner product, over the learned
 // video embeddings (hnswlib HNSW). Labels are the engine's dense video indexes.
 //
-// Videos are inserted as they arrive and re-inserted when their embedding
-// moves (hnswlib updates the point and repairs its neighbourhood). hnswlib
-// reports failure by throwing; this wrapper turns that into a Status.
+// Videos are inserted as they arrive and moved when their embedding moves.
+// A move (RetrievalOptions::ann_move_links) either overwrites the point's
+// vector and keeps its links (the default; the engine rebuilds the graph
+// once moves add up: retrieval.ann_refit_moves), or is hnswlib's updatePoint,
+// which re-chooses the links of the point and its neighbours from the
+// point's two-hop neighbourhood and so, move after move, loses the
+// long-range links a search needs. hnswlib reports failure by throwing; this
+// wrapper turns that into a Status.
 //
 // Maximum inner product search is reduced to nearest-neighbour search in L2,
 // where HNSW's graphs work well (Bachrach et al. 2014): a vector v is stored
@@ -62,12 +67,11 @@ class AnnIndex {
   uint64_t clamped() const { return clamped_.load(); }
   void SetClamped(uint64_t n) { clamped_.store(n); }
   // Points moved in place (an Upsert of a label already in the index) since
-  // this index was built or loaded. hnswlib repairs a moved point's
-  // neighbourhood locally, and many such moves leave a graph that finds
-  // less than a fresh one: at 1M videos after 10M events, recall@100 at ef
-  // 128 of 0.67 against 0.81 rebuilt from the same vectors (PERFORMANCE.md).
-  // The engine rebuilds the index once they reach retrieval.ann_refit_moves.
+  // this index was built: links chosen for where the points were. The
+  // engine rebuilds the index once they reach retrieval.ann_refit_moves.
   uint64_t moves() const { return moves_.load(std::memory_order_relaxed); }
+  // A snapshot carries the count with its graph (Load leaves it alone).
+  void SetMoves(uint64_t n) { moves_.store(n, std::memory_order_relaxed); }
   // Snapshot (engine/snapshot.h): the graph as hnswlib's own file format at
   // `path` (written whole or an error; the caller checksums it). Load
   // replaces the index with the file's, with room for `capacity` points;

@@ -36,10 +36,12 @@
 namespace foryou {
 
 // Version 2 (issue 12): the body's video statistics and user entries carry
-// the sums of the viewer-normalised watch (learning/watch_norm.h). A
-// version 1 snapshot is skipped like any unreadable one: the start replays
-// the log (and writes a version 2 snapshot in time).
-constexpr uint8_t kSnapshotFormatVersion = 2;
+// the sums of the viewer-normalised watch (learning/watch_norm.h). Version 3
+// (issue 11): the model section carries the ANN graph's in-place moves
+// (AnnIndex::moves), so that its rebuild comes due across restarts. An older
+// snapshot is skipped like any unreadable one: the start replays the log
+// (and writes a current snapshot in time).
+constexpr uint8_t kSnapshotFormatVersion = 3;
 
 class SnapshotFiles {
  public:
