@@ -476,6 +476,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     fprintf(stderr, "ann: opening the store in process\n");
     EngineOptions eo;
     eo.snapshot.every_updates = 0;
+    eo.retrieval.ann_refit_moves = 0;  // measure the graph as saved, not one rebuilt after this open
     FORYOU_RETURN_IF_ERROR(Engine::Open(eo, data_dir, clock, &engine));
     // Videos the snapshot's graph lacks (queued for the background indexer
     // at the start) are indexed first.

@@ -611,6 +611,7 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
 Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
   State& s = *state_;
   std::vector<uint32_t> fresh;  // live: new videos, indexed after the loop
+  std::vector<std::pair<uint32_t, uint32_t>> languages;  // (video, language) changes, applied together
   for (const Video& v : videos) {
     Catalog::UpsertResult r = s.catalog.Upsert(v);
     const VideoRecord& vr = s.catalog.at(r.idx);
@@ -621,7 +622,7 @@ Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
       s.co.AddItem();
     } else {
       if (r.content_changed) s.embeddings.ResetItem(r.idx, v.embedding, Catalog::ContentKeys(v));
-      if (r.language_changed) s.trending.SetLanguage(r.idx, vr.lang);
+      if (r.language_changed) languages.emplace_back(r.idx, vr.lang);
     }
     if (r.is_new || r.content_changed) {
       if (!replaying && r.is_new) {
@@ -638,6 +639,7 @@ Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
       }
     }
   }
+  if (!languages.empty()) s.trending.SetLanguages(languages);
   const int defer_from = options_.retrieval.ann_defer_from;
   if (defer_from > 0 && fresh.size() >= static_cast<size_t>(defer_from)) {
     QueueForAnn(fresh);

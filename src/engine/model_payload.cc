@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <fmt/format.h>
 
 #include "learning/ranker_model.h"
@@ -93,6 +94,9 @@ Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
         !GetDouble(&in, &m->trending[i]) || !std::isfinite(s.watch_z_sum)) {
       return Bad("counters");
     }
+    // A log-domain score: finite, or -infinity for a video never engaged.
+    const double t = m->trending[i];
+    if (!std::isfinite(t) && t != -std::numeric_limits<double>::infinity()) return Bad("trending score");
   }
   // Version 1 predates the watch_z feature: its weights keep their priors.
   const uint64_t want_features = version >= 2 ? kNumFeatures : kFeatWatchZ;

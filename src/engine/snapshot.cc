@@ -597,7 +597,7 @@ Status Engine::RebuildAnn(unsigned threads, bool force) {
     const float max_norm = s.embeddings.MaxItemNorm(n);
     old_bound = s.ann.norm_bound();
     moves = s.ann.moves();
-    bound = max_norm <= old_bound ? old_bound : std::max(1.0f, 2.0f * max_norm);
+    bound = std::max(1.0f, 2.0f * max_norm);  // every vector is inserted anew: fit the bound to them
     if (n > 0) vectors.assign(s.embeddings.item(0), s.embeddings.item(0) + n * static_cast<size_t>(dim));
   }
   // Off the lock: writers and feeds go on with the old index.

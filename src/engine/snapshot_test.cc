@@ -314,6 +314,11 @@ TEST(AnnRefitTest, ARebuildIsDueOnceMovesReachTheirShareOfTheIndex) {
     ASSERT_TRUE(e->RebuildAnn(1).ok());
     if (refit_moves == 0) {
       EXPECT_EQ(e->AnnMoves(), moves) << "no rebuild: the vectors fit the bound and the rule is off";
+      // The count travels with the graph in a snapshot.
+      ASSERT_TRUE(e->WriteSnapshot().ok());
+      e.reset();
+      ASSERT_TRUE(Engine::Open(o, dir.path(), clock, &e).ok());
+      EXPECT_EQ(e->AnnMoves(), moves) << "after a start from the snapshot";
     } else {
       EXPECT_EQ(e->AnnMoves(), 0u) << moves << " moves in an index of 40 are over 1%: rebuilt";
     }

@@ -20,7 +20,9 @@
 //
 // Thread safety: Search may run concurrently with other Search calls; Upsert
 // needs exclusive access (the engine's write lock); UpsertReserved of
-// distinct labels may run in parallel (the rebuild at start). hnswlib 0.6.2
+// distinct labels not yet in the index may run in parallel (the rebuild at
+// start; a move overwrites a point's vector, which nothing else may read
+// meanwhile). hnswlib 0.6.2
 // draws each point's level from one RNG without a lock, so parallel inserts
 // race on it (ThreadSanitizer reports it; fuzz/tsan.supp): the levels drawn
 // differ from run to run, as the parallel graph does anyway.

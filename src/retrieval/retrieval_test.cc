@@ -63,19 +63,28 @@ TEST(AnnIndexTest, RecallAgainstBruteForce) {
   EXPECT_GE(hits / (queries * k), 0.9);
 }
 
+// Both ways of moving a point (RetrievalOptions::ann_move_links): the
+// moved point is found where it went, and the move is counted.
 TEST(AnnIndexTest, UpsertMovesAPoint) {
-  AnnIndex index(2, RetrievalOptions{});
-  float a[] = {1, 0}, b[] = {0, 1};
-  ASSERT_TRUE(index.Upsert(0, a).ok());
-  ASSERT_TRUE(index.Upsert(1, b).ok());
-  float q[] = {1, 0};
-  EXPECT_EQ(index.Search(q, 1)[0].first, 0u);
-  float a2[] = {-1, 0};
-  EXPECT_EQ(index.moves(), 0u) << "two new points, no move";
-  ASSERT_TRUE(index.Upsert(0, a2).ok());
-  EXPECT_EQ(index.Search(q, 1)[0].first, 1u);
-  EXPECT_EQ(index.size(), 2u);
-  EXPECT_EQ(index.moves(), 1u);
+  for (bool links : {false, true}) {
+    SCOPED_TRACE(links);
+    RetrievalOptions o;
+    o.ann_move_links = links;
+    AnnIndex index(2, o);
+    float a[] = {1, 0}, b[] = {0, 1};
+    ASSERT_TRUE(index.Upsert(0, a).ok());
+    ASSERT_TRUE(index.Upsert(1, b).ok());
+    float q[] = {1, 0};
+    EXPECT_EQ(index.Search(q, 1)[0].first, 0u);
+    EXPECT_EQ(index.moves(), 0u) << "two new points, no move";
+    float a2[] = {-1, 0};
+    ASSERT_TRUE(index.Upsert(0, a2).ok());
+    EXPECT_EQ(index.Search(q, 1)[0].first, 1u);
+    float q2[] = {-1, 0};
+    EXPECT_EQ(index.Search(q2, 1)[0].first, 0u);
+    EXPECT_EQ(index.size(), 2u);
+    EXPECT_EQ(index.moves(), 1u);
+  }
 }
 
 TEST(AnnIndexTest, GrowsBeyondItsInitialCapacity) {
@@ -298,14 +307,25 @@ TEST(TrendingTest, KeepsExactlyTheBestCapacityOfEveryRanking) {
     const int op = static_cast<int>(rng() % 100);
     if (op < 90) {
       t.Record(v, 0.5 + static_cast<double>(rng() % 4), static_cast<int64_t>(step) * hour / 100);
-    } else if (op < 96) {
+    } else if (op < 93) {
       lang[v] = static_cast<uint32_t>(rng() % kLangs);
       t.SetLanguage(v, lang[v]);
+    } else if (op < 96) {
+      // A batch moving several videos, some twice.
+      std::vector<std::pair<uint32_t, uint32_t>> moves;
+      for (int k = 0; k < 6; ++k) {
+        const uint32_t w = k == 5 ? moves[0].first : static_cast<uint32_t>(rng() % kVideos);
+        lang[w] = static_cast<uint32_t>(rng() % kLangs);
+        moves.emplace_back(w, lang[w]);
+      }
+      t.SetLanguages(moves);
     } else {
-      // An import: some scores fall below videos that left the rankings.
+      // An import: some scores fall below videos that left the rankings, and
+      // a video nobody engaged with comes as -infinity.
       std::vector<std::pair<uint32_t, double>> scores;
       for (int k = 0; k < 5; ++k) {
-        scores.emplace_back(static_cast<uint32_t>(rng() % kVideos), static_cast<double>(rng() % 1000) / 10.0);
+        const double score = k == 4 ? -std::numeric_limits<double>::infinity() : static_cast<double>(rng() % 1000) / 10.0;
+        scores.emplace_back(static_cast<uint32_t>(rng() % kVideos), score);
       }
       t.SetRawScores(scores);
     }

@@ -33,27 +33,22 @@ void Trending::Rank(Ranked* set, uint8_t bit, uint32_t item, double old) {
   ranked_[item] |= bit;
 }
 
-void Trending::Unrank(Ranked* set, uint8_t bit, uint32_t item, double old, int lang) {
-  if (!(ranked_[item] & bit)) return;
-  const bool full = set->size() >= capacity_;
-  set->erase({old, item});
-  ranked_[item] &= static_cast<uint8_t>(~bit);
-  // A full ranking may have left out a video that now belongs in it.
-  if (full) Refill(set, bit, lang);
-}
-
 void Trending::Refill(Ranked* set, uint8_t bit, int lang) {
-  for (const auto& [score, item] : *set) ranked_[item] &= static_cast<uint8_t>(~bit);
-  set->clear();
   std::vector<std::pair<double, uint32_t>> all;
   for (size_t i = 0; i < score_.size(); ++i) {
     if (score_[i] != kNone && (lang < 0 || lang_[i] == static_cast<uint32_t>(lang))) all.emplace_back(score_[i], i);
   }
-  const size_t keep = std::min(all.size(), capacity_);
-  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(keep), all.end(), std::greater<>());
+  Fill(set, bit, &all);
+}
+
+void Trending::Fill(Ranked* set, uint8_t bit, std::vector<std::pair<double, uint32_t>>* all) {
+  for (const auto& [score, item] : *set) ranked_[item] &= static_cast<uint8_t>(~bit);
+  set->clear();
+  const size_t keep = std::min(all->size(), capacity_);
+  std::partial_sort(all->begin(), all->begin() + static_cast<std::ptrdiff_t>(keep), all->end(), std::greater<>());
   for (size_t i = 0; i < keep; ++i) {
-    set->emplace_hint(set->end(), all[i]);
-    ranked_[all[i].second] |= bit;
+    set->emplace_hint(set->end(), (*all)[i]);
+    ranked_[(*all)[i].second] |= bit;
   }
 }
 
@@ -72,18 +67,35 @@ void Trending::SetRawScores(const std::vector<std::pair<uint32_t, double>>& scor
   Refill(&global_, kInGlobal, -1);
   std::vector<bool> touched(by_lang_.size());
   for (const auto& [item, score] : scores) touched[lang_[item]] = true;
+  // Every touched language in one pass over the catalog.
+  std::vector<std::vector<std::pair<double, uint32_t>>> all(by_lang_.size());
+  for (size_t i = 0; i < score_.size(); ++i) {
+    if (score_[i] != kNone && touched[lang_[i]]) all[lang_[i]].emplace_back(score_[i], i);
+  }
   for (size_t l = 0; l < by_lang_.size(); ++l) {
-    if (touched[l]) Refill(&by_lang_[l], kInLang, static_cast<int>(l));
+    if (touched[l]) Fill(&by_lang_[l], kInLang, &all[l]);
   }
 }
 
-void Trending::SetLanguage(uint32_t item, uint32_t lang) {
-  if (lang_[item] == lang) return;
-  if (by_lang_.size() <= lang) by_lang_.resize(lang + 1);
-  const uint32_t from = lang_[item];
-  lang_[item] = lang;  // first, so that a refill of `from` leaves it out
-  Unrank(&by_lang_[from], kInLang, item, score_[item], static_cast<int>(from));
-  if (score_[item] != kNone) Rank(&by_lang_[lang], kInLang, item, score_[item]);
+void Trending::SetLanguages(const std::vector<std::pair<uint32_t, uint32_t>>& item_langs) {
+  std::vector<uint32_t> refill;  // languages whose full ranking lost a video
+  for (const auto& [item, lang] : item_langs) {
+    if (lang_[item] == lang) continue;
+    if (by_lang_.size() <= lang) by_lang_.resize(lang + 1);
+    const uint32_t from = lang_[item];
+    lang_[item] = lang;
+    if (ranked_[item] & kInLang) {
+      Ranked& set = by_lang_[from];
+      // A full ranking may have left out a video that now belongs in it.
+      if (set.size() >= capacity_) refill.push_back(from);
+      set.erase({score_[item], item});
+      ranked_[item] &= static_cast<uint8_t>(~kInLang);
+    }
+    if (score_[item] != kNone) Rank(&by_lang_[lang], kInLang, item, score_[item]);
+  }
+  std::sort(refill.begin(), refill.end());
+  refill.erase(std::unique(refill.begin(), refill.end()), refill.end());
+  for (uint32_t l : refill) Refill(&by_lang_[l], kInLang, static_cast<int>(l));
 }
 
 std::vector<uint32_t> Trending::Top(int lang, size_t k) const {

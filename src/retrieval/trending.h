@@ -15,7 +15,7 @@
 // `capacity` by score: Record only raises a score, so a video outside a full
 // ranking enters when it beats the ranking's worst, which leaves; a score
 // that falls (SetRawScores) or a video that changes language refills the
-// ranking it leaves from every score, which is O(catalog) and rare.
+// ranking it leaves from every score, which is O(catalog), once per batch.
 //
 // Thread safety: const methods may run concurrently; mutators need exclusive
 // access.
@@ -40,8 +40,11 @@ class Trending {
   // Registers video idx (== number of videos so far) in language `lang`.
   void AddItem(uint32_t lang);
   void Record(uint32_t item, double weight, int64_t ts_ms);
-  // Moves a video to another language (a re-upsert changed it).
-  void SetLanguage(uint32_t item, uint32_t lang);
+  // Moves videos to other languages (a re-upsert changed them), then refills
+  // each ranking that lost a video and was full, once: a batch renaming a
+  // language costs one pass over the catalog, not one per video.
+  void SetLanguages(const std::vector<std::pair<uint32_t, uint32_t>>& item_langs);
+  void SetLanguage(uint32_t item, uint32_t lang) { SetLanguages({{item, lang}}); }
   // Calls fn(item) over `lang` (or overall if lang < 0), best first, until fn
   // returns false or the ranking's `capacity` videos were visited.
   template <typename Fn>
@@ -79,10 +82,10 @@ class Trending {
   // Puts `item`, whose score went from `old` to score_[item], where it
   // belongs in `set` (bit: which of its rankings that is).
   void Rank(Ranked* set, uint8_t bit, uint32_t item, double old);
-  // Takes `item` out of `set` if it is there; a full set is refilled.
-  void Unrank(Ranked* set, uint8_t bit, uint32_t item, double old, int lang);
   // Rebuilds `set` (lang's, or the overall one if lang < 0) from score_.
   void Refill(Ranked* set, uint8_t bit, int lang);
+  // Makes `set` the best `capacity` of `all` (every scored video it ranks).
+  void Fill(Ranked* set, uint8_t bit, std::vector<std::pair<double, uint32_t>>* all);
   double tau_ms_;
   size_t capacity_;
   std::vector<double> score_;
