@@ -5,7 +5,7 @@ LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 # Extra arguments for the first configure of BUILD_DIR. CI passes a unity
 # build (.ci/run): half the compile time of a clean build (185 s against
-# 338 s, one run each, same hour), at the cost of slower incremental builds.
+# 338 s for `cmake --build` -j2 of a fresh tree, one run each, same hour), at the cost of slower incremental builds.
 CMAKE_ARGS ?=
 
 .PHONY: deps build run test install sanitize tsan fuzz crash-campaign clean
