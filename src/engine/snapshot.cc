@@ -6,10 +6,11 @@
 // decode in parallel:
 //   1 catalog (Catalog::EncodeTo)
 //   2 model: video vectors, ranker, f32 ANN norm bound, varint ANN clamped
-//     count, varint ANN in-place moves (version 3), varint n + n f32 (the vectors as last written to the ANN
-//     index, videos x dim), varint events, the population's watch sums
-//     (f64 log sum, f64 square sum, varint plays: learning/watch_norm.h,
-//     version 2), varint plaintext personal records,
+//     count, varint ANN in-place moves (version 3), varint n + n f32 (the
+//     vectors as last written to the ANN index, videos x dim), varint
+//     events, the population's watch sums (f64 log sum, f64 square sum,
+//     varint plays: learning/watch_norm.h, version 2), varint plaintext
+//     personal records,
 //     the log anchor: fixed64 xxHash64 of the log record at the snapshot's
 //     seq and string its chain MAC ("" if the log has no chain), so that a
 //     snapshot is only ever loaded over the log it was taken from; fixed64
@@ -407,7 +408,8 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
         uint64_t clamped, moves, nvectors;
         if (!embeddings.DecodeItemsFrom(&model_s) || !ranker.DecodeFrom(&model_s) ||
             !GetFloat(&model_s, &norm_bound) || !GetVarint64(&model_s, &clamped) ||
-            !GetVarint64(&model_s, &moves) || !GetVarint64(&model_s, &nvectors) || nvectors != lim.videos * static_cast<size_t>(dim) ||
+            !GetVarint64(&model_s, &moves) || !GetVarint64(&model_s, &nvectors) ||
+            nvectors != lim.videos * static_cast<size_t>(dim) ||
             model_s.size() < nvectors * sizeof(float)) {
           return Bad("model");
         }
