@@ -142,6 +142,11 @@ std::string Metrics::Render(const EngineStats& st) const {
         static_cast<double>(st.snapshots_written));
   gauge("foryou_snapshots_skipped_total", "Damaged snapshots the last start skipped (each logged).", "counter",
         static_cast<double>(st.snapshots_skipped));
+  gauge("foryou_snapshot_writing", "1 while a snapshot is being written.", "gauge", st.snapshot_writing ? 1.0 : 0.0);
+  gauge("foryou_ann_rebuilds_total", "ANN index rebuilds swapped in since start (retrieval.ann_refit_moves, norm bound).",
+        "counter", static_cast<double>(st.ann_rebuilds));
+  gauge("foryou_ann_rebuilding", "1 while a background ANN index rebuild runs (at idle CPU priority).", "gauge",
+        st.ann_rebuilding ? 1.0 : 0.0);
   gauge("foryou_snapshot_seconds", "Seconds the last snapshot write took.", "gauge", st.snapshot_seconds);
   gauge("foryou_snapshot_pause_seconds", "Seconds of the last snapshot write during which writers waited.", "gauge",
         st.snapshot_pause_seconds);

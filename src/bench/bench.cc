@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <filesystem>
 #include <fmt/format.h>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -164,6 +166,45 @@ Result<double> MetricValue(httplib::Client& c, const std::string& name) {
   return std::stod(r->body.substr(at + key.size(), 32));
 }
 
+// Polls a server's /metrics every 100 ms while it lives and counts the
+// polls that found a snapshot being written or an ANN rebuild running.
+class BackgroundWatch {
+ public:
+  BackgroundWatch(int port, const httplib::Headers& headers) : thread_([this, port, headers] {
+    httplib::Client c("127.0.0.1", port);
+    c.set_default_headers(headers);
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return done_; })) {
+      lock.unlock();
+      auto snap = MetricValue(c, "foryou_snapshot_writing");
+      auto ann = MetricValue(c, "foryou_ann_rebuilding");
+      lock.lock();
+      if (!snap.ok() || !ann.ok()) continue;
+      ++polls_;
+      snapshot_ += *snap > 0;
+      rebuild_ += *ann > 0;
+    }
+  }) {}
+  // Stops polling; the shares of polls that saw each kind of work.
+  void Stop(double* snapshot, double* rebuild) {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    *snapshot = polls_ > 0 ? static_cast<double>(snapshot_) / static_cast<double>(polls_) : 0;
+    *rebuild = polls_ > 0 ? static_cast<double>(rebuild_) / static_cast<double>(polls_) : 0;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  size_t polls_ = 0, snapshot_ = 0, rebuild_ = 0;
+  std::thread thread_;
+};
+
 // The `foryou_applied_sequence` a server's /metrics reports.
 Result<uint64_t> AppliedSequence(httplib::Client& c) {
   auto v = MetricValue(c, "foryou_applied_sequence");
@@ -225,10 +266,14 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   rep.concurrency = o.concurrency;
   TempDir tmp;
   const std::string data_dir = o.data_dir.empty() ? tmp.Sub("data") : o.data_dir;
+  const std::string log_dir = o.server_logs.empty() ? tmp.path() : o.server_logs;
+  if (std::error_code ec; !std::filesystem::create_directories(log_dir, ec) && ec) {
+    return Status::IOError(fmt::format("--server-logs {}: {}", log_dir, ec.message()));
+  }
   std::vector<std::string> server_args = {"--threads", std::to_string(o.server_threads)};
   server_args.insert(server_args.end(), o.server_args.begin(), o.server_args.end());
   const httplib::Headers headers = RequestHeaders(o);
-  auto server = ServerProcess::Start(o.binary, data_dir, tmp.path(), server_args);
+  auto server = ServerProcess::Start(o.binary, data_dir, log_dir, server_args);
   if (!server) return Status::Unavailable("the server did not start (see stderr)");
   const int port = server->port();
   const uint64_t rss_empty = server->RssBytes();
@@ -301,7 +346,9 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     *rng = Mix64(*rng);
     return fmt::format("/v1/feed?user_id={}&n=20", World::UserId(*rng % o.users));
   };
+  BackgroundWatch watch(port, headers);
   LoadResult feed = ClosedLoop({port}, o.headers, o.concurrency, o.duration_s, "feed", random_feed);
+  watch.Stop(&rep.feed_during_snapshot, &rep.feed_during_ann_rebuild);
   rep.feed_qps = static_cast<double>(feed.latencies_ms.size()) / feed.seconds;
   rep.feed_p50_ms = Percentile(feed.latencies_ms, 0.50);
   rep.feed_p99_ms = Percentile(feed.latencies_ms, 0.99);
@@ -411,7 +458,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   server->Terminate();
   rep.stop_s = Seconds(t0, BenchClock::now());
   t0 = BenchClock::now();
-  server = ServerProcess::Start(o.binary, data_dir, tmp.path(), server_args, 3600);
+  server = ServerProcess::Start(o.binary, data_dir, log_dir, server_args, 3600);
   if (!server) return Status::Unavailable("the server did not restart");
   FORYOU_RETURN_IF_ERROR(first_feed(*server));
   rep.restart_s = Seconds(t0, BenchClock::now());
@@ -438,7 +485,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     fprintf(stderr, "crash restart: kill -9 after %zu more events, then starting again\n", rep.crash_tail_events);
     server->Kill9();
     t0 = BenchClock::now();
-    server = ServerProcess::Start(o.binary, data_dir, tmp.path(), server_args, 3600);
+    server = ServerProcess::Start(o.binary, data_dir, log_dir, server_args, 3600);
     if (!server) return Status::Unavailable("the server did not restart after kill -9");
     FORYOU_RETURN_IF_ERROR(first_feed(*server));
     rep.crash_restart_s = Seconds(t0, BenchClock::now());
@@ -450,7 +497,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   if (o.join) {
     fprintf(stderr, "join: starting a second replica with an empty data dir\n");
     t0 = BenchClock::now();
-    auto second = ServerProcess::Start(o.binary, tmp.Sub("joined"), tmp.path(), server_args, 3600);
+    auto second = ServerProcess::Start(o.binary, tmp.Sub("joined"), log_dir, server_args, 3600);
     if (!second) return Status::Unavailable("the second replica did not start");
     FORYOU_RETURN_IF_ERROR(first_feed(*second));
     rep.join_s = Seconds(t0, BenchClock::now());
@@ -468,8 +515,12 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   server->Terminate();
 
   // ANN quality on the learned vectors, in process (an open-mode store only:
-  // with server arguments the store may be encrypted or a cluster replica's).
-  if (o.server_args.empty()) {
+  // with other server arguments than these the store may be encrypted or a
+  // cluster replica's).
+  const bool open_store = std::all_of(o.server_args.begin(), o.server_args.end(), [&](const std::string& a) {
+    return a.rfind("--", 0) != 0 || a == "--log-level" || a == "--log-format" || a == "--config" || a == "--threads";
+  });
+  if (open_store) {
     rep.ann_measured = true;
     SystemClock clock;
     std::unique_ptr<Engine> engine;
@@ -511,6 +562,8 @@ std::string BenchToJson(const BenchReport& r) {
                       {"feed_p99_ms", r.feed_p99_ms},
                       {"feed_p999_ms", r.feed_p999_ms},
                       {"feed_errors", r.feed_errors},
+                      {"feed_during_snapshot", r.feed_during_snapshot},
+                      {"feed_during_ann_rebuild", r.feed_during_ann_rebuild},
                       {"ingest_events_per_s", r.ingest_events_per_s},
                       {"freshness_ms_p50", r.freshness_ms_p50},
                       {"freshness_ms_p99", r.freshness_ms_p99},
@@ -579,6 +632,8 @@ std::string BenchToTable(const BenchReport& r) {
   row("feed_p50_ms", r.feed_p50_ms, "{:.2f}");
   row("feed_p99_ms", r.feed_p99_ms, "{:.2f}");
   row("feed_p999_ms", r.feed_p999_ms, "{:.2f}");
+  row("feed_during_snapshot", r.feed_during_snapshot, "{:.2f}");
+  row("feed_during_ann_rebuild", r.feed_during_ann_rebuild, "{:.2f}");
   row("http_ceiling_qps", r.http_ceiling_qps, "{:.0f}");
   row("feed_vs_ceiling", r.feed_vs_ceiling, "{:.3f}");
   if (r.wrk_measured) {

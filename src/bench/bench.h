@@ -48,6 +48,7 @@ struct BenchOptions {
   size_t freshness_probes = 200;
   int server_threads = 8;
   std::string data_dir;     // empty: a temporary directory
+  std::string server_logs;  // the servers' stdout/stderr go here; empty: a temporary directory
   std::string binary;       // the foryou binary to run as the server
   uint64_t seed = 1;
   // More `foryou serve` arguments, e.g. a policy, a region key and --cluster
@@ -104,6 +105,10 @@ struct BenchReport {
   // batches are answered first and indexed in the background).
   double load_indexed_s = 0;
   size_t feed_errors = 0;
+  // Share of the feed phase (the server's /metrics polled every 100 ms)
+  // during which it was writing a snapshot, or rebuilding its ANN index in
+  // the background: work that competes with feeds for the cores.
+  double feed_during_snapshot = 0, feed_during_ann_rebuild = 0;
   std::vector<double> feed_latencies_ms;  // every feed request, for the histogram
 };
 

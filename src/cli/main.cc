@@ -613,6 +613,7 @@ struct BenchFlags {
   bool backup = false;
   size_t batch = 0;
   std::vector<std::string> server_args, headers;
+  std::string server_logs;
   bool join = false;
   bool connections = false;
   size_t idle = 10'000, burst = 1'000;
@@ -681,6 +682,7 @@ int Bench(const BenchFlags& f) {
   o.data_dir = f.data_dir;
   o.seed = f.seed;
   o.server_args = f.server_args;
+  o.server_logs = f.server_logs;
   for (const std::string& h : f.headers) {
     const size_t colon = h.find(':');
     if (colon == std::string::npos || colon == 0) {
@@ -1321,6 +1323,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--server-arg", bench.server_args,
                         "One more argument for the server, repeatable; write --server-arg=--policy, --server-arg=FILE "
                         "(scripts/cluster-scale-bench.sh runs the bench in cluster mode this way)");
+  bench_cmd->add_option("--server-logs", bench.server_logs,
+                        "Keep the servers' stdout and stderr in this directory (server-N.out, server-N.err; with "
+                        "--server-arg=--log-level --server-arg=info they log snapshots and ANN rebuilds)");
   bench_cmd->add_option("--header", bench.headers, "\"Name: value\" for every request, repeatable (Authorization, "
                         "X-Foryou-Jurisdiction)");
   bench_cmd->add_flag("--connections", bench.connections,

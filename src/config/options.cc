@@ -89,6 +89,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"retrieval.ann_ef_construction", Bind(&r.ann_ef_construction)},
       {"retrieval.ann_reindex_drift", Bind(&r.ann_reindex_drift)},
       {"retrieval.ann_refit_moves", Bind(&r.ann_refit_moves)},
+      {"retrieval.ann_rebuild_idle", Bind(&r.ann_rebuild_idle)},
       {"retrieval.ann_move_links", Bind(&r.ann_move_links)},
       {"retrieval.ann_defer_from", Bind(&r.ann_defer_from)},
       {"retrieval.co_engagement", Bind(&r.co_engagement)},

@@ -81,6 +81,11 @@ struct RetrievalOptions {
   // ann_move_links). Checked after each snapshot. 0: never (only when
   // vectors outgrow the index's norm bound).
   double ann_refit_moves = 0.5;
+  // That background rebuild computes at idle CPU priority (SCHED_IDLE,
+  // util/thread_priority.h): on a busy server feeds and writes go first and
+  // the rebuild takes the time they leave. false: normal priority, for
+  // comparison (docs/PERFORMANCE.md, "Background work and the feed's p99").
+  bool ann_rebuild_idle = true;
   // How a video already in the ANN index moves: false (default), only its
   // vector is overwritten and the graph's links stay as they were until the
   // next rebuild (ann_refit_moves); true, hnswlib's updatePoint, which

@@ -151,8 +151,14 @@ bool Engine::State::Drifted(uint32_t video, double drift) const {
   return diff > drift * drift * std::max(norm, 1e-12);
 }
 
+void Engine::State::FitEmptyAnnBound() {
+  if (ann.size() > 0) return;
+  ann.SetNormBound(std::max({ann.norm_bound(), 1.0f, 2.0f * embeddings.MaxItemNorm(catalog.size())}));
+}
+
 Status Engine::State::Reindex(uint32_t video, double drift, bool force, bool reserved) {
   if (!force && !Drifted(video, drift)) return Status::OK();
+  if (!reserved) FitEmptyAnnBound();  // reserved: the caller fitted it (parallel inserts)
   const int dim = embeddings.dim();
   const float* v = embeddings.item(video);
   std::copy(v, v + dim, &ann_vectors[static_cast<size_t>(video) * dim]);
@@ -359,7 +365,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     if (snapshot_seq > 0) {
       // The loaded index holds every video as of the snapshot: write only
       // those the replayed tail added or moved.
-      // moved or forced.
+      s.FitEmptyAnnBound();  // a snapshot taken before the first video
       std::vector<std::pair<uint32_t, bool>> todo;  // (video, forced)
       for (uint32_t v : ann_dirty.forced) todo.emplace_back(v, true);
       for (uint32_t v : ann_dirty.moved) todo.emplace_back(v, false);
@@ -660,6 +666,7 @@ Status Engine::IndexNewVideos(const std::vector<uint32_t>& fresh) {
     for (uint32_t v : fresh) FORYOU_RETURN_IF_ERROR(s.Reindex(v, 0, /*force=*/true));
     return Status::OK();
   }
+  s.FitEmptyAnnBound();
   FORYOU_RETURN_IF_ERROR(s.ann.Grow(s.catalog.size()));
   std::atomic<size_t> next{0};
   std::vector<Status> results(threads);
@@ -1426,6 +1433,9 @@ EngineStats Engine::Stats() const {
   st.records_at_open = records_at_open_;
   st.snapshot_seq = snapshot_seq_.load();
   st.snapshots_written = snapshots_written_.load();
+  st.snapshot_writing = snapshot_writing_.load();
+  st.ann_rebuilds = ann_rebuilds_.load();
+  st.ann_rebuilding = ann_rebuilding_.load();
   st.snapshots_skipped = snapshots_skipped_.load();
   st.snapshot_bytes = snapshot_bytes_.load();
   st.snapshot_seconds = snapshot_seconds_.load();

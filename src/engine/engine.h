@@ -175,6 +175,9 @@ struct EngineStats {
   uint64_t records_at_open = 0;    // log records the data dir held when Open began (0: a new store or replica)
   uint64_t snapshot_seq = 0;       // the newest snapshot loaded or written (0: none)
   uint64_t snapshots_written = 0;  // since Open
+  bool snapshot_writing = false;   // a snapshot is being written now
+  uint64_t ann_rebuilds = 0;       // ANN index rebuilds swapped in since Open (RebuildAnn)
+  bool ann_rebuilding = false;     // a background ANN rebuild runs now
   uint64_t snapshots_skipped = 0;  // damaged ones Open skipped (each logged)
   uint64_t snapshot_bytes = 0;     // on disk, of snapshot_seq's
   double snapshot_seconds = 0;     // the last write, total
@@ -307,8 +310,11 @@ class Engine {
   // snapshot write start this in the background, on one thread, when it is
   // due. `threads`: 0 = every core. `force`: rebuild even if every vector
   // fits (a graph that took many in-place moves: `foryou bench`'s ANN phase
-  // measures both).
-  Status RebuildAnn(unsigned threads = 0, bool force = false);
+  // measures both). `idle_priority`: the build's threads run in SCHED_IDLE
+  // (util/thread_priority.h), so that a busy server's feeds and writes go
+  // first; the background rebuild uses it, a rebuild asked for by a caller
+  // does not.
+  Status RebuildAnn(unsigned threads = 0, bool force = false, bool idle_priority = false);
   // AnnIndex::moves of the index being served.
   uint64_t AnnMoves() const;
 
@@ -477,7 +483,9 @@ class Engine {
   std::mutex ann_rebuild_mu_;  // one RebuildAnn at a time; taken before mu_
   std::mutex ann_thread_mu_;  // guards ann_rebuilder_
   std::thread ann_rebuilder_;
-  std::atomic<bool> ann_rebuilding_{false};
+  std::atomic<bool> ann_rebuilding_{false};  // a background rebuild runs (MaybeRebuildAnnInBackground)
+  std::atomic<uint64_t> ann_rebuilds_{0};     // rebuilds swapped in since Open
+  std::atomic<bool> snapshot_writing_{false};
   std::mutex ann_indexer_mu_;  // guards ann_indexer_, ann_indexer_due_ and ann_indexer_paused_
   std::condition_variable ann_indexer_cv_;
   std::thread ann_indexer_;

@@ -57,6 +57,7 @@
 #include "storage/snapshot_files.h"
 #include "storage/store.h"
 #include "util/coding.h"
+#include "util/thread_priority.h"
 
 namespace foryou {
 
@@ -510,7 +511,9 @@ Status Engine::WriteSnapshot() {
       if (!done) (void)files->RemoveTemporaries();
     }
   } cleanup{snapshots_.get()};
+  snapshot_writing_.store(true);
   Status s = WriteSnapshotLocked();
+  snapshot_writing_.store(false);
   cleanup.done = s.ok();
   return s;
 }
@@ -576,12 +579,16 @@ void Engine::MaybeRebuildAnnInBackground() {
   ann_rebuilder_ = std::thread([this] {
     // One core: the other keeps serving and taking writes meanwhile.
     // Cut short by a stop: not an error, the next start builds what it needs.
-    if (Status s = RebuildAnn(1); !s.ok() && !stopping_.load()) spdlog::error("ann index rebuild: {}", s.ToString());
+    // The build runs at idle CPU priority; the swap, under the write lock,
+    // on this thread at normal priority.
+    if (Status s = RebuildAnn(1, /*force=*/false, options_.retrieval.ann_rebuild_idle); !s.ok() && !stopping_.load()) {
+      spdlog::error("ann index rebuild: {}", s.ToString());
+    }
     ann_rebuilding_.store(false);
   });
 }
 
-Status Engine::RebuildAnn(unsigned threads, bool force) {
+Status Engine::RebuildAnn(unsigned threads, bool force, bool idle_priority) {
   std::lock_guard rebuild(ann_rebuild_mu_);
   if (threads == 0) threads = Threads();
   const auto t0 = std::chrono::steady_clock::now();
@@ -606,21 +613,26 @@ Status Engine::RebuildAnn(unsigned threads, bool force) {
   AnnIndex fresh(dim, options_.retrieval);
   fresh.SetNormBound(bound);
   FORYOU_RETURN_IF_ERROR(fresh.Reserve(n));
-  FORYOU_RETURN_IF_ERROR(RunTasks(
-      [&] {
-        std::vector<std::function<Status()>> tasks;
-        for (unsigned t = 0; t < threads; ++t) {
-          tasks.push_back([&, t]() -> Status {
-            for (size_t i = t; i < n; i += threads) {
-              if (stopping_.load()) return Status::Unavailable("stopping");
-              FORYOU_RETURN_IF_ERROR(fresh.UpsertReserved(static_cast<uint32_t>(i), &vectors[i * dim]));
-            }
-            return Status::OK();
-          });
-        }
-        return tasks;
-      }(),
-      threads));
+  std::vector<std::function<Status()>> tasks;
+  for (unsigned t = 0; t < threads; ++t) {
+    tasks.push_back([&, t]() -> Status {
+      if (idle_priority) LowerThisThreadPriority();
+      for (size_t i = t; i < n; i += threads) {
+        if (stopping_.load()) return Status::Unavailable("stopping");
+        FORYOU_RETURN_IF_ERROR(fresh.UpsertReserved(static_cast<uint32_t>(i), &vectors[i * dim]));
+      }
+      return Status::OK();
+    });
+  }
+  if (idle_priority) {
+    // On threads of their own, which end with the build: this one keeps
+    // its priority for the swap below.
+    Status built;
+    std::thread([&] { built = RunTasks(tasks, threads); }).join();
+    FORYOU_RETURN_IF_ERROR(built);
+  } else {
+    FORYOU_RETURN_IF_ERROR(RunTasks(tasks, threads));
+  }
   {
     std::unique_lock lock(mu_);
     State& s = *state_;
@@ -634,6 +646,7 @@ Status Engine::RebuildAnn(unsigned threads, bool force) {
       FORYOU_RETURN_IF_ERROR(s.Reindex(static_cast<uint32_t>(v), drift, /*force=*/v >= n));
     }
   }
+  ann_rebuilds_.fetch_add(1);
   spdlog::info("ann index rebuilt for vectors up to norm {:.2f} (bound was {:.2f}; {} in-place moves): {} videos in {:.1f} s",
                bound / 2, old_bound, moves, n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return Status::OK();

@@ -56,7 +56,15 @@ Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
     float norm2 = 0;
     for (float f : x) norm2 += f * f;
     const float m2 = norm_bound_ * norm_bound_;
-    if (norm2 > m2) ++clamped_;
+    if (norm2 > m2) {
+      // Stored as if its norm were M, pointing the same way: left longer,
+      // its distance to every query would grow by |v|^2 - M^2 and the
+      // longest vectors, the best inner products, would rank last.
+      ++clamped_;
+      const float scale = norm_bound_ / std::sqrt(norm2);
+      for (float& f : x) f *= scale;
+      norm2 = m2;
+    }
     x.push_back(std::sqrt(std::max(0.0f, m2 - norm2)));
     std::optional<hnswlib::tableint> existing;
     {
