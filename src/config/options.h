@@ -81,11 +81,19 @@ struct RetrievalOptions {
   // ann_move_links). Checked after each snapshot. 0: never (only when
   // vectors outgrow the index's norm bound).
   double ann_refit_moves = 0.5;
-  // That background rebuild computes at idle CPU priority (SCHED_IDLE,
-  // util/thread_priority.h): on a busy server feeds and writes go first and
-  // the rebuild takes the time they leave. false: normal priority, for
-  // comparison (docs/PERFORMANCE.md, "Background work and the feed's p99").
+  // A background rebuild due to in-place moves alone computes at idle CPU
+  // priority (SCHED_IDLE, util/thread_priority.h): on a busy server feeds
+  // and writes go first and the rebuild takes the time they leave. One due
+  // to vectors longer than the norm bound (the most popular videos, which
+  // rank as if shorter until then) runs at normal priority. false: every
+  // rebuild at normal priority (docs/PERFORMANCE.md, "Background work and
+  // the feed's p99").
   bool ann_rebuild_idle = true;
+  // Each vector the ANN index stores is nudged by this fraction of its norm
+  // in a direction drawn from its label, so that identical vectors (videos
+  // at the same content prior) do not form the closed groups that trap an
+  // HNSW search (retrieval/ann_index.h). 0: stored exactly.
+  double ann_jitter = 0.01;
   // How a video already in the ANN index moves: false (default), only its
   // vector is overwritten and the graph's links stay as they were until the
   // next rebuild (ann_refit_moves); true, hnswlib's updatePoint, which

@@ -569,19 +569,28 @@ bool Engine::AnnRefitDue() const {
 }
 
 void Engine::MaybeRebuildAnnInBackground() {
+  bool outgrown;
   {
     std::shared_lock lock(mu_);
     if (!AnnRefitDue()) return;
+    const State& s = *state_;
+    outgrown = s.embeddings.MaxItemNorm(s.catalog.size()) > s.ann.norm_bound();
   }
+  // Vectors longer than the norm bound are the ones that matter most (the
+  // best inner products: popular videos) and rank as if shorter until the
+  // rebuild: that one runs at normal priority. One for in-place moves only
+  // is a gradual loss of graph quality and yields the cores to feeds and
+  // writes (retrieval.ann_rebuild_idle).
+  const bool idle = options_.retrieval.ann_rebuild_idle && !outgrown;
   std::lock_guard lock(ann_thread_mu_);
   if (stopping_.load() || ann_rebuilding_.exchange(true)) return;
   if (ann_rebuilder_.joinable()) ann_rebuilder_.join();  // the last one, finished
-  ann_rebuilder_ = std::thread([this] {
+  ann_rebuilder_ = std::thread([this, idle] {
     // One core: the other keeps serving and taking writes meanwhile.
     // Cut short by a stop: not an error, the next start builds what it needs.
-    // The build runs at idle CPU priority; the swap, under the write lock,
-    // on this thread at normal priority.
-    if (Status s = RebuildAnn(1, /*force=*/false, options_.retrieval.ann_rebuild_idle); !s.ok() && !stopping_.load()) {
+    // An idle build runs on threads of its own; the swap, under the write
+    // lock, on this thread at normal priority.
+    if (Status s = RebuildAnn(1, /*force=*/false, idle); !s.ok() && !stopping_.load()) {
       spdlog::error("ann index rebuild: {}", s.ToString());
     }
     ann_rebuilding_.store(false);

@@ -11,6 +11,7 @@
 #include <vector>
 #include <fmt/format.h>
 
+#include "util/coding.h"
 #include "util/mapped_file.h"
 
 namespace foryou {
@@ -49,12 +50,30 @@ Status AnnIndex::Upsert(uint32_t label, const float* vec) {
   return UpsertReserved(label, vec);
 }
 
+void AnnIndex::Nudge(uint32_t label, double jitter, std::vector<float>* x) {
+  float norm2 = 0;
+  for (float f : *x) norm2 += f * f;
+  if (norm2 == 0 || x->empty()) return;
+  // Each coordinate moves by up to jitter x |v| / sqrt(dim), so the vector
+  // by at most jitter x |v|; the same label always moves the same way.
+  const float amp = static_cast<float>(jitter) * std::sqrt(norm2 / static_cast<float>(x->size()));
+  for (size_t d = 0; d < x->size(); ++d) {
+    const uint64_t h = Mix64((static_cast<uint64_t>(label) << 16) ^ static_cast<uint64_t>(d));
+    (*x)[d] += amp * (static_cast<float>(h >> 40) / static_cast<float>(1 << 24) * 2.0f - 1.0f);
+  }
+}
+
 Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
   if (index_ == nullptr) return Status::Internal(fmt::format("ann index upsert of {} before Reserve", label));
   try {
     std::vector<float> x(vec, vec + dim_);
     float norm2 = 0;
     for (float f : x) norm2 += f * f;
+    if (options_.ann_jitter > 0) {
+      Nudge(label, options_.ann_jitter, &x);
+      norm2 = 0;
+      for (float f : x) norm2 += f * f;
+    }
     const float m2 = norm_bound_ * norm_bound_;
     if (norm2 > m2) {
       // Stored as if its norm were M, pointing the same way: left longer,

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -33,7 +34,7 @@ TEST(AnnIndexTest, RecallAgainstBruteForce) {
     for (int d = 0; d < dim; ++d) n2 += data[static_cast<size_t>(i) * dim + d] * data[static_cast<size_t>(i) * dim + d];
     max_norm = std::max(max_norm, std::sqrt(n2));
   }
-  index.SetNormBound(max_norm);
+  index.SetNormBound(1.02f * max_norm);  // room for the nudge (ann_jitter, 1% of the norm at most)
   for (int i = 0; i < n; ++i) ASSERT_TRUE(index.Upsert(i, &data[static_cast<size_t>(i) * dim]).ok());
   EXPECT_EQ(index.size(), static_cast<size_t>(n));
   EXPECT_EQ(index.clamped(), 0u);
@@ -106,6 +107,70 @@ TEST(AnnIndexTest, VectorsLongerThanTheBoundRankAsIfShortened) {
     for (auto& [label, dot] : index.Search(query.data(), k)) hits += truth.count(static_cast<int>(label));
   }
   EXPECT_GE(hits / (queries * k), 0.9);
+}
+
+// A catalog at its content priors holds many identical vectors (videos of
+// one creator and tags). Stored exactly, each group links only to itself
+// and traps the searches that walk in; nudged (retrieval.ann_jitter, the
+// default) the search finds the best inner products as on distinct data.
+// Recall is against exact search over the vectors as stored (nudged or
+// not); a hit is any returned point whose inner product reaches the k-th
+// best, since copies tie.
+TEST(AnnIndexTest, IdenticalVectorsDoNotTrapTheSearch) {
+  const int dim = 16, groups = 400, copies = 40, k = 20, queries = 50;
+  const int n = groups * copies;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g;
+  // `distinct`: every point its own random vector (the reference recall on
+  // data without copies); otherwise `copies` copies of `groups` vectors.
+  auto recall = [&](double jitter, bool distinct) {
+    std::vector<std::vector<float>> protos(distinct ? n : groups, std::vector<float>(dim));
+    float max_norm = 0;
+    for (auto& p : protos) {
+      float n2 = 0;
+      for (float& x : p) {
+        x = g(rng);
+        n2 += x * x;
+      }
+      max_norm = std::max(max_norm, std::sqrt(n2));
+    }
+    RetrievalOptions o;
+    o.ann_jitter = jitter;
+    AnnIndex index(dim, o);
+    index.SetNormBound(2 * max_norm);
+    std::vector<std::vector<float>> stored(n);
+    // Interleaved, as a catalog arrives: copy c of every group, then c + 1.
+    for (int c = 0; c < copies; ++c) {
+      for (int gi = 0; gi < groups; ++gi) {
+        const uint32_t label = static_cast<uint32_t>(gi * copies + c);
+        stored[label] = protos[distinct ? label : gi];
+        EXPECT_TRUE(index.Upsert(label, stored[label].data()).ok());
+        if (jitter > 0) AnnIndex::Nudge(label, jitter, &stored[label]);
+      }
+    }
+    std::mt19937 qrng(9);
+    double hits = 0;
+    for (int q = 0; q < queries; ++q) {
+      std::vector<float> query(dim);
+      for (float& x : query) x = g(qrng);
+      std::vector<float> dots(n);
+      for (int i = 0; i < n; ++i) {
+        dots[i] = 0;
+        for (int d = 0; d < dim; ++d) dots[i] += query[d] * stored[i][d];
+      }
+      std::vector<float> sorted = dots;
+      std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end(), std::greater<>());
+      const float kth = sorted[k - 1];
+      for (auto& [label, dot] : index.Search(query.data(), k)) hits += dots[label] >= kth - 1e-5f;
+    }
+    return hits / (queries * k);
+  };
+  const double jitter = RetrievalOptions{}.ann_jitter;
+  const double nudged = recall(jitter, false), exact = recall(0, false), reference = recall(jitter, true);
+  std::printf("recall@%d: copies nudged %.3f, copies stored exactly %.3f, distinct vectors %.3f\n", k, nudged, exact,
+              reference);
+  EXPECT_GE(nudged, reference - 0.05) << "copies, nudged, are searched about as well as distinct vectors";
+  EXPECT_GE(nudged, exact + 0.1) << "stored exactly, the copies trap the search";
 }
 
 // Both ways of moving a point (RetrievalOptions::ann_move_links): the
