@@ -472,6 +472,7 @@ class Engine {
   std::shared_ptr<ClusterLog> cluster_;  // null: embedded mode
   std::thread follower_, eraser_;
   std::mutex erase_mu_;
+  std::mutex erase_retry_mu_;  // one RetryClusterErasures at a time (the erase loop and Erase both call it)
   std::condition_variable erase_cv_;  // with erase_mu_: an erasure or a scrub is due
   bool erase_due_ = false, scrub_due_ = false;  // guarded by erase_mu_
   std::atomic<bool> stopping_{false};
