@@ -67,13 +67,9 @@ Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
   if (index_ == nullptr) return Status::Internal(fmt::format("ann index upsert of {} before Reserve", label));
   try {
     std::vector<float> x(vec, vec + dim_);
+    if (options_.ann_jitter > 0) Nudge(label, options_.ann_jitter, &x);
     float norm2 = 0;
     for (float f : x) norm2 += f * f;
-    if (options_.ann_jitter > 0) {
-      Nudge(label, options_.ann_jitter, &x);
-      norm2 = 0;
-      for (float f : x) norm2 += f * f;
-    }
     const float m2 = norm_bound_ * norm_bound_;
     if (norm2 > m2) {
       // Stored as if its norm were M, pointing the same way: left longer,
