@@ -117,6 +117,9 @@ std::string Metrics::Render(const EngineStats& st) const {
         "gauge", static_cast<double>(st.ann_pending));
   gauge("foryou_ann_clamped_total", "Video vectors indexed beyond the ANN norm bound since start (ranked as if shorter).",
         "counter", static_cast<double>(st.ann_clamped));
+  gauge("foryou_ann_norm_bound",
+        "The ANN index's norm bound: a video vector longer than it ranks as if shorter until a rebuild (retrieval.ann_norm_headroom).",
+        "gauge", st.ann_norm_bound);
   gauge("foryou_ann_moves", "Videos moved in place in the ANN index since it was last built (retrieval.ann_refit_moves rebuilds it).",
         "gauge", static_cast<double>(st.ann_moves));
   gauge("foryou_co_engagement_edges", "Edges in the item-to-item co-engagement graph.", "gauge", static_cast<double>(st.co_engagement_edges));

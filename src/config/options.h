@@ -89,6 +89,14 @@ struct RetrievalOptions {
   // rebuild at normal priority (docs/PERFORMANCE.md, "Background work and
   // the feed's p99").
   bool ann_rebuild_idle = true;
+  // The ANN index's norm bound (retrieval/ann_index.h) is fitted to this
+  // multiple of the longest video vector whenever the index is built, so
+  // that vectors can grow through learning before they outgrow it (a
+  // vector longer than the bound ranks as if shorter until a rebuild).
+  // Larger: fewer rebuilds for outgrown norms during heavy ingest; the
+  // graph's recall changes little (docs/PERFORMANCE.md, "The norm bound's
+  // headroom"). At least 1.
+  double ann_norm_headroom = 8.0;
   // Each vector the ANN index stores is nudged by this fraction of its norm
   // in a direction drawn from its label, so that identical vectors (videos
   // at the same content prior) do not form the closed groups that trap an

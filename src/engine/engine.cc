@@ -139,21 +139,23 @@ double Engine::State::Score(const FeatureVector& x, const std::array<double, kNu
   return score;
 }
 
-bool Engine::State::Drifted(uint32_t video, double drift) const {
-  const int dim = embeddings.dim();
-  const float* v = embeddings.item(video);
-  const float* indexed = &ann_vectors[static_cast<size_t>(video) * dim];
+bool Engine::State::MovedFrom(const float* now, const float* indexed, int dim, double drift) {
   double diff = 0, norm = 0;
   for (int d = 0; d < dim; ++d) {
-    diff += (v[d] - indexed[d]) * (v[d] - indexed[d]);
+    diff += (now[d] - indexed[d]) * (now[d] - indexed[d]);
     norm += indexed[d] * indexed[d];
   }
   return diff > drift * drift * std::max(norm, 1e-12);
 }
 
+bool Engine::State::Drifted(uint32_t video, double drift) const {
+  const int dim = embeddings.dim();
+  return MovedFrom(embeddings.item(video), &ann_vectors[static_cast<size_t>(video) * dim], dim, drift);
+}
+
 void Engine::State::FitEmptyAnnBound() {
   if (ann.size() > 0) return;
-  ann.SetNormBound(std::max({ann.norm_bound(), 1.0f, 2.0f * embeddings.MaxItemNorm(catalog.size())}));
+  ann.SetNormBound(std::max(ann.norm_bound(), ann.FittedNormBound(embeddings.MaxItemNorm(catalog.size()))));
 }
 
 Status Engine::State::Reindex(uint32_t video, double drift, bool force, bool reserved) {
@@ -380,7 +382,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
       // Norm bound for the MIPS-to-L2 reduction, with room for vectors to
       // grow until the next start (retrieval/ann_index.h).
       const float max_norm = s.embeddings.MaxItemNorm(n);
-      s.ann.SetNormBound(std::max(1.0f, 2.0f * max_norm));
+      s.ann.SetNormBound(s.ann.FittedNormBound(max_norm));
       const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
       std::vector<Status> results(threads);
       std::vector<std::thread> workers;
@@ -1423,6 +1425,7 @@ EngineStats Engine::Stats() const {
   st.ann_pending = s.ann_pending.size();
   st.ann_clamped = s.ann.clamped();
   st.ann_moves = s.ann.moves();
+  st.ann_norm_bound = s.ann.norm_bound();
   st.co_engagement_edges = s.co.num_edges();
   st.log_seq = store_->last_seq();
   st.applied_seq = AppliedSeq();

@@ -165,6 +165,7 @@ struct EngineStats {
   uint64_t ann_pending = 0;  // videos acknowledged but not yet in the ANN index (engine/ann_indexer.cc)
   uint64_t ann_clamped = 0;  // vectors longer than the ANN norm bound (see retrieval/ann_index.h)
   uint64_t ann_moves = 0;    // videos moved in place in the ANN index since it was built (AnnIndex::moves)
+  double ann_norm_bound = 0; // the ANN index's norm bound (retrieval.ann_norm_headroom)
   uint64_t co_engagement_edges = 0;
   uint64_t log_seq = 0;
   uint64_t applied_seq = 0;  // the last record applied to the in-memory state: what feeds reflect
@@ -302,7 +303,10 @@ class Engine {
   static Status DecodeSnapshotBody(const EngineOptions& options, std::string_view body, const std::string& ann_path);
 
   // Rebuilds the ANN index with a norm bound fitted to the current video
-  // vectors (twice the longest), off the state lock, and swaps it in; OK at
+  // vectors (retrieval.ann_norm_headroom times the longest), off the state
+  // lock, then re-writes the videos that moved meanwhile (copied under the
+  // shared lock, so feeds go on), and swaps it in under the write lock with
+  // the few that moved since; OK at
   // once if every vector fits the current bound and the index has not taken
   // retrieval.ann_refit_moves in-place moves (AnnRefitDue). Vectors longer than the
   // bound rank as if shorter (retrieval/ann_index.h), as happens in a store
@@ -312,8 +316,9 @@ class Engine {
   // fits (a graph that took many in-place moves: `foryou bench`'s ANN phase
   // measures both). `idle_priority`: the build's threads run in SCHED_IDLE
   // (util/thread_priority.h), so that a busy server's feeds and writes go
-  // first; the background rebuild uses it, a rebuild asked for by a caller
-  // does not.
+  // first; the background rebuild uses it for in-place moves (and gives it
+  // up when vectors outgrow the bound meanwhile), a rebuild asked for by a
+  // caller does not.
   Status RebuildAnn(unsigned threads = 0, bool force = false, bool idle_priority = false);
   // AnnIndex::moves of the index being served.
   uint64_t AnnMoves() const;
@@ -485,6 +490,9 @@ class Engine {
   std::mutex ann_thread_mu_;  // guards ann_rebuilder_
   std::thread ann_rebuilder_;
   std::atomic<bool> ann_rebuilding_{false};  // a background rebuild runs (MaybeRebuildAnnInBackground)
+  // Vectors outgrew the norm bound: a background rebuild at idle priority
+  // gives way to one at normal priority.
+  std::atomic<bool> ann_rebuild_urgent_{false};
   std::atomic<uint64_t> ann_rebuilds_{0};     // rebuilds swapped in since Open
   std::atomic<bool> snapshot_writing_{false};
   std::mutex ann_indexer_mu_;  // guards ann_indexer_, ann_indexer_due_ and ann_indexer_paused_

@@ -161,13 +161,16 @@ struct Engine::State {
   // `reserved`: the index has room for every video (AnnIndex::Reserve), so
   // distinct videos may be reindexed in parallel.
   Status Reindex(uint32_t video, double drift, bool force, bool reserved = false);
-  // An empty ANN index takes a norm bound of twice the longest video vector
-  // (at least 1) before its first insert, so that a store that starts empty
+  // An empty ANN index fits its norm bound to the longest video vector
+  // (AnnIndex::FittedNormBound) before its first insert, so that a store that starts empty
   // does not index its first catalog against the default bound of 1 and
   // clamp every longer vector until a rebuild (retrieval/ann_index.h).
   void FitEmptyAnnBound();
   // Whether `video`'s vector moved more than `drift` of its indexed norm.
   bool Drifted(uint32_t video, double drift) const;
+  // The same rule for a vector `now` against the copy `indexed` an index
+  // holds (a rebuild catching up, Engine::RebuildAnn).
+  static bool MovedFrom(const float* now, const float* indexed, int dim, double drift);
 };
 
 }  // namespace foryou

@@ -578,20 +578,34 @@ void Engine::MaybeRebuildAnnInBackground() {
   }
   // Vectors longer than the norm bound are the ones that matter most (the
   // best inner products: popular videos) and rank as if shorter until the
-  // rebuild: that one runs at normal priority. One for in-place moves only
-  // is a gradual loss of graph quality and yields the cores to feeds and
-  // writes (retrieval.ann_rebuild_idle).
+  // rebuild: that one runs at normal priority, and cuts short an idle one
+  // under way (which would starve on a busy server). One for in-place moves
+  // only is a gradual loss of graph quality and yields the cores to feeds
+  // and writes (retrieval.ann_rebuild_idle).
   const bool idle = options_.retrieval.ann_rebuild_idle && !outgrown;
   std::lock_guard lock(ann_thread_mu_);
-  if (stopping_.load() || ann_rebuilding_.exchange(true)) return;
+  if (stopping_.load()) return;
+  if (ann_rebuilding_.exchange(true)) {
+    if (!idle) ann_rebuild_urgent_.store(true);  // the running one, if idle, gives way
+    return;
+  }
   if (ann_rebuilder_.joinable()) ann_rebuilder_.join();  // the last one, finished
+  ann_rebuild_urgent_.store(!idle);
   ann_rebuilder_ = std::thread([this, idle] {
     // One core: the other keeps serving and taking writes meanwhile.
     // Cut short by a stop: not an error, the next start builds what it needs.
     // An idle build runs on threads of its own; the swap, under the write
     // lock, on this thread at normal priority.
-    if (Status s = RebuildAnn(1, /*force=*/false, idle); !s.ok() && !stopping_.load()) {
-      spdlog::error("ann index rebuild: {}", s.ToString());
+    bool at_idle = idle;
+    for (;;) {
+      Status s = RebuildAnn(1, /*force=*/false, at_idle);
+      if (at_idle && ann_rebuild_urgent_.load() && !stopping_.load()) {
+        spdlog::info("ann index rebuild at idle priority superseded by one for vectors that outgrew the norm bound");
+        at_idle = false;
+        continue;
+      }
+      if (!s.ok() && !stopping_.load()) spdlog::error("ann index rebuild: {}", s.ToString());
+      break;
     }
     ann_rebuilding_.store(false);
   });
@@ -604,7 +618,7 @@ Status Engine::RebuildAnn(unsigned threads, bool force, bool idle_priority) {
   std::vector<float> vectors;
   size_t n;
   int dim;
-  float old_bound, bound;
+  float old_bound, bound, max_norm;
   uint64_t moves;
   {
     std::shared_lock lock(mu_);
@@ -612,22 +626,27 @@ Status Engine::RebuildAnn(unsigned threads, bool force, bool idle_priority) {
     if (!force && !AnnRefitDue()) return Status::OK();
     n = s.catalog.size();
     dim = s.embeddings.dim();
-    const float max_norm = s.embeddings.MaxItemNorm(n);
+    max_norm = s.embeddings.MaxItemNorm(n);
     old_bound = s.ann.norm_bound();
     moves = s.ann.moves();
-    bound = std::max(1.0f, 2.0f * max_norm);  // every vector is inserted anew: fit the bound to them
+    bound = s.ann.FittedNormBound(max_norm);  // every vector is inserted anew: fit the bound to them
     if (n > 0) vectors.assign(s.embeddings.item(0), s.embeddings.item(0) + n * static_cast<size_t>(dim));
   }
   // Off the lock: writers and feeds go on with the old index.
   AnnIndex fresh(dim, options_.retrieval);
   fresh.SetNormBound(bound);
   FORYOU_RETURN_IF_ERROR(fresh.Reserve(n));
+  auto cut_short = [&]() -> Status {
+    if (stopping_.load()) return Status::Unavailable("stopping");
+    if (idle_priority && ann_rebuild_urgent_.load()) return Status::Unavailable("superseded by an urgent rebuild");
+    return Status::OK();
+  };
   std::vector<std::function<Status()>> tasks;
   for (unsigned t = 0; t < threads; ++t) {
     tasks.push_back([&, t]() -> Status {
       if (idle_priority) LowerThisThreadPriority();
       for (size_t i = t; i < n; i += threads) {
-        if (stopping_.load()) return Status::Unavailable("stopping");
+        if ((i / threads) % 1024 == 0) FORYOU_RETURN_IF_ERROR(cut_short());
         FORYOU_RETURN_IF_ERROR(fresh.UpsertReserved(static_cast<uint32_t>(i), &vectors[i * dim]));
       }
       return Status::OK();
@@ -642,22 +661,61 @@ Status Engine::RebuildAnn(unsigned threads, bool force, bool idle_priority) {
   } else {
     FORYOU_RETURN_IF_ERROR(RunTasks(tasks, threads));
   }
+  // Catch up off the write lock: the videos that moved further than the
+  // reindex drift while the graph was built are copied under the shared
+  // lock (writers wait for one scan, feeds not at all) and re-written to
+  // the new graph, which nobody else sees yet. Two passes; what moves
+  // during the second is written at the swap.
+  const double drift = options_.retrieval.ann_reindex_drift;
+  size_t caught_up = 0;
+  for (int pass = 0; pass < 2 && n > 0; ++pass) {
+    std::vector<uint32_t> moved;
+    std::vector<float> now;
+    {
+      std::shared_lock lock(mu_);
+      const State& s = *state_;
+      for (size_t v = 0; v < n; ++v) {
+        const float* e = s.embeddings.item(static_cast<uint32_t>(v));
+        if (State::MovedFrom(e, &vectors[v * dim], dim, drift)) {
+          moved.push_back(static_cast<uint32_t>(v));
+          now.insert(now.end(), e, e + dim);
+        }
+      }
+    }
+    if (moved.empty()) break;
+    for (size_t i = 0; i < moved.size(); ++i) {
+      FORYOU_RETURN_IF_ERROR(cut_short());
+      std::copy(&now[i * dim], &now[i * dim] + dim, &vectors[moved[i] * static_cast<size_t>(dim)]);
+      FORYOU_RETURN_IF_ERROR(fresh.Upsert(moved[i], &vectors[moved[i] * static_cast<size_t>(dim)]));
+    }
+    caught_up += moved.size();
+  }
+  size_t at_swap = 0;
   {
     std::unique_lock lock(mu_);
     State& s = *state_;
-    // The new index holds `vectors`; videos that moved further than the
-    // reindex drift while it was built, or arrived since, are written as
-    // the live path would (most moved less: a handful of upserts here).
-    if (n > 0) std::copy(vectors.begin(), vectors.end(), s.ann_vectors.begin());
+    // `vectors` is what the new index holds: it becomes the reference the
+    // live path measures drift against (a swap, not a copy). Videos that
+    // moved since the last pass, or arrived since the copy, are written as
+    // the live path would.
+    if (s.ann_vectors.size() > vectors.size()) {
+      vectors.insert(vectors.end(), s.ann_vectors.begin() + static_cast<long>(vectors.size()), s.ann_vectors.end());
+    }
+    s.ann_vectors.swap(vectors);
     s.ann.Swap(fresh);
-    const double drift = options_.retrieval.ann_reindex_drift;
     for (size_t v = 0; v < s.catalog.size(); ++v) {
-      FORYOU_RETURN_IF_ERROR(s.Reindex(static_cast<uint32_t>(v), drift, /*force=*/v >= n));
+      const bool arrived = v >= n;
+      if (arrived || s.Drifted(static_cast<uint32_t>(v), drift)) {
+        FORYOU_RETURN_IF_ERROR(s.Reindex(static_cast<uint32_t>(v), drift, /*force=*/true));
+        ++at_swap;
+      }
     }
   }
   ann_rebuilds_.fetch_add(1);
-  spdlog::info("ann index rebuilt for vectors up to norm {:.2f} (bound was {:.2f}; {} in-place moves): {} videos in {:.1f} s",
-               bound / 2, old_bound, moves, n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  spdlog::info("ann index rebuilt for vectors up to norm {:.2f}, bound {:.2f} (was {:.2f}; {} in-place moves): {} videos "
+               "in {:.1f} s ({} that moved meanwhile rewritten off the write lock, {} at the swap)",
+               max_norm, bound, old_bound, moves, n,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), caught_up, at_swap);
   return Status::OK();
 }
 

@@ -264,6 +264,10 @@ Status AnnIndex::LoadWithHnswlib(const std::string& path, size_t capacity) {
   return Status::OK();
 }
 
+float AnnIndex::FittedNormBound(float max_norm) const {
+  return std::max(1.0f, static_cast<float>(options_.ann_norm_headroom) * max_norm);
+}
+
 void AnnIndex::Swap(AnnIndex& other) {
   std::swap(dim_, other.dim_);
   std::swap(norm_bound_, other.norm_bound_);

@@ -79,6 +79,10 @@ class AnnIndex {
   Status Grow(size_t n);
   // Applies to points upserted afterwards. Default 1.
   void SetNormBound(float m) { norm_bound_ = m; }
+  // The bound an index built for vectors up to `max_norm` long takes, with
+  // room for them to grow: max(1, RetrievalOptions::ann_norm_headroom x
+  // max_norm).
+  float FittedNormBound(float max_norm) const;
   float norm_bound() const { return norm_bound_; }
   uint64_t clamped() const { return clamped_.load(); }
   void SetClamped(uint64_t n) { clamped_.store(n); }
