@@ -92,6 +92,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"retrieval.ann_rebuild_idle", Bind(&r.ann_rebuild_idle)},
       {"retrieval.ann_jitter", Bind(&r.ann_jitter)},
       {"retrieval.ann_norm_headroom", Bind(&r.ann_norm_headroom)},
+      {"retrieval.ann_exact_moves", Bind(&r.ann_exact_moves)},
       {"retrieval.ann_move_links", Bind(&r.ann_move_links)},
       {"retrieval.ann_defer_from", Bind(&r.ann_defer_from)},
       {"retrieval.co_engagement", Bind(&r.co_engagement)},
@@ -154,6 +155,9 @@ Status ValidateConfig(const Config& c) {
   if (!(e.retrieval.ann_refit_moves >= 0)) return bad("retrieval.ann_refit_moves must be >= 0");
   if (!(e.retrieval.ann_jitter >= 0 && e.retrieval.ann_jitter <= 0.1)) {
     return bad("retrieval.ann_jitter must be between 0 and 0.1");
+  }
+  if (e.retrieval.ann_exact_moves < 0 || e.retrieval.ann_exact_moves > 10'000'000) {
+    return bad("retrieval.ann_exact_moves must be in [0, 10000000]");
   }
   if (!(e.retrieval.ann_norm_headroom >= 1 && e.retrieval.ann_norm_headroom <= 1000)) {
     return bad("retrieval.ann_norm_headroom must be between 1 and 1000");

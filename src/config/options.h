@@ -89,6 +89,12 @@ struct RetrievalOptions {
   // rebuild at normal priority (docs/PERFORMANCE.md, "Background work and
   // the feed's p99").
   bool ann_rebuild_idle = true;
+  // Videos moved in the ANN index since it was built are also searched
+  // exactly, up to this many (retrieval/ann_index.h): a move keeps the links
+  // chosen where the video was, so the graph may not lead to where it went.
+  // Each costs dim multiply-adds per feed. Once the list is full a rebuild
+  // is due (in idle time, like one for moves). 0: moves reach the graph only.
+  int ann_exact_moves = 65536;
   // The ANN index's norm bound (retrieval/ann_index.h) is fitted to this
   // multiple of the longest video vector whenever the index is built, so
   // that vectors can grow through learning before they outgrow it (a

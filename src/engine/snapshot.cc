@@ -6,7 +6,9 @@
 // decode in parallel:
 //   1 catalog (Catalog::EncodeTo)
 //   2 model: video vectors, ranker, f32 ANN norm bound, varint ANN clamped
-//     count, varint ANN in-place moves (version 3), varint n + n f32 (the
+//     count, varint ANN in-place moves (version 3), varint m + m varint
+//     labels of the moved points searched exactly (AnnIndex::exact_moves,
+//     version 4), varint n + n f32 (the
 //     vectors as last written to the ANN index, videos x dim), varint
 //     events, the population's watch sums (f64 log sum, f64 square sum,
 //     varint plays: learning/watch_norm.h, version 2), varint plaintext
@@ -278,6 +280,8 @@ void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_re
     PutFloat(&model_s, ann.norm_bound());
     PutVarint64(&model_s, ann.clamped());
     PutVarint64(&model_s, ann.moves());
+    PutVarint64(&model_s, ann.exact_moves().size());
+    for (uint32_t label : ann.exact_moves()) PutVarint64(&model_s, label);
     PutVarint64(&model_s, ann_vectors.size());
     model_s.append(reinterpret_cast<const char*>(ann_vectors.data()), ann_vectors.size() * sizeof(float));
     PutVarint64(&model_s, events);
@@ -399,6 +403,7 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
       return Status::OK();
     });
   }
+  std::vector<uint32_t> exact_moves;  // the model task reads them; restored once the graph is loaded
   tasks.insert(tasks.begin() + 1, {
       [&] { return catalog.DecodeFrom(&catalog_s) && catalog_s.empty() ? Status::OK() : Bad("catalog"); },
       [&] { return co.DecodeFrom(&co_s) && co_s.empty() ? Status::OK() : Bad("co-engagement"); },
@@ -406,10 +411,18 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
       [&]() -> Status {
         if (!trending.DecodeFrom(&trending_s) || !trending_s.empty()) return Bad("trending");
         float norm_bound;
-        uint64_t clamped, moves, nvectors;
+        uint64_t clamped, moves, nmoved, nvectors;
         if (!embeddings.DecodeItemsFrom(&model_s) || !ranker.DecodeFrom(&model_s) ||
             !GetFloat(&model_s, &norm_bound) || !GetVarint64(&model_s, &clamped) ||
-            !GetVarint64(&model_s, &moves) || !GetVarint64(&model_s, &nvectors) ||
+            !GetVarint64(&model_s, &moves) || !GetVarint64(&model_s, &nmoved) || nmoved > lim.videos) {
+          return Bad("model");
+        }
+        for (uint64_t i = 0; i < nmoved; ++i) {
+          uint64_t label;
+          if (!GetVarint64(&model_s, &label) || label >= lim.videos) return Bad("model: moved ANN points");
+          exact_moves.push_back(static_cast<uint32_t>(label));
+        }
+        if (!GetVarint64(&model_s, &nvectors) ||
             nvectors != lim.videos * static_cast<size_t>(dim) ||
             model_s.size() < nvectors * sizeof(float)) {
           return Bad("model");
@@ -465,6 +478,10 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
     return Bad(fmt::format("its ANN index holds {} videos, {} of them in its catalog of {}", ann.size(), indexed,
                            catalog.size()));
   }
+  for (uint32_t v : exact_moves) {
+    if (!ann.Contains(v)) return Bad(fmt::format("video {} is listed as moved in the ANN index but is not in it", v));
+  }
+  if (Status s = ann.RestoreExactMoves(exact_moves, ann_vectors); !s.ok()) return Bad(s.message());
   user_index.reserve(nusers);
   for (size_t i = 0; i < users.size(); ++i) {
     if (users[i].id.empty()) continue;
@@ -563,6 +580,7 @@ Status Engine::WriteSnapshotLocked() {
 bool Engine::AnnRefitDue() const {
   const State& s = *state_;
   if (s.embeddings.MaxItemNorm(s.catalog.size()) > s.ann.norm_bound()) return true;
+  if (s.ann.exact_moves_full()) return true;  // moves no longer searched exactly
   const double moves = options_.retrieval.ann_refit_moves;
   return moves > 0 && s.ann.size() > 0 &&
          static_cast<double>(s.ann.moves()) >= moves * static_cast<double>(s.ann.size());

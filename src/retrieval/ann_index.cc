@@ -23,7 +23,8 @@ constexpr size_t kInitialCapacity = 1024;
 AnnIndex::AnnIndex(int dim, const RetrievalOptions& options)
     : dim_(dim),
       options_(options),
-      space_(std::make_unique<hnswlib::L2Space>(dim + 1)) {}
+      space_(std::make_unique<hnswlib::L2Space>(dim + 1)),
+      ip_space_(std::make_unique<hnswlib::InnerProductSpace>(dim)) {}
 
 AnnIndex::~AnnIndex() = default;
 
@@ -63,6 +64,34 @@ void AnnIndex::Nudge(uint32_t label, double jitter, std::vector<float>* x) {
   }
 }
 
+void AnnIndex::KeepExact(uint32_t label, const float* vec) {
+  if (auto it = moved_slot_.find(label); it != moved_slot_.end()) {
+    std::copy(vec, vec + dim_, &moved_vectors_[static_cast<size_t>(it->second) * dim_]);
+    return;
+  }
+  if (moved_labels_.size() >= static_cast<size_t>(std::max(0, options_.ann_exact_moves))) return;
+  moved_slot_.emplace(label, static_cast<uint32_t>(moved_labels_.size()));
+  moved_labels_.push_back(label);
+  moved_vectors_.insert(moved_vectors_.end(), vec, vec + dim_);
+}
+
+bool AnnIndex::exact_moves_full() const {
+  return options_.ann_exact_moves > 0 && moved_labels_.size() >= static_cast<size_t>(options_.ann_exact_moves);
+}
+
+Status AnnIndex::RestoreExactMoves(const std::vector<uint32_t>& labels, const std::vector<float>& vectors) {
+  moved_labels_.clear();
+  moved_vectors_.clear();
+  moved_slot_.clear();
+  for (uint32_t label : labels) {
+    if ((static_cast<size_t>(label) + 1) * dim_ > vectors.size() || moved_slot_.count(label) > 0) {
+      return Status::Corruption(fmt::format("ann index: moved point {} is not a video, or is listed twice", label));
+    }
+    KeepExact(label, &vectors[static_cast<size_t>(label) * dim_]);
+  }
+  return Status::OK();
+}
+
 Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
   if (index_ == nullptr) return Status::Internal(fmt::format("ann index upsert of {} before Reserve", label));
   try {
@@ -88,6 +117,7 @@ Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
     }
     if (existing) {
       moves_.fetch_add(1, std::memory_order_relaxed);
+      KeepExact(label, vec);
       if (!options_.ann_move_links) {
         // Only the vector moves; the point keeps the links it has (see the
         // header). Callers hold the index exclusively, so no search reads it.
@@ -280,6 +310,10 @@ void AnnIndex::Swap(AnnIndex& other) {
   const uint64_t m = moves_.load();
   moves_.store(other.moves_.load());
   other.moves_.store(m);
+  std::swap(ip_space_, other.ip_space_);
+  moved_labels_.swap(other.moved_labels_);
+  moved_vectors_.swap(other.moved_vectors_);
+  moved_slot_.swap(other.moved_slot_);
 }
 
 void AnnIndex::SetEf(int ef) {
@@ -295,13 +329,30 @@ std::vector<std::pair<uint32_t, float>> AnnIndex::Search(const float* query, int
   for (float f : q) q2 += f * f;
   q.push_back(0.0f);
   auto pq = index_->searchKnn(q.data(), static_cast<size_t>(k));
-  out.resize(pq.size());
+  out.reserve(pq.size() + std::min(moved_labels_.size(), static_cast<size_t>(k)));
   const float m2 = norm_bound_ * norm_bound_;
-  for (size_t i = pq.size(); i-- > 0;) {  // the queue pops the worst first
+  for (; !pq.empty(); pq.pop()) {
+    const auto label = static_cast<uint32_t>(pq.top().second);
+    if (moved_slot_.count(label) > 0) continue;  // its graph copy: the exact one below counts
     // Squared L2 distance d = |q|^2 + M^2 - 2 q.v.
-    out[i] = {static_cast<uint32_t>(pq.top().second), (q2 + m2 - pq.top().first) / 2.0f};
-    pq.pop();
+    out.emplace_back(label, (q2 + m2 - pq.top().first) / 2.0f);
   }
+  if (!moved_labels_.empty()) {
+    // Inner product space: distance 1 - q.v, with hnswlib's SIMD kernels.
+    const auto ip = ip_space_->get_dist_func();
+    const void* param = ip_space_->get_dist_func_param();
+    std::vector<std::pair<float, uint32_t>> exact(moved_labels_.size());
+    for (size_t i = 0; i < moved_labels_.size(); ++i) {
+      exact[i] = {1.0f - ip(query, &moved_vectors_[i * dim_], param), moved_labels_[i]};
+    }
+    const size_t kk = std::min(exact.size(), static_cast<size_t>(k));
+    std::partial_sort(exact.begin(), exact.begin() + static_cast<long>(kk), exact.end(),
+                      [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    for (size_t i = 0; i < kk; ++i) out.emplace_back(exact[i].second, exact[i].first);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
+  if (out.size() > static_cast<size_t>(k)) out.resize(static_cast<size_t>(k));
   return out;
 }
 

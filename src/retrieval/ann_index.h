@@ -18,6 +18,18 @@
 // as if its norm were M (counted in clamped()), so set M above the largest
 // norm when the index is built.
 //
+// Moved points are also searched exactly until the next rebuild. A move
+// keeps the links chosen where the point was, so a search that follows them
+// may never reach where it went, and the points that move are the ones
+// learning favours: popular videos, whose vectors grow and which hold most
+// users' true top results (at 1M videos, 2.5% of the videos had moved and
+// the graph as served found 0.13 of the true top 100). Each moved point's
+// vector, as given (not nudged, not shortened to the bound), is kept in a
+// flat list that every Search compares with the query and merges with the
+// graph's answer; the graph's copy of it is ignored. Up to
+// RetrievalOptions::ann_exact_moves points; beyond that, moves only reach
+// the graph, and exact_moves_full() tells the engine a rebuild is due.
+//
 // Exact duplicates: HNSW's neighbour selection keeps a candidate unless a
 // link already chosen is strictly closer to it than the new point is, so
 // identical vectors never prune one another, link only among themselves,
@@ -43,6 +55,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -86,6 +99,12 @@ class AnnIndex {
   float norm_bound() const { return norm_bound_; }
   uint64_t clamped() const { return clamped_.load(); }
   void SetClamped(uint64_t n) { clamped_.store(n); }
+  // The moved points searched exactly (see the top of this file), in the
+  // order they first moved. A snapshot keeps the labels; RestoreExactMoves
+  // puts them back with their vectors (`vectors`: label-indexed, dim each).
+  const std::vector<uint32_t>& exact_moves() const { return moved_labels_; }
+  bool exact_moves_full() const;
+  Status RestoreExactMoves(const std::vector<uint32_t>& labels, const std::vector<float>& vectors);
   // Points moved in place (an Upsert of a label already in the index) since
   // this index was built: links chosen for where the points were. The
   // engine rebuilds the index once they reach retrieval.ann_refit_moves.
@@ -102,7 +121,7 @@ class AnnIndex {
   // The same through hnswlib's own loader (an lseek per point: slow on
   // large files); for tests that check Load builds the index it builds.
   Status LoadWithHnswlib(const std::string& path, size_t capacity);
-  // Exchanges two indexes whole (graph, norm bound, clamped count).
+  // Exchanges two indexes whole (graph, norm bound, clamped count, exact list).
   void Swap(AnnIndex& other);
   // Search breadth; affects every search, so only change it while none runs
   // (it also applies to an index loaded later).
@@ -119,9 +138,17 @@ class AnnIndex {
   std::atomic<uint64_t> clamped_{0};
   std::atomic<uint64_t> moves_{0};
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> NewIndex(size_t capacity) const;
+  // Keeps `vec` as `label`'s exact copy (a move), if there is room.
+  void KeepExact(uint32_t label, const float* vec);
 
   RetrievalOptions options_;
+  // The exact list: labels, their vectors (dim each, same order) and each
+  // label's slot. Written by moves (exclusive access), read by Search.
+  std::vector<uint32_t> moved_labels_;
+  std::vector<float> moved_vectors_;
+  std::unordered_map<uint32_t, uint32_t> moved_slot_;
   std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
+  std::unique_ptr<hnswlib::SpaceInterface<float>> ip_space_;  // the exact list's inner products
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;  // made by the first Upsert, Reserve or Load
 };
 

@@ -41,7 +41,7 @@ namespace foryou {
 // (AnnIndex::moves), so that its rebuild comes due across restarts. An older
 // snapshot is skipped like any unreadable one: the start replays the log
 // (and writes a current snapshot in time).
-constexpr uint8_t kSnapshotFormatVersion = 3;
+constexpr uint8_t kSnapshotFormatVersion = 4;
 
 class SnapshotFiles {
  public:
