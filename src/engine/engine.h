@@ -414,8 +414,12 @@ class Engine {
   Status WriteSnapshotLocked();  // WriteSnapshot's work; caller holds snapshot_mu_
   Status TryLoadSnapshot(uint64_t seq);
   void MaybeRebuildAnnInBackground();
+  // Vectors outgrew the ANN norm bound and the exact list cannot cover
+  // them (full or off): a rebuild is urgent. Caller holds mu_.
+  bool AnnRefitOutgrown() const;
   // Whether the ANN index is due for a rebuild: vectors outgrew its norm
-  // bound, or retrieval.ann_refit_moves in-place moves. Caller holds mu_.
+  // bound (AnnRefitOutgrown), its exact list is full, or
+  // retrieval.ann_refit_moves in-place moves. Caller holds mu_.
   bool AnnRefitDue() const;
   Result<SnapshotAnchor> Anchor(uint64_t seq) const;
   void SnapshotLoop();

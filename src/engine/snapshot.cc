@@ -577,9 +577,19 @@ Status Engine::WriteSnapshotLocked() {
 // ---------------------------------------------------------------- ANN rebuild
 
 // Caller holds mu_ (shared is enough).
+bool Engine::AnnRefitOutgrown() const {
+  const State& s = *state_;
+  // A vector reaches beyond the bound only by moving, and a moved vector is
+  // searched exactly at full length while the exact list has room
+  // (retrieval/ann_index.h): the bound matters once the list is full or off.
+  const bool exact_covers = options_.retrieval.ann_exact_moves > 0 && !s.ann.exact_moves_full();
+  return !exact_covers && s.embeddings.MaxItemNorm(s.catalog.size()) > s.ann.norm_bound();
+}
+
+// Caller holds mu_ (shared is enough).
 bool Engine::AnnRefitDue() const {
   const State& s = *state_;
-  if (s.embeddings.MaxItemNorm(s.catalog.size()) > s.ann.norm_bound()) return true;
+  if (AnnRefitOutgrown()) return true;
   if (s.ann.exact_moves_full()) return true;  // moves no longer searched exactly
   const double moves = options_.retrieval.ann_refit_moves;
   return moves > 0 && s.ann.size() > 0 &&
@@ -591,12 +601,11 @@ void Engine::MaybeRebuildAnnInBackground() {
   {
     std::shared_lock lock(mu_);
     if (!AnnRefitDue()) return;
-    const State& s = *state_;
-    outgrown = s.embeddings.MaxItemNorm(s.catalog.size()) > s.ann.norm_bound();
+    outgrown = AnnRefitOutgrown();
   }
-  // Vectors longer than the norm bound are the ones that matter most (the
-  // best inner products: popular videos) and rank as if shorter until the
-  // rebuild: that one runs at normal priority, and cuts short an idle one
+  // Vectors longer than the norm bound, and not searched exactly, are the
+  // ones that matter most (the best inner products: popular videos) and
+  // rank as if shorter until the rebuild: that one runs at normal priority, and cuts short an idle one
   // under way (which would starve on a busy server). One for in-place moves
   // only is a gradual loss of graph quality and yields the cores to feeds
   // and writes (retrieval.ann_rebuild_idle).
