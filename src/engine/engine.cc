@@ -395,6 +395,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
       }
       for (auto& w : workers) w.join();
       for (const Status& r : results) FORYOU_RETURN_IF_ERROR(r);
+      s.ann.KeepLongestExact(s.ann_vectors.data(), n);
     }
     engine->recovered_records_ = snapshot_seq + records;
     engine->replayed_records_ = records;

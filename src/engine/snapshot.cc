@@ -688,6 +688,7 @@ Status Engine::RebuildAnn(unsigned threads, bool force, bool idle_priority) {
   } else {
     FORYOU_RETURN_IF_ERROR(RunTasks(tasks, threads));
   }
+  fresh.KeepLongestExact(vectors.data(), n);
   // Catch up off the write lock: the videos that moved further than the
   // reindex drift while the graph was built are copied under the shared
   // lock (writers wait for one scan, feeds not at all) and re-written to

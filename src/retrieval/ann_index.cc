@@ -79,6 +79,30 @@ bool AnnIndex::exact_moves_full() const {
   return options_.ann_exact_moves > 0 && moved_labels_.size() >= static_cast<size_t>(options_.ann_exact_moves);
 }
 
+void AnnIndex::KeepLongestExact(const float* vectors, size_t n) {
+  if (n == 0 || options_.ann_exact_moves <= 0) return;
+  std::vector<std::pair<float, uint32_t>> norms(n);
+  for (size_t i = 0; i < n; ++i) {
+    float n2 = 0;
+    for (int d = 0; d < dim_; ++d) n2 += vectors[i * dim_ + d] * vectors[i * dim_ + d];
+    norms[i] = {n2, static_cast<uint32_t>(i)};
+  }
+  auto mid = norms.begin() + static_cast<long>(n / 2);
+  std::nth_element(norms.begin(), mid, norms.end());
+  const float cut = 4.0f * mid->first;  // squared: twice the median norm
+  std::vector<std::pair<float, uint32_t>> longest;
+  for (const auto& p : norms) {
+    if (p.first > cut) longest.push_back(p);
+  }
+  const size_t room = static_cast<size_t>(options_.ann_exact_moves) / 2;
+  if (longest.size() > room) {
+    std::nth_element(longest.begin(), longest.begin() + static_cast<long>(room), longest.end(), std::greater<>());
+    longest.resize(room);
+  }
+  std::sort(longest.begin(), longest.end(), std::greater<>());
+  for (const auto& p : longest) KeepExact(p.second, vectors + static_cast<size_t>(p.second) * dim_);
+}
+
 Status AnnIndex::RestoreExactMoves(const std::vector<uint32_t>& labels, const std::vector<float>& vectors) {
   moved_labels_.clear();
   moved_vectors_.clear();

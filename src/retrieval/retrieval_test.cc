@@ -232,6 +232,65 @@ TEST(AnnIndexTest, MovedPointsAreFoundWhereTheyWent) {
   EXPECT_GT(recall[65536], recall[0] + 0.05) << "through the graph alone: " << recall[0];
 }
 
+// After a build the index keeps the vectors far longer than most (the
+// popular videos, which a graph shortens to its bound) in the exact list
+// too, longest first; a catalog of alike norms keeps none.
+TEST(AnnIndexTest, ARebuiltIndexKeepsTheLongestVectorsExact) {
+  const int dim = 8, n = 1000;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g;
+  std::vector<float> data(static_cast<size_t>(n) * dim);
+  std::uniform_real_distribution<float> len(0.8f, 1.2f);
+  for (int i = 0; i < n; ++i) {  // norms 0.8 to 1.2
+    float* v = &data[static_cast<size_t>(i) * dim];
+    float n2 = 0;
+    for (int d = 0; d < dim; ++d) {
+      v[d] = g(rng);
+      n2 += v[d] * v[d];
+    }
+    const float scale = len(rng) / std::sqrt(n2);
+    for (int d = 0; d < dim; ++d) v[d] *= scale;
+  }
+  AnnIndex alike(dim, RetrievalOptions{});
+  ASSERT_TRUE(alike.Reserve(n).ok());
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(alike.UpsertReserved(i, &data[static_cast<size_t>(i) * dim]).ok());
+  alike.KeepLongestExact(data.data(), n);
+  EXPECT_TRUE(alike.exact_moves().empty()) << "no vector is over twice the median norm";
+  for (int i = 0; i < n; i += 50) {  // every 50th to norm 5 + i / 100
+    float* v = &data[static_cast<size_t>(i) * dim];
+    float n2 = 0;
+    for (int d = 0; d < dim; ++d) n2 += v[d] * v[d];
+    const float scale = (5.0f + static_cast<float>(i) / 100.0f) / std::sqrt(n2);
+    for (int d = 0; d < dim; ++d) v[d] *= scale;
+  }
+  AnnIndex index(dim, RetrievalOptions{});
+  index.SetNormBound(50.0f);
+  ASSERT_TRUE(index.Reserve(n).ok());
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(index.UpsertReserved(i, &data[static_cast<size_t>(i) * dim]).ok());
+  index.KeepLongestExact(data.data(), n);
+  std::vector<uint32_t> want;
+  for (int i = 0; i < n; i += 50) want.push_back(static_cast<uint32_t>(i));
+  std::vector<uint32_t> got = index.exact_moves();
+  ASSERT_EQ(got.size(), want.size());
+  auto norm = [&](uint32_t v) {
+    float n2 = 0;
+    for (int d = 0; d < dim; ++d) n2 += data[static_cast<size_t>(v) * dim + d] * data[static_cast<size_t>(v) * dim + d];
+    return n2;
+  };
+  for (size_t i = 1; i < got.size(); ++i) EXPECT_GE(norm(got[i - 1]), norm(got[i])) << "longest first";
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(index.moves(), 0u) << "kept exact, not moved";
+  RetrievalOptions small;
+  small.ann_exact_moves = 10;  // room for 5 after a build
+  AnnIndex capped(dim, small);
+  ASSERT_TRUE(capped.Reserve(n).ok());
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(capped.UpsertReserved(i, &data[static_cast<size_t>(i) * dim]).ok());
+  capped.KeepLongestExact(data.data(), n);
+  ASSERT_EQ(capped.exact_moves().size(), 5u);
+  EXPECT_EQ(capped.exact_moves()[0], 950u) << "the longest";
+}
+
 TEST(AnnIndexTest, UpsertMovesAPoint) {
   for (bool links : {false, true}) {
     SCOPED_TRACE(links);
