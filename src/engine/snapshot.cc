@@ -579,10 +579,12 @@ Status Engine::WriteSnapshotLocked() {
 // Caller holds mu_ (shared is enough).
 bool Engine::AnnRefitOutgrown() const {
   const State& s = *state_;
-  // A vector reaches beyond the bound only by moving, and a moved vector is
+  // A vector reaches beyond the bound by moving, and a moved vector is
   // searched exactly at full length while the exact list has room
   // (retrieval/ann_index.h): the bound matters once the list is full or off.
-  const bool exact_covers = options_.retrieval.ann_exact_moves > 0 && !s.ann.exact_moves_full();
+  // A new video inserted beyond the bound is not in the list: counted apart.
+  const bool exact_covers = options_.retrieval.ann_exact_moves > 0 && !s.ann.exact_moves_full() &&
+                            s.ann.clamped_inserts() == 0;
   return !exact_covers && s.embeddings.MaxItemNorm(s.catalog.size()) > s.ann.norm_bound();
 }
 
@@ -688,7 +690,6 @@ Status Engine::RebuildAnn(unsigned threads, bool force, bool idle_priority) {
   } else {
     FORYOU_RETURN_IF_ERROR(RunTasks(tasks, threads));
   }
-  fresh.KeepLongestExact(vectors.data(), n);
   // Catch up off the write lock: the videos that moved further than the
   // reindex drift while the graph was built are copied under the shared
   // lock (writers wait for one scan, feeds not at all) and re-written to
@@ -718,6 +719,7 @@ Status Engine::RebuildAnn(unsigned threads, bool force, bool idle_priority) {
     }
     caught_up += moved.size();
   }
+  fresh.KeepLongestExact(vectors.data(), n);  // after the catch-up, whose moves take room first
   size_t at_swap = 0;
   {
     std::unique_lock lock(mu_);

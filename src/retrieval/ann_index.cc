@@ -94,7 +94,9 @@ void AnnIndex::KeepLongestExact(const float* vectors, size_t n) {
   for (const auto& p : norms) {
     if (p.first > cut) longest.push_back(p);
   }
-  const size_t room = static_cast<size_t>(options_.ann_exact_moves) / 2;
+  // Half the room at most, and half stays free for moves.
+  const size_t half = static_cast<size_t>(options_.ann_exact_moves) / 2;
+  const size_t room = moved_labels_.size() < half ? half - moved_labels_.size() : 0;
   if (longest.size() > room) {
     std::nth_element(longest.begin(), longest.begin() + static_cast<long>(room), longest.end(), std::greater<>());
     longest.resize(room);
@@ -124,7 +126,8 @@ Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
     float norm2 = 0;
     for (float f : x) norm2 += f * f;
     const float m2 = norm_bound_ * norm_bound_;
-    if (norm2 > m2) {
+    const bool beyond = norm2 > m2;
+    if (beyond) {
       // Stored as if its norm were M, pointing the same way: left longer,
       // its distance to every query would grow by |v|^2 - M^2 and the
       // longest vectors, the best inner products, would rank last.
@@ -139,6 +142,9 @@ Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
       std::lock_guard lock(index_->cur_element_count_guard_);  // hnswlib guards label_lookup_ with it
       if (auto it = index_->label_lookup_.find(label); it != index_->label_lookup_.end()) existing = it->second;
     }
+    // A new point beyond the bound is not in the exact list (inserts may run
+    // in parallel): counted, so that the engine rebuilds for it.
+    if (beyond && !existing) clamped_inserts_.fetch_add(1, std::memory_order_relaxed);
     if (existing) {
       moves_.fetch_add(1, std::memory_order_relaxed);
       KeepExact(label, vec);
@@ -334,6 +340,9 @@ void AnnIndex::Swap(AnnIndex& other) {
   const uint64_t m = moves_.load();
   moves_.store(other.moves_.load());
   other.moves_.store(m);
+  const uint64_t ci = clamped_inserts_.load();
+  clamped_inserts_.store(other.clamped_inserts_.load());
+  other.clamped_inserts_.store(ci);
   std::swap(ip_space_, other.ip_space_);
   moved_labels_.swap(other.moved_labels_);
   moved_vectors_.swap(other.moved_vectors_);
@@ -355,16 +364,16 @@ std::vector<std::pair<uint32_t, float>> AnnIndex::Search(const float* query, int
   auto pq = index_->searchKnn(q.data(), static_cast<size_t>(k));
   out.reserve(pq.size() + std::min(moved_labels_.size(), static_cast<size_t>(k)));
   const float m2 = norm_bound_ * norm_bound_;
+  // Inner product space: distance 1 - q.v, with hnswlib's SIMD kernels.
+  const auto ip = ip_space_->get_dist_func();
+  const void* param = ip_space_->get_dist_func_param();
   for (; !pq.empty(); pq.pop()) {
     const auto label = static_cast<uint32_t>(pq.top().second);
-    if (moved_slot_.count(label) > 0) continue;  // its graph copy: the exact one below counts
+    if (moved_slot_.count(label) > 0) continue;  // its graph copy is stale: the exact one below counts
     // Squared L2 distance d = |q|^2 + M^2 - 2 q.v.
     out.emplace_back(label, (q2 + m2 - pq.top().first) / 2.0f);
   }
   if (!moved_labels_.empty()) {
-    // Inner product space: distance 1 - q.v, with hnswlib's SIMD kernels.
-    const auto ip = ip_space_->get_dist_func();
-    const void* param = ip_space_->get_dist_func_param();
     std::vector<std::pair<float, uint32_t>> exact(moved_labels_.size());
     for (size_t i = 0; i < moved_labels_.size(); ++i) {
       exact[i] = {1.0f - ip(query, &moved_vectors_[i * dim_], param), moved_labels_[i]};

@@ -32,6 +32,10 @@
 // rebuilt graph starts its list with the longest vectors
 // (KeepLongestExact): a graph alone found 0.82-0.85 of the true top 100 at
 // 1M, the graph and the list 0.94.
+// Known limit: the graph is asked for k points and its copies of listed
+// points are dropped, so when many of its k are listed, graph points just
+// below them are not seen (hnswlib's markDelete would make the graph skip
+// listed points instead; not done).
 //
 // Exact duplicates: HNSW's neighbour selection keeps a candidate unless a
 // link already chosen is strictly closer to it than the new point is, so
@@ -101,6 +105,10 @@ class AnnIndex {
   float FittedNormBound(float max_norm) const;
   float norm_bound() const { return norm_bound_; }
   uint64_t clamped() const { return clamped_.load(); }
+  // New points stored shortened to the bound since this index was built
+  // (not in the exact list, which only moves and builds fill): the engine
+  // rebuilds for them. Not kept in snapshots.
+  uint64_t clamped_inserts() const { return clamped_inserts_.load(std::memory_order_relaxed); }
   void SetClamped(uint64_t n) { clamped_.store(n); }
   // The moved points searched exactly (see the top of this file), in the
   // order they first moved. A snapshot keeps the labels; RestoreExactMoves
@@ -109,6 +117,7 @@ class AnnIndex {
   bool exact_moves_full() const;
   // After a build: keeps the vectors much longer than most (over twice the
   // median norm) in the exact list too, longest first, up to half its room
+  // less what moves already took
   // (`vectors`: labels 0..n-1, dim each, as inserted). They are the best
   // inner products for most queries (popular videos), and the graph holds
   // them shortened to the bound. Exclusive access.
@@ -145,6 +154,7 @@ class AnnIndex {
   int dim_;
   float norm_bound_ = 1.0f;
   std::atomic<uint64_t> clamped_{0};
+  std::atomic<uint64_t> clamped_inserts_{0};
   std::atomic<uint64_t> moves_{0};
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> NewIndex(size_t capacity) const;
   // Keeps `vec` as `label`'s exact copy (a move), if there is room.

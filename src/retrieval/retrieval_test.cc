@@ -92,6 +92,10 @@ TEST(AnnIndexTest, VectorsLongerThanTheBoundRankAsIfShortened) {
   index.SetNormBound(bound);
   for (int i = 0; i < n; ++i) ASSERT_TRUE(index.Upsert(i, &data[static_cast<size_t>(i) * dim]).ok());
   EXPECT_GT(index.clamped(), static_cast<uint64_t>(n / 2));
+  // New points beyond the bound are not in the exact list (only moves and
+  // builds fill it): counted, so that the engine rebuilds for them.
+  EXPECT_EQ(index.clamped_inserts(), index.clamped());
+  EXPECT_TRUE(index.exact_moves().empty());
   double hits = 0;
   for (int q = 0; q < queries; ++q) {
     std::vector<float> query(dim);
