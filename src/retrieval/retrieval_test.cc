@@ -22,6 +22,27 @@
 namespace foryou {
 namespace {
 
+// The exact top k of `query` by inner product over n vectors of dim, best
+// first: (inner product, index).
+std::vector<std::pair<float, int>> ExactTop(const std::vector<float>& query, const std::vector<float>& data, int n,
+                                            int dim, int k) {
+  std::vector<std::pair<float, int>> exact;
+  for (int i = 0; i < n; ++i) {
+    float dot = 0;
+    for (int d = 0; d < dim; ++d) dot += query[d] * data[static_cast<size_t>(i) * dim + d];
+    exact.emplace_back(dot, i);
+  }
+  std::partial_sort(exact.begin(), exact.begin() + k, exact.end(), std::greater<>());
+  exact.resize(static_cast<size_t>(k));
+  return exact;
+}
+
+std::set<int> Labels(const std::vector<std::pair<float, int>>& top) {
+  std::set<int> out;
+  for (const auto& p : top) out.insert(p.second);
+  return out;
+}
+
 TEST(AnnIndexTest, RecallAgainstBruteForce) {
   const int dim = 16, n = 3000, k = 20, queries = 50;
   std::mt19937 rng(7);
@@ -43,15 +64,8 @@ TEST(AnnIndexTest, RecallAgainstBruteForce) {
   for (int q = 0; q < queries; ++q) {
     std::vector<float> query(dim);
     for (float& x : query) x = g(rng);
-    std::vector<std::pair<float, int>> exact;
-    for (int i = 0; i < n; ++i) {
-      float dot = 0;
-      for (int d = 0; d < dim; ++d) dot += query[d] * data[static_cast<size_t>(i) * dim + d];
-      exact.emplace_back(dot, i);
-    }
-    std::partial_sort(exact.begin(), exact.begin() + k, exact.end(), std::greater<>());
-    std::set<int> truth;
-    for (int i = 0; i < k; ++i) truth.insert(exact[i].second);
+    const auto exact = ExactTop(query, data, n, dim, k);
+    const std::set<int> truth = Labels(exact);
     auto got = index.Search(query.data(), k);
     ASSERT_EQ(got.size(), static_cast<size_t>(k));
     EXPECT_GE(got[0].second, got[k - 1].second) << "best first";
@@ -100,15 +114,8 @@ TEST(AnnIndexTest, VectorsLongerThanTheBoundRankAsIfShortened) {
   for (int q = 0; q < queries; ++q) {
     std::vector<float> query(dim);
     for (float& x : query) x = g(rng);
-    std::vector<std::pair<float, int>> exact;
-    for (int i = 0; i < n; ++i) {
-      float dot = 0;
-      for (int d = 0; d < dim; ++d) dot += query[d] * clamped[static_cast<size_t>(i) * dim + d];
-      exact.emplace_back(dot, i);
-    }
-    std::partial_sort(exact.begin(), exact.begin() + k, exact.end(), std::greater<>());
-    std::set<int> truth;
-    for (int i = 0; i < k; ++i) truth.insert(exact[i].second);
+    const auto exact = ExactTop(query, clamped, n, dim, k);
+    const std::set<int> truth = Labels(exact);
     for (auto& [label, dot] : index.Search(query.data(), k)) hits += truth.count(static_cast<int>(label));
   }
   EXPECT_GE(hits / (queries * k), 0.9);
@@ -212,15 +219,8 @@ TEST(AnnIndexTest, MovedPointsAreFoundWhereTheyWent) {
     for (int q = 0; q < queries; ++q) {
       std::vector<float> query(dim);
       for (float& x : query) x = g(rng);
-      std::vector<std::pair<float, int>> exact;
-      for (int i = 0; i < n; ++i) {
-        float dot = 0;
-        for (int d = 0; d < dim; ++d) dot += query[d] * data[static_cast<size_t>(i) * dim + d];
-        exact.emplace_back(dot, i);
-      }
-      std::partial_sort(exact.begin(), exact.begin() + k, exact.end(), std::greater<>());
-      std::set<int> truth;
-      for (int i = 0; i < k; ++i) truth.insert(exact[i].second);
+      const auto exact = ExactTop(query, data, n, dim, k);
+      const std::set<int> truth = Labels(exact);
       const auto got = index.Search(query.data(), k);
       ASSERT_EQ(got.size(), static_cast<size_t>(k));
       for (size_t i = 1; i < got.size(); ++i) EXPECT_GE(got[i - 1].second, got[i].second) << "best first";
