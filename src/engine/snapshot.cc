@@ -607,10 +607,10 @@ void Engine::MaybeRebuildAnnInBackground() {
   }
   // Vectors longer than the norm bound, and not searched exactly, are the
   // ones that matter most (the best inner products: popular videos) and
-  // rank as if shorter until the rebuild: that one runs at normal priority, and cuts short an idle one
-  // under way (which would starve on a busy server). One for in-place moves
-  // only is a gradual loss of graph quality and yields the cores to feeds
-  // and writes (retrieval.ann_rebuild_idle).
+  // rank as if shorter until the rebuild: that one runs at normal priority
+  // and cuts short an idle one under way (which would starve on a busy
+  // server). One for in-place moves only is a gradual loss of graph quality
+  // and yields the cores to feeds and writes (retrieval.ann_rebuild_idle).
   const bool idle = options_.retrieval.ann_rebuild_idle && !outgrown;
   std::lock_guard lock(ann_thread_mu_);
   if (stopping_.load()) return;
