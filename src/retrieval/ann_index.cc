@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -18,13 +19,17 @@ namespace foryou {
 
 namespace {
 constexpr size_t kInitialCapacity = 1024;
+// The exact list is stored in blocks of kLanes vectors, coordinate-major
+// within a block ([d][lane]), so that one query's inner products with a
+// block are kLanes-wide multiply-adds the compiler vectorizes (8 AVX
+// accumulators for 64 lanes), with no horizontal sums.
+constexpr size_t kLanes = 64;
 }
 
 AnnIndex::AnnIndex(int dim, const RetrievalOptions& options)
     : dim_(dim),
       options_(options),
-      space_(std::make_unique<hnswlib::L2Space>(dim + 1)),
-      ip_space_(std::make_unique<hnswlib::InnerProductSpace>(dim)) {}
+      space_(std::make_unique<hnswlib::L2Space>(dim + 1)) {}
 
 AnnIndex::~AnnIndex() = default;
 
@@ -65,14 +70,28 @@ void AnnIndex::Nudge(uint32_t label, double jitter, std::vector<float>* x) {
 }
 
 void AnnIndex::KeepExact(uint32_t label, const float* vec) {
+  uint32_t slot;
   if (auto it = moved_slot_.find(label); it != moved_slot_.end()) {
-    std::copy(vec, vec + dim_, &moved_vectors_[static_cast<size_t>(it->second) * dim_]);
-    return;
+    slot = it->second;
+  } else {
+    if (moved_labels_.size() >= static_cast<size_t>(std::max(0, options_.ann_exact_moves))) return;
+    slot = static_cast<uint32_t>(moved_labels_.size());
+    moved_slot_.emplace(label, slot);
+    moved_labels_.push_back(label);
+    if (moved_vectors_.size() < (slot / kLanes + 1) * kLanes * dim_) {
+      moved_vectors_.resize((slot / kLanes + 1) * kLanes * dim_, 0.0f);
+    }
+    HideFromGraph(label);
   }
-  if (moved_labels_.size() >= static_cast<size_t>(std::max(0, options_.ann_exact_moves))) return;
-  moved_slot_.emplace(label, static_cast<uint32_t>(moved_labels_.size()));
-  moved_labels_.push_back(label);
-  moved_vectors_.insert(moved_vectors_.end(), vec, vec + dim_);
+  float* block = &moved_vectors_[slot / kLanes * kLanes * dim_];
+  for (int d = 0; d < dim_; ++d) block[d * kLanes + slot % kLanes] = vec[d];
+}
+
+void AnnIndex::HideFromGraph(uint32_t label) {
+  if (index_ == nullptr) return;
+  auto it = index_->label_lookup_.find(label);
+  if (it == index_->label_lookup_.end() || index_->isMarkedDeleted(it->second)) return;
+  index_->markDeletedInternal(it->second);
 }
 
 bool AnnIndex::exact_moves_full() const {
@@ -115,6 +134,16 @@ Status AnnIndex::RestoreExactMoves(const std::vector<uint32_t>& labels, const st
     }
     KeepExact(label, &vectors[static_cast<size_t>(label) * dim_]);
   }
+  // A graph hides exactly the listed points: one saved with another list
+  // (or none) shows the rest again.
+  if (index_ != nullptr && index_->num_deleted_ > moved_labels_.size()) {
+    for (size_t i = 0; i < index_->cur_element_count; ++i) {
+      const auto t = static_cast<hnswlib::tableint>(i);
+      if (index_->isMarkedDeleted(t) && moved_slot_.count(static_cast<uint32_t>(index_->getExternalLabel(t))) == 0) {
+        index_->unmarkDeletedInternal(t);
+      }
+    }
+  }
   return Status::OK();
 }
 
@@ -155,7 +184,8 @@ Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
         return Status::OK();
       }
     }
-    index_->addPoint(x.data(), label);  // updates in place when the label exists
+    index_->addPoint(x.data(), label);  // updates in place when the label exists (and shows it again)
+    if (moved_slot_.count(label) > 0) HideFromGraph(label);
   } catch (const std::exception& e) {
     return Status::Internal(fmt::format("ann index upsert of {}: {}", label, e.what()));
   }
@@ -343,7 +373,6 @@ void AnnIndex::Swap(AnnIndex& other) {
   const uint64_t ci = clamped_inserts_.load();
   clamped_inserts_.store(other.clamped_inserts_.load());
   other.clamped_inserts_.store(ci);
-  std::swap(ip_space_, other.ip_space_);
   moved_labels_.swap(other.moved_labels_);
   moved_vectors_.swap(other.moved_vectors_);
   moved_slot_.swap(other.moved_slot_);
@@ -361,27 +390,53 @@ std::vector<std::pair<uint32_t, float>> AnnIndex::Search(const float* query, int
   float q2 = 0;
   for (float f : q) q2 += f * f;
   q.push_back(0.0f);
+  // The graph skips listed points (hidden: HideFromGraph), so its k are
+  // all unlisted; they still route the search.
   auto pq = index_->searchKnn(q.data(), static_cast<size_t>(k));
-  out.reserve(pq.size() + std::min(moved_labels_.size(), static_cast<size_t>(k)));
+  const size_t kk = std::min(moved_labels_.size(), static_cast<size_t>(k));
+  out.reserve(pq.size() + kk);
   const float m2 = norm_bound_ * norm_bound_;
-  // Inner product space: distance 1 - q.v, with hnswlib's SIMD kernels.
-  const auto ip = ip_space_->get_dist_func();
-  const void* param = ip_space_->get_dist_func_param();
   for (; !pq.empty(); pq.pop()) {
     const auto label = static_cast<uint32_t>(pq.top().second);
-    if (moved_slot_.count(label) > 0) continue;  // its graph copy is stale: the exact one below counts
     // Squared L2 distance d = |q|^2 + M^2 - 2 q.v.
     out.emplace_back(label, (q2 + m2 - pq.top().first) / 2.0f);
   }
-  if (!moved_labels_.empty()) {
-    std::vector<std::pair<float, uint32_t>> exact(moved_labels_.size());
-    for (size_t i = 0; i < moved_labels_.size(); ++i) {
-      exact[i] = {1.0f - ip(query, &moved_vectors_[i * dim_], param), moved_labels_[i]};
+  if (kk > 0) {
+    // The list's best kk: candidates at or above the worst kept so far go
+    // to a buffer, cut back to the best kk whenever it holds 4 x kk, so most
+    // points cost one comparison. Ties go to the lower label.
+    auto better = [](const std::pair<uint32_t, float>& a, const std::pair<uint32_t, float>& b) {
+      return a.second > b.second || (a.second == b.second && a.first < b.first);
+    };
+    std::vector<std::pair<uint32_t, float>> best;
+    best.reserve(4 * kk);
+    // A point below the graph's k-th cannot be among the best k of both.
+    float worst = -std::numeric_limits<float>::infinity();
+    if (out.size() == static_cast<size_t>(k)) worst = out.front().second;  // searchKnn's queue pops the farthest first
+    auto cut = [&] {
+      std::nth_element(best.begin(), best.begin() + static_cast<long>(kk - 1), best.end(), better);
+      best.resize(kk);
+      worst = best[kk - 1].second;
+    };
+    const size_t n = moved_labels_.size();
+    float acc[kLanes];
+    for (size_t b = 0; b * kLanes < n; ++b) {
+      const float* block = &moved_vectors_[b * kLanes * dim_];
+      std::fill(acc, acc + kLanes, 0.0f);
+      for (int d = 0; d < dim_; ++d) {
+        const float qd = query[d];
+        const float* x = block + static_cast<size_t>(d) * kLanes;
+        for (size_t l = 0; l < kLanes; ++l) acc[l] += qd * x[l];
+      }
+      const size_t lanes = std::min(kLanes, n - b * kLanes);
+      for (size_t l = 0; l < lanes; ++l) {
+        if (acc[l] < worst) continue;
+        best.emplace_back(moved_labels_[b * kLanes + l], acc[l]);
+        if (best.size() == 4 * kk) cut();
+      }
     }
-    const size_t kk = std::min(exact.size(), static_cast<size_t>(k));
-    std::partial_sort(exact.begin(), exact.begin() + static_cast<long>(kk), exact.end(),
-                      [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-    for (size_t i = 0; i < kk; ++i) out.emplace_back(exact[i].second, exact[i].first);
+    if (best.size() > kk) cut();
+    out.insert(out.end(), best.begin(), best.end());
   }
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });

@@ -32,10 +32,9 @@
 // rebuilt graph starts its list with the longest vectors
 // (KeepLongestExact): a graph alone found 0.82-0.85 of the true top 100 at
 // 1M, the graph and the list 0.94.
-// Known limit: the graph is asked for k points and its copies of listed
-// points are dropped, so when many of its k are listed, graph points just
-// below them are not seen (hnswlib's markDelete would make the graph skip
-// listed points instead; not done).
+// A listed point is hidden in the graph (hnswlib's delete mark): it still
+// routes searches, but the graph's k results are all unlisted points, so
+// none of the k is a stale copy dropped for the list's.
 //
 // Exact duplicates: HNSW's neighbour selection keeps a candidate unless a
 // link already chosen is strictly closer to it than the new point is, so
@@ -157,17 +156,20 @@ class AnnIndex {
   std::atomic<uint64_t> clamped_inserts_{0};
   std::atomic<uint64_t> moves_{0};
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> NewIndex(size_t capacity) const;
-  // Keeps `vec` as `label`'s exact copy (a move), if there is room.
+  // Keeps `vec` as `label`'s exact copy (a move), if there is room, and
+  // hides a newly listed point in the graph.
   void KeepExact(uint32_t label, const float* vec);
+  void HideFromGraph(uint32_t label);
 
   RetrievalOptions options_;
-  // The exact list: labels, their vectors (dim each, same order) and each
-  // label's slot. Written by moves (exclusive access), read by Search.
+  // The exact list: labels, their vectors and each label's slot. Vectors
+  // are in blocks of 64 slots, coordinate-major within a block (see Search;
+  // unused slots of the last block are zeros). Written by moves (exclusive
+  // access), read by Search.
   std::vector<uint32_t> moved_labels_;
   std::vector<float> moved_vectors_;
   std::unordered_map<uint32_t, uint32_t> moved_slot_;
   std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
-  std::unique_ptr<hnswlib::SpaceInterface<float>> ip_space_;  // the exact list's inner products
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;  // made by the first Upsert, Reserve or Load
 };
 
