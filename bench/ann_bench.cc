@@ -34,6 +34,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -134,32 +135,38 @@ void ParallelInsert(const char* what, size_t n, const std::function<void(size_t)
   fprintf(stderr, "\r%-28s done  \n", what);
 }
 
-const std::vector<int> kEfs = {128, 256, 512, 1024};
+const std::vector<int> kEfs = {64, 128, 256, 512};
 
-// What foryou serves: AnnIndex, with the norm bound the engine's rebuild uses.
-void HnswL2(const Workload& wl, int m, int ef_construction, std::vector<Row>* rows) {
-  RetrievalOptions o;
-  o.ann_m = m;
-  o.ann_ef_construction = ef_construction;
+// What foryou serves after a rebuild (Engine::RebuildAnn): AnnIndex over
+// every vector, the norm bound fitted with the configured headroom to the
+// longest vector, or to the longest the graph alone holds (`beside_longest`),
+// and the longest vectors kept in the exact list (KeepLongestExact).
+void HnswL2(const Workload& wl, RetrievalOptions o, bool beside_longest, std::vector<Row>* rows) {
   AnnIndex index(wl.w.dim, o);
   float max_norm = 0;
-  for (size_t v = 0; v < wl.n; ++v) {
-    float n2 = 0;
-    for (int j = 0; j < wl.w.dim; ++j) n2 += wl.w.items[v * wl.w.dim + j] * wl.w.items[v * wl.w.dim + j];
-    max_norm = std::max(max_norm, std::sqrt(n2));
+  if (beside_longest) {
+    max_norm = index.MaxNormBesideLongest(wl.w.items.data(), wl.n);
+  } else {
+    for (size_t v = 0; v < wl.n; ++v) {
+      float n2 = 0;
+      for (int j = 0; j < wl.w.dim; ++j) n2 += wl.w.items[v * wl.w.dim + j] * wl.w.items[v * wl.w.dim + j];
+      max_norm = std::max(max_norm, std::sqrt(n2));
+    }
   }
-  index.SetNormBound(std::max(1.0f, 2.0f * max_norm));
+  index.SetNormBound(index.FittedNormBound(max_norm));
   if (!index.Reserve(wl.n).ok()) return;
   const auto t0 = Clock::now();
-  const std::string what = "hnswlib-l2 M=" + std::to_string(m);
-  ParallelInsert(what.c_str(), wl.n, [&](size_t v) {
+  const std::string params = fmt::format("M={} headroom={:g}{}", o.ann_m, o.ann_norm_headroom,
+                                         beside_longest ? " beside-list" : "");
+  ParallelInsert(("hnswlib-l2 " + params).c_str(), wl.n, [&](size_t v) {
     (void)index.UpsertReserved(static_cast<uint32_t>(v), &wl.w.items[v * wl.w.dim]);
   });
+  index.KeepLongestExact(wl.w.items.data(), wl.n);
   const double build = Seconds(t0);
+  fprintf(stderr, "%s: %zu vectors exact, bound %.3f\n", params.c_str(), index.exact_moves().size(), index.norm_bound());
   for (int ef : kEfs) {
     index.SetEf(ef);
-    Row r{"hnswlib-l2", "M=" + std::to_string(m) + " ef_construction=" + std::to_string(ef_construction), build, "ef",
-          ef};
+    Row r{"hnswlib-l2", params, build, "ef", ef};
     Measure(wl, [&](const float* q, std::vector<uint32_t>* out) {
       for (const auto& [label, dot] : index.Search(q, kK)) out->push_back(label);
     }, &r);
@@ -250,8 +257,11 @@ int Main(int argc, char** argv) {
   ExactTopK(&wl);
 
   std::vector<Row> rows;
-  HnswL2(wl, served.ann_m, served.ann_ef_construction, &rows);
-  HnswL2(wl, 2 * served.ann_m, served.ann_ef_construction, &rows);
+  HnswL2(wl, served, /*beside_longest=*/false, &rows);
+  HnswL2(wl, served, /*beside_longest=*/true, &rows);
+  RetrievalOptions tight = served;
+  tight.ann_norm_headroom = 2;
+  HnswL2(wl, tight, /*beside_longest=*/true, &rows);
 #ifdef FORYOU_HAVE_FAISS
   Faiss(wl, &rows);
 #else

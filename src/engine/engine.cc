@@ -380,9 +380,9 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
     } else {
       // Build the ANN index once, rather than once per event, on every core.
       // Norm bound for the MIPS-to-L2 reduction, with room for vectors to
-      // grow until the next start (retrieval/ann_index.h).
-      const float max_norm = s.embeddings.MaxItemNorm(n);
-      s.ann.SetNormBound(s.ann.FittedNormBound(max_norm));
+      // grow until the next start, fitted to the vectors the graph alone
+      // will hold: the longest go to the exact list (retrieval/ann_index.h).
+      s.ann.SetNormBound(s.ann.FittedNormBound(n == 0 ? 0.0f : s.ann.MaxNormBesideLongest(s.embeddings.item(0), n)));
       const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
       std::vector<Status> results(threads);
       std::vector<std::thread> workers;

@@ -658,11 +658,13 @@ Status Engine::RebuildAnn(unsigned threads, bool force, bool idle_priority) {
     max_norm = s.embeddings.MaxItemNorm(n);
     old_bound = s.ann.norm_bound();
     moves = s.ann.moves();
-    bound = s.ann.FittedNormBound(max_norm);  // every vector is inserted anew: fit the bound to them
     if (n > 0) vectors.assign(s.embeddings.item(0), s.embeddings.item(0) + n * static_cast<size_t>(dim));
   }
   // Off the lock: writers and feeds go on with the old index.
   AnnIndex fresh(dim, options_.retrieval);
+  // Every vector is inserted anew: the bound fits the ones the graph alone
+  // will hold (the longest go to the exact list).
+  bound = fresh.FittedNormBound(fresh.MaxNormBesideLongest(vectors.data(), n));
   fresh.SetNormBound(bound);
   FORYOU_RETURN_IF_ERROR(fresh.Reserve(n));
   auto cut_short = [&]() -> Status {

@@ -9,6 +9,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <unordered_set>
 #include <vector>
 #include <fmt/format.h>
 
@@ -98,8 +99,9 @@ bool AnnIndex::exact_moves_full() const {
   return options_.ann_exact_moves > 0 && moved_labels_.size() >= static_cast<size_t>(options_.ann_exact_moves);
 }
 
-void AnnIndex::KeepLongestExact(const float* vectors, size_t n) {
-  if (n == 0 || options_.ann_exact_moves <= 0) return;
+std::vector<std::pair<float, uint32_t>> AnnIndex::Longest(const float* vectors, size_t n, size_t room) const {
+  std::vector<std::pair<float, uint32_t>> longest;
+  if (n == 0 || room == 0) return longest;
   std::vector<std::pair<float, uint32_t>> norms(n);
   for (size_t i = 0; i < n; ++i) {
     float n2 = 0;
@@ -109,19 +111,51 @@ void AnnIndex::KeepLongestExact(const float* vectors, size_t n) {
   auto mid = norms.begin() + static_cast<long>(n / 2);
   std::nth_element(norms.begin(), mid, norms.end());
   const float cut = 4.0f * mid->first;  // squared: twice the median norm
-  std::vector<std::pair<float, uint32_t>> longest;
   for (const auto& p : norms) {
     if (p.first > cut) longest.push_back(p);
   }
-  // Half the room at most, and half stays free for moves.
-  const size_t half = static_cast<size_t>(options_.ann_exact_moves) / 2;
-  const size_t room = moved_labels_.size() < half ? half - moved_labels_.size() : 0;
   if (longest.size() > room) {
     std::nth_element(longest.begin(), longest.begin() + static_cast<long>(room), longest.end(), std::greater<>());
     longest.resize(room);
   }
   std::sort(longest.begin(), longest.end(), std::greater<>());
-  for (const auto& p : longest) KeepExact(p.second, vectors + static_cast<size_t>(p.second) * dim_);
+  return longest;
+}
+
+float AnnIndex::MaxNormBesideLongest(const float* vectors, size_t n) const {
+  const size_t half = static_cast<size_t>(std::max(0, options_.ann_exact_moves)) / 2;
+  std::unordered_set<uint32_t> listed;
+  for (const auto& p : Longest(vectors, n, half)) listed.insert(p.second);
+  float max2 = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (listed.count(static_cast<uint32_t>(i)) > 0) continue;
+    float n2 = 0;
+    for (int d = 0; d < dim_; ++d) n2 += vectors[i * dim_ + d] * vectors[i * dim_ + d];
+    max2 = std::max(max2, n2);
+  }
+  return std::sqrt(max2);
+}
+
+void AnnIndex::KeepLongestExact(const float* vectors, size_t n) {
+  if (n == 0 || options_.ann_exact_moves <= 0) return;
+  // Half the room at most, and half stays free for moves.
+  const size_t half = static_cast<size_t>(options_.ann_exact_moves) / 2;
+  const size_t room = moved_labels_.size() < half ? half - moved_labels_.size() : 0;
+  for (const auto& p : Longest(vectors, n, room)) KeepExact(p.second, vectors + static_cast<size_t>(p.second) * dim_);
+  // New points stored beyond the bound that the list now holds exactly no
+  // longer call for a rebuild: count the rest again, as UpsertReserved did.
+  uint64_t beyond = 0;
+  const float m2 = norm_bound_ * norm_bound_;
+  std::vector<float> x(dim_);
+  for (size_t i = 0; i < n; ++i) {
+    if (moved_slot_.count(static_cast<uint32_t>(i)) > 0) continue;
+    x.assign(vectors + i * dim_, vectors + (i + 1) * dim_);
+    if (options_.ann_jitter > 0) Nudge(static_cast<uint32_t>(i), options_.ann_jitter, &x);
+    float n2 = 0;
+    for (float f : x) n2 += f * f;
+    beyond += n2 > m2 ? 1 : 0;
+  }
+  clamped_inserts_.store(beyond, std::memory_order_relaxed);
 }
 
 Status AnnIndex::RestoreExactMoves(const std::vector<uint32_t>& labels, const std::vector<float>& vectors) {

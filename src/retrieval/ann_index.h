@@ -120,7 +120,13 @@ class AnnIndex {
   // (`vectors`: labels 0..n-1, dim each, as inserted). They are the best
   // inner products for most queries (popular videos), and the graph holds
   // them shortened to the bound. Exclusive access.
+  // New points stored beyond the bound are counted again afterwards
+  // (clamped_inserts), leaving out the ones the list now holds.
   void KeepLongestExact(const float* vectors, size_t n);
+  // The longest norm among `vectors` (labels 0..n-1) that KeepLongestExact
+  // would leave to the graph alone, with an empty list: what the bound of
+  // an index about to be built need cover (FittedNormBound).
+  float MaxNormBesideLongest(const float* vectors, size_t n) const;
   Status RestoreExactMoves(const std::vector<uint32_t>& labels, const std::vector<float>& vectors);
   // Points moved in place (an Upsert of a label already in the index) since
   // this index was built: links chosen for where the points were. The
@@ -160,6 +166,9 @@ class AnnIndex {
   // hides a newly listed point in the graph.
   void KeepExact(uint32_t label, const float* vec);
   void HideFromGraph(uint32_t label);
+  // The vectors over twice the median norm, longest first, at most `room`:
+  // (squared norm, label).
+  std::vector<std::pair<float, uint32_t>> Longest(const float* vectors, size_t n, size_t room) const;
 
   RetrievalOptions options_;
   // The exact list: labels, their vectors and each label's slot. Vectors

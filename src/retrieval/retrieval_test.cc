@@ -335,6 +335,56 @@ TEST(AnnIndexTest, ARebuiltIndexKeepsTheLongestVectorsExact) {
   EXPECT_EQ(capped.exact_moves()[0], 950u) << "the longest";
 }
 
+// A few vectors far longer than the rest: the bound is fitted to the
+// rest, the few are searched exactly at full length, and once they are
+// listed they no longer count as new points clamped to the bound (which
+// would make the engine rebuild again at once).
+TEST(AnnIndexTest, TheBoundFitsTheVectorsBesideTheLongest) {
+  const int dim = 8, n = 2000, outliers = 20;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g;
+  std::vector<float> data(static_cast<size_t>(n) * dim);
+  std::uniform_real_distribution<float> u(0.8f, 1.2f);
+  float rest = 0;
+  for (int i = 0; i < n; ++i) {  // norms from 0.8 to 1.2
+    float* x = &data[static_cast<size_t>(i) * dim];
+    float n2 = 0;
+    for (int d = 0; d < dim; ++d) {
+      x[d] = g(rng);
+      n2 += x[d] * x[d];
+    }
+    const float scale = u(rng) / std::sqrt(n2);
+    n2 = 0;
+    for (int d = 0; d < dim; ++d) {
+      x[d] *= scale;
+      n2 += x[d] * x[d];
+    }
+    if (i % 100 != 0) rest = std::max(rest, std::sqrt(n2));
+  }
+  for (int i = 0; i < n; i += 100) {
+    for (int d = 0; d < dim; ++d) data[static_cast<size_t>(i) * dim + d] *= 20.0f;
+  }
+  RetrievalOptions o;
+  o.ann_norm_headroom = 2;
+  AnnIndex index(dim, o);
+  EXPECT_FLOAT_EQ(index.MaxNormBesideLongest(data.data(), n), rest);
+  index.SetNormBound(index.FittedNormBound(rest));
+  ASSERT_TRUE(index.Reserve(n).ok());
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(index.UpsertReserved(i, &data[static_cast<size_t>(i) * dim]).ok());
+  EXPECT_EQ(index.clamped_inserts(), static_cast<uint64_t>(outliers));
+  index.KeepLongestExact(data.data(), n);
+  EXPECT_EQ(index.exact_moves().size(), static_cast<size_t>(outliers));
+  EXPECT_EQ(index.clamped_inserts(), 0u) << "the list holds them at full length";
+  for (int i = 0; i < n; i += 100) {
+    const std::vector<float> query(&data[static_cast<size_t>(i) * dim], &data[static_cast<size_t>(i + 1) * dim]);
+    const auto exact = ExactTop(query, data, n, dim, 5);
+    const auto got = index.Search(query.data(), 5);
+    ASSERT_FALSE(got.empty());
+    EXPECT_EQ(got[0].first, static_cast<uint32_t>(exact[0].second));
+    EXPECT_NEAR(got[0].second, exact[0].first, 1e-3f * exact[0].first);
+  }
+}
+
 TEST(AnnIndexTest, UpsertMovesAPoint) {
   for (bool links : {false, true}) {
     SCOPED_TRACE(links);
