@@ -96,7 +96,9 @@ struct RetrievalOptions {
   // is due (in idle time, like one for moves). 0: moves reach the graph only.
   int ann_exact_moves = 65536;
   // The ANN index's norm bound (retrieval/ann_index.h) is fitted to this
-  // multiple of the longest video vector whenever the index is built, so
+  // multiple of the longest video vector whenever the index is built (the
+  // longest the graph alone holds: not the few over twice the median norm
+  // that a build puts in the exact list, AnnIndex::MaxNormBesideLongest), so
   // that vectors can grow through learning before they outgrow it (a
   // vector longer than the bound ranks as if shorter until a rebuild).
   // Larger: fewer rebuilds for outgrown norms during heavy ingest; the
