@@ -85,15 +85,18 @@ struct RetrievalOptions {
   // priority (SCHED_IDLE, util/thread_priority.h): on a busy server feeds
   // and writes go first and the rebuild takes the time they leave. One due
   // to vectors longer than the norm bound (the most popular videos, which
-  // rank as if shorter until then) runs at normal priority. false: every
+  // rank as if shorter until then) that the exact list does not hold runs
+  // at normal priority (Engine::AnnRefitOutgrown). false: every
   // rebuild at normal priority (docs/PERFORMANCE.md, "Background work and
   // the feed's p99").
   bool ann_rebuild_idle = true;
   // Videos moved in the ANN index since it was built are also searched
-  // exactly, up to this many (retrieval/ann_index.h): a move keeps the links
-  // chosen where the video was, so the graph may not lead to where it went.
-  // Each costs dim multiply-adds per feed. Once the list is full a rebuild
-  // is due (in idle time, like one for moves). 0: moves reach the graph only.
+  // exactly, up to this many and at most an eighth of the index
+  // (retrieval/ann_index.h): a move keeps the links chosen where the video
+  // was, so the graph may not lead to where it went. Each costs dim
+  // multiply-adds per feed. Once the list is full a rebuild is due (in idle
+  // time, like one for moves, unless a vector outside the list outgrew the
+  // bound). 0: moves reach the graph only.
   int ann_exact_moves = 65536;
   // The ANN index's norm bound (retrieval/ann_index.h) is fitted to this
   // multiple of the longest video vector whenever the index is built (the

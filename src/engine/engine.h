@@ -303,11 +303,13 @@ class Engine {
   static Status DecodeSnapshotBody(const EngineOptions& options, std::string_view body, const std::string& ann_path);
 
   // Rebuilds the ANN index with a norm bound fitted to the current video
-  // vectors (retrieval.ann_norm_headroom times the longest), off the state
+  // vectors (retrieval.ann_norm_headroom times the longest the graph alone
+  // holds; AnnIndex::MaxNormBesideLongest), off the state
   // lock, then re-writes the videos that moved meanwhile (copied under the
   // shared lock, so feeds go on), and swaps it in under the write lock with
   // the few that moved since; OK at
-  // once if every vector fits the current bound and the index has not taken
+  // once if every vector outside the exact list fits the current bound, the
+  // list has room, and the index has not taken
   // retrieval.ann_refit_moves in-place moves (AnnRefitDue). Vectors longer than the
   // bound rank as if shorter (retrieval/ann_index.h), as happens in a store
   // that started empty or loaded an index from a snapshot: Open and each

@@ -579,13 +579,23 @@ Status Engine::WriteSnapshotLocked() {
 // Caller holds mu_ (shared is enough).
 bool Engine::AnnRefitOutgrown() const {
   const State& s = *state_;
+  // A new video stored beyond the bound is not in the exact list.
+  if (s.ann.clamped_inserts() > 0) return true;
   // A vector reaches beyond the bound by moving, and a moved vector is
   // searched exactly at full length while the exact list has room
-  // (retrieval/ann_index.h): the bound matters once the list is full or off.
-  // A new video inserted beyond the bound is not in the list: counted apart.
-  const bool exact_covers = options_.retrieval.ann_exact_moves > 0 && !s.ann.exact_moves_full() &&
-                            s.ann.clamped_inserts() == 0;
-  return !exact_covers && s.embeddings.MaxItemNorm(s.catalog.size()) > s.ann.norm_bound();
+  // (retrieval/ann_index.h); a build lists the longest vectors too, beyond
+  // the bound from the start. So the bound matters once the list is full or
+  // off, and only for vectors outside it.
+  if (options_.retrieval.ann_exact_moves > 0 && !s.ann.exact_moves_full()) return false;
+  const float bound2 = s.ann.norm_bound() * s.ann.norm_bound();
+  const int dim = s.embeddings.dim();
+  for (uint32_t v = 0; v < s.catalog.size(); ++v) {
+    const float* e = s.embeddings.item(v);
+    float n2 = 0;
+    for (int d = 0; d < dim; ++d) n2 += e[d] * e[d];
+    if (n2 > bound2 && !s.ann.listed(v)) return true;
+  }
+  return false;
 }
 
 // Caller holds mu_ (shared is enough).
@@ -692,6 +702,10 @@ Status Engine::RebuildAnn(unsigned threads, bool force, bool idle_priority) {
   } else {
     FORYOU_RETURN_IF_ERROR(RunTasks(tasks, threads));
   }
+  // The longest vectors, beyond the bound just fitted, go to the exact list
+  // with the room MaxNormBesideLongest assumed; the catch-up's moves take
+  // the other half.
+  fresh.KeepLongestExact(vectors.data(), n);
   // Catch up off the write lock: the videos that moved further than the
   // reindex drift while the graph was built are copied under the shared
   // lock (writers wait for one scan, feeds not at all) and re-written to
@@ -721,7 +735,6 @@ Status Engine::RebuildAnn(unsigned threads, bool force, bool idle_priority) {
     }
     caught_up += moved.size();
   }
-  fresh.KeepLongestExact(vectors.data(), n);  // after the catch-up, whose moves take room first
   size_t at_swap = 0;
   {
     std::unique_lock lock(mu_);

@@ -15,8 +15,9 @@
 // as [v, sqrt(M^2 - |v|^2)] and a query q as [q, 0], so |q' - v'|^2 =
 // |q|^2 + M^2 - 2 q.v and the nearest point is the largest inner product.
 // M is a bound on the norms (SetNormBound); a vector longer than M is stored
-// as if its norm were M (counted in clamped()), so set M above the largest
-// norm when the index is built.
+// as if its norm were M (counted in clamped()). A build sets M above the
+// vectors the graph alone will hold (MaxNormBesideLongest): the few far
+// longer than the rest are in the exact list below, at full length.
 //
 // Moved points are also searched exactly until the next rebuild. A move
 // keeps the links chosen where the point was, so a search that follows them
@@ -24,17 +25,20 @@
 // learning favours: popular videos, whose vectors grow and which hold most
 // users' true top results (at 1M videos, 2.5% of the videos had moved and
 // the graph as served found 0.13 of the true top 100). Each moved point's
-// vector, as given (not nudged, not shortened to the bound), is kept in a
-// flat list that every Search compares with the query and merges with the
-// graph's answer; the graph's copy of it is ignored. Up to
-// RetrievalOptions::ann_exact_moves points; beyond that, moves only reach
-// the graph, and exact_moves_full() tells the engine a rebuild is due. A
-// rebuilt graph starts its list with the longest vectors
-// (KeepLongestExact): a graph alone found 0.82-0.85 of the true top 100 at
-// 1M, the graph and the list 0.94.
-// A listed point is hidden in the graph (hnswlib's delete mark): it still
-// routes searches, but the graph's k results are all unlisted points, so
-// none of the k is a stale copy dropped for the list's.
+// vector, as given (not nudged, not shortened to the bound), is kept in an
+// exact list that every Search compares with the query (64 points at a
+// time, coordinate-major blocks) and merges with the graph's answer. Up to
+// RetrievalOptions::ann_exact_moves points, and at most an eighth of the
+// index (ExactRoom); beyond that, moves only reach the graph, and
+// exact_moves_full() tells the engine a rebuild is due. A rebuilt graph
+// starts its list with the longest vectors (KeepLongestExact): a graph
+// alone found 0.82-0.85 of the true top 100 at 1M, the graph and the list
+// 0.94.
+// A listed point is hidden in the graph (hnswlib's delete mark): the links
+// it had still route searches, but the graph answers with ef unlisted
+// points, so none of its k is a stale copy of a listed one. Two costs: a
+// search passes hidden points by to find ef others (hence the eighth), and
+// hnswlib links points inserted later to unhidden points only.
 //
 // Exact duplicates: HNSW's neighbour selection keeps a candidate unless a
 // link already chosen is strictly closer to it than the new point is, so
@@ -114,6 +118,7 @@ class AnnIndex {
   // puts them back with their vectors (`vectors`: label-indexed, dim each).
   const std::vector<uint32_t>& exact_moves() const { return moved_labels_; }
   bool exact_moves_full() const;
+  bool listed(uint32_t label) const { return moved_slot_.count(label) > 0; }
   // After a build: keeps the vectors much longer than most (over twice the
   // median norm) in the exact list too, longest first, up to half its room
   // less what moves already took
@@ -169,6 +174,9 @@ class AnnIndex {
   // The vectors over twice the median norm, longest first, at most `room`:
   // (squared norm, label).
   std::vector<std::pair<float, uint32_t>> Longest(const float* vectors, size_t n, size_t room) const;
+  // The exact list's room in an index of n points: ann_exact_moves, and at
+  // most an eighth of n (at least 256).
+  size_t ExactRoom(size_t n) const;
 
   RetrievalOptions options_;
   // The exact list: labels, their vectors and each label's slot. Vectors
