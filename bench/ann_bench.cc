@@ -7,9 +7,12 @@
 // vectors `foryou bench` measures recall with (Engine::AnnVectors), computes
 // the exact top 100 by inner product for each query, and then builds and
 // sweeps each candidate index on the same vectors:
-//   hnswlib-l2   what foryou serves (retrieval/ann_index.h: HNSW over the
-//                MIPS-to-L2 reduction), at the configured M and
-//                ef_construction and at twice that M
+//   hnswlib-l2   what a rebuild serves (retrieval/ann_index.h: HNSW over
+//                the MIPS-to-L2 reduction, the longest vectors in the exact
+//                list), at the configured M and ef_construction, with the
+//                bound fitted to every vector (as before the twentieth
+//                session), beside the exact list (as served), and beside
+//                it at headroom 2
 //   faiss-ivf    FAISS IVF-Flat, inner product, 1,024 lists (when CMake
 //                found FAISS: Debian's libfaiss-dev)
 //   faiss-flat   FAISS exact search (BLAS), the cost of not approximating
@@ -135,7 +138,7 @@ void ParallelInsert(const char* what, size_t n, const std::function<void(size_t)
   fprintf(stderr, "\r%-28s done  \n", what);
 }
 
-const std::vector<int> kEfs = {64, 128, 256, 512};
+const std::vector<int> kEfs = {64, 128, 256, 512, 1024};
 
 // What foryou serves after a rebuild (Engine::RebuildAnn): AnnIndex over
 // every vector, the norm bound fitted with the configured headroom to the

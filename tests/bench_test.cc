@@ -49,21 +49,22 @@ TEST(BenchTest, QuickRunsAndReportsEveryKey) {
                 j["wrk_feed_qps"].get<double>() / j["wrk_healthz_qps"].get<double>(), 1e-9);
   }
 
-  // foryou_ann_bench on the store the run left: the index foryou serves, at
-  // two graph degrees and four search breadths, against the exact top 100.
+  // foryou_ann_bench on the store the run left: the index a rebuild serves,
+  // with three norm bounds and five search breadths, against the exact top 100.
   CommandResult a = RunCommand({FORYOU_ANN_BENCH, store.path() + "/store", "--queries", "50", "--json"});
   ASSERT_EQ(a.exit_code, 0) << a.out.substr(0, 500);
   auto aj = nlohmann::json::parse(a.out, nullptr, false);
   ASSERT_TRUE(aj.is_object()) << a.out.substr(0, 300);
   EXPECT_EQ(aj["videos"], 20000);
   EXPECT_EQ(aj["queries"], 50);
-  int hnsw_rows = 0;
+  int hnsw_rows = 0, beside = 0;
   for (const auto& row : aj["rows"]) {
     const double recall = row["recall_at_100"].get<double>();
     EXPECT_GE(recall, 0.0);
     EXPECT_LE(recall, 1.0);
     if (row["index"] == "hnswlib-l2") {
       ++hnsw_rows;
+      beside += row["params"].get<std::string>().find("beside-list") != std::string::npos ? 1 : 0;
       // ef 1024 over 20,000 videos is close to exhaustive.
       if (row["value"] == 1024) {
         EXPECT_GT(recall, 0.95) << row.dump();
@@ -75,7 +76,10 @@ TEST(BenchTest, QuickRunsAndReportsEveryKey) {
       EXPECT_GT(recall, 0.99) << row.dump();
     }
   }
-  EXPECT_EQ(hnsw_rows, 8);
+  // As rebuilt (bound fitted to every vector), bound fitted beside the
+  // exact list at the configured headroom and at 2; five ef each.
+  EXPECT_EQ(hnsw_rows, 15);
+  EXPECT_EQ(beside, 10);
 }
 
 // `foryou bench --connections`, small: every idle connection is answered and
