@@ -31,6 +31,12 @@ constexpr size_t kLanes = 64;
 // slower in foryou_micro_bench).
 constexpr size_t kMaxHiddenShare = 8;
 constexpr size_t kMinExactRoom = 256;
+
+float SquaredNorm(const float* v, size_t dim) {
+  float n2 = 0;
+  for (size_t d = 0; d < dim; ++d) n2 += v[d] * v[d];
+  return n2;
+}
 }
 
 AnnIndex::AnnIndex(int dim, const RetrievalOptions& options)
@@ -64,8 +70,7 @@ Status AnnIndex::Upsert(uint32_t label, const float* vec) {
 }
 
 void AnnIndex::Nudge(uint32_t label, double jitter, std::vector<float>* x) {
-  float norm2 = 0;
-  for (float f : *x) norm2 += f * f;
+  const float norm2 = SquaredNorm(x->data(), x->size());
   if (norm2 == 0 || x->empty()) return;
   // Each coordinate moves by up to jitter x |v| / sqrt(dim), so the vector
   // by at most jitter x |v|; the same label always moves the same way.
@@ -114,11 +119,7 @@ std::vector<std::pair<float, uint32_t>> AnnIndex::Longest(const float* vectors, 
   std::vector<std::pair<float, uint32_t>> longest;
   if (n == 0 || room == 0) return longest;
   std::vector<std::pair<float, uint32_t>> norms(n);
-  for (size_t i = 0; i < n; ++i) {
-    float n2 = 0;
-    for (int d = 0; d < dim_; ++d) n2 += vectors[i * dim_ + d] * vectors[i * dim_ + d];
-    norms[i] = {n2, static_cast<uint32_t>(i)};
-  }
+  for (size_t i = 0; i < n; ++i) norms[i] = {SquaredNorm(vectors + i * dim_, dim_), static_cast<uint32_t>(i)};
   auto mid = norms.begin() + static_cast<long>(n / 2);
   std::nth_element(norms.begin(), mid, norms.end());
   const float cut = 4.0f * mid->first;  // squared: twice the median norm
@@ -139,10 +140,7 @@ float AnnIndex::MaxNormBesideLongest(const float* vectors, size_t n) const {
   for (const auto& p : Longest(vectors, n, half)) listed.insert(p.second);
   float max2 = 0;
   for (size_t i = 0; i < n; ++i) {
-    if (listed.count(static_cast<uint32_t>(i)) > 0) continue;
-    float n2 = 0;
-    for (int d = 0; d < dim_; ++d) n2 += vectors[i * dim_ + d] * vectors[i * dim_ + d];
-    max2 = std::max(max2, n2);
+    if (listed.count(static_cast<uint32_t>(i)) == 0) max2 = std::max(max2, SquaredNorm(vectors + i * dim_, dim_));
   }
   return std::sqrt(max2);
 }
@@ -162,9 +160,7 @@ void AnnIndex::KeepLongestExact(const float* vectors, size_t n) {
     if (moved_slot_.count(static_cast<uint32_t>(i)) > 0) continue;
     x.assign(vectors + i * dim_, vectors + (i + 1) * dim_);
     if (options_.ann_jitter > 0) Nudge(static_cast<uint32_t>(i), options_.ann_jitter, &x);
-    float n2 = 0;
-    for (float f : x) n2 += f * f;
-    beyond += n2 > m2 ? 1 : 0;
+    beyond += SquaredNorm(x.data(), x.size()) > m2 ? 1 : 0;
   }
   clamped_inserts_.store(beyond, std::memory_order_relaxed);
 }
@@ -197,8 +193,7 @@ Status AnnIndex::UpsertReserved(uint32_t label, const float* vec) {
   try {
     std::vector<float> x(vec, vec + dim_);
     if (options_.ann_jitter > 0) Nudge(label, options_.ann_jitter, &x);
-    float norm2 = 0;
-    for (float f : x) norm2 += f * f;
+    float norm2 = SquaredNorm(x.data(), x.size());
     const float m2 = norm_bound_ * norm_bound_;
     const bool beyond = norm2 > m2;
     if (beyond) {

@@ -43,6 +43,25 @@ std::set<int> Labels(const std::vector<std::pair<float, int>>& top) {
   return out;
 }
 
+// n random directions of dimension dim, each scaled to a norm drawn
+// uniformly from [lo, hi].
+std::vector<float> VectorsOfNormsBetween(int n, int dim, float lo, float hi, std::mt19937* rng) {
+  std::normal_distribution<float> g;
+  std::uniform_real_distribution<float> len(lo, hi);
+  std::vector<float> data(static_cast<size_t>(n) * dim);
+  for (int i = 0; i < n; ++i) {
+    float* v = &data[static_cast<size_t>(i) * dim];
+    float n2 = 0;
+    for (int d = 0; d < dim; ++d) {
+      v[d] = g(*rng);
+      n2 += v[d] * v[d];
+    }
+    const float scale = len(*rng) / std::sqrt(n2);
+    for (int d = 0; d < dim; ++d) v[d] *= scale;
+  }
+  return data;
+}
+
 TEST(AnnIndexTest, RecallAgainstBruteForce) {
   const int dim = 16, n = 3000, k = 20, queries = 50;
   std::mt19937 rng(7);
@@ -302,19 +321,7 @@ TEST(AnnIndexTest, ListedPointsAreHiddenInTheGraphAndShownWhenUnlisted) {
 TEST(AnnIndexTest, ARebuiltIndexKeepsTheLongestVectorsExact) {
   const int dim = 8, n = 1000;
   std::mt19937 rng(3);
-  std::normal_distribution<float> g;
-  std::vector<float> data(static_cast<size_t>(n) * dim);
-  std::uniform_real_distribution<float> len(0.8f, 1.2f);
-  for (int i = 0; i < n; ++i) {  // norms 0.8 to 1.2
-    float* v = &data[static_cast<size_t>(i) * dim];
-    float n2 = 0;
-    for (int d = 0; d < dim; ++d) {
-      v[d] = g(rng);
-      n2 += v[d] * v[d];
-    }
-    const float scale = len(rng) / std::sqrt(n2);
-    for (int d = 0; d < dim; ++d) v[d] *= scale;
-  }
+  std::vector<float> data = VectorsOfNormsBetween(n, dim, 0.8f, 1.2f, &rng);
   AnnIndex alike(dim, RetrievalOptions{});
   ASSERT_TRUE(alike.Reserve(n).ok());
   for (int i = 0; i < n; ++i) ASSERT_TRUE(alike.UpsertReserved(i, &data[static_cast<size_t>(i) * dim]).ok());
@@ -362,23 +369,11 @@ TEST(AnnIndexTest, ARebuiltIndexKeepsTheLongestVectorsExact) {
 TEST(AnnIndexTest, TheBoundFitsTheVectorsBesideTheLongest) {
   const int dim = 8, n = 2000, outliers = 20;
   std::mt19937 rng(3);
-  std::normal_distribution<float> g;
-  std::vector<float> data(static_cast<size_t>(n) * dim);
-  std::uniform_real_distribution<float> u(0.8f, 1.2f);
-  float rest = 0;
-  for (int i = 0; i < n; ++i) {  // norms from 0.8 to 1.2
-    float* x = &data[static_cast<size_t>(i) * dim];
+  std::vector<float> data = VectorsOfNormsBetween(n, dim, 0.8f, 1.2f, &rng);
+  float rest = 0;  // the longest of the vectors that stay alike
+  for (int i = 0; i < n; ++i) {
     float n2 = 0;
-    for (int d = 0; d < dim; ++d) {
-      x[d] = g(rng);
-      n2 += x[d] * x[d];
-    }
-    const float scale = u(rng) / std::sqrt(n2);
-    n2 = 0;
-    for (int d = 0; d < dim; ++d) {
-      x[d] *= scale;
-      n2 += x[d] * x[d];
-    }
+    for (int d = 0; d < dim; ++d) n2 += data[static_cast<size_t>(i) * dim + d] * data[static_cast<size_t>(i) * dim + d];
     if (i % 100 != 0) rest = std::max(rest, std::sqrt(n2));
   }
   for (int i = 0; i < n; i += 100) {
