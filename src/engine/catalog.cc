@@ -53,21 +53,42 @@ std::vector<std::string> Catalog::ContentKeys(const Video& v) {
 }
 
 std::optional<uint32_t> Catalog::Find(std::string_view id) const {
-  auto it = index_.find(std::string(id));
-  if (it == index_.end()) return std::nullopt;
-  return it->second;
+  return index_.Find(IdIndex::Hash(id), [&](uint32_t i) { return videos_[i].video.id == id; });
+}
+
+void Catalog::FindMany(const std::vector<std::string_view>& ids, std::vector<std::optional<uint32_t>>* out) const {
+  out->resize(ids.size());
+  // Groups small enough that what the first two passes prefetch is still
+  // cached when the third reads it.
+  constexpr size_t kGroup = 16;
+  uint64_t hashes[kGroup];
+  for (size_t from = 0; from < ids.size(); from += kGroup) {
+    const size_t n = std::min(kGroup, ids.size() - from);
+    for (size_t i = 0; i < n; ++i) {
+      hashes[i] = IdIndex::Hash(ids[from + i]);
+      index_.Prefetch(hashes[i]);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (auto idx = index_.FirstCandidate(hashes[i])) __builtin_prefetch(&videos_[*idx].video.id);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const std::string_view id = ids[from + i];
+      (*out)[from + i] = index_.Find(hashes[i], [&](uint32_t v) { return videos_[v].video.id == id; });
+    }
+  }
 }
 
 Catalog::UpsertResult Catalog::Upsert(const Video& v) {
   UpsertResult r{0, false, false, false};
-  auto it = index_.find(v.id);
-  if (it == index_.end()) {
+  const uint64_t hash = IdIndex::Hash(v.id);
+  auto found = index_.Find(hash, [&](uint32_t i) { return videos_[i].video.id == v.id; });
+  if (!found) {
     r.idx = static_cast<uint32_t>(videos_.size());
     r.is_new = true;
-    index_.emplace(v.id, r.idx);
+    index_.Insert(hash, r.idx);
     videos_.emplace_back();
   } else {
-    r.idx = it->second;
+    r.idx = *found;
     const Video& old = videos_[r.idx].video;
     r.content_changed = old.tags != v.tags || old.creator_id != v.creator_id || old.embedding != v.embedding;
     r.language_changed = old.language != v.language;
@@ -156,7 +177,7 @@ bool Catalog::DecodeFrom(std::string_view* in) {
   if (!DecodeRecord(videos_record, &rec).ok() || rec.kind != RecordKind::kVideos) return false;
   const size_t n = rec.videos.size();
   c.videos_.resize(n);
-  c.index_.reserve(n);
+  c.index_.Reserve(n);
   auto get32 = [&](uint32_t* v, size_t bound) {
     uint64_t x;
     if (!GetVarint64(in, &x) || x >= bound) return false;
@@ -166,7 +187,9 @@ bool Catalog::DecodeFrom(std::string_view* in) {
   for (size_t i = 0; i < n; ++i) {
     VideoRecord& r = c.videos_[i];
     r.video = std::move(rec.videos[i]);
-    if (!c.index_.try_emplace(r.video.id, static_cast<uint32_t>(i)).second) return false;
+    const uint64_t hash = IdIndex::Hash(r.video.id);
+    if (c.index_.Find(hash, [&](uint32_t j) { return c.videos_[j].video.id == r.video.id; })) return false;  // an id twice
+    c.index_.Insert(hash, static_cast<uint32_t>(i));
     uint64_t ntags;
     if (!get32(&r.creator, c.creator_ids_.size()) || !GetVarint64(in, &ntags) || ntags > in->size()) return false;
     r.tags.resize(ntags);

@@ -552,16 +552,21 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
   }
   if (events.empty()) return size_t{0};
   const int64_t now = clock_.NowMs();
-  std::lock_guard write(write_mu_);
-  std::unordered_map<std::string, std::string> homes;  // users' jurisdictions, for sealing
   {
-    // Validate against the catalog. Videos are never removed, so what is
-    // valid now stays valid until the batch is applied (write_mu_ is held).
+    // 1. Against the catalog, before taking the write lock, so that this
+    // batch's lookups overlap another's fsync and apply. Videos are never
+    // removed, so what is valid now stays valid until the batch is applied.
+    // (A re-upsert meanwhile may change a duration: a play keeps the watch
+    // ratio computed when it arrived, and the log holds that ratio.)
     std::shared_lock lock(mu_);
+    const Catalog& catalog = state_->catalog;
+    std::vector<std::string_view> ids(events.size());
+    for (size_t i = 0; i < events.size(); ++i) ids[i] = events[i].video_id;
+    std::vector<std::optional<uint32_t>> videos;
+    catalog.FindMany(ids, &videos);
     for (size_t i = 0; i < events.size(); ++i) {
       Event& e = events[i];
-      auto video = state_->catalog.Find(e.video_id);
-      if (!video) return Status::InvalidArgument(fmt::format("events[{}].video_id: unknown video '{}'", i, e.video_id));
+      if (!videos[i]) return Status::InvalidArgument(fmt::format("events[{}].video_id: unknown video '{}'", i, e.video_id));
       if (e.ts <= 0) e.ts = now;
       if (e.ts > now + kMaxClockSkewMs) {
         return Status::InvalidArgument(fmt::format("events[{}].ts: more than a day in the future", i));
@@ -571,8 +576,18 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
           return Status::InvalidArgument(fmt::format("events[{}].watch_ms: a play needs watch_ms or watch_ratio", i));
         }
         e.watch_ratio = static_cast<double>(e.watch_ms) /
-                        static_cast<double>(std::max<int64_t>(1, state_->catalog.at(*video).video.duration_ms));
+                        static_cast<double>(std::max<int64_t>(1, catalog.at(*videos[i]).video.duration_ms));
       }
+    }
+  }
+  std::lock_guard write(write_mu_);
+  std::unordered_map<std::string, std::string> homes;  // users' jurisdictions, for sealing
+  {
+    // 2. Against the users, under the write lock: a fence or a home changes
+    // only under it.
+    std::shared_lock lock(mu_);
+    for (size_t i = 0; i < events.size(); ++i) {
+      const Event& e = events[i];
       if (!homes.count(e.user_id)) {
         if (fences_.size() > 0 && fences_.Has(FenceName(e.user_id))) {
           // In cluster mode, refuse only as of the log's end: a replica that
@@ -587,7 +602,6 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
           return Status::Unavailable(fmt::format(
               "events[{}].user_id: the user is moving to another region; retry at their new home", i));
         }
-        // Checked again here, under write_mu_: a home changes only by migration.
         const UserRecord* u = state_->FindUser(e.user_id);
         if (u != nullptr && !u->home.empty() && !jurisdiction.empty() && u->home != jurisdiction) {
           return Status::Forbidden(fmt::format("events[{}].user_id: the user's home jurisdiction is {}, not {}", i,
@@ -805,9 +819,15 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
   }
 
   std::vector<uint32_t> touched;
+  std::vector<std::optional<uint32_t>> videos;
+  {
+    std::vector<std::string_view> ids(rec.events.size());
+    for (size_t i = 0; i < rec.events.size(); ++i) ids[i] = rec.events[i].video_id;
+    s.catalog.FindMany(ids, &videos);
+  }
   for (size_t i = 0; i < rec.events.size(); ++i) {
     const Event& e = rec.events[i];
-    auto video_opt = s.catalog.Find(e.video_id);
+    const std::optional<uint32_t>& video_opt = videos[i];
     if (!video_opt) {
       return Status::Corruption(fmt::format("log record {}: event {} names unknown video '{}'", seq, i, e.video_id));
     }
