@@ -460,7 +460,7 @@ Status Engine::UpsertVideos(std::vector<Video> videos) {
 // append it, then apply the encoded record, exactly as a replay will.
 Status Engine::AppendAndApply(const std::string& record) {
   return RetryOnClusterConflict([&]() -> Status {
-    std::lock_guard write(write_mu_);
+    auto write = LockWrites();
     uint64_t seq;
     FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
     std::unique_lock lock(mu_);
@@ -538,7 +538,7 @@ Status Engine::FenceUser(const std::string& user_id, bool fenced) {
       return ApplyLive(seq, record);
     });
   }
-  std::lock_guard write(write_mu_);
+  auto write = LockWrites();
   if (fenced) {
     std::shared_lock lock(mu_);
     if (!state_->FindUserIdx(user_id)) return Status::NotFound(fmt::format("user '{}' not found", user_id));
@@ -580,8 +580,10 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
       }
     }
   }
-  std::lock_guard write(write_mu_);
+  std::unique_lock write(write_mu_);
+  const bool queued = GroupCommits();
   std::unordered_map<std::string, std::string> homes;  // users' jurisdictions, for sealing
+  std::vector<const std::string*> new_homes;           // users the state has no home for yet
   {
     // 2. Against the users, under the write lock: a fence or a home changes
     // only under it.
@@ -603,31 +605,59 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
               "events[{}].user_id: the user is moving to another region; retry at their new home", i));
         }
         const UserRecord* u = state_->FindUser(e.user_id);
-        if (u != nullptr && !u->home.empty() && !jurisdiction.empty() && u->home != jurisdiction) {
+        std::string home = u != nullptr ? u->home : std::string();
+        if (home.empty() && queued && keyring_ != nullptr) home = QueuedHome(e.user_id);
+        if (!home.empty() && !jurisdiction.empty() && home != jurisdiction) {
           return Status::Forbidden(fmt::format("events[{}].user_id: the user's home jurisdiction is {}, not {}", i,
-                                               u->home, jurisdiction));
+                                               home, jurisdiction));
         }
-        homes[e.user_id] = u != nullptr && !u->home.empty() ? u->home : jurisdiction;
+        const bool first_home = home.empty();
+        auto it = homes.emplace(e.user_id, first_home ? jurisdiction : std::move(home)).first;
+        if (first_home) new_homes.push_back(&it->first);
       }
     }
   }
-  uint64_t seq;
   std::string record;
+  Store::KeyEntries new_keys;
+  const uint64_t failures = queued ? CommitFailures() : 0;
   if (keyring_ == nullptr) {
     record = EncodeEventsRecord(events);
-    FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
   } else {
-    Store::KeyEntries new_keys;
     FORYOU_RETURN_IF_ERROR(EncodeSealedEventsRecord(
         events, [&](const std::string& user) { return homes[user]; }, *keyring_, &record, &new_keys));
+  }
+  // Keys that never reached the disk must not seal anything later.
+  auto forget_keys = [&] {
+    for (const auto& [name, wrapped] : new_keys) keyring_->Forget(*KeyName::FromBytes(name));
+  };
+  if (!queued) {
+    uint64_t seq;
     if (Status s = AppendRecord(record, &seq, new_keys); !s.ok()) {
-      // Keys that never reached the disk must not seal anything later.
-      for (const auto& [name, wrapped] : new_keys) keyring_->Forget(*KeyName::FromBytes(name));
+      forget_keys();
       return s;
     }
+    std::unique_lock lock(mu_);
+    FORYOU_RETURN_IF_ERROR(ApplyLive(seq, record));
+    return events.size();
   }
-  std::unique_lock lock(mu_);
-  FORYOU_RETURN_IF_ERROR(ApplyLive(seq, record));
+  QueuedWrite w;
+  w.record = std::move(record);
+  w.keys = std::move(new_keys);
+  if (Status s = QueueWrite(&w, failures); !s.ok()) {
+    new_keys = std::move(w.keys);
+    forget_keys();
+    return s;
+  }
+  if (keyring_ != nullptr) {
+    // A sealed record gives the users it is the first to name their home
+    // (ApplyRecord): batches validated before it is applied must see it.
+    for (const std::string* user : new_homes) {
+      queued_homes_[*user] = {w.ticket, homes[*user]};
+      queued_home_order_.emplace_back(w.ticket, *user);
+    }
+  }
+  write.unlock();
+  FORYOU_RETURN_IF_ERROR(CommitQueued(&w));
   return events.size();
 }
 
@@ -936,7 +966,7 @@ Status Engine::EraseUser(const std::string& user_id) {
 }
 
 Status Engine::Erase(const std::string& user_id) {
-  std::unique_lock write(write_mu_);
+  auto write = LockWrites();
   std::optional<uint32_t> idx;
   {
     std::shared_lock lock(mu_);
@@ -1183,7 +1213,7 @@ Status Engine::ImportModel(std::string_view payload) {
 // ---------------------------------------------------------------- Reads
 
 Status Engine::ExtendHistory(const std::vector<Event>& events) {
-  std::unique_lock write(write_mu_);
+  auto write = LockWrites();
   std::unique_lock lock(mu_);
   State& s = *state_;
   for (const Event& e : events) {
@@ -1466,6 +1496,8 @@ EngineStats Engine::Stats() const {
   st.snapshot_pause_seconds = snapshot_pause_seconds_.load();
   st.followed_records = followed_records_.load(std::memory_order_relaxed);
   st.cluster_conflicts = cluster_conflicts_.load(std::memory_order_relaxed);
+  st.group_commits = group_commits_.load(std::memory_order_relaxed);
+  st.group_committed_batches = group_committed_batches_.load(std::memory_order_relaxed);
   return st;
 }
 

@@ -185,6 +185,10 @@ struct EngineStats {
   double snapshot_pause_seconds = 0;  // of which writers were held up (state copied)
   uint64_t followed_records = 0;  // cluster mode: records applied that other replicas wrote
   uint64_t cluster_conflicts = 0;  // cluster mode: writes that lost a sequence number and ran again
+  // Group commit (engine/group_commit.cc), since Open: durable log writes
+  // that carried queued event batches, and the batches they carried.
+  uint64_t group_commits = 0;
+  uint64_t group_committed_batches = 0;
 };
 
 class Engine {
@@ -450,7 +454,10 @@ class Engine {
   mutable std::mutex store_key_mu_;
   std::string wrapped_store_key_;  // kept in the store; guarded by store_key_mu_
   std::string unsaved_store_key_;  // a new store's, until its first record; guarded by write_mu_
-  std::string last_mac_;   // the chain MAC of the last record; guarded by write_mu_
+  // The chain MAC of the last record; guarded by write_mu_, and by the
+  // leader of a group commit (which runs only while no one holds write_mu_
+  // for anything but queueing).
+  std::string last_mac_;
 
   std::mutex write_mu_;  // serialises log appends with their application
   UserFences fences_;    // guarded by write_mu_
@@ -462,6 +469,42 @@ class Engine {
   // then a crash before it lifted the fence).
   Status LiftStaleFences();
   Result<size_t> Ingest(std::vector<Event> events, const std::string& jurisdiction, bool batch_limit);
+
+  // Group commit (embedded mode; engine/group_commit.cc). An events batch is
+  // validated and sealed holding write_mu_, queued, and write_mu_ let go; the
+  // first writer in the queue then numbers every queued record, writes them
+  // in one durable batch (one fsync) and applies them in order, while the
+  // next batches validate. Every other writer takes write_mu_ through
+  // LockWrites, which first waits until the queue is empty.
+  struct QueuedWrite {
+    std::string record;
+    Store::KeyEntries keys;  // new wrapped keys the record needs
+    uint64_t ticket = 0;     // its place in the queue (QueueWrite)
+    uint64_t seq = 0;        // numbered by the group's leader
+    Status status;
+    bool done = false;
+  };
+  // write_mu_, once no queued write is left unapplied.
+  std::unique_lock<std::mutex> LockWrites();
+  bool GroupCommits() const;          // whether Ingest queues; caller holds write_mu_
+  // Queues w unless a group failed since CommitFailures() returned
+  // `failures` (Unavailable). Caller holds write_mu_.
+  Status QueueWrite(QueuedWrite* w, uint64_t failures);
+  uint64_t CommitFailures();
+  Status CommitQueued(QueuedWrite* w);  // caller let go of write_mu_; returns w's outcome
+  // The home a sealed record still in the queue gives a user the state does
+  // not know yet (what validation would read once it is applied); "" if none.
+  // Caller holds write_mu_.
+  std::string QueuedHome(const std::string& user_id);
+  std::mutex commit_mu_;
+  std::condition_variable commit_cv_;       // with commit_mu_: a group was committed
+  std::deque<QueuedWrite*> commit_queue_;   // guarded by commit_mu_; in ticket order
+  uint64_t tickets_ = 0;                    // guarded by write_mu_ and commit_mu_
+  uint64_t commit_failures_ = 0;            // group writes that failed; guarded by commit_mu_
+  std::atomic<uint64_t> committed_tickets_{0};  // every ticket up to this one is done
+  std::atomic<uint64_t> group_commits_{0}, group_committed_batches_{0};
+  std::unordered_map<std::string, std::pair<uint64_t, std::string>> queued_homes_;  // user -> (ticket, home); write_mu_
+  std::deque<std::pair<uint64_t, std::string>> queued_home_order_;  // (ticket, user), to prune; write_mu_
   mutable std::shared_mutex mu_;
   std::unique_ptr<State> state_;  // guarded by mu_
 

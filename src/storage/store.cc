@@ -114,6 +114,29 @@ Status Store::Append(std::string_view record, uint64_t* seq, const KeyEntries& k
   return Status::OK();
 }
 
+Status Store::AppendGroup(const std::vector<GroupEntry>& entries) {
+  std::lock_guard<std::mutex> lock(mu_);
+  rocksdb::WriteBatch batch;
+  uint64_t next = last_seq_ + 1;
+  for (const GroupEntry& e : entries) {
+    if (e.seq != next) {
+      return Status::Internal(fmt::format("group commit: record {} does not follow {}", e.seq, next - 1));
+    }
+    if (e.keys != nullptr) {
+      for (const auto& [name, wrapped] : *e.keys) batch.Put(kKeyPrefix + name, wrapped);
+    }
+    if (!e.mac.empty()) batch.Put(MacKey(e.seq), rocksdb::Slice(e.mac.data(), e.mac.size()));
+    batch.Put(LogKey(e.seq), rocksdb::Slice(e.record.data(), e.record.size()));
+    ++next;
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  rocksdb::Status s = db_->Write(wo, &batch);
+  if (!s.ok()) return Status::IOError(fmt::format("append to log: {}", s.ToString()));
+  last_seq_ = next - 1;
+  return Status::OK();
+}
+
 Status Store::AppendReplicated(const std::vector<std::pair<uint64_t, std::string>>& records,
                                const std::vector<std::string>& macs, const KeyEntries& keys,
                                const std::vector<std::string>& delete_keys) {

@@ -85,6 +85,17 @@ class Store {
   // which sequence number it was computed for (Corruption if another).
   Status Append(std::string_view record, uint64_t* seq, const KeyEntries& keys = {},
                 const std::vector<std::string>& delete_keys = {}, std::string_view mac = {}, uint64_t expected_seq = 0);
+  // One record of a group commit (AppendGroup).
+  struct GroupEntry {
+    uint64_t seq;                     // last_seq() + 1 for the first, then consecutive
+    std::string_view record;
+    const KeyEntries* keys = nullptr;  // wrapped keys the record needs (null: none)
+    std::string_view mac;             // its chain MAC ("" = none)
+  };
+  // Appends consecutive records, their keys and MACs in one atomic batch,
+  // durable on OK with one fsync for all of them: group commit. A numbering
+  // that does not continue the log is refused (Internal), nothing written.
+  Status AppendGroup(const std::vector<GroupEntry>& entries);
   // Small named values ("M/" + name), durable on return: the wrapped store key.
   Result<std::optional<std::string>> GetMeta(std::string_view name) const;
   Status PutMeta(std::string_view name, std::string_view value);

@@ -1,5 +1,6 @@
 #include "util/crash_point.h"
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <string>
@@ -15,11 +16,22 @@ void CrashPoint(std::string_view name) {
 }
 
 bool FailPoint(std::string_view name) {
-  static const std::string armed = [] {
+  struct Armed {
+    std::string name;
+    long limit = -1;  // -1: every time
+  };
+  static const Armed armed = [] {
     const char* v = std::getenv("FORYOU_FAIL_AT");
-    return std::string(v != nullptr ? v : "");
+    Armed a{std::string(v != nullptr ? v : "")};
+    if (auto hash = a.name.find('#'); hash != std::string::npos) {
+      a.limit = std::strtol(a.name.c_str() + hash + 1, nullptr, 10);
+      a.name.resize(hash);
+    }
+    return a;
   }();
-  return !armed.empty() && armed == name;
+  static std::atomic<long> fired{0};
+  if (armed.name.empty() || armed.name != name) return false;
+  return armed.limit < 0 || fired.fetch_add(1) < armed.limit;
 }
 
 }  // namespace foryou

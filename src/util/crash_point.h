@@ -18,7 +18,9 @@ void CrashPoint(std::string_view name);
 
 // Fault points: FORYOU_FAIL_AT=NAME makes FailPoint(NAME) return true, so
 // that the step there fails as if its I/O or computation had (tests of
-// error paths no input can reach). Same cost as a crash point.
+// error paths no input can reach). FORYOU_FAIL_AT=NAME#N fails only the
+// first N times (the error path, then the recovery). Same cost as a crash
+// point.
 bool FailPoint(std::string_view name);
 
 }  // namespace foryou
