@@ -128,6 +128,71 @@ TEST(CrashPointsTest, ARecordThatFailsToApplyStopsWritesUntilARestartAppliesIt) 
   EXPECT_EQ(c.Get("/healthz")->status, 200);
 }
 
+// Group commit (engine/group_commit.cc): a group write that fails loses
+// only the batches in it, none acknowledged; the log's chain goes on from its
+// last stored record, and the key the failed batch created is not used to
+// seal anything later (the next batch for that user makes a new one, which
+// the restart can open).
+TEST(CrashPointsTest, AFailedGroupWriteLosesOnlyItsBatchesAndTheLogGoesOn) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  std::ofstream(dir.Sub("region.key")) << std::string(64, 'b');
+  const std::vector<std::string> args = {"--region-key-file", dir.Sub("region.key")};
+  auto events = [](const std::string& user, int n) {
+    json list = json::array();
+    for (int i = 0; i < n; ++i) list.push_back({{"user_id", user}, {"video_id", "v1"}, {"type", "impression"}});
+    return json{{"events", list}}.dump();
+  };
+  {
+    setenv("FORYOU_FAIL_AT", "engine.group_write#1", 1);
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
+    unsetenv("FORYOU_FAIL_AT");
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
+                     "application/json")->status, 200);
+    auto failed = c.Post("/v1/events", events("u", 5), "application/json");
+    ASSERT_TRUE(failed);
+    EXPECT_GE(failed->status, 500) << failed->body;
+    ASSERT_EQ(c.Post("/v1/events", events("u", 2), "application/json")->status, 200);
+    ASSERT_EQ(c.Post("/v1/events", events("w", 1), "application/json")->status, 200);
+    server->Kill9();  // no snapshot: the restart replays (and verifies) every record
+  }
+  auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
+  ASSERT_NE(server, nullptr) << "the chained, sealed log opens after the failed write";
+  httplib::Client c("127.0.0.1", server->port());
+  EXPECT_EQ(c.Get("/healthz")->status, 200);
+  auto user = c.Get("/v1/users/u");
+  ASSERT_EQ(user->status, 200) << user->body;
+  EXPECT_EQ(json::parse(user->body)["event_counts"]["impression"], 2) << "only the acknowledged batch";
+  EXPECT_EQ(c.Get("/v1/users/w")->status, 200);
+}
+
+// Group commit: a server killed after its group write is durable and before
+// it is applied or acknowledged has every batch of the group after the
+// restart (the log holds it whole; nothing was acknowledged that is not).
+TEST(CrashPointsTest, AServerKilledAfterAGroupWriteHasTheGroupAfterTheRestart) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  {
+    auto server = StartArmed("engine.group_written", data, dir.path(), {});
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
+                     "application/json")->status, 200);
+    auto r = c.Post("/v1/events", R"({"events":[{"user_id":"late","video_id":"v1","type":"like"}]})",
+                    "application/json");
+    EXPECT_TRUE(!r) << "the server was to die before answering";
+    server->Kill9();  // reaps it
+  }
+  auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {});
+  ASSERT_NE(server, nullptr);
+  httplib::Client c("127.0.0.1", server->port());
+  auto user = c.Get("/v1/users/late");
+  ASSERT_EQ(user->status, 200) << "the durable group is replayed: " << user->body;
+  EXPECT_EQ(json::parse(user->body)["event_counts"]["like"], 1);
+}
+
 }  // namespace
 }  // namespace foryou
 
