@@ -81,6 +81,7 @@ bool HaveWrk() { return RunCommand({"sh", "-c", "command -v wrk"}).exit_code == 
 Status ParallelPosts(int port, const httplib::Headers& headers, int clients, size_t n, const char* label,
                      const std::function<Status(httplib::Client&, size_t)>& work) {
   std::atomic<size_t> next{0}, done{0};
+  std::atomic<bool> failed{false};  // the rest is not posted: stop waiting for it
   std::mutex mu;
   Status first_error;
   std::vector<std::thread> threads;
@@ -96,13 +97,14 @@ Status ParallelPosts(int port, const httplib::Headers& headers, int clients, siz
           std::lock_guard lock(mu);
           if (first_error.ok()) first_error = s;
           next = n;
+          failed = true;
         }
         ++done;
       }
     });
   }
   ProgressBar bar(label, n);
-  while (done < n) {
+  while (done < n && !failed) {
     bar.Update(done);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
