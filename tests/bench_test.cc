@@ -19,7 +19,7 @@ TEST(BenchTest, QuickRunsAndReportsEveryKey) {
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << r.out.substr(0, 300);
   for (const char* key : {"videos", "users", "events", "feed_qps", "feed_p50_ms", "feed_p99_ms", "feed_p999_ms",
-                          "concurrency", "ingest_events_per_s", "freshness_ms_p99", "http_ceiling_qps",
+                          "concurrency", "ingest_clients", "ingest_events_per_s", "freshness_ms_p99", "http_ceiling_qps",
                           "feed_vs_ceiling", "ann_recall_at_100", "ann_query_us", "rss_mb", "bytes_per_video",
                           "bytes_per_user", "restart_s"}) {
     ASSERT_TRUE(j.contains(key)) << key;

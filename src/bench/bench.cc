@@ -266,6 +266,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   rep.videos = o.videos;
   rep.users = o.users;
   rep.concurrency = o.concurrency;
+  rep.ingest_clients = o.ingest_clients;
   TempDir tmp;
   const std::string data_dir = o.data_dir.empty() ? tmp.Sub("data") : o.data_dir;
   const std::string log_dir = o.server_logs.empty() ? tmp.path() : o.server_logs;
@@ -291,7 +292,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   // Videos.
   constexpr size_t kBatch = 1000;
   auto t0 = BenchClock::now();
-  FORYOU_RETURN_IF_ERROR(ParallelPosts(port, headers, 2, (o.videos + kBatch - 1) / kBatch, "videos", [&](httplib::Client& c, size_t b) {
+  FORYOU_RETURN_IF_ERROR(ParallelPosts(port, headers, o.ingest_clients, (o.videos + kBatch - 1) / kBatch, "videos", [&](httplib::Client& c, size_t b) {
     nlohmann::json videos = nlohmann::json::array();
     for (size_t i = b * kBatch; i < std::min(o.videos, (b + 1) * kBatch); ++i) videos.push_back(VideoJson(world.MakeVideo(i)));
     return PostJson(c, "/v1/videos", nlohmann::json{{"videos", videos}}.dump());
@@ -323,7 +324,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
   constexpr size_t kUsersPerBatch = 100;
   std::atomic<size_t> events{0};
   t0 = BenchClock::now();
-  FORYOU_RETURN_IF_ERROR(ParallelPosts(port, headers, 2, (o.users + kUsersPerBatch - 1) / kUsersPerBatch, "events",
+  FORYOU_RETURN_IF_ERROR(ParallelPosts(port, headers, o.ingest_clients, (o.users + kUsersPerBatch - 1) / kUsersPerBatch, "events",
                                        [&](httplib::Client& c, size_t b) {
     std::vector<Event> evs;
     for (size_t u = b * kUsersPerBatch; u < std::min(o.users, (b + 1) * kUsersPerBatch); ++u) world.UserEvents(u, &evs);
@@ -471,7 +472,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     const size_t tail_users = std::max<size_t>(100, o.users / 20);
     std::atomic<size_t> tail_events{0};
     const int tail_port = server->port();
-    FORYOU_RETURN_IF_ERROR(ParallelPosts(tail_port, headers, 2, (tail_users + kUsersPerBatch - 1) / kUsersPerBatch, "tail",
+    FORYOU_RETURN_IF_ERROR(ParallelPosts(tail_port, headers, o.ingest_clients, (tail_users + kUsersPerBatch - 1) / kUsersPerBatch, "tail",
                                          [&](httplib::Client& c, size_t b) {
       std::vector<Event> evs;
       for (size_t u = o.users + b * kUsersPerBatch; u < o.users + std::min(tail_users, (b + 1) * kUsersPerBatch); ++u) {
@@ -559,6 +560,7 @@ std::string BenchToJson(const BenchReport& r) {
                       {"users", r.users},
                       {"events", r.events},
                       {"concurrency", r.concurrency},
+                      {"ingest_clients", r.ingest_clients},
                       {"feed_qps", r.feed_qps},
                       {"feed_p50_ms", r.feed_p50_ms},
                       {"feed_p99_ms", r.feed_p99_ms},
@@ -630,6 +632,7 @@ std::string BenchToTable(const BenchReport& r) {
     s += fmt::format("{:<22}{:>14}\n", name, fmt::format(fmt::runtime(fmtstr), v));
   };
   row("concurrency", r.concurrency, "{:.0f}");
+  row("ingest_clients", r.ingest_clients, "{:.0f}");
   row("feed_qps", r.feed_qps, "{:.0f}");
   row("feed_p50_ms", r.feed_p50_ms, "{:.2f}");
   row("feed_p99_ms", r.feed_p99_ms, "{:.2f}");

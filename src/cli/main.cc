@@ -607,6 +607,7 @@ struct BenchFlags {
   std::string plot;
   size_t videos = 0, users = 0, events_per_user = 0;
   int concurrency = 0;
+  int ingest_clients = 0;
   double duration = 0;
   std::string data_dir;
   uint64_t seed = 1;
@@ -678,6 +679,7 @@ int Bench(const BenchFlags& f) {
   if (f.users) o.users = f.users;
   if (f.events_per_user) o.events_per_user = f.events_per_user;
   if (f.concurrency) o.concurrency = f.concurrency;
+  if (f.ingest_clients) o.ingest_clients = f.ingest_clients;
   if (f.duration > 0) o.duration_s = f.duration;
   o.data_dir = f.data_dir;
   o.seed = f.seed;
@@ -1312,6 +1314,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--events-per-user", bench.events_per_user, "Mean events per user [default: 10]");
   bench_cmd->add_option("--concurrency", bench.concurrency, "Concurrent clients for the feed and ceiling phases [default: 4; with --backup: ingest clients, 2]")
       ->check(CLI::Range(1, 256));
+  bench_cmd->add_option("--ingest-clients", bench.ingest_clients,
+                        "Concurrent clients posting the catalog and the events [default: 4]")
+      ->check(CLI::Range(1, 64));
   bench_cmd->add_option("--duration", bench.duration, "Seconds per load phase [default: 10, quick: 4]");
   bench_cmd->add_option("--data-dir", bench.data_dir, "Store for the server [default: a temporary directory]");
   bench_cmd->add_option("--seed", bench.seed, "World seed [default: 1]");

@@ -582,6 +582,7 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
   }
   std::unique_lock write(write_mu_);
   const bool queued = GroupCommits();
+  if (queued && keyring_ != nullptr) PruneQueuedHomes();
   std::unordered_map<std::string, std::string> homes;  // users' jurisdictions, for sealing
   std::vector<const std::string*> new_homes;           // users the state has no home for yet
   {

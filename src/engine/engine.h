@@ -482,6 +482,7 @@ class Engine {
     uint64_t ticket = 0;     // its place in the queue (QueueWrite)
     uint64_t seq = 0;        // numbered by the group's leader
     Status status;
+    bool written = false;    // durable in the log (not yet applied unless done)
     bool done = false;
   };
   // write_mu_, once no queued write is left unapplied.
@@ -492,15 +493,23 @@ class Engine {
   Status QueueWrite(QueuedWrite* w, uint64_t failures);
   uint64_t CommitFailures();
   Status CommitQueued(QueuedWrite* w);  // caller let go of write_mu_; returns w's outcome
+  QueuedWrite* FirstUnwritten() const;  // caller holds commit_mu_
+  Status WriteGroup(const std::vector<QueuedWrite*>& group);  // the write leader
+  void FailUnwritten(const Status& s);  // caller holds commit_mu_
+  // Drops queued homes of batches applied or failed since. Caller holds
+  // write_mu_.
+  void PruneQueuedHomes();
   // The home a sealed record still in the queue gives a user the state does
   // not know yet (what validation would read once it is applied); "" if none.
   // Caller holds write_mu_.
-  std::string QueuedHome(const std::string& user_id);
+  std::string QueuedHome(const std::string& user_id) const;
   std::mutex commit_mu_;
   std::condition_variable commit_cv_;       // with commit_mu_: a group was committed
   std::deque<QueuedWrite*> commit_queue_;   // guarded by commit_mu_; in ticket order
   uint64_t tickets_ = 0;                    // guarded by write_mu_ and commit_mu_
   uint64_t commit_failures_ = 0;            // group writes that failed; guarded by commit_mu_
+  bool writing_ = false;                    // a group write runs; guarded by commit_mu_
+  std::vector<std::pair<uint64_t, uint64_t>> failed_tickets_;  // [from, to] failed, not yet pruned; commit_mu_
   std::atomic<uint64_t> committed_tickets_{0};  // every ticket up to this one is done
   std::atomic<uint64_t> group_commits_{0}, group_committed_batches_{0};
   std::unordered_map<std::string, std::pair<uint64_t, std::string>> queued_homes_;  // user -> (ticket, home); write_mu_
