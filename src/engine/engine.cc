@@ -582,6 +582,10 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
   }
   std::unique_lock write(write_mu_);
   const bool queued = GroupCommits();
+  // Read before the homes are pruned and checked: a group write failing from
+  // here on makes QueueWrite refuse this batch, which may have been checked
+  // against a home only the failed batch gave.
+  const uint64_t failures = queued ? CommitFailures() : 0;
   if (queued && keyring_ != nullptr) PruneQueuedHomes();
   std::unordered_map<std::string, std::string> homes;  // users' jurisdictions, for sealing
   std::vector<const std::string*> new_homes;           // users the state has no home for yet
@@ -620,17 +624,18 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
   }
   std::string record;
   Store::KeyEntries new_keys;
-  const uint64_t failures = queued ? CommitFailures() : 0;
-  if (keyring_ == nullptr) {
-    record = EncodeEventsRecord(events);
-  } else {
-    FORYOU_RETURN_IF_ERROR(EncodeSealedEventsRecord(
-        events, [&](const std::string& user) { return homes[user]; }, *keyring_, &record, &new_keys));
-  }
   // Keys that never reached the disk must not seal anything later.
   auto forget_keys = [&] {
     for (const auto& [name, wrapped] : new_keys) keyring_->Forget(*KeyName::FromBytes(name));
   };
+  if (keyring_ == nullptr) {
+    record = EncodeEventsRecord(events);
+  } else if (Status s = EncodeSealedEventsRecord(
+                 events, [&](const std::string& user) { return homes[user]; }, *keyring_, &record, &new_keys);
+             !s.ok()) {
+    forget_keys();
+    return s;
+  }
   if (!queued) {
     uint64_t seq;
     if (Status s = AppendRecord(record, &seq, new_keys); !s.ok()) {
@@ -1122,7 +1127,8 @@ Result<std::string> Engine::RotateRegionKey(const std::string& data_dir, const s
   return rewrapped;
 }
 
-// Caller holds write_mu_ and mu_ exclusively. A record is durable before it
+// Caller holds mu_ exclusively, and either write_mu_ or (group commit) the
+// apply turn of engine/group_commit.cc. A record is durable before it
 // is applied; if applying it fails, the live state may hold part of it, so
 // the engine stops taking writes (fail-stop, as RocksDB does after a
 // background error) until a restart rebuilds the state from the log, which

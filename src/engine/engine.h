@@ -289,7 +289,8 @@ class Engine {
   // The sequence number of the last durable record.
   uint64_t LastSeq() const;
   // The sequence number of the last record applied to the state that feeds
-  // read (at most LastSeq(); equal once a write returns).
+  // read: at most LastSeq(), and at least a write's own record once it
+  // returns (group commit may have written later records, not yet applied).
   uint64_t AppliedSeq() const { return applied_seq_.load(std::memory_order_acquire); }
   // Replication (replication/shipper.h): up to about `max_bytes` of records
   // from `from_seq` on, with the wrapped keys of every user they seal.
@@ -463,7 +464,7 @@ class Engine {
   UserFences fences_;    // guarded by write_mu_
   Status ApplyLive(uint64_t seq, std::string_view record);
   std::atomic<bool> failed_{false};  // set once, after write_failure_
-  std::string write_failure_;        // written once, holding write_mu_
+  std::string write_failure_;        // written once (ApplyLive), before failed_ is set
   std::string FenceName(const std::string& user_id) const;
   // At Open: lifts fences whose user is gone (an erasure that ended a move,
   // then a crash before it lifted the fence).
@@ -585,7 +586,9 @@ class Engine {
   uint64_t recovered_records_ = 0, replayed_records_ = 0, records_at_open_ = 0;
   // Records of personal data in the clear (written before the store was
   // encrypted): erasure rewrites them, and they cannot be backed up.
-  uint64_t plaintext_personal_records_ = 0;  // written holding write_mu_ and mu_; read holding either
+  // Written holding mu_ and write_mu_ (or the group commit's apply turn, which
+  // excludes write_mu_'s holders through LockWrites); read holding either.
+  uint64_t plaintext_personal_records_ = 0;
   // During Open only (its replay, and in cluster mode its catch-up):
   // pseudonyms whose keys Shred records destroyed, and the key names of
   // sealed groups (or snapshot entries) that did not open.

@@ -127,8 +127,13 @@ Status Engine::CommitQueued(QueuedWrite* w) {
     // The state lock once per record, as when each batch wrote alone: feeds
     // waiting for it get in between.
     std::unique_lock state(mu_);
-    q->status = failed_.load(std::memory_order_acquire) ? Status::Unavailable(write_failure_)
-                                                        : ApplyLive(q->seq, q->record);
+    // After a record failed to apply, the ones written behind it are in the
+    // log all the same: the restart applies them. Not Unavailable, which
+    // says nothing was stored (a client would send them again).
+    q->status = failed_.load(std::memory_order_acquire)
+                    ? Status::Internal(fmt::format("log record {} is stored but not applied: {}", q->seq,
+                                                   write_failure_))
+                    : ApplyLive(q->seq, q->record);
   }
   lock.lock();
   for (size_t i = 0; i < group.size(); ++i) {
@@ -184,7 +189,7 @@ void Engine::FailUnwritten(const Status& s) {
   auto first = std::find_if(commit_queue_.begin(), commit_queue_.end(), [](QueuedWrite* q) { return !q->written; });
   spdlog::error("group commit of {} batches failed: {}", commit_queue_.end() - first, s.ToString());
   if (first == commit_queue_.end()) return;
-  failed_tickets_.emplace_back((*first)->ticket, commit_queue_.back()->ticket);
+  if (keyring_ != nullptr) failed_tickets_.emplace_back((*first)->ticket, commit_queue_.back()->ticket);  // for PruneQueuedHomes
   for (auto it = first; it != commit_queue_.end(); ++it) {
     QueuedWrite* q = *it;
     if (keyring_ != nullptr) {
