@@ -14,7 +14,9 @@
 #include "util/coding.h"
 #include "util/temp_dir.h"
 
-namespace foryou {
+// Its own namespace: CI compiles tests in unity batches, where another
+// test file of the batch defines kNow and Play too.
+namespace foryou::group_commit_test {
 namespace {
 
 constexpr int64_t kNow = 1'700'000'000'000;
@@ -156,4 +158,4 @@ TEST_F(GroupCommitTest, ANewUsersHomeHoldsWhileTheBatchThatGaveItIsQueued) {
 }
 
 }  // namespace
-}  // namespace foryou
+}  // namespace foryou::group_commit_test
