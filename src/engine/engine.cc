@@ -457,8 +457,20 @@ Status Engine::UpsertVideos(std::vector<Video> videos) {
 }
 
 // A record that needs no validation against the state (catalog, model):
-// append it, then apply the encoded record, exactly as a replay will.
+// append it, then apply the encoded record, exactly as a replay will. In
+// embedded mode it joins the group commit's queue like an events batch, so
+// a catalog load's fsyncs overlap its applies too.
 Status Engine::AppendAndApply(const std::string& record) {
+  if (cluster_ == nullptr) {
+    std::unique_lock write(write_mu_);
+    if (GroupCommits()) {
+      QueuedWrite w;
+      w.record = record;
+      FORYOU_RETURN_IF_ERROR(QueueWrite(&w, CommitFailures()));
+      write.unlock();
+      return CommitQueued(&w);
+    }
+  }
   return RetryOnClusterConflict([&]() -> Status {
     auto write = LockWrites();
     uint64_t seq;

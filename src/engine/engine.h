@@ -391,7 +391,9 @@ class Engine {
   Status AppendRecord(std::string_view record, uint64_t* seq, const Store::KeyEntries& keys = {},
                       const std::vector<std::string>& delete_keys = {});
   Status ApplyRecord(uint64_t seq, std::string_view record, bool replaying);
-  Status AppendAndApply(const std::string& record);  // takes write_mu_ and mu_; retried on a cluster conflict
+  // A record needing no validation (videos, model): group-committed in
+  // embedded mode; in cluster mode written alone, retried on a conflict.
+  Status AppendAndApply(const std::string& record);
   // Cluster mode (engine/cluster_replica.cc).
   Status OpenCluster(bool seed);                          // checks, seeding, catch-up; starts the threads
   Status JoinFromSnapshot();                              // an empty replica: the region's snapshot, keys, log prefix

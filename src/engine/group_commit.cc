@@ -75,8 +75,10 @@ void Engine::PruneQueuedHomes() {
     std::lock_guard lock(commit_mu_);
     failed.swap(failed_tickets_);
   }
-  for (const auto& [from, to] : failed) {  // rare: a failed group write
-    std::erase_if(queued_homes_, [&](const auto& entry) { return entry.second.first >= from && entry.second.first <= to; });
+  for (const auto& range : failed) {  // rare: a failed group write
+    std::erase_if(queued_homes_, [&](const auto& entry) {
+      return entry.second.first >= range.first && entry.second.first <= range.second;
+    });
   }
   const uint64_t committed = committed_tickets_.load(std::memory_order_acquire);
   while (!queued_home_order_.empty() && queued_home_order_.front().first <= committed) {
