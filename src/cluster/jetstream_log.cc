@@ -663,8 +663,11 @@ Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, co
   const std::string manifest =
       fmt::format("{} {} {} {} {} {} {}", seq, sizes[0], sizes[1], id, HexEncode(mac), first_msg, last_msg);
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_Publish(nullptr, js_, (snap_prefix_ + "latest").c_str(), manifest.data(),
+  jsPubAck* manifest_ack = nullptr;
+  natsStatus s = js_Publish(&manifest_ack, js_, (snap_prefix_ + "latest").c_str(), manifest.data(),
                             static_cast<int>(manifest.size()), nullptr, &jerr);
+  const uint64_t manifest_msg = s == NATS_OK && manifest_ack != nullptr ? manifest_ack->Sequence : 0;
+  jsPubAck_Destroy(manifest_ack);
   if (s != NATS_OK) return NatsError(fmt::format("publishing snapshot {}'s manifest", seq), s, jerr);
   // The publication this one replaces goes (a failed purge only costs space
   // until the next). By its exact subject: nats-server 2.9 purged the new
@@ -687,6 +690,23 @@ Status JetStreamLog::PutSnapshot(uint64_t seq, const std::string& state_path, co
   // until the next one.
   for (const std::string& mirror : snap_mirrors_) {
     if (first_msg == 0) break;
+    // Only once the mirror holds this snapshot (its manifest included): a
+    // mirror purged of everything it held before the new messages reached
+    // it was seen to stop taking them (nats-server 2.9; cluster_test
+    // restore_from_sg, under load), and meanwhile the backup region would
+    // hold no snapshot at all. Not yet after a short wait: the older
+    // snapshots stay there until the next one.
+    const uint64_t want = std::max(last_msg, manifest_msg);
+    bool holds = false;
+    for (int i = 0; i < 40 && !holds; ++i) {
+      auto last = StreamLastSeq(mirror);
+      holds = last.ok() && *last >= want;
+      if (!holds) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!holds) {
+      spdlog::info("cluster: {} does not hold snapshot {} yet; its older snapshots go with the next one", mirror, seq);
+      continue;
+    }
     jsOptions_Init(&o);
     o.Stream.Purge.Sequence = first_msg;
     jsErrCode perr = static_cast<jsErrCode>(0);
