@@ -135,10 +135,10 @@ std::string Metrics::Render(const EngineStats& st) const {
         "Cluster mode: writes that lost their sequence number to another replica and ran again.", "counter",
         static_cast<double>(st.cluster_conflicts));
   gauge("foryou_group_commits_total",
-        "Durable log writes that carried queued event batches (one fsync each) since start.", "counter",
+        "Durable log writes that carried queued batches of events or videos (one fsync each) since start.", "counter",
         static_cast<double>(st.group_commits));
   gauge("foryou_group_committed_batches_total",
-        "Event batches written by group commits since start; divided by foryou_group_commits_total, the batches "
+        "Batches written by group commits since start; divided by foryou_group_commits_total, the batches "
         "that shared an fsync.",
         "counter", static_cast<double>(st.group_committed_batches));
   gauge("foryou_recovery_seconds", "Seconds the last start spent loading its snapshot and replaying the log.", "gauge",

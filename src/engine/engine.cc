@@ -456,6 +456,18 @@ Status Engine::UpsertVideos(std::vector<Video> videos) {
   return AppendAndApply(EncodeVideosRecord(videos));
 }
 
+namespace {
+// The catalog index of each event's video (nullopt: unknown), looked up as
+// one batch (Catalog::FindMany).
+std::vector<std::optional<uint32_t>> VideosOf(const Catalog& catalog, const std::vector<Event>& events) {
+  std::vector<std::string_view> ids(events.size());
+  for (size_t i = 0; i < events.size(); ++i) ids[i] = events[i].video_id;
+  std::vector<std::optional<uint32_t>> videos;
+  catalog.FindMany(ids, &videos);
+  return videos;
+}
+}  // namespace
+
 // A record that needs no validation against the state (catalog, model):
 // append it, then apply the encoded record, exactly as a replay will. In
 // embedded mode it joins the group commit's queue like an events batch, so
@@ -572,10 +584,7 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
     // ratio computed when it arrived, and the log holds that ratio.)
     std::shared_lock lock(mu_);
     const Catalog& catalog = state_->catalog;
-    std::vector<std::string_view> ids(events.size());
-    for (size_t i = 0; i < events.size(); ++i) ids[i] = events[i].video_id;
-    std::vector<std::optional<uint32_t>> videos;
-    catalog.FindMany(ids, &videos);
+    const std::vector<std::optional<uint32_t>> videos = VideosOf(catalog, events);
     for (size_t i = 0; i < events.size(); ++i) {
       Event& e = events[i];
       if (!videos[i]) return Status::InvalidArgument(fmt::format("events[{}].video_id: unknown video '{}'", i, e.video_id));
@@ -867,12 +876,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
   }
 
   std::vector<uint32_t> touched;
-  std::vector<std::optional<uint32_t>> videos;
-  {
-    std::vector<std::string_view> ids(rec.events.size());
-    for (size_t i = 0; i < rec.events.size(); ++i) ids[i] = rec.events[i].video_id;
-    s.catalog.FindMany(ids, &videos);
-  }
+  const std::vector<std::optional<uint32_t>> videos = VideosOf(s.catalog, rec.events);
   for (size_t i = 0; i < rec.events.size(); ++i) {
     const Event& e = rec.events[i];
     const std::optional<uint32_t>& video_opt = videos[i];

@@ -186,7 +186,7 @@ struct EngineStats {
   uint64_t followed_records = 0;  // cluster mode: records applied that other replicas wrote
   uint64_t cluster_conflicts = 0;  // cluster mode: writes that lost a sequence number and ran again
   // Group commit (engine/group_commit.cc), since Open: durable log writes
-  // that carried queued event batches, and the batches they carried.
+  // that carried queued batches (events, videos), and the batches they carried.
   uint64_t group_commits = 0;
   uint64_t group_committed_batches = 0;
 };
@@ -474,11 +474,13 @@ class Engine {
   Result<size_t> Ingest(std::vector<Event> events, const std::string& jurisdiction, bool batch_limit);
 
   // Group commit (embedded mode; engine/group_commit.cc). An events batch is
-  // validated and sealed holding write_mu_, queued, and write_mu_ let go; the
-  // first writer in the queue then numbers every queued record, writes them
-  // in one durable batch (one fsync) and applies them in order, while the
-  // next batches validate. Every other writer takes write_mu_ through
-  // LockWrites, which first waits until the queue is empty.
+  // validated and sealed holding write_mu_, queued, and write_mu_ let go
+  // (video batches and model imports too, unvalidated: AppendAndApply). One
+  // write leader at a time numbers every queued, unwritten record and writes
+  // them in one durable batch (one fsync); each group is applied in order
+  // once the groups before it are, so a write overlaps the previous apply.
+  // Every other writer takes write_mu_ through LockWrites, which first waits
+  // until the queue is empty.
   struct QueuedWrite {
     std::string record;
     Store::KeyEntries keys;  // new wrapped keys the record needs

@@ -16,11 +16,13 @@
 // before. What changes is what a batch's validation sees: the state without
 // the records still queued. Events only extend users, so the one thing it
 // could miss is the home a queued sealed record gives a new user
-// (QueuedHome). Every other write (catalog, fences, erasure, migration)
-// takes write_mu_ through LockWrites, which waits until the queue is empty,
-// so it sees everything acknowledged and nothing is queued meanwhile.
+// (QueuedHome). Video batches and model imports, which need no validation
+// against the state, join the queue too (AppendAndApply). Every other write
+// (fences, erasure, migration) takes write_mu_ through LockWrites, which
+// waits until the queue is empty, so it sees everything acknowledged and
+// nothing is queued meanwhile.
 //
-// A failed group write (a full disk) fails every queued batch with it, and
+// A failed group write (a full disk) fails every batch not yet written, and
 // the batch being sealed meanwhile: any of them may be sealed with a key
 // that only the failed write would have stored. Their new keys leave the
 // keyring. Numbers and MACs are given by the leader, so nothing else needs
