@@ -204,10 +204,21 @@ foryou::Result<std::shared_ptr<foryou::ClusterLog>> JoinCluster(const ServeFlags
   plan.backup_replicas = flags.cluster_backup_replicas;
   for (const PolicyRegion* b : policy->BackupRegionsFor(*region)) plan.backups.push_back(b->name);
   plan.jurisdictions.assign(region->primary_for.begin(), region->primary_for.end());
+  // Each jurisdiction's data is mirrored wherever that jurisdiction may be
+  // backed up, even if the region is primary for others that may not.
+  for (const std::string& j : plan.jurisdictions) {
+    for (const PolicyRegion& r : policy->regions()) {
+      if (&r != region && r.backup_for.count(j) > 0) plan.jurisdiction_backups[j].push_back(r.name);
+    }
+  }
   FORYOU_RETURN_IF_ERROR(log->Ensure(plan));
-  spdlog::info("cluster: region {} log {} ({} replicas){}", plan.region, LogStreamName(plan.region), plan.replicas,
-               plan.backups.empty() ? std::string(", no backup region")
-                                    : fmt::format(", mirrored to {}", fmt::join(plan.backups, ", ")));
+  std::vector<std::string> mirrored;
+  for (const std::string& j : plan.jurisdictions) {
+    const auto to = plan.BackupsOf(j);
+    mirrored.push_back(fmt::format("{} to {}", j, to.empty() ? std::string("nowhere") : fmt::format("{}", fmt::join(to, ", "))));
+  }
+  spdlog::info("cluster: region {} log {} ({} replicas), mirrored: {}", plan.region, LogStreamName(plan.region),
+               plan.replicas, fmt::join(mirrored, "; "));
   return std::shared_ptr<ClusterLog>(std::move(log));
 }
 
@@ -1086,7 +1097,8 @@ int RestoreCmd(const RestoreFlags& f) {
     }
     if (!f.from_cluster.empty() && r->replica_audit_logs == 0) {
       std::fprintf(stderr, "restore: WARNING: %s's mirror holds no audit log of %s's replicas (a region from before "
-                   "audit logs were kept in the cluster)\n", f.backup_region.c_str(), f.source_region.c_str());
+                   "audit logs were kept in the cluster, or a backup region approved for some of its jurisdictions "
+                   "only: audit logs name every jurisdiction's users)\n", f.backup_region.c_str(), f.source_region.c_str());
     }
     std::unique_ptr<AuditLog> audit;
     if (Status s = AuditLog::Open(f.data_dir + "/audit", &audit, AuditOptions(f.data_dir)); !s.ok()) return Fail(s);
@@ -1109,6 +1121,7 @@ int RestoreCmd(const RestoreFlags& f) {
                             {"replica_audit_entries", r->replica_audit_entries},
                             {"replica_audit_errors", r->replica_audit_errors},
                             {"snapshot_seq", r->snapshot_seq}, {"replayed_records", r->replayed_records},
+                            {"partial_records", r->partial_records}, {"jurisdictions", r->jurisdictions},
                             {"fetch_seconds", r->fetch_seconds},
                             {"replay_seconds", r->replay_seconds},
                             {"rto_seconds", r->fetch_seconds + r->replay_seconds}};
@@ -1133,6 +1146,12 @@ int RestoreCmd(const RestoreFlags& f) {
     } else {
       std::printf("  audit log: NEW, under a new signing key: the backup held none of this region's audit log; "
                   "tree heads saved before will not verify against it\n");
+    }
+    if (r->partial_records > 0) {
+      std::printf("  jurisdictions restored: %s; %llu records lost the parts of jurisdictions %s is not approved to "
+                  "back up (their users were never there), each checked against its entry MAC\n",
+                  fmt::format("{}", fmt::join(r->jurisdictions, ", ")).c_str(),
+                  static_cast<unsigned long long>(r->partial_records), f.backup_region.c_str());
     }
     if (r->snapshot_seq > 0) {
       std::printf("  replayed %llu records after the mirrored snapshot at record %llu\n",

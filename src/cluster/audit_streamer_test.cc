@@ -69,12 +69,12 @@ class AuditOnlyClusterLog : public ClusterLog {
   }
 
   // The rest of the contract is not used by the streamer.
-  Status Publish(uint64_t, std::string_view, std::string_view) override { return Unused(); }
+  Status Publish(uint64_t, std::string_view, std::string_view, std::string_view) override { return Unused(); }
   Result<uint64_t> LastSeq() override { return Unused(); }
   Result<ClusterRecord> Get(uint64_t) override { return Unused(); }
-  Status PutKeys(const std::vector<std::pair<std::string, std::string>>&) override { return Unused(); }
-  Result<std::optional<std::string>> GetKey(std::string_view) override { return Unused(); }
-  Status EraseKeys(const std::vector<std::string>&) override { return Unused(); }
+  Status PutKeys(const std::vector<ClusterKey>&) override { return Unused(); }
+  Result<std::optional<std::string>> GetKey(std::string_view, std::string_view) override { return Unused(); }
+  Status EraseKeys(std::string_view, const std::vector<std::string>&) override { return Unused(); }
   Result<std::string> StoreKey(std::string_view) override { return Unused(); }
   Status SetSeeding(uint64_t) override { return Unused(); }
   Result<uint64_t> Seeding() override { return Unused(); }

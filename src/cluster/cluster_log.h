@@ -12,10 +12,18 @@
 //   that survives).
 // - A record travels with its integrity-chain MAC (Keyring::LogMac), so a
 //   replica verifies every record it applies exactly as a replay does.
+// - A record also travels with its entry MAC (Keyring::EntryMac over its
+//   cluster/log_entry.h entry), so that a backup region that holds only
+//   some jurisdictions' parts of it can still check what it holds.
+// - Each jurisdiction's personal data is kept apart (cluster/log_entry.h):
+//   mirrored only to backup regions the policy approves for that
+//   jurisdiction. A backup region's copy may therefore lack parts; records
+//   read from it come back with those parts left out (ClusterRecord::partial).
 // - Users' wrapped data keys are kept apart from the records, one entry per
-//   key name, so that erasure can destroy a key (EraseKeys) in the region
-//   and in every mirror while the sealed records stay. A key is put before
-//   the first record it seals is published.
+//   key name and under the user's jurisdiction, so that erasure can destroy
+//   a key (EraseKeys) in the region and in every mirror while the sealed
+//   records stay. A key is put before the first record it seals is
+//   published.
 // - The store key, wrapped by the region key, is kept once (StoreKey): the
 //   first replica to start proposes one and every later replica adopts it.
 // - Only sealed records, wrapped keys and the wrapped store key are ever
@@ -59,26 +67,40 @@ struct ClusterSnapshot {
 
 struct ClusterRecord {
   uint64_t seq = 0;
-  std::string record;  // as stored (storage/log_format.h)
-  std::string mac;     // its chain MAC
+  std::string record;     // as stored (storage/log_format.h)
+  std::string mac;        // its chain MAC
+  std::string entry_mac;  // Keyring::EntryMac of its entry ("" in a log written before entries had one)
+  std::string entry;      // the entry's signed bytes (LogEntry::Signed), what entry_mac covers
+  // Some jurisdictions' parts were not in this copy (a backup region approved
+  // for some of them only): `record` leaves them out and no longer checks
+  // against `mac`; check `entry_mac` over `entry` instead.
+  bool partial = false;
+};
+
+// A user's wrapped data key, under the user's home jurisdiction.
+struct ClusterKey {
+  std::string jurisdiction;
+  std::string name;     // pseudonym + key id (crypto/keyring.h KeyName::bytes)
+  std::string wrapped;
 };
 
 class ClusterLog {
  public:
   virtual ~ClusterLog() = default;
 
-  virtual Status Publish(uint64_t seq, std::string_view record, std::string_view mac) = 0;
+  virtual Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac) = 0;
   // The sequence number of the log's last record (0 when empty).
   virtual Result<uint64_t> LastSeq() = 0;
   // The record at `seq`, or NotFound.
   virtual Result<ClusterRecord> Get(uint64_t seq) = 0;
 
-  // Wrapped data keys: (key name, wrapped key). Put is idempotent.
-  virtual Status PutKeys(const std::vector<std::pair<std::string, std::string>>& keys) = 0;
-  virtual Result<std::optional<std::string>> GetKey(std::string_view name) = 0;
-  // Destroys these keys in the region's log and in every mirror of it
-  // (secure erase: the bytes are overwritten). Keys already gone are fine.
-  virtual Status EraseKeys(const std::vector<std::string>& names) = 0;
+  // Wrapped data keys. Put is idempotent.
+  virtual Status PutKeys(const std::vector<ClusterKey>& keys) = 0;
+  virtual Result<std::optional<std::string>> GetKey(std::string_view jurisdiction, std::string_view name) = 0;
+  // Destroys these keys of `jurisdiction` ("": wherever they are) in the
+  // region's log and in every mirror of it (secure erase: the bytes are
+  // overwritten). Keys already gone are fine.
+  virtual Status EraseKeys(std::string_view jurisdiction, const std::vector<std::string>& names) = 0;
 
   // The region's wrapped store key: `proposed` if none was kept yet (it is
   // kept now), else the one kept. With `proposed` empty, only reads it

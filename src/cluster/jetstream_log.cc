@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "cluster/log_entry.h"
 #include "replication/wire.h"
 #include "util/coding.h"
 
@@ -37,6 +38,70 @@ std::string SnapshotStreamName(const std::string& region) { return "FORYOU_SNAP_
 std::string AuditStreamName(const std::string& region) { return "FORYOU_AUDIT_" + region; }
 std::string MirrorName(const std::string& stream, const std::string& backup_region) {
   return stream + "_AT_" + backup_region;
+}
+std::string PartsStreamName(const std::string& region, const std::string& jurisdiction) {
+  return LogStreamName(region) + "_" + jurisdiction;
+}
+std::string JurisdictionKeysStreamName(const std::string& region, const std::string& jurisdiction) {
+  return KeysStreamName(region) + "_" + jurisdiction;
+}
+
+std::vector<std::string> ClusterPlan::BackupsOf(const std::string& jurisdiction) const {
+  std::vector<std::string> out = backups;
+  if (auto it = jurisdiction_backups.find(jurisdiction); it != jurisdiction_backups.end()) {
+    for (const std::string& b : it->second) {
+      if (std::find(out.begin(), out.end(), b) == out.end()) out.push_back(b);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> ClusterPlan::AnyBackups() const {
+  std::vector<std::string> out = backups;
+  for (const std::string& j : jurisdictions) {
+    for (const std::string& b : BackupsOf(j)) {
+      if (std::find(out.begin(), out.end(), b) == out.end()) out.push_back(b);
+    }
+  }
+  return out;
+}
+
+std::string JetStreamLog::PartsStream(const std::string& jurisdiction) const {
+  const std::string name = PartsStreamName(region_, jurisdiction);
+  return bound_to_mirrors_ ? MirrorName(name, backup_region_) : name;
+}
+std::string JetStreamLog::JKeysStream(const std::string& jurisdiction) const {
+  const std::string name = JurisdictionKeysStreamName(region_, jurisdiction);
+  return bound_to_mirrors_ ? MirrorName(name, backup_region_) : name;
+}
+std::string JetStreamLog::PartsSubject(const std::string& jurisdiction) const {
+  return "foryou." + region_ + "." + jurisdiction + ".log";
+}
+std::string JetStreamLog::JKeyPrefix(const std::string& jurisdiction) const {
+  return "foryou." + region_ + "." + jurisdiction + ".key.";
+}
+
+Result<std::vector<std::string>> JetStreamLog::Jurisdictions() {
+  if (jurisdictions_) return *jurisdictions_;
+  if (!bound_to_mirrors_) return plan_.jurisdictions;
+  // The backup region's mirrors say which jurisdictions it holds:
+  // FORYOU_KEYS_<region>_<J>_AT_<backup>.
+  const std::string prefix = KeysStreamName(region_) + "_", suffix = "_AT_" + backup_region_;
+  jsStreamNamesList* names = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_StreamNames(&names, js_, nullptr, &jerr);
+  if (s != NATS_OK && s != NATS_NOT_FOUND) return NatsError("listing streams", s, jerr);
+  std::vector<std::string> out;
+  for (int i = 0; names != nullptr && i < names->Count; ++i) {
+    std::string_view n = names->List[i];
+    if (n.size() > prefix.size() + suffix.size() && n.starts_with(prefix) && n.ends_with(suffix)) {
+      out.emplace_back(n.substr(prefix.size(), n.size() - prefix.size() - suffix.size()));
+    }
+  }
+  if (names != nullptr) jsStreamNamesList_Destroy(names);
+  std::sort(out.begin(), out.end());
+  jurisdictions_ = out;
+  return out;
 }
 
 Status JetStreamLog::Connect(const JetStreamOptions& options, std::unique_ptr<JetStreamLog>* out) {
@@ -77,6 +142,8 @@ JetStreamLog::~JetStreamLog() {
 
 void JetStreamLog::BindMirrors(const std::string& source_region, const std::string& backup_region) {
   region_ = source_region;
+  backup_region_ = backup_region;
+  jurisdictions_.reset();
   log_stream_ = MirrorName(LogStreamName(source_region), backup_region);
   keys_stream_ = MirrorName(KeysStreamName(source_region), backup_region);
   log_subject_ = "foryou." + source_region + ".log";
@@ -213,8 +280,40 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
   snap_prefix_ = "foryou." + plan.region + ".snap.";
   audit_stream_ = AuditStreamName(plan.region);
   audit_prefix_ = "foryou." + plan.region + ".audit.";
+  for (const std::string& j : plan.jurisdictions) {
+    // A jurisdiction names streams and subjects: one token of letters,
+    // digits, '-' and '_', none of the region's own subject words.
+    const bool token = !j.empty() && std::all_of(j.begin(), j.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+    });
+    if (!token || j == "log" || j == "key" || j == "snap" || j == "audit" || j == "storekey") {
+      return Status::InvalidArgument(fmt::format(
+          "cluster: jurisdiction '{}' cannot name a stream (letters, digits, '-' and '_' only; not log, key, snap, "
+          "audit or storekey)",
+          j));
+    }
+  }
   // 1. Anything already in JetStream that copies this region's streams must
-  //    sit in a region the policy approves for its backups.
+  //    sit in a region the policy approves for what the stream holds: a
+  //    jurisdiction's parts and keys where that jurisdiction is approved,
+  //    the entries and the store key where any is, the snapshots and audit
+  //    logs (every user's) where all are.
+  struct Rule {
+    std::string base;
+    std::vector<std::string> allowed;
+    std::string what;
+  };
+  const std::vector<std::string> any_backup = plan.AnyBackups();
+  const std::string all_of = fmt::format("region {} ({})", plan.region, fmt::join(plan.jurisdictions, ", "));
+  std::vector<Rule> rules = {{log_stream_, any_backup, all_of},
+                             {keys_stream_, any_backup, all_of},
+                             {snap_stream_, plan.backups, all_of},
+                             {audit_stream_, plan.backups, all_of}};
+  for (const std::string& j : plan.jurisdictions) {
+    const std::string what = fmt::format("jurisdiction {} of region {}", j, plan.region);
+    rules.push_back({PartsStreamName(plan.region, j), plan.BackupsOf(j), what});
+    rules.push_back({JurisdictionKeysStreamName(plan.region, j), plan.BackupsOf(j), what});
+  }
   jsStreamInfoList* list = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = NATS_OK;
@@ -237,17 +336,19 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
       }
     }
     for (const std::string& origin : origins) {
-      bool ours = origin == log_stream_ || origin == keys_stream_ || origin == snap_stream_ || origin == audit_stream_;
-      for (const std::string& b : plan.backups) {
-        ours = ours || origin == MirrorName(log_stream_, b) || origin == MirrorName(keys_stream_, b) ||
-               origin == MirrorName(snap_stream_, b) || origin == MirrorName(audit_stream_, b);
+      const Rule* rule = nullptr;
+      for (const Rule& r : rules) {
+        if (origin == r.base) rule = &r;
+        for (const std::string& b : any_backup) {
+          if (origin == MirrorName(r.base, b)) rule = &r;
+        }
       }
-      if (!ours) continue;
-      if (std::find(plan.backups.begin(), plan.backups.end(), cluster) == plan.backups.end()) {
+      if (rule == nullptr) continue;
+      if (std::find(rule->allowed.begin(), rule->allowed.end(), cluster) == rule->allowed.end()) {
         verdict = Status::Forbidden(fmt::format(
             "cluster: stream {} in JetStream cluster '{}' copies {}, but the policy does not approve region '{}' to "
-            "hold backups of region {} ({}) (rule: backups only in approved regions); delete that stream",
-            name, cluster, origin, cluster, plan.region, fmt::join(plan.jurisdictions, ", ")));
+            "hold backups of {} (rule: backups only in approved regions); delete that stream",
+            name, cluster, origin, cluster, rule->what));
       }
     }
   }
@@ -260,29 +361,95 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
   FORYOU_RETURN_IF_ERROR(EnsureStream(snap_stream_, snap_prefix_ + ">", false, plan.region, plan.replicas, false));
   // Audit logs: kept like the log (nothing is ever deleted from them).
   FORYOU_RETURN_IF_ERROR(EnsureStream(audit_stream_, audit_prefix_ + ">", false, plan.region, plan.replicas, true));
+  for (const std::string& j : plan.jurisdictions) {
+    FORYOU_RETURN_IF_ERROR(EnsureStream(PartsStream(j), PartsSubject(j), false, plan.region, plan.replicas, true));
+    FORYOU_RETURN_IF_ERROR(EnsureStream(JKeysStream(j), JKeyPrefix(j) + ">", false, plan.region, plan.replicas, false));
+  }
+  FORYOU_RETURN_IF_ERROR(CheckPartialBackups(plan));
   key_mirrors_.clear();
   snap_mirrors_.clear();
-  for (const std::string& b : plan.backups) {
-    // The log's and the audit logs' mirrors deny deletes and purges, as
-    // their origins do: nothing in the backup region can thin out the copy
-    // a restore reads. (The keys mirror must allow erasure, the snapshot
-    // mirror the purge of older snapshots.)
+  j_key_mirrors_.clear();
+  // The log's, the parts' and the audit logs' mirrors deny deletes and
+  // purges, as their origins do: nothing in the backup region can thin out
+  // the copy a restore reads. (The keys mirrors must allow erasure, the
+  // snapshot mirror the purge of older snapshots.)
+  for (const std::string& b : any_backup) {
     FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(log_stream_, b), log_stream_, true, b, plan.backup_replicas, true));
     FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(keys_stream_, b), keys_stream_, true, b, plan.backup_replicas, false));
+    key_mirrors_.push_back(MirrorName(keys_stream_, b));
+  }
+  for (const std::string& b : plan.backups) {
     FORYOU_RETURN_IF_ERROR(EnsureStream(MirrorName(snap_stream_, b), snap_stream_, true, b, plan.backup_replicas, false));
     FORYOU_RETURN_IF_ERROR(
         EnsureStream(MirrorName(audit_stream_, b), audit_stream_, true, b, plan.backup_replicas, true));
-    key_mirrors_.push_back(MirrorName(keys_stream_, b));
     snap_mirrors_.push_back(MirrorName(snap_stream_, b));
+  }
+  for (const std::string& j : plan.jurisdictions) {
+    for (const std::string& b : plan.BackupsOf(j)) {
+      FORYOU_RETURN_IF_ERROR(
+          EnsureStream(MirrorName(PartsStream(j), b), PartsStream(j), true, b, plan.backup_replicas, true));
+      FORYOU_RETURN_IF_ERROR(
+          EnsureStream(MirrorName(JKeysStream(j), b), JKeysStream(j), true, b, plan.backup_replicas, false));
+      j_key_mirrors_[j].push_back(MirrorName(JKeysStream(j), b));
+    }
   }
   return Status::OK();
 }
 
-Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_view mac) {
-  LogBatch batch;
-  batch.records.emplace_back(seq, std::string(record));
-  batch.macs.emplace_back(mac);
-  const std::string data = EncodeLogBatch(batch);
+Status JetStreamLog::CheckPartialBackups(const ClusterPlan& plan) {
+  const auto any = plan.AnyBackups();
+  if (any.size() == plan.backups.size()) return Status::OK();  // every backup region holds everything
+  MsgGuard m;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetMsg(&m.m, js_, log_stream_.c_str(), 1, nullptr, &jerr);
+  if (s != NATS_OK) {
+    if (jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND) return Status::OK();  // an empty log
+    return NatsError("reading the log's first message", s, jerr);
+  }
+  const char* entry = nullptr;
+  if (natsMsgHeader_Get(m.m, "Foryou-Entry", &entry) == NATS_OK && entry != nullptr) return Status::OK();
+  std::vector<std::string> partial;
+  for (const std::string& b : any) {
+    if (std::find(plan.backups.begin(), plan.backups.end(), b) == plan.backups.end()) partial.push_back(b);
+  }
+  return Status::Forbidden(fmt::format(
+      "cluster: {} was written before per-jurisdiction streams and holds every jurisdiction's records, but the policy "
+      "approves region(s) {} for some of region {}'s jurisdictions only (rule: backups only in approved regions); "
+      "reseed the region (docs/SCALING.md) or approve them for all of {}",
+      log_stream_, fmt::join(partial, ", "), plan.region, fmt::join(plan.jurisdictions, ", ")));
+}
+
+Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_view mac,
+                             std::string_view entry_mac) {
+  if (bound_to_mirrors_) return Status::Unavailable("cluster: a backup region's mirrors are read only");
+  LogEntry entry;
+  std::vector<std::string> parts;
+  FORYOU_RETURN_IF_ERROR(SplitRecord(record, &entry, &parts));
+  entry.seq = seq;
+  entry.mac.assign(mac);
+  entry.entry_mac.assign(entry_mac);
+  // 1. Each jurisdiction's part to its own stream. A part whose entry then
+  //    loses the race for `seq` stays there, referenced by nothing.
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string& j = entry.parts[i].jurisdiction;
+    if (std::find(plan_.jurisdictions.begin(), plan_.jurisdictions.end(), j) == plan_.jurisdictions.end()) {
+      return Status::InvalidArgument(fmt::format("cluster: record {} holds data of jurisdiction '{}', which region {} "
+                                                 "is not primary for",
+                                                 seq, j, region_));
+    }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = options_.request_timeout_ms;
+    jsPubAck* ack = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const std::string subject = PartsSubject(j);
+    natsStatus s = js_Publish(&ack, js_, subject.c_str(), parts[i].data(), static_cast<int>(parts[i].size()), &po, &jerr);
+    if (s != NATS_OK) return NatsError(fmt::format("publishing record {}'s part for {}", seq, j), s, jerr);
+    entry.parts[i].msg = ack->Sequence;
+    jsPubAck_Destroy(ack);
+  }
+  // 2. The entry, claiming number `seq` of the region's log.
+  const std::string data = EncodeLogEntry(entry);
   // The condition travels as a header set here, not through jsPubOptions:
   // libnats reads ExpectLastSeq == 0 as "no condition", and the first
   // record needs exactly that condition (the log is empty).
@@ -292,6 +459,7 @@ Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_
   const std::string msg_id = fmt::format("r{}", seq);
   if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Sequence", expected.c_str());
   if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id.c_str());
+  if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Foryou-Entry", "1");
   if (s != NATS_OK) {
     natsMsg_Destroy(msg);
     return NatsError("building a log message", s);
@@ -340,9 +508,64 @@ Status DecodeOne(const char* data, int len, uint64_t stream_seq, ClusterRecord* 
   out->seq = stream_seq;
   out->record = std::move(batch.records[0].second);
   out->mac = std::move(batch.macs[0]);
+  out->entry_mac.clear();
+  out->entry.clear();
+  out->partial = false;
   return Status::OK();
 }
 }  // namespace
+
+Status JetStreamLog::ToRecord(natsMsg* msg, uint64_t seq, ClusterRecord* out) {
+  const char* marker = nullptr;
+  if (natsMsgHeader_Get(msg, "Foryou-Entry", &marker) != NATS_OK || marker == nullptr) {
+    return DecodeOne(natsMsg_GetData(msg), natsMsg_GetDataLength(msg), seq, out);  // a log from before entries
+  }
+  LogEntry entry;
+  FORYOU_RETURN_IF_ERROR(DecodeLogEntry(
+      std::string_view(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))), &entry));
+  if (entry.seq != seq) {
+    return Status::Corruption(fmt::format("cluster: message {} of the log is the entry of record {}", seq, entry.seq));
+  }
+  std::vector<std::string> parts(entry.parts.size());
+  std::vector<bool> held(entry.parts.size(), true);
+  for (size_t i = 0; i < entry.parts.size(); ++i) {
+    const LogEntryPart& p = entry.parts[i];
+    MsgGuard m;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const std::string stream = PartsStream(p.jurisdiction);
+    natsStatus s = js_GetMsg(&m.m, js_, stream.c_str(), p.msg, nullptr, &jerr);
+    // A mirror of the parts may lag behind the mirror of the entries: wait
+    // for it a while.
+    for (int wait = 0; bound_to_mirrors_ && jerr == JSNoMessageFoundErr && wait < options_.request_timeout_ms / 50;
+         ++wait) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      jerr = static_cast<jsErrCode>(0);
+      s = js_GetMsg(&m.m, js_, stream.c_str(), p.msg, nullptr, &jerr);
+    }
+    if (s != NATS_OK) {
+      if (bound_to_mirrors_ && jerr == JSStreamNotFoundErr) {
+        held[i] = false;  // a jurisdiction this backup region is not approved for
+        continue;
+      }
+      if (jerr == JSNoMessageFoundErr || jerr == JSStreamNotFoundErr) {
+        return Status::Corruption(fmt::format("cluster: record {}'s part for {} (message {} of {}) is missing", seq,
+                                              p.jurisdiction, p.msg, stream));
+      }
+      return NatsError(fmt::format("reading record {}'s part for {}", seq, p.jurisdiction), s, jerr);
+    }
+    if (std::string_view(natsMsg_GetSubject(m.m)) != PartsSubject(p.jurisdiction)) {
+      return Status::Corruption(fmt::format("cluster: message {} of {} is not a part of jurisdiction {}", p.msg, stream,
+                                            p.jurisdiction));
+    }
+    parts[i].assign(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m)));
+  }
+  FORYOU_RETURN_IF_ERROR(JoinPartial(entry, parts, held, &out->record, &out->partial));
+  out->seq = seq;
+  out->mac = std::move(entry.mac);
+  out->entry_mac = std::move(entry.entry_mac);
+  out->entry = entry.Signed();
+  return Status::OK();
+}
 
 Result<ClusterRecord> JetStreamLog::Get(uint64_t seq) {
   MsgGuard m;
@@ -353,7 +576,7 @@ Result<ClusterRecord> JetStreamLog::Get(uint64_t seq) {
     return NatsError(fmt::format("reading record {}", seq), s, jerr);
   }
   ClusterRecord r;
-  FORYOU_RETURN_IF_ERROR(DecodeOne(natsMsg_GetData(m.m), natsMsg_GetDataLength(m.m), seq, &r));
+  FORYOU_RETURN_IF_ERROR(ToRecord(m.m, seq, &r));
   return r;
 }
 
@@ -362,6 +585,11 @@ std::string JetStreamLog::KeySubject(std::string_view name) const {
   // erasure can reach every key of a pseudonym with one wildcard.
   const size_t split = name.size() > kKeyIdBytesForSubjects ? name.size() - kKeyIdBytesForSubjects : 0;
   return key_prefix_ + HexEncode(name.substr(0, split)) + "." + HexEncode(name.substr(split));
+}
+
+std::string JetStreamLog::KeySubject(std::string_view jurisdiction, std::string_view name) const {
+  const size_t split = name.size() > kKeyIdBytesForSubjects ? name.size() - kKeyIdBytesForSubjects : 0;
+  return JKeyPrefix(std::string(jurisdiction)) + HexEncode(name.substr(0, split)) + "." + HexEncode(name.substr(split));
 }
 
 void JetStreamLog::OnAsyncAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
@@ -386,7 +614,7 @@ void JetStreamLog::OnAsyncAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* p
 
 // Every key is published at once and acknowledged asynchronously; OK only
 // when JetStream acknowledged each of them.
-Status JetStreamLog::PutKeys(const std::vector<std::pair<std::string, std::string>>& keys) {
+Status JetStreamLog::PutKeys(const std::vector<ClusterKey>& keys) {
   if (keys.empty()) return Status::OK();
   std::lock_guard serial(put_keys_mu_);
   uint64_t batch;
@@ -397,10 +625,17 @@ Status JetStreamLog::PutKeys(const std::vector<std::pair<std::string, std::strin
     acks_.error.clear();
   }
   const std::string batch_text = std::to_string(batch);
-  for (const auto& [name, wrapped] : keys) {
-    const std::string subject = KeySubject(name);
+  for (const ClusterKey& key : keys) {
+    if (std::find(plan_.jurisdictions.begin(), plan_.jurisdictions.end(), key.jurisdiction) == plan_.jurisdictions.end()) {
+      return Status::InvalidArgument(
+          fmt::format("cluster: a key of jurisdiction '{}', which region {} is not primary for", key.jurisdiction, region_));
+    }
+  }
+  for (const ClusterKey& key : keys) {
+    const std::string subject = KeySubject(key.jurisdiction, key.name);
     natsMsg* msg = nullptr;
-    natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, wrapped.data(), static_cast<int>(wrapped.size()));
+    natsStatus s =
+        natsMsg_Create(&msg, subject.c_str(), nullptr, key.wrapped.data(), static_cast<int>(key.wrapped.size()));
     if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Foryou-Batch", batch_text.c_str());
     jsPubOptions po;
     jsPubOptions_Init(&po);
@@ -419,16 +654,25 @@ Status JetStreamLog::PutKeys(const std::vector<std::pair<std::string, std::strin
   return Status::OK();
 }
 
-Result<std::optional<std::string>> JetStreamLog::GetKey(std::string_view name) {
-  const std::string subject = KeySubject(name);
-  MsgGuard m;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetLastMsg(&m.m, js_, keys_stream_.c_str(), subject.c_str(), nullptr, &jerr);
-  if (s != NATS_OK) {
-    if (jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND) return std::optional<std::string>();
-    return NatsError("reading a wrapped key", s, jerr);
+Result<std::optional<std::string>> JetStreamLog::GetKey(std::string_view jurisdiction, std::string_view name) {
+  // The jurisdiction's keys stream, then FORYOU_KEYS_R (a log from before
+  // per-jurisdiction streams).
+  for (int where = 0; where < 2; ++where) {
+    if (where == 0 && jurisdiction.empty()) continue;
+    const std::string stream = where == 0 ? JKeysStream(std::string(jurisdiction)) : keys_stream_;
+    const std::string subject = where == 0 ? KeySubject(jurisdiction, name) : KeySubject(name);
+    MsgGuard m;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetLastMsg(&m.m, js_, stream.c_str(), subject.c_str(), nullptr, &jerr);
+    if (s == NATS_OK) {
+      return std::optional<std::string>(
+          std::string(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m))));
+    }
+    const bool absent = jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND ||
+                        (bound_to_mirrors_ && jerr == JSStreamNotFoundErr);
+    if (!absent) return NatsError("reading a wrapped key", s, jerr);
   }
-  return std::optional<std::string>(std::string(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m))));
+  return std::optional<std::string>();
 }
 
 Status JetStreamLog::EraseFrom(const std::string& stream, const std::string& subject) {
@@ -451,22 +695,38 @@ Status JetStreamLog::EraseFrom(const std::string& stream, const std::string& sub
   return Status::Internal(fmt::format("cluster: {} keeps a key under {} after 64 erasures", stream, subject));
 }
 
-Status JetStreamLog::EraseKeys(const std::vector<std::string>& names) {
-  Status first;
-  std::vector<std::string> subjects;
-  for (const std::string& name : names) {
-    // Every key of the pseudonym: also keys a write published and then lost
-    // the race for its record with (they were never used, but name the user).
-    std::string all = KeySubject(name);
-    all = all.substr(0, all.rfind('.')) + ".*";
-    if (std::find(subjects.begin(), subjects.end(), all) == subjects.end()) subjects.push_back(std::move(all));
+Status JetStreamLog::EraseKeys(std::string_view jurisdiction, const std::vector<std::string>& names) {
+  // Where the keys may be: the jurisdiction's stream (every one's when the
+  // jurisdiction is not known) and FORYOU_KEYS_R (logs from before
+  // per-jurisdiction streams), each with its mirrors. The region first, then
+  // the mirrors, so that a mirror cannot copy a key again after it was
+  // erased there.
+  std::vector<std::pair<std::string, std::vector<std::string>>> places;  // (prefix, streams)
+  std::vector<std::string> legacy = {keys_stream_};
+  legacy.insert(legacy.end(), key_mirrors_.begin(), key_mirrors_.end());
+  places.emplace_back(key_prefix_, std::move(legacy));
+  for (const std::string& j : plan_.jurisdictions) {
+    if (!jurisdiction.empty() && j != jurisdiction) continue;
+    std::vector<std::string> streams = {JKeysStream(j)};
+    if (auto it = j_key_mirrors_.find(j); it != j_key_mirrors_.end()) {
+      streams.insert(streams.end(), it->second.begin(), it->second.end());
+    }
+    places.emplace_back(JKeyPrefix(j), std::move(streams));
   }
-  for (const std::string& subject : subjects) {
-    // The region first, then the mirrors, so that a mirror cannot copy a
-    // key again after it was erased there.
-    if (Status s = EraseFrom(keys_stream_, subject); !s.ok() && first.ok()) first = s;
-    for (const std::string& mirror : key_mirrors_) {
-      if (Status s = EraseFrom(mirror, subject); !s.ok() && first.ok()) first = s;
+  Status first;
+  for (const auto& [prefix, streams] : places) {
+    std::vector<std::string> subjects;
+    for (const std::string& name : names) {
+      // Every key of the pseudonym: also keys a write published and then
+      // lost the race for its record with (never used, but they name the user).
+      const size_t split = name.size() > kKeyIdBytesForSubjects ? name.size() - kKeyIdBytesForSubjects : 0;
+      std::string all = prefix + HexEncode(std::string_view(name).substr(0, split)) + ".*";
+      if (std::find(subjects.begin(), subjects.end(), all) == subjects.end()) subjects.push_back(std::move(all));
+    }
+    for (const std::string& subject : subjects) {
+      for (const std::string& stream : streams) {
+        if (Status s = EraseFrom(stream, subject); !s.ok() && first.ok()) first = s;
+      }
     }
   }
   return first;
@@ -496,18 +756,31 @@ Result<std::string> JetStreamLog::StoreKey(std::string_view proposed) {
 }
 
 Status JetStreamLog::ResetMirrors() {
+  // The audit logs' mirror too: a seeding replica publishes the restored
+  // replicas' audit logs into a stream that may be new (the region's was
+  // lost with it), and a mirror follows its origin's sequence numbers.
+  std::vector<std::pair<std::string, std::string>> mirrors;  // (origin, backup region)
+  for (const std::string& b : plan_.AnyBackups()) {
+    mirrors.emplace_back(log_stream_, b);
+    mirrors.emplace_back(keys_stream_, b);
+  }
   for (const std::string& b : plan_.backups) {
-    // The audit logs' mirror too: a seeding replica publishes the restored
-    // replicas' audit logs into a stream that may be new (the region's was
-    // lost with it), and a mirror follows its origin's sequence numbers.
-    for (const std::string& origin : {log_stream_, keys_stream_, snap_stream_, audit_stream_}) {
-      const std::string name = MirrorName(origin, b);
-      jsErrCode jerr = static_cast<jsErrCode>(0);
-      natsStatus s = js_DeleteStream(js_, name.c_str(), nullptr, &jerr);
-      if (s != NATS_OK && jerr != JSStreamNotFoundErr) return NatsError(fmt::format("deleting mirror {}", name), s, jerr);
-      FORYOU_RETURN_IF_ERROR(EnsureStream(name, origin, true, b, plan_.backup_replicas,
-                                          origin == log_stream_ || origin == audit_stream_));
+    mirrors.emplace_back(snap_stream_, b);
+    mirrors.emplace_back(audit_stream_, b);
+  }
+  for (const std::string& j : plan_.jurisdictions) {
+    for (const std::string& b : plan_.BackupsOf(j)) {
+      mirrors.emplace_back(PartsStream(j), b);
+      mirrors.emplace_back(JKeysStream(j), b);
     }
+  }
+  for (const auto& [origin, b] : mirrors) {
+    const std::string name = MirrorName(origin, b);
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_DeleteStream(js_, name.c_str(), nullptr, &jerr);
+    if (s != NATS_OK && jerr != JSStreamNotFoundErr) return NatsError(fmt::format("deleting mirror {}", name), s, jerr);
+    const bool keeps_all = origin == log_stream_ || origin == audit_stream_ || origin.starts_with(log_stream_ + "_");
+    FORYOU_RETURN_IF_ERROR(EnsureStream(name, origin, true, b, plan_.backup_replicas, keeps_all));
   }
   return Status::OK();
 }
@@ -808,14 +1081,24 @@ Status JetStreamLog::FetchSnapshot(const ClusterSnapshot& snap, const std::strin
 }
 
 Status JetStreamLog::ForEachKey(const std::function<Status(std::string_view, std::string_view)>& fn) {
-  auto last_or = StreamLastSeq(keys_stream_);
-  if (!last_or.ok()) return last_or.status();
-  const uint64_t last = *last_or;
-  if (last == 0) return Status::OK();
+  FORYOU_RETURN_IF_ERROR(ForEachKeyIn(keys_stream_, key_prefix_, fn));  // a log from before per-jurisdiction streams
+  auto jurisdictions = Jurisdictions();
+  if (!jurisdictions.ok()) return jurisdictions.status();
+  for (const std::string& j : *jurisdictions) FORYOU_RETURN_IF_ERROR(ForEachKeyIn(JKeysStream(j), JKeyPrefix(j), fn));
+  return Status::OK();
+}
+
+Status JetStreamLog::ForEachKeyIn(const std::string& stream, const std::string& prefix,
+                                  const std::function<Status(std::string_view, std::string_view)>& fn) {
+  jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = NATS_OK;
+  natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) return NatsError(fmt::format("stream {}", stream), s, jerr);
+  const uint64_t last = si->State.LastSeq, count = si->State.Msgs;
+  jsStreamInfo_Destroy(si);
+  if (count == 0) return Status::OK();  // none, or every one erased
   natsSubscription* sub = nullptr;
-  FORYOU_RETURN_IF_ERROR(ReadAll(keys_stream_, key_prefix_ + ">", &sub));
+  FORYOU_RETURN_IF_ERROR(ReadAll(stream, prefix + ">", &sub));
   // Pushed already or still pending: together, every key message there is
   // (a mirror's consumer takes every message: the store key is one).
   jsConsumerInfo* ci = nullptr;
@@ -844,8 +1127,8 @@ Status JetStreamLog::ForEachKey(const std::function<Status(std::string_view, std
     // <prefix><hex pseudonym>.<hex key id>; other subjects (the seeding
     // marker) are not keys.
     std::string_view subj = natsMsg_GetSubject(m.m);
-    const bool key = subj.starts_with(key_prefix_);
-    subj.remove_prefix(std::min(subj.size(), key_prefix_.size()));
+    const bool key = subj.starts_with(prefix);
+    subj.remove_prefix(std::min(subj.size(), prefix.size()));
     const size_t dot = subj.find('.');
     if (key && dot != std::string_view::npos) {
       auto p = HexDecode(subj.substr(0, dot));
@@ -1010,8 +1293,7 @@ Status JetStreamLog::Next(int timeout_ms, ClusterRecord* out) {
   if (s != NATS_OK) return NatsError("a log message's metadata", s);
   const uint64_t seq = meta->Sequence.Stream;
   jsMsgMetaData_Destroy(meta);
-  FORYOU_RETURN_IF_ERROR(DecodeOne(natsMsg_GetData(m.m), natsMsg_GetDataLength(m.m), seq, out));
-  return Status::OK();
+  return ToRecord(m.m, seq, out);
 }
 
 }  // namespace foryou

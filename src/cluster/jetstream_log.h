@@ -1,35 +1,54 @@
 // JetStreamLog: ClusterLog (cluster/cluster_log.h) on NATS JetStream.
 //
 // Streams (docs/SCALING.md, "Streams and placement"), for region R:
-//   FORYOU_LOG_R       subject foryou.R.log        the records, in order;
-//                      deletes and purges denied
-//   FORYOU_KEYS_R      subjects foryou.R.key.<hex pseudonym>.<hex key id>,
-//                      foryou.R.storekey: one message per wrapped key
-//                      (erasure overwrites every key of the pseudonym)
+//   FORYOU_LOG_R       subject foryou.R.log        the log's entries, in
+//                      order (cluster/log_entry.h: catalog records whole,
+//                      personal ones as references to their jurisdictions'
+//                      parts); deletes and purges denied
+//   FORYOU_LOG_R_J     subject foryou.R.J.log      for each jurisdiction J
+//                      R is primary for: the parts of J's users (sealed
+//                      groups, Shred and fence records); deletes and
+//                      purges denied
+//   FORYOU_KEYS_R_J    subjects foryou.R.J.key.<hex pseudonym>.<hex key id>:
+//                      one message per wrapped key of J's users (erasure
+//                      overwrites every key of the pseudonym)
+//   FORYOU_KEYS_R      subjects foryou.R.storekey, foryou.R.key.seeding: the
+//                      wrapped store key and the seeding marker (and, in a
+//                      log written before per-jurisdiction streams, every
+//                      user key, on foryou.R.key.<hex pseudonym>.<hex key id>)
 //   FORYOU_SNAP_R      subjects foryou.R.snap.>: the newest snapshot's
 //                      chunks and its manifest (older ones purged)
 //   FORYOU_AUDIT_R     subjects foryou.R.audit.<hex public key>: each
 //                      replica's audit log, in AuditBatch messages;
 //                      deletes and purges denied
 // all on file storage with `replicas` replicas, placed in the JetStream
-// cluster named R. For every backup region B the policy approves, a mirror
-// of each, FORYOU_LOG_R_AT_B, FORYOU_KEYS_R_AT_B, FORYOU_SNAP_R_AT_B and
-// FORYOU_AUDIT_R_AT_B,
-// placed in cluster B (snapshot user entries are sealed with the users'
-// keys, so erasure reaches the mirrored snapshots as it reaches the
-// mirrored log; a new snapshot purges the older ones from the mirrors too).
+// cluster named R. Mirrors, each placed in its backup region's cluster B and
+// named <stream>_AT_B: of FORYOU_LOG_R_J and FORYOU_KEYS_R_J in every region
+// the policy approves for J's backups; of FORYOU_LOG_R and FORYOU_KEYS_R
+// (no personal data) in every region approved for any of R's
+// jurisdictions; of FORYOU_SNAP_R and FORYOU_AUDIT_R (every user's sealed
+// state, every user's pseudonym) only in regions approved for all of them
+// (snapshot user entries are sealed with the users' keys, so erasure
+// reaches the mirrored snapshots as it reaches the mirrored log; a new
+// snapshot purges the older ones from the mirrors too).
 //
 // Ensure (at start) creates what is missing and refuses, naming the stream
 // and the rule, what contradicts the plan: a stream of R placed outside
 // cluster R, with other replicas or as a mirror, and any stream in any
 // cluster that mirrors or sources R's streams, or their approved mirrors,
-// from a region the policy does not approve. Checked at start only.
+// into a region the policy does not approve for what that stream holds.
+// Checked at start only.
 //
-// The record message is the backup wire format (replication/wire.h) with one
-// record and its MAC: versioned, and the same bytes a backup region checks.
+// A log message is a LogEntry (cluster/log_entry.h, header Foryou-Entry: 1);
+// a message without that header is one record and its MAC in the backup wire
+// format (replication/wire.h), as logs written before entries hold them, and
+// is still read. A write publishes the parts first, then claims the entry's
+// number; a part whose claim lost stays in its stream, referenced by nothing.
 #pragma once
 
 #include <condition_variable>
+#include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,9 +68,16 @@ namespace foryou {
 struct ClusterPlan {
   std::string region;                 // this region; also its JetStream cluster's name
   int replicas = 3;                   // of the region's streams
-  std::vector<std::string> backups;   // regions approved to hold its backups (their clusters)
+  std::vector<std::string> backups;   // regions approved to hold backups of all its jurisdictions (their clusters)
   int backup_replicas = 1;            // of each mirror
-  std::vector<std::string> jurisdictions;  // what the region is primary for (in error messages)
+  std::vector<std::string> jurisdictions;  // what the region is primary for: one stream pair each
+  // For each jurisdiction, the regions approved to hold its backups (a
+  // superset of `backups`; a jurisdiction missing here has only those).
+  std::map<std::string, std::vector<std::string>> jurisdiction_backups;
+  // Regions approved for at least one jurisdiction: they mirror the entries
+  // and the store key.
+  std::vector<std::string> AnyBackups() const;
+  std::vector<std::string> BackupsOf(const std::string& jurisdiction) const;
 };
 
 struct JetStreamOptions {
@@ -64,6 +90,9 @@ std::string KeysStreamName(const std::string& region);
 std::string SnapshotStreamName(const std::string& region);
 std::string AuditStreamName(const std::string& region);
 std::string MirrorName(const std::string& stream, const std::string& backup_region);
+// A jurisdiction's streams of a region: its parts, its users' keys.
+std::string PartsStreamName(const std::string& region, const std::string& jurisdiction);
+std::string JurisdictionKeysStreamName(const std::string& region, const std::string& jurisdiction);
 
 class JetStreamLog : public ClusterLog {
  public:
@@ -78,12 +107,12 @@ class JetStreamLog : public ClusterLog {
   // restore reads a backup region's mirrors (read-only use).
   void BindMirrors(const std::string& source_region, const std::string& backup_region);
 
-  Status Publish(uint64_t seq, std::string_view record, std::string_view mac) override;
+  Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac) override;
   Result<uint64_t> LastSeq() override;
   Result<ClusterRecord> Get(uint64_t seq) override;
-  Status PutKeys(const std::vector<std::pair<std::string, std::string>>& keys) override;
-  Result<std::optional<std::string>> GetKey(std::string_view name) override;
-  Status EraseKeys(const std::vector<std::string>& names) override;
+  Status PutKeys(const std::vector<ClusterKey>& keys) override;
+  Result<std::optional<std::string>> GetKey(std::string_view jurisdiction, std::string_view name) override;
+  Status EraseKeys(std::string_view jurisdiction, const std::vector<std::string>& names) override;
   Result<std::string> StoreKey(std::string_view proposed) override;
   Status SetSeeding(uint64_t up_to) override;
   Result<uint64_t> Seeding() override;
@@ -121,7 +150,26 @@ class JetStreamLog : public ClusterLog {
   // the flow-control and heartbeat messages of an Unfiltered one).
   // Returns a natsStatus (nats.h stays out of this header).
   int NextMessage(__natsSubscription* sub, int64_t timeout_ms, ::__natsMsg** out);
-  std::string KeySubject(std::string_view name) const;
+  std::string KeySubject(std::string_view name) const;  // in FORYOU_KEYS_R (older logs)
+  std::string KeySubject(std::string_view jurisdiction, std::string_view name) const;
+  // The streams of a jurisdiction as this log reads them: the region's own,
+  // or (BindMirrors) the backup region's mirrors of them.
+  std::string PartsStream(const std::string& jurisdiction) const;
+  std::string JKeysStream(const std::string& jurisdiction) const;
+  std::string PartsSubject(const std::string& jurisdiction) const;
+  std::string JKeyPrefix(const std::string& jurisdiction) const;
+  // The jurisdictions whose streams this log reads: the plan's, or those
+  // whose mirrors the backup region holds (BindMirrors).
+  Result<std::vector<std::string>> Jurisdictions();
+  // A log message as a record: an entry whose parts are fetched and joined,
+  // or a record of an older log.
+  Status ToRecord(::__natsMsg* msg, uint64_t seq, ClusterRecord* out);
+  Status ForEachKeyIn(const std::string& stream, const std::string& prefix,
+                      const std::function<Status(std::string_view, std::string_view)>& fn);
+  // Refuses a plan with a backup region approved for some jurisdictions
+  // only when the log was written before per-jurisdiction streams (its
+  // entries and keys stream hold every jurisdiction's data).
+  Status CheckPartialBackups(const ClusterPlan& plan);
   static constexpr size_t kKeyIdBytesForSubjects = 8;  // crypto/keyring.h kKeyIdBytes
 
   // Acknowledgements of asynchronous publishes (PutKeys), counted per batch:
@@ -146,9 +194,12 @@ class JetStreamLog : public ClusterLog {
   std::string log_stream_, keys_stream_, log_subject_, key_prefix_, store_key_subject_;
   std::string audit_stream_, audit_prefix_;  // audit logs: <prefix><hex public key>
   std::string snap_stream_, snap_prefix_;  // snapshots: chunks on <prefix><seq>.<id>, manifests on <prefix>latest
-  std::vector<std::string> key_mirrors_;  // the keys streams' mirrors, for EraseKeys
+  std::vector<std::string> key_mirrors_;  // FORYOU_KEYS_R's mirrors, for EraseKeys (keys of older logs)
+  std::map<std::string, std::vector<std::string>> j_key_mirrors_;  // each jurisdiction's keys mirrors
   std::vector<std::string> snap_mirrors_;  // the snapshot stream's mirrors, purged as it is
   bool bound_to_mirrors_ = false;          // BindMirrors: read-only
+  std::string backup_region_;             // BindMirrors: whose mirrors
+  std::optional<std::vector<std::string>> jurisdictions_;  // Jurisdictions(), once known
   ClusterPlan plan_;                      // as given to Ensure
 };
 

@@ -181,6 +181,20 @@ std::string Keyring::LogMac(uint64_t seq, std::string_view record, std::string_v
   return out;
 }
 
+std::string Keyring::EntryMac(uint64_t seq, std::string_view entry) const {
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, reinterpret_cast<const unsigned char*>(log_mac_key_.data()), log_mac_key_.size(), 32);
+  static constexpr char kDomain[] = "foryou-log-entry-mac-v1";
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kDomain), sizeof kDomain);
+  unsigned char be[8];
+  for (int i = 0; i < 8; ++i) be[i] = static_cast<unsigned char>(seq >> (56 - 8 * i));
+  crypto_generichash_update(&st, be, sizeof be);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(entry.data()), entry.size());
+  std::string out(32, '\0');
+  crypto_generichash_final(&st, reinterpret_cast<unsigned char*>(out.data()), out.size());
+  return out;
+}
+
 Result<std::string> Keyring::SnapshotMac(uint64_t seq, const std::vector<std::string>& files) const {
   crypto_generichash_state st;
   crypto_generichash_init(&st, reinterpret_cast<const unsigned char*>(log_mac_key_.data()), log_mac_key_.size(), 32);

@@ -111,6 +111,12 @@ class Keyring {
   // order, unaltered, up to its last one.
   std::string LogMac(uint64_t seq, std::string_view record, std::string_view previous_mac) const;
 
+  // A cluster log entry's MAC (cluster/log_entry.h): a keyed BLAKE2b, under
+  // the log-MAC key, over a domain string, `seq` and `entry` (the entry's
+  // LogEntry::Signed bytes). It lets a backup region approved for some of a
+  // region's jurisdictions only check the records it holds part of.
+  std::string EntryMac(uint64_t seq, std::string_view entry) const;
+
   // A snapshot's MAC for the region (cluster mode publishes snapshots): a
   // keyed BLAKE2b, under the log-MAC key, over a domain string, `seq` and
   // the bytes of `files` in order. Someone who can write to the region's

@@ -11,6 +11,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "cluster/log_entry.h"
 #include "crypto/keyring.h"
 #include "engine/engine.h"
 #include "engine/engine_state.h"
@@ -23,8 +24,28 @@
 namespace foryou {
 
 namespace {
+// A key erasure still to reach the region's log: "cluster_erase/<hex key
+// name>" -> the user's jurisdiction ("": not recorded, erased wherever it is).
 constexpr std::string_view kEraseMeta = "cluster_erase/";
+
+// Each new key under the jurisdiction of the sealed group in `record` it
+// opens (keys travel in their users' jurisdictions' streams).
+Result<std::vector<ClusterKey>> KeysOf(std::string_view record, const Store::KeyEntries& keys) {
+  std::vector<ClusterKey> out;
+  if (keys.empty()) return out;
+  LogRecord rec;
+  FORYOU_RETURN_IF_ERROR(DecodeRecord(record, nullptr, &rec));
+  for (const auto& [name, wrapped] : keys) {
+    auto g = std::find_if(rec.groups.begin(), rec.groups.end(),
+                          [&](const SealedGroup& g) { return g.pseudonym + g.key_id == name; });
+    if (g == rec.groups.end()) {
+      return Status::Internal("cluster: a new key that no sealed group of its record uses");
+    }
+    out.push_back({g->jurisdiction, name, wrapped});
+  }
+  return out;
 }
+}  // namespace
 
 // After the local replay: the local copy must be a prefix of the region's
 // log (or, with `seed`, the log is empty or a prefix of the copy, which this
@@ -237,19 +258,21 @@ Status Engine::SeedCluster(uint64_t from_seq) {
   FORYOU_RETURN_IF_ERROR(store_->Replay(from_seq, [&](uint64_t seq, std::string_view record) -> Status {
     LogRecord rec;
     FORYOU_RETURN_IF_ERROR(DecodeRecord(record, nullptr, &rec));
-    Store::KeyEntries keys;
+    std::vector<ClusterKey> keys;
     for (const SealedGroup& g : rec.groups) {
       std::string name = g.pseudonym + g.key_id;
       if (!put.insert(name).second) continue;
       auto wrapped = store_->GetKey(name);
       if (!wrapped.ok()) return wrapped.status();
-      if (*wrapped) keys.emplace_back(std::move(name), std::move(**wrapped));
+      if (*wrapped) keys.push_back({g.jurisdiction, std::move(name), std::move(**wrapped)});
     }
     if (!keys.empty()) FORYOU_RETURN_IF_ERROR(cluster_->PutKeys(keys));
     auto mac = store_->GetMac(seq);
     if (!mac.ok()) return mac.status();
     if (mac->empty()) return Status::Corruption(fmt::format("--cluster-seed: record {} has no chain MAC", seq));
-    return cluster_->Publish(seq, record, *mac);
+    auto entry_mac = EntryMacFor(*keyring_, seq, record);
+    if (!entry_mac.ok()) return entry_mac.status();
+    return cluster_->Publish(seq, record, *mac, *entry_mac);
   }));
   FORYOU_RETURN_IF_ERROR(cluster_->SetSeeding(0));
   // Replicas that join the new log start from this replica's snapshot (a
@@ -266,10 +289,14 @@ Status Engine::AppendToCluster(std::string_view record, uint64_t* seq, const Sto
                                const std::vector<std::string>& delete_keys) {
   const uint64_t next = store_->last_seq() + 1;
   std::string mac = keyring_->LogMac(next, record, last_mac_);
+  auto entry_mac = EntryMacFor(*keyring_, next, record);
+  if (!entry_mac.ok()) return entry_mac.status();
   // A key before the first record it seals, so that any replica applying the
   // record finds it.
-  if (!keys.empty()) FORYOU_RETURN_IF_ERROR(cluster_->PutKeys(keys));
-  FORYOU_RETURN_IF_ERROR(cluster_->Publish(next, record, mac));
+  auto cluster_keys = KeysOf(record, keys);
+  if (!cluster_keys.ok()) return cluster_keys.status();
+  if (!cluster_keys->empty()) FORYOU_RETURN_IF_ERROR(cluster_->PutKeys(*cluster_keys));
+  FORYOU_RETURN_IF_ERROR(cluster_->Publish(next, record, mac, *entry_mac));
   CrashPoint("cluster.after_publish");
   Status s = store_->AppendReplicated({{next, std::string(record)}}, {mac}, keys, delete_keys);
   if (!s.ok()) {
@@ -293,6 +320,9 @@ Status Engine::ApplyFromCluster(const ClusterRecord& r) {
   if (r.seq != last + 1) {
     return Status::Corruption(fmt::format("cluster: record {} arrived after {}: a gap in the region's log", r.seq, last));
   }
+  if (r.partial) {  // only a backup region's copy lacks parts
+    return Status::Corruption(fmt::format("cluster: record {} came without some jurisdictions' parts", r.seq));
+  }
   std::string expected = keyring_->LogMac(r.seq, r.record, last_mac_);
   if (r.mac != expected) {
     return Status::Corruption(fmt::format(
@@ -308,7 +338,7 @@ Status Engine::ApplyFromCluster(const ClusterRecord& r) {
   for (const SealedGroup& g : rec.groups) {
     const KeyName name{g.pseudonym, g.key_id};
     if (keyring_->Has(name)) continue;
-    auto wrapped = cluster_->GetKey(name.bytes());
+    auto wrapped = cluster_->GetKey(g.jurisdiction, name.bytes());
     if (!wrapped.ok()) return wrapped.status();  // nothing changed yet: the follower tries again
     if (!*wrapped) continue;
     keys.emplace_back(name.bytes(), std::move(**wrapped));
@@ -344,17 +374,17 @@ Status Engine::ApplyFromCluster(const ClusterRecord& r) {
     // Every replica erases the keys a Shred record names, so the erasure
     // reaches the log even if the replica that took the DELETE died first.
     // The network calls and the compaction run in EraseLoop, unlocked.
-    EraseClusterKeys(destroyed);
+    EraseClusterKeys(destroyed, rec.jurisdiction);
     std::lock_guard lock(erase_mu_);
     scrub_due_ = true;
   }
   return Status::OK();
 }
 
-void Engine::EraseClusterKeys(const std::vector<std::string>& names) {
+void Engine::EraseClusterKeys(const std::vector<std::string>& names, const std::string& jurisdiction) {
   for (const std::string& name : names) {
     const std::string meta = std::string(kEraseMeta) + HexEncode(name);
-    if (Status s = store_->PutMeta(meta, ""); !s.ok()) spdlog::error("erasure: {}", s.ToString());
+    if (Status s = store_->PutMeta(meta, jurisdiction); !s.ok()) spdlog::error("erasure: {}", s.ToString());
   }
   std::lock_guard lock(erase_mu_);
   erase_due_ = true;
@@ -366,16 +396,16 @@ void Engine::RetryClusterErasures() {
   // two do not erase and delete the same entry side by side (ThreadSanitizer
   // reported the two passes racing in the eighteenth session's CI run).
   std::lock_guard retry(erase_retry_mu_);
-  std::vector<std::string> pending;
-  Status s = store_->ForEachMeta(kEraseMeta, [&](std::string_view name, std::string_view) {
-    pending.emplace_back(name);
+  std::vector<std::pair<std::string, std::string>> pending;  // (meta name, jurisdiction)
+  Status s = store_->ForEachMeta(kEraseMeta, [&](std::string_view name, std::string_view jurisdiction) {
+    pending.emplace_back(name, jurisdiction);
     return Status::OK();
   });
   if (!s.ok()) spdlog::error("erasure: {}", s.ToString());
-  for (const std::string& meta : pending) {
+  for (const auto& [meta, jurisdiction] : pending) {
     auto name = HexDecode(std::string_view(meta).substr(kEraseMeta.size()));
     if (!name) continue;
-    if (Status e = cluster_->EraseKeys({*name}); !e.ok()) {
+    if (Status e = cluster_->EraseKeys(jurisdiction, {*name}); !e.ok()) {
       spdlog::warn("erasure: a user key is still in the region's log or a mirror, retrying: {}", e.ToString());
       continue;
     }

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "cluster/log_entry.h"
 #include "crypto/keyring.h"
 #include "engine/engine.h"
 #include "util/coding.h"
@@ -26,10 +27,24 @@ constexpr int64_t kNow = 1'800'000'000'000;
 
 class MemoryClusterLog : public ClusterLog {
  public:
-  Status Publish(uint64_t seq, std::string_view record, std::string_view mac) override {
+  // Records travel split by jurisdiction as JetStreamLog splits them
+  // (cluster/log_entry.h) and are joined again when read.
+  Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac) override {
+    LogEntry entry;
+    std::vector<std::string> parts;
+    FORYOU_RETURN_IF_ERROR(SplitRecord(record, &entry, &parts));
+    std::string joined;
+    FORYOU_RETURN_IF_ERROR(JoinRecord(entry, parts, &joined));
     std::lock_guard lock(mu_);
     if (seq != records_.size() + 1) return Status::Conflict(std::string(kClusterConflict) + " " + std::to_string(seq));
-    records_.push_back({seq, std::string(record), std::string(mac)});
+    ClusterRecord r;
+    r.seq = seq;
+    r.record = std::move(joined);
+    r.mac = std::string(mac);
+    r.entry_mac = std::string(entry_mac);
+    entry.seq = seq;
+    r.entry = entry.Signed();
+    records_.push_back(std::move(r));
     return Status::OK();
   }
   Result<uint64_t> LastSeq() override {
@@ -41,27 +56,33 @@ class MemoryClusterLog : public ClusterLog {
     if (seq == 0 || seq > records_.size()) return Status::NotFound("no such record");
     return records_[seq - 1];
   }
-  Status PutKeys(const std::vector<std::pair<std::string, std::string>>& keys) override {
+  Status PutKeys(const std::vector<ClusterKey>& keys) override {
     std::lock_guard lock(mu_);
-    for (const auto& [name, wrapped] : keys) keys_[name] = wrapped;
+    for (const ClusterKey& k : keys) {
+      if (k.jurisdiction.empty()) return Status::InvalidArgument("a key without a jurisdiction");
+      keys_[k.name] = k.wrapped;
+      key_homes_[k.name] = k.jurisdiction;
+    }
     return Status::OK();
   }
-  Result<std::optional<std::string>> GetKey(std::string_view name) override {
+  Result<std::optional<std::string>> GetKey(std::string_view jurisdiction, std::string_view name) override {
     std::lock_guard lock(mu_);
     if (key_failures_ > 0) {
       --key_failures_;
       return Status::Unavailable("injected: keys stream electing a leader");
     }
     auto it = keys_.find(std::string(name));
-    if (it == keys_.end()) return std::optional<std::string>();
+    if (it == keys_.end() || key_homes_[it->first] != jurisdiction) return std::optional<std::string>();
     return std::optional<std::string>(it->second);
   }
-  Status EraseKeys(const std::vector<std::string>& names) override {
+  Status EraseKeys(std::string_view jurisdiction, const std::vector<std::string>& names) override {
     std::lock_guard lock(mu_);
     for (const std::string& name : names) {
       const std::string pseudonym = name.substr(0, kPseudonymBytes);
       for (auto it = keys_.begin(); it != keys_.end();) {
-        it = it->first.compare(0, kPseudonymBytes, pseudonym) == 0 ? keys_.erase(it) : std::next(it);
+        const bool erase = it->first.compare(0, kPseudonymBytes, pseudonym) == 0 &&
+                           (jurisdiction.empty() || key_homes_[it->first] == jurisdiction);
+        it = erase ? keys_.erase(it) : std::next(it);
       }
     }
     return Status::OK();
@@ -149,6 +170,7 @@ class MemoryClusterLog : public ClusterLog {
   std::mutex mu_;
   std::vector<ClusterRecord> records_;
   std::map<std::string, std::string> keys_;
+  std::map<std::string, std::string> key_homes_;  // key name -> jurisdiction
   std::string store_key_;
   uint64_t seeding_ = 0;
   int key_failures_ = 0;
@@ -162,14 +184,18 @@ class MemoryClusterLog : public ClusterLog {
 class ReplicaView : public ClusterLog {
  public:
   explicit ReplicaView(std::shared_ptr<MemoryClusterLog> log) : log_(std::move(log)) {}
-  Status Publish(uint64_t seq, std::string_view record, std::string_view mac) override {
-    return log_->Publish(seq, record, mac);
+  Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac) override {
+    return log_->Publish(seq, record, mac, entry_mac);
   }
   Result<uint64_t> LastSeq() override { return log_->LastSeq(); }
   Result<ClusterRecord> Get(uint64_t seq) override { return log_->Get(seq); }
-  Status PutKeys(const std::vector<std::pair<std::string, std::string>>& keys) override { return log_->PutKeys(keys); }
-  Result<std::optional<std::string>> GetKey(std::string_view name) override { return log_->GetKey(name); }
-  Status EraseKeys(const std::vector<std::string>& names) override { return log_->EraseKeys(names); }
+  Status PutKeys(const std::vector<ClusterKey>& keys) override { return log_->PutKeys(keys); }
+  Result<std::optional<std::string>> GetKey(std::string_view jurisdiction, std::string_view name) override {
+    return log_->GetKey(jurisdiction, name);
+  }
+  Status EraseKeys(std::string_view jurisdiction, const std::vector<std::string>& names) override {
+    return log_->EraseKeys(jurisdiction, names);
+  }
   Result<std::string> StoreKey(std::string_view proposed) override { return log_->StoreKey(proposed); }
   Status SetSeeding(uint64_t up_to) override { return log_->SetSeeding(up_to); }
   Result<uint64_t> Seeding() override { return log_->Seeding(); }

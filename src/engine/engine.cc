@@ -551,11 +551,14 @@ Status Engine::FenceUser(const std::string& user_id, bool fenced) {
     // this one.
     return RetryOnClusterConflict([&]() -> Status {
       std::lock_guard write(write_mu_);
-      if (fenced) {
+      std::string home;  // the fence goes to the stream of the user's jurisdiction
+      {
         std::shared_lock lock(mu_);
-        if (!state_->FindUserIdx(user_id)) return Status::NotFound(fmt::format("user '{}' not found", user_id));
+        auto idx = state_->FindUserIdx(user_id);
+        if (fenced && !idx) return Status::NotFound(fmt::format("user '{}' not found", user_id));
+        if (idx) home = state_->users[*idx].home;
       }
-      const std::string record = EncodeFenceRecord(FenceName(user_id), fenced);
+      const std::string record = EncodeFenceRecord(FenceName(user_id), fenced, home);
       uint64_t seq;
       FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
       std::unique_lock lock(mu_);
@@ -1022,7 +1025,7 @@ Status Engine::Erase(const std::string& user_id) {
     if (Status s = fences_.Set(*store_, FenceName(user_id), false); !s.ok()) return s;
     // In cluster mode the keys also leave the region's log and its mirrors
     // (intent recorded here; the erasure itself runs below, unlocked).
-    if (cluster_ != nullptr) EraseClusterKeys(names);
+    if (cluster_ != nullptr) EraseClusterKeys(names, home);
     CrashPoint("erase.before_scrub");
     if (plaintext_personal_records_ == 0) {
       write.unlock();  // the compaction need not hold up writers

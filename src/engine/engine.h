@@ -407,7 +407,7 @@ class Engine {
   // Erases wrapped keys from the cluster (region and mirrors). Durable
   // intent: each name is kept as meta "cluster_erase/<hex>" until the
   // erasure succeeded; EraseLoop retries it (never under write_mu_).
-  void EraseClusterKeys(const std::vector<std::string>& names);
+  void EraseClusterKeys(const std::vector<std::string>& names, const std::string& jurisdiction);
   void RetryClusterErasures();
   Status Erase(const std::string& user_id);
   Result<size_t> IngestClustered(const std::vector<Event>& events, const std::string& jurisdiction, bool batch_limit);

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <cstdio>
 #include <filesystem>
 #include <unordered_map>
@@ -88,6 +89,18 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
   auto store_key = mirror.StoreKey("");
   if (!store_key.ok()) return store_key.status();
   FORYOU_RETURN_IF_ERROR(store.PutMeta("store_key", *store_key));
+  // The region key checks each record as it is copied: against the
+  // integrity chain, or, for a record some of whose jurisdictions this
+  // backup region does not hold, against its entry MAC (and its parts
+  // against their digests, cluster/log_entry.h). The copy's chain is then
+  // made anew from the first such record on.
+  auto root = UnwrapStoreKey(o.region_key, *store_key);
+  if (!root.ok()) return root.status();
+  auto keyring_or = Keyring::Create(*root);
+  if (!keyring_or.ok()) return keyring_or.status();
+  const Keyring& keyring = **keyring_or;
+  std::string their_prev, our_prev;
+  std::set<std::string> jurisdictions;
   auto last = mirror.LastSeq();
   if (!last.ok()) return last.status();
   report->last_seq = *last;
@@ -128,6 +141,19 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
     }
     if (r.seq != next) return Status::Corruption(fmt::format("mirror: record {} where {} was expected", r.seq, next));
     if (r.mac.empty()) return Status::Corruption(fmt::format("mirror record {} has no integrity MAC", r.seq));
+    if (r.partial) {
+      if (r.entry_mac.empty() || keyring.EntryMac(r.seq, r.entry) != r.entry_mac) {
+        return Status::Corruption(fmt::format(
+            "mirror record {} fails its entry MAC: written without the region key, or altered", r.seq));
+      }
+      ++report->partial_records;
+    } else if (keyring.LogMac(r.seq, r.record, their_prev) != r.mac) {
+      return Status::Corruption(fmt::format(
+          "mirror record {} fails the integrity chain: written without the region key, altered, or out of order", r.seq));
+    }
+    their_prev = r.mac;
+    r.mac = keyring.LogMac(r.seq, r.record, our_prev);  // the same MAC until a record lost parts
+    our_prev = r.mac;
     LogRecord rec;
     FORYOU_RETURN_IF_ERROR(DecodeRecord(r.record, nullptr, &rec));
     // Migration fences are records of a cluster's log (the erasure ending a
@@ -135,6 +161,7 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
     // them: the restored store gets them as metadata, as a joining replica.
     if (auto change = UserFences::ChangeIn(rec)) fences[change->first] = change->second;
     for (const SealedGroup& g : rec.groups) {
+      jurisdictions.insert(g.jurisdiction);
       std::string name = g.pseudonym + g.key_id;
       if (!fetched.insert(name).second) continue;
       auto it = wrapped_keys.find(name);
@@ -144,7 +171,7 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
         continue;
       }
       // Not in the pass above: erased, or mirrored since. Asked once.
-      auto wrapped = mirror.GetKey(name);
+      auto wrapped = mirror.GetKey(g.jurisdiction, name);
       if (!wrapped.ok()) return wrapped.status();
       if (*wrapped) keys.emplace_back(std::move(name), std::move(**wrapped));
     }
@@ -155,6 +182,7 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
     if (records.size() >= kBatchRecords || batch_bytes >= kBatchBytes) FORYOU_RETURN_IF_ERROR(flush());
   }
   FORYOU_RETURN_IF_ERROR(flush());
+  report->jurisdictions.assign(jurisdictions.begin(), jurisdictions.end());
   UserFences restored;
   for (const auto& [name, fenced] : fences) {
     if (fenced) FORYOU_RETURN_IF_ERROR(restored.Set(store, name, true));
@@ -163,17 +191,14 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
   // replay then starts there (Engine::Open loads it).
   auto snap = mirror.NewestSnapshot();
   if (!snap.ok() || snap->seq == 0 || snap->seq > *last) return Status::OK();
-  auto root = UnwrapStoreKey(o.region_key, *store_key);
-  if (!root.ok()) return root.status();
-  auto keyring = Keyring::Create(*root);
-  if (!keyring.ok()) return keyring.status();
+  if (report->partial_records > 0) return Status::OK();  // (a region that mirrors snapshots holds every part)
   SnapshotFiles files(o.data_dir + "/snapshots");
   auto state_tmp = files.StateTempPath(snap->seq);
   if (!state_tmp.ok()) return state_tmp.status();
   auto ann_tmp = files.AnnTempPath(snap->seq);
   if (!ann_tmp.ok()) return ann_tmp.status();
   Status got = mirror.FetchSnapshot(*snap, *state_tmp, *ann_tmp);
-  auto mac = got.ok() ? (*keyring)->SnapshotMac(snap->seq, {*state_tmp, *ann_tmp}) : Result<std::string>(got);
+  auto mac = got.ok() ? keyring.SnapshotMac(snap->seq, {*state_tmp, *ann_tmp}) : Result<std::string>(got);
   if (!mac.ok() || *mac != snap->mac) {
     (void)files.Prune(0);
     std::fprintf(stderr, "restore: the mirrored snapshot at record %llu is not usable (%s); replaying the whole log\n",

@@ -72,6 +72,13 @@ struct RestoreReport {
   // not check under its log's key or did not follow the copy (at most 20
   // listed). The rest of the restore goes on.
   std::vector<std::string> replica_audit_errors;
+  // From a cluster's mirrors in a backup region approved for some of the
+  // region's jurisdictions only: the records that lost parts (their other
+  // jurisdictions' users' data, which that region never held), and the
+  // jurisdictions restored. Their chain is made anew from the first such
+  // record on, after each record checked against its entry MAC.
+  uint64_t partial_records = 0;
+  std::vector<std::string> jurisdictions;
 };
 
 Result<RestoreReport> Restore(const RestoreOptions& options);

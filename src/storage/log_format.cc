@@ -102,12 +102,13 @@ std::string EncodeShredRecord(std::string_view pseudonym, std::string_view juris
   return out;
 }
 
-std::string EncodeFenceRecord(std::string_view name, bool fenced) {
+std::string EncodeFenceRecord(std::string_view name, bool fenced, std::string_view jurisdiction) {
   std::string out;
   out.push_back(static_cast<char>(kLogFormatVersion));
   out.push_back(static_cast<char>(RecordKind::kFence));
   PutString(&out, name);
   out.push_back(fenced ? 1 : 0);
+  if (!jurisdiction.empty()) PutString(&out, jurisdiction);
   return out;
 }
 
@@ -294,8 +295,9 @@ Status DecodeRecord(std::string_view data, const Keyring* keyring, LogRecord* ou
     case RecordKind::kFence: {
       out->kind = RecordKind::kFence;
       uint8_t fenced;
-      if (!GetString(&data, &out->fence_name) || !GetByte(&data, &fenced) || fenced > 1 || !data.empty() ||
-          out->fence_name.empty()) {
+      out->jurisdiction.clear();
+      if (!GetString(&data, &out->fence_name) || !GetByte(&data, &fenced) || fenced > 1 ||
+          (!data.empty() && !GetString(&data, &out->jurisdiction)) || !data.empty() || out->fence_name.empty()) {
         return Truncated("fence");
       }
       out->fenced = fenced == 1;

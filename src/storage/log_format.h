@@ -17,6 +17,8 @@
 //   16-byte pseudonym, 8-byte key id, string sealed. The sealed bytes open (with
 //   the user's data key, binding "foryou-events-v1" + jurisdiction) to: varint
 //   n, n varint positions in the batch, then n events encoded as above.
+// Fence payload: string name, u8 fenced, then (since the twenty-second
+//   session) string jurisdiction; a fence without one is still read.
 // Shred payload: 16-byte pseudonym, string jurisdiction, varint n, n 8-byte
 //   key ids: the user's data keys destroyed at this point of the log (their
 //   sealed groups stay unreadable, here and in every backup).
@@ -66,7 +68,7 @@ struct LogRecord {
   // Position of each event in the batch it was written in (its learning
   // seed): 0..n-1, except when some users' events were shredded.
   std::vector<uint32_t> positions;
-  std::string user_id, jurisdiction;  // kUserHome
+  std::string user_id, jurisdiction;  // kUserHome (jurisdiction: also kShred, kFence)
   std::string pseudonym;              // kShred (and jurisdiction)
   std::vector<std::string> key_ids;   // kShred
   std::string fence_name;             // kFence: UserFences name ("p:" + hex pseudonym)
@@ -79,8 +81,10 @@ struct LogRecord {
 
 std::string EncodeVideosRecord(const std::vector<Video>& videos);
 std::string EncodeEventsRecord(const std::vector<Event>& events);
-// A fence set or lifted (kFence).
-std::string EncodeFenceRecord(std::string_view name, bool fenced);
+// A fence set or lifted (kFence), naming the user's home jurisdiction (so
+// that cluster mode keeps it in that jurisdiction's stream; fences written
+// before carry none).
+std::string EncodeFenceRecord(std::string_view name, bool fenced, std::string_view jurisdiction = "");
 // An imported model (Engine::ImportModel); the payload is opaque here.
 std::string EncodeModelRecord(std::string_view payload);
 // Seals a batch of events: one group per user, in order of first
