@@ -37,6 +37,15 @@ JetStream cluster, sg (the approved backup region) and eu (not approved) as
   placement_refused     a mirror of the us log placed in eu (made behind
                         foryou's back) makes a replica refuse to start, naming
                         the stream and the rule
+  jurisdiction_streams  us is primary for US and CA; jp is approved to back up
+                        US only: jp holds the log's entries and US's parts and
+                        keys, and nothing of CA (no CA stream, no CA user's
+                        pseudonym in any of its files), nor the snapshots or
+                        audit logs (they name every jurisdiction's users); sg,
+                        approved for both, holds both
+  restore_from_jp       `foryou restore --from-cluster` from jp rebuilds the
+                        US users (each record checked against its entry MAC)
+                        and none of CA's; a server on it serves them
 
 Run from the repository root: FORYOU=build/release/foryou python3 tests/cluster_test.py
 Prints `ok NAME` / `FAIL NAME: reason`; exits 1 on any failure. Needs
@@ -82,13 +91,20 @@ def policy_toml() -> str:
 name = "us"
 jurisdiction = "US"
 operator = "Trusted Operator Inc."
-primary_for = ["US"]
+primary_for = ["US", "CA"]
 
 [[regions]]
 name = "sg"
 jurisdiction = "SG"
 operator = "Trusted Operator Inc."
 primary_for = ["SG"]
+backup_for = ["US", "CA"]
+
+[[regions]]
+name = "jp"
+jurisdiction = "JP"
+operator = "Trusted Operator Inc."
+primary_for = ["JP"]
 backup_for = ["US"]
 
 [[regions]]
@@ -101,15 +117,15 @@ primary_for = ["EU"]
 name = "us-service"
 key_sha256 = "{sha(SERVICE)}"
 role = "service"
-read = ["US"]
-write = ["US"]
+read = ["US", "CA"]
+write = ["US", "CA"]
 
 [[principals]]
 name = "us-admin"
 key_sha256 = "{sha(ADMIN)}"
 role = "admin"
-read = ["US"]
-write = ["US"]
+read = ["US", "CA"]
+write = ["US", "CA"]
 """
 
 
@@ -160,11 +176,12 @@ class Replica:
                 self.proc.kill()
                 self.proc.wait()
 
-    def call(self, method: str, path: str, body=None, key: str = SERVICE, timeout: float = 15):
+    def call(self, method: str, path: str, body=None, key: str = SERVICE, timeout: float = 15,
+             jurisdiction: str = "US"):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
         req.add_header("Authorization", f"Bearer {key}")
-        req.add_header("X-Foryou-Jurisdiction", "US")
+        req.add_header("X-Foryou-Jurisdiction", jurisdiction)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
@@ -304,7 +321,7 @@ def main() -> int:
     nats_dir = d / "nats"
     results: list[tuple[str, str | None]] = []
     try:
-        topo = nats_topology.start(str(nats_dir), ["us:3", "sg:1", "eu:1"])
+        topo = nats_topology.start(str(nats_dir), ["us:3", "sg:1", "eu:1", "jp:1"])
         urls = ",".join(topo["regions"]["us"])
         (d / "policy.toml").write_text(policy_toml())
         (d / "us.key").write_text(subprocess.run([FORYOU, "keygen"], capture_output=True, text=True, check=True).stdout)
@@ -536,6 +553,87 @@ def main() -> int:
             finally:
                 js.js("STREAM.DELETE.EVIL_COPY")
 
+        ca_users = [f"{USERS_PREFIX}ca{i}" for i in range(6)]
+
+        def stream_state(name: str) -> dict:
+            info = js.js("STREAM.INFO." + name)
+            return info.get("state", {}) if "error" not in info else {}
+
+        def jurisdiction_streams():
+            # CA users' events, through both replicas, beside the US ones.
+            for i, u in enumerate(ca_users):
+                code, body = (a if i % 2 else b).call("POST", "/v1/events", {"events": events_for(u, 0)},
+                                                      jurisdiction="CA")
+                assert code == 200, (code, body)
+            code, body = a.call("POST", "/v1/events", {"events": events_for(users[3], 9)})
+            assert code == 200, (code, body)
+            last = wait_same_seq([a, b])
+            # The replicas read each other's CA records: a feed and an export each.
+            code, body = a.call("GET", f"/v1/users/{ca_users[0]}/export", key=ADMIN, jurisdiction="CA")
+            assert code == 200 and len(body["events"]) == 5, (code, body)
+            # Each jurisdiction's streams sit in us; their mirrors only where approved.
+            for name in ("FORYOU_LOG_us_US", "FORYOU_LOG_us_CA", "FORYOU_KEYS_us_US", "FORYOU_KEYS_us_CA"):
+                assert js.js("STREAM.INFO." + name)["cluster"]["name"] == "us", name
+            deadline = time.time() + 20
+            while True:
+                st = {n: stream_state(n) for n in ("FORYOU_LOG_us_AT_jp", "FORYOU_LOG_us_US", "FORYOU_LOG_us_US_AT_jp",
+                                                    "FORYOU_LOG_us_CA", "FORYOU_LOG_us_CA_AT_sg")}
+                if (st["FORYOU_LOG_us_AT_jp"].get("last_seq", 0) >= last and
+                        st["FORYOU_LOG_us_US_AT_jp"].get("last_seq") == st["FORYOU_LOG_us_US"].get("last_seq") and
+                        st["FORYOU_LOG_us_CA_AT_sg"].get("last_seq") == st["FORYOU_LOG_us_CA"].get("last_seq")):
+                    break
+                assert time.time() < deadline, f"mirrors behind: {st}"
+                time.sleep(0.2)
+            for name in ("FORYOU_LOG_us_CA_AT_jp", "FORYOU_KEYS_us_CA_AT_jp", "FORYOU_SNAP_us_AT_jp",
+                         "FORYOU_AUDIT_us_AT_jp"):
+                info = js.js("STREAM.INFO." + name)
+                assert "error" in info, f"jp holds {name}: {info.get('cluster')}"
+            # The CA users' pseudonyms, from the subjects of their keys: none of
+            # them, raw or in hex, in any file of jp's server; US ones are there.
+            def pseudonyms(stream: str) -> set[str]:
+                subjects = js.js("STREAM.INFO." + stream, {"subjects_filter": ">"})["state"].get("subjects") or {}
+                return {s.split(".")[4] for s in subjects}
+            ca, us = pseudonyms("FORYOU_KEYS_us_CA"), pseudonyms("FORYOU_KEYS_us_US")
+            assert len(ca) >= len(ca_users) and us, (len(ca), len(us))
+            jp_bytes = b"".join(Path(root, f).read_bytes() for root, _, files in os.walk(nats_dir / "jp-1")
+                                for f in files)
+            for p in ca:
+                assert p.encode() not in jp_bytes and bytes.fromhex(p) not in jp_bytes, f"CA pseudonym {p} on jp"
+            assert b"foryou.us.CA" not in jp_bytes, "a CA subject on jp"
+            assert any(p.encode() in jp_bytes for p in us), "jp holds no US key"
+            sg_bytes = b"".join(Path(root, f).read_bytes() for root, _, files in os.walk(nats_dir / "sg-1")
+                                for f in files)
+            assert any(p.encode() in sg_bytes for p in ca), "sg, approved for CA, holds no CA key"
+
+        def restore_from_jp():
+            seq = wait_same_seq([a, b])
+            rd = d / "restored-jp"
+            out = subprocess.run([FORYOU, "restore", "--from-cluster", topo["regions"]["jp"][0], "--backup-region",
+                                  "jp", "--source-region", "us", "--data-dir", str(rd), "--region-key-file",
+                                  str(d / "us.key"), "--json"], capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, out.stderr[-1500:]
+            rep = json.loads(out.stdout)
+            assert rep["last_seq"] >= seq and rep["jurisdictions"] == ["US"], rep
+            assert rep["partial_records"] >= 1, rep
+            assert rep["snapshot_seq"] == 0, rep  # jp holds no snapshot: they hold CA users too
+            srv = Replica("jp-restored", d, urls)
+            srv.dir = rd
+            srv.argv = lambda: [FORYOU, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(rd), "--policy",
+                                str(d / "policy.toml"), "--region", "us", "--region-key-file", str(d / "us.key")]
+            srv.start()
+            try:
+                code, body = srv.call("GET", f"/v1/users/{users[3]}/export", key=ADMIN)
+                assert code == 200 and body["events"], (code, body)
+                assert exported_pairs(srv, {users[3]}) == exported_pairs(a, {users[3]})
+                for u in ca_users:
+                    code, body = srv.call("GET", f"/v1/users/{u}", key=ADMIN, jurisdiction="CA")
+                    assert code == 404, f"CA user {u} restored from jp: {code} {body}"
+            finally:
+                srv.stop()
+            print(f"   restored from jp (approved for US only): {rep['records']} records, {rep['partial_records']} of "
+                  f"them without their CA parts, {rep['keys']} keys, in {rep['fetch_seconds'] + rep['replay_seconds']:.2f} s",
+                  flush=True)
+
         def restore_from_sg():
             # A user mid-move: the fence is in the log before the snapshots
             # the replicas publish as they stop, so the restore's replay
@@ -578,7 +676,8 @@ def main() -> int:
                     break
                 assert time.time() < deadline, f"sg does not mirror the audit logs: {on_sg}"
                 time.sleep(0.2)
-            for s in ("FORYOU_LOG_us", "FORYOU_KEYS_us", "FORYOU_SNAP_us", "FORYOU_AUDIT_us"):  # the region is lost
+            for s in ("FORYOU_LOG_us", "FORYOU_KEYS_us", "FORYOU_SNAP_us", "FORYOU_AUDIT_us", "FORYOU_LOG_us_US",
+                      "FORYOU_KEYS_us_US", "FORYOU_LOG_us_CA", "FORYOU_KEYS_us_CA"):  # the region is lost
                 r = js.js("STREAM.DELETE." + s)
                 assert r.get("success"), r
             def restore_from_sg_into(target: Path) -> dict:
@@ -640,9 +739,11 @@ def main() -> int:
             deadline = time.time() + 20
             while True:
                 st = {n: js.js("STREAM.INFO." + n).get("state", {}) for n in
-                      ("FORYOU_LOG_us", "FORYOU_LOG_us_AT_sg", "FORYOU_KEYS_us", "FORYOU_KEYS_us_AT_sg")}
+                      ("FORYOU_LOG_us", "FORYOU_LOG_us_AT_sg", "FORYOU_KEYS_us_US", "FORYOU_KEYS_us_US_AT_sg",
+                       "FORYOU_LOG_us_US", "FORYOU_LOG_us_US_AT_sg")}
                 if (st["FORYOU_LOG_us_AT_sg"].get("last_seq") == seq and
-                        st["FORYOU_KEYS_us_AT_sg"].get("messages") == st["FORYOU_KEYS_us"].get("messages")):
+                        st["FORYOU_KEYS_us_US_AT_sg"].get("messages") == st["FORYOU_KEYS_us_US"].get("messages") and
+                        st["FORYOU_LOG_us_US_AT_sg"].get("last_seq") == st["FORYOU_LOG_us_US"].get("last_seq")):
                     break
                 assert time.time() < deadline, f"sg does not mirror the rebuilt log: {st}"
                 time.sleep(0.2)
@@ -659,6 +760,8 @@ def main() -> int:
         case("mirror_sealed", mirror_sealed)
         case("erasure_reaches_sg", erasure_reaches_sg)
         case("placement_refused", placement_refused)
+        case("jurisdiction_streams", jurisdiction_streams)
+        case("restore_from_jp", restore_from_jp)
         case("restore_from_sg", restore_from_sg)
     finally:
         for p in PROCS:
