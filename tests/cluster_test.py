@@ -36,7 +36,8 @@ JetStream cluster, sg (the approved backup region) and eu (not approved) as
                         replica joins it with the same scores
   placement_refused     a mirror of the us log placed in eu (made behind
                         foryou's back) makes a replica refuse to start, naming
-                        the stream and the rule
+                        the stream and the rule; so does a mirror of us's CA
+                        parts in jp (approved for US only)
   jurisdiction_streams  us is primary for US and CA; jp is approved to back up
                         US only: jp holds the log's entries and US's parts and
                         keys, and nothing of CA (no CA stream, no CA user's
@@ -552,6 +553,18 @@ def main() -> int:
                 assert "EVIL_COPY" in text and "eu" in text and "does not approve" in text, text[-800:]
             finally:
                 js.js("STREAM.DELETE.EVIL_COPY")
+            # A copy of one jurisdiction's parts in a region approved for others
+            # only: jp may back up US, not CA.
+            bad = js.js("STREAM.CREATE.EVIL_CA", {"name": "EVIL_CA", "mirror": {"name": "FORYOU_LOG_us_CA"},
+                                                  "placement": {"cluster": "jp"}, "storage": "file", "num_replicas": 1})
+            assert "error" not in bad, bad
+            try:
+                e = Replica("e2", d, urls)
+                text = e.start(expect_fail=True, timeout=30)
+                assert e.proc.returncode not in (None, 0), "a replica started beside a CA mirror in jp"
+                assert "EVIL_CA" in text and "jurisdiction CA" in text and "does not approve" in text, text[-800:]
+            finally:
+                js.js("STREAM.DELETE.EVIL_CA")
 
         ca_users = [f"{USERS_PREFIX}ca{i}" for i in range(6)]
 
