@@ -620,13 +620,26 @@ def main() -> int:
 
         def restore_from_jp():
             seq = wait_same_seq([a, b])
+
+            def restore_jp(target: Path, policy: Path):
+                return subprocess.run([FORYOU, "restore", "--from-cluster", topo["regions"]["jp"][0], "--backup-region",
+                                       "jp", "--source-region", "us", "--data-dir", str(target), "--region-key-file",
+                                       str(d / "us.key"), "--policy", str(policy), "--json"],
+                                      capture_output=True, text=True, timeout=120)
+            # Under a policy that approves jp for CA too, jp's lack of CA is a
+            # copy gone missing, and the restore fails saying so.
+            wrong = d / "policy-jp-ca.toml"
+            wrong.write_text(policy_toml().replace('primary_for = ["JP"]\nbackup_for = ["US"]',
+                                                   'primary_for = ["JP"]\nbackup_for = ["US", "CA"]'))
+            assert wrong.read_text() != policy_toml()
+            out = restore_jp(d / "restored-jp-wrong", wrong)
+            assert out.returncode != 0 and "jurisdiction CA" in out.stderr, out.stderr[-800:]
             rd = d / "restored-jp"
-            out = subprocess.run([FORYOU, "restore", "--from-cluster", topo["regions"]["jp"][0], "--backup-region",
-                                  "jp", "--source-region", "us", "--data-dir", str(rd), "--region-key-file",
-                                  str(d / "us.key"), "--json"], capture_output=True, text=True, timeout=120)
+            out = restore_jp(rd, d / "policy.toml")
             assert out.returncode == 0, out.stderr[-1500:]
             rep = json.loads(out.stdout)
             assert rep["last_seq"] >= seq and rep["jurisdictions"] == ["US"], rep
+            assert rep["jurisdictions_missing"] == ["CA"], rep
             assert rep["partial_records"] >= 1, rep
             assert rep["snapshot_seq"] == 0, rep  # jp holds no snapshot: they hold CA users too
             srv = Replica("jp-restored", d, urls)

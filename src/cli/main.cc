@@ -990,6 +990,7 @@ int Rekey(const RekeyFlags& f) {
 struct RestoreFlags {
   std::string from;
   std::string from_cluster, backup_region;  // cluster mode: the backup region's JetStream
+  std::string policy_file;                  // cluster mode: what the backup region must hold
   std::string ca_file;
   std::string source_region;
   std::string data_dir;
@@ -1026,6 +1027,19 @@ int RestoreCmd(const RestoreFlags& f) {
     if (Status s = JetStreamLog::Connect(jo, &log); !s.ok()) return Fail(s);
     log->BindMirrors(f.source_region, f.backup_region);
     o.mirror = std::move(log);
+    if (!f.policy_file.empty()) {
+      auto policy = Policy::Load(f.policy_file);
+      if (!policy.ok()) return Fail(policy.status());
+      const PolicyRegion* source = policy->FindRegion(f.source_region);
+      const PolicyRegion* backup = policy->FindRegion(f.backup_region);
+      if (source == nullptr || backup == nullptr) {
+        return Fail(Status::InvalidArgument(fmt::format("--policy: regions '{}' and '{}' must both be in {}",
+                                                        f.source_region, f.backup_region, f.policy_file)));
+      }
+      for (const std::string& j : source->primary_for) {
+        if (backup->backup_for.count(j) > 0) o.expected_jurisdictions.push_back(j);
+      }
+    }
   } else {
     auto key = ReadSecretFile(f.api_key_file, "API key");
     if (!key.ok()) return Fail(key.status());
@@ -1122,6 +1136,7 @@ int RestoreCmd(const RestoreFlags& f) {
                             {"replica_audit_errors", r->replica_audit_errors},
                             {"snapshot_seq", r->snapshot_seq}, {"replayed_records", r->replayed_records},
                             {"partial_records", r->partial_records}, {"jurisdictions", r->jurisdictions},
+                            {"jurisdictions_missing", r->jurisdictions_missing},
                             {"fetch_seconds", r->fetch_seconds},
                             {"replay_seconds", r->replay_seconds},
                             {"rto_seconds", r->fetch_seconds + r->replay_seconds}};
@@ -1148,10 +1163,12 @@ int RestoreCmd(const RestoreFlags& f) {
                   "tree heads saved before will not verify against it\n");
     }
     if (r->partial_records > 0) {
-      std::printf("  jurisdictions restored: %s; %llu records lost the parts of jurisdictions %s is not approved to "
-                  "back up (their users were never there), each checked against its entry MAC\n",
+      std::printf("  jurisdictions restored: %s; %llu records came without their parts of %s, which %s holds no copy "
+                  "of (each record checked against its entry MAC)%s\n",
                   fmt::format("{}", fmt::join(r->jurisdictions, ", ")).c_str(),
-                  static_cast<unsigned long long>(r->partial_records), f.backup_region.c_str());
+                  static_cast<unsigned long long>(r->partial_records),
+                  fmt::format("{}", fmt::join(r->jurisdictions_missing, ", ")).c_str(), f.backup_region.c_str(),
+                  f.policy_file.empty() ? "; give --policy to check that the policy does not approve it for them" : "");
     }
     if (r->snapshot_seq > 0) {
       std::printf("  replayed %llu records after the mirrored snapshot at record %llu\n",
@@ -1445,6 +1462,10 @@ int main(int argc, char** argv) {
                           "The source region's client certificate (PEM), if the backup region asks for one (mutual TLS)")
       ->check(CLI::ExistingFile);
   restore_cmd->add_option("--key-file", restore.key_file, "The client certificate's PEM private key")
+      ->check(CLI::ExistingFile);
+  restore_cmd->add_option("--policy", restore.policy_file,
+                          "With --from-cluster: the policy; the restore then fails if the backup region lacks a "
+                          "jurisdiction the policy approves it for")
       ->check(CLI::ExistingFile);
   restore_cmd->add_flag("--json", restore.json, "Print one JSON object");
 

@@ -70,11 +70,12 @@ struct ClusterRecord {
   std::string record;     // as stored (storage/log_format.h)
   std::string mac;        // its chain MAC
   std::string entry_mac;  // Keyring::EntryMac of its entry ("" in a log written before entries had one)
-  std::string entry;      // the entry's signed bytes (LogEntry::Signed), what entry_mac covers
+  std::string entry;      // its entry, encoded (cluster/log_entry.h); "" in a log from before entries
   // Some jurisdictions' parts were not in this copy (a backup region approved
   // for some of them only): `record` leaves them out and no longer checks
   // against `mac`; check `entry_mac` over `entry` instead.
   bool partial = false;
+  std::vector<std::string> missing;  // the jurisdictions whose parts were not there
 };
 
 // A user's wrapped data key, under the user's home jurisdiction.

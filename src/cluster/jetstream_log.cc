@@ -11,6 +11,7 @@
 
 #include "cluster/log_entry.h"
 #include "replication/wire.h"
+#include "storage/log_format.h"
 #include "util/coding.h"
 
 namespace foryou {
@@ -268,8 +269,8 @@ Status JetStreamLog::EnsureStream(const std::string& name, const std::string& su
   return Status::OK();
 }
 
-Status JetStreamLog::Ensure(const ClusterPlan& plan) {
-  plan_ = plan;
+Status JetStreamLog::Ensure(const ClusterPlan& requested) {
+  ClusterPlan plan = requested;
   region_ = plan.region;
   log_stream_ = LogStreamName(plan.region);
   keys_stream_ = KeysStreamName(plan.region);
@@ -280,19 +281,40 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
   snap_prefix_ = "foryou." + plan.region + ".snap.";
   audit_stream_ = AuditStreamName(plan.region);
   audit_prefix_ = "foryou." + plan.region + ".audit.";
-  for (const std::string& j : plan.jurisdictions) {
-    // A jurisdiction names streams and subjects: one token of letters,
-    // digits, '-' and '_', none of the region's own subject words.
-    const bool token = !j.empty() && std::all_of(j.begin(), j.end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  // Regions and jurisdictions name streams and subjects: one token of
+  // letters, digits and '-' ('_' joins the parts of a stream's name), and a
+  // jurisdiction none of the region's own subject words.
+  auto token = [](const std::string& t) {
+    return !t.empty() && std::all_of(t.begin(), t.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
     });
-    if (!token || j == "log" || j == "key" || j == "snap" || j == "audit" || j == "storekey") {
+  };
+  if (!token(plan.region)) {
+    return Status::InvalidArgument(fmt::format(
+        "cluster: region '{}' cannot name a stream (letters, digits and '-' only)", plan.region));
+  }
+  for (const std::string& j : plan.jurisdictions) {
+    if (!token(j) || j == "log" || j == "key" || j == "snap" || j == "audit" || j == "storekey") {
       return Status::InvalidArgument(fmt::format(
-          "cluster: jurisdiction '{}' cannot name a stream (letters, digits, '-' and '_' only; not log, key, snap, "
+          "cluster: jurisdiction '{}' cannot name a stream (letters, digits and '-' only; not log, key, snap, "
           "audit or storekey)",
           j));
     }
   }
+  // A log written before per-jurisdiction streams holds every
+  // jurisdiction's records in FORYOU_LOG_R and every user key in
+  // FORYOU_KEYS_R, which every backup region mirrors: only regions approved
+  // for all of the region's jurisdictions may hold them, as before.
+  auto older = OlderLayout();
+  if (!older.ok()) return older.status();
+  if (*older && plan.AnyBackups().size() != plan.backups.size()) {
+    spdlog::warn("cluster: {} was written before per-jurisdiction streams (every jurisdiction's data in one "
+                 "stream): only regions approved for all of {} get its mirrors; reseed the region "
+                 "(docs/SCALING.md) to mirror each jurisdiction where it is approved",
+                 log_stream_, fmt::join(plan.jurisdictions, ", "));
+    plan.jurisdiction_backups.clear();
+  }
+  plan_ = plan;
   // 1. Anything already in JetStream that copies this region's streams must
   //    sit in a region the policy approves for what the stream holds: a
   //    jurisdiction's parts and keys where that jurisdiction is approved,
@@ -365,7 +387,6 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
     FORYOU_RETURN_IF_ERROR(EnsureStream(PartsStream(j), PartsSubject(j), false, plan.region, plan.replicas, true));
     FORYOU_RETURN_IF_ERROR(EnsureStream(JKeysStream(j), JKeyPrefix(j) + ">", false, plan.region, plan.replicas, false));
   }
-  FORYOU_RETURN_IF_ERROR(CheckPartialBackups(plan));
   key_mirrors_.clear();
   snap_mirrors_.clear();
   j_key_mirrors_.clear();
@@ -396,27 +417,25 @@ Status JetStreamLog::Ensure(const ClusterPlan& plan) {
   return Status::OK();
 }
 
-Status JetStreamLog::CheckPartialBackups(const ClusterPlan& plan) {
-  const auto any = plan.AnyBackups();
-  if (any.size() == plan.backups.size()) return Status::OK();  // every backup region holds everything
-  MsgGuard m;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetMsg(&m.m, js_, log_stream_.c_str(), 1, nullptr, &jerr);
-  if (s != NATS_OK) {
-    if (jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND) return Status::OK();  // an empty log
-    return NatsError("reading the log's first message", s, jerr);
+Result<bool> JetStreamLog::OlderLayout() {
+  // The log's first message without the entry header, or a user key in
+  // FORYOU_KEYS_R (foryou.R.key.<pseudonym>.<key id>: two tokens, so not
+  // the seeding marker).
+  for (int what = 0; what < 2; ++what) {
+    MsgGuard m;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const std::string legacy_keys = key_prefix_ + "*.*";
+    natsStatus s = what == 0 ? js_GetMsg(&m.m, js_, log_stream_.c_str(), 1, nullptr, &jerr)
+                             : js_GetLastMsg(&m.m, js_, keys_stream_.c_str(), legacy_keys.c_str(), nullptr, &jerr);
+    if (s != NATS_OK) {
+      if (jerr == JSNoMessageFoundErr || jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) continue;
+      return NatsError(what == 0 ? "reading the log's first message" : "looking for keys of an older layout", s, jerr);
+    }
+    if (what == 1) return true;
+    const char* entry = nullptr;
+    if (natsMsgHeader_Get(m.m, "Foryou-Entry", &entry) != NATS_OK || entry == nullptr) return true;
   }
-  const char* entry = nullptr;
-  if (natsMsgHeader_Get(m.m, "Foryou-Entry", &entry) == NATS_OK && entry != nullptr) return Status::OK();
-  std::vector<std::string> partial;
-  for (const std::string& b : any) {
-    if (std::find(plan.backups.begin(), plan.backups.end(), b) == plan.backups.end()) partial.push_back(b);
-  }
-  return Status::Forbidden(fmt::format(
-      "cluster: {} was written before per-jurisdiction streams and holds every jurisdiction's records, but the policy "
-      "approves region(s) {} for some of region {}'s jurisdictions only (rule: backups only in approved regions); "
-      "reseed the region (docs/SCALING.md) or approve them for all of {}",
-      log_stream_, fmt::join(partial, ", "), plan.region, fmt::join(plan.jurisdictions, ", ")));
+  return false;
 }
 
 Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_view mac,
@@ -428,6 +447,14 @@ Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_
   entry.seq = seq;
   entry.mac.assign(mac);
   entry.entry_mac.assign(entry_mac);
+  if (entry.shape == LogEntry::kWhole && record.size() > 1 && static_cast<RecordKind>(record[1]) == RecordKind::kFence &&
+      plan_.AnyBackups().size() != plan_.backups.size()) {
+    // (A fence from before fences named their jurisdiction, being seeded.)
+    return Status::InvalidArgument(fmt::format(
+        "cluster: record {} is a migration fence that names no jurisdiction (written by an older foryou): it would "
+        "reach backup regions approved for some of region {}'s jurisdictions only",
+        seq, region_));
+  }
   // 1. Each jurisdiction's part to its own stream. A part whose entry then
   //    loses the race for `seq` stays there, referenced by nothing.
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -515,11 +542,18 @@ Status DecodeOne(const char* data, int len, uint64_t stream_seq, ClusterRecord* 
 }
 }  // namespace
 
-Status JetStreamLog::ToRecord(natsMsg* msg, uint64_t seq, ClusterRecord* out) {
+Status JetStreamLog::ToRecord(natsMsg* msg, uint64_t seq, ClusterRecord* out, bool in_order) {
   const char* marker = nullptr;
   if (natsMsgHeader_Get(msg, "Foryou-Entry", &marker) != NATS_OK || marker == nullptr) {
+    if (in_order && entries_seen_) {
+      return Status::Corruption(fmt::format(
+          "cluster: message {} of the log is a whole record after entries: written by an older foryou replica "
+          "(docs/SCALING.md: do not mix versions in one region)",
+          seq));
+    }
     return DecodeOne(natsMsg_GetData(msg), natsMsg_GetDataLength(msg), seq, out);  // a log from before entries
   }
+  if (in_order) entries_seen_ = true;
   LogEntry entry;
   FORYOU_RETURN_IF_ERROR(DecodeLogEntry(
       std::string_view(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))), &entry));
@@ -528,6 +562,7 @@ Status JetStreamLog::ToRecord(natsMsg* msg, uint64_t seq, ClusterRecord* out) {
   }
   std::vector<std::string> parts(entry.parts.size());
   std::vector<bool> held(entry.parts.size(), true);
+  out->missing.clear();
   for (size_t i = 0; i < entry.parts.size(); ++i) {
     const LogEntryPart& p = entry.parts[i];
     MsgGuard m;
@@ -544,7 +579,8 @@ Status JetStreamLog::ToRecord(natsMsg* msg, uint64_t seq, ClusterRecord* out) {
     }
     if (s != NATS_OK) {
       if (bound_to_mirrors_ && jerr == JSStreamNotFoundErr) {
-        held[i] = false;  // a jurisdiction this backup region is not approved for
+        held[i] = false;  // a jurisdiction this backup region holds no copy of
+        out->missing.push_back(p.jurisdiction);
         continue;
       }
       if (jerr == JSNoMessageFoundErr || jerr == JSStreamNotFoundErr) {
@@ -561,9 +597,9 @@ Status JetStreamLog::ToRecord(natsMsg* msg, uint64_t seq, ClusterRecord* out) {
   }
   FORYOU_RETURN_IF_ERROR(JoinPartial(entry, parts, held, &out->record, &out->partial));
   out->seq = seq;
+  out->entry = EncodeLogEntry(entry);
   out->mac = std::move(entry.mac);
   out->entry_mac = std::move(entry.entry_mac);
-  out->entry = entry.Signed();
   return Status::OK();
 }
 
@@ -576,7 +612,7 @@ Result<ClusterRecord> JetStreamLog::Get(uint64_t seq) {
     return NatsError(fmt::format("reading record {}", seq), s, jerr);
   }
   ClusterRecord r;
-  FORYOU_RETURN_IF_ERROR(ToRecord(m.m, seq, &r));
+  FORYOU_RETURN_IF_ERROR(ToRecord(m.m, seq, &r, false));
   return r;
 }
 
@@ -668,8 +704,7 @@ Result<std::optional<std::string>> JetStreamLog::GetKey(std::string_view jurisdi
       return std::optional<std::string>(
           std::string(natsMsg_GetData(m.m), static_cast<size_t>(natsMsg_GetDataLength(m.m))));
     }
-    const bool absent = jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND ||
-                        (bound_to_mirrors_ && jerr == JSStreamNotFoundErr);
+    const bool absent = jerr == JSNoMessageFoundErr || s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr;
     if (!absent) return NatsError("reading a wrapped key", s, jerr);
   }
   return std::optional<std::string>();
@@ -705,8 +740,10 @@ Status JetStreamLog::EraseKeys(std::string_view jurisdiction, const std::vector<
   std::vector<std::string> legacy = {keys_stream_};
   legacy.insert(legacy.end(), key_mirrors_.begin(), key_mirrors_.end());
   places.emplace_back(key_prefix_, std::move(legacy));
+  // Every jurisdiction's, not only the user's: a write that lost the race
+  // for its record may have published the user's first key under another
+  // jurisdiction (its batch then refused), and it names the user too.
   for (const std::string& j : plan_.jurisdictions) {
-    if (!jurisdiction.empty() && j != jurisdiction) continue;
     std::vector<std::string> streams = {JKeysStream(j)};
     if (auto it = j_key_mirrors_.find(j); it != j_key_mirrors_.end()) {
       streams.insert(streams.end(), it->second.begin(), it->second.end());
@@ -1293,7 +1330,7 @@ Status JetStreamLog::Next(int timeout_ms, ClusterRecord* out) {
   if (s != NATS_OK) return NatsError("a log message's metadata", s);
   const uint64_t seq = meta->Sequence.Stream;
   jsMsgMetaData_Destroy(meta);
-  return ToRecord(m.m, seq, out);
+  return ToRecord(m.m, seq, out, true);
 }
 
 }  // namespace foryou

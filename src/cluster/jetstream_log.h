@@ -163,13 +163,14 @@ class JetStreamLog : public ClusterLog {
   Result<std::vector<std::string>> Jurisdictions();
   // A log message as a record: an entry whose parts are fetched and joined,
   // or a record of an older log.
-  Status ToRecord(::__natsMsg* msg, uint64_t seq, ClusterRecord* out);
+  // `in_order`: read by Next, where a whole record after an entry is damage
+  // (an older replica writing beside newer ones).
+  Status ToRecord(::__natsMsg* msg, uint64_t seq, ClusterRecord* out, bool in_order);
   Status ForEachKeyIn(const std::string& stream, const std::string& prefix,
                       const std::function<Status(std::string_view, std::string_view)>& fn);
-  // Refuses a plan with a backup region approved for some jurisdictions
-  // only when the log was written before per-jurisdiction streams (its
-  // entries and keys stream hold every jurisdiction's data).
-  Status CheckPartialBackups(const ClusterPlan& plan);
+  // Whether the region's log was written before per-jurisdiction streams
+  // (its first message is a whole record, or FORYOU_KEYS_R holds user keys).
+  Result<bool> OlderLayout();
   static constexpr size_t kKeyIdBytesForSubjects = 8;  // crypto/keyring.h kKeyIdBytes
 
   // Acknowledgements of asynchronous publishes (PutKeys), counted per batch:
@@ -199,6 +200,7 @@ class JetStreamLog : public ClusterLog {
   std::vector<std::string> snap_mirrors_;  // the snapshot stream's mirrors, purged as it is
   bool bound_to_mirrors_ = false;          // BindMirrors: read-only
   std::string backup_region_;             // BindMirrors: whose mirrors
+  bool entries_seen_ = false;             // Next (the follower's thread): an entry was read
   std::optional<std::vector<std::string>> jurisdictions_;  // Jurisdictions(), once known
   ClusterPlan plan_;                      // as given to Ensure
 };

@@ -42,10 +42,12 @@ std::string PartDigest(std::string_view bytes) {
   return out;
 }
 
-std::string LogEntry::Signed() const {
+std::string LogEntry::Signed(std::string_view previous_mac) const {
   std::string out;
   out.push_back(static_cast<char>(kLogEntryVersion));
   PutVarint64(&out, seq);
+  PutString(&out, mac);
+  PutString(&out, previous_mac);
   out.push_back(static_cast<char>(shape));
   PutString(&out, head);
   PutVarint64(&out, group_jurisdictions.size());
@@ -149,9 +151,13 @@ Status JoinPartial(const LogEntry& entry, const std::vector<std::string>& parts,
       return Status::OK();
     case LogEntry::kGroups: {
       std::string_view head = entry.head;
-      uint64_t total, ngroups;
-      if (head.size() < 2 || (head.remove_prefix(2), !GetVarint64(&head, &total)) || !GetVarint64(&head, &ngroups) ||
-          !head.empty() || ngroups != entry.group_jurisdictions.size()) {
+      uint64_t total = 0, ngroups = 0;
+      bool header_ok = head.size() >= 2;
+      if (header_ok) {
+        head.remove_prefix(2);
+        header_ok = GetVarint64(&head, &total) && GetVarint64(&head, &ngroups) && head.empty();
+      }
+      if (!header_ok || ngroups != entry.group_jurisdictions.size()) {
         return Bad("a sealed record's header does not match its groups");
       }
       std::map<std::string, size_t> index;
@@ -174,9 +180,13 @@ Status JoinPartial(const LogEntry& entry, const std::vector<std::string>& parts,
       for (size_t i = 0; i < rest.size(); ++i) {
         if (held[i] && !rest[i].empty()) return Bad("a part holds more groups than the entry names");
       }
-      record->assign(entry.head.substr(0, 2));
-      PutVarint64(record, total);
-      PutVarint64(record, kept);
+      if (kept == ngroups) {
+        record->assign(entry.head);  // the header's bytes as written
+      } else {
+        record->assign(entry.head.substr(0, 2));
+        PutVarint64(record, total);
+        PutVarint64(record, kept);
+      }
       record->append(groups);
       return Status::OK();
     }
@@ -189,12 +199,14 @@ Status JoinRecord(const LogEntry& entry, const std::vector<std::string>& parts, 
   return JoinPartial(entry, parts, std::vector<bool>(entry.parts.size(), true), record, &partial);
 }
 
-Result<std::string> EntryMacFor(const Keyring& keyring, uint64_t seq, std::string_view record) {
+Result<std::string> EntryMacFor(const Keyring& keyring, uint64_t seq, std::string_view record, std::string_view mac,
+                                std::string_view previous_mac) {
   LogEntry entry;
   std::vector<std::string> parts;
   FORYOU_RETURN_IF_ERROR(SplitRecord(record, &entry, &parts));
   entry.seq = seq;
-  return keyring.EntryMac(seq, entry.Signed());
+  entry.mac.assign(mac);
+  return keyring.EntryMac(seq, entry.Signed(previous_mac));
 }
 
 std::string EncodeLogEntry(const LogEntry& entry) {

@@ -23,10 +23,11 @@
 // JoinPartial leaves out the groups it lacks (a record wholly of a missing
 // jurisdiction becomes an empty sealed record, keeping the numbering). Such
 // a record no longer checks against the chain, so every entry also carries
-// `entry_mac`: Keyring::EntryMac over Signed(), which covers the entry's
-// sequence number, shape, header, group order and the parts' jurisdictions
-// and digests (not the locators). A restore checks that MAC and each part's
-// digest instead.
+// `entry_mac`: Keyring::EntryMac over Signed(previous MAC), which covers the
+// entry's sequence number, the record's chain MAC and the one before it
+// (so entries chain too), shape, header, group order and the parts'
+// jurisdictions and digests (not the locators). A restore checks that MAC
+// and each part's digest instead.
 //
 // Encoding of an entry message (versioned; docs/FORMATS.md):
 //   [u8 version = kLogEntryVersion] varint seq, string chain MAC,
@@ -57,14 +58,14 @@ struct LogEntry {
   enum Shape : uint8_t { kWhole = 0, kGroups = 1, kPart = 2 };
   uint64_t seq = 0;
   std::string mac;        // the record's chain MAC
-  std::string entry_mac;  // Keyring::EntryMac(seq, Signed())
+  std::string entry_mac;  // Keyring::EntryMac(seq, Signed(previous record's chain MAC))
   Shape shape = kWhole;
   std::string head;       // kWhole: the record; kGroups: the bytes before the groups; kPart: empty
   std::vector<std::string> group_jurisdictions;  // kGroups: each group's, in record order
   std::vector<LogEntryPart> parts;               // one per jurisdiction, in order of first appearance
 
-  // The bytes entry_mac covers.
-  std::string Signed() const;
+  // The bytes entry_mac covers, given the previous record's chain MAC.
+  std::string Signed(std::string_view previous_mac) const;
 };
 
 // Splits `record` (storage/log_format.h) into an entry (seq, MACs and
@@ -90,8 +91,10 @@ Status DecodeLogEntry(std::string_view data, LogEntry* out);
 std::string PartDigest(std::string_view bytes);
 
 class Keyring;
-// The entry MAC of `record` as record `seq` of a region's log: what a writer
+// The entry MAC of `record` as record `seq` of a region's log, whose chain
+// MAC is `mac` and the previous record's `previous_mac`: what a writer
 // publishes beside it (Keyring::EntryMac over the entry's Signed bytes).
-Result<std::string> EntryMacFor(const Keyring& keyring, uint64_t seq, std::string_view record);
+Result<std::string> EntryMacFor(const Keyring& keyring, uint64_t seq, std::string_view record, std::string_view mac,
+                                std::string_view previous_mac);
 
 }  // namespace foryou

@@ -85,14 +85,27 @@ TEST_F(LogEntryTest, ABackupOfOneJurisdictionGetsExactlyItsUsers) {
   EXPECT_TRUE(partial);
   EXPECT_EQ(Users(joined), (std::vector<std::string>{"ann", "cy"}));
   EXPECT_EQ(Users(record), (std::vector<std::string>{"ann", "bo", "cy", "bo"}));
-  // The entry MAC covers what a partial holder can check; a changed digest
-  // changes it.
+  // The entry MAC covers what a partial holder can check: a changed
+  // digest, number, group order, chain MAC or previous chain MAC changes it.
   entry.seq = 7;
-  const std::string mac = ring_->EntryMac(7, entry.Signed());
+  entry.mac = std::string(32, 'm');
+  const std::string prev(32, 'p');
+  const std::string mac = ring_->EntryMac(7, entry.Signed(prev));
+  auto mac_for = [&](LogEntry e, std::string_view p = std::string_view()) {
+    return ring_->EntryMac(7, e.Signed(p.empty() ? std::string_view(prev) : p));
+  };
   LogEntry altered = entry;
   altered.parts[1].digest[0] ^= 1;
-  EXPECT_NE(ring_->EntryMac(7, altered.Signed()), mac);
-  EXPECT_NE(ring_->EntryMac(8, entry.Signed()), mac);
+  EXPECT_NE(mac_for(altered), mac);
+  altered = entry;
+  std::swap(altered.group_jurisdictions[0], altered.group_jurisdictions[1]);
+  EXPECT_NE(mac_for(altered), mac);
+  altered = entry;
+  altered.mac[0] ^= 1;
+  EXPECT_NE(mac_for(altered), mac);
+  EXPECT_NE(mac_for(entry, std::string(32, 'q')), mac);  // spliced after another record
+  EXPECT_NE(ring_->EntryMac(8, entry.Signed(prev)), mac);
+  EXPECT_EQ(*EntryMacFor(*ring_, 7, record, entry.mac, prev), mac);
 }
 
 TEST_F(LogEntryTest, AnAlteredPartIsRefused) {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "cluster/log_entry.h"
@@ -35,13 +36,13 @@ Result<std::vector<ClusterKey>> KeysOf(std::string_view record, const Store::Key
   if (keys.empty()) return out;
   LogRecord rec;
   FORYOU_RETURN_IF_ERROR(DecodeRecord(record, nullptr, &rec));
+  std::unordered_map<std::string, const std::string*> home;  // key name -> jurisdiction
+  home.reserve(rec.groups.size());
+  for (const SealedGroup& g : rec.groups) home.emplace(g.pseudonym + g.key_id, &g.jurisdiction);
   for (const auto& [name, wrapped] : keys) {
-    auto g = std::find_if(rec.groups.begin(), rec.groups.end(),
-                          [&](const SealedGroup& g) { return g.pseudonym + g.key_id == name; });
-    if (g == rec.groups.end()) {
-      return Status::Internal("cluster: a new key that no sealed group of its record uses");
-    }
-    out.push_back({g->jurisdiction, name, wrapped});
+    auto it = home.find(name);
+    if (it == home.end()) return Status::Internal("cluster: a new key that no sealed group of its record uses");
+    out.push_back({*it->second, name, wrapped});
   }
   return out;
 }
@@ -270,7 +271,9 @@ Status Engine::SeedCluster(uint64_t from_seq) {
     auto mac = store_->GetMac(seq);
     if (!mac.ok()) return mac.status();
     if (mac->empty()) return Status::Corruption(fmt::format("--cluster-seed: record {} has no chain MAC", seq));
-    auto entry_mac = EntryMacFor(*keyring_, seq, record);
+    auto previous = seq > 1 ? store_->GetMac(seq - 1) : Result<std::string>(std::string());
+    if (!previous.ok()) return previous.status();
+    auto entry_mac = EntryMacFor(*keyring_, seq, record, *mac, *previous);
     if (!entry_mac.ok()) return entry_mac.status();
     return cluster_->Publish(seq, record, *mac, *entry_mac);
   }));
@@ -289,7 +292,7 @@ Status Engine::AppendToCluster(std::string_view record, uint64_t* seq, const Sto
                                const std::vector<std::string>& delete_keys) {
   const uint64_t next = store_->last_seq() + 1;
   std::string mac = keyring_->LogMac(next, record, last_mac_);
-  auto entry_mac = EntryMacFor(*keyring_, next, record);
+  auto entry_mac = EntryMacFor(*keyring_, next, record, mac, last_mac_);
   if (!entry_mac.ok()) return entry_mac.status();
   // A key before the first record it seals, so that any replica applying the
   // record finds it.

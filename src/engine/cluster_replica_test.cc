@@ -43,7 +43,9 @@ class MemoryClusterLog : public ClusterLog {
     r.mac = std::string(mac);
     r.entry_mac = std::string(entry_mac);
     entry.seq = seq;
-    r.entry = entry.Signed();
+    entry.mac = r.mac;
+    entry.entry_mac = r.entry_mac;
+    r.entry = EncodeLogEntry(entry);
     records_.push_back(std::move(r));
     return Status::OK();
   }

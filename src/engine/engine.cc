@@ -555,8 +555,10 @@ Status Engine::FenceUser(const std::string& user_id, bool fenced) {
       {
         std::shared_lock lock(mu_);
         auto idx = state_->FindUserIdx(user_id);
-        if (fenced && !idx) return Status::NotFound(fmt::format("user '{}' not found", user_id));
-        if (idx) home = state_->users[*idx].home;
+        // Unknown: nothing to fence or lift (and a fence naming no
+        // jurisdiction would put the pseudonym in the region-wide entries).
+        if (!idx) return Status::NotFound(fmt::format("user '{}' not found", user_id));
+        home = state_->users[*idx].home;
       }
       const std::string record = EncodeFenceRecord(FenceName(user_id), fenced, home);
       uint64_t seq;

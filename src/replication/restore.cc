@@ -14,6 +14,7 @@
 
 #include "audit/audit_log.h"
 #include "cluster/audit_streamer.h"
+#include "cluster/log_entry.h"
 #include "engine/engine.h"
 #include "engine/user_fences.h"
 #include "replication/region_client.h"
@@ -100,7 +101,7 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
   if (!keyring_or.ok()) return keyring_or.status();
   const Keyring& keyring = **keyring_or;
   std::string their_prev, our_prev;
-  std::set<std::string> jurisdictions;
+  std::set<std::string> jurisdictions, missing;
   auto last = mirror.LastSeq();
   if (!last.ok()) return last.status();
   report->last_seq = *last;
@@ -142,11 +143,25 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
     if (r.seq != next) return Status::Corruption(fmt::format("mirror: record {} where {} was expected", r.seq, next));
     if (r.mac.empty()) return Status::Corruption(fmt::format("mirror record {} has no integrity MAC", r.seq));
     if (r.partial) {
-      if (r.entry_mac.empty() || keyring.EntryMac(r.seq, r.entry) != r.entry_mac) {
+      // The entry MAC binds the record's chain MAC and the previous one: the
+      // entries chain as the records do.
+      LogEntry entry;
+      if (r.entry_mac.empty() || !DecodeLogEntry(r.entry, &entry).ok() || entry.mac != r.mac ||
+          keyring.EntryMac(r.seq, entry.Signed(their_prev)) != r.entry_mac) {
         return Status::Corruption(fmt::format(
-            "mirror record {} fails its entry MAC: written without the region key, or altered", r.seq));
+            "mirror record {} fails its entry MAC: written without the region key, altered, or out of order", r.seq));
       }
       ++report->partial_records;
+      for (const std::string& j : r.missing) {
+        if (std::find(o.expected_jurisdictions.begin(), o.expected_jurisdictions.end(), j) !=
+            o.expected_jurisdictions.end()) {
+          return Status::Corruption(fmt::format(
+              "mirror record {} lacks the part of jurisdiction {}, which the policy approves the backup region to "
+              "hold: its copy of that jurisdiction's stream is gone",
+              r.seq, j));
+        }
+        missing.insert(j);
+      }
     } else if (keyring.LogMac(r.seq, r.record, their_prev) != r.mac) {
       return Status::Corruption(fmt::format(
           "mirror record {} fails the integrity chain: written without the region key, altered, or out of order", r.seq));
@@ -183,6 +198,7 @@ Status FetchFromMirror(ClusterLog& mirror, Store& store, const RestoreOptions& o
   }
   FORYOU_RETURN_IF_ERROR(flush());
   report->jurisdictions.assign(jurisdictions.begin(), jurisdictions.end());
+  report->jurisdictions_missing.assign(missing.begin(), missing.end());
   UserFences restored;
   for (const auto& [name, fenced] : fences) {
     if (fenced) FORYOU_RETURN_IF_ERROR(restored.Set(store, name, true));

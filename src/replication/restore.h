@@ -51,6 +51,10 @@ struct RestoreOptions {
   // From a mirror: how long to wait for the next record before giving up (a
   // mirror that stopped delivering, or records it lost).
   int mirror_timeout_ms = 30'000;
+  // From a mirror: the jurisdictions the backup region is approved to hold
+  // (from the policy; empty: not checked). A record lacking the part of one
+  // of them fails the restore: that region's copy of it is gone.
+  std::vector<std::string> expected_jurisdictions;
   std::function<void(uint64_t records, uint64_t last_seq)> progress;  // may be empty
 };
 
@@ -79,6 +83,7 @@ struct RestoreReport {
   // record on, after each record checked against its entry MAC.
   uint64_t partial_records = 0;
   std::vector<std::string> jurisdictions;
+  std::vector<std::string> jurisdictions_missing;  // whose parts the records lacked
 };
 
 Result<RestoreReport> Restore(const RestoreOptions& options);
