@@ -612,7 +612,12 @@ def main() -> int:
                                 for f in files)
             for p in ca:
                 assert p.encode() not in jp_bytes and bytes.fromhex(p) not in jp_bytes, f"CA pseudonym {p} on jp"
-            assert b"foryou.us.CA" not in jp_bytes, "a CA subject on jp"
+            # (The supercluster's JetStream metadata, which every server keeps,
+            # names the CA streams and their subject patterns: no user in them.)
+            assert not re.search(rb"foryou\.us\.CA\.key\.[0-9a-f]{8}", jp_bytes), "a CA user's key subject on jp"
+            jp_streams = nats_dir / "jp-1" / "jetstream" / "$G" / "streams"
+            held = sorted(p.name for p in jp_streams.iterdir()) if jp_streams.exists() else []
+            assert held and not [n for n in held if "_CA" in n or "SNAP" in n or "AUDIT" in n], held
             assert any(p.encode() in jp_bytes for p in us), "jp holds no US key"
             sg_bytes = b"".join(Path(root, f).read_bytes() for root, _, files in os.walk(nats_dir / "sg-1")
                                 for f in files)

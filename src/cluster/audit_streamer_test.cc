@@ -69,7 +69,9 @@ class AuditOnlyClusterLog : public ClusterLog {
   }
 
   // The rest of the contract is not used by the streamer.
-  Status Publish(uint64_t, std::string_view, std::string_view, std::string_view) override { return Unused(); }
+  Status Publish(uint64_t, std::string_view, std::string_view, std::string_view, const std::vector<ClusterKey>&) override {
+    return Unused();
+  }
   Result<uint64_t> LastSeq() override { return Unused(); }
   Result<ClusterRecord> Get(uint64_t) override { return Unused(); }
   Status PutKeys(const std::vector<ClusterKey>&) override { return Unused(); }

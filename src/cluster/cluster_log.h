@@ -89,7 +89,10 @@ class ClusterLog {
  public:
   virtual ~ClusterLog() = default;
 
-  virtual Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac) = 0;
+  // `keys`: the new keys the record's sealed groups use, kept (as PutKeys)
+  // before the record is.
+  virtual Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac,
+                         const std::vector<ClusterKey>& keys) = 0;
   // The sequence number of the log's last record (0 when empty).
   virtual Result<uint64_t> LastSeq() = 0;
   // The record at `seq`, or NotFound.

@@ -134,6 +134,7 @@ Status JetStreamLog::Connect(const JetStreamOptions& options, std::unique_ptr<Je
 
 JetStreamLog::~JetStreamLog() {
   if (sub_ != nullptr) natsSubscription_Destroy(sub_);
+  for (auto& [j, sub] : part_subs_) natsSubscription_Destroy(sub);
   if (js_ != nullptr) jsCtx_Destroy(js_);
   if (nc_ != nullptr) {
     natsConnection_Close(nc_);
@@ -438,8 +439,8 @@ Result<bool> JetStreamLog::OlderLayout() {
   return false;
 }
 
-Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_view mac,
-                             std::string_view entry_mac) {
+Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac,
+                             const std::vector<ClusterKey>& keys) {
   if (bound_to_mirrors_) return Status::Unavailable("cluster: a backup region's mirrors are read only");
   LogEntry entry;
   std::vector<std::string> parts;
@@ -455,8 +456,12 @@ Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_
         "reach backup regions approved for some of region {}'s jurisdictions only",
         seq, region_));
   }
-  // 1. Each jurisdiction's part to its own stream. A part whose entry then
-  //    loses the race for `seq` stays there, referenced by nothing.
+  // 1. The new keys and each jurisdiction's part to their own streams, all
+  //    at once. A part whose entry then loses the race for `seq` stays
+  //    there, referenced by nothing.
+  std::vector<std::pair<std::string, std::string_view>> msgs;
+  FORYOU_RETURN_IF_ERROR(KeyMessages(keys, &msgs));
+  const size_t first_part = msgs.size();
   for (size_t i = 0; i < parts.size(); ++i) {
     const std::string& j = entry.parts[i].jurisdiction;
     if (std::find(plan_.jurisdictions.begin(), plan_.jurisdictions.end(), j) == plan_.jurisdictions.end()) {
@@ -464,17 +469,11 @@ Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_
                                                  "is not primary for",
                                                  seq, j, region_));
     }
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = options_.request_timeout_ms;
-    jsPubAck* ack = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    const std::string subject = PartsSubject(j);
-    natsStatus s = js_Publish(&ack, js_, subject.c_str(), parts[i].data(), static_cast<int>(parts[i].size()), &po, &jerr);
-    if (s != NATS_OK) return NatsError(fmt::format("publishing record {}'s part for {}", seq, j), s, jerr);
-    entry.parts[i].msg = ack->Sequence;
-    jsPubAck_Destroy(ack);
+    msgs.emplace_back(PartsSubject(j), parts[i]);
   }
+  std::vector<uint64_t> stored;
+  FORYOU_RETURN_IF_ERROR(PublishAll(msgs, &stored));
+  for (size_t i = 0; i < parts.size(); ++i) entry.parts[i].msg = stored[first_part + i];
   // 2. The entry, claiming number `seq` of the region's log.
   const std::string data = EncodeLogEntry(entry);
   // The condition travels as a header set here, not through jsPubOptions:
@@ -565,6 +564,12 @@ Status JetStreamLog::ToRecord(natsMsg* msg, uint64_t seq, ClusterRecord* out, bo
   out->missing.clear();
   for (size_t i = 0; i < entry.parts.size(); ++i) {
     const LogEntryPart& p = entry.parts[i];
+    if (in_order) {  // the follower's thread: parts pushed as they were published
+      if (auto cached = TakePart(p.jurisdiction, p.msg)) {
+        parts[i] = std::move(*cached);
+        continue;
+      }
+    }
     MsgGuard m;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     const std::string stream = PartsStream(p.jurisdiction);
@@ -636,6 +641,11 @@ void JetStreamLog::OnAsyncAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* p
     if (std::strtoull(batch, nullptr, 10) == acks->batch) {
       if (pa != nullptr) {
         ++acks->acked;
+        const char* index = nullptr;
+        if (natsMsgHeader_Get(msg, "Foryou-Index", &index) == NATS_OK && index != nullptr) {
+          const size_t i = std::strtoull(index, nullptr, 10);
+          if (i < acks->seqs.size()) acks->seqs[i] = pa->Sequence;
+        }
       } else {
         ++acks->failed;
         if (acks->error.empty() && pae != nullptr) {
@@ -648,10 +658,12 @@ void JetStreamLog::OnAsyncAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* p
   natsMsg_Destroy(msg);
 }
 
-// Every key is published at once and acknowledged asynchronously; OK only
-// when JetStream acknowledged each of them.
-Status JetStreamLog::PutKeys(const std::vector<ClusterKey>& keys) {
-  if (keys.empty()) return Status::OK();
+// Every message is published at once and acknowledged asynchronously; OK
+// only when JetStream acknowledged each of them. (*seqs)[i]: the stream
+// sequence number message i was stored at.
+Status JetStreamLog::PublishAll(const std::vector<std::pair<std::string, std::string_view>>& msgs,
+                                std::vector<uint64_t>* seqs) {
+  if (msgs.empty()) return Status::OK();
   std::lock_guard serial(put_keys_mu_);
   uint64_t batch;
   {
@@ -659,35 +671,51 @@ Status JetStreamLog::PutKeys(const std::vector<ClusterKey>& keys) {
     batch = ++acks_.batch;
     acks_.acked = acks_.failed = 0;
     acks_.error.clear();
+    acks_.seqs.assign(msgs.size(), 0);
   }
   const std::string batch_text = std::to_string(batch);
-  for (const ClusterKey& key : keys) {
-    if (std::find(plan_.jurisdictions.begin(), plan_.jurisdictions.end(), key.jurisdiction) == plan_.jurisdictions.end()) {
-      return Status::InvalidArgument(
-          fmt::format("cluster: a key of jurisdiction '{}', which region {} is not primary for", key.jurisdiction, region_));
-    }
-  }
-  for (const ClusterKey& key : keys) {
-    const std::string subject = KeySubject(key.jurisdiction, key.name);
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    const auto& [subject, data] = msgs[i];
     natsMsg* msg = nullptr;
-    natsStatus s =
-        natsMsg_Create(&msg, subject.c_str(), nullptr, key.wrapped.data(), static_cast<int>(key.wrapped.size()));
+    natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, data.data(), static_cast<int>(data.size()));
     if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Foryou-Batch", batch_text.c_str());
+    const std::string index = std::to_string(i);
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Foryou-Index", index.c_str());
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = options_.request_timeout_ms;
     if (s == NATS_OK) s = js_PublishMsgAsync(js_, &msg, &po);
     natsMsg_Destroy(msg);  // NULL once the library took it
-    if (s != NATS_OK) return NatsError("publishing a wrapped key", s);
+    if (s != NATS_OK) return NatsError(fmt::format("publishing to {}", subject), s);
   }
   std::unique_lock lock(acks_.mu);
   const bool all = acks_.cv.wait_for(lock, std::chrono::milliseconds(options_.request_timeout_ms + 1000),
-                                     [&] { return acks_.acked + acks_.failed >= keys.size(); });
-  if (!all) return Status::Unavailable("cluster: publishing wrapped keys: no acknowledgement in time");
+                                     [&] { return acks_.acked + acks_.failed >= msgs.size(); });
+  if (!all) return Status::Unavailable("cluster: publishing keys and parts: no acknowledgement in time");
   if (acks_.failed > 0) {
-    return Status::Unavailable(fmt::format("cluster: publishing wrapped keys: {} failed ({})", acks_.failed, acks_.error));
+    return Status::Unavailable(
+        fmt::format("cluster: publishing keys and parts: {} failed ({})", acks_.failed, acks_.error));
+  }
+  if (seqs != nullptr) *seqs = acks_.seqs;
+  return Status::OK();
+}
+
+Status JetStreamLog::KeyMessages(const std::vector<ClusterKey>& keys,
+                                 std::vector<std::pair<std::string, std::string_view>>* msgs) const {
+  for (const ClusterKey& key : keys) {
+    if (std::find(plan_.jurisdictions.begin(), plan_.jurisdictions.end(), key.jurisdiction) == plan_.jurisdictions.end()) {
+      return Status::InvalidArgument(
+          fmt::format("cluster: a key of jurisdiction '{}', which region {} is not primary for", key.jurisdiction, region_));
+    }
+    msgs->emplace_back(KeySubject(key.jurisdiction, key.name), key.wrapped);
   }
   return Status::OK();
+}
+
+Status JetStreamLog::PutKeys(const std::vector<ClusterKey>& keys) {
+  std::vector<std::pair<std::string, std::string_view>> msgs;
+  FORYOU_RETURN_IF_ERROR(KeyMessages(keys, &msgs));
+  return PublishAll(msgs, nullptr);
 }
 
 Result<std::optional<std::string>> JetStreamLog::GetKey(std::string_view jurisdiction, std::string_view name) {
@@ -1291,11 +1319,71 @@ Status JetStreamLog::ForEachAudit(const std::function<Status(const AuditBatch&)>
   return result;
 }
 
+void JetStreamLog::FollowParts() {
+  for (auto& [j, sub] : part_subs_) natsSubscription_Destroy(sub);
+  part_subs_.clear();
+  part_cache_.clear();
+  part_cache_bytes_ = 0;
+  if (bound_to_mirrors_) return;
+  for (const std::string& j : plan_.jurisdictions) {
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    const std::string stream = PartsStream(j), subject = PartsSubject(j);
+    so.Stream = stream.c_str();
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverNew;  // older parts: fetched one by one (TakePart)
+    so.Config.Heartbeat = 1'000'000'000;
+    natsSubscription* sub = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_SubscribeSync(&sub, js_, subject.c_str(), nullptr, &so, &jerr);
+    if (s == NATS_OK) s = natsSubscription_SetPendingLimits(sub, -1, -1);
+    if (s != NATS_OK) {
+      // Only slower: every part is then fetched by its number.
+      spdlog::warn("cluster: following {}: {}", stream, NatsError("subscribing", s, jerr).ToString());
+      if (sub != nullptr) natsSubscription_Destroy(sub);
+      continue;
+    }
+    part_subs_.emplace(j, sub);
+  }
+}
+
+std::optional<std::string> JetStreamLog::TakePart(const std::string& jurisdiction, uint64_t msg) {
+  auto sub = part_subs_.find(jurisdiction);
+  if (sub == part_subs_.end()) return std::nullopt;
+  // What the subscription holds by now, into the cache.
+  for (;;) {
+    natsMsg* m = nullptr;
+    if (natsSubscription_NextMsg(&m, sub->second, 0) != NATS_OK) break;
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetDataLength(m) > 0 && natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+      const size_t n = static_cast<size_t>(natsMsg_GetDataLength(m));
+      part_cache_[{jurisdiction, meta->Sequence.Stream}].assign(natsMsg_GetData(m), n);
+      part_cache_bytes_ += n;
+      jsMsgMetaData_Destroy(meta);
+    }
+    natsMsg_Destroy(m);
+  }
+  // Bounded: parts no entry took (their write lost the race), or far
+  // ahead of a follower that catches up, go first; they are fetched by
+  // number if an entry needs them after all.
+  while (part_cache_bytes_ > kPartCacheBytes && !part_cache_.empty()) {
+    part_cache_bytes_ -= part_cache_.begin()->second.size();
+    part_cache_.erase(part_cache_.begin());
+  }
+  auto it = part_cache_.find({jurisdiction, msg});
+  if (it == part_cache_.end()) return std::nullopt;
+  std::string out = std::move(it->second);
+  part_cache_bytes_ -= out.size();
+  part_cache_.erase(it);
+  return out;
+}
+
 Status JetStreamLog::Follow(uint64_t from_seq) {
   if (sub_ != nullptr) {
     natsSubscription_Destroy(sub_);
     sub_ = nullptr;
   }
+  FollowParts();
   if (bound_to_mirrors_) return Unfiltered(log_stream_, from_seq, &sub_);  // a restore's: the mirror holds only the log
   jsSubOptions so;
   jsSubOptions_Init(&so);

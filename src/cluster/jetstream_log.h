@@ -107,7 +107,8 @@ class JetStreamLog : public ClusterLog {
   // restore reads a backup region's mirrors (read-only use).
   void BindMirrors(const std::string& source_region, const std::string& backup_region);
 
-  Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac) override;
+  Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac,
+                 const std::vector<ClusterKey>& keys) override;
   Result<uint64_t> LastSeq() override;
   Result<ClusterRecord> Get(uint64_t seq) override;
   Status PutKeys(const std::vector<ClusterKey>& keys) override;
@@ -182,9 +183,13 @@ class JetStreamLog : public ClusterLog {
     uint64_t batch = 0;  // the batch being waited for
     size_t acked = 0, failed = 0;
     std::string error;
+    std::vector<uint64_t> seqs;  // per message of the batch (Foryou-Index header)
   };
   static void OnAsyncAck(::__jsCtx* js, ::__natsMsg* msg, ::jsPubAck* pa, ::jsPubAckErr* pae, void* closure);
-  std::mutex put_keys_mu_;  // one PutKeys batch at a time
+  std::mutex put_keys_mu_;  // one PublishAll batch at a time
+  Status PublishAll(const std::vector<std::pair<std::string, std::string_view>>& msgs, std::vector<uint64_t>* seqs);
+  Status KeyMessages(const std::vector<ClusterKey>& keys,
+                     std::vector<std::pair<std::string, std::string_view>>* msgs) const;
   AsyncAcks acks_;
 
   JetStreamOptions options_;
@@ -201,6 +206,15 @@ class JetStreamLog : public ClusterLog {
   bool bound_to_mirrors_ = false;          // BindMirrors: read-only
   std::string backup_region_;             // BindMirrors: whose mirrors
   bool entries_seen_ = false;             // Next (the follower's thread): an entry was read
+  // The follower's thread: each jurisdiction's parts, pushed as they are
+  // published, so that an entry's parts are usually here when it arrives
+  // (not a request each). Bounded by kPartCacheBytes.
+  void FollowParts();
+  std::optional<std::string> TakePart(const std::string& jurisdiction, uint64_t msg);
+  static constexpr size_t kPartCacheBytes = 64 << 20;
+  std::map<std::string, __natsSubscription*> part_subs_;
+  std::map<std::pair<std::string, uint64_t>, std::string> part_cache_;
+  size_t part_cache_bytes_ = 0;
   std::optional<std::vector<std::string>> jurisdictions_;  // Jurisdictions(), once known
   ClusterPlan plan_;                      // as given to Ensure
 };

@@ -267,7 +267,6 @@ Status Engine::SeedCluster(uint64_t from_seq) {
       if (!wrapped.ok()) return wrapped.status();
       if (*wrapped) keys.push_back({g.jurisdiction, std::move(name), std::move(**wrapped)});
     }
-    if (!keys.empty()) FORYOU_RETURN_IF_ERROR(cluster_->PutKeys(keys));
     auto mac = store_->GetMac(seq);
     if (!mac.ok()) return mac.status();
     if (mac->empty()) return Status::Corruption(fmt::format("--cluster-seed: record {} has no chain MAC", seq));
@@ -275,7 +274,7 @@ Status Engine::SeedCluster(uint64_t from_seq) {
     if (!previous.ok()) return previous.status();
     auto entry_mac = EntryMacFor(*keyring_, seq, record, *mac, *previous);
     if (!entry_mac.ok()) return entry_mac.status();
-    return cluster_->Publish(seq, record, *mac, *entry_mac);
+    return cluster_->Publish(seq, record, *mac, *entry_mac, keys);
   }));
   FORYOU_RETURN_IF_ERROR(cluster_->SetSeeding(0));
   // Replicas that join the new log start from this replica's snapshot (a
@@ -298,8 +297,7 @@ Status Engine::AppendToCluster(std::string_view record, uint64_t* seq, const Sto
   // record finds it.
   auto cluster_keys = KeysOf(record, keys);
   if (!cluster_keys.ok()) return cluster_keys.status();
-  if (!cluster_keys->empty()) FORYOU_RETURN_IF_ERROR(cluster_->PutKeys(*cluster_keys));
-  FORYOU_RETURN_IF_ERROR(cluster_->Publish(next, record, mac, *entry_mac));
+  FORYOU_RETURN_IF_ERROR(cluster_->Publish(next, record, mac, *entry_mac, *cluster_keys));
   CrashPoint("cluster.after_publish");
   Status s = store_->AppendReplicated({{next, std::string(record)}}, {mac}, keys, delete_keys);
   if (!s.ok()) {

@@ -29,7 +29,9 @@ class MemoryClusterLog : public ClusterLog {
  public:
   // Records travel split by jurisdiction as JetStreamLog splits them
   // (cluster/log_entry.h) and are joined again when read.
-  Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac) override {
+  Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac,
+                 const std::vector<ClusterKey>& keys) override {
+    FORYOU_RETURN_IF_ERROR(PutKeys(keys));
     LogEntry entry;
     std::vector<std::string> parts;
     FORYOU_RETURN_IF_ERROR(SplitRecord(record, &entry, &parts));
@@ -186,8 +188,9 @@ class MemoryClusterLog : public ClusterLog {
 class ReplicaView : public ClusterLog {
  public:
   explicit ReplicaView(std::shared_ptr<MemoryClusterLog> log) : log_(std::move(log)) {}
-  Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac) override {
-    return log_->Publish(seq, record, mac, entry_mac);
+  Status Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac,
+                 const std::vector<ClusterKey>& keys) override {
+    return log_->Publish(seq, record, mac, entry_mac, keys);
   }
   Result<uint64_t> LastSeq() override { return log_->LastSeq(); }
   Result<ClusterRecord> Get(uint64_t seq) override { return log_->Get(seq); }
