@@ -121,6 +121,19 @@ run_wrk feed.lua "$P1" 4 > "$DIR/f1" & W=$!; run_wrk feed.lua "$P2" 4 > "$DIR/f2
 R[c2_feed]=$(python3 -c "import sys; a=open(sys.argv[1]).read().split(); b=open(sys.argv[2]).read().split(); print(f'{float(a[0])+float(b[0]):.0f} {max(float(a[1]),float(b[1])):.2f} {max(float(a[2]),float(b[2])):.2f} {int(a[3])+int(b[3])}')" "$DIR/f1" "$DIR/f2")
 run_wrk ingest.lua "$P1" 4 > "$DIR/i1" & W=$!; run_wrk ingest.lua "$P2" 4 > "$DIR/i2"; wait "$W"
 R[c2_ingest]=$(python3 -c "import sys; a=open(sys.argv[1]).read().split(); b=open(sys.argv[2]).read().split(); print(f'{float(a[0])+float(b[0]):.0f} {max(float(a[1]),float(b[1])):.2f} {max(float(a[2]),float(b[2])):.2f} {int(a[3])+int(b[3])}')" "$DIR/i1" "$DIR/i2")
+# Writes that lost the race for their record number to the other replica
+# and ran again (optimistic concurrency on the shared log).
+CONFLICTS=$(python3 - "$P1" "$P2" <<'PY'
+import http.client, re, sys
+n = 0
+for p in sys.argv[1:3]:
+    c = http.client.HTTPConnection("127.0.0.1", int(p))
+    c.request("GET", "/metrics", headers={"Authorization": "Bearer bench-admin-secret"})
+    m = re.search(r"^foryou_cluster_write_conflicts_total (\S+)$", c.getresponse().read().decode(), re.M)
+    n += int(float(m.group(1))) if m else 0
+print(n)
+PY
+)
 
 echo "bench: replica lag (300 writes alternating between the replicas)" >&2
 LAG=$(python3 - "$P1" "$P2" <<'PY'
@@ -151,7 +164,8 @@ for k in emb_feed c1_feed c2_feed emb_ingest c1_ingest c2_ingest; do
 done
 read -r lag50 lag99 <<< "$LAG"
 echo "replica lag (ack on one -> applied on the other, polled /metrics): p50 ${lag50} ms, p99 ${lag99} ms"
-python3 - "$(declare -p R)" "$LAG" <<'PY'
+echo "c2_ingest: ${CONFLICTS} writes lost the race for their record number and ran again"
+python3 - "$(declare -p R)" "$LAG" "$CONFLICTS" <<'PY'
 import json, re, sys
 pairs = dict(re.findall(r'\[(\w+)\]="([^"]*)"', sys.argv[1]))
 out = {}
@@ -162,5 +176,6 @@ for k, v in pairs.items():
               "p50_ms": float(p50), "p99_ms": float(p99), "non_2xx": int(bad)}
 lag = sys.argv[2].split()
 out["replica_lag_ms"] = {"p50": float(lag[0]), "p99": float(lag[1])}
+out["c2_conflicts"] = int(sys.argv[3])
 print(json.dumps(out))
 PY

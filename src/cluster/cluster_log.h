@@ -101,8 +101,9 @@ class ClusterLog {
   // Wrapped data keys. Put is idempotent.
   virtual Status PutKeys(const std::vector<ClusterKey>& keys) = 0;
   virtual Result<std::optional<std::string>> GetKey(std::string_view jurisdiction, std::string_view name) = 0;
-  // Destroys these keys of `jurisdiction` ("": wherever they are) in the
-  // region's log and in every mirror of it (secure erase: the bytes are
+  // Destroys every key of these keys' pseudonyms, in every jurisdiction's
+  // keys (`jurisdiction`, the user's home, is a hint; "" when not known), in
+  // the region's log and in every mirror of it (secure erase: the bytes are
   // overwritten). Keys already gone are fine.
   virtual Status EraseKeys(std::string_view jurisdiction, const std::vector<std::string>& names) = 0;
 

@@ -133,6 +133,10 @@ Status JetStreamLog::Connect(const JetStreamOptions& options, std::unique_ptr<Je
 }
 
 JetStreamLog::~JetStreamLog() {
+  if (parts_pushed_ + parts_fetched_ > 0) {
+    spdlog::info("cluster: the follower took {} part(s) as they were pushed and fetched {} by number", parts_pushed_,
+                 parts_fetched_);
+  }
   if (sub_ != nullptr) natsSubscription_Destroy(sub_);
   for (auto& [j, sub] : part_subs_) natsSubscription_Destroy(sub);
   if (js_ != nullptr) jsCtx_Destroy(js_);
@@ -1324,8 +1328,12 @@ void JetStreamLog::FollowParts() {
   part_subs_.clear();
   part_cache_.clear();
   part_cache_bytes_ = 0;
+  part_seen_.clear();
   if (bound_to_mirrors_) return;
   for (const std::string& j : plan_.jurisdictions) {
+    // The subscription delivers what comes after the stream's end now.
+    auto last = StreamLastSeq(PartsStream(j));
+    part_seen_[j] = last.ok() ? *last : UINT64_MAX;
     jsSubOptions so;
     jsSubOptions_Init(&so);
     const std::string stream = PartsStream(j), subject = PartsSubject(j);
@@ -1350,15 +1358,24 @@ void JetStreamLog::FollowParts() {
 std::optional<std::string> JetStreamLog::TakePart(const std::string& jurisdiction, uint64_t msg) {
   auto sub = part_subs_.find(jurisdiction);
   if (sub == part_subs_.end()) return std::nullopt;
-  // What the subscription holds by now, into the cache.
+  // What the subscription holds by now, into the cache; if the part is not
+  // among it, what arrives within a few milliseconds (it was published
+  // before its entry, and comes by another consumer).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kPartWaitMs);
   for (;;) {
     natsMsg* m = nullptr;
-    if (natsSubscription_NextMsg(&m, sub->second, 0) != NATS_OK) break;
+    // Wait only for a part the subscription has not gone past (an older
+    // one, from before it started or while it lagged, will not come).
+    const bool coming = part_cache_.count({jurisdiction, msg}) == 0 && msg > part_seen_[jurisdiction];
+    const int64_t wait = !coming ? 0 : std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                              deadline - std::chrono::steady_clock::now()).count());
+    if (natsSubscription_NextMsg(&m, sub->second, wait) != NATS_OK) break;
     jsMsgMetaData* meta = nullptr;
     if (natsMsg_GetDataLength(m) > 0 && natsMsg_GetMetaData(&meta, m) == NATS_OK) {
       const size_t n = static_cast<size_t>(natsMsg_GetDataLength(m));
       part_cache_[{jurisdiction, meta->Sequence.Stream}].assign(natsMsg_GetData(m), n);
       part_cache_bytes_ += n;
+      part_seen_[jurisdiction] = std::max(part_seen_[jurisdiction], meta->Sequence.Stream);
       jsMsgMetaData_Destroy(meta);
     }
     natsMsg_Destroy(m);
@@ -1371,7 +1388,11 @@ std::optional<std::string> JetStreamLog::TakePart(const std::string& jurisdictio
     part_cache_.erase(part_cache_.begin());
   }
   auto it = part_cache_.find({jurisdiction, msg});
-  if (it == part_cache_.end()) return std::nullopt;
+  if (it == part_cache_.end()) {
+    ++parts_fetched_;
+    return std::nullopt;
+  }
+  ++parts_pushed_;
   std::string out = std::move(it->second);
   part_cache_bytes_ -= out.size();
   part_cache_.erase(it);

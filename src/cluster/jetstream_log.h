@@ -212,6 +212,9 @@ class JetStreamLog : public ClusterLog {
   void FollowParts();
   std::optional<std::string> TakePart(const std::string& jurisdiction, uint64_t msg);
   static constexpr size_t kPartCacheBytes = 64 << 20;
+  static constexpr int kPartWaitMs = 5;  // for a part not pushed yet, before fetching it by number
+  uint64_t parts_pushed_ = 0, parts_fetched_ = 0;  // (the follower's thread)
+  std::map<std::string, uint64_t> part_seen_;      // per jurisdiction: the last part the subscription went past
   std::map<std::string, __natsSubscription*> part_subs_;
   std::map<std::pair<std::string, uint64_t>, std::string> part_cache_;
   size_t part_cache_bytes_ = 0;
