@@ -310,12 +310,12 @@ Status JetStreamLog::Ensure(const ClusterPlan& requested) {
   // jurisdiction's records in FORYOU_LOG_R and every user key in
   // FORYOU_KEYS_R, which every backup region mirrors: only regions approved
   // for all of the region's jurisdictions may hold them, as before.
-  auto older = OlderLayout();
-  if (!older.ok()) return older.status();
-  if (*older && plan.AnyBackups().size() != plan.backups.size()) {
-    spdlog::warn("cluster: {} was written before per-jurisdiction streams (every jurisdiction's data in one "
-                 "stream): only regions approved for all of {} get its mirrors; reseed the region "
-                 "(docs/SCALING.md) to mirror each jurisdiction where it is approved",
+  bool whole_data = false;
+  FORYOU_RETURN_IF_ERROR(ReadLayout(plan.jurisdictions.size(), &split_, &whole_data));
+  if (whole_data && plan.AnyBackups().size() != plan.backups.size()) {
+    spdlog::warn("cluster: {} holds whole records (written before per-jurisdiction streams, or while the region was "
+                 "primary for one jurisdiction): only regions approved for all of {} get its mirrors; reseed the "
+                 "region (docs/SCALING.md) to mirror each jurisdiction where it is approved",
                  log_stream_, fmt::join(plan.jurisdictions, ", "));
     plan.jurisdiction_backups.clear();
   }
@@ -422,30 +422,41 @@ Status JetStreamLog::Ensure(const ClusterPlan& requested) {
   return Status::OK();
 }
 
-Result<bool> JetStreamLog::OlderLayout() {
-  // The log's first message without the entry header, or a user key in
-  // FORYOU_KEYS_R (foryou.R.key.<pseudonym>.<key id>: two tokens, so not
-  // the seeding marker).
-  for (int what = 0; what < 2; ++what) {
-    MsgGuard m;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    const std::string legacy_keys = key_prefix_ + "*.*";
-    natsStatus s = what == 0 ? js_GetMsg(&m.m, js_, log_stream_.c_str(), 1, nullptr, &jerr)
-                             : js_GetLastMsg(&m.m, js_, keys_stream_.c_str(), legacy_keys.c_str(), nullptr, &jerr);
-    if (s != NATS_OK) {
-      if (jerr == JSNoMessageFoundErr || jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) continue;
-      return NatsError(what == 0 ? "reading the log's first message" : "looking for keys of an older layout", s, jerr);
-    }
-    if (what == 1) return true;
+Status JetStreamLog::ReadLayout(size_t jurisdictions, bool* split, bool* whole_data) {
+  // The log's first message decides: entries (split) or whole records. An
+  // empty log is split if the region is primary for several jurisdictions
+  // (one jurisdiction's log is that jurisdiction's stream already: whole
+  // records cost one Raft group less per write).
+  *whole_data = false;
+  MsgGuard m;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetMsg(&m.m, js_, log_stream_.c_str(), 1, nullptr, &jerr);
+  if (s == NATS_OK) {
     const char* entry = nullptr;
-    if (natsMsgHeader_Get(m.m, "Foryou-Entry", &entry) != NATS_OK || entry == nullptr) return true;
+    *split = natsMsgHeader_Get(m.m, "Foryou-Entry", &entry) == NATS_OK && entry != nullptr;
+  } else if (jerr == JSNoMessageFoundErr || jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) {
+    *split = jurisdictions > 1;
+  } else {
+    return NatsError("reading the log's first message", s, jerr);
   }
-  return false;
+  // A user key in FORYOU_KEYS_R (foryou.R.key.<pseudonym>.<key id>: two
+  // tokens, not the seeding marker): a log from before per-jurisdiction
+  // streams, maybe deleted for a reseed while its keys stayed.
+  MsgGuard k;
+  const std::string legacy_keys = key_prefix_ + "*.*";
+  jerr = static_cast<jsErrCode>(0);
+  s = js_GetLastMsg(&k.m, js_, keys_stream_.c_str(), legacy_keys.c_str(), nullptr, &jerr);
+  if (s != NATS_OK && jerr != JSNoMessageFoundErr && jerr != JSStreamNotFoundErr && s != NATS_NOT_FOUND) {
+    return NatsError("looking for keys of an older layout", s, jerr);
+  }
+  *whole_data = !*split || s == NATS_OK;
+  return Status::OK();
 }
 
 Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_view mac, std::string_view entry_mac,
                              const std::vector<ClusterKey>& keys) {
   if (bound_to_mirrors_) return Status::Unavailable("cluster: a backup region's mirrors are read only");
+  if (!split_) return PublishWhole(seq, record, mac, keys);
   LogEntry entry;
   std::vector<std::string> parts;
   FORYOU_RETURN_IF_ERROR(SplitRecord(record, &entry, &parts));
@@ -479,7 +490,21 @@ Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_
   FORYOU_RETURN_IF_ERROR(PublishAll(msgs, &stored));
   for (size_t i = 0; i < parts.size(); ++i) entry.parts[i].msg = stored[first_part + i];
   // 2. The entry, claiming number `seq` of the region's log.
-  const std::string data = EncodeLogEntry(entry);
+  return Claim(seq, EncodeLogEntry(entry), true);
+}
+
+// A log of whole records (one jurisdiction, or a log from before entries):
+// the keys, then the record itself, in the backup wire format.
+Status JetStreamLog::PublishWhole(uint64_t seq, std::string_view record, std::string_view mac,
+                                  const std::vector<ClusterKey>& keys) {
+  FORYOU_RETURN_IF_ERROR(PutKeys(keys));
+  LogBatch batch;
+  batch.records.emplace_back(seq, std::string(record));
+  batch.macs.emplace_back(mac);
+  return Claim(seq, EncodeLogBatch(batch), false);
+}
+
+Status JetStreamLog::Claim(uint64_t seq, const std::string& data, bool entry) {
   // The condition travels as a header set here, not through jsPubOptions:
   // libnats reads ExpectLastSeq == 0 as "no condition", and the first
   // record needs exactly that condition (the log is empty).
@@ -489,7 +514,7 @@ Status JetStreamLog::Publish(uint64_t seq, std::string_view record, std::string_
   const std::string msg_id = fmt::format("r{}", seq);
   if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Sequence", expected.c_str());
   if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id.c_str());
-  if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Foryou-Entry", "1");
+  if (s == NATS_OK && entry) s = natsMsgHeader_Set(msg, "Foryou-Entry", "1");
   if (s != NATS_OK) {
     natsMsg_Destroy(msg);
     return NatsError("building a log message", s);
@@ -1329,7 +1354,7 @@ void JetStreamLog::FollowParts() {
   part_cache_.clear();
   part_cache_bytes_ = 0;
   part_seen_.clear();
-  if (bound_to_mirrors_) return;
+  if (bound_to_mirrors_ || !split_) return;
   for (const std::string& j : plan_.jurisdictions) {
     // The subscription delivers what comes after the stream's end now.
     auto last = StreamLastSeq(PartsStream(j));

@@ -169,9 +169,16 @@ class JetStreamLog : public ClusterLog {
   Status ToRecord(::__natsMsg* msg, uint64_t seq, ClusterRecord* out, bool in_order);
   Status ForEachKeyIn(const std::string& stream, const std::string& prefix,
                       const std::function<Status(std::string_view, std::string_view)>& fn);
-  // Whether the region's log was written before per-jurisdiction streams
-  // (its first message is a whole record, or FORYOU_KEYS_R holds user keys).
-  Result<bool> OlderLayout();
+  // The layout of the region's log: *split, entries and parts (its first
+  // message is an entry, or it is empty and the region is primary for
+  // several jurisdictions); *whole_data, some stream every backup region
+  // mirrors holds every jurisdiction's data (whole records, or user keys in
+  // FORYOU_KEYS_R from before per-jurisdiction streams).
+  Status ReadLayout(size_t jurisdictions, bool* split, bool* whole_data);
+  bool split_ = true;
+  Status PublishWhole(uint64_t seq, std::string_view record, std::string_view mac, const std::vector<ClusterKey>& keys);
+  // Publishes a log message as number `seq`, only if the log's last is seq - 1.
+  Status Claim(uint64_t seq, const std::string& data, bool entry);
   static constexpr size_t kKeyIdBytesForSubjects = 8;  // crypto/keyring.h kKeyIdBytes
 
   // Acknowledgements of asynchronous publishes (PutKeys), counted per batch:
