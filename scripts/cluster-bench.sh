@@ -7,6 +7,8 @@
 # (write answered by one replica -> applied by the other).
 #
 #   scripts/cluster-bench.sh [SECONDS_PER_PHASE]     # default 5
+#   SPLIT=1 scripts/cluster-bench.sh 5               # us primary for US and CA:
+#       records split by jurisdiction (docs/SCALING.md); the load is US users
 #
 # Prints a table and one JSON line (last line). Writes nothing in the
 # repository. Needs wrk and nats-server (Debian packages). Absolute numbers
@@ -27,22 +29,32 @@ trap cleanup EXIT
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
 "$FORYOU" keygen > "$DIR/us.key"
-cat "$ROOT/scripts/policy-us-sg.toml" > "$DIR/policy.toml"
+RIGHTS='"US"'
+FEED_J=US
+if [ "${SPLIT:-0}" = 1 ]; then
+  RIGHTS='"US", "CA"'
+  FEED_J=CA   # --demo gives its users the first of us's jurisdictions
+  sed -e 's/^primary_for = \["US"\]/primary_for = ["US", "CA"]/' -e 's/^backup_for = \["US"\]/backup_for = ["US", "CA"]/' \
+    "$ROOT/scripts/policy-us-sg.toml" > "$DIR/policy.toml"
+  grep -q '"CA"' "$DIR/policy.toml" || { echo "SPLIT=1: could not add CA to the policy" >&2; exit 1; }
+else
+  cat "$ROOT/scripts/policy-us-sg.toml" > "$DIR/policy.toml"
+fi
 cat >> "$DIR/policy.toml" <<EOF2
 
 [[principals]]
 name = "svc"
 key_sha256 = "$(sha bench-service-secret)"
 role = "service"
-read = ["US"]
-write = ["US"]
+read = [$RIGHTS]
+write = [$RIGHTS]
 
 [[principals]]
 name = "adm"
 key_sha256 = "$(sha bench-admin-secret)"
 role = "admin"
-read = ["US"]
-write = ["US"]
+read = [$RIGHTS]
+write = [$RIGHTS]
 EOF2
 
 start() {  # name args... ; sets PORT
@@ -64,7 +76,7 @@ start() {  # name args... ; sets PORT
 VIDEOS=$(python3 -c "import sys; ids=sorted({l.split(',')[1] for l in open(sys.argv[1]) if l.count(',')==2})[:400]; print(','.join(f'\"v{i}\"' for i in ids))" "$ROOT/demo/kuairec/random.txt")
 cat > "$DIR/feed.lua" <<EOF2
 wrk.headers["Authorization"] = "Bearer bench-service-secret"
-wrk.headers["X-Foryou-Jurisdiction"] = "US"
+wrk.headers["X-Foryou-Jurisdiction"] = "$FEED_J"
 request = function() return wrk.format("GET", "/v1/feed?user_id=u" .. math.random(0, 1410) .. "&n=20") end
 EOF2
 cat > "$DIR/ingest.lua" <<EOF2

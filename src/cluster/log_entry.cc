@@ -11,22 +11,22 @@ namespace foryou {
 
 namespace {
 
-constexpr size_t kDigestBytes = 32;
+constexpr size_t kEntryDigestBytes = 32;
 
-bool GetFixed(std::string_view* in, size_t n, std::string* out) {
+bool EntryGetFixed(std::string_view* in, size_t n, std::string* out) {
   if (in->size() < n) return false;
   out->assign(in->data(), n);
   in->remove_prefix(n);
   return true;
 }
 
-Status Bad(const char* what) { return Status::Corruption(fmt::format("cluster log entry: {}", what)); }
+Status EntryBad(const char* what) { return Status::Corruption(fmt::format("cluster log entry: {}", what)); }
 
 // One sealed group's bytes at the front of `in`: (jurisdiction, its bytes).
-bool NextGroup(std::string_view* in, std::string* jurisdiction, std::string_view* bytes) {
+bool EntryNextGroup(std::string_view* in, std::string* jurisdiction, std::string_view* bytes) {
   const char* start = in->data();
   std::string skip;
-  if (!GetString(in, jurisdiction) || !GetFixed(in, kPseudonymBytes + kKeyIdBytes, &skip) || !GetString(in, &skip)) {
+  if (!GetString(in, jurisdiction) || !EntryGetFixed(in, kPseudonymBytes + kKeyIdBytes, &skip) || !GetString(in, &skip)) {
     return false;
   }
   *bytes = std::string_view(start, static_cast<size_t>(in->data() - start));
@@ -36,7 +36,7 @@ bool NextGroup(std::string_view* in, std::string* jurisdiction, std::string_view
 }  // namespace
 
 std::string PartDigest(std::string_view bytes) {
-  std::string out(kDigestBytes, '\0');
+  std::string out(kEntryDigestBytes, '\0');
   crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(),
                      reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), nullptr, 0);
   return out;
@@ -66,7 +66,7 @@ Status SplitRecord(std::string_view record, LogEntry* entry, std::vector<std::st
   entry->group_jurisdictions.clear();
   entry->parts.clear();
   parts->clear();
-  if (record.size() < 2) return Bad("a record shorter than its header");
+  if (record.size() < 2) return EntryBad("a record shorter than its header");
   const auto kind = static_cast<RecordKind>(record[1]);
   auto whole_part = [&](const std::string& jurisdiction) {
     entry->shape = LogEntry::kPart;
@@ -95,14 +95,14 @@ Status SplitRecord(std::string_view record, LogEntry* entry, std::vector<std::st
     case RecordKind::kSealedEvents: {
       std::string_view in = record.substr(2);
       uint64_t total, ngroups;
-      if (!GetVarint64(&in, &total) || !GetVarint64(&in, &ngroups)) return Bad("a sealed record's header");
+      if (!GetVarint64(&in, &total) || !GetVarint64(&in, &ngroups)) return EntryBad("a sealed record's header");
       entry->shape = LogEntry::kGroups;
       entry->head.assign(record.substr(0, record.size() - in.size()));
       std::map<std::string, size_t> index;
       for (uint64_t i = 0; i < ngroups; ++i) {
         std::string jurisdiction;
         std::string_view bytes;
-        if (!NextGroup(&in, &jurisdiction, &bytes)) return Bad("a sealed group");
+        if (!EntryNextGroup(&in, &jurisdiction, &bytes)) return EntryBad("a sealed group");
         auto [it, added] = index.emplace(jurisdiction, parts->size());
         if (added) {
           entry->parts.push_back({jurisdiction, 0, ""});
@@ -111,18 +111,18 @@ Status SplitRecord(std::string_view record, LogEntry* entry, std::vector<std::st
         (*parts)[it->second].append(bytes);
         entry->group_jurisdictions.push_back(std::move(jurisdiction));
       }
-      if (!in.empty()) return Bad("trailing bytes after a sealed record's groups");
+      if (!in.empty()) return EntryBad("trailing bytes after a sealed record's groups");
       for (size_t i = 0; i < parts->size(); ++i) entry->parts[i].digest = PartDigest((*parts)[i]);
       return Status::OK();
     }
   }
-  return Bad("a record of an unknown kind");
+  return EntryBad("a record of an unknown kind");
 }
 
 Status JoinPartial(const LogEntry& entry, const std::vector<std::string>& parts, const std::vector<bool>& held,
                    std::string* record, bool* partial) {
   *partial = false;
-  if (parts.size() != entry.parts.size() || held.size() != entry.parts.size()) return Bad("parts do not match the entry");
+  if (parts.size() != entry.parts.size() || held.size() != entry.parts.size()) return EntryBad("parts do not match the entry");
   for (size_t i = 0; i < parts.size(); ++i) {
     if (held[i] && PartDigest(parts[i]) != entry.parts[i].digest) {
       return Status::Corruption(fmt::format(
@@ -133,11 +133,11 @@ Status JoinPartial(const LogEntry& entry, const std::vector<std::string>& parts,
   }
   switch (entry.shape) {
     case LogEntry::kWhole:
-      if (!entry.parts.empty()) return Bad("a whole record with parts");
+      if (!entry.parts.empty()) return EntryBad("a whole record with parts");
       record->assign(entry.head);
       return Status::OK();
     case LogEntry::kPart:
-      if (entry.parts.size() != 1) return Bad("a one-part record without one part");
+      if (entry.parts.size() != 1) return EntryBad("a one-part record without one part");
       if (held[0]) {
         record->assign(parts[0]);
       } else {
@@ -158,27 +158,27 @@ Status JoinPartial(const LogEntry& entry, const std::vector<std::string>& parts,
         header_ok = GetVarint64(&head, &total) && GetVarint64(&head, &ngroups) && head.empty();
       }
       if (!header_ok || ngroups != entry.group_jurisdictions.size()) {
-        return Bad("a sealed record's header does not match its groups");
+        return EntryBad("a sealed record's header does not match its groups");
       }
       std::map<std::string, size_t> index;
       for (size_t i = 0; i < entry.parts.size(); ++i) {
-        if (!index.emplace(entry.parts[i].jurisdiction, i).second) return Bad("two parts of one jurisdiction");
+        if (!index.emplace(entry.parts[i].jurisdiction, i).second) return EntryBad("two parts of one jurisdiction");
       }
       std::vector<std::string_view> rest(parts.begin(), parts.end());
       std::string groups;
       uint64_t kept = 0;
       for (const std::string& j : entry.group_jurisdictions) {
         auto it = index.find(j);
-        if (it == index.end()) return Bad("a group of a jurisdiction with no part");
+        if (it == index.end()) return EntryBad("a group of a jurisdiction with no part");
         if (!held[it->second]) continue;
         std::string jurisdiction;
         std::string_view bytes;
-        if (!NextGroup(&rest[it->second], &jurisdiction, &bytes) || jurisdiction != j) return Bad("a part's group");
+        if (!EntryNextGroup(&rest[it->second], &jurisdiction, &bytes) || jurisdiction != j) return EntryBad("a part's group");
         groups.append(bytes);
         ++kept;
       }
       for (size_t i = 0; i < rest.size(); ++i) {
-        if (held[i] && !rest[i].empty()) return Bad("a part holds more groups than the entry names");
+        if (held[i] && !rest[i].empty()) return EntryBad("a part holds more groups than the entry names");
       }
       if (kept == ngroups) {
         record->assign(entry.head);  // the header's bytes as written
@@ -191,7 +191,7 @@ Status JoinPartial(const LogEntry& entry, const std::vector<std::string>& parts,
       return Status::OK();
     }
   }
-  return Bad("an unknown shape");
+  return EntryBad("an unknown shape");
 }
 
 Status JoinRecord(const LogEntry& entry, const std::vector<std::string>& parts, std::string* record) {
@@ -230,7 +230,7 @@ std::string EncodeLogEntry(const LogEntry& entry) {
 
 Status DecodeLogEntry(std::string_view in, LogEntry* out) {
   uint8_t version, shape;
-  if (!GetByte(&in, &version)) return Bad("empty");
+  if (!GetByte(&in, &version)) return EntryBad("empty");
   if (version != kLogEntryVersion) {
     return Status::Corruption(fmt::format("cluster log entry: format version {} is not supported (this build reads {})",
                                           version, kLogEntryVersion));
@@ -239,21 +239,21 @@ Status DecodeLogEntry(std::string_view in, LogEntry* out) {
   if (!GetVarint64(&in, &out->seq) || !GetString(&in, &out->mac) || !GetString(&in, &out->entry_mac) ||
       !GetByte(&in, &shape) || shape > LogEntry::kPart || !GetString(&in, &out->head) || !GetVarint64(&in, &n) ||
       n > in.size()) {
-    return Bad("truncated");
+    return EntryBad("truncated");
   }
   out->shape = static_cast<LogEntry::Shape>(shape);
   out->group_jurisdictions.resize(n);
   for (std::string& j : out->group_jurisdictions) {
-    if (!GetString(&in, &j)) return Bad("truncated group jurisdictions");
+    if (!GetString(&in, &j)) return EntryBad("truncated group jurisdictions");
   }
-  if (!GetVarint64(&in, &n) || n > in.size()) return Bad("truncated parts");
+  if (!GetVarint64(&in, &n) || n > in.size()) return EntryBad("truncated parts");
   out->parts.resize(n);
   for (LogEntryPart& p : out->parts) {
-    if (!GetString(&in, &p.jurisdiction) || !GetVarint64(&in, &p.msg) || !GetFixed(&in, kDigestBytes, &p.digest)) {
-      return Bad("truncated part");
+    if (!GetString(&in, &p.jurisdiction) || !GetVarint64(&in, &p.msg) || !EntryGetFixed(&in, kEntryDigestBytes, &p.digest)) {
+      return EntryBad("truncated part");
     }
   }
-  if (!in.empty()) return Bad("trailing bytes");
+  if (!in.empty()) return EntryBad("trailing bytes");
   return Status::OK();
 }
 
