@@ -542,29 +542,26 @@ def main() -> int:
                 code, _ = r.call("GET", f"/v1/users/{victim}", key=ADMIN)
                 assert code == 404, f"{r.name}: GET erased user -> {code}"
 
-        def placement_refused():
-            bad = js.js("STREAM.CREATE.EVIL_COPY", {"name": "EVIL_COPY", "mirror": {"name": "FORYOU_LOG_us"},
-                                                    "placement": {"cluster": "eu"}, "storage": "file", "num_replicas": 1})
+        def refused_beside(copy: str, origin: str, cluster: str, replica: str, words: list[str]) -> None:
+            """A mirror of `origin` made in `cluster` behind foryou's back: the
+            next replica refuses to start, naming the copy and the rule."""
+            bad = js.js("STREAM.CREATE." + copy, {"name": copy, "mirror": {"name": origin},
+                                                  "placement": {"cluster": cluster}, "storage": "file",
+                                                  "num_replicas": 1})
             assert "error" not in bad, bad
             try:
-                e = Replica("e", d, urls)
+                e = Replica(replica, d, urls)
                 text = e.start(expect_fail=True, timeout=30)
-                assert e.proc.returncode not in (None, 0), "a replica started beside a mirror in eu"
-                assert "EVIL_COPY" in text and "eu" in text and "does not approve" in text, text[-800:]
+                assert e.proc.returncode not in (None, 0), f"a replica started beside {copy} in {cluster}"
+                assert all(w in text for w in [copy, "does not approve"] + words), text[-800:]
             finally:
-                js.js("STREAM.DELETE.EVIL_COPY")
+                js.js("STREAM.DELETE." + copy)
+
+        def placement_refused():
+            refused_beside("EVIL_COPY", "FORYOU_LOG_us", "eu", "e", ["eu"])
             # A copy of one jurisdiction's parts in a region approved for others
             # only: jp may back up US, not CA.
-            bad = js.js("STREAM.CREATE.EVIL_CA", {"name": "EVIL_CA", "mirror": {"name": "FORYOU_LOG_us_CA"},
-                                                  "placement": {"cluster": "jp"}, "storage": "file", "num_replicas": 1})
-            assert "error" not in bad, bad
-            try:
-                e = Replica("e2", d, urls)
-                text = e.start(expect_fail=True, timeout=30)
-                assert e.proc.returncode not in (None, 0), "a replica started beside a CA mirror in jp"
-                assert "EVIL_CA" in text and "jurisdiction CA" in text and "does not approve" in text, text[-800:]
-            finally:
-                js.js("STREAM.DELETE.EVIL_CA")
+            refused_beside("EVIL_CA", "FORYOU_LOG_us_CA", "jp", "e2", ["jurisdiction CA"])
 
         ca_users = [f"{USERS_PREFIX}ca{i}" for i in range(6)]
 
