@@ -32,13 +32,17 @@ namespace foryou {
 namespace {
 // While writes are being applied, the indexer inserts kBusyChunk videos on
 // this one thread per hold of the write lock (about 10 ms at 1M videos), then
-// leaves the lock and the cores to the writers for as long as the chunk took:
+// leaves the lock and the cores to the writers for kBusyPauseFactor times as
+// long as the chunk took, so it holds the lock at most a quarter of the time:
 // with every core and the lock taken again at once, the writers waited behind
 // it and a 1M-video load was answered later than when every batch was
-// indexed before its answer (docs/PERFORMANCE.md). When no write came in
+// indexed before its answer; pausing as long as the chunk took (half the
+// time) answered a 300k-video load in 4.2-4.7 s, three times as long in
+// 3.4-3.7 s, and indexed it as fast (docs/PERFORMANCE.md). When no write came in
 // since its last chunk, it inserts kIdleChunk on every core
 // (Engine::IndexNewVideos) with only a short pause.
 constexpr size_t kBusyChunk = 64;
+constexpr int kBusyPauseFactor = 3;
 constexpr size_t kIdleChunk = 512;
 constexpr auto kIdlePause = std::chrono::microseconds(200);
 }  // namespace
@@ -109,7 +113,7 @@ void Engine::AnnIndexerLoop() {
       }
       lock.unlock();
       std::this_thread::sleep_for(busy ? std::chrono::duration_cast<std::chrono::microseconds>(
-                                             std::chrono::steady_clock::now() - c0)
+                                             (std::chrono::steady_clock::now() - c0) * kBusyPauseFactor)
                                        : kIdlePause);
     }
     if (inserted > 0) {

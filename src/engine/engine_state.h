@@ -134,8 +134,9 @@ struct Engine::State {
 
   // Snapshot body (engine/snapshot.cc, docs/FORMATS.md): everything here but
   // the ANN graph (its own file). With a keyring each user's entry is sealed with their data key.
+  // The body is the concatenation of *out's pieces (SnapshotFiles::Write).
   void EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_records, const SnapshotAnchor& anchor,
-                      std::string* out) const;
+                      std::vector<std::string>* out) const;
   // Replaces this (fresh) state with a snapshot body's, and the ANN index
   // with the (verified) file at ann_path. Entries whose key is
   // destroyed are left as erased slots and their key names appended to

@@ -233,7 +233,7 @@ unsigned Threads() { return std::max(1u, std::min(8u, std::thread::hardware_conc
 }  // namespace
 
 void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_records, const SnapshotAnchor& anchor,
-                                   std::string* out) const {
+                                   std::vector<std::string>* out) const {
   // Sections are encoded in parallel, users in chunks.
   std::string catalog_s, model_s, co_s, trending_s, users_s;
   const size_t chunks = users.size() < 1024 ? 1 : 16;
@@ -299,15 +299,25 @@ void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_re
   for (size_t n : {catalog.size(), catalog.num_creators(), catalog.tags().size(), catalog.languages().size()}) {
     PutVarint64(&users_s, n);
   }
-  size_t total = 64 + catalog_s.size() + model_s.size() + co_s.size() + trending_s.size() + users_s.size();
-  for (const auto& c : user_chunks) total += c.size();
-  out->reserve(out->size() + total);
-  for (const std::string* sec : {&catalog_s, &model_s, &co_s, &trending_s}) PutString(out, *sec);
+  // The body is handed to the file as pieces, in order: at 1M users it is
+  // about a gigabyte, and one copy of it into a fresh string (and the
+  // kernel zeroing the pages it lands on) was a third of the time writers
+  // waited for a snapshot (docs/PERFORMANCE.md).
+  out->clear();
+  out->reserve(2 * 4 + 2 + user_chunks.size());
+  for (std::string* sec : {&catalog_s, &model_s, &co_s, &trending_s}) {
+    std::string len;
+    PutVarint64(&len, sec->size());
+    out->push_back(std::move(len));
+    out->push_back(std::move(*sec));
+  }
   size_t users_len = users_s.size();
   for (const auto& c : user_chunks) users_len += c.size();
-  PutVarint64(out, users_len);
-  out->append(users_s);
-  for (const auto& c : user_chunks) out->append(c);
+  std::string len;
+  PutVarint64(&len, users_len);
+  out->push_back(std::move(len));
+  out->push_back(std::move(users_s));
+  for (auto& c : user_chunks) out->push_back(std::move(c));
 }
 
 Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann_path, const Keyring* keyring,
@@ -538,7 +548,7 @@ Status Engine::WriteSnapshot() {
 // Caller holds snapshot_mu_.
 Status Engine::WriteSnapshotLocked() {
   const auto t0 = std::chrono::steady_clock::now();
-  std::string body;
+  std::vector<std::string> body;
   uint64_t seq;
   {
     // Feeds go on (shared); writers wait until the state is copied.
@@ -556,9 +566,8 @@ Status Engine::WriteSnapshotLocked() {
     state_->EncodeSnapshot(keyring_.get(), plaintext_personal_records_, *anchor, &body);
   }
   const auto t1 = std::chrono::steady_clock::now();
-  FORYOU_RETURN_IF_ERROR(snapshots_->Write(seq, body));
-  body.clear();
-  body.shrink_to_fit();
+  FORYOU_RETURN_IF_ERROR(snapshots_->Write(seq, std::vector<std::string_view>(body.begin(), body.end())));
+  body = {};
   if (cluster_ != nullptr) PublishSnapshot(seq);  // for replicas that join
   FORYOU_RETURN_IF_ERROR(snapshots_->Prune(static_cast<size_t>(options_.snapshot.keep)));
   const auto t2 = std::chrono::steady_clock::now();

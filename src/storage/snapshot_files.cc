@@ -125,7 +125,7 @@ Result<std::string> SnapshotFiles::AnnTempPath(uint64_t seq) const {
   return AnnPath(seq) + ".tmp";
 }
 
-Status SnapshotFiles::Write(uint64_t seq, std::string_view body) {
+Status SnapshotFiles::Write(uint64_t seq, const std::vector<std::string_view>& body) {
   std::error_code ec;
   const std::string ann_tmp = AnnPath(seq) + ".tmp", state_tmp = StatePath(seq) + ".tmp";
   // 1. The ANN file's length and hash as they are on disk (hnswlib does not
@@ -141,16 +141,18 @@ Status SnapshotFiles::Write(uint64_t seq, std::string_view body) {
     std::string header(kMagic, sizeof(kMagic));
     header.push_back(static_cast<char>(kSnapshotFormatVersion));
     PutFixed64BE(&header, seq);
-    PutFixed64BE(&header, body.size());
+    uint64_t body_size = 0;
+    for (std::string_view piece : body) body_size += piece.size();
+    PutFixed64BE(&header, body_size);
     std::string footer = Fixed64(ann_length) + Fixed64(ann_hash);
     std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> st(XXH64_createState(), &XXH64_freeState);
     XXH64_reset(st.get(), 0);
     XXH64_update(st.get(), header.data(), header.size());
-    XXH64_update(st.get(), body.data(), body.size());
+    for (std::string_view piece : body) XXH64_update(st.get(), piece.data(), piece.size());
     XXH64_update(st.get(), footer.data(), footer.size());
     footer += Fixed64(XXH64_digest(st.get()));
     FORYOU_RETURN_IF_ERROR(WriteAll(f.fd, header, state_tmp));
-    FORYOU_RETURN_IF_ERROR(WriteAll(f.fd, body, state_tmp));
+    for (std::string_view piece : body) FORYOU_RETURN_IF_ERROR(WriteAll(f.fd, piece, state_tmp));
     FORYOU_RETURN_IF_ERROR(WriteAll(f.fd, footer, state_tmp));
     if (::fsync(f.fd) != 0) return Errno("fsync " + state_tmp);
   }

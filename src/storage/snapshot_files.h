@@ -57,7 +57,10 @@ class SnapshotFiles {
   Result<std::string> AnnTempPath(uint64_t seq) const;
   // Commits the snapshot of `seq`: `body` is the state, and the ANN file is
   // at AnnTempPath(seq). Replaces a snapshot of the same seq.
-  Status Write(uint64_t seq, std::string_view body);
+  Status Write(uint64_t seq, std::string_view body) { return Write(seq, std::vector<std::string_view>{body}); }
+  // The same, with the body given as pieces to be written in order (so that
+  // a large body need not be copied into one string first).
+  Status Write(uint64_t seq, const std::vector<std::string_view>& body);
 
   // Commits a snapshot whose two files were put whole at StateTempPath(seq)
   // and AnnTempPath(seq) (fetched from elsewhere): fsync, rename, as Write.
