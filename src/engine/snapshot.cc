@@ -123,8 +123,10 @@ bool GetWeights(std::string_view* in, WeightMap* m) {
   return true;
 }
 
-std::string EncodeUser(const UserRecord& u, const float* vec, int dim) {
-  std::string out;
+// Into *out (cleared first), so that one buffer serves every user of a chunk.
+void EncodeUser(const UserRecord& u, const float* vec, int dim, std::string* out_buf) {
+  std::string& out = *out_buf;
+  out.clear();
   PutString(&out, u.id);
   PutString(&out, u.home);
   PutVarsint64(&out, u.first_seen);
@@ -142,7 +144,6 @@ std::string EncodeUser(const UserRecord& u, const float* vec, int dim) {
   PutDouble(&out, u.watch_log_sq);
   PutVarint64(&out, u.plays);
   for (int d = 0; d < dim; ++d) PutFloat(&out, vec[d]);
-  return out;
 }
 
 // Bounds of the ids a user entry may name.
@@ -243,13 +244,14 @@ void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_re
     tasks.push_back([&, c] {
       const int dim = embeddings.dim();
       std::string& o = user_chunks[c];
+      std::string payload;
       for (size_t i = users.size() * c / chunks; i < users.size() * (c + 1) / chunks; ++i) {
         const UserRecord& u = users[i];
         if (u.id.empty()) {
           o.push_back(static_cast<char>(kErasedSlot));
           continue;
         }
-        std::string payload = EncodeUser(u, embeddings.user(static_cast<uint32_t>(i)), dim);
+        EncodeUser(u, embeddings.user(static_cast<uint32_t>(i)), dim, &payload);
         std::optional<KeyName> name = keyring != nullptr ? keyring->CurrentKey(u.id) : std::nullopt;
         std::string sealed;
         if (name && keyring->Seal(*name, SlotContext(i), payload, &sealed).ok()) {

@@ -13,11 +13,19 @@
 namespace foryou {
 
 std::string EncodeVideosRecord(const std::vector<Video>& videos) {
+  std::vector<const Video*> refs;
+  refs.reserve(videos.size());
+  for (const Video& v : videos) refs.push_back(&v);
+  return EncodeVideoRefsRecord(refs);
+}
+
+std::string EncodeVideoRefsRecord(const std::vector<const Video*>& videos) {
   std::string out;
   out.push_back(static_cast<char>(kLogFormatVersion));
   out.push_back(static_cast<char>(RecordKind::kVideos));
   PutVarint64(&out, videos.size());
-  for (const Video& v : videos) {
+  for (const Video* video : videos) {
+    const Video& v = *video;
     PutString(&out, v.id);
     PutString(&out, v.creator_id);
     PutVarsint64(&out, v.duration_ms);

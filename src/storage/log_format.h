@@ -80,6 +80,7 @@ struct LogRecord {
 };
 
 std::string EncodeVideosRecord(const std::vector<Video>& videos);
+std::string EncodeVideoRefsRecord(const std::vector<const Video*>& videos);  // the same, from the videos where they are
 std::string EncodeEventsRecord(const std::vector<Event>& events);
 // A fence set or lifted (kFence), naming the user's home jurisdiction (so
 // that cluster mode keeps it in that jurisdiction's stream; fences written
