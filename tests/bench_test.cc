@@ -21,10 +21,11 @@ TEST(BenchTest, QuickRunsAndReportsEveryKey) {
   for (const char* key : {"videos", "users", "events", "feed_qps", "feed_p50_ms", "feed_p99_ms", "feed_p999_ms",
                           "concurrency", "ingest_clients", "ingest_events_per_s", "freshness_ms_p99", "http_ceiling_qps",
                           "feed_vs_ceiling", "ann_recall_at_100", "ann_query_us", "rss_mb", "bytes_per_video",
-                          "bytes_per_user", "restart_s"}) {
+                          "bytes_per_user", "restart_s", "rss_peak_mb"}) {
     ASSERT_TRUE(j.contains(key)) << key;
     EXPECT_TRUE(j[key].is_number()) << key;
   }
+  EXPECT_GE(j["rss_peak_mb"].get<double>(), j["rss_mb"].get<double>()) << "the peak is at least what it holds";
   EXPECT_EQ(j["videos"], 20000);
   EXPECT_GE(j["load_indexed_s"].get<double>(), j["load_videos_s"].get<double>());
   EXPECT_GT(j["events"].get<double>(), 0);

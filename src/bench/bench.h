@@ -94,7 +94,11 @@ struct BenchReport {
     double recall_at_100, query_us;
   };
   std::vector<EfPoint> ann_ef_sweep;  // the same queries at other HNSW search breadths
-  double rss_mb = 0, bytes_per_video = 0, bytes_per_user = 0;
+  // rss_mb: the server's RSS after the events, once no snapshot is being
+  // written (one holds its encoded body, about 0.9 GB at 1M x 1M, until it
+  // is on disk); rss_peak_mb: the most it ever held (VmHWM), snapshots
+  // included.
+  double rss_mb = 0, rss_peak_mb = 0, bytes_per_video = 0, bytes_per_user = 0;
   double restart_s = 0, stop_s = 0, crash_restart_s = 0;
   size_t crash_tail_events = 0;
   // join (cluster mode): a new replica's start until its first feed; feeds

@@ -101,14 +101,19 @@ int ServerProcess::Terminate() {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-uint64_t ServerProcess::RssBytes() const {
-  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+namespace {
+uint64_t StatusKb(int pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // kB
+    if (line.rfind(field, 0) == 0) return std::stoull(line.substr(field.size())) * 1024;  // kB
   }
   return 0;
 }
+}  // namespace
+
+uint64_t ServerProcess::RssBytes() const { return StatusKb(pid_, "VmRSS:"); }
+uint64_t ServerProcess::PeakRssBytes() const { return StatusKb(pid_, "VmHWM:"); }
 
 int ServerProcess::CountOpenFds() const {
   int n = 0;

@@ -40,6 +40,7 @@ class ServerProcess {
   int CountOpenFds() const;
   // Resident set size of the server process, in bytes (0 if unknown).
   uint64_t RssBytes() const;
+  uint64_t PeakRssBytes() const;  // VmHWM: the most it has held
 
  private:
   pid_t pid_ = -1;
