@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config curl
   librocksdb-dev libhnswlib-dev libfaiss-dev libcpp-httplib-dev nlohmann-json3-dev
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libxxhash-dev libssl-dev libsodium-dev openssl
-  libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3
+  libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3 python3-numpy
   libnats-dev nats-server libjemalloc-dev wrk prometheus
   clang-14 libclang-rt-14-dev
   chromium)
