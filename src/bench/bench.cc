@@ -341,9 +341,13 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     // Memory at rest: not while a snapshot holds its encoded body.
     httplib::Client c("127.0.0.1", port);
     c.set_default_headers(headers);
+    // The last answer may come just before the snapshot it triggers starts:
+    // three quiet polls in a row.
     const auto deadline = BenchClock::now() + std::chrono::seconds(120);
-    for (auto w = MetricValue(c, "foryou_snapshot_writing"); w.ok() && *w > 0 && BenchClock::now() < deadline;
-         w = MetricValue(c, "foryou_snapshot_writing")) {
+    for (int quiet = 0; quiet < 3 && BenchClock::now() < deadline;) {
+      auto w = MetricValue(c, "foryou_snapshot_writing");
+      if (!w.ok()) break;
+      quiet = *w > 0 ? 0 : quiet + 1;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }

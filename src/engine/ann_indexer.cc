@@ -85,8 +85,8 @@ void Engine::AnnIndexerLoop() {
       const uint64_t applied = applied_seq_.load(std::memory_order_acquire);
       const bool busy = applied != last_applied;
       last_applied = applied;
-      const auto c0 = std::chrono::steady_clock::now();
       std::unique_lock lock(mu_);
+      const auto c0 = std::chrono::steady_clock::now();  // after the wait for the lock: the pause is the chunk's
       State& s = *state_;
       if (s.ann_pending.empty()) break;
       std::vector<uint32_t> chunk;
@@ -112,9 +112,11 @@ void Engine::AnnIndexerLoop() {
         inserted += chunk.size();
       }
       lock.unlock();
-      std::this_thread::sleep_for(busy ? std::chrono::duration_cast<std::chrono::microseconds>(
-                                             (std::chrono::steady_clock::now() - c0) * kBusyPauseFactor)
-                                       : kIdlePause);
+      const auto pause = busy ? std::chrono::duration_cast<std::chrono::microseconds>(
+                                    (std::chrono::steady_clock::now() - c0) * kBusyPauseFactor)
+                              : kIdlePause;
+      std::unique_lock wait(ann_indexer_mu_);  // a stop ends the pause
+      ann_indexer_cv_.wait_for(wait, pause, [&] { return stopping_.load(); });
     }
     if (inserted > 0) {
       spdlog::info("ann indexer: {} videos indexed in {:.1f} s", inserted,
