@@ -142,7 +142,7 @@ void Catalog::EncodeTo(std::string* out) const {
   creator_ids_.EncodeTo(out);
   tags_.EncodeTo(out);
   languages_.EncodeTo(out);
-  std::vector<const Video*> videos;  // not copies: at 1M videos they were a third of this
+  std::vector<const Video*> videos;  // pointers, not a copy of every video and its strings
   videos.reserve(videos_.size());
   for (const VideoRecord& r : videos_) videos.push_back(&r.video);
   PutString(out, EncodeVideoRefsRecord(videos));
