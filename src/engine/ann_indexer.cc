@@ -33,7 +33,8 @@ namespace {
 // While writes are being applied, the indexer inserts kBusyChunk videos on
 // this one thread per hold of the write lock (about 10 ms at 1M videos), then
 // leaves the lock and the cores to the writers for kBusyPauseFactor times as
-// long as the chunk took, so it holds the lock at most a quarter of the time:
+// long as the chunk took (its wait for the lock included), so it holds the
+// lock at most a quarter of the time:
 // with every core and the lock taken again at once, the writers waited behind
 // it and a 1M-video load was answered later than when every batch was
 // indexed before its answer; pausing as long as the chunk took (half the
@@ -85,8 +86,10 @@ void Engine::AnnIndexerLoop() {
       const uint64_t applied = applied_seq_.load(std::memory_order_acquire);
       const bool busy = applied != last_applied;
       last_applied = applied;
+      // The pause counts the wait for the lock too: the busier the writers,
+      // the longer the indexer stays away (measured so, docs/PERFORMANCE.md).
+      const auto c0 = std::chrono::steady_clock::now();
       std::unique_lock lock(mu_);
-      const auto c0 = std::chrono::steady_clock::now();  // after the wait for the lock: the pause is the chunk's
       State& s = *state_;
       if (s.ann_pending.empty()) break;
       std::vector<uint32_t> chunk;
