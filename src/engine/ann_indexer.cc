@@ -39,7 +39,8 @@ namespace {
 // it and a 1M-video load was answered later than when every batch was
 // indexed before its answer; pausing as long as the chunk took (half the
 // time) answered a 300k-video load in 4.2-4.7 s, three times as long in
-// 3.4-3.7 s, and indexed it as fast (docs/PERFORMANCE.md). When no write came in
+// 3.4-4.1 s (two pairs of runs, within the machine's drift), and indexed it
+// as fast (docs/PERFORMANCE.md). When no write came in
 // since its last chunk, it inserts kIdleChunk on every core
 // (Engine::IndexNewVideos) with only a short pause.
 constexpr size_t kBusyChunk = 64;
