@@ -14,6 +14,7 @@
 #include <cmath>
 
 #include "engine/engine_state.h"
+#include "engine/user_section_walk.h"
 #include "learning/watch_norm.h"
 #include "storage/snapshot_files.h"
 #include "crypto/keyring.h"
@@ -876,6 +877,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       s.users.back().id = rec.user_id;
       s.embeddings.AddUser();
     }
+    BeforeUserChange(it->second);
     s.users[it->second].home = rec.jurisdiction;
     return Status::OK();
   }
@@ -897,6 +899,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       s.users.back().first_seen = e.ts;
       s.embeddings.AddUser();
     }
+    BeforeUserChange(uidx);
     UserRecord& u = s.users[uidx];
     if (u.first_seen == 0 || e.ts < u.first_seen) u.first_seen = e.ts;
     VideoRecord& vr = s.catalog.mutable_at(video);
@@ -967,7 +970,10 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
   }
   // Homes of users first seen in a sealed record.
   for (const auto& [user, jurisdiction] : rec.homes) {
-    if (auto idx = s.FindUserIdx(user); idx && s.users[*idx].home.empty()) s.users[*idx].home = jurisdiction;
+    if (auto idx = s.FindUserIdx(user); idx && s.users[*idx].home.empty()) {
+      BeforeUserChange(*idx);
+      s.users[*idx].home = jurisdiction;
+    }
   }
   NoteUpdates(rec.events.size());
   // 4. Move the touched videos in the ANN index (at once when serving; in one
@@ -1079,6 +1085,7 @@ Status Engine::Erase(const std::string& user_id) {
 // Caller holds mu_ exclusively.
 void Engine::ResetUser(uint32_t idx) {
   State& s = *state_;
+  BeforeUserErasure();
   const std::string id = s.users[idx].id;
   s.user_index.erase(id);
   s.users[idx] = UserRecord{};  // the slot stays so that indexes do not move
@@ -1093,6 +1100,7 @@ void Engine::ResetUser(uint32_t idx) {
 // one batch, or a key that came back) is deleted now and its user's
 // replayed state undone.
 Status Engine::ApplyShred(const LogRecord& rec, bool replaying) {
+  BeforeUserErasure();  // the keys leave memory below
   if (keyring_ == nullptr) return Status::OK();
   std::vector<std::string> still_here;
   for (const std::string& id : rec.key_ids) {
@@ -1249,6 +1257,7 @@ Status Engine::ExtendHistory(const std::vector<Event>& events) {
     auto user = s.FindUserIdx(e.user_id);
     if (!video || !user) return Status::NotFound(fmt::format("user '{}' or video '{}' not found", e.user_id, e.video_id));
     if (e.type == EventType::kPlay && e.watch_ratio < 0) return Status::InvalidArgument("a play needs its watch_ratio");
+    BeforeUserChange(*user);
     (void)ExtendUserHistory(s.users[*user], s.catalog.at(*video), *video, e,
                             SignalsFor(e.type, e.watch_ratio, options_.learning), options_.learning);
   }

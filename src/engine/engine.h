@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <deque>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <tuple>
 #include <memory>
@@ -376,6 +377,13 @@ class Engine {
   // For tests: holds the background ANN indexer before its next chunk
   // (videos stay pending) until called with false.
   void PauseAnnIndexer(bool paused);
+  // For tests: called on the snapshot's thread, holding no lock, before
+  // each hold of a snapshot's walk of the users (engine/user_section_walk.h)
+  // with the first slot it will encode, and once more with the number of
+  // slots when the walk is over. Set before any snapshot runs.
+  void SetSnapshotHoldHookForTest(std::function<void(size_t next_slot)> hook) {
+    snapshot_hold_hook_ = std::move(hook);
+  }
   const EngineOptions& options() const { return options_; }
   // Cluster mode: records this replica applied that another replica wrote
   // (0 in embedded mode).
@@ -384,6 +392,7 @@ class Engine {
 
  private:
   struct State;  // everything under mu_ (engine/engine_state.h)
+  class UserSectionWalk;  // a snapshot's users, encoded while writers go on (engine/user_section_walk.h)
   Engine(const EngineOptions& options, const Clock& clock);
 
   // Appends a record (with its chain MAC when the log is chained). Caller
@@ -421,6 +430,14 @@ class Engine {
   // *seq = its sequence number, 0 if none.
   Status LoadSnapshot(uint64_t* seq);
   Status WriteSnapshotLocked();  // WriteSnapshot's work; caller holds snapshot_mu_
+  // One attempt of it; *erased: a user was erased during its walk of the
+  // users, and nothing was written (a later record is tried).
+  Status WriteSnapshotAttempt(bool* erased);
+  // Writers call these under mu_ (exclusive) before they change user slot
+  // `slot`, and before an erasure takes keys out of memory: the users section
+  // of a snapshot being written keeps the slot as of its record.
+  void BeforeUserChange(uint32_t slot);
+  void BeforeUserErasure();
   Status TryLoadSnapshot(uint64_t seq);
   void MaybeRebuildAnnInBackground();
   // Vectors outgrew the ANN norm bound and the exact list cannot cover
@@ -571,6 +588,10 @@ class Engine {
   std::atomic<uint64_t> updates_since_snapshot_{0};
   std::atomic<uint64_t> snapshot_seq_{0}, snapshots_written_{0}, snapshots_skipped_{0}, snapshot_bytes_{0};
   std::atomic<double> snapshot_seconds_{0}, snapshot_pause_seconds_{0};
+  // The users section of the snapshot being written, while it walks the
+  // users (null otherwise); guarded by mu_ (engine/user_section_walk.h).
+  std::unique_ptr<UserSectionWalk> user_walk_;
+  std::function<void(size_t)> snapshot_hold_hook_;  // SetSnapshotHoldHookForTest
   // During Open's replay after a snapshot: videos to write to the ANN index
   // once it is over (the loaded index holds the others as of the snapshot):
   // new or changed ones (forced), and those whose vector events moved

@@ -133,10 +133,14 @@ struct Engine::State {
   }
 
   // Snapshot body (engine/snapshot.cc, docs/FORMATS.md): everything here but
-  // the ANN graph (its own file). With a keyring each user's entry is sealed with their data key.
-  // The body is the concatenation of *out's pieces (SnapshotFiles::Write).
-  void EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_records, const SnapshotAnchor& anchor,
-                      std::vector<std::string>* out) const;
+  // the ANN graph (its own file). The body is the concatenation of its
+  // pieces (SnapshotFiles::Write). EncodeSnapshotHead: the sections before
+  // the users and the users section's header, in *out; AppendUsersSection
+  // then adds the user entries (Engine::UserSectionWalk, which seals each
+  // with its user's data key) and the section's length.
+  void EncodeSnapshotHead(uint64_t plaintext_records, const SnapshotAnchor& anchor,
+                          std::vector<std::string>* out) const;
+  static void AppendUsersSection(std::vector<std::string> entries, std::vector<std::string>* body);
   // Replaces this (fresh) state with a snapshot body's, and the ANN index
   // with the (verified) file at ann_path. Entries whose key is
   // destroyed are left as erased slots and their key names appended to

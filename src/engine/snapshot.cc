@@ -56,6 +56,7 @@
 
 #include "crypto/keyring.h"
 #include "engine/engine_state.h"
+#include "engine/user_section_walk.h"
 #include "storage/snapshot_files.h"
 #include "storage/store.h"
 #include "util/coding.h"
@@ -233,40 +234,57 @@ unsigned Threads() { return std::max(1u, std::min(8u, std::thread::hardware_conc
 
 }  // namespace
 
-void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_records, const SnapshotAnchor& anchor,
-                                   std::vector<std::string>* out) const {
-  // Sections are encoded in parallel, users in chunks.
-  std::string catalog_s, model_s, co_s, trending_s, users_s;
-  const size_t chunks = users.size() < 1024 ? 1 : 16;
-  std::vector<std::string> user_chunks(chunks);
-  std::vector<std::function<Status()>> tasks;
-  for (size_t c = 0; c < chunks; ++c) {
-    tasks.push_back([&, c] {
-      const int dim = embeddings.dim();
-      std::string& o = user_chunks[c];
-      std::string payload;
-      for (size_t i = users.size() * c / chunks; i < users.size() * (c + 1) / chunks; ++i) {
-        const UserRecord& u = users[i];
-        if (u.id.empty()) {
-          o.push_back(static_cast<char>(kErasedSlot));
-          continue;
-        }
-        EncodeUser(u, embeddings.user(static_cast<uint32_t>(i)), dim, &payload);
-        std::optional<KeyName> name = keyring != nullptr ? keyring->CurrentKey(u.id) : std::nullopt;
-        std::string sealed;
-        if (name && keyring->Seal(*name, SlotContext(i), payload, &sealed).ok()) {
-          o.push_back(static_cast<char>(kSealedUser));
-          o.append(name->pseudonym);
-          o.append(name->key_id);
-          PutString(&o, sealed);
-        } else {
-          o.push_back(static_cast<char>(kClearUser));
-          PutString(&o, payload);
-        }
-      }
-      return Status::OK();
-    });
+// User slot i's entry of the users section: erased, sealed with the user's
+// current key, or in the clear (no keyring, or no key: a user whose events
+// predate encryption).
+void Engine::UserSectionWalk::EncodeEntry(const State& s, const Keyring* keyring, size_t i, std::string* payload,
+                                          std::string* o) {
+  const UserRecord& u = s.users[i];
+  if (u.id.empty()) {
+    o->push_back(static_cast<char>(kErasedSlot));
+    return;
   }
+  EncodeUser(u, s.embeddings.user(static_cast<uint32_t>(i)), s.embeddings.dim(), payload);
+  std::optional<KeyName> name = keyring != nullptr ? keyring->CurrentKey(u.id) : std::nullopt;
+  std::string sealed;
+  if (name && keyring->Seal(*name, SlotContext(i), *payload, &sealed).ok()) {
+    o->push_back(static_cast<char>(kSealedUser));
+    o->append(name->pseudonym);
+    o->append(name->key_id);
+    PutString(o, sealed);
+  } else {
+    o->push_back(static_cast<char>(kClearUser));
+    PutString(o, *payload);
+  }
+}
+
+void Engine::UserSectionWalk::BeforeChange(const Engine::State& s, uint32_t slot) {
+  if (aborted_ || slot >= slots_ || slot < next_) return;
+  auto [it, fresh] = captured_.try_emplace(slot);
+  if (!fresh) return;  // already kept as of seq
+  EncodeEntry(s, keyring_, slot, &payload_, &it->second);
+  ++captured_total_;
+}
+
+void Engine::UserSectionWalk::EncodeHold(const Engine::State& s) {
+  const size_t end = std::min(slots_, next_ + kUsersPerHold);
+  std::string& o = entries_.emplace_back();
+  for (size_t i = next_; i < end; ++i) {
+    if (auto it = captured_.find(static_cast<uint32_t>(i)); it != captured_.end()) {
+      o += it->second;
+      captured_.erase(it);
+    } else {
+      EncodeEntry(s, keyring_, i, &payload_, &o);
+    }
+  }
+  next_ = end;
+}
+
+void Engine::State::EncodeSnapshotHead(uint64_t plaintext_records, const SnapshotAnchor& anchor,
+                                       std::vector<std::string>* out) const {
+  // Sections are encoded in parallel.
+  std::string catalog_s, model_s, co_s, trending_s, users_s;
+  std::vector<std::function<Status()>> tasks;
   tasks.push_back([&] {
     catalog.EncodeTo(&catalog_s);
     return Status::OK();
@@ -306,20 +324,25 @@ void Engine::State::EncodeSnapshot(const Keyring* keyring, uint64_t plaintext_re
   // kernel zeroing the pages it lands on) was a third of the time writers
   // waited for a snapshot (docs/PERFORMANCE.md).
   out->clear();
-  out->reserve(2 * 4 + 2 + user_chunks.size());
   for (std::string* sec : {&catalog_s, &model_s, &co_s, &trending_s}) {
     std::string len;
     PutVarint64(&len, sec->size());
     out->push_back(std::move(len));
     out->push_back(std::move(*sec));
   }
-  size_t users_len = users_s.size();
-  for (const auto& c : user_chunks) users_len += c.size();
+  out->push_back(std::move(users_s));
+}
+
+void Engine::State::AppendUsersSection(std::vector<std::string> entries, std::vector<std::string>* body) {
+  std::string header = std::move(body->back());
+  body->pop_back();
+  size_t users_len = header.size();
+  for (const auto& c : entries) users_len += c.size();
   std::string len;
   PutVarint64(&len, users_len);
-  out->push_back(std::move(len));
-  out->push_back(std::move(users_s));
-  for (auto& c : user_chunks) out->push_back(std::move(c));
+  body->push_back(std::move(len));
+  body->push_back(std::move(header));
+  for (auto& c : entries) body->push_back(std::move(c));
 }
 
 Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann_path, const Keyring* keyring,
@@ -547,13 +570,42 @@ Status Engine::WriteSnapshot() {
   return s;
 }
 
+// Caller holds mu_ exclusively.
+void Engine::BeforeUserChange(uint32_t slot) {
+  if (user_walk_ != nullptr) user_walk_->BeforeChange(*state_, slot);
+}
+
+// Caller holds mu_ exclusively.
+void Engine::BeforeUserErasure() {
+  if (user_walk_ != nullptr) user_walk_->Abort();
+}
+
 // Caller holds snapshot_mu_.
 Status Engine::WriteSnapshotLocked() {
-  const auto t0 = std::chrono::steady_clock::now();
+  // An erasure during the walk of the users starts it over at a later
+  // record; a few in a row are rare enough to retry later.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    bool erased = false;
+    FORYOU_RETURN_IF_ERROR(WriteSnapshotAttempt(&erased));
+    if (!erased) return Status::OK();
+    FORYOU_RETURN_IF_ERROR(snapshots_->RemoveTemporaries());
+    spdlog::info("snapshot: a user was erased while it was written; starting over at a later record");
+  }
+  return Status::Unavailable(fmt::format("users were erased during each of {} attempts", kAttempts));
+}
+
+// Caller holds snapshot_mu_.
+Status Engine::WriteSnapshotAttempt(bool* erased) {
+  using Clock = std::chrono::steady_clock;
+  auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+  const auto t0 = Clock::now();
   std::vector<std::string> body;
   uint64_t seq;
+  const State* walked;
   {
-    // Feeds go on (shared); writers wait until the state is copied.
+    // Feeds go on (shared); writers wait until the sections other than the
+    // users are encoded, and the walk of the users is set up.
     std::shared_lock lock(mu_);
     seq = AppliedSeq();
     updates_since_snapshot_.store(0);
@@ -565,22 +617,59 @@ Status Engine::WriteSnapshotLocked() {
     FORYOU_RETURN_IF_ERROR(state_->ann.Save(*ann_path));
     auto anchor = Anchor(seq);
     if (!anchor.ok()) return anchor.status();
-    state_->EncodeSnapshot(keyring_.get(), plaintext_personal_records_, *anchor, &body);
+    state_->EncodeSnapshotHead(plaintext_personal_records_, *anchor, &body);
+    // Set under the shared lock: writers, the only others that read it, are
+    // held off until it is released.
+    user_walk_ = std::make_unique<UserSectionWalk>(state_->users.size(), keyring_.get());
+    walked = state_.get();
   }
-  const auto t1 = std::chrono::steady_clock::now();
+  const auto t1 = Clock::now();
+  // The users, one hold of the shared lock at a time; writers go on between
+  // holds (engine/user_section_walk.h).
+  std::unique_ptr<UserSectionWalk> walk;
+  double longest_hold = 0;
+  size_t holds = 0;
+  for (;;) {
+    if (snapshot_hold_hook_) {
+      size_t next;
+      {
+        std::shared_lock lock(mu_);
+        next = user_walk_->next();
+      }
+      snapshot_hold_hook_(next);
+    }
+    std::shared_lock lock(mu_);
+    if (user_walk_->aborted() || user_walk_->done() || state_.get() != walked) {
+      *erased = user_walk_->aborted() || state_.get() != walked;
+      walk = std::move(user_walk_);  // writers are held off (shared lock)
+      break;
+    }
+    const auto h0 = Clock::now();
+    user_walk_->EncodeHold(*state_);
+    longest_hold = std::max(longest_hold, secs(h0, Clock::now()));
+    ++holds;
+  }
+  if (*erased) return Status::OK();
+  const auto t2 = Clock::now();
+  const size_t captured = walk->captured();
+  State::AppendUsersSection(walk->TakeEntries(), &body);
+  walk.reset();
   FORYOU_RETURN_IF_ERROR(snapshots_->Write(seq, std::vector<std::string_view>(body.begin(), body.end())));
   body = {};
   if (cluster_ != nullptr) PublishSnapshot(seq);  // for replicas that join
   FORYOU_RETURN_IF_ERROR(snapshots_->Prune(static_cast<size_t>(options_.snapshot.keep)));
-  const auto t2 = std::chrono::steady_clock::now();
+  const auto t3 = Clock::now();
   snapshot_seq_.store(seq);
   snapshot_bytes_.store(snapshots_->Bytes(seq));
   snapshots_written_.fetch_add(1);
-  snapshot_pause_seconds_.store(std::chrono::duration<double>(t1 - t0).count());
-  snapshot_seconds_.store(std::chrono::duration<double>(t2 - t0).count());
-  spdlog::info("snapshot at log record {}: {:.1f} MB in {:.2f} s (writers held {:.2f} s)", seq,
-               static_cast<double>(snapshot_bytes_.load()) / 1e6, snapshot_seconds_.load(),
-               snapshot_pause_seconds_.load());
+  // The longest writers waited at once.
+  snapshot_pause_seconds_.store(std::max(secs(t0, t1), longest_hold));
+  snapshot_seconds_.store(secs(t0, t3));
+  spdlog::info(
+      "snapshot at log record {}: {:.1f} MB in {:.2f} s (writers held {:.2f} s for the model, then users walked in "
+      "{:.2f} s in {} holds of at most {:.1f} ms; {} users kept as of the record by writers)",
+      seq, static_cast<double>(snapshot_bytes_.load()) / 1e6, snapshot_seconds_.load(), secs(t0, t1), secs(t1, t2),
+      holds, longest_hold * 1e3, captured);
   MaybeRebuildAnnInBackground();  // so that the next snapshot saves a fitted index
   return Status::OK();
 }
