@@ -90,7 +90,7 @@ void Engine::AnnIndexerLoop() {
       // The pause counts the wait for the lock too: the busier the writers,
       // the longer the indexer stays away (measured so, docs/PERFORMANCE.md).
       const auto c0 = std::chrono::steady_clock::now();
-      std::unique_lock lock(mu_);
+      auto lock = LockStateForWrite();
       State& s = *state_;
       if (s.ann_pending.empty()) break;
       std::vector<uint32_t> chunk;

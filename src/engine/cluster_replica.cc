@@ -365,7 +365,7 @@ Status Engine::ApplyFromCluster(const ClusterRecord& r) {
   FORYOU_RETURN_IF_ERROR(store_->AppendReplicated({{r.seq, r.record}}, {r.mac}, keys, destroyed));
   last_mac_ = std::move(expected);
   {
-    std::unique_lock lock(mu_);
+    auto lock = LockStateForWrite();
     FORYOU_RETURN_IF_ERROR(ApplyLive(r.seq, r.record));
     for (uint32_t i : erased_users) ResetUser(i);
   }

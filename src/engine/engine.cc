@@ -488,7 +488,7 @@ Status Engine::AppendAndApply(const std::string& record) {
     auto write = LockWrites();
     uint64_t seq;
     FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
-    std::unique_lock lock(mu_);
+    auto lock = LockStateForWrite();
     return ApplyLive(seq, record);
   });
 }
@@ -564,7 +564,7 @@ Status Engine::FenceUser(const std::string& user_id, bool fenced) {
       const std::string record = EncodeFenceRecord(FenceName(user_id), fenced, home);
       uint64_t seq;
       FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq));
-      std::unique_lock lock(mu_);
+      auto lock = LockStateForWrite();
       return ApplyLive(seq, record);
     });
   }
@@ -669,7 +669,7 @@ Result<size_t> Engine::Ingest(std::vector<Event> events, const std::string& juri
       forget_keys();
       return s;
     }
-    std::unique_lock lock(mu_);
+    auto lock = LockStateForWrite();
     FORYOU_RETURN_IF_ERROR(ApplyLive(seq, record));
     return events.size();
   }
@@ -1023,7 +1023,7 @@ Status Engine::Erase(const std::string& user_id) {
     uint64_t seq;
     FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq, {}, names));
     {
-      std::unique_lock lock(mu_);
+      auto lock = LockStateForWrite();
       FORYOU_RETURN_IF_ERROR(ApplyLive(seq, record));
       ResetUser(*idx);
     }
@@ -1076,10 +1076,17 @@ Status Engine::Erase(const std::string& user_id) {
   CrashPoint("erase.before_unfence");
   FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, FenceName(user_id), false));
   // 2. Live state.
-  std::unique_lock lock(mu_);
+  auto lock = LockStateForWrite();
   ResetUser(*idx);
   plaintext_personal_records_ = personal;
   return Status::OK();
+}
+
+std::unique_lock<std::shared_mutex> Engine::LockStateForWrite() {
+  state_writers_waiting_.fetch_add(1, std::memory_order_relaxed);
+  std::unique_lock lock(mu_);
+  state_writers_waiting_.fetch_sub(1, std::memory_order_relaxed);
+  return lock;
 }
 
 // Caller holds mu_ exclusively.
@@ -1250,7 +1257,7 @@ Status Engine::ImportModel(std::string_view payload) {
 
 Status Engine::ExtendHistory(const std::vector<Event>& events) {
   auto write = LockWrites();
-  std::unique_lock lock(mu_);
+  auto lock = LockStateForWrite();
   State& s = *state_;
   for (const Event& e : events) {
     auto video = s.catalog.Find(e.video_id);
@@ -1422,7 +1429,7 @@ AnnWorkload Engine::AnnVectors(size_t queries) const {
 }
 
 AnnQuality Engine::MeasureAnn(size_t queries, int k, const std::vector<int>& ef_sweep) {
-  std::unique_lock lock(mu_);  // exclusive: the sweep changes the index's ef
+  auto lock = LockStateForWrite();  // exclusive: the sweep changes the index's ef
   State& s = *state_;
   AnnQuality q;
   q.k = k;

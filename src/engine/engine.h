@@ -538,6 +538,14 @@ class Engine {
   std::deque<std::pair<uint64_t, std::string>> queued_home_order_;  // (ticket, user), to prune; write_mu_
   mutable std::shared_mutex mu_;
   std::unique_ptr<State> state_;  // guarded by mu_
+  // Every writer takes mu_ through LockStateForWrite, which counts it in
+  // state_writers_waiting_ while it waits: a snapshot's walk of the users
+  // (engine/user_section_walk.h) lets the waiting writers in between its
+  // holds of the shared lock. (glibc's rwlock lets a reader in ahead of a
+  // waiting writer: the walk would take the lock back at once, and hold the
+  // writers for all of it.)
+  std::unique_lock<std::shared_mutex> LockStateForWrite();
+  std::atomic<int> state_writers_waiting_{0};
 
   // Videos shown to each user and not yet interacted with. In memory only:
   // after a restart a served-but-unwatched video may be shown again.

@@ -130,7 +130,7 @@ Status Engine::CommitQueued(QueuedWrite* w) {
   for (QueuedWrite* q : group) {
     // The state lock once per record, as when each batch wrote alone: feeds
     // waiting for it get in between.
-    std::unique_lock state(mu_);
+    auto state = LockStateForWrite();
     // After a record failed to apply, the ones written behind it are in the
     // log all the same: the restart applies them. Not Unavailable, which
     // says nothing was stored (a client would send them again).

@@ -267,7 +267,7 @@ void Engine::UserSectionWalk::BeforeChange(const Engine::State& s, uint32_t slot
 }
 
 void Engine::UserSectionWalk::EncodeHold(const Engine::State& s) {
-  const size_t end = std::min(slots_, next_ + kUsersPerHold);
+  const size_t end = std::min(slots_, next_ + kSnapshotUsersPerHold);
   std::string& o = entries_.emplace_back();
   for (size_t i = next_; i < end; ++i) {
     if (auto it = captured_.find(static_cast<uint32_t>(i)); it != captured_.end()) {
@@ -603,6 +603,7 @@ Status Engine::WriteSnapshotAttempt(bool* erased) {
   std::vector<std::string> body;
   uint64_t seq;
   const State* walked;
+  double ann_save = 0;
   {
     // Feeds go on (shared); writers wait until the sections other than the
     // users are encoded, and the walk of the users is set up.
@@ -614,10 +615,13 @@ Status Engine::WriteSnapshotAttempt(bool* erased) {
     if (seq == 0 || seq == snapshot_seq_.load()) return Status::OK();
     auto ann_path = snapshots_->AnnTempPath(seq);
     if (!ann_path.ok()) return ann_path.status();
+    const auto a0 = Clock::now();
     FORYOU_RETURN_IF_ERROR(state_->ann.Save(*ann_path));
+    const auto a1 = Clock::now();
     auto anchor = Anchor(seq);
     if (!anchor.ok()) return anchor.status();
     state_->EncodeSnapshotHead(plaintext_personal_records_, *anchor, &body);
+    ann_save = secs(a0, a1);
     // Set under the shared lock: writers, the only others that read it, are
     // held off until it is released.
     user_walk_ = std::make_unique<UserSectionWalk>(state_->users.size(), keyring_.get());
@@ -646,8 +650,16 @@ Status Engine::WriteSnapshotAttempt(bool* erased) {
     }
     const auto h0 = Clock::now();
     user_walk_->EncodeHold(*state_);
-    longest_hold = std::max(longest_hold, secs(h0, Clock::now()));
+    const auto h1 = Clock::now();
+    longest_hold = std::max(longest_hold, secs(h0, h1));
     ++holds;
+    lock.unlock();
+    // Writers that came meanwhile go first, for up to three times the hold:
+    // under a steady stream of writes the walk still ends.
+    const auto until = h1 + std::max<Clock::duration>(3 * (h1 - h0), std::chrono::milliseconds(1));
+    while (state_writers_waiting_.load(std::memory_order_relaxed) > 0 && Clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
   }
   if (*erased) return Status::OK();
   const auto t2 = Clock::now();
@@ -666,10 +678,11 @@ Status Engine::WriteSnapshotAttempt(bool* erased) {
   snapshot_pause_seconds_.store(std::max(secs(t0, t1), longest_hold));
   snapshot_seconds_.store(secs(t0, t3));
   spdlog::info(
-      "snapshot at log record {}: {:.1f} MB in {:.2f} s (writers held {:.2f} s for the model, then users walked in "
-      "{:.2f} s in {} holds of at most {:.1f} ms; {} users kept as of the record by writers)",
-      seq, static_cast<double>(snapshot_bytes_.load()) / 1e6, snapshot_seconds_.load(), secs(t0, t1), secs(t1, t2),
-      holds, longest_hold * 1e3, captured);
+      "snapshot at log record {}: {:.1f} MB in {:.2f} s (writers held {:.2f} s for the catalog, the model and "
+      "the ANN graph ({:.2f} s of it), then users walked in {:.2f} s in {} holds of at most {:.1f} ms; {} users kept "
+      "as of the record by writers)",
+      seq, static_cast<double>(snapshot_bytes_.load()) / 1e6, snapshot_seconds_.load(), secs(t0, t1), ann_save,
+      secs(t1, t2), holds, longest_hold * 1e3, captured);
   MaybeRebuildAnnInBackground();  // so that the next snapshot saves a fitted index
   return Status::OK();
 }
@@ -837,7 +850,7 @@ Status Engine::RebuildAnn(unsigned threads, bool force, bool idle_priority) {
   }
   size_t at_swap = 0;
   {
-    std::unique_lock lock(mu_);
+    auto lock = LockStateForWrite();
     State& s = *state_;
     // `vectors` is what the new index holds: it becomes the reference the
     // live path measures drift against (a swap, not a copy). Videos that

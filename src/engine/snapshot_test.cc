@@ -12,6 +12,7 @@
 
 #include "crypto/keyring.h"
 #include "engine/engine.h"
+#include "engine/user_section_walk.h"
 #include "storage/snapshot_files.h"
 #include "util/clock.h"
 #include "util/temp_dir.h"
@@ -186,7 +187,8 @@ void IngestUsers(Engine& e, int from, int n, int videos, int64_t ts) {
 // the log after it is the state of a full replay (a user kept after a
 // change would have that change applied twice at the start).
 TEST_P(SnapshotTest, WritesDuringTheWalkOfTheUsersAreNotInTheSnapshot) {
-  constexpr int kUsers = 2500;  // three holds of the walk
+  constexpr int kUsers = 2500;  // several holds of the walk
+  static_assert(kUsers > 3 * kSnapshotUsersPerHold);
   std::unique_ptr<Engine> e;
   ASSERT_TRUE(Open(dir_.path(), &e).ok());
   ASSERT_TRUE(e->UpsertVideos(Videos(0, 40)).ok());
@@ -196,11 +198,14 @@ TEST_P(SnapshotTest, WritesDuringTheWalkOfTheUsersAreNotInTheSnapshot) {
   e->SetSnapshotHoldHookForTest([&](size_t next) {
     holds.push_back(next);
     if (holds.size() != 2) return;
-    // After the first hold: users 0-1023 walked, 1024-2499 not yet.
+    // After the first hold: users 0 to kSnapshotUsersPerHold - 1 walked, the others not yet.
     IngestUsers(*e, 0, kUsers + 500, 40, kNow - 1'800'000);
   });
   ASSERT_TRUE(e->WriteSnapshot().ok());
-  EXPECT_EQ(holds, (std::vector<size_t>{0, 1024, 2048, kUsers}));
+  std::vector<size_t> expected;
+  for (size_t next = 0; next < kUsers; next += kSnapshotUsersPerHold) expected.push_back(next);
+  expected.push_back(kUsers);
+  EXPECT_EQ(holds, expected);
   EXPECT_EQ(e->Stats().snapshot_seq, before);  // as of the record it began at
   EXPECT_GT(e->LastSeq(), before);
   e.reset();
@@ -247,7 +252,7 @@ TEST_P(SnapshotTest, AnErasureDuringTheWalkStartsTheSnapshotOverLater) {
   int calls = 0;
   e->SetSnapshotHoldHookForTest([&](size_t next) {
     if (++calls == 2) {
-      ASSERT_EQ(next, 1024u);
+      ASSERT_EQ(next, kSnapshotUsersPerHold);
       ASSERT_TRUE(e->EraseUser("user-2000").ok());
     }
   });

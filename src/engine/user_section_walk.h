@@ -3,12 +3,12 @@
 //
 // A snapshot at log record `seq` encodes its other sections under the
 // state's shared lock (writers wait; feeds do not), then walks the user slots
-// that existed at seq in holds of kUsersPerHold, taking the shared lock for
+// that existed at seq in holds of kSnapshotUsersPerHold, taking the shared lock for
 // one hold at a time. Writers run between holds. A writer about to change a
 // slot the walk has not reached yet calls BeforeChange first, which encodes
 // the slot as it still is: as of seq. So the section holds exactly the bytes
 // an encode of the whole state at seq gives, and a writer waits for one hold
-// (about a millisecond) rather than for every user (seconds at 1M users).
+// (a few milliseconds) rather than for every user (seconds at 1M users).
 //
 // An erasure during the walk aborts it (Abort): the Shred record takes the
 // user's keys out of memory before the slot is reset, so a slot not reached
@@ -35,9 +35,12 @@ namespace foryou {
 
 class Keyring;
 
+// Users per hold: about 3 ms of writers' wait on this machine (6 µs a user
+// under load, sealing included, docs/PERFORMANCE.md).
+constexpr size_t kSnapshotUsersPerHold = 512;
+
 class Engine::UserSectionWalk {
  public:
-  static constexpr size_t kUsersPerHold = 1024;
 
   // `slots`: the state's user slots at seq; those added later are not in it.
   // `keyring`: seals each entry with its user's current key (null: in the
