@@ -158,7 +158,7 @@ std::string Metrics::Render(const EngineStats& st) const {
   gauge("foryou_ann_rebuilding", "1 while a background ANN index rebuild runs (at idle CPU priority).", "gauge",
         st.ann_rebuilding ? 1.0 : 0.0);
   gauge("foryou_snapshot_seconds", "Seconds the last snapshot write took.", "gauge", st.snapshot_seconds);
-  gauge("foryou_snapshot_pause_seconds", "Seconds of the last snapshot write during which writers waited.", "gauge",
+  gauge("foryou_snapshot_pause_seconds", "The longest writers waited at once during the last snapshot write.", "gauge",
         st.snapshot_pause_seconds);
 
   std::lock_guard lock(mu_);

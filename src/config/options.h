@@ -167,8 +167,9 @@ struct RerankOptions {
 struct SnapshotOptions {
   // Write one in the background once this many updates (events and video
   // upserts) were applied since the last: the most a start after a crash
-  // replays. Each write holds up writers (not feeds) while the state is
-  // copied. 0: never in the background (`foryou serve` still writes one at
+  // replays. Each write holds up writers (not feeds) while the catalog and
+  // the model are encoded; the users are encoded while writers go on
+  // (engine/user_section_walk.h). 0: never in the background (`foryou serve` still writes one at
   // a clean stop).
   uint64_t every_updates = 1000000;
   // How many to keep, newest first; an older one is the fallback when the

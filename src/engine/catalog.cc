@@ -145,7 +145,14 @@ void Catalog::EncodeTo(std::string* out) const {
   std::vector<const Video*> videos;  // pointers, not a copy of every video and its strings
   videos.reserve(videos_.size());
   for (const VideoRecord& r : videos_) videos.push_back(&r.video);
-  PutString(out, EncodeVideoRefsRecord(videos));
+  const std::string record = EncodeVideoRefsRecord(videos);
+  // Sized once (what follows is about 40 bytes a video): at 1M videos the
+  // section is over 100 MB, and growing it by appends copied it again while
+  // writers waited (docs/PERFORMANCE.md).
+  size_t members = 0;
+  for (const CreatorRecord& c : creators_) members += c.videos.size();
+  out->reserve(out->size() + 10 + record.size() + videos_.size() * 48 + creators_.size() * 12 + members * 5);
+  PutString(out, record);
   for (const VideoRecord& r : videos_) {
     PutVarint64(out, r.creator);
     PutVarint64(out, r.tags.size());

@@ -298,7 +298,9 @@ class Engine {
   Status ReadLog(uint64_t from_seq, size_t max_bytes, LogBatch* out) const;
 
   // Writes a snapshot of the state as of AppliedSeq() (engine/snapshot.cc):
-  // writers wait while the state is copied, feeds do not. Keeps the newest
+  // writers wait while the catalog, the model and the ANN graph are
+  // encoded, then for one hold at a time while the users are
+  // (engine/user_section_walk.h); feeds do not wait. Keeps the newest
   // options().snapshot.keep. OK without writing when the snapshot this engine loaded or
   // last wrote is at AppliedSeq().
   Status WriteSnapshot();

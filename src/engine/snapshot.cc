@@ -295,8 +295,15 @@ void Engine::State::EncodeSnapshotHead(uint64_t plaintext_records, const Snapsho
   });
   tasks.push_back([&] {
     trending.EncodeTo(&trending_s);
+    // Sized once: at 1M videos the two vector arrays are 128 MB each, and a
+    // string grown by appends copied them twice more (and had the kernel
+    // zero a 512 MB buffer for them) while writers waited.
+    std::string ranker_s;
+    ranker.EncodeTo(&ranker_s);
+    model_s.reserve(64 + (embeddings.num_items() * embeddings.dim() + ann_vectors.size()) * sizeof(float) +
+                    ranker_s.size() + 10 * ann.exact_moves().size() + anchor.mac.size());
     embeddings.EncodeItemsTo(&model_s);
-    ranker.EncodeTo(&model_s);
+    model_s += ranker_s;
     PutFloat(&model_s, ann.norm_bound());
     PutVarint64(&model_s, ann.clamped());
     PutVarint64(&model_s, ann.moves());

@@ -53,14 +53,12 @@ float CoEngagement::Weight(uint32_t item, uint32_t other) const {
 
 void CoEngagement::EncodeTo(std::string* out) const {
   PutVarint64(out, edges_.size());
-  std::vector<std::pair<uint32_t, float>> sorted;
+  out->reserve(out->size() + edges_.size() * 2 + num_edges_ * 7);  // sized once, as Catalog::EncodeTo
   for (const auto& m : edges_) {
-    sorted.assign(m.begin(), m.end());
-    std::sort(sorted.begin(), sorted.end());
-    PutVarint64(out, sorted.size());
+    PutVarint64(out, m.size());
     uint32_t prev = 0;
-    for (const auto& [to, w] : sorted) {
-      PutVarint64(out, to - prev);  // ascending: small deltas
+    for (const auto& [to, w] : m) {  // a flat_map: ascending already, so small deltas
+      PutVarint64(out, to - prev);
       prev = to;
       PutFloat(out, w);
     }
