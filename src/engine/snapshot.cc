@@ -670,6 +670,7 @@ Status Engine::WriteSnapshotAttempt(bool* erased) {
   }
   if (*erased) return Status::OK();
   const auto t2 = Clock::now();
+  const uint64_t applied_during_walk = AppliedSeq() - seq;
   const size_t captured = walk->captured();
   State::AppendUsersSection(walk->TakeEntries(), &body);
   walk.reset();
@@ -686,10 +687,10 @@ Status Engine::WriteSnapshotAttempt(bool* erased) {
   snapshot_seconds_.store(secs(t0, t3));
   spdlog::info(
       "snapshot at log record {}: {:.1f} MB in {:.2f} s (writers held {:.2f} s for the catalog, the model and "
-      "the ANN graph ({:.2f} s of it), then users walked in {:.2f} s in {} holds of at most {:.1f} ms; {} users kept "
-      "as of the record by writers)",
+      "the ANN graph ({:.2f} s of it), then users walked in {:.2f} s in {} holds of at most {:.1f} ms, while writers "
+      "applied {} records and kept {} users as of this one)",
       seq, static_cast<double>(snapshot_bytes_.load()) / 1e6, snapshot_seconds_.load(), secs(t0, t1), ann_save,
-      secs(t1, t2), holds, longest_hold * 1e3, captured);
+      secs(t1, t2), holds, longest_hold * 1e3, applied_during_walk, captured);
   MaybeRebuildAnnInBackground();  // so that the next snapshot saves a fitted index
   return Status::OK();
 }
