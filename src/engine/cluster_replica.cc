@@ -366,6 +366,8 @@ Status Engine::ApplyFromCluster(const ClusterRecord& r) {
   last_mac_ = std::move(expected);
   {
     auto lock = LockStateForWrite();
+    // A snapshot being written keeps the users sealed, before the keys go.
+    for (uint32_t i : erased_users) BeforeUserChange(i);
     FORYOU_RETURN_IF_ERROR(ApplyLive(r.seq, r.record));
     for (uint32_t i : erased_users) ResetUser(i);
   }

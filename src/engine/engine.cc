@@ -1024,6 +1024,7 @@ Status Engine::Erase(const std::string& user_id) {
     FORYOU_RETURN_IF_ERROR(AppendRecord(record, &seq, {}, names));
     {
       auto lock = LockStateForWrite();
+      BeforeUserChange(*idx);  // a snapshot being written keeps the user sealed, before the keys go
       FORYOU_RETURN_IF_ERROR(ApplyLive(seq, record));
       ResetUser(*idx);
     }
@@ -1092,7 +1093,7 @@ std::unique_lock<std::shared_mutex> Engine::LockStateForWrite() {
 // Caller holds mu_ exclusively.
 void Engine::ResetUser(uint32_t idx) {
   State& s = *state_;
-  BeforeUserErasure();
+  BeforeUserReset(idx);
   const std::string id = s.users[idx].id;
   s.user_index.erase(id);
   s.users[idx] = UserRecord{};  // the slot stays so that indexes do not move
@@ -1107,7 +1108,6 @@ void Engine::ResetUser(uint32_t idx) {
 // one batch, or a key that came back) is deleted now and its user's
 // replayed state undone.
 Status Engine::ApplyShred(const LogRecord& rec, bool replaying) {
-  BeforeUserErasure();  // the keys leave memory below
   if (keyring_ == nullptr) return Status::OK();
   std::vector<std::string> still_here;
   for (const std::string& id : rec.key_ids) {

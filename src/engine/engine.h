@@ -432,14 +432,17 @@ class Engine {
   // *seq = its sequence number, 0 if none.
   Status LoadSnapshot(uint64_t* seq);
   Status WriteSnapshotLocked();  // WriteSnapshot's work; caller holds snapshot_mu_
-  // One attempt of it; *erased: a user was erased during its walk of the
-  // users, and nothing was written (a later record is tried).
-  Status WriteSnapshotAttempt(bool* erased);
+  // One attempt of it; *again: its walk of the users was cut short
+  // (UserSectionWalk::BeforeReset) and nothing was written (a later record
+  // is tried).
+  Status WriteSnapshotAttempt(bool* again);
   // Writers call these under mu_ (exclusive) before they change user slot
-  // `slot`, and before an erasure takes keys out of memory: the users section
-  // of a snapshot being written keeps the slot as of its record.
+  // `slot` (an erasure: before its Shred record takes the user's keys out of
+  // memory), and before they reset one: the users section of a snapshot
+  // being written keeps the slot as of its record
+  // (engine/user_section_walk.h).
   void BeforeUserChange(uint32_t slot);
-  void BeforeUserErasure();
+  void BeforeUserReset(uint32_t slot);
   Status TryLoadSnapshot(uint64_t seq);
   void MaybeRebuildAnnInBackground();
   // Vectors outgrew the ANN norm bound and the exact list cannot cover

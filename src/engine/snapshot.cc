@@ -552,6 +552,7 @@ void Engine::SnapshotLoop() {
     }
     if (stopping_.load()) return;
     if (Status s = WriteSnapshot(); !s.ok()) {
+      if (stopping_.load()) return;  // cut short by the stop
       updates_since_snapshot_.fetch_add(every);  // still due
       spdlog::error("snapshot: {} (the next start replays more of the log; retrying in a minute)", s.ToString());
       std::unique_lock lock(snapshot_wait_mu_);
@@ -583,27 +584,28 @@ void Engine::BeforeUserChange(uint32_t slot) {
 }
 
 // Caller holds mu_ exclusively.
-void Engine::BeforeUserErasure() {
-  if (user_walk_ != nullptr) user_walk_->Abort();
+void Engine::BeforeUserReset(uint32_t slot) {
+  if (user_walk_ != nullptr) user_walk_->BeforeReset(slot);
 }
 
 // Caller holds snapshot_mu_.
 Status Engine::WriteSnapshotLocked() {
-  // An erasure during the walk of the users starts it over at a later
-  // record; a few in a row are rare enough to retry later.
+  // A walk of the users cut short (UserSectionWalk::BeforeReset: a user
+  // reset whom it could not keep, which no path does today) starts over at
+  // a later record; a few in a row are retried later.
   constexpr int kAttempts = 3;
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
-    bool erased = false;
-    FORYOU_RETURN_IF_ERROR(WriteSnapshotAttempt(&erased));
-    if (!erased) return Status::OK();
+    bool again = false;
+    FORYOU_RETURN_IF_ERROR(WriteSnapshotAttempt(&again));
+    if (!again) return Status::OK();
     FORYOU_RETURN_IF_ERROR(snapshots_->RemoveTemporaries());
-    spdlog::info("snapshot: a user was erased while it was written; starting over at a later record");
+    spdlog::warn("snapshot: a user was reset during the walk of the users; starting over at a later record");
   }
-  return Status::Unavailable(fmt::format("users were erased during each of {} attempts", kAttempts));
+  return Status::Unavailable(fmt::format("the walk of the users was cut short in each of {} attempts", kAttempts));
 }
 
 // Caller holds snapshot_mu_.
-Status Engine::WriteSnapshotAttempt(bool* erased) {
+Status Engine::WriteSnapshotAttempt(bool* again) {
   using Clock = std::chrono::steady_clock;
   auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
   const auto t0 = Clock::now();
@@ -650,8 +652,12 @@ Status Engine::WriteSnapshotAttempt(bool* erased) {
       snapshot_hold_hook_(next);
     }
     std::shared_lock lock(mu_);
+    if (stopping_.load()) {  // the engine is being destroyed: the next start replays the tail
+      user_walk_.reset();
+      return Status::Unavailable("stopping");
+    }
     if (user_walk_->aborted() || user_walk_->done() || state_.get() != walked) {
-      *erased = user_walk_->aborted() || state_.get() != walked;
+      *again = user_walk_->aborted() || state_.get() != walked;
       walk = std::move(user_walk_);  // writers are held off (shared lock)
       break;
     }
@@ -668,7 +674,7 @@ Status Engine::WriteSnapshotAttempt(bool* erased) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
-  if (*erased) return Status::OK();
+  if (*again) return Status::OK();
   const auto t2 = Clock::now();
   const uint64_t applied_during_walk = AppliedSeq() - seq;
   const size_t captured = walk->captured();

@@ -10,14 +10,17 @@
 // an encode of the whole state at seq gives, and a writer waits for one hold
 // (a few milliseconds) rather than for every user (seconds at 1M users).
 //
-// An erasure during the walk aborts it (Abort): the Shred record takes the
-// user's keys out of memory before the slot is reset, so a slot not reached
-// yet could no longer be sealed as of seq. The snapshot starts over at a
-// later record.
+// An erasure keeps the user's slot first too (BeforeChange, called by the
+// eraser before the Shred record takes the user's keys out of memory), so
+// the entry is sealed as of seq with a key that is then destroyed: erased in
+// this snapshot as in every older one. A slot reset without that (not done
+// by any path today) would have to be sealed after its keys are gone:
+// BeforeReset aborts the walk then, and the snapshot starts over at a later
+// record.
 //
 // Thread safety: Engine::mu_ guards a walk. EncodeHold, TakeEntries and the
 // accessors need it shared (only the snapshot's own thread calls them);
-// BeforeChange and Abort need it exclusively (writers).
+// BeforeChange and BeforeReset need it exclusively (writers).
 //
 // A nested class of Engine (declared in engine.h), as State is: internal to
 // the engine.
@@ -49,7 +52,10 @@ class Engine::UserSectionWalk {
 
   // A writer is about to change user slot `slot` of `s`.
   void BeforeChange(const Engine::State& s, uint32_t slot);
-  void Abort() { aborted_ = true; }
+  // Slot `slot` is about to be reset (erased), its keys already forgotten.
+  void BeforeReset(uint32_t slot) {
+    if (slot >= next_ && slot < slots_ && !captured_.contains(slot)) aborted_ = true;
+  }
 
   // Encodes the next hold's slots: each as BeforeChange kept it, if it did,
   // or as it is now (unchanged since seq).
