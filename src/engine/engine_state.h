@@ -133,14 +133,13 @@ struct Engine::State {
   }
 
   // Snapshot body (engine/snapshot.cc, docs/FORMATS.md): everything here but
-  // the ANN graph (its own file). The body is the concatenation of its
-  // pieces (SnapshotFiles::Write). EncodeSnapshotHead: the sections before
-  // the users and the users section's header, in *out; AppendUsersSection
-  // then adds the user entries (Engine::UserSectionWalk, which seals each
-  // with its user's data key) and the section's length.
+  // the ANN graph (its own file). EncodeSnapshotHead: the sections before
+  // the users, each as its length then its bytes, and last the users
+  // section's header (its length and entries follow it in the file: the
+  // users are encoded while writers go on, Engine::UserSectionWalk, which
+  // seals each entry with its user's data key).
   void EncodeSnapshotHead(uint64_t plaintext_records, const SnapshotAnchor& anchor,
                           std::vector<std::string>* out) const;
-  static void AppendUsersSection(std::vector<std::string> entries, std::vector<std::string>* body);
   // Replaces this (fresh) state with a snapshot body's, and the ANN index
   // with the (verified) file at ann_path. Entries whose key is
   // destroyed are left as erased slots and their key names appended to

@@ -67,6 +67,18 @@ namespace foryou {
 namespace {
 
 constexpr char kUserContext[] = "foryou-snapshot-user-v1";
+
+// A varint padded to a fixed width with continuation bytes (any varint
+// reader takes it): the users section's length, written before the section
+// is walked and rewritten in place after.
+constexpr size_t kPaddedVarintBytes = 10;
+void PutPaddedVarint64(std::string* out, uint64_t v) {
+  for (size_t i = 0; i + 1 < kPaddedVarintBytes; ++i) {
+    out->push_back(static_cast<char>(0x80 | (v & 0x7f)));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v & 0x7f));  // v < 2^63: what is left fits
+}
 enum : uint8_t { kErasedSlot = 0, kClearUser = 1, kSealedUser = 2 };
 
 void PutDouble(std::string* out, double v) { PutFixed64BE(out, std::bit_cast<uint64_t>(v)); }
@@ -340,18 +352,6 @@ void Engine::State::EncodeSnapshotHead(uint64_t plaintext_records, const Snapsho
   out->push_back(std::move(users_s));
 }
 
-void Engine::State::AppendUsersSection(std::vector<std::string> entries, std::vector<std::string>* body) {
-  std::string header = std::move(body->back());
-  body->pop_back();
-  size_t users_len = header.size();
-  for (const auto& c : entries) users_len += c.size();
-  std::string len;
-  PutVarint64(&len, users_len);
-  body->push_back(std::move(len));
-  body->push_back(std::move(header));
-  for (auto& c : entries) body->push_back(std::move(c));
-}
-
 Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann_path, const Keyring* keyring,
                                      uint64_t* plaintext_records, SnapshotAnchor* anchor,
                                      std::vector<std::string>* unreadable,
@@ -609,10 +609,18 @@ Status Engine::WriteSnapshotAttempt(bool* again) {
   using Clock = std::chrono::steady_clock;
   auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
   const auto t0 = Clock::now();
-  std::vector<std::string> body;
+  std::vector<std::string> head;
   uint64_t seq;
   const State* walked;
   double ann_save = 0;
+  // However this returns, no walk is left for writers to keep users for.
+  struct DropWalk {
+    Engine* e;
+    ~DropWalk() {
+      std::shared_lock lock(e->mu_);  // writers, the only others that read it, are held off
+      e->user_walk_.reset();
+    }
+  } drop_walk{this};
   {
     // Feeds go on (shared); writers wait until the sections other than the
     // users are encoded, and the walk of the users is set up.
@@ -629,7 +637,7 @@ Status Engine::WriteSnapshotAttempt(bool* again) {
     const auto a1 = Clock::now();
     auto anchor = Anchor(seq);
     if (!anchor.ok()) return anchor.status();
-    state_->EncodeSnapshotHead(plaintext_personal_records_, *anchor, &body);
+    state_->EncodeSnapshotHead(plaintext_personal_records_, *anchor, &head);
     ann_save = secs(a0, a1);
     // Set under the shared lock: writers, the only others that read it, are
     // held off until it is released.
@@ -637,11 +645,25 @@ Status Engine::WriteSnapshotAttempt(bool* again) {
     walked = state_.get();
   }
   const auto t1 = Clock::now();
+  // The body goes to the file as it is encoded, never whole in memory: the
+  // sections before the users, then the users section's length (a padded
+  // varint, rewritten once the section is walked), its header and the
+  // entries of each hold (docs/FORMATS.md, "Snapshot").
+  auto file = snapshots_->BeginWrite(seq);
+  if (!file.ok()) return file.status();
+  SnapshotFiles::StateWriter& out = **file;
+  for (size_t i = 0; i + 1 < head.size(); ++i) {
+    FORYOU_RETURN_IF_ERROR(out.Append(head[i]));
+    head[i] = {};
+  }
+  const uint64_t users_len_at = out.body_size();
+  FORYOU_RETURN_IF_ERROR(out.Append(std::string(kPaddedVarintBytes, '\0')));
+  FORYOU_RETURN_IF_ERROR(out.Append(head.back()));
+  head = {};
   // The users, one hold of the shared lock at a time; writers go on between
   // holds (engine/user_section_walk.h).
-  std::unique_ptr<UserSectionWalk> walk;
   double longest_hold = 0;
-  size_t holds = 0;
+  size_t holds = 0, captured = 0;
   for (;;) {
     if (snapshot_hold_hook_) {
       size_t next;
@@ -652,21 +674,23 @@ Status Engine::WriteSnapshotAttempt(bool* again) {
       snapshot_hold_hook_(next);
     }
     std::shared_lock lock(mu_);
-    if (stopping_.load()) {  // the engine is being destroyed: the next start replays the tail
-      user_walk_.reset();
-      return Status::Unavailable("stopping");
+    if (stopping_.load()) return Status::Unavailable("stopping");  // the next start replays the tail
+    if (user_walk_->aborted() || state_.get() != walked) {
+      *again = true;
+      return Status::OK();
     }
-    if (user_walk_->aborted() || user_walk_->done() || state_.get() != walked) {
-      *again = user_walk_->aborted() || state_.get() != walked;
-      walk = std::move(user_walk_);  // writers are held off (shared lock)
+    if (user_walk_->done()) {
+      captured = user_walk_->captured();
       break;
     }
     const auto h0 = Clock::now();
     user_walk_->EncodeHold(*state_);
+    std::vector<std::string> entries = user_walk_->TakeEntries();
     const auto h1 = Clock::now();
     longest_hold = std::max(longest_hold, secs(h0, h1));
     ++holds;
     lock.unlock();
+    for (const std::string& piece : entries) FORYOU_RETURN_IF_ERROR(out.Append(piece));
     // Writers that came meanwhile go first, for up to three times the hold:
     // under a steady stream of writes the walk still ends.
     const auto until = h1 + std::max<Clock::duration>(3 * (h1 - h0), std::chrono::milliseconds(1));
@@ -674,14 +698,12 @@ Status Engine::WriteSnapshotAttempt(bool* again) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
-  if (*again) return Status::OK();
   const auto t2 = Clock::now();
   const uint64_t applied_during_walk = AppliedSeq() - seq;
-  const size_t captured = walk->captured();
-  State::AppendUsersSection(walk->TakeEntries(), &body);
-  walk.reset();
-  FORYOU_RETURN_IF_ERROR(snapshots_->Write(seq, std::vector<std::string_view>(body.begin(), body.end())));
-  body = {};
+  std::string users_len;
+  PutPaddedVarint64(&users_len, out.body_size() - users_len_at - kPaddedVarintBytes);
+  FORYOU_RETURN_IF_ERROR(out.Overwrite(users_len_at, users_len));
+  FORYOU_RETURN_IF_ERROR(out.Commit());
   if (cluster_ != nullptr) PublishSnapshot(seq);  // for replicas that join
   FORYOU_RETURN_IF_ERROR(snapshots_->Prune(static_cast<size_t>(options_.snapshot.keep)));
   const auto t3 = Clock::now();

@@ -51,13 +51,24 @@ Status FsyncPath(const std::string& path, bool directory) {
   return Status::OK();
 }
 
-// Length and xxHash64 of a file, read in chunks.
-Status HashFile(const std::string& path, uint64_t* length, uint64_t* hash) {
+Status PwriteAll(int fd, std::string_view data, uint64_t at, const std::string& path) {
+  while (!data.empty()) {
+    ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(at));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("writing " + path);
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+    at += static_cast<uint64_t>(n);
+  }
+  return Status::OK();
+}
+
+// Feeds a whole file to *st, read in chunks; *length: its bytes.
+Status HashInto(const std::string& path, XXH64_state_t* st, uint64_t* length) {
   Fd f;
   f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (f.fd < 0) return Errno("opening " + path);
-  std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> st(XXH64_createState(), &XXH64_freeState);
-  XXH64_reset(st.get(), 0);
   std::string buf(1 << 20, '\0');
   *length = 0;
   for (;;) {
@@ -67,9 +78,17 @@ Status HashFile(const std::string& path, uint64_t* length, uint64_t* hash) {
       return Errno("reading " + path);
     }
     if (n == 0) break;
-    XXH64_update(st.get(), buf.data(), static_cast<size_t>(n));
+    XXH64_update(st, buf.data(), static_cast<size_t>(n));
     *length += static_cast<uint64_t>(n);
   }
+  return Status::OK();
+}
+
+// Length and xxHash64 of a file, read in chunks.
+Status HashFile(const std::string& path, uint64_t* length, uint64_t* hash) {
+  std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> st(XXH64_createState(), &XXH64_freeState);
+  XXH64_reset(st.get(), 0);
+  FORYOU_RETURN_IF_ERROR(HashInto(path, st.get(), length));
   *hash = XXH64_digest(st.get());
   return Status::OK();
 }
@@ -126,43 +145,78 @@ Result<std::string> SnapshotFiles::AnnTempPath(uint64_t seq) const {
 }
 
 Status SnapshotFiles::Write(uint64_t seq, const std::vector<std::string_view>& body) {
-  std::error_code ec;
-  const std::string ann_tmp = AnnPath(seq) + ".tmp", state_tmp = StatePath(seq) + ".tmp";
+  auto w = BeginWrite(seq);
+  if (!w.ok()) return w.status();
+  for (std::string_view piece : body) FORYOU_RETURN_IF_ERROR((*w)->Append(piece));
+  return (*w)->Commit();
+}
+
+Result<std::unique_ptr<SnapshotFiles::StateWriter>> SnapshotFiles::BeginWrite(uint64_t seq) {
+  auto ann_tmp = AnnTempPath(seq);  // makes the directory
+  if (!ann_tmp.ok()) return ann_tmp.status();
+  std::unique_ptr<StateWriter> w(new StateWriter(this, seq));
+  w->path_ = StatePath(seq) + ".tmp";
+  w->fd_ = ::open(w->path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (w->fd_ < 0) return Errno("creating " + w->path_);
+  // The header's place; Commit writes it once the body's length is known.
+  FORYOU_RETURN_IF_ERROR(WriteAll(w->fd_, std::string(kHeaderBytes, '\0'), w->path_));
+  return w;
+}
+
+SnapshotFiles::StateWriter::~StateWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status SnapshotFiles::StateWriter::Append(std::string_view piece) {
+  if (fd_ < 0) return Status::Internal("snapshot writer used after Commit");
+  FORYOU_RETURN_IF_ERROR(WriteAll(fd_, piece, path_));
+  body_size_ += piece.size();
+  return Status::OK();
+}
+
+Status SnapshotFiles::StateWriter::Overwrite(uint64_t at, std::string_view bytes) {
+  if (fd_ < 0) return Status::Internal("snapshot writer used after Commit");
+  if (at > body_size_ || bytes.size() > body_size_ - at) return Status::Internal("snapshot overwrite past the body");
+  return PwriteAll(fd_, bytes, kHeaderBytes + at, path_);
+}
+
+Status SnapshotFiles::StateWriter::Commit() {
+  if (fd_ < 0) return Status::Internal("snapshot writer used after Commit");
+  const std::string ann_tmp = files_->AnnPath(seq_) + ".tmp";
   // 1. The ANN file's length and hash as they are on disk (hnswlib does not
   // report write errors: reading it back is the check).
   FORYOU_RETURN_IF_ERROR(FsyncPath(ann_tmp, false));
   uint64_t ann_length, ann_hash;
   FORYOU_RETURN_IF_ERROR(HashFile(ann_tmp, &ann_length, &ann_hash));
-  // 2. The state file.
-  {
-    Fd f;
-    f.fd = ::open(state_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (f.fd < 0) return Errno("creating " + state_tmp);
-    std::string header(kMagic, sizeof(kMagic));
-    header.push_back(static_cast<char>(kSnapshotFormatVersion));
-    PutFixed64BE(&header, seq);
-    uint64_t body_size = 0;
-    for (std::string_view piece : body) body_size += piece.size();
-    PutFixed64BE(&header, body_size);
-    std::string footer = Fixed64(ann_length) + Fixed64(ann_hash);
-    std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> st(XXH64_createState(), &XXH64_freeState);
-    XXH64_reset(st.get(), 0);
-    XXH64_update(st.get(), header.data(), header.size());
-    for (std::string_view piece : body) XXH64_update(st.get(), piece.data(), piece.size());
-    XXH64_update(st.get(), footer.data(), footer.size());
-    footer += Fixed64(XXH64_digest(st.get()));
-    FORYOU_RETURN_IF_ERROR(WriteAll(f.fd, header, state_tmp));
-    for (std::string_view piece : body) FORYOU_RETURN_IF_ERROR(WriteAll(f.fd, piece, state_tmp));
-    FORYOU_RETURN_IF_ERROR(WriteAll(f.fd, footer, state_tmp));
-    if (::fsync(f.fd) != 0) return Errno("fsync " + state_tmp);
+  // 2. The state file: its header, then the hash of header and body as they
+  // are in the file, then the footer.
+  std::string header(kMagic, sizeof(kMagic));
+  header.push_back(static_cast<char>(kSnapshotFormatVersion));
+  PutFixed64BE(&header, seq_);
+  PutFixed64BE(&header, body_size_);
+  FORYOU_RETURN_IF_ERROR(PwriteAll(fd_, header, 0, path_));
+  std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> st(XXH64_createState(), &XXH64_freeState);
+  XXH64_reset(st.get(), 0);
+  uint64_t hashed = 0;
+  FORYOU_RETURN_IF_ERROR(HashInto(path_, st.get(), &hashed));
+  if (hashed != kHeaderBytes + body_size_) {
+    return Status::IOError(fmt::format("{}: {} bytes read back, {} written", path_, hashed, kHeaderBytes + body_size_));
   }
+  std::string footer = Fixed64(ann_length) + Fixed64(ann_hash);
+  XXH64_update(st.get(), footer.data(), footer.size());
+  footer += Fixed64(XXH64_digest(st.get()));
+  FORYOU_RETURN_IF_ERROR(WriteAll(fd_, footer, path_));
+  if (::fsync(fd_) != 0) return Errno("fsync " + path_);
+  ::close(fd_);
+  fd_ = -1;
   // 3. Commit: .ann, then .state (the commit point), then the directory.
-  std::filesystem::rename(ann_tmp, AnnPath(seq), ec);
+  std::error_code ec;
+  std::filesystem::rename(ann_tmp, files_->AnnPath(seq_), ec);
   if (ec) return Status::IOError(fmt::format("renaming {}: {}", ann_tmp, ec.message()));
   CrashPoint("snapshot.before_commit");
-  std::filesystem::rename(state_tmp, StatePath(seq), ec);
-  if (ec) return Status::IOError(fmt::format("renaming {}: {}", state_tmp, ec.message()));
-  return FsyncPath(dir_, true);
+  std::filesystem::rename(path_, files_->StatePath(seq_), ec);
+  if (ec) return Status::IOError(fmt::format("renaming {}: {}", path_, ec.message()));
+  return FsyncPath(files_->dir_, true);
 }
 
 Result<std::string> SnapshotFiles::StateTempPath(uint64_t seq) const {

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,33 @@ class SnapshotFiles {
   // The same, with the body given as pieces to be written in order (so that
   // a large body need not be copied into one string first).
   Status Write(uint64_t seq, const std::vector<std::string_view>& body);
+
+  // The same, streamed: the body goes to the temporary .state file piece by
+  // piece as the caller has it (so that it never needs to be in memory at
+  // once), and Commit writes the header, then the footer with the hash of
+  // everything before it (read back from the file), and commits as Write.
+  // A writer dropped without Commit leaves temporaries (RemoveTemporaries).
+  class StateWriter {
+   public:
+    ~StateWriter();
+    Status Append(std::string_view piece);
+    // Rewrites body bytes already appended, from body offset `at`.
+    Status Overwrite(uint64_t at, std::string_view bytes);
+    uint64_t body_size() const { return body_size_; }
+    Status Commit();
+
+   private:
+    friend class SnapshotFiles;
+    StateWriter(SnapshotFiles* files, uint64_t seq) : files_(files), seq_(seq) {}
+    SnapshotFiles* files_;
+    uint64_t seq_;
+    std::string path_;
+    int fd_ = -1;
+    uint64_t body_size_ = 0;
+  };
+  // Starts the snapshot of `seq`; its ANN file goes to AnnTempPath(seq)
+  // before Commit.
+  Result<std::unique_ptr<StateWriter>> BeginWrite(uint64_t seq);
 
   // Commits a snapshot whose two files were put whole at StateTempPath(seq)
   // and AnnTempPath(seq) (fetched from elsewhere): fsync, rename, as Write.
