@@ -21,7 +21,9 @@
 //     not continued with these (a full replay retrains instead)
 //   3 co-engagement (CoEngagement::EncodeTo)
 //   4 trending (Trending::EncodeTo)
-//   5 users: varint n, varint videos, creators, tags, languages (the
+//   5 users (its length written as a varint padded to 10 bytes before the
+//     users are walked, and rewritten after: Engine::WriteSnapshotAttempt):
+//     varint n, varint videos, creators, tags, languages (the
 //     catalog's sizes, which every id in an entry is below), then per user
 //     slot one entry:
 //     u8 0: an erased slot
