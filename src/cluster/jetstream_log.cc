@@ -428,9 +428,18 @@ Status JetStreamLog::ReadLayout(size_t jurisdictions, bool* split, bool* whole_d
   // (one jurisdiction's log is that jurisdiction's stream already: whole
   // records cost one Raft group less per write).
   *whole_data = false;
+  // At a start while a server of the supercluster restarts (its streams
+  // electing leaders), these reads may time out: try for about 30 s, as
+  // EnsureStream does.
+  constexpr int kAttempts = 6;
   MsgGuard m;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetMsg(&m.m, js_, log_stream_.c_str(), 1, nullptr, &jerr);
+  natsStatus s = NATS_OK;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    jerr = static_cast<jsErrCode>(0);
+    s = js_GetMsg(&m.m, js_, log_stream_.c_str(), 1, nullptr, &jerr);
+    if (s != NATS_TIMEOUT) break;
+  }
   if (s == NATS_OK) {
     const char* entry = nullptr;
     *split = natsMsgHeader_Get(m.m, "Foryou-Entry", &entry) == NATS_OK && entry != nullptr;
@@ -444,8 +453,11 @@ Status JetStreamLog::ReadLayout(size_t jurisdictions, bool* split, bool* whole_d
   // streams, maybe deleted for a reseed while its keys stayed.
   MsgGuard k;
   const std::string legacy_keys = key_prefix_ + "*.*";
-  jerr = static_cast<jsErrCode>(0);
-  s = js_GetLastMsg(&k.m, js_, keys_stream_.c_str(), legacy_keys.c_str(), nullptr, &jerr);
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    jerr = static_cast<jsErrCode>(0);
+    s = js_GetLastMsg(&k.m, js_, keys_stream_.c_str(), legacy_keys.c_str(), nullptr, &jerr);
+    if (s != NATS_TIMEOUT) break;
+  }
   if (s != NATS_OK && jerr != JSNoMessageFoundErr && jerr != JSStreamNotFoundErr && s != NATS_NOT_FOUND) {
     return NatsError("looking for keys of an older layout", s, jerr);
   }
