@@ -38,16 +38,16 @@ namespace foryou {
 
 class Keyring;
 
-// Users per hold: about 3 ms of writers' wait on this machine (6 µs a user
-// under load, sealing included, docs/PERFORMANCE.md).
+// Users per hold: holds of at most 5 to 27 ms at 1M users under the bench's
+// load on this machine (docs/PERFORMANCE.md, "Snapshots: the users encoded
+// while writers go on").
 constexpr size_t kSnapshotUsersPerHold = 512;
 
 class Engine::UserSectionWalk {
  public:
-
   // `slots`: the state's user slots at seq; those added later are not in it.
   // `keyring`: seals each entry with its user's current key (null: in the
-  // clear), as Engine::State::EncodeSnapshot does.
+  // clear, or without a key: a user whose events predate encryption).
   UserSectionWalk(size_t slots, const Keyring* keyring) : slots_(slots), keyring_(keyring) {}
 
   // A writer is about to change user slot `slot` of `s`.
