@@ -160,6 +160,12 @@ std::string Metrics::Render(const EngineStats& st) const {
   gauge("foryou_snapshot_seconds", "Seconds the last snapshot write took.", "gauge", st.snapshot_seconds);
   gauge("foryou_snapshot_pause_seconds", "The longest writers waited at once during the last snapshot write.", "gauge",
         st.snapshot_pause_seconds);
+  gauge("foryou_updates_since_snapshot", "Events and video upserts applied since the last snapshot began.", "gauge",
+        static_cast<double>(st.updates_since_snapshot));
+  gauge("foryou_snapshot_due_updates",
+        "Updates since the last snapshot at which the next is due: snapshot.every_updates, or "
+        "snapshot.every_updates_per_entry per user and video if more (0: none in the background).",
+        "gauge", static_cast<double>(st.snapshot_due_updates));
 
   std::lock_guard lock(mu_);
   out += fmt::format(

@@ -107,6 +107,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"retrieval.fresh_max_impressions", Bind(&r.fresh_max_impressions)},
       {"retrieval.new_creator_days", Bind(&r.new_creator_days)},
       {"snapshot.every_updates", Bind(&e.snapshot.every_updates)},
+      {"snapshot.every_updates_per_entry", Bind(&e.snapshot.every_updates_per_entry)},
       {"snapshot.keep", Bind(&e.snapshot.keep)},
       {"snapshot.load", Bind(&e.snapshot.load)},
       {"rerank.explore_every", Bind(&rr.explore_every)},
@@ -171,6 +172,9 @@ Status ValidateConfig(const Config& c) {
   if (e.default_feed_items < 1 || e.default_feed_items > e.max_feed_items) return bad("engine.default_feed_items must be in [1, max_feed_items]");
   if (e.max_batch < 1) return bad("engine.max_batch must be >= 1");
   if (e.snapshot.keep < 1 || e.snapshot.keep > 100) return bad("snapshot.keep must be in [1, 100]");
+  if (!(e.snapshot.every_updates_per_entry >= 0 && e.snapshot.every_updates_per_entry <= 1000)) {
+    return bad("snapshot.every_updates_per_entry must be between 0 and 1000");
+  }
   if (c.server.threads < 1 || c.server.threads > 1024) return bad("server.threads must be in [1, 1024]");
   if (c.server.idle_timeout_ms < 100 || c.server.idle_timeout_ms > 3'600'000) {
     return bad("server.idle_timeout_ms must be in [100, 3600000]");

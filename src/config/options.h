@@ -172,6 +172,16 @@ struct SnapshotOptions {
   // (engine/user_section_walk.h). 0: never in the background (`foryou serve` still writes one at
   // a clean stop).
   uint64_t every_updates = 1000000;
+  // ... and at least this many per user and video in the state as of the
+  // last snapshot (or the start). A snapshot's cost grows with the state
+  // (at 1M users and 1M videos: about 930 MB encoded, written and hashed),
+  // so a fixed count alone would have a large store snapshotting all the
+  // time; this keeps a snapshot's share of the machine about the same at
+  // every size, as Redis sizes its AOF rewrites to the last one. The price:
+  // a start after a crash replays up to this many events per entry (at
+  // 1M x 1M, about 2M events; docs/PERFORMANCE.md, "Snapshots sized to the
+  // store"). 0: every_updates alone.
+  double every_updates_per_entry = 1.0;
   // How many to keep, newest first; an older one is the fallback when the
   // newest is damaged.
   int keep = 2;

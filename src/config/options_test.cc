@@ -29,6 +29,8 @@ TEST(ConfigTest, ShippedExampleLoadsAndMatchesTheDefaults) {
   EXPECT_EQ(c.engine.learning.ranker_lr, d.engine.learning.ranker_lr);
   EXPECT_EQ(c.engine.objectives.replay, d.engine.objectives.replay);
   EXPECT_EQ(c.engine.rerank.explore_every, d.engine.rerank.explore_every);
+  EXPECT_EQ(c.engine.snapshot.every_updates, d.engine.snapshot.every_updates);
+  EXPECT_EQ(c.engine.snapshot.every_updates_per_entry, d.engine.snapshot.every_updates_per_entry);
 }
 
 TEST(ConfigTest, OverridesDefaults) {
@@ -49,6 +51,9 @@ TEST(ConfigTest, UnknownKeysWrongTypesAndBadRangesAreErrors) {
   EXPECT_NE(s.message().find("wrong type"), std::string::npos) << s.ToString();
   s = LoadConfigFile(Write(dir, "[learning]\nembedding_dim = 1\n"), &c);
   EXPECT_NE(s.message().find("embedding_dim"), std::string::npos) << s.ToString();
+  Config fresh;  // c keeps the values of the loads above
+  s = LoadConfigFile(Write(dir, "[snapshot]\nevery_updates_per_entry = -1.0\n"), &fresh);
+  EXPECT_NE(s.message().find("every_updates_per_entry"), std::string::npos) << s.ToString();
   s = LoadConfigFile(Write(dir, "not toml ["), &c);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
 }

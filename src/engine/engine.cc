@@ -426,6 +426,7 @@ Status Engine::Open(const EngineOptions& options, const std::string& data_dir, c
   FORYOU_RETURN_IF_ERROR(engine->LiftStaleFences());
   engine->recovery_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  engine->snapshot_entries_.store(engine->state_->users.size() + engine->state_->catalog.size());
   if (options.snapshot.every_updates > 0) {
     engine->snapshotter_ = std::thread([e = engine.get()] { e->SnapshotLoop(); });
   }
@@ -1538,6 +1539,8 @@ EngineStats Engine::Stats() const {
   st.snapshot_bytes = snapshot_bytes_.load();
   st.snapshot_seconds = snapshot_seconds_.load();
   st.snapshot_pause_seconds = snapshot_pause_seconds_.load();
+  st.updates_since_snapshot = updates_since_snapshot_.load(std::memory_order_relaxed);
+  st.snapshot_due_updates = SnapshotDue();
   st.followed_records = followed_records_.load(std::memory_order_relaxed);
   st.cluster_conflicts = cluster_conflicts_.load(std::memory_order_relaxed);
   st.group_commits = group_commits_.load(std::memory_order_relaxed);

@@ -184,6 +184,8 @@ struct EngineStats {
   uint64_t snapshot_bytes = 0;     // on disk, of snapshot_seq's
   double snapshot_seconds = 0;     // the last write, total
   double snapshot_pause_seconds = 0;  // of which writers were held up (state copied)
+  uint64_t updates_since_snapshot = 0;  // events and video upserts since the last snapshot began
+  uint64_t snapshot_due_updates = 0;    // ... at which the next is due (SnapshotDue; 0: background snapshots off)
   uint64_t followed_records = 0;  // cluster mode: records applied that other replicas wrote
   uint64_t cluster_conflicts = 0;  // cluster mode: writes that lost a sequence number and ran again
   // Group commit (engine/group_commit.cc), since Open: durable log writes
@@ -455,6 +457,10 @@ class Engine {
   Result<SnapshotAnchor> Anchor(uint64_t seq) const;
   void SnapshotLoop();
   void NoteUpdates(uint64_t n);  // caller holds mu_; wakes SnapshotLoop when one is due
+  // Updates after which a background snapshot is due: snapshot.every_updates,
+  // or every_updates_per_entry per user and video as of the last one if
+  // more; 0 when background snapshots are off.
+  uint64_t SnapshotDue() const;
   void ResetUser(uint32_t idx);
   Status IndexNewVideos(const std::vector<uint32_t>& fresh);
   // The background ANN indexer (engine/ann_indexer.cc). QueueForAnn: caller
@@ -599,6 +605,7 @@ class Engine {
   std::mutex snapshot_wait_mu_;
   std::condition_variable snapshot_cv_;  // with snapshot_wait_mu_: a snapshot is due, or stopping
   std::atomic<uint64_t> updates_since_snapshot_{0};
+  std::atomic<uint64_t> snapshot_entries_{0};  // users + videos as of the last snapshot or the start
   std::atomic<uint64_t> snapshot_seq_{0}, snapshots_written_{0}, snapshots_skipped_{0}, snapshot_bytes_{0};
   std::atomic<double> snapshot_seconds_{0}, snapshot_pause_seconds_{0};
   // The users section of the snapshot being written, while it walks the

@@ -536,26 +536,34 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
 
 // ---------------------------------------------------------------- Engine
 
-void Engine::NoteUpdates(uint64_t n) {
+uint64_t Engine::SnapshotDue() const {
   const uint64_t every = options_.snapshot.every_updates;
+  if (every == 0) return 0;
+  const double per_entry = options_.snapshot.every_updates_per_entry * static_cast<double>(snapshot_entries_.load());
+  return std::max(every, static_cast<uint64_t>(per_entry));
+}
+
+void Engine::NoteUpdates(uint64_t n) {
+  const uint64_t due = SnapshotDue();
   const uint64_t now = updates_since_snapshot_.fetch_add(n, std::memory_order_relaxed) + n;
-  if (every > 0 && now >= every && now - n < every) {
+  if (due > 0 && now >= due && now - n < due) {
     std::lock_guard lock(snapshot_wait_mu_);
     snapshot_cv_.notify_all();
   }
 }
 
 void Engine::SnapshotLoop() {
-  const uint64_t every = options_.snapshot.every_updates;
   while (!stopping_.load()) {
     {
+      // SnapshotDue changes only when a snapshot starts, so NoteUpdates
+      // wakes this at the update that makes one due.
       std::unique_lock lock(snapshot_wait_mu_);
-      snapshot_cv_.wait(lock, [&] { return stopping_.load() || updates_since_snapshot_.load() >= every; });
+      snapshot_cv_.wait(lock, [&] { return stopping_.load() || updates_since_snapshot_.load() >= SnapshotDue(); });
     }
     if (stopping_.load()) return;
     if (Status s = WriteSnapshot(); !s.ok()) {
       if (stopping_.load()) return;  // cut short by the stop
-      updates_since_snapshot_.fetch_add(every);  // still due
+      updates_since_snapshot_.fetch_add(SnapshotDue());  // still due
       spdlog::error("snapshot: {} (the next start replays more of the log; retrying in a minute)", s.ToString());
       std::unique_lock lock(snapshot_wait_mu_);
       snapshot_cv_.wait_for(lock, std::chrono::minutes(1), [&] { return stopping_.load(); });
@@ -629,6 +637,7 @@ Status Engine::WriteSnapshotAttempt(bool* again) {
     std::shared_lock lock(mu_);
     seq = AppliedSeq();
     updates_since_snapshot_.store(0);
+    snapshot_entries_.store(state_->users.size() + state_->catalog.size());
     // Already there: the snapshot this process loaded or wrote. (A file of
     // that seq from elsewhere, damaged say, is replaced.)
     if (seq == 0 || seq == snapshot_seq_.load()) return Status::OK();

@@ -429,6 +429,38 @@ TEST_P(SnapshotTest, WrittenInTheBackgroundAfterEveryUpdatesAndPruned) {
   }
 }
 
+// A snapshot costs more as the store grows, so one is due only after
+// snapshot.every_updates_per_entry updates per user and video as of the
+// last one, when that is more than every_updates (config/options.h).
+TEST_P(SnapshotTest, ALargerStoreWaitsForMoreUpdatesPerSnapshot) {
+  options_.snapshot.every_updates = 100;
+  options_.snapshot.every_updates_per_entry = 4;
+  std::unique_ptr<Engine> e;
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  EXPECT_EQ(e->Stats().snapshot_due_updates, 100u) << "an empty store: every_updates";
+  auto wait_for_snapshot = [&] {
+    for (int w = 0; w < 500 && (e->Stats().snapshot_seq < e->AppliedSeq() || e->Stats().snapshot_writing); ++w) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  };
+  ASSERT_TRUE(e->UpsertVideos(Videos(0, 200)).ok());  // 200 updates: due
+  wait_for_snapshot();
+  ASSERT_EQ(e->Stats().snapshot_seq, e->AppliedSeq());
+  EXPECT_EQ(e->Stats().snapshot_due_updates, 800u) << "4 per video of the 200";
+  const uint64_t first = e->Stats().snapshot_seq;
+
+  ASSERT_TRUE(e->IngestEvents(Events(0, 50, 200, kNow - 100'000)).ok());  // 600 events
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(e->Stats().snapshot_seq, first) << "600 updates are more than every_updates, fewer than 800";
+  EXPECT_EQ(e->Stats().updates_since_snapshot, 600u);
+
+  ASSERT_TRUE(e->IngestEvents(Events(50, 20, 200, kNow - 50'000)).ok());  // 840 in all
+  wait_for_snapshot();
+  EXPECT_EQ(e->Stats().snapshot_seq, e->AppliedSeq()) << "no snapshot after 840 updates";
+  EXPECT_EQ(e->Stats().snapshot_due_updates, 4u * (200 + 70)) << "the 70 users count too";
+  EXPECT_EQ(e->Stats().updates_since_snapshot, 0u);
+}
+
 // In-place moves wear an HNSW graph down (retrieval/ann_index.h,
 // AnnIndex::moves): once they reach retrieval.ann_refit_moves of the index,
 // a rebuild is due and starts a fresh graph; with the rule off, only a
