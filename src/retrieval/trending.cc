@@ -21,7 +21,15 @@ void Trending::AddItem(uint32_t lang) {
 void Trending::Rank(Ranked* set, uint8_t bit, uint32_t item, double old) {
   const std::pair<double, uint32_t> now{score_[item], item};
   if (ranked_[item] & bit) {
-    set->erase({old, item});
+    // Scores only rise, and mostly the video keeps its place: the node is
+    // reused, and the hint (its old successor) makes that insert O(1).
+    if (auto it = set->find({old, item}); it != set->end()) {
+      auto next = std::next(it);
+      auto node = set->extract(it);
+      node.value() = now;
+      set->insert(next, std::move(node));
+      return;
+    }
   } else if (set->size() >= capacity_) {
     // Full: the item enters only by beating the worst, which leaves.
     auto worst = std::prev(set->end());
