@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "api/json_codec.h"
+#include "config/options.h"
 #include "bench/bench_util.h"
 #include "bench/load.h"
 #include "bench/server_process.h"
@@ -543,7 +544,14 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     SystemClock clock;
     std::unique_ptr<Engine> engine;
     fprintf(stderr, "ann: opening the store in process\n");
-    EngineOptions eo;
+    // The server's own settings: a snapshot taken under other learning or
+    // retrieval settings is not loaded (the start would replay the log).
+    Config server_config;
+    for (size_t i = 0; i + 1 < o.server_args.size(); ++i) {
+      if (o.server_args[i] != "--config") continue;
+      FORYOU_RETURN_IF_ERROR(LoadConfigFile(o.server_args[i + 1], &server_config));
+    }
+    EngineOptions eo = server_config.engine;
     eo.snapshot.every_updates = 0;
     eo.retrieval.ann_refit_moves = 0;  // measure the graph as saved, not one rebuilt after this open
     FORYOU_RETURN_IF_ERROR(Engine::Open(eo, data_dir, clock, &engine));
