@@ -73,7 +73,7 @@ struct RetrievalOptions {
   // A video's vector is re-written to the HNSW index once it has moved by
   // more than this fraction of its norm since it was last indexed. 0: after
   // every change (slow ingest); larger: cheaper ingest, staler ANN.
-  double ann_reindex_drift = 0.1;
+  double ann_reindex_drift = 0.07;
   // The ANN index is rebuilt from scratch in the background (one core, off
   // the lock; Engine::RebuildAnn) once the videos moved in place since it
   // was built reach this fraction of its size (AnnIndex::moves), so that
