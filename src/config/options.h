@@ -72,7 +72,9 @@ struct RetrievalOptions {
   int ann_ef_construction = 100;
   // A video's vector is re-written to the HNSW index once it has moved by
   // more than this fraction of its norm since it was last indexed. 0: after
-  // every change (slow ingest); larger: cheaper ingest, staler ANN.
+  // every change (slow ingest); larger: cheaper ingest, staler ANN. 0.07
+  // halved the staleness of the served graph at 1M against 0.1, at about
+  // 40 us more per query (docs/PERFORMANCE.md, "Staleness").
   double ann_reindex_drift = 0.07;
   // The ANN index is rebuilt from scratch in the background (one core, off
   // the lock; Engine::RebuildAnn) once the videos moved in place since it
