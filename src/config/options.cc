@@ -82,6 +82,12 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"learning.recent_positives", Bind(&l.recent_positives)},
       {"learning.watch_norm", Bind(&l.watch_norm)},
       {"learning.co_backward_weight", Bind(&l.co_backward_weight)},
+      {"learning.sequence_dim", Bind(&l.sequence_dim)},
+      {"learning.sequence_lr", Bind(&l.sequence_lr)},
+      {"learning.sequence_negatives", Bind(&l.sequence_negatives)},
+      {"learning.sequence_replays", Bind(&l.sequence_replays)},
+      {"learning.sequence_context", Bind(&l.sequence_context)},
+      {"learning.sequence_decay", Bind(&l.sequence_decay)},
       {"learning.seed", Bind(&l.seed)},
       {"retrieval.ann", Bind(&r.ann)},
       {"retrieval.ann_ef", Bind(&r.ann_ef)},
@@ -150,6 +156,20 @@ Status ValidateConfig(const Config& c) {
   if (e.learning.recent_positives < 1 || e.learning.recent_positives > 1000) return bad("learning.recent_positives must be in [1, 1000]");
   if (!(e.learning.co_backward_weight >= 0 && e.learning.co_backward_weight <= 1)) {
     return bad("learning.co_backward_weight must be in [0, 1]");
+  }
+  if (e.learning.sequence_dim < 0 || e.learning.sequence_dim > 64) return bad("learning.sequence_dim must be in [0, 64]");
+  if (!(e.learning.sequence_lr >= 0 && e.learning.sequence_lr <= 10)) return bad("learning.sequence_lr must be in [0, 10]");
+  if (e.learning.sequence_negatives < 0 || e.learning.sequence_negatives > 100) {
+    return bad("learning.sequence_negatives must be in [0, 100]");
+  }
+  if (e.learning.sequence_replays < 0 || e.learning.sequence_replays > 100) {
+    return bad("learning.sequence_replays must be in [0, 100]");
+  }
+  if (e.learning.sequence_context < 1 || e.learning.sequence_context > 64) {
+    return bad("learning.sequence_context must be in [1, 64]");
+  }
+  if (!(e.learning.sequence_decay > 0 && e.learning.sequence_decay <= 1)) {
+    return bad("learning.sequence_decay must be in (0, 1]");
   }
   if (e.retrieval.ann_m < 2 || e.retrieval.ann_m > 128) return bad("retrieval.ann_m must be in [2, 128]");
   if (e.retrieval.ann_defer_from < 0) return bad("retrieval.ann_defer_from must be >= 0");

@@ -61,6 +61,26 @@ struct LearningOptions {
   // Chosen on Beauty's validation split among 0, 0.1, 0.2, 0.35, 0.5 and 1
   // (docs/EVALUATION.md); 1 is the symmetric graph of earlier versions.
   double co_backward_weight = 0.35;
+  // The sequence model (learning/sequence_model.h): one vector per video,
+  // trained to predict a user's next positive from the decayed mean of their
+  // latest ones; its score is the ranker's `sequence` feature. dim 0 turns
+  // it off (the feature is then 0), to measure what it adds (issue 12).
+  // Memory: 4 x dim bytes per video. Chosen on Beauty's validation split
+  // (docs/EVALUATION.md, "The sequence model").
+  int sequence_dim = 16;
+  double sequence_lr = 0.05;
+  // Uniformly drawn negatives per training step.
+  int sequence_negatives = 2;
+  // Transitions replayed from the users' recent positives per positive
+  // event, besides the event's own: more, a better-trained model and a
+  // slower ingest (each costs (1 + negatives) x dim multiply-adds and a few
+  // cache misses). 0: the event's own step only.
+  int sequence_replays = 5;
+  // How many latest positives make the context (at most 64, and at most
+  // recent_positives are kept), and the weight of the i-th (0 = most
+  // recent): decay^i.
+  int sequence_context = 10;
+  double sequence_decay = 0.6;
   uint64_t seed = 42;                 // all learning randomness derives from it
 };
 

@@ -50,6 +50,12 @@ std::vector<uint32_t> UserRecord::RecentVideos(size_t k) const {
   return out;
 }
 
+size_t UserRecord::RecentVideosFrom(size_t from, size_t max, uint32_t* out) const {
+  size_t n = 0;
+  for (size_t i = from; i < recent.size() && n < max; ++i) out[n++] = recent[i].video;
+  return n;
+}
+
 // ------------------------------------------------------------------ Features
 
 UserContext Engine::State::MakeContext(std::optional<uint32_t> user_idx, std::optional<uint32_t> lang,
@@ -58,6 +64,11 @@ UserContext Engine::State::MakeContext(std::optional<uint32_t> user_idx, std::op
   ctx.idx = user_idx;
   ctx.user = user_idx ? &users[*user_idx] : nullptr;
   ctx.lang = lang;
+  if (ctx.user != nullptr && sequence.dim() > 0) {
+    uint32_t latest[kMaxSequenceContext];
+    const size_t n = ctx.user->RecentVideosFrom(0, std::min<size_t>(kMaxSequenceContext, o.learning.sequence_context), latest);
+    ctx.has_sequence = sequence.Context(latest, n, ctx.sequence.data());
+  }
   if (co_scratch != nullptr) {
     co_scratch->Reset(catalog.size());
     ctx.co = co_scratch;
@@ -93,6 +104,7 @@ FeatureVector Engine::State::Features(const UserContext& ctx, uint32_t video, in
       }
     }
     x[kFeatCoEngagement] = co_sum / (1.0f + co_sum);
+    if (ctx.has_sequence) x[kFeatSequence] = std::tanh(sequence.Score(ctx.sequence.data(), video));
     if (!v.tags.empty()) {
       float s = 0;
       for (uint32_t t : v.tags) {
@@ -122,6 +134,25 @@ FeatureVector Engine::State::Features(const UserContext& ctx, uint32_t video, in
   // Shrunk toward 0 (a usual watch) with the weight of 5 plays.
   if (o.learning.watch_norm) x[kFeatWatchZ] = static_cast<float>(std::tanh(st.watch_z_sum / (plays + 5.0)));
   return x;
+}
+
+void Engine::State::TrainSequence(const std::vector<uint32_t>& recent, uint32_t video, uint64_t seed,
+                                  const LearningOptions& lo) {
+  if (sequence.dim() == 0) return;
+  uint64_t r = Mix64(seed ^ 0x73657175656e6365ULL);  // "sequence"
+  sequence.Train(recent.data(), recent.size(), video, r);
+  uint32_t context[kMaxSequenceContext];
+  const size_t max_context = std::min<size_t>(kMaxSequenceContext, static_cast<size_t>(lo.sequence_context));
+  for (int k = 0; k < lo.sequence_replays && !users.empty(); ++k) {
+    r = Mix64(r);
+    const UserRecord& other = users[r % users.size()];
+    if (other.recent.size() < 2) continue;  // also an erased user's slot
+    r = Mix64(r);
+    const size_t target = r % (other.recent.size() - 1);
+    const size_t n = other.RecentVideosFrom(target + 1, max_context, context);
+    r = Mix64(r);
+    sequence.Train(context, n, other.recent[target].video, r);
+  }
 }
 
 float Engine::State::CoWeight(uint32_t seed, uint32_t video, float w) const {
@@ -704,6 +735,7 @@ Status Engine::ApplyVideos(const std::vector<Video>& videos, bool replaying) {
     const VideoRecord& vr = s.catalog.at(r.idx);
     if (r.is_new) {
       s.embeddings.AddItem(v.embedding, Catalog::ContentKeys(v));
+      s.sequence.AddItem();
       s.ann_vectors.resize(s.ann_vectors.size() + s.embeddings.dim());
       s.trending.AddItem(vr.lang);
       s.co.AddItem();
@@ -845,6 +877,11 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       s.catalog.mutable_at(idx[i]).stats = m.stats[i];
       trending[i] = {idx[i], m.trending[i]};
       for (const auto& [to, w] : m.edges[i]) s.co.SetEdge(idx[i], idx[to], w);
+      // Sequence vectors of another size (or none: an older payload) are
+      // left out; those videos keep their vectors.
+      if (m.sequence_dim > 0 && m.sequence_dim == s.sequence.dim()) {
+        s.sequence.SetItem(idx[i], &m.sequence[i * static_cast<size_t>(m.sequence_dim)]);
+      }
     }
     s.trending.SetRawScores(trending);
     for (int h = 0; h < kNumHeads; ++h) s.ranker.SetWeights(h, m.ranker[h]);
@@ -937,6 +974,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     if (sig.strength > 0) {
       std::vector<uint32_t> recent = u.RecentVideos(static_cast<size_t>(lo.recent_positives));
       s.co.Record(recent, video, sig.strength);
+      s.TrainSequence(recent, video, seed, lo);
     }
     // 3. The user's history, then the video's statistics (the watch measured
     // against the viewer's plays before this one).
@@ -1239,7 +1277,11 @@ std::string Engine::ExportModel() const {
     s.co.ForEachNeighbor(i, [&](uint32_t to, float w) { edges.emplace_back(to, w); });
     std::sort(edges.begin(), edges.end());  // deterministic bytes
     m.edges.push_back(std::move(edges));
+    if (s.sequence.dim() > 0) {
+      m.sequence.insert(m.sequence.end(), s.sequence.item(i), s.sequence.item(i) + s.sequence.dim());
+    }
   }
+  m.sequence_dim = s.sequence.dim();
   for (int h = 0; h < kNumHeads; ++h) m.ranker[h] = s.ranker.weights(h);
   return EncodeModelPayload(m);
 }

@@ -22,6 +22,7 @@
 #include "learning/signals.h"
 #include "ranking/features.h"
 #include "retrieval/ann_index.h"
+#include "learning/sequence_model.h"
 #include "retrieval/co_engagement.h"
 #include "retrieval/trending.h"
 
@@ -63,6 +64,8 @@ struct UserRecord {
   // The language the user engages with most; nullopt if none yet.
   std::optional<uint32_t> TopLanguage() const;
   std::vector<uint32_t> RecentVideos(size_t k) const;
+  // The videos of recent[from, from + max) into out; returns how many.
+  size_t RecentVideosFrom(size_t from, size_t max, uint32_t* out) const;
 };
 
 // Who is being scored, resolved once per feed or per training event.
@@ -75,7 +78,15 @@ struct UserContext {
   // null: looked up per video. Both give bit-identical values (same
   // summation order).
   const VideoScratch<float>* co = nullptr;
+  // The sequence model's context of the user's latest positives
+  // (SequenceModel::Context); has_sequence false: none (no positives yet,
+  // or the model is off).
+  bool has_sequence = false;
+  std::array<float, SequenceModel::kMaxDim> sequence{};
 };
+
+// The longest sequence context (learning.sequence_context is refused above it).
+constexpr size_t kMaxSequenceContext = 64;
 
 // Recent positive number i (0 = most recent) counts kSeedDecay^i in the
 // co-engagement feature: what was watched last says most about what is next.
@@ -96,6 +107,7 @@ inline std::array<double, kNumHeads> ObjectiveArray(const ObjectiveWeights& w) {
 struct Engine::State {
   explicit State(const EngineOptions& o)
       : embeddings(o.learning.embedding_dim, o.learning),
+        sequence(o.learning),
         ann(o.learning.embedding_dim, o.retrieval),
         co(/*max_neighbors=*/200, /*decay=*/0.85f, /*window=*/20, static_cast<float>(o.learning.co_backward_weight)),
         // A feed scans at most 10x its trending budget per ranking (feed.cc).
@@ -106,6 +118,7 @@ struct Engine::State {
   std::vector<UserRecord> users;
   std::unordered_map<std::string, uint32_t> user_index;
   EmbeddingModel embeddings;
+  SequenceModel sequence;
   RankerModel ranker;
   AnnIndex ann;
   CoEngagement co;
@@ -157,6 +170,11 @@ struct Engine::State {
                           VideoScratch<float>* co_scratch, const EngineOptions& o) const;
   // Features of (user, video) as of now_ms.
   FeatureVector Features(const UserContext& ctx, uint32_t video, int64_t now_ms, const EngineOptions& o) const;
+  // The sequence model's step for a positive on `video` after `recent` (the
+  // user's latest positives, most recent first), then its replays of
+  // transitions drawn from the users' recent positives
+  // (learning/sequence_model.h), all drawn from `seed`.
+  void TrainSequence(const std::vector<uint32_t>& recent, uint32_t video, uint64_t seed, const LearningOptions& lo);
   // Normalised co-engagement weight of the edge seed -> video of raw weight w.
   float CoWeight(uint32_t seed, uint32_t video, float w) const;
   // The model's value of `video` for the user: sum_k objective_k * P(head_k).

@@ -363,6 +363,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
           case kFeatMeanWatch: text = "viewers often watch it more than once"; break;
           case kFeatUserWatch: break;  // the same for every video of this user
           case kFeatWatchZ: text = "people watch it longer than they usually watch"; break;
+          case kFeatSequence: text = "what people watch next after videos like your latest"; break;
         }
         if (!text.empty() && std::find(why.begin(), why.end(), text) == why.end()) why.push_back(std::move(text));
       }

@@ -49,6 +49,8 @@ std::string EncodeModelPayload(const ModelPayload& m) {
       PutFloat(&out, w);
     }
   }
+  PutVarint64(&out, static_cast<uint64_t>(m.sequence_dim));
+  for (float f : m.sequence) PutFloat(&out, f);
   return out;
 }
 
@@ -58,8 +60,8 @@ Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
   uint64_t dim, heads, features;
   std::string videos_record;
   if (!GetByte(&in, &version)) return Bad("empty");
-  if (version != kModelPayloadVersion && version != 1) {
-    return Status::Corruption(fmt::format("model payload: version {} is not supported (this build reads 1 and {})",
+  if (version < 1 || version > kModelPayloadVersion) {
+    return Status::Corruption(fmt::format("model payload: version {} is not supported (this build reads 1 to {})",
                                           version, kModelPayloadVersion));
   }
   if (!GetVarint64(&in, &dim) || dim == 0 || dim > 1024 || !GetString(&in, &videos_record)) return Bad("header");
@@ -98,8 +100,9 @@ Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
     const double t = m->trending[i];
     if (!std::isfinite(t) && t != -std::numeric_limits<double>::infinity()) return Bad("trending score");
   }
-  // Version 1 predates the watch_z feature: its weights keep their priors.
-  const uint64_t want_features = version >= 2 ? kNumFeatures : kFeatWatchZ;
+  // Version 1 predates the watch_z feature, version 2 the sequence feature:
+  // their weights keep their priors.
+  const uint64_t want_features = version >= 3 ? kNumFeatures : version == 2 ? kFeatSequence : kFeatWatchZ;
   if (!GetVarint64(&in, &heads) || !GetVarint64(&in, &features) || heads != kNumHeads || features != want_features) {
     return Bad("ranker shape differs from this build's");
   }
@@ -119,6 +122,17 @@ Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
       float w;
       if (!GetVarint64(&in, &to) || to >= n || !GetFloat(&in, &w)) return Bad("edge");
       m->edges[i].emplace_back(static_cast<uint32_t>(to), w);
+    }
+  }
+  if (version >= 3) {
+    uint64_t sdim;
+    if (!GetVarint64(&in, &sdim) || sdim > 1024 || (n > 0 && sdim > in.size() / (sizeof(float) * n))) {
+      return Bad("sequence vectors");
+    }
+    m->sequence_dim = static_cast<int>(sdim);
+    m->sequence.resize(n * sdim);
+    for (float& f : m->sequence) {
+      if (!GetFloat(&in, &f) || !std::isfinite(f)) return Bad("sequence vectors");
     }
   }
   if (!in.empty()) return Bad("trailing bytes");

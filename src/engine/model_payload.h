@@ -22,8 +22,11 @@ namespace foryou {
 
 // Version 2 (issue 12): per video the sum of the viewer-normalised watch,
 // and the ranker's watch_z weights. Version 1 is still read (the sums start
-// at 0, the weights at their priors).
-constexpr uint8_t kModelPayloadVersion = 2;
+// at 0, the weights at their priors). Version 3 (issue 12): the sequence
+// model's video vectors (learning/sequence_model.h) and the ranker's
+// `sequence` weights; versions 1 and 2 are read with none (the vectors keep
+// their starting points, the weights their priors).
+constexpr uint8_t kModelPayloadVersion = 3;
 
 struct ModelPayload {
   int dim = 0;
@@ -33,6 +36,8 @@ struct ModelPayload {
   std::vector<double> trending;  // log-domain scores (-inf: none)
   std::array<std::array<float, kNumFeatures>, kNumHeads> ranker{};
   std::vector<std::vector<std::pair<uint32_t, float>>> edges;  // by payload video index
+  int sequence_dim = 0;          // 0: no sequence vectors (an older payload, or the model off)
+  std::vector<float> sequence;   // videos.size() x sequence_dim
 };
 
 std::string EncodeModelPayload(const ModelPayload& m);

@@ -32,60 +32,78 @@ ModelPayload TwoVideos() {
     for (int f = 0; f < kNumFeatures; ++f) m.ranker[h][f] = static_cast<float>(h * 100 + f);
   }
   m.edges = {{{1, 0.5f}}, {}};
+  m.sequence_dim = 3;
+  m.sequence = {0.5f, -0.5f, 0.25f, 1.0f, 2.0f, -3.0f};
   return m;
 }
 
-TEST(ModelPayloadTest, RoundTripsAndStillReadsVersion1) {
-  const ModelPayload m = TwoVideos();
-  const std::string v2 = EncodeModelPayload(m);
-  ModelPayload back;
-  ASSERT_TRUE(DecodeModelPayload(v2, &back).ok());
-  EXPECT_EQ(back.stats[0].watch_z_sum, 1.25);
-  EXPECT_EQ(back.ranker, m.ranker);
-  EXPECT_EQ(back.edges, m.edges);
-  for (size_t cut = 0; cut < v2.size(); ++cut) {
-    EXPECT_FALSE(DecodeModelPayload(v2.substr(0, cut), &back).ok()) << cut;
-  }
-
-  // Version 1, as an artifact or an imported-model log record written
-  // before issue 12 holds it: no watch_z sums, 14 weights per head.
-  std::string v1(1, '\x01');
-  PutVarint64(&v1, 2);
-  PutString(&v1, EncodeVideosRecord(m.videos));
+// A payload of version 1 or 2 as written before issue 12's changes:
+// version 1 has no watch_z sums and 14 weights per head, version 2 the sums
+// and 15 weights; neither has sequence vectors.
+std::string OldPayload(const ModelPayload& m, int version) {
+  std::string out(1, static_cast<char>(version));
+  PutVarint64(&out, 2);
+  PutString(&out, EncodeVideosRecord(m.videos));
   for (size_t i = 0; i < 2; ++i) {
-    for (int d = 0; d < 2; ++d) PutFloat(&v1, m.vectors[i * 2 + d]);
+    for (int d = 0; d < 2; ++d) PutFloat(&out, m.vectors[i * 2 + d]);
     const VideoStats& s = m.stats[i];
     for (uint32_t c : {s.impressions, s.plays, s.completes, s.likes, s.shares, s.comments, s.skips, s.not_interested,
                        s.positives}) {
-      PutVarint64(&v1, c);
+      PutVarint64(&out, c);
     }
-    PutFixed64BE(&v1, std::bit_cast<uint64_t>(s.watch_ratio_sum));
-    PutFixed64BE(&v1, std::bit_cast<uint64_t>(m.trending[i]));
+    PutFixed64BE(&out, std::bit_cast<uint64_t>(s.watch_ratio_sum));
+    if (version >= 2) PutFixed64BE(&out, std::bit_cast<uint64_t>(s.watch_z_sum));
+    PutFixed64BE(&out, std::bit_cast<uint64_t>(m.trending[i]));
   }
-  PutVarint64(&v1, kNumHeads);
-  PutVarint64(&v1, kFeatWatchZ);
+  const int features = version == 1 ? kFeatWatchZ : kFeatSequence;
+  PutVarint64(&out, kNumHeads);
+  PutVarint64(&out, features);
   for (int h = 0; h < kNumHeads; ++h) {
-    for (int f = 0; f < kFeatWatchZ; ++f) PutFloat(&v1, m.ranker[h][f]);
+    for (int f = 0; f < features; ++f) PutFloat(&out, m.ranker[h][f]);
   }
   for (const auto& edges : m.edges) {
-    PutVarint64(&v1, edges.size());
+    PutVarint64(&out, edges.size());
     for (const auto& [to, w] : edges) {
-      PutVarint64(&v1, to);
-      PutFloat(&v1, w);
+      PutVarint64(&out, to);
+      PutFloat(&out, w);
     }
   }
-  Status s = DecodeModelPayload(v1, &back);
-  ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_EQ(back.stats[0].watch_ratio_sum, 2.5);
-  EXPECT_EQ(back.stats[0].watch_z_sum, 0.0) << "version 1 has no sums: they start at 0";
-  const RankerModel priors;
-  for (int h = 0; h < kNumHeads; ++h) {
-    EXPECT_EQ(back.ranker[h][kFeatWatchZ], priors.weights(h)[kFeatWatchZ]) << "the new weight starts at its prior";
-    EXPECT_EQ(back.ranker[h][kFeatBias], m.ranker[h][kFeatBias]);
+  return out;
+}
+
+TEST(ModelPayloadTest, RoundTripsAndStillReadsVersions1And2) {
+  const ModelPayload m = TwoVideos();
+  const std::string v3 = EncodeModelPayload(m);
+  ModelPayload back;
+  ASSERT_TRUE(DecodeModelPayload(v3, &back).ok());
+  EXPECT_EQ(back.stats[0].watch_z_sum, 1.25);
+  EXPECT_EQ(back.ranker, m.ranker);
+  EXPECT_EQ(back.edges, m.edges);
+  EXPECT_EQ(back.sequence_dim, 3);
+  EXPECT_EQ(back.sequence, m.sequence);
+  for (size_t cut = 0; cut < v3.size(); ++cut) {
+    EXPECT_FALSE(DecodeModelPayload(v3.substr(0, cut), &back).ok()) << cut;
   }
-  std::string v3 = v2;
-  v3[0] = 3;
-  EXPECT_FALSE(DecodeModelPayload(v3, &back).ok()) << "a version from the future";
+
+  const RankerModel priors;
+  for (int version : {1, 2}) {
+    SCOPED_TRACE(version);
+    Status s = DecodeModelPayload(OldPayload(m, version), &back);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(back.stats[0].watch_ratio_sum, 2.5);
+    EXPECT_EQ(back.stats[0].watch_z_sum, version == 1 ? 0.0 : 1.25) << "version 1 has no sums: they start at 0";
+    EXPECT_EQ(back.sequence_dim, 0) << "no sequence vectors before version 3";
+    EXPECT_TRUE(back.sequence.empty());
+    for (int h = 0; h < kNumHeads; ++h) {
+      EXPECT_EQ(back.ranker[h][kFeatWatchZ], version == 1 ? priors.weights(h)[kFeatWatchZ] : m.ranker[h][kFeatWatchZ])
+          << "a weight the version lacks starts at its prior";
+      EXPECT_EQ(back.ranker[h][kFeatSequence], priors.weights(h)[kFeatSequence]);
+      EXPECT_EQ(back.ranker[h][kFeatBias], m.ranker[h][kFeatBias]);
+    }
+  }
+  std::string v4 = v3;
+  v4[0] = 4;
+  EXPECT_FALSE(DecodeModelPayload(v4, &back).ok()) << "a version from the future";
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 // Body: five sections, each a string (varint length + bytes), so that they
 // decode in parallel:
 //   1 catalog (Catalog::EncodeTo)
-//   2 model: video vectors, ranker, f32 ANN norm bound, varint ANN clamped
+//   2 model: video vectors, the sequence model's video vectors
+//     (SequenceModel::EncodeTo, version 5), ranker, f32 ANN norm bound, varint ANN clamped
 //     count, varint ANN in-place moves (version 3), varint m + m varint
 //     labels of the moved points searched exactly (AnnIndex::exact_moves,
 //     version 4), varint n + n f32 (the
@@ -314,9 +315,11 @@ void Engine::State::EncodeSnapshotHead(uint64_t plaintext_records, const Snapsho
     // zero a 512 MB buffer for them) while writers waited.
     std::string ranker_s;
     ranker.EncodeTo(&ranker_s);
-    model_s.reserve(64 + (embeddings.num_items() * embeddings.dim() + ann_vectors.size()) * sizeof(float) +
+    model_s.reserve(64 + (embeddings.num_items() * embeddings.dim() + sequence.num_items() * sequence.dim() +
+                          ann_vectors.size()) * sizeof(float) +
                     ranker_s.size() + 10 * ann.exact_moves().size() + anchor.mac.size());
     embeddings.EncodeItemsTo(&model_s);
+    sequence.EncodeTo(&model_s);
     model_s += ranker_s;
     PutFloat(&model_s, ann.norm_bound());
     PutVarint64(&model_s, ann.clamped());
@@ -456,7 +459,7 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
         if (!trending.DecodeFrom(&trending_s) || !trending_s.empty()) return Bad("trending");
         float norm_bound;
         uint64_t clamped, moves, nmoved, nvectors;
-        if (!embeddings.DecodeItemsFrom(&model_s) || !ranker.DecodeFrom(&model_s) ||
+        if (!embeddings.DecodeItemsFrom(&model_s) || !sequence.DecodeFrom(&model_s) || !ranker.DecodeFrom(&model_s) ||
             !GetFloat(&model_s, &norm_bound) || !GetVarint64(&model_s, &clamped) ||
             !GetVarint64(&model_s, &moves) || !GetVarint64(&model_s, &nmoved) || nmoved > lim.videos) {
           return Bad("model");
@@ -504,6 +507,7 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
   // must be the catalog's.
   if (lim.videos != catalog.size() || lim.creators != catalog.num_creators() || lim.tags != catalog.tags().size() ||
       lim.languages != catalog.languages().size() || embeddings.num_items() != catalog.size() ||
+      (sequence.dim() > 0 && sequence.num_items() != catalog.size()) ||
       trending.size() != catalog.size() || co.size() != catalog.size()) {
     return Bad("its sections disagree on the catalog's size");
   }
@@ -933,12 +937,13 @@ Result<SnapshotAnchor> Engine::Anchor(uint64_t seq) const {
   const auto& l = options_.learning;
   const auto& r = options_.retrieval;
   const std::string settings = fmt::format(
-      "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", l.embedding_dim, l.embedding_lr,
+      "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", l.embedding_dim, l.embedding_lr,
       l.embedding_reg, l.negatives, l.ranker_lr, l.ranker_negatives, l.positive_watch_ratio, l.complete_watch_ratio,
       l.replay_watch_ratio, l.skip_watch_ratio, l.recent_positives, l.seed, r.ann_m, r.ann_ef_construction,
       r.ann_reindex_drift, r.trending_half_life_hours, l.watch_norm, l.co_backward_weight,
       // Read by the features that training computes (engine.cc State::Features).
-      r.co_seeds, r.fresh_window_hours);
+      r.co_seeds, r.fresh_window_hours, l.sequence_dim, l.sequence_lr, l.sequence_negatives, l.sequence_replays,
+      l.sequence_context, l.sequence_decay);
   return SnapshotAnchor{Hash64(**record), std::move(mac).value(), Hash64(settings)};
 }
 

@@ -14,15 +14,15 @@ float Sigmoid(float z) { return 1.0f / (1.0f + std::exp(-std::clamp(z, -30.0f, 3
 RankerModel::RankerModel() {
   // Priors, in FeatureVector order:
   // bias, emb, co, tag, creator, follows, trending, completion, like, skip, fresh, lang, mean_watch, user_watch,
-  // watch_z
-  w_[kHeadComplete] = {-1.0f, 1.0f, 1.0f, 0.8f, 0.8f, 0.5f, 0.5f, 2.0f, 0.3f, -1.0f, 0.1f, 0.5f, 1.0f, 1.0f, 1.0f};
-  w_[kHeadReplay] = {-3.0f, 0.8f, 0.8f, 0.5f, 0.8f, 0.3f, 0.3f, 1.0f, 0.3f, -1.0f, 0.1f, 0.3f, 2.0f, 2.0f, 1.5f};
-  w_[kHeadLike] = {-3.0f, 1.0f, 1.0f, 0.8f, 1.0f, 0.5f, 0.3f, 0.5f, 3.0f, -0.5f, 0.1f, 0.3f, 0.3f, 0.0f, 0.3f};
-  w_[kHeadShare] = {-4.5f, 0.8f, 0.8f, 0.5f, 0.8f, 0.3f, 0.5f, 0.5f, 2.0f, -0.5f, 0.1f, 0.3f, 0.3f, 0.0f, 0.3f};
-  w_[kHeadFollow] = {-5.0f, 0.5f, 0.5f, 0.5f, 1.5f, -2.0f, 0.2f, 0.5f, 1.0f, -0.5f, 0.2f, 0.3f, 0.3f, 0.0f, 0.0f};
-  w_[kHeadSkip] = {-1.5f, -1.0f, -0.5f, -0.5f, -0.5f, -0.3f, -0.3f, -1.5f, -0.3f, 2.0f, 0.0f, -0.5f, -1.0f, -1.0f, -1.0f};
+  // watch_z, sequence
+  w_[kHeadComplete] = {-1.0f, 1.0f, 1.0f, 0.8f, 0.8f, 0.5f, 0.5f, 2.0f, 0.3f, -1.0f, 0.1f, 0.5f, 1.0f, 1.0f, 1.0f, 1.0f};
+  w_[kHeadReplay] = {-3.0f, 0.8f, 0.8f, 0.5f, 0.8f, 0.3f, 0.3f, 1.0f, 0.3f, -1.0f, 0.1f, 0.3f, 2.0f, 2.0f, 1.5f, 0.8f};
+  w_[kHeadLike] = {-3.0f, 1.0f, 1.0f, 0.8f, 1.0f, 0.5f, 0.3f, 0.5f, 3.0f, -0.5f, 0.1f, 0.3f, 0.3f, 0.0f, 0.3f, 1.0f};
+  w_[kHeadShare] = {-4.5f, 0.8f, 0.8f, 0.5f, 0.8f, 0.3f, 0.5f, 0.5f, 2.0f, -0.5f, 0.1f, 0.3f, 0.3f, 0.0f, 0.3f, 0.8f};
+  w_[kHeadFollow] = {-5.0f, 0.5f, 0.5f, 0.5f, 1.5f, -2.0f, 0.2f, 0.5f, 1.0f, -0.5f, 0.2f, 0.3f, 0.3f, 0.0f, 0.0f, 0.5f};
+  w_[kHeadSkip] = {-1.5f, -1.0f, -0.5f, -0.5f, -0.5f, -0.3f, -0.3f, -1.5f, -0.3f, 2.0f, 0.0f, -0.5f, -1.0f, -1.0f, -1.0f, -0.5f};
   w_[kHeadNotInterested] = {-5.0f, -0.5f, -0.3f, -0.5f, -1.5f, -1.0f, -0.2f, -0.5f, -0.2f, 1.0f, 0.0f, -0.5f, -0.3f, 0.0f,
-                            -0.3f};
+                            -0.3f, -0.3f};
 }
 
 std::array<float, kNumHeads> RankerModel::Predict(const FeatureVector& x) const {

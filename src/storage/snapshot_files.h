@@ -41,8 +41,10 @@ namespace foryou {
 // (issue 11): the model section carries the ANN graph's in-place moves
 // (AnnIndex::moves), so that its rebuild comes due across restarts. An older
 // snapshot is skipped like any unreadable one: the start replays the log
-// (and writes a current snapshot in time).
-constexpr uint8_t kSnapshotFormatVersion = 4;
+// (and writes a current snapshot in time). Version 5 (issue 12): the model
+// section carries the sequence model's video vectors, and the ranker one
+// feature more.
+constexpr uint8_t kSnapshotFormatVersion = 5;
 
 class SnapshotFiles {
  public:
