@@ -85,8 +85,10 @@ struct UserContext {
   std::array<float, SequenceModel::kMaxDim> sequence{};
 };
 
-// The longest sequence context (learning.sequence_context is refused above it).
+// The longest sequence context and the most replays per event
+// (learning.sequence_context and sequence_replays are refused above them).
 constexpr size_t kMaxSequenceContext = 64;
+constexpr size_t kMaxSequenceReplays = 100;
 
 // Recent positive number i (0 = most recent) counts kSeedDecay^i in the
 // co-engagement feature: what was watched last says most about what is next.

@@ -62,6 +62,7 @@ class SnapshotTest : public ::testing::TestWithParam<bool> {  // param: encrypte
  protected:
   SnapshotTest() : clock_(kNow) {
     options_.snapshot.every_updates = 0;  // only explicit WriteSnapshot calls
+    options_.learning.sequence_dim = 8;   // its vectors are in the state, whatever the default
     if (GetParam()) key_ = std::string(32, '\x5a');
   }
   Status Open(const std::string& dir, std::unique_ptr<Engine>* e, bool load_snapshot = true) {

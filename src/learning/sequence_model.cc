@@ -13,6 +13,12 @@ namespace {
 
 float Sigmoid(float z) { return 1.0f / (1.0f + std::exp(-std::clamp(z, -30.0f, 30.0f))); }
 
+// A vector may straddle two cache lines: ask for both ends.
+inline void PrefetchVector(const float* v, int dim) {
+  __builtin_prefetch(v);
+  __builtin_prefetch(v + dim - 1);
+}
+
 }  // namespace
 
 SequenceModel::SequenceModel(const LearningOptions& o)
@@ -66,7 +72,19 @@ float SequenceModel::Score(const float* context, uint32_t idx) const {
   return s;
 }
 
-void SequenceModel::Train(const uint32_t* recent, size_t n, uint32_t target, uint64_t seed) {
+void SequenceModel::Prefetch(const uint32_t* recent, size_t n, uint32_t target, uint64_t seed) const noexcept {
+  if (dim_ == 0 || n == 0) return;
+  n = std::min(n, static_cast<size_t>(std::max(context_, 0)));
+  for (size_t i = 0; i < n; ++i) PrefetchVector(item(recent[i]), dim_);
+  PrefetchVector(item(target), dim_);
+  const uint32_t items = static_cast<uint32_t>(num_items());
+  for (int k = 1; k <= negatives_; ++k) {
+    seed = Mix64(seed);
+    PrefetchVector(item(static_cast<uint32_t>(seed % items)), dim_);
+  }
+}
+
+void SequenceModel::Train(const uint32_t* recent, size_t n, uint32_t target, uint64_t seed) noexcept {
   float c[kMaxDim], g[kMaxDim];
   if (!Context(recent, n, c)) return;
   n = std::min(n, static_cast<size_t>(context_));

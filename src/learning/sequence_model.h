@@ -56,7 +56,11 @@ class SequenceModel {
 
   // One CBOW step towards `target` after `recent` (most recent first, not
   // including target). No-op when recent is empty.
-  void Train(const uint32_t* recent, size_t n, uint32_t target, uint64_t seed);
+  void Train(const uint32_t* recent, size_t n, uint32_t target, uint64_t seed) noexcept;
+  // Asks the CPU to fetch every vector Train with the same arguments will
+  // touch (a hint only: nothing changes), so that several steps' cache
+  // misses overlap.
+  void Prefetch(const uint32_t* recent, size_t n, uint32_t target, uint64_t seed) const noexcept;
 
   const float* item(uint32_t idx) const { return &items_[static_cast<size_t>(idx) * dim_]; }
   void SetItem(uint32_t idx, const float* v);
