@@ -11,10 +11,10 @@ namespace foryou {
 namespace {
 
 
-float Sigmoid(float z) { return 1.0f / (1.0f + std::exp(-std::clamp(z, -30.0f, 30.0f))); }
+float SequenceSigmoid(float z) { return 1.0f / (1.0f + std::exp(-std::clamp(z, -30.0f, 30.0f))); }
 
 // A vector may straddle two cache lines: ask for both ends.
-inline void PrefetchVector(const float* v, int dim) {
+inline void PrefetchSequenceVector(const float* v, int dim) {
   __builtin_prefetch(v);
   __builtin_prefetch(v + dim - 1);
 }
@@ -75,12 +75,12 @@ float SequenceModel::Score(const float* context, uint32_t idx) const {
 void SequenceModel::Prefetch(const uint32_t* recent, size_t n, uint32_t target, uint64_t seed) const noexcept {
   if (dim_ == 0 || n == 0) return;
   n = std::min(n, static_cast<size_t>(std::max(context_, 0)));
-  for (size_t i = 0; i < n; ++i) PrefetchVector(item(recent[i]), dim_);
-  PrefetchVector(item(target), dim_);
+  for (size_t i = 0; i < n; ++i) PrefetchSequenceVector(item(recent[i]), dim_);
+  PrefetchSequenceVector(item(target), dim_);
   const uint32_t items = static_cast<uint32_t>(num_items());
   for (int k = 1; k <= negatives_; ++k) {
     seed = Mix64(seed);
-    PrefetchVector(item(static_cast<uint32_t>(seed % items)), dim_);
+    PrefetchSequenceVector(item(static_cast<uint32_t>(seed % items)), dim_);
   }
 }
 
@@ -100,7 +100,7 @@ void SequenceModel::Train(const uint32_t* recent, size_t n, uint32_t target, uin
     float* v = mutable_item(t);
     float s = 0;
     for (int d = 0; d < dim_; ++d) s += c[d] * v[d];
-    const float step = lr_ * ((k == 0 ? 1.0f : 0.0f) - Sigmoid(s));
+    const float step = lr_ * ((k == 0 ? 1.0f : 0.0f) - SequenceSigmoid(s));
     for (int d = 0; d < dim_; ++d) {
       g[d] += step * v[d];
       v[d] += step * c[d];
