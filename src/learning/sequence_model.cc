@@ -10,7 +10,6 @@ namespace foryou {
 
 namespace {
 
-
 float SequenceSigmoid(float z) { return 1.0f / (1.0f + std::exp(-std::clamp(z, -30.0f, 30.0f))); }
 
 // A vector may straddle two cache lines: ask for both ends.
@@ -49,14 +48,18 @@ void SequenceModel::SetItem(uint32_t idx, const float* v) {
   if (dim_ > 0) std::copy(v, v + dim_, mutable_item(idx));
 }
 
+float SequenceModel::LatestWeight(size_t n) const {
+  float w = 1.0f, total = 0.0f;
+  for (size_t i = 0; i < n; ++i, w *= decay_) total += w;
+  return 1.0f / total;
+}
+
 bool SequenceModel::Context(const uint32_t* recent, size_t n, float* out) const {
   if (dim_ == 0) return false;
   std::fill(out, out + dim_, 0.0f);
   n = std::min(n, static_cast<size_t>(std::max(context_, 0)));
   if (n == 0) return false;
-  float w = 1.0f, total = 0.0f;
-  for (size_t i = 0; i < n; ++i, w *= decay_) total += w;
-  w = 1.0f / total;
+  float w = LatestWeight(n);
   for (size_t i = 0; i < n; ++i, w *= decay_) {
     const float* v = item(recent[i]);
     for (int d = 0; d < dim_; ++d) out[d] += w * v[d];
@@ -107,9 +110,7 @@ void SequenceModel::Train(const uint32_t* recent, size_t n, uint32_t target, uin
     }
   }
   // The context's gradient goes to each of its videos by its weight.
-  float w = 1.0f, total = 0.0f;
-  for (size_t i = 0; i < n; ++i, w *= decay_) total += w;
-  w = 1.0f / total;
+  float w = LatestWeight(n);
   for (size_t i = 0; i < n; ++i, w *= decay_) {
     float* v = mutable_item(recent[i]);
     for (int d = 0; d < dim_; ++d) v[d] += w * g[d];

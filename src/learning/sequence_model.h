@@ -73,6 +73,9 @@ class SequenceModel {
  private:
   float* mutable_item(uint32_t idx) { return &items_[static_cast<size_t>(idx) * dim_]; }
   void InitItem(uint32_t idx);
+  // The weight of the latest of n context positives (the i-th weighs
+  // decay^i times it; together they sum to 1).
+  float LatestWeight(size_t n) const;
 
   int dim_;
   float lr_;
