@@ -141,47 +141,58 @@ void Engine::State::TrainSequence(const std::vector<uint32_t>& recent, uint32_t 
                                   const LearningOptions& lo) {
   if (sequence.dim() == 0) return;
   uint64_t r = Mix64(seed ^ 0x73657175656e6365ULL);  // "sequence"
-  // The replays' transitions are drawn first and their memory prefetched
-  // stage by stage (user record, recent list, vectors), so that their cache
-  // misses overlap: at 1M users and videos each replay touched a dozen
-  // cold lines one after another, and ingest fell by a third.
-  struct Replay {  // no initialisers: the array below is not zeroed per event
+  sequence.Train(recent.data(), recent.size(), video, Mix64(r ^ 1));
+  const size_t replays = std::min<size_t>(kMaxSequenceReplays, static_cast<size_t>(std::max(lo.sequence_replays, 0)));
+  for (size_t i = 0; i < replays; ++i) sequence_replays.push_back(r = Mix64(r));
+}
+
+void Engine::State::ReplaySequence(const LearningOptions& lo) {
+  if (sequence.dim() == 0 || users.empty()) {
+    sequence_replays.clear();
+    return;
+  }
+  // In chunks, each in stages: every replay's user record, then its list,
+  // then its vectors are prefetched before any is read, so that a chunk's
+  // cache misses overlap (at 1M users and videos one replay after another
+  // touched a dozen cold lines in turn, and ingest fell by a quarter).
+  constexpr size_t kChunk = 32;
+  struct Replay {  // no initialisers: the array below is not zeroed per chunk
     const UserRecord* user;
     size_t target;
     size_t n;
     uint64_t seed;
     uint32_t context[kMaxSequenceContext];
   };
-  Replay replay[kMaxSequenceReplays];
-  const std::span<Replay> picks(
-      replay, users.empty() ? 0 : std::min<size_t>(kMaxSequenceReplays, static_cast<size_t>(std::max(lo.sequence_replays, 0))));
+  Replay chunk[kChunk];
   const size_t max_context = std::min<size_t>(kMaxSequenceContext, static_cast<size_t>(lo.sequence_context));
-  for (Replay& p : picks) {
-    r = Mix64(r);
-    p.user = &users[r % users.size()];
-    __builtin_prefetch(p.user);
+  const std::vector<uint64_t>& draws = sequence_replays;
+  for (size_t begin = 0; begin < draws.size(); begin += kChunk) {
+    const std::span<Replay> picks(chunk, std::min(kChunk, draws.size() - begin));
+    for (size_t i = 0; i < picks.size(); ++i) {
+      Replay& p = picks[i];
+      p.seed = draws[begin + i];
+      p.user = &users[p.seed % users.size()];
+      __builtin_prefetch(&p.user->recent);
+    }
+    for (Replay& p : picks) {
+      p.n = 0;
+      if (p.user->recent.size() < 2) continue;  // also an erased user's slot
+      p.seed = Mix64(p.seed);
+      p.target = p.seed % (p.user->recent.size() - 1);
+      __builtin_prefetch(&p.user->recent[p.target]);
+      __builtin_prefetch(&p.user->recent[std::min(p.user->recent.size() - 1, p.target + max_context)]);
+    }
+    for (Replay& p : picks) {
+      if (p.user->recent.size() < 2) continue;
+      p.seed = Mix64(p.seed);
+      p.n = p.user->RecentVideosFrom(p.target + 1, max_context, p.context);
+      sequence.Prefetch(p.context, p.n, p.user->recent[p.target].video, p.seed);
+    }
+    for (const Replay& p : picks) {
+      if (p.n > 0) sequence.Train(p.context, p.n, p.user->recent[p.target].video, p.seed);
+    }
   }
-  const uint64_t own_seed = Mix64(r ^ 1);
-  sequence.Prefetch(recent.data(), recent.size(), video, own_seed);
-  for (Replay& p : picks) {
-    r = Mix64(r);
-    p.n = 0;
-    if (p.user->recent.size() < 2) continue;  // also an erased user's slot
-    p.target = r % (p.user->recent.size() - 1);
-    __builtin_prefetch(&p.user->recent[p.target]);
-    __builtin_prefetch(&p.user->recent[std::min(p.user->recent.size() - 1, p.target + max_context)]);
-  }
-  for (Replay& p : picks) {
-    r = Mix64(r);
-    p.seed = r;
-    if (p.user->recent.size() < 2) continue;
-    p.n = p.user->RecentVideosFrom(p.target + 1, max_context, p.context);
-    sequence.Prefetch(p.context, p.n, p.user->recent[p.target].video, p.seed);
-  }
-  sequence.Train(recent.data(), recent.size(), video, own_seed);
-  for (const Replay& p : picks) {
-    if (p.n > 0) sequence.Train(p.context, p.n, p.user->recent[p.target].video, p.seed);
-  }
+  sequence_replays.clear();
 }
 
 float Engine::State::CoWeight(uint32_t seed, uint32_t video, float w) const {
@@ -950,6 +961,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
   }
 
   std::vector<uint32_t> touched;
+  s.sequence_replays.clear();  // a record that failed part-way may have left some
   const std::vector<std::optional<uint32_t>> videos = VideosOf(s.catalog, rec.events);
   for (size_t i = 0; i < rec.events.size(); ++i) {
     const Event& e = rec.events[i];
@@ -1036,6 +1048,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     s.trending.Record(video, sig.trending_weight, e.ts);
     s.events++;
   }
+  s.ReplaySequence(lo);
   // Homes of users first seen in a sealed record.
   for (const auto& [user, jurisdiction] : rec.homes) {
     if (auto idx = s.FindUserIdx(user); idx && s.users[*idx].home.empty()) {

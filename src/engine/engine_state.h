@@ -134,6 +134,9 @@ struct Engine::State {
   // them through the other sources (fresh, creator, tags, trending).
   std::deque<uint32_t> ann_pending;
   uint64_t events = 0;
+  // The sequence model's replays drawn by the record being applied, one
+  // seed each (TrainSequence, ReplaySequence); empty between records.
+  std::vector<uint64_t> sequence_replays;
   // Every play's watch so far, the prior of each viewer's (learning/watch_norm.h).
   WatchSums watch_population;
 
@@ -173,10 +176,16 @@ struct Engine::State {
   // Features of (user, video) as of now_ms.
   FeatureVector Features(const UserContext& ctx, uint32_t video, int64_t now_ms, const EngineOptions& o) const;
   // The sequence model's step for a positive on `video` after `recent` (the
-  // user's latest positives, most recent first), then its replays of
-  // transitions drawn from the users' recent positives
-  // (learning/sequence_model.h), all drawn from `seed`.
+  // user's latest positives, most recent first). It also draws the event's
+  // replays of transitions from the users' recent positives
+  // (learning/sequence_model.h) from `seed` into sequence_replays, which
+  // ReplaySequence trains once the whole record is applied.
   void TrainSequence(const std::vector<uint32_t>& recent, uint32_t video, uint64_t seed, const LearningOptions& lo);
+  // Trains the replays drawn while a record was applied, in the order they
+  // were drawn, and empties the list. Done per record rather than per event
+  // so that many replays' cache misses overlap: each touches a random user's
+  // record and list and several random videos' vectors.
+  void ReplaySequence(const LearningOptions& lo);
   // Normalised co-engagement weight of the edge seed -> video of raw weight w.
   float CoWeight(uint32_t seed, uint32_t video, float w) const;
   // The model's value of `video` for the user: sum_k objective_k * P(head_k).
