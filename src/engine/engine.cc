@@ -85,6 +85,17 @@ UserContext Engine::State::MakeContext(std::optional<uint32_t> user_idx, std::op
   return ctx;
 }
 
+void Engine::State::PrefetchFeatures(uint32_t video) const {
+  const VideoRecord& v = catalog.at(video);
+  __builtin_prefetch(&v.video.created_at);
+  __builtin_prefetch(&v.tags);
+  __builtin_prefetch(&v.stats);
+  __builtin_prefetch(&v.stats.watch_z_sum);
+  embeddings.PrefetchItem(video);
+  sequence.PrefetchItem(video);
+  trending.Prefetch(video);
+}
+
 FeatureVector Engine::State::Features(const UserContext& ctx, uint32_t video, int64_t now_ms,
                                       const EngineOptions& o) const {
   const VideoRecord& v = catalog.at(video);
@@ -989,6 +1000,14 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
     bool any_label = false;
     for (int h = 0; h < kNumHeads; ++h) any_label |= sig.labels[h] >= 0;
     if (any_label) {
+      // The negatives below are drawn from the seed: their memory is fetched
+      // while the event's own features are computed.
+      const uint32_t n = static_cast<uint32_t>(s.catalog.size());
+      const uint64_t neg_seed = seed ^ 0x6e65676174697665ULL;
+      if (sig.strength > 0) {
+        uint64_t r = neg_seed;
+        for (int k = 0; k < lo.ranker_negatives && n > 1; ++k) s.PrefetchFeatures(static_cast<uint32_t>((r = Mix64(r)) % n));
+      }
       const UserContext ctx = s.MakeContext(uidx, u.TopLanguage(), /*co_scratch=*/nullptr, options_);
       const float lr = static_cast<float>(lo.ranker_lr);
       FeatureVector x = s.Features(ctx, video, e.ts, options_);
@@ -1000,8 +1019,7 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       // a stream of positives only (purchases, completed plays) would teach
       // the ranker nothing about which features separate good from bad.
       if (sig.strength > 0) {
-        const uint32_t n = static_cast<uint32_t>(s.catalog.size());
-        uint64_t r = seed ^ 0x6e65676174697665ULL;
+        uint64_t r = neg_seed;
         for (int k = 0; k < lo.ranker_negatives && n > 1; ++k) {
           r = Mix64(r);
           const uint32_t neg = static_cast<uint32_t>(r % n);

@@ -175,6 +175,10 @@ struct Engine::State {
                           VideoScratch<float>* co_scratch, const EngineOptions& o) const;
   // Features of (user, video) as of now_ms.
   FeatureVector Features(const UserContext& ctx, uint32_t video, int64_t now_ms, const EngineOptions& o) const;
+  // Asks the CPU to fetch the per-video memory Features(., video, ...) reads
+  // (a hint only): callers scoring many videos issue it a few videos ahead,
+  // so that their cache misses overlap.
+  void PrefetchFeatures(uint32_t video) const;
   // The sequence model's step for a positive on `video` after `recent` (the
   // user's latest positives, most recent first). It also draws the event's
   // replays of transitions from the users' recent positives

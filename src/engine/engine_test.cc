@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "engine/model_payload.h"
 #include "learning/signals.h"
 #include "storage/log_format.h"
 #include "util/temp_dir.h"
@@ -494,6 +495,45 @@ TEST_F(EngineTest, ModelExportCarriesNoUserDataAndReproducesTheAlgorithmElsewher
   std::string broken = payload;
   broken.resize(broken.size() / 2);
   EXPECT_EQ(other->ImportModel(broken).code(), StatusCode::kCorruption);
+}
+
+// The sequence model (learning.sequence_dim > 0) is part of the algorithm:
+// its trained vectors travel in the export, and an import restores them.
+TEST_F(EngineTest, AModelExportCarriesTheTrainedSequenceVectors) {
+  options_.learning.sequence_dim = 8;
+  Reopen();
+  LoadWorld();
+  ModelPayload trained;
+  ASSERT_TRUE(DecodeModelPayload(engine_->ExportModel(), &trained).ok());
+  ASSERT_EQ(trained.sequence_dim, 8);
+  ASSERT_EQ(trained.sequence.size(), trained.videos.size() * 8);
+
+  // A region with the same catalog and no events holds the starting points:
+  // training moved them.
+  TempDir fresh_dir;
+  std::unique_ptr<Engine> fresh;
+  ASSERT_TRUE(Engine::Open(options_, fresh_dir.path(), clock_, &fresh).ok());
+  ASSERT_TRUE(fresh->UpsertVideos(Catalog()).ok());
+  ModelPayload untrained;
+  ASSERT_TRUE(DecodeModelPayload(fresh->ExportModel(), &untrained).ok());
+  ASSERT_EQ(untrained.videos.size(), trained.videos.size());
+  EXPECT_NE(untrained.sequence, trained.sequence);
+
+  // Imported there, the vectors are the trained ones, and stay after a restart.
+  ASSERT_TRUE(fresh->ImportModel(engine_->ExportModel()).ok());
+  for (int round = 0; round < 2; ++round) {
+    ModelPayload imported;
+    ASSERT_TRUE(DecodeModelPayload(fresh->ExportModel(), &imported).ok());
+    ASSERT_EQ(imported.videos.size(), trained.videos.size());
+    for (size_t i = 0; i < trained.videos.size(); ++i) {
+      ASSERT_EQ(imported.videos[i].id, trained.videos[i].id);
+      for (size_t d = 0; d < 8; ++d) {
+        EXPECT_EQ(imported.sequence[i * 8 + d], trained.sequence[i * 8 + d]) << trained.videos[i].id << " " << d;
+      }
+    }
+    fresh.reset();
+    ASSERT_TRUE(Engine::Open(options_, fresh_dir.path(), clock_, &fresh).ok());
+  }
 }
 
 }  // namespace

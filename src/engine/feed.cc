@@ -217,7 +217,12 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
 
     // ---- Features, then scores.
     sc.feats.resize(ids.size());
-    for (size_t i = 0; i < ids.size(); ++i) sc.feats[i] = s.Features(ctx, ids[i], now, options_);
+    constexpr size_t kPrefetchAhead = 8;  // candidates whose memory is on its way
+    for (size_t i = 0; i < std::min(kPrefetchAhead, ids.size()); ++i) s.PrefetchFeatures(ids[i]);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (i + kPrefetchAhead < ids.size()) s.PrefetchFeatures(ids[i + kPrefetchAhead]);
+      sc.feats[i] = s.Features(ctx, ids[i], now, options_);
+    }
     Lap(trace, &FeedTrace::features_ns, &t);
     const int64_t new_creator_since = now - static_cast<int64_t>(r.new_creator_days * 86400e3);
     sc.probs.resize(ids.size());

@@ -46,6 +46,12 @@ class EmbeddingModel {
   const float* item(uint32_t idx) const { return &items_[static_cast<size_t>(idx) * dim_]; }
   const float* user(uint32_t idx) const { return &users_[static_cast<size_t>(idx) * dim_]; }
   float Score(uint32_t user, uint32_t item) const;
+  // Asks the CPU to fetch item's vector (a hint only: nothing changes).
+  void PrefetchItem(uint32_t idx) const {
+    const float* v = item(idx);
+    __builtin_prefetch(v);
+    __builtin_prefetch(v + dim_ - 1);
+  }
 
   // One SGD step. Appends every video whose vector changed to *touched.
   void Update(uint32_t user, uint32_t item, float strength, uint64_t seed, std::vector<uint32_t>* touched);

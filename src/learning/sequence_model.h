@@ -63,6 +63,12 @@ class SequenceModel {
   void Prefetch(const uint32_t* recent, size_t n, uint32_t target, uint64_t seed) const noexcept;
 
   const float* item(uint32_t idx) const { return &items_[static_cast<size_t>(idx) * dim_]; }
+  // Asks the CPU to fetch item's vector, if the model is on (a hint only).
+  void PrefetchItem(uint32_t idx) const {
+    if (dim_ == 0) return;
+    __builtin_prefetch(item(idx));
+    __builtin_prefetch(item(idx) + dim_ - 1);
+  }
   void SetItem(uint32_t idx, const float* v);
 
   // Snapshot and model payload: varint dim, varint n, n x dim f32.

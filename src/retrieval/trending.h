@@ -63,6 +63,11 @@ class Trending {
   // (and at most `capacity`).
   std::vector<uint32_t> Top(int lang, size_t k) const;
   float Normalized(uint32_t item) const;
+  // Asks the CPU to fetch what Normalized(item) reads (a hint only).
+  void Prefetch(uint32_t item) const {
+    __builtin_prefetch(&score_[item]);
+    __builtin_prefetch(&lang_[item]);
+  }
   // The log-domain score, for model export; -infinity when never engaged.
   double RawScore(uint32_t item) const { return score_[item]; }
   // Sets these videos' scores (a model import), then ranks them anew.
