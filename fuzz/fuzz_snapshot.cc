@@ -29,7 +29,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::filesystem::create_directories(d + "/snapshots");
     return d;
   }();
-  static const foryou::EngineOptions options;  // the defaults, as the seed corpus was written
+  static const foryou::EngineOptions options;  // the defaults, as the seeds `body` and `state-file` were written
+  // The sequence model on (learning.sequence_dim 8), as the seeds
+  // `body-sequence8` and `state-file-sequence8` were written: its vectors
+  // are only decoded when the snapshot's dimension matches the engine's.
+  static const foryou::EngineOptions with_sequence = [] {
+    foryou::EngineOptions o;
+    o.learning.sequence_dim = 8;
+    return o;
+  }();
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
   {
     std::ofstream out(dir + "/snapshots/00000000000000000001.state", std::ios::binary | std::ios::trunc);
@@ -42,6 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)files.Read(1, &mapping, &body, &ann_path);
   mapping.Reset();
   (void)foryou::Engine::DecodeSnapshotBody(options, bytes, dir + "/no-such.ann");
+  (void)foryou::Engine::DecodeSnapshotBody(with_sequence, bytes, dir + "/no-such.ann");
   {
     std::ofstream out(dir + "/graph.ann", std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));

@@ -66,8 +66,9 @@ struct LearningOptions {
   // latest ones; its score is the ranker's `sequence` feature. 0 (the
   // default): off, the feature is 0. 8 (with the defaults below, chosen on
   // Beauty's validation split) lifts Beauty's HR@10 by 0.003-0.004 and
-  // costs about a fifth of the durable ingest rate at 1M users and videos,
-  // which is why it is not on by default (docs/EVALUATION.md, "The sequence
+  // costs 10-15% of the durable ingest rate at 1M users and videos (with 1
+  // negative and 3 replays; a quarter before its replays were trained per
+  // record), which is why it is not on by default (docs/EVALUATION.md, "The sequence
   // model"; docs/PERFORMANCE.md, "What the sequence model costs").
   // Memory: 4 x dim bytes per video.
   int sequence_dim = 0;

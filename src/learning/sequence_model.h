@@ -18,8 +18,10 @@
 // positives: a random user, a random position in their list, the positive
 // there as the target and the ones before it as its context. The stream
 // stays the only source and the state the only memory (no buffer of
-// events is kept); the replays are drawn from the event's seed, so a replay
-// of the log reproduces the vectors bit for bit.
+// events is kept); the replays are drawn from the event's seed and trained
+// once the event's log record is applied (Engine::State::ReplaySequence,
+// which overlaps their cache misses), so a replay of the log reproduces
+// the vectors bit for bit.
 //
 // Vectors start at a small deterministic random point drawn from the video's
 // index (a shared in/out vector cannot start at zero: its gradient would be
