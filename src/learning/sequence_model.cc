@@ -12,12 +12,6 @@ namespace {
 
 float SequenceSigmoid(float z) { return 1.0f / (1.0f + std::exp(-std::clamp(z, -30.0f, 30.0f))); }
 
-// A vector may straddle two cache lines: ask for both ends.
-inline void PrefetchSequenceVector(const float* v, int dim) {
-  __builtin_prefetch(v);
-  __builtin_prefetch(v + dim - 1);
-}
-
 }  // namespace
 
 SequenceModel::SequenceModel(const LearningOptions& o)
@@ -78,12 +72,12 @@ float SequenceModel::Score(const float* context, uint32_t idx) const {
 void SequenceModel::Prefetch(const uint32_t* recent, size_t n, uint32_t target, uint64_t seed) const noexcept {
   if (dim_ == 0 || n == 0) return;
   n = std::min(n, static_cast<size_t>(std::max(context_, 0)));
-  for (size_t i = 0; i < n; ++i) PrefetchSequenceVector(item(recent[i]), dim_);
-  PrefetchSequenceVector(item(target), dim_);
+  for (size_t i = 0; i < n; ++i) PrefetchItem(recent[i]);
+  PrefetchItem(target);
   const uint32_t items = static_cast<uint32_t>(num_items());
   for (int k = 1; k <= negatives_; ++k) {
     seed = Mix64(seed);
-    PrefetchSequenceVector(item(static_cast<uint32_t>(seed % items)), dim_);
+    PrefetchItem(static_cast<uint32_t>(seed % items));
   }
 }
 

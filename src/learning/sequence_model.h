@@ -65,7 +65,8 @@ class SequenceModel {
   void Prefetch(const uint32_t* recent, size_t n, uint32_t target, uint64_t seed) const noexcept;
 
   const float* item(uint32_t idx) const { return &items_[static_cast<size_t>(idx) * dim_]; }
-  // Asks the CPU to fetch item's vector, if the model is on (a hint only).
+  // Asks the CPU to fetch item's vector, if the model is on (a hint only;
+  // both ends: a vector may straddle two cache lines).
   void PrefetchItem(uint32_t idx) const {
     if (dim_ == 0) return;
     __builtin_prefetch(item(idx));
