@@ -6,6 +6,9 @@
 //                          co-engagement + ANN drift check), no fsync
 //   BM_Feed/N              engine: one feed of 20 for a warm user, catalog of N videos
 //   BM_AnnSearch/N         retrieval: HNSW top-200 over N 32-d vectors
+//   BM_NearestVideos/N/E   retrieval: the feed's top 100 over N 32-d vectors,
+//                          E=1 by a scan (retrieval/exact_search.h), E=0
+//                          through the HNSW graph (retrieval.ann_exact_below)
 //   BM_ScoreCandidate      ranking: features + 7 heads for one (user, video)
 //
 // Run: build/release/foryou_micro_bench [--benchmark_filter=Feed]
@@ -22,6 +25,7 @@
 #include "bench/world.h"
 #include "engine/engine.h"
 #include "retrieval/ann_index.h"
+#include "retrieval/exact_search.h"
 #include "util/clock.h"
 #include "util/temp_dir.h"
 
@@ -226,6 +230,33 @@ void BM_AnnSearch(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_AnnSearch)->Args({100000, 0})->Args({100000, 5000})->Args({100000, 25000})->Unit(benchmark::kMicrosecond);
+
+// The feed's nearest-video source at its default budget (retrieval.ann,
+// 100) and breadth (ef 128): where a scan of every vector stops being
+// cheaper than the graph (retrieval.ann_exact_below).
+void BM_NearestVideos(benchmark::State& state) {
+  const int dim = AnnFixture::kDim;
+  const size_t n = static_cast<size_t>(state.range(0));
+  const bool exact = state.range(1) != 0;
+  AnnFixture& f = AnnFixture::Get(n, 0);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g;
+  std::vector<float> q(dim);
+  std::vector<std::pair<uint32_t, float>> out;
+  for (auto _ : state) {
+    for (float& x : q) x = g(rng);
+    if (exact) {
+      ExactTopK(f.data.data(), n, dim, q.data(), 100, &out);
+    } else {
+      out = f.index->Search(q.data(), 100);
+    }
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_NearestVideos)
+    ->ArgsProduct({{2519, 4096, 8192, 16384}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace foryou

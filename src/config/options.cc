@@ -93,6 +93,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"retrieval.ann_ef", Bind(&r.ann_ef)},
       {"retrieval.ann_m", Bind(&r.ann_m)},
       {"retrieval.ann_ef_construction", Bind(&r.ann_ef_construction)},
+      {"retrieval.ann_exact_below", Bind(&r.ann_exact_below)},
       {"retrieval.ann_reindex_drift", Bind(&r.ann_reindex_drift)},
       {"retrieval.ann_refit_moves", Bind(&r.ann_refit_moves)},
       {"retrieval.ann_rebuild_idle", Bind(&r.ann_rebuild_idle)},
@@ -173,6 +174,7 @@ Status ValidateConfig(const Config& c) {
   }
   if (e.retrieval.ann_m < 2 || e.retrieval.ann_m > 128) return bad("retrieval.ann_m must be in [2, 128]");
   if (e.retrieval.ann_defer_from < 0) return bad("retrieval.ann_defer_from must be >= 0");
+  if (e.retrieval.ann_exact_below < 0) return bad("retrieval.ann_exact_below must be >= 0");
   if (!(e.retrieval.ann_refit_moves >= 0)) return bad("retrieval.ann_refit_moves must be >= 0");
   if (!(e.retrieval.ann_jitter >= 0 && e.retrieval.ann_jitter <= 0.1)) {
     return bad("retrieval.ann_jitter must be between 0 and 0.1");

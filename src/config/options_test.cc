@@ -26,6 +26,7 @@ TEST(ConfigTest, ShippedExampleLoadsAndMatchesTheDefaults) {
   EXPECT_EQ(c.engine.objectives.like, d.engine.objectives.like);
   EXPECT_EQ(c.engine.retrieval.ann, d.engine.retrieval.ann);
   EXPECT_EQ(c.engine.retrieval.ann_ef, d.engine.retrieval.ann_ef);
+  EXPECT_EQ(c.engine.retrieval.ann_exact_below, d.engine.retrieval.ann_exact_below);
   EXPECT_EQ(c.engine.learning.ranker_lr, d.engine.learning.ranker_lr);
   EXPECT_EQ(c.engine.objectives.replay, d.engine.objectives.replay);
   EXPECT_EQ(c.engine.rerank.explore_every, d.engine.rerank.explore_every);

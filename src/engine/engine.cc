@@ -17,6 +17,7 @@
 #include "engine/engine_state.h"
 #include "engine/user_section_walk.h"
 #include "learning/watch_norm.h"
+#include "retrieval/exact_search.h"
 #include "storage/snapshot_files.h"
 #include "crypto/keyring.h"
 #include "engine/model_payload.h"
@@ -94,6 +95,18 @@ void Engine::State::PrefetchFeatures(uint32_t video) const {
   embeddings.PrefetchItem(video);
   sequence.PrefetchItem(video);
   trending.Prefetch(video);
+}
+
+void Engine::State::NearestVideos(const float* query, size_t k, const RetrievalOptions& r,
+                                  std::vector<std::pair<uint32_t, float>>* out) const {
+  const size_t n = std::min(catalog.size(), embeddings.num_items());
+  if (n == 0) {
+    out->clear();
+  } else if (n < static_cast<size_t>(r.ann_exact_below)) {
+    ExactTopK(embeddings.item(0), n, embeddings.dim(), query, k, out);
+  } else {
+    *out = ann.Search(query, static_cast<int>(k));
+  }
 }
 
 FeatureVector Engine::State::Features(const UserContext& ctx, uint32_t video, int64_t now_ms,
@@ -1455,6 +1468,8 @@ Result<UserExport> Engine::ExportUser(const std::string& user_id) {
     out.recently_served.push_back(state_->catalog.at(v).video.id);
   }
   std::sort(out.recently_served.begin(), out.recently_served.end());
+  out.recently_served.erase(std::unique(out.recently_served.begin(), out.recently_served.end()),
+                            out.recently_served.end());
   // The log is read from a RocksDB snapshot: no engine lock is held.
   // Sealed records are opened only where they hold this user's group.
   const std::string pseudonym = keyring_ ? keyring_->Pseudonym(user_id) : std::string();
@@ -1665,14 +1680,12 @@ void Engine::RecordServed(const std::string& user_id, const std::vector<uint32_t
       served_order_.pop_front();
     }
   }
-  Served& s = served_[user_id];
+  Served& s = served_[user_id];  // again: the eviction above may have dropped a stale entry of this user
   if (walk_from) s.walk_from = walk_from;
   for (uint32_t v : videos) {
-    if (!s.set.insert(v).second) continue;
     if (s.ring.size() < kMaxServed) {
       s.ring.push_back(v);
     } else {
-      s.set.erase(s.ring[s.next]);
       s.ring[s.next] = v;
       s.next = (s.next + 1) % kMaxServed;
     }

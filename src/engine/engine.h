@@ -470,10 +470,15 @@ class Engine {
   void WakeAnnIndexer();
   void AnnIndexerLoop();
   Status ApplyVideos(const std::vector<Video>& videos, bool replaying);
-  // walk_from: where the next catalog walk starts (nullopt: unchanged).
+  // Remembers `videos` as served to user_id: the feed passes the videos of
+  // its page that its ServedSnapshot did not hold, so the list holds each
+  // video once (two feeds of one user at once may both add one; a
+  // duplicate only takes a place in the list). walk_from: where the next
+  // catalog walk starts (nullopt: unchanged).
   void RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos,
                     std::optional<uint32_t> walk_from = std::nullopt);
-  // The videos recently served to user_id (unordered) into *out.
+  // The videos recently served to user_id (unordered; a video served by two
+  // feeds at once may be there twice) into *out.
   void ServedSnapshot(const std::string& user_id, std::vector<uint32_t>* out,
                       std::optional<uint32_t>* walk_from = nullptr);
 
@@ -561,8 +566,7 @@ class Engine {
   // Videos shown to each user and not yet interacted with. In memory only:
   // after a restart a served-but-unwatched video may be shown again.
   struct Served {
-    std::unordered_set<uint32_t> set;
-    std::vector<uint32_t> ring;
+    std::vector<uint32_t> ring;  // the newest kMaxServed (engine.cc), oldest overwritten first
     size_t next = 0;
     // Where the user's next catalog walk (feed.cc's fallback) starts: after
     // the last video the previous walk looked at, so a user who has used up

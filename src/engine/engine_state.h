@@ -179,6 +179,13 @@ struct Engine::State {
   // (a hint only): callers scoring many videos issue it a few videos ahead,
   // so that their cache misses overlap.
   void PrefetchFeatures(uint32_t video) const;
+  // The feed's nearest-video source: up to k (video, inner product) pairs
+  // for a user's embedding, into *out. A catalog smaller than
+  // r.ann_exact_below is scanned exactly (retrieval/exact_search.h), every
+  // video included; a larger one is searched through the HNSW graph, which
+  // leaves out videos its background indexer has not reached yet.
+  void NearestVideos(const float* query, size_t k, const RetrievalOptions& r,
+                     std::vector<std::pair<uint32_t, float>>* out) const;
   // The sequence model's step for a positive on `video` after `recent` (the
   // user's latest positives, most recent first). It also draws the event's
   // replays of transitions from the users' recent positives

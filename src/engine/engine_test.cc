@@ -419,6 +419,46 @@ TEST_F(EngineTest, ALargeBatchIsAnsweredFirstAndIndexedInTheBackground) {
   EXPECT_EQ(st.ann_pending, 0u);
 }
 
+// A catalog smaller than retrieval.ann_exact_below finds a user's nearest
+// videos by a scan of every video: the source works before the background
+// indexer has put a video in the graph. With the scan switched off (0) the
+// same feed's nearest videos come from the graph, which holds only the few
+// videos the events moved into it.
+TEST_F(EngineTest, ASmallCatalogFindsTheNearestVideosWithoutTheGraph) {
+  for (const int exact_below : {4096, 0}) {
+    SCOPED_TRACE(exact_below);
+    options_.retrieval.ann_exact_below = exact_below;
+    TempDir dir;
+    std::unique_ptr<Engine> engine;
+    ASSERT_TRUE(Engine::Open(options_, dir.path(), clock_, &engine).ok());
+    engine->PauseAnnIndexer(true);
+    std::vector<Video> batch;
+    for (int i = 0; i < 300; ++i) {
+      batch.push_back(Video{"nv-" + std::to_string(i), "nv-creator" + std::to_string(i % 30), 20000,
+                            {"tag" + std::to_string(i % 23)}, "en", kNow - 1000, {}});
+    }
+    ASSERT_TRUE(engine->UpsertVideos(batch).ok());
+    ASSERT_EQ(engine->Stats().ann_size, 0u);
+    std::vector<Event> events;
+    for (int i = 0; i < 5; ++i) events.push_back(Play("viewer", "nv-" + std::to_string(i * 31), 1.0, kNow - 500 + i));
+    ASSERT_TRUE(engine->IngestEvents(events).ok());
+    auto feed = engine->Feed(FeedRequest{"viewer", 60, ""});
+    ASSERT_TRUE(feed.ok());
+    size_t nearest = 0;
+    for (const auto& item : feed->items) {
+      nearest += std::count(item.sources.begin(), item.sources.end(), "ann");
+    }
+    const size_t in_graph = engine->Stats().ann_size;  // the videos the events moved
+    if (exact_below > 0) {
+      EXPECT_GE(nearest, 30u) << in_graph << " in the graph";
+    } else {
+      EXPECT_LE(nearest, in_graph);
+      EXPECT_LT(nearest, 30u) << in_graph << " in the graph";
+    }
+    engine->PauseAnnIndexer(false);
+  }
+}
+
 TEST_F(EngineTest, NewVideoGetsExplorationImpressions) {
   LoadWorld();
   Video v{"brand-new", "new-creator", 15000, {"origami"}, "en", kNow - 60'000, {}};

@@ -55,6 +55,7 @@ struct FeedScratch {
   VideoScratch<uint8_t> served;     // videos this user was already shown
   std::vector<uint32_t> served_list;
   std::vector<std::pair<float, uint32_t>> co_top;
+  std::vector<std::pair<uint32_t, float>> nearest;  // (video, inner product)
   std::vector<uint32_t> ids;
   std::vector<FeatureVector> feats;
   std::vector<std::array<float, kNumHeads>> probs;
@@ -137,7 +138,8 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
       std::sort(sc.co_top.begin(), sc.co_top.begin() + k, std::greater<>());
       for (size_t i = 0; i < k; ++i) add(sc.co_top[i].second, kSrcCoEngagement);
       if (!u->recent.empty()) {
-        for (const auto& [v, dot] : s.ann.Search(s.embeddings.user(*uidx), r.ann)) add(v, kSrcAnn);
+        s.NearestVideos(s.embeddings.user(*uidx), static_cast<size_t>(r.ann), r, &sc.nearest);
+        for (const auto& [v, dot] : sc.nearest) add(v, kSrcAnn);
       }
       // In-session response: the newest videos of the creator and of each
       // tag of the latest positives.
@@ -373,7 +375,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
         if (!text.empty() && std::find(why.begin(), why.end(), text) == why.end()) why.push_back(std::move(text));
       }
       resp.items.push_back(std::move(item));
-      page_videos.push_back(v);
+      if (!rc[pick.candidate].served) page_videos.push_back(v);  // already remembered otherwise
     }
   }
   RecordServed(req.user_id, page_videos, walk_next);

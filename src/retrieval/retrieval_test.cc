@@ -16,6 +16,7 @@
 
 #include "retrieval/ann_index.h"
 #include "retrieval/co_engagement.h"
+#include "retrieval/exact_search.h"
 #include "retrieval/trending.h"
 #include "util/temp_dir.h"
 
@@ -541,6 +542,47 @@ TEST(AnnIndexTest, LoadRefusesADamagedFile) {
   Status s = load(bad);
   EXPECT_EQ(s.code(), StatusCode::kCorruption);
   EXPECT_NE(s.message().find("does not hold"), std::string::npos) << s.ToString();
+}
+
+// The scan a small catalog's feed uses instead of the graph: the true top k
+// by inner product, best first, ties to the lower row, for dimensions that
+// are and are not a multiple of its 16 lanes.
+TEST(ExactSearchTest, FindsTheTrueTopKBestFirst) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> g;
+  for (int dim : {32, 8, 21}) {
+    const int n = 700;
+    std::vector<float> data = VectorsOfNormsBetween(n, dim, 0.1f, 2.0f, &rng);
+    std::vector<float> q(static_cast<size_t>(dim));
+    for (float& x : q) x = g(rng);
+    std::vector<std::pair<uint32_t, float>> got;
+    ExactTopK(data.data(), n, dim, q.data(), 50, &got);
+    const auto want = ExactTop(q, data, n, dim, 50);
+    ASSERT_EQ(got.size(), 50u) << "dim " << dim;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].first, static_cast<uint32_t>(want[i].second)) << "dim " << dim << " rank " << i;
+      EXPECT_NEAR(got[i].second, want[i].first, 1e-4f);
+    }
+  }
+}
+
+TEST(ExactSearchTest, TiesGoToTheLowerRowAndKIsCappedByN) {
+  const int dim = 4;
+  // Rows 0..5: rows 1, 3 and 4 are the same vector, the best one.
+  std::vector<float> data = {0, 0, 0, 1,  1, 1, 0, 0,  0, 1, 0, 0,  1, 1, 0, 0,  1, 1, 0, 0,  -1, 0, 0, 0};
+  const std::vector<float> q = {1, 1, 0, 0};
+  std::vector<std::pair<uint32_t, float>> got;
+  ExactTopK(data.data(), 6, dim, q.data(), 2, &got);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].first, 1u);
+  EXPECT_EQ(got[1].first, 3u);
+  EXPECT_FLOAT_EQ(got[0].second, 2.0f);
+  ExactTopK(data.data(), 6, dim, q.data(), 100, &got);
+  ASSERT_EQ(got.size(), 6u);
+  EXPECT_EQ(got[2].first, 4u);
+  EXPECT_EQ(got[5].first, 5u);  // the worst, -1
+  ExactTopK(data.data(), 0, dim, q.data(), 10, &got);
+  EXPECT_TRUE(got.empty());
 }
 
 TEST(CoEngagementTest, RecentPositivesBecomeNeighboursWithRecencyDecay) {
