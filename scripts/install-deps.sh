@@ -7,6 +7,7 @@ PKGS=(build-essential cmake ninja-build pkg-config curl
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libxxhash-dev libssl-dev libsodium-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3 python3-numpy
   libnats-dev nats-server libjemalloc-dev wrk prometheus
+  libmicrohttpd-dev libevent-dev
   clang-14 libclang-rt-14-dev
   chromium)
 missing=()

@@ -629,6 +629,7 @@ struct BenchFlags {
   bool join = false;
   bool connections = false;
   size_t idle = 10'000, burst = 1'000;
+  std::string server_binary;  // --connections: the server to measure (default: this binary)
 };
 
 // The path of this process's binary, to run as the server.
@@ -670,9 +671,13 @@ int ConnectionBench(const BenchFlags& f) {
   o.burst = f.burst;
   if (f.concurrency) o.concurrency = f.concurrency;
   if (f.duration > 0) o.duration_s = f.duration;
-  auto binary = SelfBinary();
-  if (!binary.ok()) return Fail(binary.status());
-  o.binary = *binary;
+  if (!f.server_binary.empty()) {
+    o.binary = f.server_binary;
+  } else {
+    auto binary = SelfBinary();
+    if (!binary.ok()) return Fail(binary.status());
+    o.binary = *binary;
+  }
   auto report = RunConnectionBench(o);
   if (!report.ok()) return Fail(report.status());
   std::printf("%s\n", f.json ? ConnectionBenchToJson(*report).c_str() : ConnectionBenchToTable(*report).c_str());
@@ -1374,6 +1379,9 @@ int main(int argc, char** argv) {
                       "connections, then --burst simultaneous connects (src/bench/connection_bench.h)");
   bench_cmd->add_option("--idle", bench.idle, "With --connections: idle keep-alive connections [default: 10000]");
   bench_cmd->add_option("--burst", bench.burst, "With --connections: simultaneous connects [default: 1000]");
+  bench_cmd->add_option("--server-binary", bench.server_binary,
+                        "With --connections: the server binary to run (`BINARY serve --demo ...`), e.g. "
+                        "build/release/foryou_transport_bench [default: this foryou]");
   bench_cmd->add_flag("--join", bench.join,
                       "Cluster mode: after the restarts, time a second replica joining with an empty data dir, feeds "
                       "over both, and replica lag");
