@@ -4,8 +4,8 @@
 // same tools as `foryou serve` (docs/PERFORMANCE.md, "Choosing the HTTP
 // server"; scripts/transport-bench.sh runs them all).
 //
-//   FORYOU_TRANSPORT=beast|microhttpd|libevent \
-//     foryou_transport_bench serve --listen 127.0.0.1:0 --data-dir DIR --demo [--config FILE]
+//   FORYOU_TRANSPORT=beast|microhttpd|libevent foryou_transport_bench serve
+//       --listen 127.0.0.1:0 --data-dir DIR --demo [--config FILE]
 //
 // It takes the arguments `foryou serve` takes in scripts/demo-wrk.sh and
 // `foryou bench --connections` (others are ignored), prints the same
@@ -210,7 +210,8 @@ int RunLibevent(Engine& engine, const ServerOptions& server) {
     evhttp* http = evhttp_new(base);
     evhttp_set_timeout(http, static_cast<int>(std::max<int64_t>(1, server.idle_timeout_ms / 1000)));
     evhttp_set_gencb(http, &EvAnswer, &engine);
-    if (evhttp_accept_socket(http, fd) != 0) {
+    // Each base owns a descriptor of the socket (evhttp_free closes it).
+    if (evhttp_accept_socket(http, dup(fd)) != 0) {
       std::fprintf(stderr, "evhttp_accept_socket failed\n");
       return 1;
     }
@@ -226,7 +227,7 @@ int RunLibevent(Engine& engine, const ServerOptions& server) {
   for (auto& t : loops) t.join();
   for (evhttp* http : https) evhttp_free(http);
   for (event_base* base : bases) event_base_free(base);
-  close(fd);
+  close(fd);  // the bases closed their duplicates
   return 0;
 }
 #endif

@@ -34,14 +34,15 @@ PY
 }
 run() {  # name, binary, transport
   echo "== $1"
-  FORYOU_TRANSPORT=$3 FORYOU_BIN=$2 scripts/demo-wrk.sh "$ROUNDS" "$SECS" | sed 's/^/  /'
+  FORYOU_TRANSPORT=$3 FORYOU_BIN=$2 scripts/demo-wrk.sh "$ROUNDS" "$SECS" | sed 's/^/  /' || echo "  demo-wrk.sh failed"
   FORYOU_TRANSPORT=$3 build/release/foryou bench --connections --json --server-binary "$2" \
     > "$OUT/connections-$1.json" 2> "$OUT/connections-$1.err" || { echo "  connections: failed (see $OUT/connections-$1.err)"; return; }
   summary "$1" "$OUT/connections-$1.json"
 }
 run "foryou-serve" build/release/foryou ""
 for t in beast microhttpd libevent; do
-  if FORYOU_TRANSPORT=$t "$BENCH" serve 2>&1 | grep -q "not built in"; then
+  probe=$(FORYOU_TRANSPORT=$t "$BENCH" serve 2>&1 || true)  # no --data-dir: says what it lacks, and exits
+  if grep -q "not built in" <<< "$probe"; then
     echo "== $t: not built (its -dev package was missing when cmake ran)"
     continue
   fi

@@ -174,7 +174,10 @@ Status ValidateConfig(const Config& c) {
   }
   if (e.retrieval.ann_m < 2 || e.retrieval.ann_m > 128) return bad("retrieval.ann_m must be in [2, 128]");
   if (e.retrieval.ann_defer_from < 0) return bad("retrieval.ann_defer_from must be >= 0");
-  if (e.retrieval.ann_exact_below < 0) return bad("retrieval.ann_exact_below must be >= 0");
+  if (e.retrieval.ann < 0 || e.retrieval.ann > 100000) return bad("retrieval.ann must be in [0, 100000]");
+  if (e.retrieval.ann_exact_below < 0 || e.retrieval.ann_exact_below > (1 << 24)) {
+    return bad("retrieval.ann_exact_below must be in [0, 16777216]");
+  }
   if (!(e.retrieval.ann_refit_moves >= 0)) return bad("retrieval.ann_refit_moves must be >= 0");
   if (!(e.retrieval.ann_jitter >= 0 && e.retrieval.ann_jitter <= 0.1)) {
     return bad("retrieval.ann_jitter must be between 0 and 0.1");

@@ -55,6 +55,12 @@ TEST(ConfigTest, UnknownKeysWrongTypesAndBadRangesAreErrors) {
   Config fresh;  // c keeps the values of the loads above
   s = LoadConfigFile(Write(dir, "[snapshot]\nevery_updates_per_entry = -1.0\n"), &fresh);
   EXPECT_NE(s.message().find("every_updates_per_entry"), std::string::npos) << s.ToString();
+  Config fresh2;
+  s = LoadConfigFile(Write(dir, "[retrieval]\nann = -1\n"), &fresh2);
+  EXPECT_NE(s.message().find("retrieval.ann must be"), std::string::npos) << s.ToString();
+  Config fresh3;
+  s = LoadConfigFile(Write(dir, "[retrieval]\nann_exact_below = -5\n"), &fresh3);
+  EXPECT_NE(s.message().find("retrieval.ann_exact_below"), std::string::npos) << s.ToString();
   s = LoadConfigFile(Write(dir, "not toml ["), &c);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
 }

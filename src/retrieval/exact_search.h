@@ -10,7 +10,10 @@
 // Deterministic: each inner product is summed in one fixed order (16
 // partial sums over the coordinates, then their sum), and ties go to the
 // lower row, so the same inputs give the same answer on one machine.
-// Thread-safe (no state); reads `rows` only while it runs.
+// Thread-safe: its buffers (n floats, and 4k) are per thread, kept at
+// their largest size for the thread's next call. Reads `rows` only while it
+// runs. Rows whose inner product is NaN are left out (fewer than k may come
+// back).
 #pragma once
 
 #include <cstddef>
