@@ -112,15 +112,33 @@ struct HttpTransport::Impl {
   std::atomic<size_t> connections{0};
   std::optional<asio::ssl::context> tls;
   HttpTransport::MayBlock may_block;
-  asio::io_context ioc;
-  // Declared after ioc: destroyed (joined) first, while the handlers it runs
-  // may still post their answers to ioc.
+  // The event loops: one io_context per thread, each owning the connections
+  // it was handed at accept (round robin). `ioc` also holds the acceptor
+  // and runs on Run's caller; `loops` are the others, each run by one
+  // thread of Run's. One context shared by every loop thread made each
+  // request hand work between them (2 futex calls per request under wrk;
+  // docs/PERFORMANCE.md, "Choosing the HTTP server").
+  //
+  // `loops` are declared before `ioc`: destroyed after it. The accept
+  // operation still pending in `ioc` at shutdown holds the socket it would
+  // have handed to a loop, and that socket must be closed while its loop
+  // exists (the other order is a use after free, found under ASan/UBSan).
+  std::vector<std::unique_ptr<asio::io_context>> loops;  // fixed after the constructor
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> loops_busy;  // run() waits for connections
+  asio::io_context ioc{1};
+  size_t next_loop = 0;  // on ioc's thread (Accept) only
+  // Declared after the loops: destroyed (joined) first, while the handlers
+  // it runs may still post their answers to them.
   std::optional<asio::thread_pool> pool;
   tcp::acceptor acceptor{ioc};
   asio::steady_timer accept_retry{ioc};
   std::atomic<bool> stopped{false};
 
   void Accept();
+  asio::io_context& NextLoop() {
+    const size_t i = next_loop++ % (loops.size() + 1);
+    return i == 0 ? ioc : *loops[i - 1];
+  }
 };
 
 namespace {
@@ -368,7 +386,7 @@ class TlsSession : public Session<TlsSession>, public std::enable_shared_from_th
 }  // namespace
 
 void HttpTransport::Impl::Accept() {
-  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+  acceptor.async_accept(asio::make_strand(NextLoop()), [this](beast::error_code ec, tcp::socket socket) {
     if (ec) {
       if (stopped.load() || ec == asio::error::operation_aborted) return;
       // Out of descriptors (EMFILE) and the like: back off instead of spinning.
@@ -401,6 +419,14 @@ HttpTransport::HttpTransport(const TransportOptions& options, Handler handler, E
   impl_->on_error = std::move(on_error);
   impl_->may_block = std::move(may_block);
   if (impl_->may_block) impl_->pool.emplace(static_cast<size_t>(std::max(1, options.threads)));
+  int io_threads = options.io_threads;
+  if (io_threads <= 0) io_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (!impl_->pool) io_threads = std::max(io_threads, options.threads);  // everything runs on the loops
+  io_threads = std::min(io_threads, std::max(1, options.threads));
+  for (int i = 1; i < io_threads; ++i) {
+    impl_->loops.push_back(std::make_unique<asio::io_context>(1));
+    impl_->loops_busy.push_back(asio::make_work_guard(*impl_->loops.back()));
+  }
 }
 
 HttpTransport::~HttpTransport() = default;
@@ -460,15 +486,12 @@ Status HttpTransport::Run() {
   Impl& t = *impl_;
   if (!t.acceptor.is_open()) return Status::InvalidArgument("HttpTransport::Run before a successful Bind");
   t.Accept();
-  int io_threads = t.options.io_threads;
-  if (io_threads <= 0) io_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (!t.pool) io_threads = std::max(io_threads, t.options.threads);  // everything runs on the loop
-  io_threads = std::min(io_threads, std::max(1, t.options.threads));
   std::vector<std::thread> workers;
-  for (int i = 1; i < io_threads; ++i) {
-    workers.emplace_back([&t] { t.ioc.run(); });
+  for (auto& loop : t.loops) {
+    workers.emplace_back([l = loop.get()] { l->run(); });
   }
   t.ioc.run();
+  for (auto& loop : t.loops) loop->stop();
   for (auto& w : workers) w.join();
   // Requests still running on the pool finish before Run returns (the
   // caller then closes the engine under them otherwise).
@@ -483,6 +506,7 @@ void HttpTransport::Stop() {
     t->acceptor.close(ignored);
   });
   impl_->ioc.stop();
+  for (auto& loop : impl_->loops) loop->stop();
 }
 
 }  // namespace foryou

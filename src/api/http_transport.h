@@ -18,8 +18,10 @@
 // Errors it produces itself (400, 408, 413, 431) are shaped by
 // ErrorResponder, so that every error body looks the same.
 //
-// Threads: connections are served by an event loop on `io_threads` threads
-// (the caller's included; one per core, at most `threads`), which also run
+// Threads: connections are served by `io_threads` event loops, one thread
+// each (the caller's included; one per core, at most `threads`), a
+// connection by the loop it was handed when accepted (round robin): a loop
+// never hands a connection's work to another thread. The loops also run
 // the requests the MayBlock predicate says do not wait on disk or network (a
 // feed in open mode; it may still wait for the engine's state lock while a
 // write applies). Requests that may wait on I/O (a write for its fsync, an

@@ -76,7 +76,7 @@ Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
   m->trending.resize(n);
   for (size_t i = 0; i < n; ++i) {
     for (uint64_t d = 0; d < dim; ++d) {
-      if (!GetFloat(&in, &m->vectors[i * dim + d])) return Bad("vectors");
+      if (!GetFloat(&in, &m->vectors[i * dim + d]) || !std::isfinite(m->vectors[i * dim + d])) return Bad("vectors");
     }
     uint64_t c[9];
     for (uint64_t& x : c) {
@@ -93,7 +93,8 @@ Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
     s.not_interested = static_cast<uint32_t>(c[7]);
     s.positives = static_cast<uint32_t>(c[8]);
     if (!GetDouble(&in, &s.watch_ratio_sum) || (version >= 2 && !GetDouble(&in, &s.watch_z_sum)) ||
-        !GetDouble(&in, &m->trending[i]) || !std::isfinite(s.watch_z_sum)) {
+        !GetDouble(&in, &m->trending[i]) || !std::isfinite(s.watch_z_sum) || !std::isfinite(s.watch_ratio_sum) ||
+        s.watch_ratio_sum < 0) {
       return Bad("counters");
     }
     // A log-domain score: finite, or -infinity for a video never engaged.
@@ -110,7 +111,7 @@ Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
   for (int h = 0; h < kNumHeads; ++h) {
     m->ranker[h] = priors.weights(h);
     for (uint64_t f = 0; f < features; ++f) {
-      if (!GetFloat(&in, &m->ranker[h][f])) return Bad("ranker");
+      if (!GetFloat(&in, &m->ranker[h][f]) || !std::isfinite(m->ranker[h][f])) return Bad("ranker");
     }
   }
   m->edges.assign(n, {});
@@ -120,7 +121,7 @@ Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
     for (uint64_t k = 0; k < count; ++k) {
       uint64_t to;
       float w;
-      if (!GetVarint64(&in, &to) || to >= n || !GetFloat(&in, &w)) return Bad("edge");
+      if (!GetVarint64(&in, &to) || to >= n || !GetFloat(&in, &w) || !std::isfinite(w)) return Bad("edge");
       m->edges[i].emplace_back(static_cast<uint32_t>(to), w);
     }
   }

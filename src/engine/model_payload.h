@@ -41,6 +41,10 @@ struct ModelPayload {
 };
 
 std::string EncodeModelPayload(const ModelPayload& m);
+// Corruption for a payload that is cut short, has trailing bytes, a shape
+// this build does not read, or a number no engine computes: a vector, a
+// watch sum, a ranker weight or an edge that is not finite (a trending score
+// may be -infinity: a video never engaged), a negative watch sum.
 Status DecodeModelPayload(std::string_view data, ModelPayload* m);
 
 }  // namespace foryou

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <limits>
 
 #include "learning/ranker_model.h"
 #include "storage/log_format.h"
@@ -104,6 +105,36 @@ TEST(ModelPayloadTest, RoundTripsAndStillReadsVersions1And2) {
   std::string v4 = v3;
   v4[0] = 4;
   EXPECT_FALSE(DecodeModelPayload(v4, &back).ok()) << "a version from the future";
+}
+
+// Every number the engine would compute with is finite: a NaN or an
+// infinity in a vector, a sum, a ranker weight or an edge would spread
+// through every score it touches, so such a payload is refused whole.
+TEST(ModelPayloadTest, NonFiniteNumbersAreRefused) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  ModelPayload back;
+  for (float bad : {nan, inf, -inf}) {
+    SCOPED_TRACE(bad);
+    ModelPayload m = TwoVideos();
+    m.vectors[3] = bad;
+    EXPECT_EQ(DecodeModelPayload(EncodeModelPayload(m), &back).code(), StatusCode::kCorruption) << "a vector";
+    m = TwoVideos();
+    m.stats[1].watch_ratio_sum = bad;
+    EXPECT_EQ(DecodeModelPayload(EncodeModelPayload(m), &back).code(), StatusCode::kCorruption) << "a watch sum";
+    m = TwoVideos();
+    m.ranker[kNumHeads - 1][kFeatBias] = bad;
+    EXPECT_EQ(DecodeModelPayload(EncodeModelPayload(m), &back).code(), StatusCode::kCorruption) << "a ranker weight";
+    m = TwoVideos();
+    m.edges[0][0].second = bad;
+    EXPECT_EQ(DecodeModelPayload(EncodeModelPayload(m), &back).code(), StatusCode::kCorruption) << "an edge";
+  }
+  ModelPayload m = TwoVideos();
+  m.stats[0].watch_ratio_sum = -1;
+  EXPECT_EQ(DecodeModelPayload(EncodeModelPayload(m), &back).code(), StatusCode::kCorruption) << "a negative watch sum";
+  m = TwoVideos();
+  m.trending[1] = -std::numeric_limits<double>::infinity();
+  EXPECT_TRUE(DecodeModelPayload(EncodeModelPayload(m), &back).ok()) << "a video never engaged has a trending score of -inf";
 }
 
 }  // namespace
