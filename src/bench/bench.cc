@@ -563,7 +563,7 @@ Result<BenchReport> RunBench(const BenchOptions& o) {
     // the norm bound). Then one rebuilt from scratch on the same vectors:
     // the gap is what in-place moves cost.
     rep.ann_moves = engine->AnnMoves();
-    AnnQuality q = engine->MeasureAnn(200, 100, {64, 160, 192, 256, 512});
+    AnnQuality q = engine->MeasureAnn(200, 100, {64, 128, 160, 192, 256, 512});
     for (const auto& [ef, recall, us] : q.ef_sweep) rep.ann_ef_sweep.push_back({ef, recall, us});
     rep.ann_recall_at_100 = q.recall;
     rep.ann_recall_indexed_at_100 = q.recall_indexed;

@@ -91,7 +91,10 @@ struct LearningOptions {
 // How many candidates each source may contribute before ranking.
 struct RetrievalOptions {
   int ann = 100;            // nearest videos to the user's embedding
-  int ann_ef = 128;         // hnswlib search breadth: recall vs latency
+  // hnswlib search breadth: recall vs latency. 160: recall@100 0.956-0.966
+  // at 241-268 us in four 1M x 1M runs, where 128 gave 0.946-0.960 at
+  // 229-255 us (docs/PERFORMANCE.md, "Every target in one run").
+  int ann_ef = 160;
   int ann_m = 16;           // hnswlib graph degree: recall vs memory
   int ann_ef_construction = 100;
   // A catalog of fewer videos than this is searched exactly for the nearest
