@@ -505,8 +505,10 @@ void HttpTransport::Stop() {
     beast::error_code ignored;
     t->acceptor.close(ignored);
   });
-  impl_->ioc.stop();
+  // The loops first: once `ioc` stops, Run may return and the caller may
+  // destroy this transport, so nothing of it is touched after that.
   for (auto& loop : impl_->loops) loop->stop();
+  impl_->ioc.stop();
 }
 
 }  // namespace foryou
