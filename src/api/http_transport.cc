@@ -264,7 +264,9 @@ class Session {
     try {
       return t_.handler(req);
     } catch (const std::exception& e) {
-      spdlog::error("{} {}: unhandled exception: {}", req.method, req.path, e.what());
+      // Not the path: it may carry a user id (as the access log, the request id).
+      spdlog::error("{} (request {}): unhandled exception: {}", req.method, req.get_header_value("X-Request-Id"),
+                    e.what());
       return t_.on_error(500, "internal error", req.get_header_value("X-Request-Id"));
     }
   }

@@ -1112,12 +1112,21 @@ Status Engine::EraseUser(const std::string& user_id) {
 
 Status Engine::Erase(const std::string& user_id) {
   auto write = LockWrites();
+  // The queue is empty now: the table of homes its batches gave new users
+  // (this one's id among them, possibly) empties too.
+  if (keyring_ != nullptr && GroupCommits()) PruneQueuedHomes();
   std::optional<uint32_t> idx;
   {
     std::shared_lock lock(mu_);
     idx = state_->FindUserIdx(user_id);
   }
-  if (!idx) return Status::NotFound(fmt::format("user '{}' not found", user_id));
+  if (!idx) {
+    // Nothing in the store; but a user who only asked for feeds has a
+    // served list in this process's memory, and it goes too.
+    std::lock_guard lock(served_mu_);
+    ForgetServedLocked(user_id);
+    return Status::NotFound(fmt::format("user '{}' not found", user_id));
+  }
   if (keyring_ != nullptr) {
     // Crypto-shredding: the Shred record and the deletion of the user's keys
     // in one durable batch (the Shred record ships to the backups, which do
@@ -1187,7 +1196,13 @@ Status Engine::Erase(const std::string& user_id) {
   }));
   FORYOU_RETURN_IF_ERROR(store_->Rewrite(rewrites));
   CrashPoint("erase.before_unfence");
-  FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, FenceName(user_id), false));
+  if (fences_.Has(FenceName(user_id))) {
+    // In a plaintext store the fence's key is the id itself: lifted after
+    // the rewrite (a crash must not leave the user unfenced and not erased),
+    // so its bytes need one more compaction to leave the disk.
+    FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, FenceName(user_id), false));
+    if (Status s = store_->Scrub(); !s.ok()) spdlog::error("erasure: compacting the lifted fence: {}", s.ToString());
+  }
   // 2. Live state.
   auto lock = LockStateForWrite();
   ResetUser(*idx);
@@ -1211,7 +1226,7 @@ void Engine::ResetUser(uint32_t idx) {
   s.users[idx] = UserRecord{};  // the slot stays so that indexes do not move
   s.embeddings.ResetUser(idx);
   std::lock_guard lock(served_mu_);
-  served_.erase(id);
+  ForgetServedLocked(id);
 }
 
 // Caller holds mu_ exclusively. The keys a Shred record names were deleted
@@ -1667,11 +1682,20 @@ EngineStats Engine::Stats() const {
 
 // ---------------------------------------------------------------- Served
 
+void Engine::ForgetServedLocked(const std::string& user_id) {
+  ++served_erasures_;
+  // The id leaves the eviction order too: an erased user's id is personal
+  // data, and a stale entry would later evict the list of a new user who
+  // took the same id. A scan of at most 200,000 ids, once per erasure.
+  if (served_.erase(user_id) > 0) std::erase(served_order_, user_id);
+}
+
 void Engine::RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos,
-                          std::optional<uint32_t> walk_from) {
+                          std::optional<uint32_t> walk_from, uint64_t erasures) {
   constexpr size_t kMaxServed = 2000;     // videos remembered per user
   constexpr size_t kMaxUsers = 200'000;   // users remembered; the oldest are forgotten first
   std::lock_guard lock(served_mu_);
+  if (erasures != served_erasures_) return;  // a user was erased while this feed ranked
   auto [it, inserted] = served_.try_emplace(user_id);
   if (inserted) {
     served_order_.push_back(user_id);
@@ -1692,15 +1716,16 @@ void Engine::RecordServed(const std::string& user_id, const std::vector<uint32_t
   }
 }
 
-void Engine::ServedSnapshot(const std::string& user_id, std::vector<uint32_t>* out,
-                            std::optional<uint32_t>* walk_from) {
+uint64_t Engine::ServedSnapshot(const std::string& user_id, std::vector<uint32_t>* out,
+                                std::optional<uint32_t>* walk_from) {
   out->clear();
   if (walk_from != nullptr) walk_from->reset();
   std::lock_guard lock(served_mu_);
   auto it = served_.find(user_id);
-  if (it == served_.end()) return;
+  if (it == served_.end()) return served_erasures_;
   out->assign(it->second.ring.begin(), it->second.ring.end());
   if (walk_from != nullptr) *walk_from = it->second.walk_from;
+  return served_erasures_;
 }
 
 }  // namespace foryou

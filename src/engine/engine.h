@@ -381,6 +381,11 @@ class Engine {
   // For tests: holds the background ANN indexer before its next chunk
   // (videos stay pending) until called with false.
   void PauseAnnIndexer(bool paused);
+  // For tests: how many users' served lists are remembered (in the eviction order).
+  size_t ServedUsersForTest() {
+    std::lock_guard lock(served_mu_);
+    return served_order_.size();
+  }
   // For tests: called on the snapshot's thread, holding no lock, before
   // each hold of a snapshot's walk of the users (engine/user_section_walk.h)
   // with the first slot it will encode, and once more with the number of
@@ -474,13 +479,19 @@ class Engine {
   // its page that its ServedSnapshot did not hold, so the list holds each
   // video once (two feeds of one user at once may both add one; a
   // duplicate only takes a place in the list). walk_from: where the next
-  // catalog walk starts (nullopt: unchanged).
+  // catalog walk starts (nullopt: unchanged). erasures: what ServedSnapshot
+  // gave the feed; if a user was erased since, nothing is recorded (the
+  // page may have been ranked from the erased user's state, which must not
+  // come back as a served list; the cost is that one page may be shown again).
   void RecordServed(const std::string& user_id, const std::vector<uint32_t>& videos,
-                    std::optional<uint32_t> walk_from = std::nullopt);
+                    std::optional<uint32_t> walk_from, uint64_t erasures);
   // The videos recently served to user_id (unordered; a video served by two
-  // feeds at once may be there twice) into *out.
-  void ServedSnapshot(const std::string& user_id, std::vector<uint32_t>* out,
-                      std::optional<uint32_t>* walk_from = nullptr);
+  // feeds at once may be there twice) into *out. Returns the count of
+  // erasures so far, for RecordServed.
+  uint64_t ServedSnapshot(const std::string& user_id, std::vector<uint32_t>* out,
+                          std::optional<uint32_t>* walk_from = nullptr);
+  // Forgets user_id's served list. Caller holds served_mu_.
+  void ForgetServedLocked(const std::string& user_id);
 
   const EngineOptions options_;
   const Clock& clock_;
@@ -576,6 +587,7 @@ class Engine {
   std::mutex served_mu_;
   std::unordered_map<std::string, Served> served_;  // guarded by served_mu_
   std::deque<std::string> served_order_;            // insertion order, for eviction
+  uint64_t served_erasures_ = 0;                    // guarded by served_mu_; ForgetServedLocked
 
   std::shared_ptr<ClusterLog> cluster_;  // null: embedded mode
   std::thread follower_, eraser_;

@@ -601,6 +601,15 @@ TEST_F(EngineTest, ExtendingAHistoryMovesNoModelParameter) {
   EXPECT_NE(engine_->ExportModel(), before);
 }
 
+TEST_F(EngineTest, ErasingAUserWhoOnlyAskedForFeedsForgetsWhatWasServed) {
+  LoadWorld();
+  ASSERT_TRUE(engine_->Feed(FeedRequest{"only-looked-5c1e", 5, ""}).ok());
+  const size_t served_before = engine_->ServedUsersForTest();
+  ASSERT_GE(served_before, 1u);
+  EXPECT_EQ(engine_->EraseUser("only-looked-5c1e").code(), StatusCode::kNotFound) << "nothing of theirs is stored";
+  EXPECT_EQ(engine_->ServedUsersForTest(), served_before - 1) << "the served list stayed in memory";
+}
+
 TEST_F(EngineTest, EraseRemovesTheUserFromStateLogAndRestart) {
   LoadWorld();
   ASSERT_TRUE(engine_->IngestEvents({Ev("erase-me-7f3a", "cats-0-1", EventType::kLike, kNow),
@@ -609,7 +618,9 @@ TEST_F(EngineTest, EraseRemovesTheUserFromStateLogAndRestart) {
                   .ok());
   ASSERT_TRUE(engine_->Feed(FeedRequest{"erase-me-7f3a", 5, ""}).ok());
   const uint64_t users_before = engine_->Stats().users;
+  const size_t served_before = engine_->ServedUsersForTest();
   ASSERT_TRUE(engine_->EraseUser("erase-me-7f3a").ok());
+  EXPECT_EQ(engine_->ServedUsersForTest(), served_before - 1) << "the id stayed in the served lists' order";
   EXPECT_EQ(engine_->GetUser("erase-me-7f3a").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(engine_->ExportUser("erase-me-7f3a").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(engine_->Stats().users, users_before - 1);

@@ -86,7 +86,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
   const size_t n = static_cast<size_t>(req.n);
   const int64_t now = clock_.NowMs();
   std::optional<uint32_t> walk_from;
-  ServedSnapshot(req.user_id, &sc.served_list, &walk_from);
+  const uint64_t erasures = ServedSnapshot(req.user_id, &sc.served_list, &walk_from);
   std::optional<uint32_t> walk_next;
   const auto objectives = ObjectiveArray(options_.objectives);
   const RetrievalOptions& r = options_.retrieval;
@@ -378,7 +378,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
       if (!rc[pick.candidate].served) page_videos.push_back(v);  // already remembered otherwise
     }
   }
-  RecordServed(req.user_id, page_videos, walk_next);
+  RecordServed(req.user_id, page_videos, walk_next, erasures);
   Lap(trace, &FeedTrace::explain_ns, &t);
   return resp;
 }
