@@ -1381,6 +1381,15 @@ Status Engine::ImportModel(std::string_view payload) {
     return Status::InvalidArgument(fmt::format("model: embedding_dim {} differs from this engine's {}", m.dim,
                                                options_.learning.embedding_dim));
   }
+  if (m.sequence_dim > 0 && m.sequence_dim != options_.learning.sequence_dim) {
+    // Applied anyway, its trained sequence vectors would be dropped: a
+    // different algorithm than the one exported. (A payload without them,
+    // from an older version or an exporter with the model off, leaves this
+    // engine's vectors at their starting points, as FORMATS.md says.)
+    return Status::InvalidArgument(fmt::format(
+        "model: learning.sequence_dim {} differs from this engine's {} (set it to the exporter's to import)",
+        m.sequence_dim, options_.learning.sequence_dim));
+  }
   return AppendAndApply(EncodeModelRecord(payload));
 }
 

@@ -574,6 +574,20 @@ TEST_F(EngineTest, AModelExportCarriesTheTrainedSequenceVectors) {
     fresh.reset();
     ASSERT_TRUE(Engine::Open(options_, fresh_dir.path(), clock_, &fresh).ok());
   }
+
+  // An engine with another sequence_dim (or the model off) refuses it,
+  // rather than dropping the vectors or keeping its own.
+  for (int dim : {0, 16}) {
+    EngineOptions other_options = options_;
+    other_options.learning.sequence_dim = dim;
+    TempDir other_dir;
+    std::unique_ptr<Engine> other;
+    ASSERT_TRUE(Engine::Open(other_options, other_dir.path(), clock_, &other).ok());
+    const Status s = other->ImportModel(engine_->ExportModel());
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << dim;
+    EXPECT_NE(s.message().find("sequence_dim"), std::string::npos) << s.ToString();
+    EXPECT_EQ(other->Stats().videos, 0u) << "nothing of it applied";
+  }
 }
 
 }  // namespace
