@@ -457,6 +457,10 @@ Status Engine::State::DecodeSnapshot(std::string_view in, const std::string& ann
       [&] { return ann.Load(ann_path, lim.videos); },
       [&]() -> Status {
         if (!trending.DecodeFrom(&trending_s) || !trending_s.empty()) return Bad("trending");
+        // The settings' hash ends the section: read first, so that a
+        // snapshot of other settings (whose vectors may be of another size)
+        // is reported as that, not as damage (TryLoadSnapshot).
+        if (model_s.size() >= 8) anchor->options_hash = DecodeFixed64BE(model_s.data() + model_s.size() - 8);
         float norm_bound;
         uint64_t clamped, moves, nmoved, nvectors;
         if (!embeddings.DecodeItemsFrom(&model_s) || !sequence.DecodeFrom(&model_s) || !ranker.DecodeFrom(&model_s) ||
@@ -979,6 +983,15 @@ Status Engine::DecodeSnapshotBody(const EngineOptions& options, std::string_view
   return state.DecodeSnapshot(body, ann_path, nullptr, &plaintext, &anchor, &unreadable);
 }
 
+namespace {
+Status OtherSettings(uint64_t seq) {
+  return Status::Corruption(fmt::format("snapshot {} was taken under other [learning] or [retrieval] settings than "
+                                        "this configuration's (say, learning.sequence_dim); a full replay retrains "
+                                        "under these, and the next snapshot is taken under them",
+                                        seq));
+}
+}  // namespace
+
 // Loads into a fresh state and swaps it in only when all of it verified and
 // decoded: a damaged snapshot is never half-loaded.
 Status Engine::TryLoadSnapshot(uint64_t seq) {
@@ -998,21 +1011,20 @@ Status Engine::TryLoadSnapshot(uint64_t seq) {
   // The keys are needed from here on (the unreadable entries are checked
   // against them), also when no entry was sealed.
   if (Status k = WaitForKeys(); !k.ok()) return k;
+  auto ours = Anchor(seq);
   if (!s.ok()) {
     if (s.code() == StatusCode::kInvalidArgument) return s;
+    if (ours.ok() && anchor.options_hash != 0 && anchor.options_hash != ours->options_hash) {
+      return OtherSettings(seq);  // not damage: a [learning] or [retrieval] setting changed
+    }
     return Status::Corruption(fmt::format("snapshot {}: {}", seq, s.message()));
   }
-  auto ours = Anchor(seq);
   if (!ours.ok()) return ours.status();
   if (ours->record_hash != anchor.record_hash || ours->mac != anchor.mac) {
     return Status::Corruption(fmt::format("snapshot {} was taken from another log: record {} of this log differs", seq,
                                           seq));
   }
-  if (ours->options_hash != anchor.options_hash) {
-    return Status::Corruption(fmt::format("snapshot {} was taken under other learning or retrieval settings (a full "
-                                          "replay retrains under these)",
-                                          seq));
-  }
+  if (ours->options_hash != anchor.options_hash) return OtherSettings(seq);
   mapping.Reset();
   const auto t2 = Clock::now();
   auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };

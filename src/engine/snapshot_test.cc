@@ -2,6 +2,8 @@
 // snapshot plus the log after it gives the state a full replay gives; a
 // damaged snapshot is skipped and reported; erasure reaches snapshots.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
@@ -343,6 +345,28 @@ TEST_P(SnapshotTest, DamagedSnapshotIsSkippedAndReportedNeverHalfLoaded) {
   ASSERT_TRUE(Open(dir_.path(), &e).ok());
   EXPECT_EQ(e->Stats().snapshots_skipped, 3u);
   ExpectSameState(*e, *full);
+}
+
+// A configuration whose [learning] or [retrieval] settings differ from the
+// snapshot's (here the sequence vectors' size) skips it as that, in the
+// log, not as damage, and the full replay retrains under the new settings.
+TEST_P(SnapshotTest, ASnapshotOfOtherSettingsIsReportedAsThatAndReplayed) {
+  Build(dir_.path(), 3);
+  options_.learning.sequence_dim = 16;
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256);
+  const auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("snapshot-settings-capture", sink));
+  std::unique_ptr<Engine> e;
+  const Status s = Open(dir_.path(), &e);
+  spdlog::set_default_logger(previous);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(e->Stats().snapshots_skipped, 1u);
+  EXPECT_EQ(e->Stats().snapshot_seq, 0u);
+  EXPECT_EQ(e->Stats().replayed_records, e->Stats().log_seq);
+  std::string logs;
+  for (const std::string& line : sink->last_formatted()) logs += line;
+  EXPECT_NE(logs.find("other [learning] or [retrieval] settings"), std::string::npos) << logs;
+  EXPECT_EQ(logs.find("snapshot body"), std::string::npos) << "reported as damage: " << logs;
 }
 
 // A write cut short (a crash, a full disk) leaves temporaries that may be

@@ -19,6 +19,10 @@ namespace foryou {
 Status WriteModelFile(const std::string& path, const std::string& meta_json, const std::string& payload,
                       const std::function<std::string(const std::string&)>& sign);
 // Verifies the signature against trusted_public_key_hex before returning.
+// Reads the header first and checks it against the file's size, so that a
+// device, a pipe or a file of another size than its header declares is
+// refused (InvalidArgument: not a regular file; Corruption: truncated or
+// damaged) before the rest is read into memory.
 Status ReadModelFile(const std::string& path, const std::string& trusted_public_key_hex, std::string* meta_json,
                      std::string* payload);
 
