@@ -1390,6 +1390,11 @@ Status Engine::ImportModel(std::string_view payload) {
         "model: learning.sequence_dim {} differs from this engine's {} (set it to the exporter's to import)",
         m.sequence_dim, options_.learning.sequence_dim));
   }
+  if (m.sequence_dim == 0 && options_.learning.sequence_dim > 0) {
+    spdlog::warn("model import: the model carries no sequence vectors (its exporter had the sequence model off); "
+                 "this store's (learning.sequence_dim {}) stay at their starting points and learn from here",
+                 options_.learning.sequence_dim);
+  }
   return AppendAndApply(EncodeModelRecord(payload));
 }
 

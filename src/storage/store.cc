@@ -53,6 +53,12 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
                                           "recovers what precedes the damage and reports what it drops",
                                           dir, s.ToString(), dir));
   }
+  if (s.IsIOError() && s.ToString().find("/LOCK") != std::string::npos) {
+    // RocksDB's LOCK is held: another process has the store open.
+    return Status::Unavailable(fmt::format("store at {} is in use by another process (a running `foryou serve`?); "
+                                           "stop it first ({})",
+                                           dir, s.ToString()));
+  }
   if (!s.ok()) return Status::IOError(fmt::format("open store at {}: {}", dir, s.ToString()));
   std::unique_ptr<Store> store(new Store());
   store->db_.reset(raw);

@@ -84,6 +84,17 @@ TEST(StoreTest, AppendsSurviveReopenInOrder) {
   EXPECT_EQ(seq, 6u);
 }
 
+// A store another process (or this one) has open is refused with a message
+// that says so, not RocksDB's lock error alone.
+TEST(StoreTest, AStoreInUseIsRefusedSayingSo) {
+  TempDir dir;
+  std::unique_ptr<Store> first, second;
+  ASSERT_TRUE(Store::Open(dir.path(), StoreOptions{}, &first).ok());
+  const Status s = Store::Open(dir.path(), StoreOptions{}, &second);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("in use by another process"), std::string::npos) << s.ToString();
+}
+
 TEST(StoreTest, ReplayStopsAtFirstError) {
   TempDir dir;
   std::unique_ptr<Store> store;
