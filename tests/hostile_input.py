@@ -647,6 +647,24 @@ def case_malformed_bodies(srv: Server) -> None:
         raise AssertionError(f"a rejected video was stored: GET /v1/videos/vx answered {r!r}")
 
 
+def case_feed_query(srv: Server) -> None:
+    # A misspelt, repeated or oversized query parameter is named, not
+    # ignored (which would serve a feed the caller did not ask for).
+    bad = {
+        "/v1/feed?user_id=u1&lang=en": "lang",
+        "/v1/feed?user_id=u1&user_id=u2": "user_id",
+        "/v1/feed?user_id=u1&n=5&n=50": "n",
+        "/v1/feed?user_id=u1&language=" + "x" * 257: "language",
+        "/v1/feed?user_id=u1&explain=yes": "explain",
+    }
+    for path, field in bad.items():
+        err = expect_json_error(srv.request("GET", path), 400, f"GET {path[:60]}")
+        if not err["message"].startswith(field + ":"):
+            raise AssertionError(f"GET {path[:60]}: message does not name {field}: {err['message']!r}")
+    r = srv.request("GET", "/v1/feed?user_id=u1&n=3&language=en&explain=false")
+    expect_status(r, 200, "GET /v1/feed with every known parameter")
+
+
 def case_still_alive(srv: Server) -> None:
     if not srv.alive():
         raise AssertionError(f"server process exited with code {srv.proc.returncode}")
@@ -674,6 +692,7 @@ CASES = [
     ("method_and_route", case_method_and_route),
     ("expect_continue", case_expect_continue),
     ("malformed_bodies", case_malformed_bodies),
+    ("feed_query", case_feed_query),
     ("still_alive", case_still_alive),
 ]
 

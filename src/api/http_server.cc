@@ -651,6 +651,20 @@ void HttpServer::InstallRoutes() {
   });
 
   route("GET", "/v1/feed", "feed", [this](const HttpRequest& req) {
+    // Each known parameter at most once, no other: a misspelt one (say
+    // `lang=`) is named, not ignored.
+    for (size_t i = 0; i < req.params.size(); ++i) {
+      const std::string& name = req.params[i].first;
+      if (name != "user_id" && name != "n" && name != "language" && name != "explain") {
+        return ErrorReply(Status::InvalidArgument(fmt::format(
+            "{}: unknown query parameter (known: user_id, n, language, explain)", name.substr(0, 64))));
+      }
+      for (size_t j = 0; j < i; ++j) {
+        if (req.params[j].first == name) {
+          return ErrorReply(Status::InvalidArgument(fmt::format("{}: query parameter given more than once", name)));
+        }
+      }
+    }
     FeedRequest fr;
     fr.user_id = req.get_param_value("user_id");
     if (fr.user_id.empty()) return ErrorReply(Status::InvalidArgument("user_id: query parameter is required"));
@@ -664,6 +678,9 @@ void HttpServer::InstallRoutes() {
       }
     }
     fr.language = req.get_param_value("language");
+    if (fr.language.size() > 16) {  // as a video's language (json_codec.cc)
+      return ErrorReply(Status::InvalidArgument("language: must be at most 16 bytes"));
+    }
     if (req.has_param("explain")) {
       const std::string e = req.get_param_value("explain");
       if (e != "true" && e != "false") return ErrorReply(Status::InvalidArgument("explain: must be true or false"));
