@@ -155,6 +155,30 @@ TEST(EvalTest, TheSequenceModelContributesOnASliceOfBeauty) {
   EXPECT_EQ(with["baselines"]["pop"], without["baselines"]["pop"]) << "the same split";
 }
 
+// learning.sequence_softmax: the same model (16 x 10) trained with a sampled
+// softmax over 64 negatives must rank the slice's validation items better
+// than with the binary loss over 2 (measured on 4,000 users, split seed 5:
+// validation HR@10 0.0268 against 0.0240, NDCG@10 0.0158 against 0.0138;
+// the full file: docs/EVALUATION.md, "The softmax loss").
+TEST(EvalTest, TheSoftmaxLossRanksBetterThanTheBinaryOnASliceOfBeauty) {
+  if (!std::filesystem::exists(kBeauty)) GTEST_SKIP() << kBeauty << " is not here";
+  TempDir dir;
+  const std::string binary = dir.Sub("binary.toml"), softmax = dir.Sub("softmax.toml");
+  std::ofstream(binary) << "[learning]\nsequence_dim = 16\nsequence_context = 10\n";
+  std::ofstream(softmax) << "[learning]\nsequence_dim = 16\nsequence_context = 10\n"
+                            "sequence_softmax = true\nsequence_negatives = 64\n";
+  auto run = [&](const std::string& config) {
+    return RunEval({"s3rec", "--file", kBeauty, "--max-users", "4000", "--json", "--seed", "5", "--validation",
+                    "context", "--config", config});
+  };
+  json with = run(softmax), without = run(binary);
+  ASSERT_TRUE(with.is_object() && without.is_object());
+  for (const char* k : {"hr@10", "ndcg@10"}) {
+    EXPECT_GT(with["validation"][k].get<double>(), without["validation"][k].get<double>() * 1.05)
+        << k << " " << with["validation"].dump() << without["validation"].dump();
+  }
+}
+
 TEST(EvalTest, BadFileIsAnErrorNotACrash) {
   CommandResult r = RunCommand({FORYOU_BINARY, "eval", "s3rec", "--file", kKuaiRec, "--json"});
   EXPECT_NE(r.exit_code, 0) << "a CSV is not an S3-Rec file";

@@ -85,6 +85,7 @@ std::map<std::string, Setter> Keys(Config* c) {
       {"learning.sequence_dim", Bind(&l.sequence_dim)},
       {"learning.sequence_lr", Bind(&l.sequence_lr)},
       {"learning.sequence_negatives", Bind(&l.sequence_negatives)},
+      {"learning.sequence_softmax", Bind(&l.sequence_softmax)},
       {"learning.sequence_replays", Bind(&l.sequence_replays)},
       {"learning.sequence_context", Bind(&l.sequence_context)},
       {"learning.sequence_decay", Bind(&l.sequence_decay)},
@@ -160,8 +161,8 @@ Status ValidateConfig(const Config& c) {
   }
   if (e.learning.sequence_dim < 0 || e.learning.sequence_dim > 64) return bad("learning.sequence_dim must be in [0, 64]");
   if (!(e.learning.sequence_lr >= 0 && e.learning.sequence_lr <= 10)) return bad("learning.sequence_lr must be in [0, 10]");
-  if (e.learning.sequence_negatives < 0 || e.learning.sequence_negatives > 100) {
-    return bad("learning.sequence_negatives must be in [0, 100]");
+  if (e.learning.sequence_negatives < 0 || e.learning.sequence_negatives > 256) {
+    return bad("learning.sequence_negatives must be in [0, 256]");
   }
   if (e.learning.sequence_replays < 0 || e.learning.sequence_replays > 100) {
     return bad("learning.sequence_replays must be in [0, 100]");

@@ -75,6 +75,13 @@ struct LearningOptions {
   double sequence_lr = 0.05;
   // Uniformly drawn negatives per training step.
   int sequence_negatives = 2;
+  // The loss of a training step. false: each of the target and the
+  // negatives is a binary decision (word2vec's negative sampling, the
+  // default). true: a sampled softmax, the target against the negatives
+  // together (cross-entropy over them), which the sequential-recommendation
+  // literature finds better for ranking a whole catalog (then use tens of
+  // negatives).
+  bool sequence_softmax = false;
   // Transitions replayed from the users' recent positives per positive
   // event, besides the event's own: more, a better-trained model and a
   // slower ingest (each costs (1 + negatives) x dim multiply-adds and a few

@@ -129,7 +129,7 @@ FeatureVector Engine::State::Features(const UserContext& ctx, uint32_t video, in
       }
     }
     x[kFeatCoEngagement] = co_sum / (1.0f + co_sum);
-    if (ctx.has_sequence) x[kFeatSequence] = std::tanh(sequence.Score(ctx.sequence.data(), video));
+    if (ctx.has_sequence) x[kFeatSequence] = sequence.Feature(sequence.Score(ctx.sequence.data(), video));
     if (!v.tags.empty()) {
       float s = 0;
       for (uint32_t t : v.tags) {

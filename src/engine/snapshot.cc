@@ -940,7 +940,7 @@ Result<SnapshotAnchor> Engine::Anchor(uint64_t seq) const {
   if (!mac.ok()) return mac.status();
   const auto& l = options_.learning;
   const auto& r = options_.retrieval;
-  const std::string settings = fmt::format(
+  std::string settings = fmt::format(
       "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", l.embedding_dim, l.embedding_lr,
       l.embedding_reg, l.negatives, l.ranker_lr, l.ranker_negatives, l.positive_watch_ratio, l.complete_watch_ratio,
       l.replay_watch_ratio, l.skip_watch_ratio, l.recent_positives, l.seed, r.ann_m, r.ann_ef_construction,
@@ -948,6 +948,8 @@ Result<SnapshotAnchor> Engine::Anchor(uint64_t seq) const {
       // Read by the features that training computes (engine.cc State::Features).
       r.co_seeds, r.fresh_window_hours, l.sequence_dim, l.sequence_lr, l.sequence_negatives, l.sequence_replays,
       l.sequence_context, l.sequence_decay);
+  // Appended only when set, so that the snapshots of stores that predate it keep their hash.
+  if (l.sequence_softmax) settings += " sequence_softmax";
   return SnapshotAnchor{Hash64(**record), std::move(mac).value(), Hash64(settings)};
 }
 

@@ -369,6 +369,18 @@ TEST_P(SnapshotTest, ASnapshotOfOtherSettingsIsReportedAsThatAndReplayed) {
   EXPECT_EQ(logs.find("snapshot body"), std::string::npos) << "reported as damage: " << logs;
 }
 
+// The sequence model's loss (learning.sequence_softmax) is part of those
+// settings: vectors trained with one loss are not continued with the other.
+TEST_P(SnapshotTest, ASnapshotTakenWithTheOtherSequenceLossIsNotLoaded) {
+  Build(dir_.path(), 2);
+  options_.learning.sequence_softmax = true;
+  std::unique_ptr<Engine> e;
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  EXPECT_EQ(e->Stats().snapshots_skipped, 1u);
+  EXPECT_EQ(e->Stats().snapshot_seq, 0u);
+  EXPECT_EQ(e->Stats().replayed_records, e->Stats().log_seq);
+}
+
 // A write cut short (a crash, a full disk) leaves temporaries that may be
 // as large as a snapshot: the next start removes them, and the snapshot
 // beside them still loads.

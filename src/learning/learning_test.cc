@@ -184,5 +184,47 @@ TEST(SequenceModelTest, LearnsWhatComesNextDeterministically) {
   EXPECT_FALSE(off.Context(after_a, 1, ca)) << "off: no context, every score 0";
 }
 
+// learning.sequence_softmax: the same task with the target trained against
+// its negatives together. It learns the same transitions, deterministically,
+// and differs from the binary loss (the option is not ignored).
+TEST(SequenceModelTest, TheSoftmaxLossLearnsWhatComesNextToo) {
+  LearningOptions o;
+  o.sequence_dim = 8;
+  o.sequence_lr = 0.1;
+  o.sequence_negatives = 16;
+  o.sequence_softmax = true;
+  SequenceModel a(o), b(o);
+  o.sequence_softmax = false;
+  SequenceModel binary(o);
+  for (int i = 0; i < 50; ++i) {
+    for (SequenceModel* m : {&a, &b, &binary}) m->AddItem();
+  }
+  const uint32_t after_a[] = {0}, after_c[] = {2};
+  for (uint64_t step = 0; step < 400; ++step) {
+    for (SequenceModel* m : {&a, &b, &binary}) {
+      m->Train(after_a, 1, 1, step * 2);
+      m->Train(after_c, 1, 3, step * 2 + 1);
+    }
+  }
+  float ca[SequenceModel::kMaxDim], cc[SequenceModel::kMaxDim];
+  ASSERT_TRUE(a.Context(after_a, 1, ca));
+  ASSERT_TRUE(a.Context(after_c, 1, cc));
+  EXPECT_GT(a.Score(ca, 1), a.Score(ca, 3) + 1.0f);
+  EXPECT_GT(a.Score(cc, 3), a.Score(cc, 1) + 1.0f);
+  EXPECT_GT(a.Score(ca, 1), a.Score(ca, 40) + 1.0f) << "a video never next to a";
+  bool differs = false;
+  for (uint32_t v = 0; v < 50; ++v) {
+    for (int d = 0; d < 8; ++d) {
+      ASSERT_EQ(a.item(v)[d], b.item(v)[d]) << v;
+      differs |= a.item(v)[d] != binary.item(v)[d];
+    }
+  }
+  EXPECT_TRUE(differs) << "the softmax trained exactly as the binary loss";
+  // Its scores spread wider, so its feature is scaled down; both stay in (-1, 1).
+  EXPECT_LT(a.Feature(a.Score(ca, 1)), std::tanh(a.Score(ca, 1)));
+  EXPECT_GT(a.Feature(a.Score(ca, 1)), 0.0f);
+  EXPECT_EQ(binary.Feature(0.5f), std::tanh(0.5f));
+}
+
 }  // namespace
 }  // namespace foryou

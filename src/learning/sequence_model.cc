@@ -17,7 +17,9 @@ float SequenceSigmoid(float z) { return 1.0f / (1.0f + std::exp(-std::clamp(z, -
 SequenceModel::SequenceModel(const LearningOptions& o)
     : dim_(std::clamp(o.sequence_dim, 0, kMaxDim)),  // options.cc refuses more
       lr_(static_cast<float>(o.sequence_lr)),
-      negatives_(o.sequence_negatives),
+      negatives_(std::clamp(o.sequence_negatives, 0, kMaxNegatives)),
+      softmax_(o.sequence_softmax),
+      feature_scale_(softmax_ ? 0.25f : 1.0f),
       context_(o.sequence_context),
       decay_(static_cast<float>(o.sequence_decay)) {}
 
@@ -40,6 +42,10 @@ void SequenceModel::AddItem() {
 
 void SequenceModel::SetItem(uint32_t idx, const float* v) {
   if (dim_ > 0) std::copy(v, v + dim_, mutable_item(idx));
+}
+
+void SequenceModel::Add(float* v, float step, const float* c) {
+  for (int d = 0; d < dim_; ++d) v[d] += step * c[d];
 }
 
 float SequenceModel::LatestWeight(size_t n) const {
@@ -87,27 +93,56 @@ void SequenceModel::Train(const uint32_t* recent, size_t n, uint32_t target, uin
   n = std::min(n, static_cast<size_t>(context_));
   std::fill(g, g + dim_, 0.0f);
   const uint32_t items = static_cast<uint32_t>(num_items());
-  for (int k = 0; k <= negatives_; ++k) {
-    uint32_t t = target;
-    if (k > 0) {
-      seed = Mix64(seed);
-      t = static_cast<uint32_t>(seed % items);
-      if (t == target) continue;
+  if (!softmax_) {
+    // Each draw is its own binary decision, trained as soon as it is drawn.
+    for (int k = 0; k <= negatives_; ++k) {
+      uint32_t t = target;
+      if (k > 0) {
+        seed = Mix64(seed);
+        t = static_cast<uint32_t>(seed % items);
+        if (t == target) continue;
+      }
+      float* v = mutable_item(t);
+      float s = 0;
+      for (int d = 0; d < dim_; ++d) s += c[d] * v[d];
+      const float step = lr_ * ((k == 0 ? 1.0f : 0.0f) - SequenceSigmoid(s));
+      for (int d = 0; d < dim_; ++d) g[d] += step * v[d];
+      Add(v, step, c);
     }
-    float* v = mutable_item(t);
-    float s = 0;
-    for (int d = 0; d < dim_; ++d) s += c[d] * v[d];
-    const float step = lr_ * ((k == 0 ? 1.0f : 0.0f) - SequenceSigmoid(s));
-    for (int d = 0; d < dim_; ++d) {
-      g[d] += step * v[d];
-      v[d] += step * c[d];
+  } else {
+    // The target against every negative together: the softmax's gradient
+    // on logit k is (k is the target) - p_k. A draw of the target is skipped.
+    uint32_t drawn[kMaxNegatives + 1];
+    float grad[kMaxNegatives + 1];
+    int m = 0;
+    drawn[m++] = target;
+    for (int k = 1; k <= negatives_; ++k) {
+      seed = Mix64(seed);
+      const uint32_t t = static_cast<uint32_t>(seed % items);
+      if (t != target) drawn[m++] = t;
+    }
+    float top = -INFINITY;
+    for (int k = 0; k < m; ++k) {
+      const float* v = item(drawn[k]);
+      float s = 0;
+      for (int d = 0; d < dim_; ++d) s += c[d] * v[d];
+      grad[k] = s;
+      top = std::max(top, s);
+    }
+    float z = 0;
+    for (int k = 0; k < m; ++k) z += (grad[k] = std::exp(grad[k] - top));
+    for (int k = 0; k < m; ++k) grad[k] = (k == 0 ? 1.0f : 0.0f) - grad[k] / z;
+    for (int k = 0; k < m; ++k) {
+      float* v = mutable_item(drawn[k]);
+      const float step = lr_ * grad[k];
+      for (int d = 0; d < dim_; ++d) g[d] += step * v[d];
+      Add(v, step, c);
     }
   }
   // The context's gradient goes to each of its videos by its weight.
   float w = LatestWeight(n);
   for (size_t i = 0; i < n; ++i, w *= decay_) {
-    float* v = mutable_item(recent[i]);
-    for (int d = 0; d < dim_; ++d) v[d] += w * g[d];
+    Add(mutable_item(recent[i]), w, g);
   }
 }
 

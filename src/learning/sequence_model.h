@@ -10,7 +10,12 @@
 // its classifier the same way), with one vector per video for both roles,
 // so the model costs 4 x dim bytes per video and nothing per user:
 //   loss = -log sigma(c . v_next) - sum_{n in negatives} log sigma(-c . v_n)
-// with uniformly drawn negatives, one SGD step per positive event.
+// with uniformly drawn negatives, one SGD step per positive event; or, with
+// learning.sequence_softmax, a sampled softmax (the cross-entropy of the
+// target against the same negatives together:
+//   loss = -c . v_next + log(exp(c . v_next) + sum_n exp(c . v_n)),
+// which full-catalog ranking favours, with tens of negatives; Klenitskiy and
+// Vasilev, RecSys 2023, found the same for SASRec).
 //
 // One pass over a stream leaves such a model far from trained (on Beauty it
 // added nothing without more), so each positive event also replays
@@ -31,6 +36,7 @@
 // and the decoders need exclusive access.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -43,6 +49,7 @@ namespace foryou {
 class SequenceModel {
  public:
   static constexpr int kMaxDim = 64;  // the longest context a caller must make room for
+  static constexpr int kMaxNegatives = 256;  // options.cc refuses more
 
   explicit SequenceModel(const LearningOptions& options);
 
@@ -55,9 +62,16 @@ class SequenceModel {
   // recent is empty or the model is off (out is then all zero).
   bool Context(const uint32_t* recent, size_t n, float* out) const;
   float Score(const float* context, uint32_t item) const;
+  // The ranker's `sequence` feature of a score: tanh(score) with the binary
+  // loss, tanh(score / 4) with the softmax, whose scores spread wider (only
+  // their differences are trained). On Beauty's validation split a factor
+  // of 0.5 cost as much as the softmax gained; 0.15 and 0.25 were level, 0.1
+  // a little lower (docs/EVALUATION.md, "The softmax loss").
+  float Feature(float score) const { return std::tanh(feature_scale_ * score); }
 
   // One CBOW step towards `target` after `recent` (most recent first, not
-  // including target). No-op when recent is empty.
+  // including target), with the binary or the softmax loss
+  // (learning.sequence_softmax). No-op when recent is empty.
   void Train(const uint32_t* recent, size_t n, uint32_t target, uint64_t seed) noexcept;
   // Asks the CPU to fetch every vector Train with the same arguments will
   // touch (a hint only: nothing changes), so that several steps' cache
@@ -82,6 +96,8 @@ class SequenceModel {
  private:
   float* mutable_item(uint32_t idx) { return &items_[static_cast<size_t>(idx) * dim_]; }
   void InitItem(uint32_t idx);
+  // v += step * c.
+  void Add(float* v, float step, const float* c);
   // The weight of the latest of n context positives (the i-th weighs
   // decay^i times it; together they sum to 1).
   float LatestWeight(size_t n) const;
@@ -89,6 +105,8 @@ class SequenceModel {
   int dim_;
   float lr_;
   int negatives_;
+  bool softmax_;
+  float feature_scale_;
   int context_;
   float decay_;
   std::vector<float> items_;  // num_items x dim
