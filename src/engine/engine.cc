@@ -1370,6 +1370,7 @@ std::string Engine::ExportModel() const {
     }
   }
   m.sequence_dim = s.sequence.dim();
+  m.sequence_softmax = m.sequence_dim > 0 && options_.learning.sequence_softmax;
   for (int h = 0; h < kNumHeads; ++h) m.ranker[h] = s.ranker.weights(h);
   return EncodeModelPayload(m);
 }
@@ -1389,6 +1390,13 @@ Status Engine::ImportModel(std::string_view payload) {
     return Status::InvalidArgument(fmt::format(
         "model: learning.sequence_dim {} differs from this engine's {} (set it to the exporter's to import)",
         m.sequence_dim, options_.learning.sequence_dim));
+  }
+  if (m.sequence_dim > 0 && m.sequence_softmax != options_.learning.sequence_softmax) {
+    // The same vectors would be read through another feature scale
+    // (SequenceModel::Feature) and trained on with another loss.
+    return Status::InvalidArgument(fmt::format(
+        "model: learning.sequence_softmax {} differs from this engine's {} (set it to the exporter's to import)",
+        m.sequence_softmax, options_.learning.sequence_softmax));
   }
   if (m.sequence_dim == 0 && options_.learning.sequence_dim > 0) {
     spdlog::warn("model import: the model carries no sequence vectors (its exporter had the sequence model off); "

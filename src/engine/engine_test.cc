@@ -588,6 +588,22 @@ TEST_F(EngineTest, AModelExportCarriesTheTrainedSequenceVectors) {
     EXPECT_NE(s.message().find("sequence_dim"), std::string::npos) << s.ToString();
     EXPECT_EQ(other->Stats().videos, 0u) << "nothing of it applied";
   }
+  // So does one with the same dim and the other loss (learning.sequence_softmax):
+  // it would read the vectors through another feature scale.
+  EXPECT_FALSE(trained.sequence_softmax);
+  EngineOptions softmax_options = options_;
+  softmax_options.learning.sequence_softmax = true;
+  TempDir softmax_dir;
+  std::unique_ptr<Engine> softmax;
+  ASSERT_TRUE(Engine::Open(softmax_options, softmax_dir.path(), clock_, &softmax).ok());
+  const Status s = softmax->ImportModel(engine_->ExportModel());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("sequence_softmax"), std::string::npos) << s.ToString();
+  EXPECT_EQ(softmax->Stats().videos, 0u) << "nothing of it applied";
+  ASSERT_TRUE(softmax->UpsertVideos(Catalog()).ok());
+  ModelPayload from_softmax;
+  ASSERT_TRUE(DecodeModelPayload(softmax->ExportModel(), &from_softmax).ok());
+  EXPECT_TRUE(from_softmax.sequence_softmax) << "the export says which loss";
 }
 
 }  // namespace

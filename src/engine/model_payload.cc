@@ -51,6 +51,7 @@ std::string EncodeModelPayload(const ModelPayload& m) {
   }
   PutVarint64(&out, static_cast<uint64_t>(m.sequence_dim));
   for (float f : m.sequence) PutFloat(&out, f);
+  out.push_back(m.sequence_softmax ? 1 : 0);
   return out;
 }
 
@@ -135,6 +136,11 @@ Status DecodeModelPayload(std::string_view in, ModelPayload* m) {
     for (float& f : m->sequence) {
       if (!GetFloat(&in, &f) || !std::isfinite(f)) return Bad("sequence vectors");
     }
+  }
+  if (version >= 4) {
+    uint8_t softmax;
+    if (!GetByte(&in, &softmax) || softmax > 1) return Bad("sequence loss");
+    m->sequence_softmax = softmax == 1;
   }
   if (!in.empty()) return Bad("trailing bytes");
   return Status::OK();

@@ -25,8 +25,10 @@ namespace foryou {
 // at 0, the weights at their priors). Version 3 (issue 12): the sequence
 // model's video vectors (learning/sequence_model.h) and the ranker's
 // `sequence` weights; versions 1 and 2 are read with none (the vectors keep
-// their starting points, the weights their priors).
-constexpr uint8_t kModelPayloadVersion = 3;
+// their starting points, the weights their priors). Version 4: a byte after
+// the sequence vectors, 1 if they were trained with the softmax loss
+// (learning.sequence_softmax); versions 1 to 3 predate it (the binary loss).
+constexpr uint8_t kModelPayloadVersion = 4;
 
 struct ModelPayload {
   int dim = 0;
@@ -38,6 +40,7 @@ struct ModelPayload {
   std::vector<std::vector<std::pair<uint32_t, float>>> edges;  // by payload video index
   int sequence_dim = 0;          // 0: no sequence vectors (an older payload, or the model off)
   std::vector<float> sequence;   // videos.size() x sequence_dim
+  bool sequence_softmax = false;  // the loss they were trained with (learning.sequence_softmax)
 };
 
 std::string EncodeModelPayload(const ModelPayload& m);

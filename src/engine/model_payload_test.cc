@@ -72,19 +72,30 @@ std::string OldPayload(const ModelPayload& m, int version) {
   return out;
 }
 
-TEST(ModelPayloadTest, RoundTripsAndStillReadsVersions1And2) {
-  const ModelPayload m = TwoVideos();
-  const std::string v3 = EncodeModelPayload(m);
+TEST(ModelPayloadTest, RoundTripsAndStillReadsVersions1To3) {
+  ModelPayload m = TwoVideos();
+  m.sequence_softmax = true;
+  const std::string v4 = EncodeModelPayload(m);
   ModelPayload back;
-  ASSERT_TRUE(DecodeModelPayload(v3, &back).ok());
+  ASSERT_TRUE(DecodeModelPayload(v4, &back).ok());
   EXPECT_EQ(back.stats[0].watch_z_sum, 1.25);
   EXPECT_EQ(back.ranker, m.ranker);
   EXPECT_EQ(back.edges, m.edges);
   EXPECT_EQ(back.sequence_dim, 3);
   EXPECT_EQ(back.sequence, m.sequence);
-  for (size_t cut = 0; cut < v3.size(); ++cut) {
-    EXPECT_FALSE(DecodeModelPayload(v3.substr(0, cut), &back).ok()) << cut;
+  EXPECT_TRUE(back.sequence_softmax);
+  for (size_t cut = 0; cut < v4.size(); ++cut) {
+    EXPECT_FALSE(DecodeModelPayload(v4.substr(0, cut), &back).ok()) << cut;
   }
+  std::string bad_loss = v4;
+  bad_loss.back() = 2;
+  EXPECT_FALSE(DecodeModelPayload(bad_loss, &back).ok()) << "a loss byte other than 0 or 1";
+  // Version 3 is version 4 without the loss byte: the binary loss.
+  std::string v3 = v4.substr(0, v4.size() - 1);
+  v3[0] = 3;
+  ASSERT_TRUE(DecodeModelPayload(v3, &back).ok());
+  EXPECT_EQ(back.sequence, m.sequence);
+  EXPECT_FALSE(back.sequence_softmax) << "before version 4 every model was trained with the binary loss";
 
   const RankerModel priors;
   for (int version : {1, 2}) {
@@ -102,9 +113,9 @@ TEST(ModelPayloadTest, RoundTripsAndStillReadsVersions1And2) {
       EXPECT_EQ(back.ranker[h][kFeatBias], m.ranker[h][kFeatBias]);
     }
   }
-  std::string v4 = v3;
-  v4[0] = 4;
-  EXPECT_FALSE(DecodeModelPayload(v4, &back).ok()) << "a version from the future";
+  std::string v5 = v4;
+  v5[0] = 5;
+  EXPECT_FALSE(DecodeModelPayload(v5, &back).ok()) << "a version from the future";
 }
 
 // Every number the engine would compute with is finite: a NaN or an
