@@ -164,6 +164,9 @@ Status ValidateConfig(const Config& c) {
   if (e.learning.sequence_negatives < 0 || e.learning.sequence_negatives > 256) {
     return bad("learning.sequence_negatives must be in [0, 256]");
   }
+  if (e.learning.sequence_softmax && e.learning.sequence_negatives < 1) {
+    return bad("learning.sequence_softmax needs sequence_negatives >= 1 (the target against nothing learns nothing)");
+  }
   if (e.learning.sequence_replays < 0 || e.learning.sequence_replays > 100) {
     return bad("learning.sequence_replays must be in [0, 100]");
   }

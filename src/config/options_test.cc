@@ -61,6 +61,13 @@ TEST(ConfigTest, UnknownKeysWrongTypesAndBadRangesAreErrors) {
   Config fresh3;
   s = LoadConfigFile(Write(dir, "[retrieval]\nann_exact_below = -5\n"), &fresh3);
   EXPECT_NE(s.message().find("retrieval.ann_exact_below"), std::string::npos) << s.ToString();
+  Config fresh4;
+  s = LoadConfigFile(Write(dir, "[learning]\nsequence_softmax = true\nsequence_negatives = 0\n"), &fresh4);
+  EXPECT_NE(s.message().find("sequence_softmax needs sequence_negatives"), std::string::npos) << s.ToString();
+  Config fresh5;
+  s = LoadConfigFile(Write(dir, "[learning]\nsequence_softmax = true\nsequence_negatives = 64\n"), &fresh5);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(fresh5.engine.learning.sequence_softmax);
   s = LoadConfigFile(Write(dir, "not toml ["), &c);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
 }

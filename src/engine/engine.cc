@@ -941,9 +941,10 @@ Status Engine::ApplyRecord(uint64_t seq, std::string_view data, bool replaying) 
       s.catalog.mutable_at(idx[i]).stats = m.stats[i];
       trending[i] = {idx[i], m.trending[i]};
       for (const auto& [to, w] : m.edges[i]) s.co.SetEdge(idx[i], idx[to], w);
-      // Sequence vectors of another size (or none: an older payload) are
-      // left out; those videos keep their vectors.
-      if (m.sequence_dim > 0 && m.sequence_dim == s.sequence.dim()) {
+      // Sequence vectors of another size or trained with the other loss (or
+      // none: an older payload) are left out; those videos keep their vectors.
+      if (m.sequence_dim > 0 && m.sequence_dim == s.sequence.dim() &&
+          m.sequence_softmax == options_.learning.sequence_softmax) {
         s.sequence.SetItem(idx[i], &m.sequence[i * static_cast<size_t>(m.sequence_dim)]);
       }
     }

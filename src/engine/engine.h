@@ -342,7 +342,8 @@ class Engine {
   // sets those parameters. Users and their data are untouched.
   // InvalidArgument if its embedding_dim differs from this engine's, or it
   // carries sequence vectors of another learning.sequence_dim (they would
-  // be dropped: the imported algorithm would not be the exported one).
+  // be dropped: the imported algorithm would not be the exported one) or
+  // trained with the other learning.sequence_softmax.
   Status ImportModel(std::string_view payload);
   // For offline evaluation protocols that show an interaction to a model as
   // context only (foryou eval s3rec --validation context): extends each

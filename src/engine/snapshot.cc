@@ -949,7 +949,7 @@ Result<SnapshotAnchor> Engine::Anchor(uint64_t seq) const {
       r.co_seeds, r.fresh_window_hours, l.sequence_dim, l.sequence_lr, l.sequence_negatives, l.sequence_replays,
       l.sequence_context, l.sequence_decay);
   // Appended only when set, so that the snapshots of stores that predate it keep their hash.
-  if (l.sequence_softmax) settings += " sequence_softmax";
+  if (l.sequence_dim > 0 && l.sequence_softmax) settings += " sequence_softmax";
   return SnapshotAnchor{Hash64(**record), std::move(mac).value(), Hash64(settings)};
 }
 

@@ -381,6 +381,17 @@ TEST_P(SnapshotTest, ASnapshotTakenWithTheOtherSequenceLossIsNotLoaded) {
   EXPECT_EQ(e->Stats().replayed_records, e->Stats().log_seq);
 }
 
+// With the model off the loss shapes nothing: the snapshot still loads.
+TEST_P(SnapshotTest, TheSequenceLossWithTheModelOffKeepsTheSnapshot) {
+  options_.learning.sequence_dim = 0;
+  Build(dir_.path(), 2);
+  options_.learning.sequence_softmax = true;
+  std::unique_ptr<Engine> e;
+  ASSERT_TRUE(Open(dir_.path(), &e).ok());
+  EXPECT_EQ(e->Stats().snapshots_skipped, 0u);
+  EXPECT_GT(e->Stats().snapshot_seq, 0u);
+}
+
 // A write cut short (a crash, a full disk) leaves temporaries that may be
 // as large as a snapshot: the next start removes them, and the snapshot
 // beside them still loads.

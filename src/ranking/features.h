@@ -27,7 +27,7 @@ enum Feature : int {
   kFeatMeanWatch,      // the video's smoothed mean watch ratio, m / (1 + m)
   kFeatUserWatch,      // the user's smoothed mean watch ratio, m / (1 + m)
   kFeatWatchZ,         // tanh of the video's mean watch normalised by each viewer (learning/watch_norm.h), shrunk by 5 plays
-  kFeatSequence,       // tanh of the sequence model's score after the user's latest positives (learning/sequence_model.h)
+  kFeatSequence,       // the sequence model's score after the user's latest positives, through SequenceModel::Feature (learning/sequence_model.h)
   kNumFeatures
 };
 
