@@ -885,13 +885,19 @@ Status AuditLog::Scan(uint64_t from, uint64_t end, const std::function<bool(uint
         }
         parts.push_back(part);
       }
-      parts.push_back({dir_ + "/log", active_first, 0, active_first});
+      parts.push_back({path_, active_first, 0, active_first});
     }
     uint64_t i = 0;
     bool moved = false;
     for (const Part& part : parts) {
       RecordReader reader;
-      FORYOU_RETURN_IF_ERROR(reader.Open(part.path));
+      if (part.path == path_) {
+        // Under mu_: between a rotation's two renames there is no `log`.
+        std::lock_guard lock(mu_);
+        FORYOU_RETURN_IF_ERROR(reader.Open(part.path));
+      } else {
+        FORYOU_RETURN_IF_ERROR(reader.Open(part.path));
+      }
       if (reader.start().first != part.segment_first) {
         moved = true;  // `log` was rotated meanwhile
         break;
@@ -1225,9 +1231,15 @@ Status AuditLog::VerifyClosedSegments() const {
     sig = last.sig;
   }
   if (segments.empty()) return Status::OK();
-  // The active segment (unless a rotation since made another) goes on from there.
+  // The active segment (unless a rotation since made another) goes on from
+  // there. It is opened under mu_: a rotation renames it to a closed
+  // segment and its successor to its name under mu_, and between the two
+  // renames there is no file of that name (read then, it looked like damage).
   RecordReader reader;
-  FORYOU_RETURN_IF_ERROR(reader.Open(active));
+  {
+    std::lock_guard lock(mu_);
+    FORYOU_RETURN_IF_ERROR(reader.Open(active));
+  }
   const auto& start = reader.start();
   if (start.first == i && (start.frontier != tree.Frontier() || start.ts_ms != ts || start.sig != sig)) {
     return Status::Corruption(fmt::format("audit log: {}: its header is not the tree head entry {} signed", active, i - 1));
