@@ -73,6 +73,9 @@ int WriteSeeds(const std::string& out) {
   model.stats[0].watch_z_sum = 0.75;
   model.trending = {1.0, -3.0};
   model.edges = {{{1, 0.5f}}, {{0, 0.25f}}};
+  model.sequence_dim = 2;  // the sequence vectors and the loss byte (payload version 4)
+  model.sequence = {0.5f, -0.5f, 0.25f, 0.125f};
+  model.sequence_softmax = true;
   const std::string payload = foryou::EncodeModelPayload(model);
   put("model-payload", payload);
   put("model-record", foryou::EncodeModelRecord(payload));

@@ -23,7 +23,11 @@ Status Bad(const char* what) { return Status::Corruption(fmt::format("model payl
 }  // namespace
 
 std::string EncodeModelPayload(const ModelPayload& m) {
-  std::string out(1, static_cast<char>(kModelPayloadVersion));
+  // The oldest version that holds everything: a model trained with the
+  // binary loss (or with the sequence model off) is written as version 3,
+  // which builds from before version 4 still import.
+  const uint8_t version = m.sequence_softmax ? kModelPayloadVersion : 3;
+  std::string out(1, static_cast<char>(version));
   PutVarint64(&out, static_cast<uint64_t>(m.dim));
   PutString(&out, EncodeVideosRecord(m.videos));
   for (size_t i = 0; i < m.videos.size(); ++i) {
@@ -51,7 +55,7 @@ std::string EncodeModelPayload(const ModelPayload& m) {
   }
   PutVarint64(&out, static_cast<uint64_t>(m.sequence_dim));
   for (float f : m.sequence) PutFloat(&out, f);
-  out.push_back(m.sequence_softmax ? 1 : 0);
+  if (version >= 4) out.push_back(1);
   return out;
 }
 

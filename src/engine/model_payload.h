@@ -28,6 +28,9 @@ namespace foryou {
 // their starting points, the weights their priors). Version 4: a byte after
 // the sequence vectors, 1 if they were trained with the softmax loss
 // (learning.sequence_softmax); versions 1 to 3 predate it (the binary loss).
+// EncodeModelPayload writes version 4 only for a model trained with the
+// softmax, version 3 otherwise (the same bytes without the loss byte), so
+// that builds from before version 4 still import what they can serve.
 constexpr uint8_t kModelPayloadVersion = 4;
 
 struct ModelPayload {

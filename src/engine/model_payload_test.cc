@@ -90,12 +90,24 @@ TEST(ModelPayloadTest, RoundTripsAndStillReadsVersions1To3) {
   std::string bad_loss = v4;
   bad_loss.back() = 2;
   EXPECT_FALSE(DecodeModelPayload(bad_loss, &back).ok()) << "a loss byte other than 0 or 1";
-  // Version 3 is version 4 without the loss byte: the binary loss.
+  EXPECT_EQ(v4[0], 4) << "the softmax's vectors need version 4's loss byte";
+  // Version 3 is version 4 without the loss byte: the binary loss. A model
+  // trained with it is written as version 3, byte for byte, so that builds
+  // from before version 4 still import it.
   std::string v3 = v4.substr(0, v4.size() - 1);
   v3[0] = 3;
   ASSERT_TRUE(DecodeModelPayload(v3, &back).ok());
   EXPECT_EQ(back.sequence, m.sequence);
   EXPECT_FALSE(back.sequence_softmax) << "before version 4 every model was trained with the binary loss";
+  ModelPayload binary = m;
+  binary.sequence_softmax = false;
+  EXPECT_EQ(EncodeModelPayload(binary), v3);
+  binary.sequence_dim = 0;
+  binary.sequence.clear();
+  const std::string off = EncodeModelPayload(binary);
+  EXPECT_EQ(off[0], 3) << "the sequence model off: version 3";
+  ASSERT_TRUE(DecodeModelPayload(off, &back).ok());
+  EXPECT_EQ(back.sequence_dim, 0);
 
   const RankerModel priors;
   for (int version : {1, 2}) {
