@@ -6,6 +6,9 @@ then checks, with raw sockets, that it answers broken and malicious clients
 the way src/api/http_transport.h and docs/API.md promise, and keeps serving:
 
   nested_json         100,000 levels of [ or {"a": on every JSON endpoint: 400
+  duplicate_keys      a key twice in one object (an event's user_id, a body's
+                      "events") on every JSON endpoint: 400 naming the key,
+                      and nothing of the batch is applied
   body_too_large      a 9 MiB Content-Length body: 413
   chunked_too_large   a 20 MB chunked body: 413 (or a closed connection),
                       server RSS stays under 400 MB
@@ -392,6 +395,30 @@ def case_nested_json(srv: Server) -> None:
     healthz(srv, "after deep nesting")
 
 
+def case_duplicate_keys(srv: Server) -> None:
+    # A proxy in front that reads the first user_id and foryou the last would
+    # disagree on whose event this is: refused, not read either way.
+    before = user_event_count(srv, "u1")
+    two_users = b'{"events":[{"user_id":"u1","video_id":"v1","type":"like","user_id":"dupe"}]}'
+    two_lists = b'{"events":[],"events":[{"user_id":"u1","video_id":"v1","type":"like"}]}'
+    video = b'{"videos":[{"id":"v9","creator_id":"c1","duration_ms":1000,"tags":[],"id":"v10"}]}'
+    export = b'{"user_id":"dupe","events":[],"events":[{"video_id":"v1","type":"like","ts":1}]}'
+    for path, body, key in (("/v1/events", two_users, "user_id"), ("/v1/events", two_lists, "events"),
+                            ("/v1/videos", video, "id"), ("/v1/users/dupe/import", export, "events")):
+        err = expect_json_error(srv.request("POST", path, body), 400, f"POST {path} with {key} twice")
+        if f'"{key}"' not in err["message"]:
+            raise AssertionError(f"POST {path}: the error does not name {key!r}: {err['message']!r}")
+    after = user_event_count(srv, "u1")
+    if after != before:
+        raise AssertionError(f"a refused body changed u1's events: {before} -> {after}")
+    r = srv.request("GET", "/v1/users/dupe")
+    if r.status != 404:
+        raise AssertionError(f"a refused body created the user dupe: {r!r}")
+    r = srv.request("GET", "/v1/videos/v10")
+    if r.status != 404:
+        raise AssertionError(f"a refused video body created v10: {r!r}")
+
+
 def case_body_too_large(srv: Server) -> None:
     size = 9 * MIB
     with Conn(srv.port) as c:
@@ -683,6 +710,7 @@ def case_still_alive(srv: Server) -> None:
 CASES = [
     ("setup", case_setup),
     ("nested_json", case_nested_json),
+    ("duplicate_keys", case_duplicate_keys),
     ("body_too_large", case_body_too_large),
     ("chunked_too_large", case_chunked_too_large),
     ("pipelining", case_pipelining),

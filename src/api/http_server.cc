@@ -722,8 +722,9 @@ void HttpServer::InstallRoutes() {
       return Reply{409, ErrorToJson("conflict", fmt::format("user '{}' already exists here; import only into a region "
                                                             "that does not know the user", user))};
     }
-    if (Status s = CheckJsonDepth(req.body); !s.ok()) return ErrorReply(s);
-    auto doc = nlohmann::json::parse(req.body, nullptr, false);
+    auto body = ParseJsonBody(req.body);
+    if (!body.ok()) return ErrorReply(body.status());
+    nlohmann::json& doc = *body;
     if (!doc.is_object() || !doc.contains("events") || !doc["events"].is_array()) {
       return ErrorReply(Status::InvalidArgument("body: expected a user export, {\"events\": [...]}"));
     }

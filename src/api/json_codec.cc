@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+
 #include <nlohmann/json.hpp>
 
 namespace foryou {
@@ -38,16 +40,44 @@ Status CheckDepth(std::string_view body) {
 
 }  // namespace
 
-Status CheckJsonDepth(std::string_view body) { return CheckDepth(body); }
+Result<json> ParseJsonBody(std::string_view body) {
+  FORYOU_RETURN_IF_ERROR(CheckDepth(body));
+  // The keys of each open object, checked for a repeat when it closes
+  // (sorted then: a hostile object of many keys costs n log n, not n^2).
+  std::vector<std::vector<std::string>> open;
+  std::string repeated;
+  const json::parser_callback_t keys = [&](int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+        open.emplace_back();
+        break;
+      case json::parse_event_t::key:
+        if (!open.empty()) open.back().push_back(parsed.get<std::string>());
+        break;
+      case json::parse_event_t::object_end:
+        if (!open.empty()) {
+          auto& k = open.back();
+          std::sort(k.begin(), k.end());
+          if (auto it = std::adjacent_find(k.begin(), k.end()); it != k.end() && repeated.empty()) repeated = *it;
+          open.pop_back();
+        }
+        break;
+      default:
+        break;
+    }
+    return true;
+  };
+  json doc = json::parse(body.begin(), body.end(), keys, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return Status::InvalidArgument("body: malformed JSON");
+  if (!repeated.empty()) {
+    return Status::InvalidArgument(fmt::format("body: the key {} appears twice in one object", json(repeated).dump()));
+  }
+  return doc;
+}
 
 namespace {
 
-Result<json> ParseBody(std::string_view body) {
-  FORYOU_RETURN_IF_ERROR(CheckDepth(body));
-  json doc = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return Status::InvalidArgument("body: malformed JSON");
-  return doc;
-}
+Result<json> ParseBody(std::string_view body) { return ParseJsonBody(body); }
 
 const json* ListOf(const json& doc, const char* key) {
   if (doc.is_array()) return &doc;

@@ -10,15 +10,21 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "core/types.h"
 #include "engine/engine.h"
 #include "util/status.h"
 
 namespace foryou {
 
-// InvalidArgument if `body` nests arrays and objects deeper than the
-// parsers accept (64): every route that parses JSON checks this first.
-Status CheckJsonDepth(std::string_view body);
+// A request body as a JSON document, or InvalidArgument naming the problem:
+// malformed, nested deeper than 64 arrays and objects, or an object with
+// one key twice (RFC 8259 leaves which one counts to the parser, so that a
+// proxy in front that reads the first and foryou the last would disagree
+// on, say, a user id; both are refused). Every route that parses a request
+// body goes through this.
+Result<nlohmann::json> ParseJsonBody(std::string_view body);
 
 // Body: {"videos": [...]} or a bare array of videos.
 Result<std::vector<Video>> ParseVideos(std::string_view body);

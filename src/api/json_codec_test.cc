@@ -85,6 +85,33 @@ TEST(JsonCodecTest, BracketsInsideStringsDoNotCountAsNesting) {
   EXPECT_TRUE(r.ok()) << r.status().ToString();
 }
 
+// A key twice in one object is refused wherever it is, not read as its
+// first or last copy (a proxy in front may read the other one).
+TEST(JsonCodecTest, AKeyTwiceInOneObjectIsRefused) {
+  auto top = ParseEvents(R"({"events":[],"events":[{"user_id":"u","video_id":"v","type":"like"}]})");
+  ASSERT_FALSE(top.ok());
+  EXPECT_EQ(top.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(top.status().message().find(R"(the key "events" appears twice)"), std::string::npos) << top.status().message();
+  auto inner = ParseEvents(R"([{"user_id":"amy","video_id":"v","type":"like","user_id":"bo"}])");
+  ASSERT_FALSE(inner.ok());
+  EXPECT_NE(inner.status().message().find(R"("user_id")"), std::string::npos) << inner.status().message();
+  auto videos = ParseVideos(R"([{"id":"v","creator_id":"c","duration_ms":1,"tags":[],"tags":["x"]}])");
+  EXPECT_FALSE(videos.ok());
+  // The same key in two objects, or as a value, is fine.
+  auto fine = ParseEvents(R"([{"user_id":"u","video_id":"user_id","type":"like"},{"user_id":"u","video_id":"v","type":"like"}])");
+  EXPECT_TRUE(fine.ok()) << fine.status().ToString();
+  auto doc = ParseJsonBody(R"({"a":{"b":1},"c":{"b":2}})");
+  ASSERT_TRUE(doc.ok());
+  EXPECT_EQ((*doc)["c"]["b"], 2);
+  // Many keys: one repeat among 50,000 is found (sorted, not compared pairwise).
+  std::string many = "{";
+  for (int i = 0; i < 50000; ++i) many += "\"k" + std::to_string(i) + "\":0,";
+  auto wide = ParseJsonBody(many + "\"k123\":1}");
+  ASSERT_FALSE(wide.ok());
+  EXPECT_NE(wide.status().message().find(R"("k123")"), std::string::npos);
+  EXPECT_TRUE(ParseJsonBody(many + "\"end\":1}").ok());
+}
+
 TEST(JsonCodecTest, ErrorShape) {
   auto j = nlohmann::json::parse(ErrorToJson(Status::NotFound("user 'x' not found")));
   EXPECT_EQ(j["error"]["code"], "not_found");
