@@ -299,6 +299,50 @@ TEST(CrashPointsTest, AnAuditSegmentRotationKilledMidwayIsFinishedOrUndone) {
   }
 }
 
+// A rotation whose last rename (log.next -> log) fails is undone: the full
+// segment is `log` again and takes the appends, readers of the log keep
+// reading it, and the next append's rotation succeeds. (Before, the log went
+// on in log.next, readers found no `log`, and the retry truncated log.next.)
+TEST(CrashPointsTest, AnAuditRotationWhoseLastRenameFailsIsUndoneAndRetried) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  std::ofstream(dir.Sub("small-segments.toml")) << "[server]\naudit_segment_bytes = 2048\n";
+  const std::vector<std::string> args = {"--audit", "--config", dir.Sub("small-segments.toml")};
+  constexpr int kFeeds = 60;
+  {
+    setenv("FORYOU_FAIL_AT", "audit.rotate.next_renamed#1", 1);
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
+    unsetenv("FORYOU_FAIL_AT");
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
+                     "application/json")->status, 200);
+    for (int i = 0; i < kFeeds; ++i) {
+      auto r = c.Get(("/v1/feed?user_id=u" + std::to_string(i)).c_str());
+      ASSERT_TRUE(r);
+      ASSERT_EQ(r->status, 200) << r->body;
+    }
+    EXPECT_EQ(c.Get("/healthz")->status, 200);
+    auto entries = c.Get("/v1/audit/entries?from=0&limit=1000");
+    ASSERT_TRUE(entries);
+    ASSERT_EQ(entries->status, 200) << entries->body;
+    EXPECT_GE(json::parse(entries->body)["entries"].size(), static_cast<size_t>(kFeeds));
+    ASSERT_EQ(server->Terminate(), 0);
+  }
+  EXPECT_FALSE(std::filesystem::exists(data + "/audit/log.next"));
+  size_t segments = 0;
+  for (const auto& f : std::filesystem::directory_iterator(data + "/audit")) {
+    segments += f.path().filename().string().rfind("segment-", 0) == 0;
+  }
+  EXPECT_GE(segments, 2u) << "rotations went on after the failed one";
+  CommandResult verify = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", data});
+  ASSERT_EQ(verify.exit_code, 0) << verify.out;
+  EXPECT_GE(json::parse(verify.out)["tree_size"].get<uint64_t>(), static_cast<uint64_t>(kFeeds));
+  auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
+  ASSERT_NE(server, nullptr) << "the start after the failed rename refused";
+  ASSERT_EQ(server->Terminate(), 0);
+}
+
 
 // An erasure that ends a migration lifts the user's fence after its commit;
 // killed in between, the next start lifts it (the user is gone), so a new

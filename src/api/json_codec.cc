@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -57,7 +58,8 @@ class RepeatedKeyParser {
   using binary_t = json::binary_t;
 
   explicit RepeatedKeyParser(json* out) : dom_(*out, /*allow_exceptions=*/false) {}
-  const std::string& repeated() const { return repeated_; }
+  // The first key found twice in one object, if any ("" is a key too).
+  const std::optional<std::string>& repeated() const { return repeated_; }
 
   bool null() { return dom_.null(); }
   bool boolean(bool v) { return dom_.boolean(v); }
@@ -78,7 +80,7 @@ class RepeatedKeyParser {
     const auto first = keys_.begin() + static_cast<std::ptrdiff_t>(starts_.back());
     starts_.pop_back();
     std::sort(first, keys_.end());
-    if (auto it = std::adjacent_find(first, keys_.end()); it != keys_.end() && repeated_.empty()) repeated_ = *it;
+    if (auto it = std::adjacent_find(first, keys_.end()); it != keys_.end() && !repeated_) repeated_ = *it;
     keys_.erase(first, keys_.end());
     return dom_.end_object();
   }
@@ -93,7 +95,7 @@ class RepeatedKeyParser {
   nlohmann::detail::json_sax_dom_parser<json> dom_;
   std::vector<std::string> keys_;  // the keys of every open object, innermost last
   std::vector<size_t> starts_;     // where each open object's keys begin
-  std::string repeated_;           // the first key found twice in one object
+  std::optional<std::string> repeated_;
 };
 
 }  // namespace
@@ -105,10 +107,11 @@ Result<json> ParseJsonBody(std::string_view body) {
   const bool ok = json::sax_parse(body.begin(), body.end(), &parser, nlohmann::detail::input_format_t::json,
                                   /*strict=*/true, /*ignore_comments=*/false);
   if (!ok || parser.errored()) return Status::InvalidArgument("body: malformed JSON");
-  if (!parser.repeated().empty()) {
-    return Status::InvalidArgument(
-        fmt::format("body: the key {} appears twice in one object",
-                    json(parser.repeated()).dump(-1, ' ', false, json::error_handler_t::replace)));
+  if (const auto& key = parser.repeated()) {
+    // Named as the other errors name what they quote: at most 64 bytes of it.
+    const std::string shown = json(key->substr(0, 64)).dump(-1, ' ', false, json::error_handler_t::replace);
+    return Status::InvalidArgument(fmt::format("body: the key {}{} appears twice in one object", shown,
+                                               key->size() > 64 ? " (cut at 64 bytes)" : ""));
   }
   return doc;
 }

@@ -110,6 +110,11 @@ TEST(JsonCodecTest, AKeyTwiceInOneObjectIsRefused) {
   ASSERT_FALSE(wide.ok());
   EXPECT_NE(wide.status().message().find(R"("k123")"), std::string::npos);
   EXPECT_TRUE(ParseJsonBody(many + "\"end\":1}").ok());
+  EXPECT_FALSE(ParseJsonBody(R"({"":1,"":2})").ok()) << "the empty key is a key too";
+  const std::string long_key(1000, 'k');
+  auto cut = ParseJsonBody("{\"" + long_key + "\":1,\"" + long_key + "\":2}");
+  ASSERT_FALSE(cut.ok());
+  EXPECT_LT(cut.status().message().size(), 200u) << "a long key is quoted cut short";
 }
 
 TEST(JsonCodecTest, ErrorShape) {

@@ -694,6 +694,15 @@ Status AuditLog::RotateLocked() {
   if (::fdatasync(fd_) != 0) return Status::IOError("audit log: fsync failed");
   durable_ = written_;
   const std::string next = dir_ + "/log.next", closed = dir_ + "/" + SegmentName(first, last);
+  if (next_pending_) {
+    // The last rotation could neither finish nor undo its step (4): the
+    // appends since went to log.next. Finish it now; never truncate it.
+    if (::rename(next.c_str(), path_.c_str()) != 0) {
+      return Status::IOError(fmt::format("cannot rename {} to {} (the next open finishes it)", next, path_));
+    }
+    next_pending_ = false;
+    FORYOU_RETURN_IF_ERROR(SyncDir(dir_));
+  }
   const std::string header = SegmentHeader(tree_.size(), tree_.Frontier(), head_.timestamp_ms, head_.signature);
   const int nfd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (nfd < 0 || ::write(nfd, header.data(), header.size()) != static_cast<ssize_t>(header.size()) ||
@@ -711,7 +720,16 @@ Status AuditLog::RotateLocked() {
     return Status::IOError(fmt::format("cannot close segment {}", closed));
   }
   CrashPoint("audit.rotate.closed");
-  const bool renamed = ::rename(next.c_str(), path_.c_str()) == 0;
+  const bool renamed = !FailPoint("audit.rotate.next_renamed") && ::rename(next.c_str(), path_.c_str()) == 0;
+  if (!renamed && ::rename(closed.c_str(), path_.c_str()) == 0) {
+    // Step (3) undone: the old file is `log` again and takes the appends,
+    // and the next append retries the rotation. (Going on in log.next
+    // instead left no `log` for readers, and the retry would truncate it.)
+    ::close(nfd);
+    std::error_code ec;
+    std::filesystem::remove(next, ec);
+    return Status::IOError(fmt::format("cannot rename {} to {}; the rotation is retried", next, path_));
+  }
   // From here the old file is a closed segment: appends go to the new one
   // (through nfd, whatever its name until Open finishes the rename).
   retired_fds_.push_back(fd_);
@@ -721,7 +739,10 @@ Status AuditLog::RotateLocked() {
   checkpoints_.clear();
   active_first_ = tree_.size();
   active_bytes_ = header.size();
-  if (!renamed) return Status::IOError(fmt::format("cannot rename {} to {} (the next open finishes it)", next, path_));
+  if (!renamed) {
+    next_pending_ = true;
+    return Status::IOError(fmt::format("cannot rename {} to {} (the next open finishes it)", next, path_));
+  }
   FORYOU_RETURN_IF_ERROR(SyncDir(dir_));
   spdlog::info("audit log: closed segment {} (entries {}..{})", closed, first, last);
   return Status::OK();

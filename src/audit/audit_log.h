@@ -256,6 +256,7 @@ class AuditLog {
   AuditLogOptions options_;
   std::string dir_;
   int fd_ = -1;       // the active segment, opened for writing; guarded by mu_
+  bool next_pending_ = false;     // a rotation's log.next -> log rename neither done nor undone (RotateLocked)
   std::vector<int> retired_fds_;  // of closed segments, closed at destruction (a sync may still use one)
   std::string path_;  // the active segment
   uint64_t active_first_ = 0;     // its first entry; guarded by mu_
