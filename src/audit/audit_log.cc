@@ -319,6 +319,25 @@ Result<std::vector<std::string>> SegmentFiles(const std::string& dir) {
   return files;
 }
 
+// A live server may close segments while a tool reads the log by path:
+// when the active file starts past entry `next`, the segments closed since
+// are listed again. True (and *files is them, then the active one) if one
+// starts at `next`; false if none does (then the log is damaged).
+Result<bool> ListSegmentsClosedSince(const std::string& dir, uint64_t next, std::vector<std::string>* files) {
+  auto segs = ListSegments(dir);
+  if (!segs.ok()) return segs.status();
+  std::vector<std::string> since;
+  for (const auto& [first, last] : *segs) {
+    if (first < next) continue;
+    if (since.empty() && first != next) return false;
+    since.push_back(dir + "/" + SegmentName(first, last));
+  }
+  if (since.empty()) return false;
+  since.push_back(dir + "/log");
+  *files = std::move(since);
+  return true;
+}
+
 Status WriteKeyFile(const std::string& path, const std::string& bytes) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0 || ::write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()) || ::fsync(fd) != 0) {
@@ -1027,10 +1046,17 @@ Status AuditLog::FinishRotation(const std::string& dir) {
 Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaves) {
   auto files = SegmentFiles(dir);
   if (!files.ok()) return files.status();
-  for (const std::string& file : *files) {
+  for (size_t k = 0; k < files->size(); ++k) {
+    const std::string file = (*files)[k];
     RecordReader reader;
     FORYOU_RETURN_IF_ERROR(reader.Open(file));
     if (reader.start().first != entries->size()) {
+      auto relisted = k + 1 == files->size() ? ListSegmentsClosedSince(dir, entries->size(), &*files) : false;
+      if (!relisted.ok()) return relisted.status();
+      if (*relisted) {
+        k = static_cast<size_t>(-1);  // the segments closed since, then `log` again
+        continue;
+      }
       return Status::Corruption(fmt::format("{}: starts at entry {}, not {}", file, reader.start().first, entries->size()));
     }
     Record r;
@@ -1163,11 +1189,18 @@ Status AuditLog::Verify(const std::string& dir, const SignedTreeHead* saved, Sig
     return Status::Corruption("saved tree head of an empty log has another root");
   }
   uint64_t i = 0;
-  for (const std::string& file : *files) {
+  for (size_t k = 0; k < files->size(); ++k) {
+    const std::string file = (*files)[k];
     RecordReader reader;
     FORYOU_RETURN_IF_ERROR(reader.Open(file));
     const auto& start = reader.start();
     if (start.first != i) {
+      auto relisted = k + 1 == files->size() ? ListSegmentsClosedSince(dir, i, &*files) : false;
+      if (!relisted.ok()) return relisted.status();
+      if (*relisted) {
+        k = static_cast<size_t>(-1);  // the segments closed since, then `log` again
+        continue;
+      }
       return Status::Corruption(fmt::format("{}: starts at entry {}, but the segments before it end before entry {}",
                                             file, start.first, i));
     }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <map>
 #include <optional>
@@ -750,28 +751,39 @@ int AuditVerify(const AuditFlags& f) {
     saved = *parsed;
     saved_ptr = &saved;
   }
-  SignedTreeHead head;
-  Status s = AuditLog::Verify(dir, saved_ptr, &head);
-  if (!s.ok()) return Fail(s);
-  // And against the head the store recorded (AuditLogOptions::head_file):
-  // entries cut off the end leave a log that verifies by itself.
   const std::string head_file = AuditOptions(f.data_dir).head_file;
   auto pub = AuditLog::PublicKeyIn(dir);
   if (!pub.ok()) return Fail(pub.status());
-  auto recorded = AuditLog::ReadHeadFile(head_file, *pub);
-  if (!recorded.ok()) return Fail(recorded.status());
-  if (*recorded) {
-    if ((*recorded)->tree_size > head.tree_size) {
-      return Fail(Status::Corruption(fmt::format("the log holds {} entries, but {} recorded a signed tree head of {}: "
-                                                 "entries {} to {} were cut off",
-                                                 head.tree_size, head_file, (*recorded)->tree_size, head.tree_size,
-                                                 (*recorded)->tree_size - 1)));
+  SignedTreeHead head;
+  Result<std::optional<SignedTreeHead>> recorded = std::optional<SignedTreeHead>();
+  // A live server may append to the log and rotate its segments while this
+  // reads it: the head it recorded is read before the log (which only
+  // grows), and a failure is checked twice more, 0.2 s apart, before it is
+  // reported (damage stays; a rotation caught midway does not).
+  Status s;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // Against the head the store recorded (AuditLogOptions::head_file):
+    // entries cut off the end leave a log that verifies by itself.
+    recorded = AuditLog::ReadHeadFile(head_file, *pub);
+    if (!recorded.ok()) return Fail(recorded.status());
+    s = AuditLog::Verify(dir, saved_ptr, &head);
+    if (s.ok() && *recorded) {
+      if ((*recorded)->tree_size > head.tree_size) {
+        s = Status::Corruption(fmt::format("the log holds {} entries, but {} recorded a signed tree head of {}: "
+                                           "entries {} to {} were cut off",
+                                           head.tree_size, head_file, (*recorded)->tree_size, head.tree_size,
+                                           (*recorded)->tree_size - 1));
+      } else {
+        SignedTreeHead again;
+        if (Status c = AuditLog::Verify(dir, &**recorded, &again); !c.ok()) {
+          s = Status::Corruption(fmt::format("against {}: {}", head_file, c.message()));
+        }
+      }
     }
-    SignedTreeHead again;
-    if (Status c = AuditLog::Verify(dir, &**recorded, &again); !c.ok()) {
-      return Fail(Status::Corruption(fmt::format("against {}: {}", head_file, c.message())));
-    }
+    if (s.ok()) break;
   }
+  if (!s.ok()) return Fail(s);
   std::printf("%s\n", head.ToJson().c_str());
   std::fprintf(stderr, "audit log OK: %llu entries%s%s\n", static_cast<unsigned long long>(head.tree_size),
                saved_ptr ? ", consistent with the saved tree head" : "",
@@ -786,7 +798,15 @@ int AuditShow(const AuditFlags& f) {
   if (Status s = RequireAuditLog(f.data_dir); !s.ok()) return Fail(s);
   std::vector<AuditEntry> entries;
   std::vector<Hash> leaves;
-  if (Status s = AuditLog::ReadAll(f.data_dir + "/audit", &entries, &leaves); !s.ok()) return Fail(s);
+  // As in AuditVerify: a rotation caught midway is read again.
+  Status s;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    entries.clear();
+    leaves.clear();
+    if ((s = AuditLog::ReadAll(f.data_dir + "/audit", &entries, &leaves)).ok()) break;
+  }
+  if (!s.ok()) return Fail(s);
   for (size_t i = 0; i < entries.size(); ++i) {
     const AuditEntry& e = entries[i];
     if (!f.action.empty() && e.action != f.action) continue;
