@@ -286,7 +286,8 @@ TEST(CrashPointsTest, AnAuditSegmentRotationKilledMidwayIsFinishedOrUndone) {
       EXPECT_NE(server->Terminate(), 0) << "the server was to die rotating a segment";
     }
     ASSERT_LT(acked, 100u) << "no rotation happened";
-    // The tools finish a rotation cut short too, before they look for the log.
+    // The tools read a rotation cut short as it is (log.next still the active
+    // file); the next start finishes it.
     CommandResult early = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", data});
     EXPECT_EQ(early.exit_code, 0) << early.out;
     auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);

@@ -310,12 +310,23 @@ Result<std::string> ReadPublicKey(const std::string& dir) {
 
 // Every file of the log in `dir`, oldest first: the closed segments, then
 // the active one.
+// The active file as a reader finds it: `log`, or `log.next` while there is
+// no `log` (a rotation between its renames, or cut short there by a crash;
+// the server's next open finishes it). Readers never rename.
+std::string ActiveFile(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir + "/log", ec) && std::filesystem::exists(dir + "/log.next", ec)) {
+    return dir + "/log.next";
+  }
+  return dir + "/log";
+}
+
 Result<std::vector<std::string>> SegmentFiles(const std::string& dir) {
   auto segs = ListSegments(dir);
   if (!segs.ok()) return segs.status();
   std::vector<std::string> files;
   for (const auto& [first, last] : *segs) files.push_back(dir + "/" + SegmentName(first, last));
-  files.push_back(dir + "/log");
+  files.push_back(ActiveFile(dir));
   return files;
 }
 
@@ -333,7 +344,7 @@ Result<bool> ListSegmentsClosedSince(const std::string& dir, uint64_t next, std:
     since.push_back(dir + "/" + SegmentName(first, last));
   }
   if (since.empty()) return false;
-  since.push_back(dir + "/log");
+  since.push_back(ActiveFile(dir));
   *files = std::move(since);
   return true;
 }
@@ -696,12 +707,34 @@ Status AuditLog::WriteRecordLocked(const std::string& payload, uint64_t seq, Mer
   head_ = std::move(head);
   active_bytes_ += rec.size();
   ++written_;
+  if (next_pending_) {
+    // Readers need `log`: retried on every append, not only at the next rotation.
+    if (Status p = FinishPendingRenameLocked(); !p.ok()) spdlog::error("audit log: {}", p.ToString());
+  }
   if (active_bytes_ >= options_.segment_bytes) {
     // The record is written; a rotation that fails is retried on the next
     // append, and the log stays whole either way.
     if (Status s = RotateLocked(); !s.ok()) spdlog::error("audit log: segment rotation failed: {}", s.ToString());
   }
   return Status::OK();
+}
+
+// Caller holds mu_. A rotation that could neither finish nor undo its step
+// (4) left the appends going to log.next (next_pending_): renames it to
+// `log` now. Done, too, if `log` already is the active file (a tool or a
+// restart finished it).
+Status AuditLog::FinishPendingRenameLocked() {
+  if (!next_pending_) return Status::OK();
+  const std::string next = dir_ + "/log.next";
+  if (::rename(next.c_str(), path_.c_str()) != 0) {
+    struct stat a, b;
+    if (errno != ENOENT || ::fstat(fd_, &a) != 0 || ::stat(path_.c_str(), &b) != 0 || a.st_ino != b.st_ino ||
+        a.st_dev != b.st_dev) {
+      return Status::IOError(fmt::format("cannot rename {} to {} (the next open finishes it)", next, path_));
+    }
+  }
+  next_pending_ = false;
+  return SyncDir(dir_);
 }
 
 // Caller holds mu_. Closes the active segment: (1) makes it durable, (2)
@@ -713,15 +746,8 @@ Status AuditLog::RotateLocked() {
   if (::fdatasync(fd_) != 0) return Status::IOError("audit log: fsync failed");
   durable_ = written_;
   const std::string next = dir_ + "/log.next", closed = dir_ + "/" + SegmentName(first, last);
-  if (next_pending_) {
-    // The last rotation could neither finish nor undo its step (4): the
-    // appends since went to log.next. Finish it now; never truncate it.
-    if (::rename(next.c_str(), path_.c_str()) != 0) {
-      return Status::IOError(fmt::format("cannot rename {} to {} (the next open finishes it)", next, path_));
-    }
-    next_pending_ = false;
-    FORYOU_RETURN_IF_ERROR(SyncDir(dir_));
-  }
+  // Never truncate log.next while it is the active file.
+  FORYOU_RETURN_IF_ERROR(FinishPendingRenameLocked());
   const std::string header = SegmentHeader(tree_.size(), tree_.Frontier(), head_.timestamp_ms, head_.signature);
   const int nfd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (nfd < 0 || ::write(nfd, header.data(), header.size()) != static_cast<ssize_t>(header.size()) ||
@@ -747,6 +773,7 @@ Status AuditLog::RotateLocked() {
     ::close(nfd);
     std::error_code ec;
     std::filesystem::remove(next, ec);
+    (void)SyncDir(dir_);
     return Status::IOError(fmt::format("cannot rename {} to {}; the rotation is retried", next, path_));
   }
   // From here the old file is a closed segment: appends go to the new one
@@ -1046,13 +1073,17 @@ Status AuditLog::FinishRotation(const std::string& dir) {
 Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaves) {
   auto files = SegmentFiles(dir);
   if (!files.ok()) return files.status();
+  uint64_t relisted_at = UINT64_MAX;
   for (size_t k = 0; k < files->size(); ++k) {
     const std::string file = (*files)[k];
     RecordReader reader;
     FORYOU_RETURN_IF_ERROR(reader.Open(file));
     if (reader.start().first != entries->size()) {
-      auto relisted = k + 1 == files->size() ? ListSegmentsClosedSince(dir, entries->size(), &*files) : false;
+      // Listed again once per entry: a segment with no records would loop.
+      const bool last = k + 1 == files->size() && relisted_at != entries->size();
+      auto relisted = last ? ListSegmentsClosedSince(dir, entries->size(), &*files) : false;
       if (!relisted.ok()) return relisted.status();
+      relisted_at = entries->size();
       if (*relisted) {
         k = static_cast<size_t>(-1);  // the segments closed since, then `log` again
         continue;
@@ -1188,15 +1219,17 @@ Status AuditLog::Verify(const std::string& dir, const SignedTreeHead* saved, Sig
   if (saved != nullptr && saved->tree_size == 0 && saved->root != current.root) {
     return Status::Corruption("saved tree head of an empty log has another root");
   }
-  uint64_t i = 0;
+  uint64_t i = 0, relisted_at = UINT64_MAX;
   for (size_t k = 0; k < files->size(); ++k) {
     const std::string file = (*files)[k];
     RecordReader reader;
     FORYOU_RETURN_IF_ERROR(reader.Open(file));
     const auto& start = reader.start();
     if (start.first != i) {
-      auto relisted = k + 1 == files->size() ? ListSegmentsClosedSince(dir, i, &*files) : false;
+      const bool last = k + 1 == files->size() && relisted_at != i;
+      auto relisted = last ? ListSegmentsClosedSince(dir, i, &*files) : false;
       if (!relisted.ok()) return relisted.status();
+      relisted_at = i;
       if (*relisted) {
         k = static_cast<size_t>(-1);  // the segments closed since, then `log` again
         continue;

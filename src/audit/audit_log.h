@@ -251,6 +251,7 @@ class AuditLog {
   void WriteHeadFile(const SignedTreeHead& head);
   // Calls fn(index, payload) for entries [from, end) in order, across
   // segments; stops early when fn returns false.
+  Status FinishPendingRenameLocked();
   Status Scan(uint64_t from, uint64_t end, const std::function<bool(uint64_t, const std::string&)>& fn) const;
   mutable std::mutex mu_;
   AuditLogOptions options_;
