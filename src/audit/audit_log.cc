@@ -308,8 +308,6 @@ Result<std::string> ReadPublicKey(const std::string& dir) {
   return *pub;
 }
 
-// Every file of the log in `dir`, oldest first: the closed segments, then
-// the active one.
 // The active file as a reader finds it: `log`, or `log.next` while there is
 // no `log` (a rotation between its renames, or cut short there by a crash;
 // the server's next open finishes it). Readers never rename.
@@ -321,8 +319,22 @@ std::string ActiveFile(const std::string& dir) {
   return dir + "/log";
 }
 
-Result<std::vector<std::string>> SegmentFiles(const std::string& dir) {
+// ListSegments for a reader beside a live server: a directory listing may
+// miss a segment that a rotation renames into place meanwhile (readdir of a
+// changing directory), which reads as a gap. A gap is listed again, up to
+// ten times; one that stays is reported.
+Result<std::vector<std::pair<uint64_t, uint64_t>>> ListSegmentsSettled(const std::string& dir) {
   auto segs = ListSegments(dir);
+  for (int again = 0; again < 10 && !segs.ok() && segs.status().code() == StatusCode::kCorruption; ++again) {
+    segs = ListSegments(dir);
+  }
+  return segs;
+}
+
+// Every file of the log in `dir`, oldest first: the closed segments, then
+// the active one.
+Result<std::vector<std::string>> SegmentFiles(const std::string& dir) {
+  auto segs = ListSegmentsSettled(dir);
   if (!segs.ok()) return segs.status();
   std::vector<std::string> files;
   for (const auto& [first, last] : *segs) files.push_back(dir + "/" + SegmentName(first, last));
@@ -335,7 +347,7 @@ Result<std::vector<std::string>> SegmentFiles(const std::string& dir) {
 // are listed again. True (and *files is them, then the active one) if one
 // starts at `next`; false if none does (then the log is damaged).
 Result<bool> ListSegmentsClosedSince(const std::string& dir, uint64_t next, std::vector<std::string>* files) {
-  auto segs = ListSegments(dir);
+  auto segs = ListSegmentsSettled(dir);
   if (!segs.ok()) return segs.status();
   std::vector<std::string> since;
   for (const auto& [first, last] : *segs) {
