@@ -9,7 +9,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
-  (void)foryou::CheckJsonDepth(body);
+  (void)foryou::ParseJsonBody(body);
   (void)foryou::ParseEvents(body);
   (void)foryou::ParseVideos(body);
   return 0;
