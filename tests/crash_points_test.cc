@@ -302,6 +302,15 @@ TEST(CrashPointsTest, AnAuditSegmentRotationKilledMidwayIsFinishedOrUndone) {
   }
 }
 
+// How many closed segments the audit log in data/audit has.
+size_t ClosedAuditSegments(const std::string& data) {
+  size_t n = 0;
+  for (const auto& f : std::filesystem::directory_iterator(data + "/audit")) {
+    n += f.path().filename().string().rfind("segment-", 0) == 0;
+  }
+  return n;
+}
+
 // A rotation whose last rename (log.next -> log) fails is undone: the full
 // segment is `log` again and takes the appends, readers of the log keep
 // reading it, and the next append's rotation succeeds. (Before, the log went
@@ -333,10 +342,7 @@ TEST(CrashPointsTest, AnAuditRotationWhoseLastRenameFailsIsUndoneAndRetried) {
     ASSERT_EQ(server->Terminate(), 0);
   }
   EXPECT_FALSE(std::filesystem::exists(data + "/audit/log.next"));
-  size_t segments = 0;
-  for (const auto& f : std::filesystem::directory_iterator(data + "/audit")) {
-    segments += f.path().filename().string().rfind("segment-", 0) == 0;
-  }
+  const size_t segments = ClosedAuditSegments(data);
   EXPECT_GE(segments, 2u) << "rotations went on after the failed one";
   CommandResult verify = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", data});
   ASSERT_EQ(verify.exit_code, 0) << verify.out;
@@ -382,10 +388,7 @@ TEST(AuditToolsTest, VerifyAndShowOnALiveRotatingLogReportNoFalseDamage) {
   traffic.join();
   EXPECT_GT(served.load(), 0);
   ASSERT_EQ(server->Terminate(), 0);
-  size_t segments = 0;
-  for (const auto& f : std::filesystem::directory_iterator(data + "/audit")) {
-    segments += f.path().filename().string().rfind("segment-", 0) == 0;
-  }
+  const size_t segments = ClosedAuditSegments(data);
   EXPECT_GE(segments, 2u) << "the log rotated while the tools read it";
 }
 

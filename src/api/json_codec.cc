@@ -118,8 +118,6 @@ Result<json> ParseJsonBody(std::string_view body) {
 
 namespace {
 
-Result<json> ParseBody(std::string_view body) { return ParseJsonBody(body); }
-
 const json* ListOf(const json& doc, const char* key) {
   if (doc.is_array()) return &doc;
   if (doc.is_object()) {
@@ -180,7 +178,7 @@ Status CheckKnownKeys(const json& obj, const std::string& where, std::initialize
 }  // namespace
 
 Result<std::vector<Video>> ParseVideos(std::string_view body) {
-  auto doc = ParseBody(body);
+  auto doc = ParseJsonBody(body);
   if (!doc.ok()) return doc.status();
   const json* list = ListOf(*doc, "videos");
   if (list == nullptr) return Status::InvalidArgument("body: expected {\"videos\": [...]} or an array of videos");
@@ -226,7 +224,7 @@ Result<std::vector<Video>> ParseVideos(std::string_view body) {
 }
 
 Result<std::vector<Event>> ParseEvents(std::string_view body) {
-  auto doc = ParseBody(body);
+  auto doc = ParseJsonBody(body);
   if (!doc.ok()) return doc.status();
   const json* list = ListOf(*doc, "events");
   if (list == nullptr) return Status::InvalidArgument("body: expected {\"events\": [...]} or an array of events");
