@@ -380,9 +380,9 @@ TEST(AuditToolsTest, VerifyAndShowOnALiveRotatingLogReportNoFalseDamage) {
   });
   for (int round = 0; round < 15; ++round) {
     CommandResult verify = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", data});
-    EXPECT_EQ(verify.exit_code, 0) << "round " << round << ": " << verify.out;
+    EXPECT_EQ(verify.exit_code, 0) << "round " << round << ": " << verify.err;
     CommandResult show = RunCommand({FORYOU_BINARY, "audit", "show", "--data-dir", data});
-    EXPECT_EQ(show.exit_code, 0) << "round " << round << ": " << show.out.substr(0, 500);
+    EXPECT_EQ(show.exit_code, 0) << "round " << round << ": " << show.err;
   }
   done = true;
   traffic.join();

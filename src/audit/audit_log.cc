@@ -18,6 +18,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "audit/signing.h"
 #include "crypto/keyring.h"
@@ -361,6 +362,52 @@ Result<bool> ListSegmentsClosedSince(const std::string& dir, uint64_t next, std:
   return true;
 }
 
+// How a tool reading a live log by path follows its tail. When the active
+// file is gone (a rotation between its two renames) or starts past the next
+// entry (segments were closed since the listing), the segments closed since
+// are listed again. Bounded: at most kMaxRelists times at one entry, 5 ms
+// apart after the first, because a segment cut to its header would
+// otherwise loop; a log at rest needs none.
+class TailFollower {
+ public:
+  explicit TailFollower(std::string dir) : dir_(std::move(dir)) {}
+
+  // Opens (*files)[*k] into *reader, expected to start at entry `next`. On a
+  // moved tail, *files becomes the segments closed since plus the active
+  // file, and *k is 0. Corruption when a file starts elsewhere and listing
+  // again does not explain it.
+  Status Open(std::vector<std::string>* files, size_t* k, uint64_t next, RecordReader* reader) {
+    for (;;) {
+      const std::string file = (*files)[*k];
+      const bool last = *k + 1 == files->size();
+      *reader = RecordReader();
+      Status s = reader->Open(file);
+      std::error_code ec;
+      const bool gone = !s.ok() && last && !std::filesystem::exists(file, ec);
+      if (!s.ok() && !gone) return s;
+      if (s.ok() && reader->start().first == next) return Status::OK();
+      if (next != relisted_at_) relisted_at_ = next, relists_ = 0;
+      if (last && relists_ < kMaxRelists) {
+        if (relists_++ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        auto relisted = ListSegmentsClosedSince(dir_, next, files);
+        if (!relisted.ok()) return relisted.status();
+        if (!*relisted) files->back() = ActiveFile(dir_);  // the listing may have missed the newest
+        *k = *relisted ? 0 : *k;
+        continue;
+      }
+      if (gone) return s;
+      return Status::Corruption(fmt::format("{}: starts at entry {}, but the segments before it end before entry {}",
+                                            file, reader->start().first, next));
+    }
+  }
+
+ private:
+  static constexpr int kMaxRelists = 20;
+  std::string dir_;
+  uint64_t relisted_at_ = UINT64_MAX;
+  int relists_ = 0;
+};
+
 Status WriteKeyFile(const std::string& path, const std::string& bytes) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0 || ::write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()) || ::fsync(fd) != 0) {
@@ -671,16 +718,25 @@ Status AuditLog::SyncUpTo(uint64_t mine) {
     upto = written_;
     fd = fd_;
     if (head_fd_ >= 0) head = head_;
+    CloseRetiredLocked();  // no sync is using one: this one holds sync_mu_
     if (durable_ >= mine) {  // a rotation synced it
       synced_ = std::max(synced_, durable_);
       return Status::OK();
     }
   }
-  // `fd` stays open even if a rotation retires it meanwhile (retired_fds_).
+  // `fd` stays open even if a rotation retires it meanwhile (retired_fds_,
+  // closed by the next sync or rotation that finds no sync under way).
   if (::fdatasync(fd) != 0) return Status::IOError("audit log: fsync failed");
   synced_ = upto;
   WriteHeadFile(head);
   return Status::OK();
+}
+
+// Caller holds mu_, and sync_mu_ (no SyncUpTo is between taking fd_ and its
+// fdatasync).
+void AuditLog::CloseRetiredLocked() {
+  for (int fd : retired_fds_) ::close(fd);
+  retired_fds_.clear();
 }
 
 // Caller holds mu_.
@@ -791,6 +847,10 @@ Status AuditLog::RotateLocked() {
   // From here the old file is a closed segment: appends go to the new one
   // (through nfd, whatever its name until Open finishes the rename).
   retired_fds_.push_back(fd_);
+  if (sync_mu_.try_lock()) {  // (a try: SyncUpTo takes sync_mu_ before mu_)
+    CloseRetiredLocked();
+    sync_mu_.unlock();
+  }
   fd_ = nfd;
   segments_.push_back({first, last, closed});
   closed_checkpoints_[first] = std::move(checkpoints_);
@@ -1085,23 +1145,10 @@ Status AuditLog::FinishRotation(const std::string& dir) {
 Status AuditLog::ReadAll(const std::string& dir, std::vector<AuditEntry>* entries, std::vector<Hash>* leaves) {
   auto files = SegmentFiles(dir);
   if (!files.ok()) return files.status();
-  uint64_t relisted_at = UINT64_MAX;
+  TailFollower tail(dir);
   for (size_t k = 0; k < files->size(); ++k) {
-    const std::string file = (*files)[k];
     RecordReader reader;
-    FORYOU_RETURN_IF_ERROR(reader.Open(file));
-    if (reader.start().first != entries->size()) {
-      // Listed again once per entry: a segment with no records would loop.
-      const bool last = k + 1 == files->size() && relisted_at != entries->size();
-      auto relisted = last ? ListSegmentsClosedSince(dir, entries->size(), &*files) : false;
-      if (!relisted.ok()) return relisted.status();
-      relisted_at = entries->size();
-      if (*relisted) {
-        k = static_cast<size_t>(-1);  // the segments closed since, then `log` again
-        continue;
-      }
-      return Status::Corruption(fmt::format("{}: starts at entry {}, not {}", file, reader.start().first, entries->size()));
-    }
+    FORYOU_RETURN_IF_ERROR(tail.Open(&*files, &k, entries->size(), &reader));
     Record r;
     for (;;) {
       auto more = reader.Next(&r);
@@ -1231,24 +1278,13 @@ Status AuditLog::Verify(const std::string& dir, const SignedTreeHead* saved, Sig
   if (saved != nullptr && saved->tree_size == 0 && saved->root != current.root) {
     return Status::Corruption("saved tree head of an empty log has another root");
   }
-  uint64_t i = 0, relisted_at = UINT64_MAX;
+  uint64_t i = 0;
+  TailFollower tail(dir);
   for (size_t k = 0; k < files->size(); ++k) {
-    const std::string file = (*files)[k];
     RecordReader reader;
-    FORYOU_RETURN_IF_ERROR(reader.Open(file));
+    FORYOU_RETURN_IF_ERROR(tail.Open(&*files, &k, i, &reader));
+    const std::string file = (*files)[k];
     const auto& start = reader.start();
-    if (start.first != i) {
-      const bool last = k + 1 == files->size() && relisted_at != i;
-      auto relisted = last ? ListSegmentsClosedSince(dir, i, &*files) : false;
-      if (!relisted.ok()) return relisted.status();
-      relisted_at = i;
-      if (*relisted) {
-        k = static_cast<size_t>(-1);  // the segments closed since, then `log` again
-        continue;
-      }
-      return Status::Corruption(fmt::format("{}: starts at entry {}, but the segments before it end before entry {}",
-                                            file, start.first, i));
-    }
     if (i > 0) {
       // The header must be the head the previous segment ended at.
       if (start.frontier != tree.Frontier() || start.ts_ms != current.timestamp_ms || start.sig != current.signature) {

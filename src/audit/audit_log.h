@@ -258,7 +258,8 @@ class AuditLog {
   std::string dir_;
   int fd_ = -1;       // the active segment, opened for writing; guarded by mu_
   bool next_pending_ = false;     // a rotation's log.next -> log rename neither done nor undone (RotateLocked)
-  std::vector<int> retired_fds_;  // of closed segments, closed at destruction (a sync may still use one)
+  std::vector<int> retired_fds_;  // of closed segments a sync may still be using; guarded by mu_
+  void CloseRetiredLocked();
   std::string path_;  // the active segment
   uint64_t active_first_ = 0;     // its first entry; guarded by mu_
   uint64_t active_bytes_ = 0;     // its length; guarded by mu_

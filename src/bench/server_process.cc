@@ -66,17 +66,25 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& binary, c
 }
 
 CommandResult RunCommand(const std::vector<std::string>& args) {
+  CommandResult r;
+  char err_path[] = "/tmp/foryou-command-stderr-XXXXXX";
+  const int err_fd = mkstemp(err_path);
+  if (err_fd < 0) return r;
+  close(err_fd);
   std::string cmd;
   for (const auto& a : args) cmd += "'" + a + "' ";
-  cmd += "2>/dev/null";
-  CommandResult r;
+  cmd += "2>'" + std::string(err_path) + "'";
   FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (p != nullptr) {
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int status = pclose(p);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::ifstream err(err_path);
+    r.err.assign(std::istreambuf_iterator<char>(err), std::istreambuf_iterator<char>());
+  }
+  unlink(err_path);
   return r;
 }
 

@@ -12,11 +12,12 @@
 
 namespace foryou {
 
-// Runs a command to completion; returns its exit status and stdout (stderr
-// is discarded).
+// Runs a command to completion; returns its exit status, its stdout and its
+// stderr (kept apart, so a JSON stdout parses).
 struct CommandResult {
   int exit_code = -1;
   std::string out;
+  std::string err;
 };
 CommandResult RunCommand(const std::vector<std::string>& args);
 
