@@ -352,6 +352,46 @@ TEST(CrashPointsTest, AnAuditRotationWhoseLastRenameFailsIsUndoneAndRetried) {
   ASSERT_EQ(server->Terminate(), 0);
 }
 
+// The same, when the undo fails too: the appends go on in log.next, and the
+// next append renames it to `log` (FinishPendingRenameLocked). Nothing is
+// lost and nothing is truncated: before, the next rotation reopened
+// log.next with O_TRUNC and removed every entry since from disk.
+TEST(CrashPointsTest, AnAuditRotationWhoseRenameAndUndoFailIsFinishedByTheNextAppend) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  std::ofstream(dir.Sub("small-segments.toml")) << "[server]\naudit_segment_bytes = 2048\n";
+  const std::vector<std::string> args = {"--audit", "--config", dir.Sub("small-segments.toml")};
+  constexpr int kFeeds = 60;
+  {
+    setenv("FORYOU_FAIL_AT", "audit.rotate.stuck#1", 1);
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
+    unsetenv("FORYOU_FAIL_AT");
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
+                     "application/json")->status, 200);
+    for (int i = 0; i < kFeeds; ++i) {
+      auto r = c.Get(("/v1/feed?user_id=u" + std::to_string(i)).c_str());
+      ASSERT_TRUE(r);
+      ASSERT_EQ(r->status, 200) << r->body;
+    }
+    auto entries = c.Get("/v1/audit/entries?from=0&limit=1000");
+    ASSERT_TRUE(entries);
+    ASSERT_EQ(entries->status, 200) << entries->body;
+    EXPECT_GE(json::parse(entries->body)["entries"].size(), static_cast<size_t>(kFeeds));
+    EXPECT_TRUE(std::filesystem::exists(data + "/audit/log"));
+    EXPECT_FALSE(std::filesystem::exists(data + "/audit/log.next"));
+    ASSERT_EQ(server->Terminate(), 0);
+  }
+  EXPECT_GE(ClosedAuditSegments(data), 2u) << "rotations went on after the stuck one";
+  CommandResult verify = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", data});
+  ASSERT_EQ(verify.exit_code, 0) << verify.err;
+  EXPECT_GE(json::parse(verify.out)["tree_size"].get<uint64_t>(), static_cast<uint64_t>(kFeeds));
+  auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
+  ASSERT_NE(server, nullptr) << "the start after the stuck rotation refused";
+  ASSERT_EQ(server->Terminate(), 0);
+}
+
 // An auditor's tools on the log of a server that is serving: entries are
 // appended and segments rotate while `foryou audit verify` and `audit show`
 // read, and neither reports damage that is not there (the head the store

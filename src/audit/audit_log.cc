@@ -833,8 +833,10 @@ Status AuditLog::RotateLocked() {
     return Status::IOError(fmt::format("cannot close segment {}", closed));
   }
   CrashPoint("audit.rotate.closed");
-  const bool renamed = !FailPoint("audit.rotate.next_renamed") && ::rename(next.c_str(), path_.c_str()) == 0;
-  if (!renamed && ::rename(closed.c_str(), path_.c_str()) == 0) {
+  // Fault points: next_renamed fails step (4); stuck fails it and its undo.
+  const bool stuck = FailPoint("audit.rotate.stuck");
+  const bool renamed = !stuck && !FailPoint("audit.rotate.next_renamed") && ::rename(next.c_str(), path_.c_str()) == 0;
+  if (!renamed && !stuck && ::rename(closed.c_str(), path_.c_str()) == 0) {
     // Step (3) undone: the old file is `log` again and takes the appends,
     // and the next append retries the rotation. (Going on in log.next
     // instead left no `log` for readers, and the retry would truncate it.)
