@@ -229,11 +229,12 @@ std::string SegmentHeader(uint64_t first, const std::vector<Hash>& frontier, int
 
 std::string SegmentName(uint64_t first, uint64_t last) { return fmt::format("segment-{:016d}-{:016d}", first, last); }
 
-// The closed segments in `dir`, oldest first. Corruption when one is
-// missing: the oldest must hold entry 0, and each the entry after its
-// predecessor's last.
-Result<std::vector<std::pair<uint64_t, uint64_t>>> ListSegments(const std::string& dir) {
-  std::vector<std::pair<uint64_t, uint64_t>> out;
+using SegmentList = std::vector<std::pair<uint64_t, uint64_t>>;  // (first, last) entry of each
+
+// The closed segments' names in `dir`, sorted, as one directory listing
+// finds them.
+Result<SegmentList> ListSegmentNames(const std::string& dir) {
+  SegmentList out;
   std::error_code ec;
   for (const auto& de : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = de.path().filename().string();
@@ -246,8 +247,17 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> ListSegments(const std::strin
   }
   if (ec) return Status::IOError(fmt::format("cannot list {}: {}", dir, ec.message()));
   std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Corruption when a segment is missing or two overlap: the oldest must hold
+// entry 0, and each the entry after its predecessor's last. *whole (if not
+// null) is the number of segments before the first problem.
+Status CheckSegments(const std::string& dir, const SegmentList& segs, size_t* whole = nullptr) {
   uint64_t next = 0;
-  for (const auto& [first, last] : out) {
+  for (size_t k = 0; k < segs.size(); ++k) {
+    const auto [first, last] = segs[k];
+    if (whole != nullptr) *whole = k;
     if (first < next) {
       return Status::Corruption(fmt::format("audit log in {}: segment-{:016d}-{:016d} overlaps the segment before it "
                                             "(which ends at entry {}): a segment was copied or renamed",
@@ -259,7 +269,17 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> ListSegments(const std::strin
     }
     next = last + 1;
   }
-  return out;
+  if (whole != nullptr) *whole = segs.size();
+  return Status::OK();
+}
+
+// The closed segments in `dir`, oldest first; Corruption when one is
+// missing (CheckSegments). For the server's own open: nothing else renames.
+Result<SegmentList> ListSegments(const std::string& dir) {
+  auto segs = ListSegmentNames(dir);
+  if (!segs.ok()) return segs.status();
+  FORYOU_RETURN_IF_ERROR(CheckSegments(dir, *segs));
+  return segs;
 }
 
 // Splits a record's payload into the entry, the tree root and the signature.
@@ -320,14 +340,28 @@ std::string ActiveFile(const std::string& dir) {
   return dir + "/log";
 }
 
-// ListSegments for a reader beside a live server: a directory listing may
-// miss a segment that a rotation renames into place meanwhile (readdir of a
-// changing directory), which reads as a gap. A gap is listed again, up to
-// ten times; one that stays is reported.
-Result<std::vector<std::pair<uint64_t, uint64_t>>> ListSegmentsSettled(const std::string& dir) {
-  auto segs = ListSegments(dir);
-  for (int again = 0; again < 10 && !segs.ok() && segs.status().code() == StatusCode::kCorruption; ++again) {
-    segs = ListSegments(dir);
+// ListSegments for a reader beside a live server. readdir of a changing
+// directory may miss a segment that a rotation renames into place
+// meanwhile, so a listing can show a gap among the newest segments. A gap
+// is damage when a second listing is the same (nothing changed between
+// them); while the listings keep changing (ten of them), the segments
+// before the first gap are returned (each is in place), and the reader
+// lists again when the active file starts past them (TailFollower).
+Result<SegmentList> ListSegmentsSettled(const std::string& dir) {
+  auto segs = ListSegmentNames(dir);
+  for (int again = 0; segs.ok(); ++again) {
+    size_t whole = 0;
+    Status s = CheckSegments(dir, *segs, &whole);
+    if (s.ok()) return segs;
+    auto next = ListSegmentNames(dir);
+    if (!next.ok()) return next.status();
+    if (*next == *segs) return s;  // the same listing twice: the directory lacks it
+    segs = std::move(next);
+    if (again == 9) {
+      (void)CheckSegments(dir, *segs, &whole);
+      segs->resize(whole);
+      return segs;
+    }
   }
   return segs;
 }
