@@ -137,8 +137,12 @@ foryou::Status RequireStore(const std::string& data_dir) {
 // read as it is (its active file is still log.next) and left to the
 // server's next open to finish.
 foryou::Status RequireAuditLog(const std::string& data_dir) {
-  if (std::filesystem::exists(data_dir + "/audit/log") || std::filesystem::exists(data_dir + "/audit/log.next")) {
-    return foryou::Status::OK();
+  // log.next first: a rotation goes {log, log.next} -> {log.next} -> {log},
+  // so asking for `log` first could find neither between two renames.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (std::filesystem::exists(data_dir + "/audit/log.next") || std::filesystem::exists(data_dir + "/audit/log")) {
+      return foryou::Status::OK();
+    }
   }
   return foryou::Status::NotFound(fmt::format("{} holds no audit log (no {}/audit/log): check --data-dir", data_dir,
                                               data_dir));
