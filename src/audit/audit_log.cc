@@ -345,9 +345,11 @@ std::string ActiveFile(const std::string& dir) {
 // meanwhile, so a listing can show a gap among the newest segments. A gap
 // is damage when a second listing is the same (nothing changed between
 // them); while the listings keep changing (ten of them), the segments
-// before the first gap are returned (each is in place), and the reader
-// lists again when the active file starts past them (TailFollower).
-Result<SegmentList> ListSegmentsSettled(const std::string& dir) {
+// before the first gap are returned (each is in place; *shortened, if not
+// null, says what the gap was), and the reader lists again when the active
+// file starts past them (TailFollower).
+Result<SegmentList> ListSegmentsSettled(const std::string& dir, Status* shortened = nullptr) {
+  if (shortened != nullptr) *shortened = Status::OK();
   auto segs = ListSegmentNames(dir);
   for (int again = 0; segs.ok(); ++again) {
     size_t whole = 0;
@@ -358,7 +360,8 @@ Result<SegmentList> ListSegmentsSettled(const std::string& dir) {
     if (*next == *segs) return s;  // the same listing twice: the directory lacks it
     segs = std::move(next);
     if (again == 9) {
-      (void)CheckSegments(dir, *segs, &whole);
+      Status gap = CheckSegments(dir, *segs, &whole);
+      if (shortened != nullptr) *shortened = gap;
       segs->resize(whole);
       return segs;
     }
@@ -381,8 +384,10 @@ Result<std::vector<std::string>> SegmentFiles(const std::string& dir) {
 // when the active file starts past entry `next`, the segments closed since
 // are listed again. True (and *files is them, then the active one) if one
 // starts at `next`; false if none does (then the log is damaged).
-Result<bool> ListSegmentsClosedSince(const std::string& dir, uint64_t next, std::vector<std::string>* files) {
-  auto segs = ListSegmentsSettled(dir);
+// *shortened as in ListSegmentsSettled.
+Result<bool> ListSegmentsClosedSince(const std::string& dir, uint64_t next, std::vector<std::string>* files,
+                                     Status* shortened) {
+  auto segs = ListSegmentsSettled(dir, shortened);
   if (!segs.ok()) return segs.status();
   std::vector<std::string> since;
   for (const auto& [first, last] : *segs) {
@@ -415,21 +420,23 @@ class TailFollower {
       const std::string file = (*files)[*k];
       const bool last = *k + 1 == files->size();
       *reader = RecordReader();
+      // A failed open of the active file is listed again too: `log` may be
+      // gone between a rotation's renames (asking the file system whether
+      // it is would race the second rename).
       Status s = reader->Open(file);
-      std::error_code ec;
-      const bool gone = !s.ok() && last && !std::filesystem::exists(file, ec);
-      if (!s.ok() && !gone) return s;
+      if (!s.ok() && !last) return s;
       if (s.ok() && reader->start().first == next) return Status::OK();
       if (next != relisted_at_) relisted_at_ = next, relists_ = 0;
       if (last && relists_ < kMaxRelists) {
         if (relists_++ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        auto relisted = ListSegmentsClosedSince(dir_, next, files);
+        auto relisted = ListSegmentsClosedSince(dir_, next, files, &gap_);
         if (!relisted.ok()) return relisted.status();
         if (!*relisted) files->back() = ActiveFile(dir_);  // the listing may have missed the newest
         *k = *relisted ? 0 : *k;
         continue;
       }
-      if (gone) return s;
+      if (!gap_.ok()) return gap_;  // listings kept changing, and a gap stayed in them
+      if (!s.ok()) return s;
       return Status::Corruption(fmt::format("{}: starts at entry {}, but the segments before it end before entry {}",
                                             file, reader->start().first, next));
     }
@@ -440,6 +447,7 @@ class TailFollower {
   std::string dir_;
   uint64_t relisted_at_ = UINT64_MAX;
   int relists_ = 0;
+  Status gap_;  // the last listing's gap, when it was cut short at one
 };
 
 Status WriteKeyFile(const std::string& path, const std::string& bytes) {

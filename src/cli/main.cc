@@ -139,8 +139,10 @@ foryou::Status RequireStore(const std::string& data_dir) {
 foryou::Status RequireAuditLog(const std::string& data_dir) {
   // log.next first: a rotation goes {log, log.next} -> {log.next} -> {log},
   // so asking for `log` first could find neither between two renames.
+  std::error_code ec;
   for (int attempt = 0; attempt < 3; ++attempt) {
-    if (std::filesystem::exists(data_dir + "/audit/log.next") || std::filesystem::exists(data_dir + "/audit/log")) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (std::filesystem::exists(data_dir + "/audit/log.next", ec) || std::filesystem::exists(data_dir + "/audit/log", ec)) {
       return foryou::Status::OK();
     }
   }
