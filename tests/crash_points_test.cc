@@ -8,6 +8,7 @@
 #include <atomic>
 #include <thread>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -311,18 +312,20 @@ size_t ClosedAuditSegments(const std::string& data) {
   return n;
 }
 
-// A rotation whose last rename (log.next -> log) fails is undone: the full
-// segment is `log` again and takes the appends, readers of the log keep
-// reading it, and the next append's rotation succeeds. (Before, the log went
-// on in log.next, readers found no `log`, and the retry truncated log.next.)
-TEST(CrashPointsTest, AnAuditRotationWhoseLastRenameFailsIsUndoneAndRetried) {
+// A server with 2 KiB audit segments, started with FORYOU_FAIL_AT=`fault`
+// (one of the rotation's fault points), answers kFeeds feed requests; their
+// entries are readable over the API while it runs (`while_up` checks more
+// then), the log verifies after the stop with every one of them, rotations
+// went on, and the next start opens it.
+void ServeThroughAFailedRotation(const std::string& fault,
+                                 const std::function<void(const std::string& data, httplib::Client& c)>& while_up) {
   TempDir dir;
   const std::string data = dir.Sub("data");
   std::ofstream(dir.Sub("small-segments.toml")) << "[server]\naudit_segment_bytes = 2048\n";
   const std::vector<std::string> args = {"--audit", "--config", dir.Sub("small-segments.toml")};
   constexpr int kFeeds = 60;
   {
-    setenv("FORYOU_FAIL_AT", "audit.rotate.next_renamed#1", 1);
+    setenv("FORYOU_FAIL_AT", fault.c_str(), 1);
     auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
     unsetenv("FORYOU_FAIL_AT");
     ASSERT_NE(server, nullptr);
@@ -334,22 +337,31 @@ TEST(CrashPointsTest, AnAuditRotationWhoseLastRenameFailsIsUndoneAndRetried) {
       ASSERT_TRUE(r);
       ASSERT_EQ(r->status, 200) << r->body;
     }
-    EXPECT_EQ(c.Get("/healthz")->status, 200);
     auto entries = c.Get("/v1/audit/entries?from=0&limit=1000");
     ASSERT_TRUE(entries);
     ASSERT_EQ(entries->status, 200) << entries->body;
     EXPECT_GE(json::parse(entries->body)["entries"].size(), static_cast<size_t>(kFeeds));
+    while_up(data, c);
     ASSERT_EQ(server->Terminate(), 0);
   }
   EXPECT_FALSE(std::filesystem::exists(data + "/audit/log.next"));
-  const size_t segments = ClosedAuditSegments(data);
-  EXPECT_GE(segments, 2u) << "rotations went on after the failed one";
+  EXPECT_GE(ClosedAuditSegments(data), 2u) << "rotations went on after the failed one";
   CommandResult verify = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", data});
-  ASSERT_EQ(verify.exit_code, 0) << verify.out;
+  ASSERT_EQ(verify.exit_code, 0) << verify.err;
   EXPECT_GE(json::parse(verify.out)["tree_size"].get<uint64_t>(), static_cast<uint64_t>(kFeeds));
   auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
-  ASSERT_NE(server, nullptr) << "the start after the failed rename refused";
+  ASSERT_NE(server, nullptr) << "the start after the failed rotation refused";
   ASSERT_EQ(server->Terminate(), 0);
+}
+
+// A rotation whose last rename (log.next -> log) fails is undone: the full
+// segment is `log` again and takes the appends, readers of the log keep
+// reading it, and the next append's rotation succeeds. (Before, the log went
+// on in log.next, readers found no `log`, and the retry truncated log.next.)
+TEST(CrashPointsTest, AnAuditRotationWhoseLastRenameFailsIsUndoneAndRetried) {
+  ServeThroughAFailedRotation("audit.rotate.next_renamed#1", [](const std::string&, httplib::Client& c) {
+    EXPECT_EQ(c.Get("/healthz")->status, 200);
+  });
 }
 
 // The same, when the undo fails too: the appends go on in log.next, and the
@@ -357,39 +369,10 @@ TEST(CrashPointsTest, AnAuditRotationWhoseLastRenameFailsIsUndoneAndRetried) {
 // lost and nothing is truncated: before, the next rotation reopened
 // log.next with O_TRUNC and removed every entry since from disk.
 TEST(CrashPointsTest, AnAuditRotationWhoseRenameAndUndoFailIsFinishedByTheNextAppend) {
-  TempDir dir;
-  const std::string data = dir.Sub("data");
-  std::ofstream(dir.Sub("small-segments.toml")) << "[server]\naudit_segment_bytes = 2048\n";
-  const std::vector<std::string> args = {"--audit", "--config", dir.Sub("small-segments.toml")};
-  constexpr int kFeeds = 60;
-  {
-    setenv("FORYOU_FAIL_AT", "audit.rotate.stuck#1", 1);
-    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
-    unsetenv("FORYOU_FAIL_AT");
-    ASSERT_NE(server, nullptr);
-    httplib::Client c("127.0.0.1", server->port());
-    ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
-                     "application/json")->status, 200);
-    for (int i = 0; i < kFeeds; ++i) {
-      auto r = c.Get(("/v1/feed?user_id=u" + std::to_string(i)).c_str());
-      ASSERT_TRUE(r);
-      ASSERT_EQ(r->status, 200) << r->body;
-    }
-    auto entries = c.Get("/v1/audit/entries?from=0&limit=1000");
-    ASSERT_TRUE(entries);
-    ASSERT_EQ(entries->status, 200) << entries->body;
-    EXPECT_GE(json::parse(entries->body)["entries"].size(), static_cast<size_t>(kFeeds));
+  ServeThroughAFailedRotation("audit.rotate.stuck#1", [](const std::string& data, httplib::Client&) {
     EXPECT_TRUE(std::filesystem::exists(data + "/audit/log"));
     EXPECT_FALSE(std::filesystem::exists(data + "/audit/log.next"));
-    ASSERT_EQ(server->Terminate(), 0);
-  }
-  EXPECT_GE(ClosedAuditSegments(data), 2u) << "rotations went on after the stuck one";
-  CommandResult verify = RunCommand({FORYOU_BINARY, "audit", "verify", "--data-dir", data});
-  ASSERT_EQ(verify.exit_code, 0) << verify.err;
-  EXPECT_GE(json::parse(verify.out)["tree_size"].get<uint64_t>(), static_cast<uint64_t>(kFeeds));
-  auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
-  ASSERT_NE(server, nullptr) << "the start after the stuck rotation refused";
-  ASSERT_EQ(server->Terminate(), 0);
+  });
 }
 
 // An auditor's tools on the log of a server that is serving: entries are
