@@ -103,6 +103,45 @@ TEST(CrashPointsTest, AnErasureKilledBeforeItsScrubFinishesItAtTheNextStart) {
   }
 }
 
+// A plaintext erasure rewrites the log in two steps, writers going on during
+// the first. Killed between them, the erasure is not answered, but what the
+// first rewrote is durable: the next start finds the user gone and finishes
+// the compaction, so the id is in no file of the store.
+TEST(CrashPointsTest, APlaintextErasureKilledBetweenItsRewritesIsFinishedAtTheNextStart) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  {
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {});
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
+                     "application/json")->status, 200);
+    for (const char* user : {"victim-40d7", "keeper"}) {
+      const std::string ev = json{{"events", {{{"user_id", user}, {"video_id", "v1"}, {"type", "like"}}}}}.dump();
+      ASSERT_EQ(c.Post("/v1/events", ev, "application/json")->status, 200);
+    }
+    ASSERT_EQ(server->Terminate(), 0);
+  }
+  ASSERT_TRUE(AnyFileHolds(data, "victim-40d7"));
+  {
+    auto server = StartArmed("erase.between_rewrites", data, dir.path(), {});
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    auto r = c.Delete("/v1/users/victim-40d7");
+    EXPECT_TRUE(!r || r->status != 200) << "the server was to die before answering";
+    server->Kill9();
+  }
+  {
+    auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {});
+    ASSERT_NE(server, nullptr);
+    httplib::Client c("127.0.0.1", server->port());
+    EXPECT_EQ(c.Get("/v1/users/victim-40d7")->status, 404) << "the first rewrite was durable";
+    EXPECT_EQ(c.Get("/v1/users/keeper")->status, 200);
+    ASSERT_EQ(server->Terminate(), 0);
+  }
+  EXPECT_FALSE(AnyFileHolds(data, "victim-40d7")) << "the start finished the compaction the crash cut short";
+}
+
 // A record that is stored but fails to apply: the server refuses further
 // writes and reports unhealthy (fail-stop); the restart applies the record.
 TEST(CrashPointsTest, ARecordThatFailsToApplyStopsWritesUntilARestartAppliesIt) {

@@ -1112,6 +1112,7 @@ Status Engine::EraseUser(const std::string& user_id) {
 }
 
 Status Engine::Erase(const std::string& user_id) {
+  std::lock_guard one(one_erasure_mu_);
   auto write = LockWrites();
   // The queue is empty now: the table of homes its batches gave new users
   // (this one's id among them, possibly) empties too.
@@ -1175,40 +1176,65 @@ Status Engine::Erase(const std::string& user_id) {
   FORYOU_RETURN_IF_ERROR(snapshots_->RemoveAll());
   snapshot_seq_.store(0);
   // 1. The log: records that mention the user are rewritten without them.
-  // Sequence numbers stay (an emptied record stays, as an empty batch).
-  std::vector<std::pair<uint64_t, std::string>> rewrites;
+  // Sequence numbers stay (an emptied record stays, as an empty batch). The
+  // log as it is now is read and rewritten with writers going on (a whole
+  // log's read, and its compaction, would hold every write up): only an
+  // erasure changes a record (one at a time: one_erasure_mu_), and what is
+  // written meanwhile comes after `scanned`, rewritten in step 2.
+  const uint64_t scanned = store_->last_seq();
+  write.unlock();
   uint64_t personal = 0;  // records of personal data in the clear once rewritten (as a replay counts them)
-  FORYOU_RETURN_IF_ERROR(store_->Replay(1, [&](uint64_t seq, std::string_view data) {
+  FORYOU_RETURN_IF_ERROR(RewriteLogWithout(user_id, 1, scanned, &personal));
+  CrashPoint("erase.between_rewrites");
+  SyncPoint("erase.between_rewrites");
+  // 2. The records written meanwhile, writers held off this time, then the
+  // fence and the live state.
+  write = LockWrites();
+  FORYOU_RETURN_IF_ERROR(RewriteLogWithout(user_id, scanned + 1, UINT64_MAX, &personal));
+  CrashPoint("erase.before_unfence");
+  if (fences_.Has(FenceName(user_id))) {
+    // In a plaintext store the fence's key is the id itself: lifted after
+    // the rewrite (a crash must not leave the user unfenced and not erased);
+    // the compaction below takes its bytes off the disk too (after a crash,
+    // the start's: the rewrite's marker is stored before the lift).
+    FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, FenceName(user_id), false));
+  }
+  {
+    auto lock = LockStateForWrite();
+    ResetUser(*idx);
+    plaintext_personal_records_ = personal;
+  }
+  write.unlock();
+  // 3. The replaced bytes leave the disk: a flush and a compaction of the
+  // whole store, writers going on. The erasure is committed; a compaction
+  // that fails leaves its marker, and the next start compacts again.
+  if (Status s = store_->Scrub(); !s.ok()) spdlog::error("erasure: compacting the rewritten log: {}", s.ToString());
+  return Status::OK();
+}
+
+Status Engine::RewriteLogWithout(const std::string& user_id, uint64_t from, uint64_t to, uint64_t* personal) {
+  std::vector<std::pair<uint64_t, std::string>> rewrites;
+  FORYOU_RETURN_IF_ERROR(store_->Replay(from, [&](uint64_t seq, std::string_view data) {
+    if (seq > to) return Status::OK();
     LogRecord rec;
     FORYOU_RETURN_IF_ERROR(DecodeRecord(data, &rec));
     if (rec.kind == RecordKind::kUserHome && rec.user_id == user_id) {
       rewrites.emplace_back(seq, EncodeEventsRecord({}));
     } else if (rec.kind == RecordKind::kUserHome) {
-      ++personal;
+      ++*personal;
     } else if (rec.kind == RecordKind::kEvents) {
       std::vector<Event> kept;
       for (Event& e : rec.events) {
         if (e.user_id != user_id) kept.push_back(std::move(e));
       }
-      personal += !kept.empty();
+      *personal += !kept.empty();
       if (kept.size() != rec.events.size()) rewrites.emplace_back(seq, EncodeEventsRecord(kept));
     }
     return Status::OK();
   }));
-  FORYOU_RETURN_IF_ERROR(store_->Rewrite(rewrites));
-  CrashPoint("erase.before_unfence");
-  if (fences_.Has(FenceName(user_id))) {
-    // In a plaintext store the fence's key is the id itself: lifted after
-    // the rewrite (a crash must not leave the user unfenced and not erased),
-    // so its bytes need one more compaction to leave the disk.
-    FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, FenceName(user_id), false));
-    if (Status s = store_->Scrub(); !s.ok()) spdlog::error("erasure: compacting the lifted fence: {}", s.ToString());
-  }
-  // 2. Live state.
-  auto lock = LockStateForWrite();
-  ResetUser(*idx);
-  plaintext_personal_records_ = personal;
-  return Status::OK();
+  // Even with nothing to replace: the batch's scrub marker makes a start
+  // after a crash finish the compaction (the fence lifted after it, too).
+  return store_->Rewrite(rewrites);
 }
 
 std::unique_lock<std::shared_mutex> Engine::LockStateForWrite() {

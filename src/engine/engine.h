@@ -432,6 +432,10 @@ class Engine {
   void EraseClusterKeys(const std::vector<std::string>& names, const std::string& jurisdiction);
   void RetryClusterErasures();
   Status Erase(const std::string& user_id);
+  // Rewrites the log records in [from, to] that hold the user's events or
+  // home without them; counts into *personal the records that still hold
+  // someone's personal data in the clear. Plaintext erasure only.
+  Status RewriteLogWithout(const std::string& user_id, uint64_t from, uint64_t to, uint64_t* personal);
   Result<size_t> IngestClustered(const std::vector<Event>& events, const std::string& jurisdiction, bool batch_limit);
   // Runs `attempt` (a whole write: validate, append, apply) again while it
   // loses the race for the next sequence number to another replica.
@@ -596,6 +600,7 @@ class Engine {
   std::shared_ptr<ClusterLog> cluster_;  // null: embedded mode
   std::thread follower_, eraser_;
   std::mutex erase_mu_;
+  std::mutex one_erasure_mu_;  // one Erase at a time, taken before write_mu_: a plaintext erasure rewrites records with writers going on
   std::mutex erase_retry_mu_;  // one RetryClusterErasures at a time (the erase loop and Erase both call it)
   std::condition_variable erase_cv_;  // with erase_mu_: an erasure or a scrub is due
   bool erase_due_ = false, scrub_due_ = false;  // guarded by erase_mu_

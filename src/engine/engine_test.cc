@@ -4,7 +4,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <fstream>
 #include <map>
 #include <set>
@@ -13,6 +17,7 @@
 #include "engine/model_payload.h"
 #include "learning/signals.h"
 #include "storage/log_format.h"
+#include "util/crash_point.h"
 #include "util/temp_dir.h"
 
 namespace foryou {
@@ -638,6 +643,50 @@ TEST_F(EngineTest, ErasingAUserWhoOnlyAskedForFeedsForgetsWhatWasServed) {
   ASSERT_GE(served_before, 1u);
   EXPECT_EQ(engine_->EraseUser("only-looked-5c1e").code(), StatusCode::kNotFound) << "nothing of theirs is stored";
   EXPECT_EQ(engine_->ServedUsersForTest(), served_before - 1) << "the served list stayed in memory";
+}
+
+// A plaintext erasure reads and rewrites the whole log: with writers held
+// off for all of it, every client's writes stalled for as long (seconds on a
+// large store). Writes now go on while it rewrites what was there when it
+// began; what was written meanwhile, the user's own events included, is
+// rewritten after, with writers held.
+TEST_F(EngineTest, WritesGoOnWhileAPlaintextErasureRewritesTheLog) {
+  LoadWorld();
+  ASSERT_TRUE(engine_->IngestEvents({Ev("erase-me-91c2", "cats-0-1", EventType::kLike, kNow),
+                                     Play("keeper", "cars-0-2", 1.0, kNow)})
+                  .ok());
+  int reached = 0;
+  SetSyncPoint("erase.between_rewrites", [&] {
+    ++reached;
+    // On another thread, as a client's would be; the erasure waits for it.
+    auto write = std::async(std::launch::async, [&] {
+      return engine_->IngestEvents({Play("erase-me-91c2", "cars-0-2", 1.0, kNow),
+                                    Play("came-meanwhile", "cats-0-1", 1.0, kNow)});
+    });
+    if (write.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+      std::fprintf(stderr, "a write waited for the erasure's rewrite of the log\n");
+      std::_Exit(1);  // the write would never finish: fail rather than hang
+    }
+    EXPECT_TRUE(write.get().ok());
+  });
+  const Status erased = engine_->EraseUser("erase-me-91c2");
+  ClearSyncPoints();
+  ASSERT_TRUE(erased.ok()) << erased.ToString();
+  EXPECT_EQ(reached, 1);
+  EXPECT_EQ(engine_->GetUser("erase-me-91c2").status().code(), StatusCode::kNotFound)
+      << "the event written during the erasure is erased too";
+  EXPECT_TRUE(engine_->GetUser("came-meanwhile").ok());
+  EXPECT_TRUE(engine_->GetUser("keeper").ok());
+  engine_.reset();
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir_.path())) {
+    if (!f.is_regular_file()) continue;
+    std::ifstream in(f.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(bytes.find("erase-me-91c2"), std::string::npos) << f.path();
+  }
+  Reopen();
+  EXPECT_EQ(engine_->GetUser("erase-me-91c2").status().code(), StatusCode::kNotFound) << "after restart";
+  EXPECT_TRUE(engine_->GetUser("came-meanwhile").ok()) << "the write acknowledged during the erasure survives";
 }
 
 TEST_F(EngineTest, EraseRemovesTheUserFromStateLogAndRestart) {

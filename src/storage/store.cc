@@ -234,17 +234,20 @@ Result<std::optional<std::string>> Store::Get(uint64_t seq) const {
   return std::optional<std::string>(std::move(value));
 }
 
-std::vector<std::string> Store::ScrubMarkers() const {
+std::vector<std::string> Store::ScrubMarkers(bool keys_only) const {
+  // A compaction of the key table clears only the markers of deleted keys:
+  // a rewrite's marker stays until the whole store is compacted.
+  const std::string prefix = std::string(kScrubPrefix) + (keys_only ? "shred-" : "");
   std::vector<std::string> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
-  for (it->Seek(kScrubPrefix); it->Valid() && it->key().starts_with(kScrubPrefix); it->Next()) {
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     out.push_back(it->key().ToString());
   }
   return out;
 }
 
 Status Store::CompactAndClear(bool keys_only) {
-  const std::vector<std::string> markers = ScrubMarkers();
+  const std::vector<std::string> markers = ScrubMarkers(keys_only);
   rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
   if (!s.ok()) return Status::IOError(fmt::format("flush: {}", s.ToString()));
   rocksdb::CompactRangeOptions co;
@@ -329,7 +332,7 @@ Status Store::Rewrite(const std::vector<std::pair<uint64_t, std::string>>& recor
   wo.sync = true;
   rocksdb::Status s = db_->Write(wo, &batch);
   if (!s.ok()) return Status::IOError(fmt::format("rewrite log: {}", s.ToString()));
-  return Scrub();
+  return Status::OK();
 }
 
 Status Store::Scrub() { return CompactAndClear(/*keys_only=*/false); }

@@ -143,8 +143,10 @@ class Store {
   Status Replay(uint64_t from_seq, const std::function<Status(uint64_t, std::string_view)>& fn) const;
 
   // Replaces existing records (same sequence numbers) in one durable, atomic
-  // batch, then flushes and compacts so that the replaced bytes leave the
-  // disk. For erasure only: everything else is append-only.
+  // batch with a scrub marker. The replaced bytes are still on disk until
+  // the caller's Scrub (or, after a crash, the next Open's): the caller
+  // runs it without holding locks others wait on. Appends go on meanwhile.
+  // For erasure only: everything else is append-only.
   Status Rewrite(const std::vector<std::pair<uint64_t, std::string>>& records);
   // Flushes and compacts everything, so that overwritten and deleted values
   // leave the disk.
@@ -156,7 +158,8 @@ class Store {
 
  private:
   Store() = default;
-  std::vector<std::string> ScrubMarkers() const;
+  // The scrub markers left (keys_only: those of deleted keys only).
+  std::vector<std::string> ScrubMarkers(bool keys_only = false) const;
   // Flush and compact (the key table or everything), then clear the scrub
   // markers that were there before.
   Status CompactAndClear(bool keys_only);

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <map>
 #include <string>
 
 namespace foryou {
@@ -32,6 +33,30 @@ bool FailPoint(std::string_view name) {
   static std::atomic<long> fired{0};
   if (armed.name.empty() || armed.name != name) return false;
   return armed.limit < 0 || fired.fetch_add(1) < armed.limit;
+}
+
+namespace {
+std::atomic<bool> sync_points_set{false};
+std::map<std::string, std::function<void()>, std::less<>>& SyncPoints() {
+  static auto* points = new std::map<std::string, std::function<void()>, std::less<>>;
+  return *points;
+}
+}  // namespace
+
+void SyncPoint(std::string_view name) {
+  if (!sync_points_set.load(std::memory_order_relaxed)) return;
+  auto it = SyncPoints().find(name);
+  if (it != SyncPoints().end()) it->second();
+}
+
+void SetSyncPoint(std::string_view name, std::function<void()> fn) {
+  SyncPoints().insert_or_assign(std::string(name), std::move(fn));
+  sync_points_set.store(true);
+}
+
+void ClearSyncPoints() {
+  sync_points_set.store(false);
+  SyncPoints().clear();
 }
 
 }  // namespace foryou
