@@ -636,6 +636,9 @@ Status Engine::LiftStaleFences() {
     spdlog::warn("lifting the fence of a user erased here (the erasure ended a migration; a crash came before it "
                  "lifted the fence)");
     FORYOU_RETURN_IF_ERROR(fences_.Set(*store_, name, false));
+    // In a plaintext store the fence's key is the user id: it leaves the
+    // disk too (the Open that finished an interrupted scrub ran before this).
+    if (keyring_ == nullptr) FORYOU_RETURN_IF_ERROR(store_->Scrub());
   }
   return Status::OK();
 }
@@ -1112,7 +1115,7 @@ Status Engine::EraseUser(const std::string& user_id) {
 }
 
 Status Engine::Erase(const std::string& user_id) {
-  std::lock_guard one(one_erasure_mu_);
+  std::unique_lock one(one_erasure_mu_);
   auto write = LockWrites();
   // The queue is empty now: the table of homes its batches gave new users
   // (this one's id among them, possibly) empties too.
@@ -1161,6 +1164,7 @@ Status Engine::Erase(const std::string& user_id) {
     CrashPoint("erase.before_scrub");
     if (plaintext_personal_records_ == 0) {
       write.unlock();  // the compaction need not hold up writers
+      one.unlock();    // nor other erasures
       if (cluster_ != nullptr) RetryClusterErasures();
       // The erasure is committed (the keys are deleted); a failed compaction
       // only delays when their bytes leave the disk.
@@ -1171,8 +1175,12 @@ Status Engine::Erase(const std::string& user_id) {
   }
   // 0. Snapshots hold the user in the clear: they go first (a crash after
   // the rewrite below must not leave a snapshot that brings the user back),
-  // and none is written until the user is gone from the state.
+  // and none is written until the user is gone from the state. A snapshot
+  // being written is waited for with writes going on (it takes seconds on a
+  // large store), so snapshot_mu_ before write_mu_.
+  write.unlock();
   std::lock_guard snap(snapshot_mu_);
+  write = LockWrites();
   FORYOU_RETURN_IF_ERROR(snapshots_->RemoveAll());
   snapshot_seq_.store(0);
   // 1. The log: records that mention the user are rewritten without them.
@@ -1183,6 +1191,10 @@ Status Engine::Erase(const std::string& user_id) {
   // written meanwhile comes after `scanned`, rewritten in step 2.
   const uint64_t scanned = store_->last_seq();
   write.unlock();
+  // From here until the user leaves the state, a failure can leave their
+  // earlier events out of the log and the user whole in memory: no snapshot
+  // may keep them until an erasure of theirs finishes (WriteSnapshot).
+  unfinished_erasures_.insert(user_id);
   uint64_t personal = 0;  // records of personal data in the clear once rewritten (as a replay counts them)
   FORYOU_RETURN_IF_ERROR(RewriteLogWithout(user_id, 1, scanned, &personal));
   CrashPoint("erase.between_rewrites");
@@ -1190,7 +1202,8 @@ Status Engine::Erase(const std::string& user_id) {
   // 2. The records written meanwhile, writers held off this time, then the
   // fence and the live state.
   write = LockWrites();
-  FORYOU_RETURN_IF_ERROR(RewriteLogWithout(user_id, scanned + 1, UINT64_MAX, &personal));
+  FORYOU_RETURN_IF_ERROR(FailPoint("erase.second_rewrite") ? Status::IOError("injected fault (FORYOU_FAIL_AT)")
+                                                           : RewriteLogWithout(user_id, scanned + 1, UINT64_MAX, &personal));
   CrashPoint("erase.before_unfence");
   if (fences_.Has(FenceName(user_id))) {
     // In a plaintext store the fence's key is the id itself: lifted after
@@ -1204,6 +1217,7 @@ Status Engine::Erase(const std::string& user_id) {
     ResetUser(*idx);
     plaintext_personal_records_ = personal;
   }
+  unfinished_erasures_.erase(user_id);
   write.unlock();
   // 3. The replaced bytes leave the disk: a flush and a compaction of the
   // whole store, writers going on. The erasure is committed; a compaction

@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -600,7 +601,11 @@ class Engine {
   std::shared_ptr<ClusterLog> cluster_;  // null: embedded mode
   std::thread follower_, eraser_;
   std::mutex erase_mu_;
-  std::mutex one_erasure_mu_;  // one Erase at a time, taken before write_mu_: a plaintext erasure rewrites records with writers going on
+  std::mutex one_erasure_mu_;  // one Erase at a time, taken before snapshot_mu_ and write_mu_: a plaintext erasure rewrites records with writers going on
+  // Users whose plaintext erasure rewrote part of the log and failed before
+  // they left the state: no snapshot is written while any is left (guarded
+  // by snapshot_mu_).
+  std::set<std::string> unfinished_erasures_;
   std::mutex erase_retry_mu_;  // one RetryClusterErasures at a time (the erase loop and Erase both call it)
   std::condition_variable erase_cv_;  // with erase_mu_: an erasure or a scrub is due
   bool erase_due_ = false, scrub_due_ = false;  // guarded by erase_mu_

@@ -581,6 +581,14 @@ void Engine::SnapshotLoop() {
 
 Status Engine::WriteSnapshot() {
   std::lock_guard snap(snapshot_mu_);
+  if (!unfinished_erasures_.empty()) {
+    // The log no longer holds their earlier events; the state still does.
+    // (Not naming them: a log line must not keep an erased id.)
+    return Status::Unavailable(fmt::format(
+        "{} erasure(s) failed half way: no snapshot until each DELETE /v1/users/{{id}} that failed is retried and "
+        "succeeds, or the server restarts",
+        unfinished_erasures_.size()));
+  }
   // A write that fails (a full disk) leaves no temporaries behind.
   struct Cleanup {
     SnapshotFiles* files;

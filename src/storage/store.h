@@ -145,7 +145,8 @@ class Store {
   // Replaces existing records (same sequence numbers) in one durable, atomic
   // batch with a scrub marker. The replaced bytes are still on disk until
   // the caller's Scrub (or, after a crash, the next Open's): the caller
-  // runs it without holding locks others wait on. Appends go on meanwhile.
+  // runs it without holding locks writers wait on. Appends wait only for
+  // the batch.
   // For erasure only: everything else is append-only.
   Status Rewrite(const std::vector<std::pair<uint64_t, std::string>>& records);
   // Flushes and compacts everything, so that overwritten and deleted values
