@@ -689,6 +689,31 @@ TEST_F(EngineTest, WritesGoOnWhileAPlaintextErasureRewritesTheLog) {
   EXPECT_TRUE(engine_->GetUser("came-meanwhile").ok()) << "the write acknowledged during the erasure survives";
 }
 
+// A feed ranks under the shared lock and records its page as served after
+// it. An erasure of the user in between must not be undone by that record:
+// the page is dropped (the feed saw an erasure counter move), so the erased
+// user leaves no served list behind.
+TEST_F(EngineTest, AnErasureBetweenAFeedsRankingAndItsRecordLeavesNoServedList) {
+  LoadWorld();
+  ASSERT_TRUE(engine_->IngestEvents({Ev("racer-2d4e", "cats-0-1", EventType::kLike, kNow)}).ok());
+  const size_t served_before = engine_->ServedUsersForTest();
+  int reached = 0;
+  SetSyncPoint("feed.before_record_served", [&] {
+    if (reached++ == 0) {
+      EXPECT_TRUE(engine_->EraseUser("racer-2d4e").ok());
+    }
+  });
+  auto feed = engine_->Feed(FeedRequest{"racer-2d4e", 5, ""});
+  ClearSyncPoints();
+  ASSERT_TRUE(feed.ok());
+  EXPECT_EQ(reached, 1);
+  EXPECT_EQ(engine_->GetUser("racer-2d4e").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(engine_->ServedUsersForTest(), served_before) << "the feed recorded its page for an erased user";
+  // Without an erasure in between, the next feed's page is recorded again.
+  ASSERT_TRUE(engine_->Feed(FeedRequest{"racer-2d4e", 5, ""}).ok());
+  EXPECT_EQ(engine_->ServedUsersForTest(), served_before + 1);
+}
+
 TEST_F(EngineTest, EraseRemovesTheUserFromStateLogAndRestart) {
   LoadWorld();
   ASSERT_TRUE(engine_->IngestEvents({Ev("erase-me-7f3a", "cats-0-1", EventType::kLike, kNow),

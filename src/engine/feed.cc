@@ -15,6 +15,7 @@
 #include "engine/engine_state.h"
 #include "ranking/reranker.h"
 #include "util/coding.h"
+#include "util/crash_point.h"
 
 namespace foryou {
 
@@ -378,6 +379,7 @@ Result<FeedResponse> Engine::Feed(const FeedRequest& req, FeedTrace* trace) {
       if (!rc[pick.candidate].served) page_videos.push_back(v);  // already remembered otherwise
     }
   }
+  SyncPoint("feed.before_record_served");
   RecordServed(req.user_id, page_videos, walk_next, erasures);
   Lap(trace, &FeedTrace::explain_ns, &t);
   return resp;
