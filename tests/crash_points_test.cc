@@ -35,6 +35,26 @@ bool AnyFileHolds(const std::string& dir, const std::string& needle, const std::
   return false;
 }
 
+// For a failure message: each file under `dir`, its size, and where the
+// first and last 24 bytes of `needle` are in it (a needle split by a
+// format's framing, or hidden by compression, shows here).
+std::string WhereIs(const std::string& dir, const std::string& needle) {
+  std::string out;
+  const std::string head = needle.substr(0, 24), tail = needle.substr(needle.size() - 24);
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!f.is_regular_file()) continue;
+    std::ifstream in(f.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto at = [&](const std::string& part) {
+      const size_t pos = bytes.find(part);
+      return pos == std::string::npos ? std::string("-") : std::to_string(pos);
+    };
+    out += "\n  " + f.path().string() + " (" + std::to_string(bytes.size()) + " bytes): whole " + at(needle) +
+           ", head " + at(head) + ", tail " + at(tail);
+  }
+  return out;
+}
+
 std::vector<std::string> WrappedKeys(const std::string& dir) {
   std::vector<std::string> keys;
   std::unique_ptr<Store> store;
@@ -96,12 +116,16 @@ TEST(CrashPointsTest, AnErasureKilledBeforeItsScrubFinishesItAtTheNextStart) {
   // Which bytes are on disk, before this test opens the store itself (an
   // open would finish a scrub left undone, hiding a server that did not).
   std::vector<bool> on_disk;
-  for (const std::string& key : before) on_disk.push_back(AnyFileHolds(data, key));
+  std::vector<std::string> where;
+  for (const std::string& key : before) {
+    on_disk.push_back(AnyFileHolds(data, key));
+    where.push_back(WhereIs(data, key));
+  }
   const std::vector<std::string> after = WrappedKeys(data);
   ASSERT_EQ(after.size(), 1u);
   for (size_t i = 0; i < before.size(); ++i) {
     const bool live = before[i] == after[0];
-    EXPECT_EQ(on_disk[i], live) << (live ? "the keeper's key stays" : "the victim's key left the disk");
+    EXPECT_EQ(on_disk[i], live) << (live ? "the keeper's key stays" : "the victim's key left the disk") << where[i];
   }
 }
 
