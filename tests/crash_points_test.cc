@@ -9,6 +9,7 @@
 #include <thread>
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -66,6 +67,17 @@ std::vector<std::string> WrappedKeys(const std::string& dir) {
   return keys;
 }
 
+// Posts video v1 and a like of it by each user (one batch each), asserting
+// every answer is 200 (callers wrap it in ASSERT_NO_FATAL_FAILURE).
+void PostLikes(httplib::Client& c, std::initializer_list<const char*> users) {
+  ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
+                   "application/json")->status, 200);
+  for (const char* user : users) {
+    const std::string ev = json{{"events", {{{"user_id", user}, {"video_id", "v1"}, {"type", "like"}}}}}.dump();
+    ASSERT_EQ(c.Post("/v1/events", ev, "application/json")->status, 200);
+  }
+}
+
 // Starts a server with FORYOU_CRASH_AT=point in its environment.
 std::unique_ptr<ServerProcess> StartArmed(const std::string& point, const std::string& data, const std::string& logs,
                                           const std::vector<std::string>& extra) {
@@ -84,12 +96,7 @@ TEST(CrashPointsTest, AnErasureKilledBeforeItsScrubFinishesItAtTheNextStart) {
     auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), args);
     ASSERT_NE(server, nullptr);
     httplib::Client c("127.0.0.1", server->port());
-    ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
-                     "application/json")->status, 200);
-    for (const char* user : {"victim", "keeper"}) {
-      const std::string ev = json{{"events", {{{"user_id", user}, {"video_id", "v1"}, {"type", "like"}}}}}.dump();
-      ASSERT_EQ(c.Post("/v1/events", ev, "application/json")->status, 200);
-    }
+    ASSERT_NO_FATAL_FAILURE(PostLikes(c, {"victim", "keeper"}));
     ASSERT_EQ(server->Terminate(), 0);
   }
   const std::vector<std::string> before = WrappedKeys(data);
@@ -140,12 +147,7 @@ TEST(CrashPointsTest, APlaintextErasureKilledBetweenItsRewritesIsFinishedAtTheNe
     auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {});
     ASSERT_NE(server, nullptr);
     httplib::Client c("127.0.0.1", server->port());
-    ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
-                     "application/json")->status, 200);
-    for (const char* user : {"victim-40d7", "keeper"}) {
-      const std::string ev = json{{"events", {{{"user_id", user}, {"video_id", "v1"}, {"type", "like"}}}}}.dump();
-      ASSERT_EQ(c.Post("/v1/events", ev, "application/json")->status, 200);
-    }
+    ASSERT_NO_FATAL_FAILURE(PostLikes(c, {"victim-40d7", "keeper"}));
     ASSERT_EQ(server->Terminate(), 0);
   }
   ASSERT_TRUE(AnyFileHolds(data, "victim-40d7"));
@@ -175,20 +177,13 @@ TEST(CrashPointsTest, APlaintextErasureKilledBetweenItsRewritesIsFinishedAtTheNe
 TEST(CrashPointsTest, APlaintextErasureThatFailsHalfWayLeavesNoSnapshotOfTheUser) {
   TempDir dir;
   const std::string data = dir.Sub("data");
-  const auto like = [](const char* user) {
-    return json{{"events", {{{"user_id", user}, {"video_id", "v1"}, {"type", "like"}}}}}.dump();
-  };
   {
     setenv("FORYOU_FAIL_AT", "erase.second_rewrite#1", 1);
     auto server = ServerProcess::Start(FORYOU_BINARY, data, dir.path(), {});
     unsetenv("FORYOU_FAIL_AT");
     ASSERT_NE(server, nullptr);
     httplib::Client c("127.0.0.1", server->port());
-    ASSERT_EQ(c.Post("/v1/videos", R"({"videos":[{"id":"v1","creator_id":"c","duration_ms":1000}]})",
-                     "application/json")->status, 200);
-    for (const char* user : {"victim-8e21", "keeper", "retried-3b9f"}) {
-      ASSERT_EQ(c.Post("/v1/events", like(user), "application/json")->status, 200);
-    }
+    ASSERT_NO_FATAL_FAILURE(PostLikes(c, {"victim-8e21", "keeper", "retried-3b9f"}));
     auto failed = c.Delete("/v1/users/victim-8e21");
     ASSERT_TRUE(failed);
     EXPECT_GE(failed->status, 500) << failed->body;

@@ -26,6 +26,18 @@ namespace {
 constexpr int64_t kNow = 1'800'000'000'000;  // fixed "now" for every test
 constexpr int64_t kDay = 86'400'000;
 
+// The files under `dir` whose bytes contain `needle`.
+std::vector<std::string> FilesHolding(const std::string& dir, const std::string& needle) {
+  std::vector<std::string> out;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!f.is_regular_file()) continue;
+    std::ifstream in(f.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    if (bytes.find(needle) != std::string::npos) out.push_back(f.path().string());
+  }
+  return out;
+}
+
 // A small world: 4 topics x 2 creators each x 6 videos, all a month old.
 std::vector<Video> Catalog() {
   std::vector<Video> out;
@@ -678,12 +690,7 @@ TEST_F(EngineTest, WritesGoOnWhileAPlaintextErasureRewritesTheLog) {
   EXPECT_TRUE(engine_->GetUser("came-meanwhile").ok());
   EXPECT_TRUE(engine_->GetUser("keeper").ok());
   engine_.reset();
-  for (const auto& f : std::filesystem::recursive_directory_iterator(dir_.path())) {
-    if (!f.is_regular_file()) continue;
-    std::ifstream in(f.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), {});
-    EXPECT_EQ(bytes.find("erase-me-91c2"), std::string::npos) << f.path();
-  }
+  for (const std::string& path : FilesHolding(dir_.path(), "erase-me-91c2")) ADD_FAILURE() << path << " holds the id";
   Reopen();
   EXPECT_EQ(engine_->GetUser("erase-me-91c2").status().code(), StatusCode::kNotFound) << "after restart";
   EXPECT_TRUE(engine_->GetUser("came-meanwhile").ok()) << "the write acknowledged during the erasure survives";
@@ -732,12 +739,7 @@ TEST_F(EngineTest, EraseRemovesTheUserFromStateLogAndRestart) {
   EXPECT_EQ(engine_->EraseUser("erase-me-7f3a").code(), StatusCode::kNotFound);
   // Nothing of the user is left in the store's files.
   engine_.reset();
-  for (const auto& f : std::filesystem::recursive_directory_iterator(dir_.path())) {
-    if (!f.is_regular_file()) continue;
-    std::ifstream in(f.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), {});
-    EXPECT_EQ(bytes.find("erase-me-7f3a"), std::string::npos) << f.path();
-  }
+  for (const std::string& path : FilesHolding(dir_.path(), "erase-me-7f3a")) ADD_FAILURE() << path << " holds the id";
   Reopen();
   EXPECT_EQ(engine_->GetUser("erase-me-7f3a").status().code(), StatusCode::kNotFound) << "after restart";
   EXPECT_EQ(engine_->GetUser("keeper")->event_counts[1].second, 1u);
@@ -773,13 +775,7 @@ class EncryptedEngineTest : public ::testing::Test {
   }
   bool AnyFileContains(const std::string& needle) {
     engine_.reset();
-    bool found = false;
-    for (const auto& f : std::filesystem::recursive_directory_iterator(dir_.path())) {
-      if (!f.is_regular_file()) continue;
-      std::ifstream in(f.path(), std::ios::binary);
-      std::string bytes((std::istreambuf_iterator<char>(in)), {});
-      found |= bytes.find(needle) != std::string::npos;
-    }
+    const bool found = !FilesHolding(dir_.path(), needle).empty();
     Reopen();
     return found;
   }
